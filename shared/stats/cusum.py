@@ -1,0 +1,644 @@
+"""CUSUM charts: tabular CUSUM on z-scores, Bernoulli CUSUM per verdict, risk-adjusted CUSUM.
+
+Tabular (two-sided) CUSUM on standardized subgroup points ``z_t`` (e.g. from
+:func:`shared.stats.pchart.standardize`), with reference value k and decision interval h in
+sigma units (Page 1954; Montgomery §9.1)::
+
+    C⁺_t = max(0, C⁺_(t-1) + z_t - k)      signal when C⁺_t > h  (rate went up)
+    C⁻_t = max(0, C⁻_(t-1) - z_t - k)      signal when C⁻_t > h  (rate went down)
+
+k = δ/2 is tuned to a shift of δ sigmas; k = 0.5 with h = 4 or 5 gives in-control ARLs of
+about 168 or 465 subgroups (see :mod:`shared.stats.arl`).
+
+Bernoulli CUSUM (Reynolds & Stoumbos 1999), one verdict at a time, X_t = 1 if the decision
+was found incorrect.  It is the log-likelihood-ratio CUSUM for p0 → p1 (p1 > p0)::
+
+    W_t = X_t ln(p1/p0) + (1 - X_t) ln((1-p1)/(1-p0)) = c (X_t - γ)
+    c = ln(p1 (1-p0) / (p0 (1-p1))),   γ = ln((1-p0)/(1-p1)) / c,   p0 < γ < p1
+    B_t = max(0, B_(t-1) + X_t - γ)        signal when B_t >= h
+
+As in Reynolds & Stoumbos, the chart runs on an integer lattice: γ is represented as the
+fraction g/m (g = ``resolution``, m ≈ g/γ; by default the smallest g that gets within 1%
+of γ), the statistic is S = m B, an incorrect verdict adds ``m - g`` and a correct one
+subtracts ``g``, and the decision interval is the integer ``limit`` (h = limit/m).  The arithmetic is exact (integers), the state is two ints,
+and the in-control ARL is computed exactly by a Markov chain on the lattice (no simulation,
+no approximation beyond the rounding of γ).  The rounding makes the chart exactly the
+optimal CUSUM for a slightly different alternative, reported as ``p1_effective``; raise
+``resolution`` to bring it closer to p1.  :func:`choose_h` picks the smallest decision
+interval whose in-control ARL reaches a target.
+
+Risk-adjusted Bernoulli CUSUM (Steiner, Cook, Farewell & Treasure 2000): each verdict comes
+with its expected error probability p_t (from a risk model: policy severity, content type,
+moderator tenure...); the alternative is an odds-ratio shift R::
+
+    W_t = ln( R / (1 - p_t + R p_t) )   if the decision was incorrect
+    W_t = ln( 1 / (1 - p_t + R p_t) )   if it was correct
+    X_t = max(0, X_(t-1) + W_t)          signal when X_t >= h
+
+With a constant p_t = p0 it reduces to the Bernoulli CUSUM (in LLR units) for
+p1 = R p0 / (1 - p0 + R p0).  Its ARL depends on the mix of p_t; use
+:func:`shared.stats.arl.simulate_arl` with a realistic mix to choose h.
+
+References:
+    Page, E. S. (1954). Continuous inspection schemes. Biometrika 41, 100-115.
+    Reynolds, M. R. Jr. & Stoumbos, Z. G. (1999). A CUSUM chart for monitoring a
+    proportion when inspecting continuously. Journal of Quality Technology 31, 87-108.
+    Steiner, S. H., Cook, R. J., Farewell, V. T. & Treasure, T. (2000). Monitoring surgical
+    performance using risk-adjusted cumulative sum charts. Biostatistics 1, 441-452.
+    Montgomery, D. C. Introduction to Statistical Quality Control, 6th ed., §9.1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg, optimize
+
+from shared.stats import _serde
+from shared.stats._checks import (
+    check_count,
+    check_finite,
+    check_open_probability,
+    check_positive,
+)
+from shared.stats.errors import StateFormatError, StatsError
+
+__all__ = [
+    "BernoulliCusum",
+    "BernoulliCusumDesign",
+    "BernoulliCusumPoint",
+    "CusumPoint",
+    "CusumState",
+    "RiskAdjustedCusum",
+    "RiskAdjustedPoint",
+    "bernoulli_cusum",
+    "bernoulli_cusum_arl",
+    "choose_h",
+    "cusum",
+    "llr_gamma",
+    "risk_adjusted_cusum",
+]
+
+DEFAULT_K = 0.5
+DEFAULT_H = 5.0
+
+
+def _restore_error(exc: StatsError) -> StateFormatError:
+    return exc if isinstance(exc, StateFormatError) else StateFormatError(str(exc))
+
+
+# --------------------------------------------------------------------------------------------
+# Tabular CUSUM on standardized points
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CusumPoint:
+    """The two one-sided CUSUMs after one standardized point."""
+
+    t: int
+    upper: float
+    """C⁺_t (accumulates increases of the error rate)."""
+    lower: float
+    """C⁻_t (accumulates decreases), as a non-negative number."""
+    upper_signal: bool
+    lower_signal: bool
+
+    @property
+    def signal(self) -> bool:
+        """Either side beyond h."""
+        return self.upper_signal or self.lower_signal
+
+
+class CusumState:
+    """O(1) two-sided tabular CUSUM on z-scores (see the module docstring).
+
+    Args:
+        k: reference value in sigma units (half the shift to detect).
+        h: decision interval in sigma units.
+    """
+
+    __slots__ = ("h", "k", "lower", "t", "upper")
+
+    KIND = "cusum"
+
+    def __init__(
+        self,
+        k: float = DEFAULT_K,
+        h: float = DEFAULT_H,
+        *,
+        upper: float = 0.0,
+        lower: float = 0.0,
+        t: int = 0,
+    ) -> None:
+        check_finite("k", k)
+        if k < 0.0:
+            raise StatsError(f"k must be >= 0, got {k}")
+        check_positive("h", h)
+        if upper < 0.0 or lower < 0.0 or t < 0:
+            raise StatsError("upper, lower and t must be >= 0")
+        self.k = k
+        self.h = h
+        self.upper = upper
+        self.lower = lower
+        self.t = t
+
+    def update(self, z: float) -> CusumPoint:
+        """Add one standardized point."""
+        check_finite("z", z)
+        self.upper = max(0.0, self.upper + z - self.k)
+        self.lower = max(0.0, self.lower - z - self.k)
+        self.t += 1
+        return CusumPoint(self.t, self.upper, self.lower, self.upper > self.h, self.lower > self.h)
+
+    def reset(self) -> None:
+        """Restart both sides at 0 (e.g. after a signal has been handled)."""
+        self.upper = 0.0
+        self.lower = 0.0
+        self.t = 0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            **_serde.header(self.KIND),
+            "k": self.k,
+            "h": self.h,
+            "hi": self.upper,
+            "lo": self.lower,
+            "t": self.t,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> CusumState:
+        """Inverse of :meth:`to_dict`."""
+        _serde.check_header(data, cls.KIND)
+        try:
+            return cls(
+                _serde.get_float(data, "k"),
+                _serde.get_float(data, "h"),
+                upper=_serde.get_float(data, "hi"),
+                lower=_serde.get_float(data, "lo"),
+                t=_serde.get_int(data, "t"),
+            )
+        except StatsError as exc:
+            raise _restore_error(exc) from exc
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CusumState):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CusumState(k={self.k}, h={self.h}, upper={self.upper}, lower={self.lower}, t={self.t})"
+
+
+def cusum(points: Iterable[float], k: float = DEFAULT_K, h: float = DEFAULT_H) -> list[CusumPoint]:
+    """Batch tabular CUSUM over z-scores (identical to feeding :class:`CusumState`)."""
+    state = CusumState(k, h)
+    return [state.update(z) for z in points]
+
+
+# --------------------------------------------------------------------------------------------
+# Bernoulli CUSUM
+# --------------------------------------------------------------------------------------------
+
+
+def llr_gamma(p0: float, p1: float) -> tuple[float, float]:
+    """``(c, γ)`` of the Bernoulli LLR: ``W = c (X - γ)`` for the shift p0 → p1 (p1 > p0)."""
+    check_open_probability("p0", p0)
+    check_open_probability("p1", p1)
+    if not p1 > p0:
+        raise StatsError(f"the Bernoulli CUSUM detects increases: need p1 > p0, got {p0}, {p1}")
+    c = math.log(p1 * (1.0 - p0) / (p0 * (1.0 - p1)))
+    gamma = math.log((1.0 - p0) / (1.0 - p1)) / c
+    return c, gamma
+
+
+def _p1_for_gamma(p0: float, gamma: float) -> float:
+    """The p1 > p0 whose LLR reference value is ``gamma`` (p0 < gamma < 1)."""
+
+    def excess(p1: float) -> float:
+        return llr_gamma(p0, p1)[1] - gamma
+
+    lo = p0 + (1.0 - p0) * 1e-12
+    hi = 1.0 - (1.0 - p0) * 1e-12
+    return float(optimize.brentq(excess, lo, hi, xtol=1e-15, rtol=1e-14))
+
+
+@dataclass(frozen=True, slots=True)
+class BernoulliCusumDesign:
+    """Parameters of a Bernoulli CUSUM on its integer lattice.
+
+    Attributes:
+        p0: in-control error proportion.
+        p1: the error proportion the chart is tuned to detect, as requested.
+        m: lattice units per unit of the Reynolds-Stoumbos statistic B.
+        g: lattice units subtracted by a correct verdict (γ ≈ g/m); the ``resolution``.
+        limit: decision interval in lattice units (signal when S >= limit).
+    """
+
+    p0: float
+    p1: float
+    m: int
+    g: int
+    limit: int
+
+    def __post_init__(self) -> None:
+        llr_gamma(self.p0, self.p1)
+        if not (1 <= self.g < self.m):
+            raise StatsError(f"need 1 <= g < m, got g={self.g}, m={self.m}")
+        if self.limit < 1:
+            raise StatsError(f"limit must be >= 1, got {self.limit}")
+
+    @classmethod
+    def create(
+        cls, p0: float, p1: float, h: float, resolution: int | None = None
+    ) -> BernoulliCusumDesign:
+        """Design for p0 → p1 with decision interval ``h`` in B units (rounded to the lattice).
+
+        Args:
+            p0: in-control error proportion.
+            p1: error proportion to detect (> p0).
+            h: decision interval in units of B (Reynolds & Stoumbos); see :func:`choose_h`.
+            resolution: g, the lattice units of one correct verdict; ``None`` picks the
+                smallest g that represents γ within 1%; 1 reproduces Reynolds & Stoumbos'
+                γ = 1/m; larger values represent γ more finely.
+        """
+        m, g = cls.lattice(p0, p1, resolution)
+        check_positive("h", h)
+        return cls(p0, p1, m, g, max(1, round(h * m)))
+
+    @staticmethod
+    def lattice(p0: float, p1: float, resolution: int | None = None) -> tuple[int, int]:
+        """``(m, g)``: the lattice on which γ is represented as g/m.
+
+        With ``resolution=None`` (default) g is the smallest integer (up to 100) for which
+        g/m is within 1% of γ; ``resolution=1`` is Reynolds & Stoumbos' γ = 1/m.
+        """
+        _, gamma = llr_gamma(p0, p1)
+        if resolution is None:
+            for g in range(1, 101):
+                m = BernoulliCusumDesign._denominator(p0, gamma, g)
+                if m is not None and abs(g / m - gamma) <= 0.01 * gamma:
+                    return m, g
+            resolution = 100
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+            raise StatsError(f"resolution must be an int >= 1, got {resolution!r}")
+        m = BernoulliCusumDesign._denominator(p0, gamma, resolution)
+        if m is None:
+            raise StatsError("p1 is too close to p0 for this resolution; raise resolution")
+        return m, resolution
+
+    @staticmethod
+    def _denominator(p0: float, gamma: float, g: int) -> int | None:
+        """m with g/m nearest to γ while g/m > p0 (else the chart would drift upward)."""
+        m = max(g + 1, round(g / gamma))
+        if g / m <= p0:
+            m = max(g + 1, math.floor(g / gamma))
+        return m if g / m > p0 else None
+
+    @property
+    def up(self) -> int:
+        """Lattice units added by an incorrect verdict (m - g)."""
+        return self.m - self.g
+
+    @property
+    def gamma(self) -> float:
+        """The reference value the chart uses, g/m."""
+        return self.g / self.m
+
+    @property
+    def p1_effective(self) -> float:
+        """The alternative for which this lattice chart is exactly the LLR CUSUM."""
+        return _p1_for_gamma(self.p0, self.gamma)
+
+    @property
+    def h(self) -> float:
+        """Decision interval in B units (limit/m)."""
+        return self.limit / self.m
+
+    @property
+    def h_llr(self) -> float:
+        """Decision interval in log-likelihood-ratio units for p0 → p1_effective."""
+        c, _ = llr_gamma(self.p0, self.p1_effective)
+        return c * self.h
+
+    def arl(self, p: float) -> float:
+        """Exact zero-state ARL (in verdicts) when the true error proportion is ``p``."""
+        return bernoulli_cusum_arl(self, p)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            **_serde.header("bcusum_design"),
+            "p0": self.p0,
+            "p1": self.p1,
+            "m": self.m,
+            "g": self.g,
+            "H": self.limit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> BernoulliCusumDesign:
+        """Inverse of :meth:`to_dict`."""
+        _serde.check_header(data, "bcusum_design")
+        try:
+            return cls(
+                _serde.get_float(data, "p0"),
+                _serde.get_float(data, "p1"),
+                _serde.get_int(data, "m"),
+                _serde.get_int(data, "g"),
+                _serde.get_int(data, "H"),
+            )
+        except StatsError as exc:
+            raise _restore_error(exc) from exc
+
+
+def _lattice_arl(up: int, down: int, limit: int, p: float) -> float:
+    """Zero-state ARL of S_t = max(0, S_(t-1) + (up if error else -down)), signal at S >= limit.
+
+    Solves (I - Q) L = 1 over the transient states 0..limit-1 with a banded LU
+    (Brook & Evans 1972 Markov chain; exact because the states are exact integers).
+    """
+    if p <= 0.0:
+        return math.inf
+    size = limit
+    upper_band = up if up < size else 0
+    lower_band = min(down, size - 1)
+    ab = np.zeros((lower_band + upper_band + 1, size))
+    ab[upper_band, :] = 1.0
+    if up < size:
+        cols = np.arange(up, size)
+        ab[0, cols] -= p  # A[i, i + up] for i + up < limit
+    if down < size:
+        cols = np.arange(0, size - down)
+        ab[upper_band + down, cols] -= 1.0 - p  # A[i, i - down] for i >= down
+    for i in range(min(down, size)):
+        ab[upper_band + i, 0] -= 1.0 - p  # A[i, 0] for i < down (reflected at 0)
+    arl = linalg.solve_banded((lower_band, upper_band), ab, np.ones(size))
+    return float(arl[0])
+
+
+def bernoulli_cusum_arl(design: BernoulliCusumDesign, p: float) -> float:
+    """Exact zero-state ARL, in verdicts, of a Bernoulli CUSUM when the error rate is ``p``.
+
+    ``p = p0`` gives the in-control ARL0 (verdicts between false alarms); ``p = p1`` the
+    ARL1 (verdicts to detect the shift).  Returns ``inf`` for ``p = 0``.
+    """
+    if not (isinstance(p, int | float) and 0.0 <= p <= 1.0):
+        raise StatsError(f"p must be in [0, 1], got {p!r}")
+    return _lattice_arl(design.up, design.g, design.limit, float(p))
+
+
+def choose_h(
+    p0: float,
+    p1: float,
+    target_arl0: float,
+    resolution: int | None = None,
+) -> BernoulliCusumDesign:
+    """The Bernoulli CUSUM design with the smallest decision interval whose ARL0 >= target.
+
+    The in-control ARL (in verdicts) is computed exactly on the lattice, and it grows with
+    the decision interval, so the result is the most sensitive chart that meets the target.
+
+    Args:
+        p0: in-control error proportion.
+        p1: error proportion to detect quickly (> p0).
+        target_arl0: wanted in-control ARL in verdicts (e.g. 20 000 verdicts between false
+            alarms for a queue with 1 000 reviewed verdicts a day).
+        resolution: lattice resolution g (see :meth:`BernoulliCusumDesign.create`).
+    """
+    check_positive("target_arl0", target_arl0)
+    m, g = BernoulliCusumDesign.lattice(p0, p1, resolution)
+    up = m - g
+
+    def arl0(limit: int) -> float:
+        return _lattice_arl(up, g, limit, p0)
+
+    hi = 1
+    while arl0(hi) < target_arl0:
+        hi *= 2
+        if hi > 1 << 26:
+            raise StatsError("target ARL0 out of reach")
+    lo = hi // 2  # arl0(lo) < target (or lo == 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if arl0(mid) >= target_arl0:
+            hi = mid
+        else:
+            lo = mid
+    return BernoulliCusumDesign(p0, p1, m, g, hi)
+
+
+@dataclass(frozen=True, slots=True)
+class BernoulliCusumPoint:
+    """The Bernoulli CUSUM after one verdict."""
+
+    t: int
+    statistic: float
+    """B_t in Reynolds-Stoumbos units (S_t / m)."""
+    signal: bool
+
+
+class BernoulliCusum:
+    """O(1) Bernoulli CUSUM on its integer lattice (see the module docstring).
+
+    The state is the integer S (and a verdict counter); arithmetic is exact.
+    """
+
+    __slots__ = ("design", "s", "t")
+
+    KIND = "bcusum"
+
+    def __init__(self, design: BernoulliCusumDesign, *, s: int = 0, t: int = 0) -> None:
+        if s < 0 or t < 0:
+            raise StatsError("s and t must be >= 0")
+        self.design = design
+        self.s = s
+        self.t = t
+
+    @property
+    def statistic(self) -> float:
+        """Current B = S/m."""
+        return self.s / self.design.m
+
+    def update(self, incorrect: bool) -> BernoulliCusumPoint:
+        """Add one QA verdict (``True`` = the decision was found incorrect)."""
+        d = self.design
+        self.s = self.s + d.up if incorrect else max(0, self.s - d.g)
+        self.t += 1
+        return BernoulliCusumPoint(self.t, self.s / d.m, self.s >= d.limit)
+
+    def step(self, errors: int, n: int) -> bool:
+        """Detector interface for :func:`shared.stats.arl.simulate_arl` (needs ``n == 1``)."""
+        check_count(errors, n)
+        if n != 1:
+            raise StatsError("the Bernoulli CUSUM takes one verdict at a time (n must be 1)")
+        return self.update(errors == 1).signal
+
+    def reset(self) -> None:
+        """Restart at S = 0."""
+        self.s = 0
+        self.t = 0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (design included)."""
+        d = self.design
+        return {
+            **_serde.header(self.KIND),
+            "p0": d.p0,
+            "p1": d.p1,
+            "m": d.m,
+            "g": d.g,
+            "H": d.limit,
+            "s": self.s,
+            "t": self.t,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> BernoulliCusum:
+        """Inverse of :meth:`to_dict`."""
+        _serde.check_header(data, cls.KIND)
+        try:
+            design = BernoulliCusumDesign(
+                _serde.get_float(data, "p0"),
+                _serde.get_float(data, "p1"),
+                _serde.get_int(data, "m"),
+                _serde.get_int(data, "g"),
+                _serde.get_int(data, "H"),
+            )
+            return cls(design, s=_serde.get_int(data, "s"), t=_serde.get_int(data, "t"))
+        except StatsError as exc:
+            raise _restore_error(exc) from exc
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BernoulliCusum):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"BernoulliCusum(design={self.design!r}, s={self.s}, t={self.t})"
+
+
+def bernoulli_cusum(
+    verdicts: Iterable[bool], design: BernoulliCusumDesign
+) -> list[BernoulliCusumPoint]:
+    """Batch Bernoulli CUSUM (identical to feeding :class:`BernoulliCusum`)."""
+    state = BernoulliCusum(design)
+    return [state.update(v) for v in verdicts]
+
+
+# --------------------------------------------------------------------------------------------
+# Risk-adjusted Bernoulli CUSUM
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RiskAdjustedPoint:
+    """The risk-adjusted CUSUM after one verdict."""
+
+    t: int
+    weight: float
+    """W_t, the log-likelihood ratio of this verdict."""
+    statistic: float
+    """X_t."""
+    signal: bool
+
+
+class RiskAdjustedCusum:
+    """O(1) risk-adjusted Bernoulli CUSUM (Steiner et al. 2000).
+
+    Args:
+        odds_ratio: R, the odds-ratio shift to detect (> 1 for deterioration; < 1 builds a
+            chart for improvement).
+        h: decision interval in log-likelihood-ratio units.
+    """
+
+    __slots__ = ("h", "odds_ratio", "statistic", "t")
+
+    KIND = "racusum"
+
+    def __init__(
+        self, odds_ratio: float = 2.0, h: float = 4.5, *, statistic: float = 0.0, t: int = 0
+    ) -> None:
+        check_positive("odds_ratio", odds_ratio)
+        if odds_ratio == 1.0:
+            raise StatsError("odds_ratio must differ from 1")
+        check_positive("h", h)
+        if statistic < 0.0 or t < 0:
+            raise StatsError("statistic and t must be >= 0")
+        self.odds_ratio = odds_ratio
+        self.h = h
+        self.statistic = statistic
+        self.t = t
+
+    def weight(self, incorrect: bool, expected: float) -> float:
+        """W for one verdict whose expected error probability is ``expected``."""
+        check_open_probability("expected", expected)
+        r = self.odds_ratio
+        scale = 1.0 - expected + r * expected
+        return math.log(r / scale) if incorrect else -math.log(scale)
+
+    def update(self, incorrect: bool, expected: float) -> RiskAdjustedPoint:
+        """Add one verdict with its expected error probability from the risk model."""
+        w = self.weight(incorrect, expected)
+        self.statistic = max(0.0, self.statistic + w)
+        self.t += 1
+        return RiskAdjustedPoint(self.t, w, self.statistic, self.statistic >= self.h)
+
+    def reset(self) -> None:
+        """Restart at 0."""
+        self.statistic = 0.0
+        self.t = 0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            **_serde.header(self.KIND),
+            "R": self.odds_ratio,
+            "h": self.h,
+            "x": self.statistic,
+            "t": self.t,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> RiskAdjustedCusum:
+        """Inverse of :meth:`to_dict`."""
+        _serde.check_header(data, cls.KIND)
+        try:
+            return cls(
+                _serde.get_float(data, "R"),
+                _serde.get_float(data, "h"),
+                statistic=_serde.get_float(data, "x"),
+                t=_serde.get_int(data, "t"),
+            )
+        except StatsError as exc:
+            raise _restore_error(exc) from exc
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RiskAdjustedCusum):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"RiskAdjustedCusum(odds_ratio={self.odds_ratio}, h={self.h}, "
+            f"statistic={self.statistic}, t={self.t})"
+        )
+
+
+def risk_adjusted_cusum(
+    verdicts: Iterable[tuple[bool, float]], odds_ratio: float = 2.0, h: float = 4.5
+) -> list[RiskAdjustedPoint]:
+    """Batch risk-adjusted CUSUM over ``(incorrect, expected)`` pairs."""
+    state = RiskAdjustedCusum(odds_ratio, h)
+    return [state.update(incorrect, expected) for incorrect, expected in verdicts]
