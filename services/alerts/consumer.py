@@ -1,0 +1,174 @@
+"""Consume snapshots and breaches: metrics, alert records and the webhook outbox.
+
+One poll is one database transaction; offsets are committed after it, so a crash replays
+the poll, and the dedup key makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.alerts import db
+from services.alerts.health import health
+from services.alerts.metrics import Metrics
+from services.alerts.settings import AlertsSettings
+from shared import codec
+from shared.events import Breach, QualitySnapshot
+
+log = logging.getLogger(__name__)
+
+
+def export_snapshot(m: Metrics, snap: QualitySnapshot, settings: AlertsSettings) -> None:
+    q = snap.queue_id
+    for window, acc, n in (
+        ("1h", snap.accuracy_1h, snap.n_1h),
+        ("24h", snap.accuracy_24h, snap.n_24h),
+        ("7d", snap.accuracy_7d, snap.n_7d),
+    ):
+        m.sample_size.labels(q, window).set(n)
+        m.accuracy.labels(q, window).set(float("nan") if acc is None else acc)
+    if snap.baseline_p is not None:
+        m.baseline_error_rate.labels(q).set(snap.baseline_p)
+    if snap.last_point is not None:
+        m.pchart_p.labels(q).set(snap.last_point.p)
+        m.pchart_ucl.labels(q).set(snap.last_point.ucl)
+        m.pchart_lcl.labels(q).set(snap.last_point.lcl)
+    if snap.ewma is not None and snap.ewma_ucl is not None:
+        m.ewma.labels(q).set(snap.ewma)
+        m.ewma_ucl.labels(q).set(snap.ewma_ucl)
+    m.pending_verdicts.labels(q).set(snap.pending_verdicts)
+    m.decisions_total.labels(q).set(snap.decisions_total)
+    m.verdicts_total.labels(q).set(snap.verdicts_total)
+    m.last_snapshot.labels(q).set(datetime.now(UTC).timestamp())
+    h = health(
+        snap, target=settings.accuracy_target, min_sample=settings.min_sample, age_s=0.0,
+        stale_after_s=settings.stale_after_s, firing=[],
+    )  # fmt: skip
+    m.health_score.labels(q).set(float("nan") if h.score is None else h.score)
+
+
+class AlertsConsumer:
+    def __init__(
+        self,
+        settings: AlertsSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+    ) -> None:
+        self.s = settings
+        self._sessions = sessions
+        self._m = metrics
+        t = settings.kafka.topics
+        self._snap_topic, self._breach_topic = t.snapshots, t.breaches
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        consumer = AIOKafkaConsumer(
+            self._snap_topic,
+            self._breach_topic,
+            bootstrap_servers=self.s.kafka.bootstrap,
+            client_id=f"{self.s.kafka.client_id}-alerts",
+            group_id=self.s.kafka.topic_prefix + self.s.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        await consumer.start()
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                polled = await consumer.getmany(timeout_ms=200, max_records=2000)
+                if polled:
+                    await self.handle([r for recs in polled.values() for r in recs])
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        latest: dict[str, QualitySnapshot] = {}
+        breaches: list[Breach] = []
+        for rec in records:
+            self._m.events_consumed.labels(rec.topic).inc()
+            try:
+                if rec.topic == self._snap_topic:
+                    snap = QualitySnapshot.model_validate(codec.loads(rec.value))
+                    latest[snap.queue_id] = snap
+                else:
+                    breaches.append(Breach.model_validate(codec.loads(rec.value)))
+            except (ValueError, ValidationError) as exc:
+                # Produced by our own scorer: a bad one is a bug, not user input. Log and go on.
+                log.error("undecodable %s message at offset %s: %s", rec.topic, rec.offset, exc)
+        now = datetime.now(UTC)
+        receivers = self.s.webhook_urls
+        async with self._sessions() as session, session.begin():
+            for snap in latest.values():
+                await db.upsert_snapshot(session, snap, now)
+                for alert in await db.resolve_in_control(
+                    session, snap, receivers=receivers, now=now
+                ):
+                    self._m.alerts_firing.labels(alert.queue_id, alert.rule).set(0)
+            for br in breaches:
+                self._m.breaches.labels(br.queue_id, br.rule, br.severity).inc()
+                new = await db.record_breach(
+                    session, br, receivers=receivers, cooldown_s=self.s.cooldown_s, now=now
+                )
+                if new is not None:
+                    self._m.alerts_firing.labels(br.queue_id, br.rule).set(1)
+                    log.warning(
+                        "ALERT %s%s",
+                        br.message,
+                        " (suppressed: cooldown)" if new.suppressed else "",
+                    )
+        for snap in latest.values():
+            export_snapshot(self._m, snap, self.s)
+
+
+class LagExporter:
+    """Export consumer-group lag (end offset minus committed offset) per group and topic."""
+
+    def __init__(self, settings: AlertsSettings, metrics: Metrics) -> None:
+        self.s = settings
+        self._m = metrics
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 10.0) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.s.kafka.bootstrap)
+        probe = AIOKafkaConsumer(bootstrap_servers=self.s.kafka.bootstrap)
+        await admin.start()
+        await probe.start()
+        try:
+            while not stop.is_set():
+                try:
+                    await self.export_once(admin, probe)
+                except Exception as exc:  # lag is advisory; never kill the service over it
+                    log.warning("lag export failed: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval_s)
+        finally:
+            await probe.stop()
+            await admin.close()
+
+    async def export_once(self, admin: AIOKafkaAdminClient, probe: AIOKafkaConsumer) -> None:
+        prefix = self.s.kafka.topic_prefix
+        for group in self.s.lag_groups:
+            committed = await admin.list_consumer_group_offsets(prefix + group)
+            tps = [tp for tp in committed if isinstance(tp, TopicPartition)]
+            if not tps:
+                continue
+            ends = await probe.end_offsets(tps)
+            lag: dict[str, int] = defaultdict(int)
+            for tp in tps:
+                off = committed[tp].offset
+                if off >= 0:
+                    lag[tp.topic] += max(0, ends[tp] - off)
+            for topic, value in lag.items():
+                self._m.consumer_lag.labels(group, topic).set(value)

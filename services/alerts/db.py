@@ -1,0 +1,250 @@
+"""Alert state in SQL: alerts, the webhook outbox, and the latest snapshot per queue.
+
+All SQL of the alerts service lives here. Functions take a session and never commit: the
+caller (one Kafka poll, or one delivery round) is the transaction. The webhook outbox is
+written in the same transaction as the alert, so an alert is never lost between being
+recorded and being delivered, even when the service restarts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from shared.events import Breach, QualitySnapshot
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Alert(Base):
+    __tablename__ = "qw_alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(400), unique=True)
+    queue_id: Mapped[str] = mapped_column(String(200), index=True)
+    rule: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # firing|resolved|acknowledged
+    suppressed: Mapped[bool] = mapped_column(default=False)  # held back by the cooldown
+    message: Mapped[str] = mapped_column(Text)
+    breach: Mapped[dict[str, Any]] = mapped_column(JSON)
+    subgroup_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Delivery(Base):
+    """One webhook to send: the outbox row. ``event`` is firing or resolved."""
+
+    __tablename__ = "qw_deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "receiver", "event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("qw_alerts.id"), index=True)
+    receiver: Mapped[str] = mapped_column(String(2000))
+    event: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Snapshot(Base):
+    __tablename__ = "qw_queue_snapshots"
+
+    queue_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def make_engine(url: str) -> AsyncEngine:
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+
+
+# -- repository ------------------------------------------------------------------------------
+
+
+async def record_breach(
+    session: AsyncSession,
+    breach: Breach,
+    *,
+    receivers: list[str],
+    cooldown_s: float,
+    now: datetime,
+) -> Alert | None:
+    """Record a breach as an alert and queue its webhooks.
+
+    Returns the new alert, or None when the dedup key was seen before (a replay or a
+    re-evaluation: only ``occurrences`` and ``last_seen_at`` change). An alert for a
+    queue+rule that already alerted within ``cooldown_s`` is recorded but suppressed: no
+    webhook, against flapping.
+    """
+    existing = await session.scalar(select(Alert).where(Alert.dedup_key == breach.dedup_key))
+    if existing is not None:
+        existing.occurrences += 1
+        existing.last_seen_at = now
+        return None
+    recent = await session.scalar(
+        select(Alert.id)
+        .where(
+            Alert.queue_id == breach.queue_id,
+            Alert.rule == breach.rule,
+            Alert.suppressed.is_(False),
+            Alert.first_seen_at >= now - timedelta(seconds=cooldown_s),
+        )
+        .limit(1)
+    )
+    alert = Alert(
+        dedup_key=breach.dedup_key,
+        queue_id=breach.queue_id,
+        rule=breach.rule,
+        kind=breach.kind.value,
+        severity=breach.severity,
+        status="firing",
+        suppressed=recent is not None,
+        message=breach.message,
+        breach=breach.model_dump(mode="json"),
+        subgroup_start=breach.subgroup_start,
+        first_seen_at=now,
+        last_seen_at=now,
+        occurrences=1,
+    )
+    session.add(alert)
+    await session.flush()
+    if not alert.suppressed:
+        for url in receivers:
+            session.add(_delivery(alert.id, url, "firing", now))
+    return alert
+
+
+def _delivery(alert_id: int, url: str, event: str, now: datetime) -> Delivery:
+    return Delivery(
+        alert_id=alert_id, receiver=url, event=event, status="pending", attempts=0,
+        next_attempt_at=now, created_at=now,
+    )  # fmt: skip
+
+
+async def resolve_in_control(
+    session: AsyncSession, snap: QualitySnapshot, *, receivers: list[str], now: datetime
+) -> list[Alert]:
+    """Resolve the queue's SPC alerts once a later subgroup is charted in control."""
+    lp = snap.last_point
+    if lp is None or any(not s.endswith("_lcl") for s in lp.signals):
+        return []
+    firing = (
+        await session.scalars(
+            select(Alert).where(
+                Alert.queue_id == snap.queue_id,
+                Alert.status.in_(("firing", "acknowledged")),
+                Alert.kind == "spc",
+                Alert.subgroup_start < lp.start,
+            )
+        )
+    ).all()
+    for alert in firing:
+        alert.status = "resolved"
+        alert.resolved_at = now
+        if not alert.suppressed:
+            for url in receivers:
+                session.add(_delivery(alert.id, url, "resolved", now))
+    return list(firing)
+
+
+async def upsert_snapshot(session: AsyncSession, snap: QualitySnapshot, now: datetime) -> None:
+    row = await session.get(Snapshot, snap.queue_id)
+    data = snap.model_dump(mode="json")
+    if row is None:
+        session.add(Snapshot(queue_id=snap.queue_id, snapshot=data, received_at=now))
+    else:
+        row.snapshot = data
+        row.received_at = now
+
+
+async def snapshots(session: AsyncSession) -> list[tuple[QualitySnapshot, datetime]]:
+    rows = (await session.scalars(select(Snapshot).order_by(Snapshot.queue_id))).all()
+    return [(QualitySnapshot.model_validate(r.snapshot), r.received_at) for r in rows]
+
+
+async def snapshot(session: AsyncSession, queue_id: str) -> tuple[QualitySnapshot, datetime] | None:
+    row = await session.get(Snapshot, queue_id)
+    if row is None:
+        return None
+    return QualitySnapshot.model_validate(row.snapshot), row.received_at
+
+
+async def firing_alerts(session: AsyncSession, queue_id: str | None = None) -> list[Alert]:
+    q = select(Alert).where(Alert.status.in_(("firing", "acknowledged")))
+    if queue_id is not None:
+        q = q.where(Alert.queue_id == queue_id)
+    return list((await session.scalars(q.order_by(Alert.first_seen_at))).all())
+
+
+async def recent_alerts(session: AsyncSession, limit: int = 100) -> list[Alert]:
+    q = select(Alert).order_by(Alert.id.desc()).limit(limit)
+    return list((await session.scalars(q)).all())
+
+
+async def acknowledge(session: AsyncSession, alert_id: int) -> Alert | None:
+    alert = await session.get(Alert, alert_id)
+    if alert is not None and alert.status == "firing":
+        alert.status = "acknowledged"
+    return alert
+
+
+async def due_deliveries(session: AsyncSession, now: datetime, limit: int = 50) -> list[Delivery]:
+    q = (
+        select(Delivery)
+        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    return list((await session.scalars(q)).all())
+
+
+async def alert_by_id(session: AsyncSession, alert_id: int) -> Alert | None:
+    return await session.get(Alert, alert_id)

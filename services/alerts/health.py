@@ -1,0 +1,119 @@
+"""The queue health score: one number 0-100, its components, and a plain-words explanation.
+
+Pure: computed from the latest ``QualitySnapshot`` and the alerts firing for the queue.
+
+Components (each 0-100) and weights:
+
+* ``accuracy`` (0.6): 24h random-sample accuracy against the target. At or above the target
+  scores 100; each percentage point under it costs 10.
+* ``stability`` (0.3): the control charts. 100 in control; 50 when the EWMA signals a
+  sustained shift; 20 when the last subgroup is above the p-chart's upper limit.
+* ``freshness`` (0.1): 100 when a snapshot arrived within ``stale_after_s``; falls linearly
+  to 0 at four times that.
+
+With fewer than ``min_sample`` verdicts in 24h the score is ``None`` and the band
+``insufficient_data``: too few verdicts to say.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from shared.events import QualitySnapshot
+
+Band = Literal["green", "amber", "red", "insufficient_data"]
+WEIGHTS = {"accuracy": 0.6, "stability": 0.3, "freshness": 0.1}
+
+
+class Health(BaseModel):
+    queue_id: str
+    score: float | None
+    band: Band
+    components: dict[str, float]
+    explanation: str
+    accuracy_24h: float | None
+    n_24h: int
+    target: float
+    firing_alerts: list[str]
+
+
+def band_for(score: float) -> Band:
+    if score >= 80:
+        return "green"
+    if score >= 60:
+        return "amber"
+    return "red"
+
+
+def health(
+    snap: QualitySnapshot,
+    *,
+    target: float,
+    min_sample: int,
+    age_s: float,
+    stale_after_s: float,
+    firing: list[str],
+) -> Health:
+    reasons: list[str] = []
+    freshness = (
+        100.0
+        if age_s <= stale_after_s
+        else max(0.0, 100.0 * (1 - (age_s - stale_after_s) / (3 * stale_after_s)))
+    )
+    if freshness < 100:
+        reasons.append(f"no new data for {age_s / 60:.0f} min")
+
+    if snap.accuracy_24h is None or snap.n_24h < min_sample:
+        reasons.insert(
+            0, f"only {snap.n_24h} random QA verdicts in 24h (need {min_sample}): too few to say"
+        )
+        return Health(
+            queue_id=snap.queue_id,
+            score=None,
+            band="insufficient_data",
+            components={"freshness": round(freshness, 1)},
+            explanation="; ".join(reasons),
+            accuracy_24h=snap.accuracy_24h,
+            n_24h=snap.n_24h,
+            target=target,
+            firing_alerts=firing,
+        )
+
+    acc = snap.accuracy_24h
+    accuracy = 100.0 if acc >= target else max(0.0, 100.0 - (target - acc) * 1000.0)
+    if acc >= target:
+        reasons.insert(0, f"24h accuracy {acc:.1%} meets the {target:.0%} target (n={snap.n_24h})")
+    else:
+        reasons.insert(
+            0, f"24h accuracy {acc:.1%} is under the {target:.0%} target (n={snap.n_24h})"
+        )
+
+    signals = set(snap.last_point.signals) if snap.last_point else set()
+    if "p_chart_ucl" in signals:
+        stability = 20.0
+        reasons.append("the last subgroup's error rate is above its control limit")
+    elif "ewma_ucl" in signals:
+        stability = 50.0
+        reasons.append("the EWMA shows a sustained rise in errors")
+    else:
+        stability = 100.0
+        if snap.baseline_state == "phase1":
+            reasons.append("baseline still being estimated (Phase I)")
+        else:
+            reasons.append("control charts in control")
+
+    components = {"accuracy": accuracy, "stability": stability, "freshness": freshness}
+    score = sum(WEIGHTS[k] * v for k, v in components.items())
+    return Health(
+        queue_id=snap.queue_id,
+        score=round(score, 1),
+        band=band_for(score),
+        components={k: round(v, 1) for k, v in components.items()},
+        explanation="; ".join(reasons),
+        accuracy_24h=acc,
+        n_24h=snap.n_24h,
+        target=target,
+        firing_alerts=firing,
+    )

@@ -1,0 +1,61 @@
+"""The alerts service: consumer, lag exporter, webhook deliverer and HTTP API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+
+from services.alerts import db
+from services.alerts.api import create_app
+from services.alerts.consumer import AlertsConsumer, LagExporter
+from services.alerts.metrics import Metrics
+from services.alerts.settings import AlertsSettings
+from services.alerts.webhooks import Deliverer
+from shared.kafka import ensure_topics, wait_for_broker
+from shared.runtime import http_server
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
+    if settings.db.url.startswith("sqlite"):
+        from pathlib import Path
+
+        Path(settings.db.url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.db.url)
+    await db.create_schema(engine)
+    sessions = db.make_sessionmaker(engine)
+    metrics = Metrics.create()
+    await wait_for_broker(settings.kafka)
+    await ensure_topics(settings.kafka)
+    async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as client:
+        deliverer = Deliverer(
+            sessions, client, metrics,
+            secret=settings.webhook_secret.get_secret_value(),
+            receivers=settings.webhook_urls,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base_s=settings.webhook_backoff_base_s,
+            backoff_max_s=settings.webhook_backoff_max_s,
+        )  # fmt: skip
+        server = http_server(create_app(settings, sessions, metrics), settings.host, settings.port)
+        tasks = [
+            asyncio.create_task(
+                AlertsConsumer(settings, sessions, metrics).run(stop), name="consumer"
+            ),
+            asyncio.create_task(LagExporter(settings, metrics).run(stop), name="lag"),
+            asyncio.create_task(deliverer.run(stop), name="webhooks"),
+            asyncio.create_task(server.serve(), name="alerts-http"),
+        ]
+        log.info("alerts listening on http://%s:%d", settings.host, settings.port)
+        stopper = asyncio.create_task(stop.wait())
+        _done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        server.should_exit = True
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        stopper.cancel()
+        await engine.dispose()
+        for r in results:
+            if isinstance(r, Exception):
+                raise r

@@ -1,0 +1,102 @@
+"""Every Prometheus metric QualityWatch's alerts service exports, declared once.
+
+Labels are bounded: ``queue`` (hundreds), ``window`` (3), ``rule`` (a handful),
+``receiver`` (configured URLs' index), ``topic``/``group`` (a few). Never moderator, auditor
+or content ids: those would explode the series count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    accuracy: Gauge
+    sample_size: Gauge
+    baseline_error_rate: Gauge
+    pchart_p: Gauge
+    pchart_ucl: Gauge
+    pchart_lcl: Gauge
+    ewma: Gauge
+    ewma_ucl: Gauge
+    pending_verdicts: Gauge
+    decisions_total: Gauge
+    verdicts_total: Gauge
+    health_score: Gauge
+    last_snapshot: Gauge
+    breaches: Counter
+    alerts_firing: Gauge
+    webhook_deliveries: Counter
+    events_consumed: Counter
+    consumer_lag: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        r = registry if registry is not None else CollectorRegistry()
+        q = ["queue"]
+        return cls(
+            registry=r,
+            # Share of RANDOM-sample QA verdicts judged correct, by decision time, per window.
+            accuracy=Gauge(
+                "qw_queue_accuracy", "QA accuracy (random sample)", [*q, "window"], registry=r
+            ),
+            # Number of random-sample verdicts behind qw_queue_accuracy.
+            sample_size=Gauge(
+                "qw_queue_sample_size", "verdicts in the window", [*q, "window"], registry=r
+            ),
+            # Frozen Phase I / configured baseline error rate (p-bar); absent during Phase I.
+            baseline_error_rate=Gauge(
+                "qw_queue_baseline_error_rate", "baseline p-bar", q, registry=r
+            ),
+            # Last charted subgroup: error proportion and its p-chart limits.
+            pchart_p=Gauge("qw_queue_pchart_error_rate", "last subgroup error rate", q, registry=r),
+            pchart_ucl=Gauge(
+                "qw_queue_pchart_ucl", "last subgroup upper control limit", q, registry=r
+            ),
+            pchart_lcl=Gauge(
+                "qw_queue_pchart_lcl", "last subgroup lower control limit", q, registry=r
+            ),
+            # EWMA of the subgroup error rate and its exact-variance upper limit.
+            ewma=Gauge("qw_queue_ewma_error_rate", "EWMA of the error rate", q, registry=r),
+            ewma_ucl=Gauge("qw_queue_ewma_ucl", "EWMA upper control limit", q, registry=r),
+            # Verdicts waiting for their decision to arrive (join backlog).
+            pending_verdicts=Gauge(
+                "qw_queue_pending_verdicts", "verdicts awaiting decision", q, registry=r
+            ),
+            # Cumulative unique events the scorer has counted for the queue.
+            decisions_total=Gauge("qw_queue_decisions", "unique decisions scored", q, registry=r),
+            verdicts_total=Gauge("qw_queue_verdicts", "unique verdicts joined", q, registry=r),
+            # 0-100 health score (see docs/health.md); NaN when there is insufficient data.
+            health_score=Gauge("qw_queue_health_score", "health score 0-100", q, registry=r),
+            # Unix time the last snapshot for the queue arrived (wall clock): data-stall signal.
+            last_snapshot=Gauge(
+                "qw_queue_last_snapshot_timestamp_seconds", "last snapshot", q, registry=r
+            ),
+            # Breach events received, by rule (SPC rule or target).
+            breaches=Counter(
+                "qw_breaches", "breach events received", [*q, "rule", "severity"], registry=r
+            ),
+            # 1 while an alert for queue+rule is firing, 0 once resolved or absent.
+            alerts_firing=Gauge(
+                "qw_alerts_firing", "alerts currently firing", [*q, "rule"], registry=r
+            ),
+            # Webhook delivery attempts by receiver index and outcome (delivered/retry/failed).
+            webhook_deliveries=Counter(
+                "qw_webhook_deliveries",
+                "webhook delivery attempts",
+                ["receiver", "outcome"],
+                registry=r,
+            ),
+            # Messages the alerts service consumed, by topic.
+            events_consumed=Counter(
+                "qw_events_consumed", "messages consumed", ["topic"], registry=r
+            ),
+            # Consumer lag (end offset minus committed offset) summed over partitions.
+            consumer_lag=Gauge(
+                "qw_consumer_lag_messages", "consumer group lag", ["group", "topic"], registry=r
+            ),
+        )

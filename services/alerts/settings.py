@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import DatabaseSettings, KafkaSettings
+
+
+class AlertsSettings(BaseSettings):
+    """Alert delivery and the health API. See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix="QW_ALERTS_", frozen=True, extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    host: str = "127.0.0.1"
+    port: int = 8002
+    consumer_group: str = "qw-alerts"
+    environment: str = Field(default="development", validation_alias="QW_ENV")
+
+    webhook_urls: list[str] = Field(
+        default_factory=list, description="generic JSON webhook receivers (comma-separated in env)"
+    )
+    webhook_secret: SecretStr = SecretStr("change-me")
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    webhook_backoff_base_s: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    cooldown_s: float = Field(
+        default=3600.0, ge=0, description="after a webhook for queue+rule, hold repeats this long"
+    )
+
+    accuracy_target: float = Field(default=0.90, gt=0, lt=1)
+    min_sample: int = Field(default=30, ge=1, description="below this 24h n: insufficient data")
+    stale_after_s: float = Field(default=300.0, gt=0, description="wall seconds without snapshot")
+    lag_groups: list[str] = Field(
+        default_factory=lambda: ["qw-scorer", "qw-ingest", "qw-alerts"],
+        description="consumer groups whose lag is exported",
+    )
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret_in_production(self) -> AlertsSettings:
+        if self.environment != "development" and self.webhook_secret.get_secret_value() in {
+            "",
+            "change-me",
+        }:
+            raise ValueError("QW_ALERTS_WEBHOOK_SECRET must be set outside development")
+        return self

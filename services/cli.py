@@ -1,0 +1,126 @@
+"""``qwatch``: every operation of QualityWatch from one command."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="qwatch",
+    help="QualityWatch: streaming quality monitoring for content moderation.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def demo(
+    hours: Annotated[float, typer.Option(help="simulated hours to play")] = 34.0,
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 600.0,
+    seed: Annotated[int, typer.Option(help="simulation seed")] = 7,
+    drift_queue: Annotated[str | None, typer.Option(help="queue that drifts")] = None,
+    drift_at: Annotated[float, typer.Option(help="simulated hour the drift starts")] = 22.0,
+    drift_delta: Annotated[float, typer.Option(help="accuracy change, e.g. -0.06")] = -0.06,
+    keep_kafka: Annotated[bool, typer.Option(help="leave a broker we started running")] = False,
+) -> None:
+    """Run the whole pipeline locally with simulated traffic and a drift."""
+    from services.demo.orchestrator import DemoOptions, run_demo
+    from shared.runtime import setup_logging
+
+    setup_logging("WARNING")
+    opts = DemoOptions(
+        hours=hours, speed=speed, seed=seed, drift_queue=drift_queue, drift_at_h=drift_at,
+        drift_delta=drift_delta, keep_kafka=keep_kafka,
+    )  # fmt: skip
+    raise typer.Exit(asyncio.run(run_demo(opts)))
+
+
+@app.command()
+def ingest() -> None:
+    """Run the ingest service (HTTP API and raw-topic validator)."""
+    from services.ingest.main import run
+    from services.ingest.settings import IngestSettings
+    from shared.runtime import run_until_signal, setup_logging
+
+    setup_logging()
+    settings = IngestSettings()
+    asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
+
+
+@app.command()
+def scorer() -> None:
+    """Run the scorer (a Faust worker)."""
+    from services.scorer.app import run_worker
+    from services.scorer.settings import ScorerSettings
+    from shared.kafka import ensure_topics, wait_for_broker
+    from shared.runtime import setup_logging
+
+    setup_logging()
+    settings = ScorerSettings()
+
+    async def prepare() -> None:
+        await wait_for_broker(settings.kafka)
+        await ensure_topics(settings.kafka)
+
+    asyncio.run(prepare())
+    run_worker(settings)
+
+
+@app.command()
+def alerts() -> None:
+    """Run the alerts service (metrics, webhooks, health API)."""
+    from services.alerts.main import run
+    from services.alerts.settings import AlertsSettings
+    from shared.runtime import run_until_signal, setup_logging
+
+    setup_logging()
+    settings = AlertsSettings()
+    asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
+
+
+@app.command()
+def simulate(
+    hours: Annotated[float, typer.Option(help="simulated hours")] = 24.0,
+    speed: Annotated[float, typer.Option(help="simulated s per real s; 0 = flat out")] = 600.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    queues: Annotated[int, typer.Option()] = 20,
+    decisions_per_hour: Annotated[float, typer.Option(help="per queue")] = 1000.0,
+    drift: Annotated[
+        list[str] | None,
+        typer.Option(help="QUEUE:HOUR:DELTA, e.g. spam-en:12:-0.05 (repeatable)"),
+    ] = None,
+    invalid_every: Annotated[int, typer.Option(help="inject a malformed event every N")] = 0,
+) -> None:
+    """Produce simulated decisions and verdicts to the raw topics."""
+    from services.simulator.model import Drift, SimConfig
+    from services.simulator.run import play
+    from shared.settings import KafkaSettings
+
+    drifts = []
+    for spec in drift or []:
+        try:
+            q, h, d = spec.rsplit(":", 2)
+            drifts.append(Drift(queue_id=q, at_s=float(h) * 3600, delta=float(d)))
+        except ValueError as exc:
+            raise typer.BadParameter(f"--drift {spec!r}: expected QUEUE:HOUR:DELTA") from exc
+    cfg = SimConfig(
+        seed=seed, queues=queues, decisions_per_hour=decisions_per_hour, drifts=tuple(drifts)
+    )
+    prog = asyncio.run(
+        play(
+            cfg, KafkaSettings(), duration_s=hours * 3600, speed=speed, invalid_every=invalid_every
+        )
+    )
+    typer.echo(
+        f"sent {prog.decisions} decisions, {prog.verdicts} verdicts, {prog.invalid} malformed"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

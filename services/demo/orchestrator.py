@@ -1,0 +1,267 @@
+"""``qwatch demo``: the whole pipeline on this machine, from one command.
+
+Starts (unless already there) a local Kafka broker with the project's own script, then the
+three services as subprocesses, a signed-webhook receiver, and the traffic simulator with a
+drift on one queue; shows live progress, accuracy per queue and each alert as it arrives;
+stops everything it started on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from services.demo.receiver import Inbox
+from services.simulator.model import Drift, SimConfig, queue_profiles
+from services.simulator.run import SimProgress, play
+from shared.kafka import wait_for_broker
+from shared.runtime import http_server
+from shared.settings import REPO_ROOT, KafkaSettings, default_state_dir
+
+KAFKA_SCRIPT = REPO_ROOT / "deploy" / "local" / "kafka.sh"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    hours: float = 34.0  # simulated hours
+    speed: float = 600.0  # simulated seconds per real second
+    seed: int = 7
+    queues: int = 20
+    decisions_per_hour: float = 2000.0
+    # 10% random QA (production: 1-5%) so hourly subgroups hold n~200 and the demo's
+    # compressed days need no longer subgroups; see docs/statistics.md on subgroup size.
+    random_qa_rate: float = 0.10
+    phase1_subgroups: int = 16
+    drift_queue: str | None = None  # default: the 4th queue of the scenario
+    drift_at_h: float = 22.0
+    drift_delta: float = -0.06
+    invalid_every: int = 5000
+    ingest_port: int = 8001
+    alerts_port: int = 8002
+    receiver_port: int = 8099
+    keep_kafka: bool = False
+
+
+def service_env(opts: DemoOptions, prefix: str, db_path: Path, secret: str) -> dict[str, str]:
+    """The configuration the demo hands its services (compressed time needs short grace)."""
+    return {
+        "QW_TOPIC_PREFIX": prefix,
+        "QW_DB_URL": f"sqlite+aiosqlite:///{db_path}",
+        "QW_INGEST_PORT": str(opts.ingest_port),
+        "QW_ALERTS_PORT": str(opts.alerts_port),
+        "QW_ALERTS_WEBHOOK_URLS": f'["http://127.0.0.1:{opts.receiver_port}/hook"]',
+        "QW_ALERTS_WEBHOOK_SECRET": secret,
+        "QW_ALERTS_STALE_AFTER_S": "60",
+        "QW_SCORER_SUBGROUP_SECONDS": "3600",
+        "QW_SCORER_GRACE_SECONDS": str(4 * 3600),
+        "QW_SCORER_PHASE1_SUBGROUPS": str(opts.phase1_subgroups),
+        "QW_SCORER_SNAPSHOT_INTERVAL_S": "1",
+        "QW_SCORER_DATA_DIR": str(db_path.parent / f"{prefix}scorer"),
+    }
+
+
+class Services:
+    """The three services as child processes, with logs in files."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", name],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def check(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"service {name} exited with {p.returncode}:\n{tail}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.1, deadline - time.monotonic()))
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+async def wait_http(url: str, services: Services, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            services.check()
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def kafka_script(*args: str) -> None:
+    subprocess.run(["bash", str(KAFKA_SCRIPT), *args], check=True)
+
+
+def render(
+    prog: SimProgress, queues: list[dict[str, Any]], alerts: list[str], drift: Drift
+) -> Group:
+    sim_now = datetime.fromtimestamp(prog.sim_time, UTC) if prog.sim_time else None
+    head = (
+        f"simulated time [bold]{sim_now:%a %H:%M}[/] (+{prog.sim_elapsed_h:.1f} h)   "
+        if sim_now
+        else ""
+    ) + (
+        f"decisions sent [bold]{prog.decisions:,}[/]   verdicts [bold]{prog.verdicts:,}[/]   "
+        f"malformed (to dead letter) {prog.invalid}   drift: [bold]{drift.queue_id}[/] "
+        f"{drift.delta:+.0%} at +{drift.at_s / 3600:.0f} h"
+    )
+    table = Table(expand=True, box=None)
+    for col in ("queue", "accuracy 24h", "n 24h", "baseline err", "EWMA err", "health", "band"):
+        table.add_column(col, justify="left" if col == "queue" else "right")
+    colours = {"green": "green", "amber": "yellow", "red": "red", "insufficient_data": "grey50"}
+    for q in queues:
+        s, h = q["snapshot"], q["health"]
+        acc = s["accuracy_24h"]
+        table.add_row(
+            q["queue_id"] + (" ◀ drift" if q["queue_id"] == drift.queue_id else ""),
+            "-" if acc is None else f"{acc:.1%}",
+            str(s["n_24h"]),
+            "phase I" if s["baseline_p"] is None else f"{s['baseline_p']:.1%}",
+            "-" if s["ewma"] is None else f"{s['ewma']:.1%}",
+            "-" if h["score"] is None else f"{h['score']:.0f}",
+            f"[{colours[h['band']]}]{h['band']}[/]",
+        )
+    alert_lines = "\n".join(alerts[-8:]) or "[grey50]no alert yet[/]"
+    return Group(
+        Panel(head, title="QualityWatch demo"),
+        table,
+        Panel(alert_lines, title="alerts received by the webhook receiver"),
+    )
+
+
+async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
+    console = console or Console()
+    kafka = KafkaSettings()
+    state = default_state_dir()
+    started_kafka = False
+    try:
+        await wait_for_broker(kafka, timeout=2.0)
+        console.print(f"using the Kafka broker already at {kafka.bootstrap}")
+    except TimeoutError:
+        console.print("starting a local Kafka broker (deploy/local/kafka.sh start)...")
+        await asyncio.to_thread(kafka_script, "start")
+        started_kafka = not opts.keep_kafka
+    prefix = f"demo{datetime.now(UTC):%Y%m%d%H%M%S}-"
+    run_dir = state / "demo" / prefix.rstrip("-")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(16)
+    env = service_env(opts, prefix, run_dir / "qualitywatch.db", secret)
+    kafka_demo = KafkaSettings(topic_prefix=prefix)
+
+    alerts: list[str] = []
+
+    def on_alert(p: dict[str, Any]) -> None:
+        a = p["alert"]
+        colour = "red" if p["event"] == "firing" else "green"
+        alerts.append(
+            f"[{colour}]{p['event'].upper():8}[/] {datetime.now():%H:%M:%S} "
+            f"[bold]{a['queue_id']}[/] {a['rule']}: {a['message']}"
+        )
+
+    inbox = Inbox(secret=secret, on_alert=on_alert)
+    receiver = http_server(inbox.app(), "127.0.0.1", opts.receiver_port)
+    receiver_task = asyncio.create_task(receiver.serve())
+    services = Services(env, run_dir / "logs")
+    profiles = queue_profiles(SimConfig(seed=opts.seed, queues=opts.queues))
+    drift = Drift(
+        queue_id=opts.drift_queue or profiles[3].queue_id,
+        at_s=opts.drift_at_h * 3600,
+        delta=opts.drift_delta,
+    )
+    cfg = SimConfig(
+        seed=opts.seed, queues=opts.queues, decisions_per_hour=opts.decisions_per_hour,
+        random_qa_rate=opts.random_qa_rate,
+        drifts=(drift,), start=datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        - timedelta(hours=opts.hours),
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for name in ("ingest", "scorer", "alerts"):
+            services.start(name)
+        console.print(f"services starting (logs in {run_dir / 'logs'})...")
+        await wait_http(f"http://127.0.0.1:{opts.ingest_port}/healthz", services)
+        await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services)
+        console.print(
+            f"health API http://127.0.0.1:{opts.alerts_port}/v1/queues   metrics "
+            f"http://127.0.0.1:{opts.alerts_port}/metrics   ingest http://127.0.0.1:{opts.ingest_port}/docs"
+        )
+        prog = SimProgress()
+        sim = asyncio.create_task(
+            play(cfg, kafka_demo, duration_s=opts.hours * 3600, speed=opts.speed,
+                 invalid_every=opts.invalid_every, progress=prog, stop=stop)
+        )  # fmt: skip
+        queues: list[dict[str, Any]] = []
+        drain_until: float | None = None
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            with Live(
+                render(prog, queues, alerts, drift), console=console, refresh_per_second=2
+            ) as live:
+                while not stop.is_set():
+                    services.check()
+                    with contextlib.suppress(httpx.HTTPError):
+                        r = await client.get(f"http://127.0.0.1:{opts.alerts_port}/v1/queues")
+                        queues = r.json()
+                    live.update(render(prog, queues, alerts, drift))
+                    if sim.done():
+                        sim.result()  # raise if the simulator failed
+                        drain_until = drain_until or time.monotonic() + 15
+                        if time.monotonic() > drain_until:
+                            break
+                    await asyncio.sleep(1.0)
+        if not sim.done():
+            stop.set()
+            await sim
+        fired = [a for a in inbox.received if a["event"] == "firing"]
+        on_drift = [a for a in fired if a["alert"]["queue_id"] == drift.queue_id]
+        console.print(
+            f"\nscenario over: {len(fired)} alert(s) received, {len(on_drift)} on the drifted "
+            f"queue {drift.queue_id}, {len(fired) - len(on_drift)} on the {len(profiles) - 1} stable ones."
+        )
+        return 0
+    finally:
+        console.print("stopping services...")
+        services.stop()
+        receiver.should_exit = True
+        await receiver_task
+        if started_kafka:
+            console.print("stopping the local Kafka broker...")
+            await asyncio.to_thread(kafka_script, "stop")

@@ -1,0 +1,98 @@
+"""The ingest HTTP API: batches of decisions and verdicts in, validated events to Kafka.
+
+A batch with invalid items is answered 422 naming each bad item (its index and errors); the
+valid items of that batch are still produced and counted in ``accepted``, so nothing valid
+is lost and the caller resends only what it must fix.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel
+
+from services.ingest.publisher import Publisher
+from services.ingest.validation import BodyError, EventKind, parse_body, validate_items
+
+
+class Rejected(BaseModel):
+    index: int
+    errors: list[dict[str, Any]]
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    rejected: list[Rejected]
+
+
+def get_publisher(request: Request) -> Publisher:
+    publisher: Publisher = request.app.state.publisher
+    return publisher
+
+
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+
+router = APIRouter(prefix="/v1")
+
+
+async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None) -> ORJSONResponse:
+    max_bytes: int = request.app.state.max_body_bytes
+    body = await request.body()
+    if len(body) > max_bytes:
+        return ORJSONResponse(
+            {"detail": f"body of {len(body)} bytes exceeds the limit of {max_bytes}"},
+            status_code=413,
+        )
+    try:
+        items = parse_body(body, request.headers.get("content-type", "application/json"))
+    except BodyError as exc:
+        return ORJSONResponse({"detail": str(exc)}, status_code=400)
+    result = validate_items(items, kind)
+    accepted = await publisher.publish(result.events)
+    payload = IngestResult(
+        accepted=accepted,
+        rejected=[Rejected(index=e.index, errors=e.errors) for e in result.errors],
+    ).model_dump()
+    return ORJSONResponse(payload, status_code=422 if result.errors else 202)
+
+
+_DOC = (
+    "Body: a JSON array of events (or one object), or NDJSON with Content-Type "
+    "application/x-ndjson. 202 when every item is valid; 422 names each invalid item by its "
+    "index, while the valid items of the same batch are accepted."
+)
+
+
+@router.post("/decisions", status_code=202, response_model=IngestResult, description=_DOC)
+async def post_decisions(request: Request, publisher: PublisherDep) -> ORJSONResponse:
+    return await _ingest(request, publisher, "decision")
+
+
+@router.post("/verdicts", status_code=202, response_model=IngestResult, description=_DOC)
+async def post_verdicts(request: Request, publisher: PublisherDep) -> ORJSONResponse:
+    return await _ingest(request, publisher, "verdict")
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=IngestResult,
+    description=_DOC + ' Each item names its type in "kind": "decision" or "verdict".',
+)
+async def post_events(request: Request, publisher: PublisherDep) -> ORJSONResponse:
+    return await _ingest(request, publisher, None)
+
+
+def create_app(publisher: Publisher, max_body_bytes: int = 16 * 1024 * 1024) -> FastAPI:
+    app = FastAPI(title="QualityWatch ingest", version="1", default_response_class=ORJSONResponse)
+    app.state.publisher = publisher
+    app.state.max_body_bytes = max_body_bytes
+    app.include_router(router)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,106 @@
+"""The raw-topic validator: upstream systems may produce one event per message to the raw
+topics. Each message is validated; valid events go on to the events topic grouped per queue,
+invalid ones to the dead-letter topic with their reason and original bytes.
+
+Offsets are committed only after every produce of the poll was acknowledged, so a crash
+replays a poll rather than losing it (at-least-once; the scorer deduplicates by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from services.ingest.publisher import Publisher
+from services.ingest.settings import IngestSettings
+from services.ingest.validation import EventKind, ItemError, validate_message
+from shared.events import Decision, Verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    consumed: int = 0
+    valid: int = 0
+    dead_lettered: int = 0
+
+
+class RawValidator:
+    def __init__(self, settings: IngestSettings, publisher: Publisher) -> None:
+        self._settings = settings
+        self._publisher = publisher
+        topics = settings.kafka.topics
+        self._kinds: dict[str, EventKind] = {
+            topics.decisions_raw: "decision",
+            topics.verdicts_raw: "verdict",
+        }
+        self.stats = PipelineStats()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        s = self._settings
+        consumer = AIOKafkaConsumer(
+            *self._kinds,
+            bootstrap_servers=s.kafka.bootstrap,
+            client_id=f"{s.kafka.client_id}-ingest",
+            group_id=s.kafka.topic_prefix + s.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        await consumer.start()
+        if ready is not None:
+            ready.set()
+        try:
+            while not self._stopping.is_set():
+                polled = await consumer.getmany(
+                    timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records
+                )
+                if not polled:
+                    continue
+                await self._handle(polled)
+                await consumer.commit()
+        finally:
+            await consumer.stop()
+
+    async def _handle(
+        self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        valid: list[Decision | Verdict] = []
+        dlq = []
+        for tp, records in polled.items():
+            kind = self._kinds[tp.topic]
+            for rec in records:
+                self.stats.consumed += 1
+                result = validate_message(rec.value, kind)
+                if isinstance(result, ItemError):
+                    dlq.append(
+                        await self._publisher.dead_letter(
+                            reason=result.reason(),
+                            errors=result.errors,
+                            value=rec.value,
+                            source_topic=tp.topic,
+                            partition=tp.partition,
+                            offset=rec.offset,
+                            key=rec.key,
+                        )
+                    )
+                else:
+                    valid.append(result)
+        await self._publisher.publish(valid)
+        if dlq:
+            await asyncio.gather(*dlq)
+        self.stats.valid += len(valid)
+        self.stats.dead_lettered += len(dlq)
+        if dlq:
+            log.warning("dead-lettered %d of %d raw messages", len(dlq), len(dlq) + len(valid))

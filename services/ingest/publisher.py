@@ -1,0 +1,55 @@
+"""Produce validated events to the events topic and bad input to the dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from shared import batches, deadletter
+from shared.events import Decision, Verdict
+from shared.topics import Topics, queue_key
+
+
+class Publisher:
+    def __init__(self, producer: AIOKafkaProducer, topics: Topics) -> None:
+        self._producer = producer
+        self._topics = topics
+
+    async def publish(self, events: Sequence[Decision | Verdict]) -> int:
+        """Produce events grouped per queue; returns once the broker acknowledged all."""
+        futures = []
+        for batch in batches.group_by_queue(events):
+            futures.append(
+                await self._producer.send(
+                    self._topics.events,
+                    value=batches.encode(batch),
+                    key=queue_key(batch["queue_id"]),
+                )
+            )
+        if futures:
+            await asyncio.gather(*futures)
+        return len(events)
+
+    async def dead_letter(
+        self,
+        *,
+        reason: str,
+        errors: list[dict[str, Any]],
+        value: bytes | None,
+        source_topic: str,
+        partition: int | None = None,
+        offset: int | None = None,
+        key: bytes | None = None,
+    ) -> asyncio.Future[Any]:
+        """Send one record to the dead-letter topic: the reason and the original bytes."""
+        body = deadletter.record(
+            stage="ingest", reason=reason, errors=errors, value=value, source_topic=source_topic,
+            partition=partition, offset=offset, key=key,
+        )  # fmt: skip
+        fut: asyncio.Future[Any] = await self._producer.send(
+            self._topics.deadletter, value=body, key=key
+        )
+        return fut

@@ -1,0 +1,89 @@
+"""The scorer's Faust worker: thin glue around ``services.scorer.core.Scorer``.
+
+One agent consumes ``qw.events.v1`` (batches of one queue's events), hands each batch to the
+pure ``Scorer``, and produces the resulting snapshots and breaches. State lives in two
+changelogged tables on the events topic's partitions: ``queues`` (one entry per queue) and
+``decision-chunks`` (the join's decision side, one entry per ingest batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from services.scorer.core import Scorer
+from services.scorer.settings import ScorerSettings
+from shared import batches, codec, deadletter
+from shared.topics import queue_key
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ScorerSettings) -> faust.App:
+    topics = settings.kafka.topics
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.kafka.topic_prefix + settings.app_id,
+        broker=[f"kafka://{h}" for h in settings.kafka.bootstrap.split(",")],
+        store="memory://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=1,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_request_timeout=40.0,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    events = app.topic(topics.events, key_type=bytes, value_type=bytes)
+    snapshots = app.topic(topics.snapshots, key_type=bytes, value_type=bytes)
+    breaches = app.topic(topics.breaches, key_type=bytes, value_type=bytes)
+    deadletter_topic = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
+    queues = app.Table("queues", key_serializer="json", value_serializer="json")
+    chunks = app.Table("decision-chunks", key_serializer="json", value_serializer="json")
+    scorer = Scorer(settings, queues, chunks)
+    app.qw_scorer = scorer  # type: ignore[attr-defined]
+
+    def _rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        scorer.invalidate()  # cached state may belong to partitions this worker lost
+
+    app.on_partitions_revoked.connect(_rebalanced)
+    app.on_partitions_assigned.connect(_rebalanced)
+
+    @app.agent(events)
+    async def score(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                batch = batches.decode(event.value)
+            except ValueError as exc:
+                body = deadletter.record(
+                    stage="scorer", reason=str(exc), value=event.value,
+                    source_topic=event.message.topic, partition=event.message.partition,
+                    offset=event.message.offset, key=event.key,
+                )  # fmt: skip
+                await deadletter_topic.send(key=event.key, value=body)
+                continue
+            out = scorer.process(batch, time.time())
+            for snap in out.snapshots:
+                await snapshots.send(key=queue_key(snap.queue_id), value=codec.dumps(snap))
+            for br in out.breaches:
+                await breaches.send(key=queue_key(br.queue_id), value=codec.dumps(br))
+                log.info("breach %s", br.dedup_key)
+
+    return app
+
+
+def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:
+    """Run the worker in the foreground until SIGINT/SIGTERM."""
+    app = create_app(settings)
+    app.finalize()
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

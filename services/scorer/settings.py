@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import KafkaSettings, default_state_dir
+
+
+class ScorerSettings(BaseSettings):
+    """How the scorer builds subgroups, baselines and signals. See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix="QW_SCORER_", frozen=True, extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    app_id: str = "qw-scorer"
+    data_dir: str = Field(default_factory=lambda: str(default_state_dir() / "scorer"))
+
+    subgroup_seconds: int = Field(default=3600, ge=60, description="p-chart subgroup period")
+    grace_seconds: int = Field(
+        default=6 * 3600,
+        ge=0,
+        description="how long after a subgroup ends (event time) verdicts may still arrive "
+        "before the subgroup is closed and charted",
+    )
+    phase1_subgroups: int = Field(default=24, ge=2, description="Phase I length, in subgroups")
+    baseline_p: dict[str, float] = Field(
+        default_factory=dict,
+        description="configured baseline error rate per queue; queues not named use Phase I",
+    )
+    min_subgroup_n: int = Field(default=20, ge=1, description="smaller subgroups are not charted")
+    sigma_limits: float = Field(
+        default=3.5,
+        gt=0,
+        description="p-chart alarm level as a one-sided normal tail (3.5 -> alpha 0.00023); "
+        "3.5 rather than the textbook 3 because hundreds of queues are charted hourly",
+    )
+    ewma_lambda: float = Field(default=0.2, gt=0, le=1)
+    ewma_l: float = Field(default=3.2, gt=0)
+    accuracy_target: float = Field(default=0.90, gt=0, lt=1)
+    target_confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    decision_ttl_seconds: int = Field(default=7 * 86400, ge=3600)
+    pending_ttl_seconds: int = Field(default=7 * 86400, ge=3600)
+    snapshot_interval_s: float = Field(default=1.0, ge=0)

@@ -1,0 +1,25 @@
+"""Fast JSON encoding for everything on the wire (orjson), one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode a JSON-compatible object, datetime or pydantic model to bytes."""
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json", exclude_none=False)
+    return orjson.dumps(obj, option=_OPTS)
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Decode JSON bytes. Raises ``orjson.JSONDecodeError`` (a ``ValueError``)."""
+    return orjson.loads(data)
+
+
+JSONDecodeError = orjson.JSONDecodeError

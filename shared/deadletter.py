@@ -1,0 +1,40 @@
+"""The dead-letter record: why a message was rejected, where it came from, its exact bytes.
+
+Every stage that rejects input builds its record here, so an operator reading
+``qw.deadletter.v1`` sees one shape, and can replay ``value_b64`` after a fix.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from shared import codec
+
+
+def record(
+    *,
+    stage: str,
+    reason: str,
+    value: bytes | None,
+    source_topic: str | None,
+    partition: int | None = None,
+    offset: int | None = None,
+    key: bytes | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> bytes:
+    return codec.dumps(
+        {
+            "v": 1,
+            "stage": stage,
+            "reason": reason,
+            "errors": errors or [],
+            "source_topic": source_topic,
+            "partition": partition,
+            "offset": offset,
+            "key": key.decode("utf-8", "replace") if key is not None else None,
+            "value_b64": base64.b64encode(value).decode() if value is not None else None,
+            "dead_lettered_at": datetime.now(UTC),
+        }
+    )

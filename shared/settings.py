@@ -1,0 +1,42 @@
+"""Settings shared by every service: Kafka and the database.
+
+Read from the environment (prefix ``QW_``) when a settings object is built, never at import
+time. Each service has its own settings class that nests these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.topics import Topics
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_state_dir() -> Path:
+    return REPO_ROOT / "var"
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QW_KAFKA_", frozen=True, extra="ignore")
+
+    bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
+    topic_prefix: str = Field(default="", validation_alias="QW_TOPIC_PREFIX")
+    partitions: int = Field(default=4, ge=1, le=1024)
+    client_id: str = "qualitywatch"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.topic_prefix, partitions=self.partitions)
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QW_DB_", frozen=True, extra="ignore")
+
+    url: str = Field(
+        default_factory=lambda: f"sqlite+aiosqlite:///{default_state_dir() / 'qualitywatch.db'}",
+        description="SQLAlchemy async URL; postgresql+psycopg://... in production",
+    )

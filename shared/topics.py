@@ -1,0 +1,84 @@
+"""Kafka topic names, their shapes, and partition keys: one place for the whole system.
+
+Data flow::
+
+    upstream producers ──► qw.decisions.raw.v1 ─┐
+                       ──► qw.verdicts.raw.v1  ─┤  ingest validator (aiokafka, batched)
+    POST /v1/events (ingest API, validated) ────┤
+                                                ├─► qw.events.v1      (EventBatch per queue)
+                                                └─► qw.deadletter.v1  (reason + original bytes)
+    qw.events.v1 ──► scorer (Faust) ──► qw.snapshots.v1, qw.breaches.v1
+    qw.snapshots.v1, qw.breaches.v1 ──► alerts (Prometheus, webhooks, health API)
+
+Every topic that carries queue data is keyed by ``queue_id``: a queue's decisions, verdicts
+and state live on one partition, so one scorer worker owns a queue and the join of a verdict
+to its decision is local.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int | None = None  # None: the broker's default
+    compact: bool = False
+    doc: str = ""
+
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names, optionally prefixed (``QW_TOPIC_PREFIX``) so several environments or test
+    runs can share one cluster."""
+
+    prefix: str = ""
+    partitions: int = 4
+
+    def _n(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    @property
+    def decisions_raw(self) -> str:
+        return self._n("qw.decisions.raw.v1")
+
+    @property
+    def verdicts_raw(self) -> str:
+        return self._n("qw.verdicts.raw.v1")
+
+    @property
+    def events(self) -> str:
+        return self._n("qw.events.v1")
+
+    @property
+    def deadletter(self) -> str:
+        return self._n("qw.deadletter.v1")
+
+    @property
+    def snapshots(self) -> str:
+        return self._n("qw.snapshots.v1")
+
+    @property
+    def breaches(self) -> str:
+        return self._n("qw.breaches.v1")
+
+    def specs(self) -> list[TopicSpec]:
+        p = self.partitions
+        return [
+            TopicSpec(self.decisions_raw, p, 7 * _DAY_MS, doc="raw decisions, one JSON each"),
+            TopicSpec(self.verdicts_raw, p, 7 * _DAY_MS, doc="raw QA verdicts, one JSON each"),
+            TopicSpec(self.events, p, 14 * _DAY_MS, doc="validated EventBatch per queue"),
+            TopicSpec(self.deadletter, 1, 30 * _DAY_MS, doc="invalid input with its reason"),
+            TopicSpec(self.snapshots, p, compact=True, doc="latest QualitySnapshot per queue"),
+            TopicSpec(self.breaches, p, 30 * _DAY_MS, doc="Breach events"),
+        ]
+
+
+def queue_key(queue_id: str) -> bytes:
+    """The partition key of everything that belongs to a queue."""
+    return queue_id.encode()

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.alerts.health import band_for, health
+from shared.events import ChartPoint, QualitySnapshot
+
+NOW = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def snap(acc: float | None, n: int, signals: list[str] | None = None, **kw: Any) -> QualitySnapshot:
+    lp = None
+    if signals is not None:
+        lp = ChartPoint(
+            start=NOW, n=100, errors=5, p=0.05, center=0.05, lcl=0.0, ucl=0.12, signals=signals
+        )
+    base: dict[str, Any] = dict(
+        queue_id="q", as_of=NOW, emitted_at=NOW, decisions_total=1000, verdicts_total=n,
+        pending_verdicts=0, accuracy_1h=acc, accuracy_24h=acc, accuracy_7d=acc, n_1h=n,
+        n_24h=n, n_7d=n, baseline_p=0.05, baseline_state="frozen", last_point=lp,
+    )  # fmt: skip
+    base.update(kw)
+    return QualitySnapshot(**base)
+
+
+def h(s: QualitySnapshot, age: float = 0.0) -> Any:
+    return health(s, target=0.9, min_sample=30, age_s=age, stale_after_s=300, firing=[])
+
+
+def test_healthy_queue_is_green_100() -> None:
+    r = h(snap(0.95, 500, []))
+    assert r.score == 100.0
+    assert r.band == "green"
+    assert "meets" in r.explanation
+
+
+def test_insufficient_data() -> None:
+    r = h(snap(0.5, 10))
+    assert r.score is None
+    assert r.band == "insufficient_data"
+    assert "too few" in r.explanation
+
+
+def test_below_target_and_out_of_control_is_red() -> None:
+    r = h(snap(0.85, 500, ["p_chart_ucl"]))
+    assert r.components["accuracy"] == pytest.approx(50.0)
+    assert r.components["stability"] == 20.0
+    assert r.band == "red"
+    assert "control limit" in r.explanation
+
+
+def test_stale_data_lowers_freshness() -> None:
+    assert h(snap(0.95, 500, []), age=600).components["freshness"] < 100
+    assert h(snap(0.95, 500, []), age=10_000).components["freshness"] == 0
+
+
+def test_score_monotone_in_accuracy() -> None:
+    scores = [h(snap(a, 500, [])).score for a in (0.80, 0.85, 0.88, 0.9, 0.95)]
+    assert scores == sorted(scores)
+
+
+@pytest.mark.parametrize(
+    ("score", "band"), [(100, "green"), (80, "green"), (79.9, "amber"), (60, "amber"), (10, "red")]
+)
+def test_bands(score: float, band: str) -> None:
+    assert band_for(score) == band

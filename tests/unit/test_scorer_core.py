@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from services.ingest.validation import validate_items
+from services.scorer.core import Output, Scorer
+from services.scorer.settings import ScorerSettings
+from services.scorer.state import QueueState
+from shared import batches, codec
+from tests.factories import T0, decision, verdict
+
+H = timedelta(hours=1)
+
+
+def settings(**kw: Any) -> ScorerSettings:
+    base: dict[str, Any] = {
+        "subgroup_seconds": 3600, "grace_seconds": 2 * 3600, "phase1_subgroups": 5,
+        "min_subgroup_n": 20, "snapshot_interval_s": 0.0,
+    }  # fmt: skip
+    base.update(kw)
+    return ScorerSettings(**base)
+
+
+def feed(scorer: Scorer, items: list[dict[str, Any]], wall: float = 0.0) -> Output:
+    out = Output()
+    result = validate_items(items, None)
+    assert not result.errors, result.errors
+    for b in batches.group_by_queue(result.events):
+        o = scorer.process(b, wall)
+        out.snapshots += o.snapshots
+        out.breaches += o.breaches
+    return out
+
+
+def hour_of_traffic(
+    start: int, hour: int, n: int, error_rate: float, rng: random.Random, queue: str = "q"
+) -> list[dict[str, Any]]:
+    """n decisions in hour ``hour``, each QA-reviewed an hour later."""
+    items: list[dict[str, Any]] = []
+    for i in range(n):
+        k = f"{queue}-{start + i}"
+        at = T0 + hour * H + timedelta(seconds=rng.uniform(0, 3599))
+        items.append(decision(k, queue, at))
+        items.append(verdict(k, queue, at + H, correct=rng.random() >= error_rate))
+    return items
+
+
+def test_verdict_before_decision_is_joined_when_the_decision_arrives() -> None:
+    sc = Scorer(settings(), {}, {})
+    feed(sc, [verdict(1, "q", correct=False)])
+    st = sc.state("q")
+    assert st.pending_count == 1
+    assert st.verdicts_total == 0
+    feed(sc, [decision(1, "q")])
+    st = sc.state("q")
+    assert st.pending_count == 0
+    assert st.verdicts_total == 1
+    bucket = st.buckets[int(T0.timestamp())]
+    assert (bucket.n, bucket.e, bucket.decisions) == (1, 1, 1)
+    assert bucket.errors_by_type == {"under_enforcement": 1}
+
+
+def test_duplicates_are_counted_once() -> None:
+    sc = Scorer(settings(), {}, {})
+    feed(sc, [decision(1, "q"), decision(1, "q"), verdict(1, "q")])
+    feed(sc, [decision(1, "q"), verdict(1, "q"), verdict(1, "q")])
+    st = sc.state("q")
+    assert (st.decisions_total, st.verdicts_total) == (1, 1)
+    assert st.buckets[int(T0.timestamp())].n == 1
+
+
+def test_duplicate_verdict_while_pending_is_kept_once() -> None:
+    sc = Scorer(settings(), {}, {})
+    feed(sc, [verdict(1, "q"), verdict(1, "q")])
+    assert sc.state("q").pending_count == 1
+    feed(sc, [decision(1, "q")])
+    assert sc.state("q").verdicts_total == 1
+
+
+def test_only_random_samples_count_toward_accuracy() -> None:
+    sc = Scorer(settings(), {}, {})
+    feed(sc, [decision(1, "q"), verdict(1, "q", correct=False, sample_type="targeted")])
+    b = sc.state("q").buckets[int(T0.timestamp())]
+    assert (b.n, b.e, b.other) == (0, 0, 1)
+
+
+def test_phase1_then_drift_signals_and_stable_queue_stays_quiet() -> None:
+    rng = random.Random(3)
+    sc = Scorer(settings(), {}, {})
+    breaches = []
+    for hour in range(14):
+        drifted = 0.25 if hour >= 8 else 0.05
+        items = hour_of_traffic(hour * 1000, hour, 200, drifted, rng, "drifty")
+        items += hour_of_traffic(hour * 1000, hour, 200, 0.05, rng, "steady")
+        breaches += feed(sc, items).breaches
+    assert sc.state("drifty").baseline_p is not None
+    assert 0.02 < (sc.state("steady").baseline_p or 0) < 0.09
+    drifty = [b for b in breaches if b.queue_id == "drifty" and b.kind == "spc"]
+    assert drifty, "the drifted queue must signal"
+    assert min(b.subgroup_start for b in drifty if b.subgroup_start) >= T0 + 8 * H
+    assert not [b for b in breaches if b.queue_id == "steady"]
+    first = next(b for b in drifty if b.rule == "p_chart_ucl")
+    assert first.observed_p > first.ucl  # type: ignore[operator]
+    assert first.dedup_key == f"drifty:p_chart_ucl:{int(first.subgroup_start.timestamp())}"  # type: ignore[union-attr]
+
+
+def test_configured_baseline_skips_phase1() -> None:
+    rng = random.Random(1)
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {}, {})
+    out = Output()
+    for hour in range(4):
+        o = feed(sc, hour_of_traffic(hour * 1000, hour, 200, 0.30, rng))
+        out.breaches += o.breaches
+    assert sc.state("q").baseline_p == 0.05
+    assert any(b.rule == "p_chart_ucl" for b in out.breaches)
+
+
+def test_small_subgroups_are_not_charted() -> None:
+    rng = random.Random(1)
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {}, {})
+    out = Output()
+    for hour in range(5):
+        out.breaches += feed(sc, hour_of_traffic(hour * 100, hour, 5, 1.0, rng)).breaches
+    assert not [b for b in out.breaches if b.kind == "spc"]
+    assert sc.state("q").last_point is None
+
+
+def test_below_target_breach_once_per_day() -> None:
+    rng = random.Random(2)
+    sc = Scorer(settings(accuracy_target=0.95), {}, {})
+    out = Output()
+    for hour in range(6):
+        out.breaches += feed(sc, hour_of_traffic(hour * 1000, hour, 100, 0.20, rng)).breaches
+    target = [b for b in out.breaches if b.rule == "accuracy_24h_below_target"]
+    assert len(target) == 1
+    assert target[0].severity == "critical"
+
+
+def test_state_survives_a_restart_exactly() -> None:
+    """A new Scorer over the same tables (a restarted worker) continues where it stopped."""
+    rng_a, rng_b = random.Random(9), random.Random(9)
+    queues_a: dict[str, Any] = {}
+    chunks_a: dict[str, Any] = {}
+    continuous = Scorer(settings(), {}, {})
+    restarted = Scorer(settings(), queues_a, chunks_a)
+    for hour in range(10):
+        items_a = hour_of_traffic(hour * 1000, hour, 60, 0.1, rng_a)
+        items_b = hour_of_traffic(hour * 1000, hour, 60, 0.1, rng_b)
+        feed(continuous, items_a)
+        # the tables go through JSON as they would through the changelog
+        queues_a = codec.loads(codec.dumps(queues_a))
+        chunks_a = codec.loads(codec.dumps(chunks_a))
+        restarted = Scorer(settings(), queues_a, chunks_a)
+        feed(restarted, items_b)
+    a, b = continuous.state("q"), restarted.state("q")
+    assert a.to_dict() == b.to_dict()
+
+
+def test_queue_state_round_trip() -> None:
+    rng = random.Random(4)
+    sc = Scorer(settings(), {}, {})
+    for hour in range(9):
+        feed(sc, hour_of_traffic(hour * 1000, hour, 50, 0.1, rng))
+    st = sc.state("q")
+    again = QueueState.from_dict(codec.loads(codec.dumps(st.to_dict())))
+    assert again == st
+
+
+def test_old_decisions_expire() -> None:
+    sc = Scorer(settings(decision_ttl_seconds=3 * 3600), {}, {})
+    feed(sc, [decision(1, "q")])
+    feed(sc, [decision(2, "q", T0 + 10 * H)])
+    assert len(sc._decisions) == 1  # d1's chunk is gone
+    assert sc.state("q").chunks[0][0] == "q|1"
+
+
+def test_snapshot_has_windows_and_chart() -> None:
+    rng = random.Random(5)
+    sc = Scorer(settings(), {}, {})
+    out = Output()
+    for hour in range(10):
+        out.snapshots += feed(sc, hour_of_traffic(hour * 1000, hour, 100, 0.1, rng)).snapshots
+    snap = out.snapshots[-1]
+    assert snap.queue_id == "q"
+    assert snap.baseline_state == "frozen"
+    assert snap.n_24h > 0
+    assert snap.accuracy_24h is not None
+    assert 0.8 < snap.accuracy_24h < 0.97
+    assert snap.last_point is not None
+    assert snap.last_point.lcl <= snap.last_point.ucl
+    assert snap.ewma is not None
+    assert snap.ewma_ucl is not None

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+
+from services.ingest.validation import (
+    BodyError,
+    parse_body,
+    validate_items,
+    validate_message,
+)
+from shared import codec
+from shared.events import Decision, Verdict
+from tests.factories import decision, verdict
+
+
+def test_valid_decision_and_verdict_pass() -> None:
+    result = validate_items([decision(1), verdict(1)], None)
+    assert result.errors == []
+    assert isinstance(result.events[0], Decision)
+    assert isinstance(result.events[1], Verdict)
+
+
+def test_each_bad_item_is_named_with_its_index_and_field() -> None:
+    items = [
+        decision(1),
+        decision(2, decided_at="2026-11-02T10:00:00"),  # naive time
+        verdict(3, correct=False, error_type=None),  # incorrect without error type
+        {"kind": "verdict"},
+        decision(5, action="delete"),
+    ]
+    result = validate_items(items, None)
+    assert [e.index for e in result.errors] == [1, 2, 3, 4]
+    assert len(result.events) == 1
+    reasons = {e.index: e.reason() for e in result.errors}
+    assert "time zone" in reasons[1]
+    assert "error_type" in reasons[2]
+    assert "verdict_id" in reasons[3]
+    assert "action" in reasons[4]
+
+
+def test_kind_is_enforced_per_endpoint() -> None:
+    result = validate_items([verdict(1)], "decision")
+    assert len(result.errors) == 1
+
+
+def test_ndjson_bad_line_is_reported_per_line() -> None:
+    body = codec.dumps(decision(1)) + b"\n{oops\n" + codec.dumps(decision(2)) + b"\n"
+    items = parse_body(body, "application/x-ndjson")
+    result = validate_items(items, "decision")
+    assert len(result.events) == 2
+    assert result.errors[0].index == 1
+    assert "line 2 is not JSON" in result.errors[0].reason()
+
+
+@pytest.mark.parametrize("body", [b"", b"   ", b"not json", b"42"])
+def test_unreadable_body_is_a_body_error(body: bytes) -> None:
+    with pytest.raises(BodyError):
+        parse_body(body, "application/json")
+
+
+def test_single_object_body_is_one_item() -> None:
+    assert len(parse_body(codec.dumps(decision(1)), "application/json")) == 1
+
+
+def test_raw_message_errors() -> None:
+    assert isinstance(validate_message(codec.dumps(decision(1)), "decision"), Decision)
+    bad = validate_message(b"{", "decision")
+    assert not isinstance(bad, Decision | Verdict)
+    assert "not JSON" in bad.reason()
+    tomb = validate_message(None, "verdict")
+    assert not isinstance(tomb, Decision | Verdict)
+    assert "tombstone" in tomb.reason()
+
+
+def test_unknown_schema_version_is_rejected() -> None:
+    result = validate_items([decision(1, v=2)], "decision")
+    assert result.errors
+    assert "v" in result.errors[0].reason()
