@@ -59,7 +59,10 @@ def encode(batch: EventBatch) -> bytes:
 
 def decode(data: bytes) -> EventBatch:
     """Decode an events-topic message; ``ValueError`` if it is not a batch we know."""
-    obj = codec.loads(data)
+    try:
+        obj = codec.loads(data)
+    except codec.JSONDecodeError as exc:
+        raise ValueError(f"not an EventBatch: not JSON ({exc})") from exc
     if not isinstance(obj, dict) or obj.get("v") != BATCH_VERSION:
         raise ValueError(f"not an EventBatch v{BATCH_VERSION}")
     if not isinstance(obj.get("queue_id"), str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from fastapi import Response
 from pydantic import BaseModel
 
 _OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
@@ -23,3 +24,8 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 
 
 JSONDecodeError = orjson.JSONDecodeError
+
+
+def json_response(content: Any, status_code: int = 200) -> Response:
+    """A JSON response encoded with orjson, for handlers that choose their status code."""
+    return Response(content=dumps(content), status_code=status_code, media_type="application/json")

@@ -21,7 +21,9 @@ def default_state_dir() -> Path:
 
 
 class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QW_KAFKA_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="QW_KAFKA_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
     topic_prefix: str = Field(default="", validation_alias="QW_TOPIC_PREFIX")

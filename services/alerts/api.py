@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -136,9 +135,7 @@ async def ack_alert(alert_id: int, session: SessionDep) -> AlertOut:
 def create_app(
     settings: AlertsSettings, sessions: async_sessionmaker[AsyncSession], metrics: Metrics
 ) -> FastAPI:
-    app = FastAPI(
-        title="QualityWatch alerts and health", version="1", default_response_class=ORJSONResponse
-    )
+    app = FastAPI(title="QualityWatch alerts and health", version="1")
     app.state.settings = settings
     app.state.sessions = sessions
     app.include_router(router)

@@ -9,7 +9,9 @@ from shared.settings import DatabaseSettings, KafkaSettings
 class AlertsSettings(BaseSettings):
     """Alert delivery and the health API. See docs/configuration.md."""
 
-    model_config = SettingsConfigDict(env_prefix="QW_ALERTS_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="QW_ALERTS_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)

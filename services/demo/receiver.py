@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
+from fastapi import FastAPI, Request, Response
 
 from services.alerts.webhooks import SIGNATURE_HEADER, SignatureError, verify
 from shared import codec
+from shared.codec import json_response
 
 
 @dataclass
@@ -26,22 +26,22 @@ class Inbox:
         app = FastAPI(title="webhook receiver")
 
         @app.post("/hook")
-        async def hook(request: Request) -> ORJSONResponse:
+        async def hook(request: Request) -> Response:
             body = await request.body()
             try:
                 verify(self.secret, request.headers.get(SIGNATURE_HEADER), body)
             except SignatureError as exc:
                 self.rejected.append(str(exc))
-                return ORJSONResponse({"detail": str(exc)}, status_code=401)
+                return json_response({"detail": str(exc)}, status_code=401)
             key = request.headers.get("Idempotency-Key", "")
             if key in self.seen_keys:
-                return ORJSONResponse({"status": "duplicate"}, status_code=200)
+                return json_response({"status": "duplicate"}, status_code=200)
             self.seen_keys.add(key)
             payload: dict[str, Any] = codec.loads(body)
             self.received.append(payload)
             if self.on_alert is not None:
                 self.on_alert(payload)
-            return ORJSONResponse({"status": "ok"}, status_code=200)
+            return json_response({"status": "ok"}, status_code=200)
 
         return app
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import ORJSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel
 
 from services.ingest.publisher import Publisher
 from services.ingest.validation import BodyError, EventKind, parse_body, validate_items
+from shared.codec import json_response
 
 
 class Rejected(BaseModel):
@@ -37,25 +37,25 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 router = APIRouter(prefix="/v1")
 
 
-async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None) -> ORJSONResponse:
+async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None) -> Response:
     max_bytes: int = request.app.state.max_body_bytes
     body = await request.body()
     if len(body) > max_bytes:
-        return ORJSONResponse(
+        return json_response(
             {"detail": f"body of {len(body)} bytes exceeds the limit of {max_bytes}"},
             status_code=413,
         )
     try:
         items = parse_body(body, request.headers.get("content-type", "application/json"))
     except BodyError as exc:
-        return ORJSONResponse({"detail": str(exc)}, status_code=400)
+        return json_response({"detail": str(exc)}, status_code=400)
     result = validate_items(items, kind)
     accepted = await publisher.publish(result.events)
     payload = IngestResult(
         accepted=accepted,
         rejected=[Rejected(index=e.index, errors=e.errors) for e in result.errors],
     ).model_dump()
-    return ORJSONResponse(payload, status_code=422 if result.errors else 202)
+    return json_response(payload, status_code=422 if result.errors else 202)
 
 
 _DOC = (
@@ -66,12 +66,12 @@ _DOC = (
 
 
 @router.post("/decisions", status_code=202, response_model=IngestResult, description=_DOC)
-async def post_decisions(request: Request, publisher: PublisherDep) -> ORJSONResponse:
+async def post_decisions(request: Request, publisher: PublisherDep) -> Response:
     return await _ingest(request, publisher, "decision")
 
 
 @router.post("/verdicts", status_code=202, response_model=IngestResult, description=_DOC)
-async def post_verdicts(request: Request, publisher: PublisherDep) -> ORJSONResponse:
+async def post_verdicts(request: Request, publisher: PublisherDep) -> Response:
     return await _ingest(request, publisher, "verdict")
 
 
@@ -81,12 +81,12 @@ async def post_verdicts(request: Request, publisher: PublisherDep) -> ORJSONResp
     response_model=IngestResult,
     description=_DOC + ' Each item names its type in "kind": "decision" or "verdict".',
 )
-async def post_events(request: Request, publisher: PublisherDep) -> ORJSONResponse:
+async def post_events(request: Request, publisher: PublisherDep) -> Response:
     return await _ingest(request, publisher, None)
 
 
 def create_app(publisher: Publisher, max_body_bytes: int = 16 * 1024 * 1024) -> FastAPI:
-    app = FastAPI(title="QualityWatch ingest", version="1", default_response_class=ORJSONResponse)
+    app = FastAPI(title="QualityWatch ingest", version="1")
     app.state.publisher = publisher
     app.state.max_body_bytes = max_body_bytes
     app.include_router(router)

@@ -47,8 +47,11 @@ def create_app(settings: ScorerSettings) -> faust.App:
     snapshots = app.topic(topics.snapshots, key_type=bytes, value_type=bytes)
     breaches = app.topic(topics.breaches, key_type=bytes, value_type=bytes)
     deadletter_topic = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
-    queues = app.Table("queues", key_serializer="json", value_serializer="json")
-    chunks = app.Table("decision-chunks", key_serializer="json", value_serializer="json")
+    # The app's default serializer is raw bytes (the topics carry our own orjson); the
+    # tables hold JSON-able Python values and serialize them for their changelogs.
+    schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
+    queues = app.Table("queues", schema=schema)
+    chunks = app.Table("decision-chunks", schema=schema)
     scorer = Scorer(settings, queues, chunks)
     app.qw_scorer = scorer  # type: ignore[attr-defined]
 

@@ -1,0 +1,71 @@
+"""Test services: a real Kafka broker (started by deploy/local/kafka.sh when none answers).
+
+Under CI=true a missing service fails the test; elsewhere it skips it, so a laptop without
+Java can still run the unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.kafka import wait_for_broker
+from shared.settings import KafkaSettings
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(what: str) -> None:
+    """Fail under CI, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: a test that needs a service fails, never skips)")
+    pytest.skip(what)
+
+
+def _reachable(settings: KafkaSettings, timeout: float) -> bool:
+    try:
+        asyncio.run(wait_for_broker(settings, timeout=timeout))
+    except TimeoutError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    settings = KafkaSettings()
+    started = False
+    if not _reachable(settings, 1.5):
+        port = settings.bootstrap.split(",")[0].rpartition(":")[2]
+        env = {**os.environ, "QW_KAFKA_PORT": port}
+        proc = subprocess.run(
+            ["bash", str(REPO / "deploy/local/kafka.sh"), "start"],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            unavailable(
+                f"no Kafka broker at {settings.bootstrap} and kafka.sh start failed:\n{proc.stderr[-3000:]}"
+            )
+        started = True
+        if not _reachable(settings, 60):
+            unavailable(f"kafka.sh started a broker but {settings.bootstrap} does not answer")
+    yield settings.bootstrap
+    if started and not os.environ.get("QW_KEEP_KAFKA"):
+        subprocess.run(["bash", str(REPO / "deploy/local/kafka.sh"), "stop"], check=False)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """Topics (and consumer groups) private to one test."""
+    return f"t{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2)

@@ -1,0 +1,105 @@
+"""The whole pipeline: simulator -> raw topics -> ingest -> scorer -> alerts -> webhook.
+
+Every part is real: the broker, the three services as processes, SQLite, an HTTP receiver
+that verifies signatures, and the Prometheus endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.demo.orchestrator import Services, wait_http
+from services.demo.receiver import Inbox
+from services.simulator.model import Drift, SimConfig, queue_profiles
+from services.simulator.run import play
+from shared.runtime import http_server
+from shared.settings import KafkaSettings
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_drifted_queue_alerts_and_stable_queue_stays_quiet(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    secret = "e2e-secret"
+    ports = {name: free_port() for name in ("ingest", "alerts", "receiver")}
+    inbox = Inbox(secret=secret)
+    receiver = http_server(inbox.app(), "127.0.0.1", ports["receiver"])
+    receiver_task = asyncio.create_task(receiver.serve())
+
+    cfg = SimConfig(seed=11, queues=4, decisions_per_hour=1500, random_qa_rate=0.15)
+    profiles = queue_profiles(cfg)
+    drifted, stable = profiles[1].queue_id, profiles[2].queue_id
+    cfg = dataclasses.replace(cfg, drifts=(Drift(drifted, 14 * 3600, -0.12),))
+
+    env = {
+        "QW_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+        "QW_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "QW_KAFKA_PARTITIONS": str(kafka_settings.partitions),
+        "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
+        "QW_INGEST_PORT": str(ports["ingest"]),
+        "QW_ALERTS_PORT": str(ports["alerts"]),
+        "QW_ALERTS_WEBHOOK_URLS": f'["http://127.0.0.1:{ports["receiver"]}/hook"]',
+        "QW_ALERTS_WEBHOOK_SECRET": secret,
+        "QW_SCORER_PHASE1_SUBGROUPS": "10",
+        "QW_SCORER_GRACE_SECONDS": str(4 * 3600),
+        "QW_SCORER_DATA_DIR": str(tmp_path / "scorer"),
+    }
+    services = Services(env, tmp_path / "logs")
+    try:
+        for name in ("ingest", "scorer", "alerts"):
+            services.start(name)
+        await wait_http(f"http://127.0.0.1:{ports['ingest']}/healthz", services)
+        await wait_http(f"http://127.0.0.1:{ports['alerts']}/healthz", services)
+
+        prog = await play(cfg, kafka_settings, duration_s=26 * 3600, speed=0, invalid_every=3000)
+        assert prog.invalid > 0
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not inbox.for_queue(drifted):
+            services.check()
+            await asyncio.sleep(1)
+        logs = "\n".join(
+            f"--- {p.name}\n{p.read_text()[-1500:]}" for p in (tmp_path / "logs").glob("*.log")
+        )
+        assert inbox.for_queue(drifted), f"no alert for the drifted queue {drifted}\n{logs}"
+        await asyncio.sleep(3)  # let anything else in flight arrive
+        assert not inbox.for_queue(stable), inbox.for_queue(stable)
+        assert inbox.rejected == []  # every webhook carried a valid signature
+
+        alert = inbox.for_queue(drifted)[0]["alert"]
+        assert alert["kind"] in {"spc", "below_target"}
+        assert alert["breach"]["observed_p"] > alert["breach"]["expected_p"]
+        start = alert["subgroup_start"] or ""
+        assert start >= cfg.start.replace(hour=14).isoformat()[:13]
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['alerts']}") as client:
+            metrics = (await client.get("/metrics")).text
+            line = next(
+                ln for ln in metrics.splitlines()
+                if ln.startswith("qw_queue_accuracy{") and f'queue="{stable}"' in ln and 'window="24h"' in ln
+            )  # fmt: skip
+            assert 0.85 < float(line.rsplit(" ", 1)[1]) < 1.0
+            health = (await client.get(f"/v1/queues/{drifted}/health")).json()
+            assert health["health"]["band"] in {"amber", "red"}
+            assert (await client.get("/v1/queues/nope/health")).status_code == 404
+            queues = (await client.get("/v1/queues")).json()
+            assert {q["queue_id"] for q in queues} == {p.queue_id for p in profiles}
+    finally:
+        services.stop()
+        receiver.should_exit = True
+        await receiver_task

@@ -1,0 +1,111 @@
+"""Ingest against a real broker: HTTP batches and raw topics to the events and DLQ topics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+
+import httpx
+import pytest
+
+from services.ingest.api import create_app
+from services.ingest.pipeline import RawValidator
+from services.ingest.publisher import Publisher
+from services.ingest.settings import IngestSettings
+from shared import batches, codec
+from shared.kafka import ensure_topics, make_producer
+from shared.settings import KafkaSettings
+from tests.factories import decision, verdict
+from tests.integration.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_http_batch_with_bad_items_keeps_the_good_ones(kafka_settings: KafkaSettings) -> None:
+    await ensure_topics(kafka_settings)
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        app = create_app(Publisher(producer, kafka_settings.topics))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+            body = [decision(1, "a"), decision(2, "b", action="nuke"), verdict(1, "a"), {"x": 1}]
+            r = await client.post("/v1/events", json=body)
+            assert r.status_code == 422
+            data = r.json()
+            assert data["accepted"] == 2
+            assert [x["index"] for x in data["rejected"]] == [1, 3]
+            assert data["rejected"][0]["errors"][0]["loc"] == ["decision", "action"]
+
+            ok = await client.post(
+                "/v1/decisions",
+                content=b"\n".join(codec.dumps(decision(i, "b")) for i in (3, 4)),
+                headers={"content-type": "application/x-ndjson"},
+            )
+            assert ok.status_code == 202
+            assert ok.json() == {"accepted": 2, "rejected": []}
+            empty = await client.post("/v1/verdicts", content=b"")
+            assert empty.status_code == 400
+            assert "empty body" in empty.json()["detail"]
+    finally:
+        await producer.stop()
+
+    msgs = await read_topic(kafka_settings.bootstrap, kafka_settings.topics.events, expect=2)
+    by_queue: dict[str, list[str]] = {}
+    for key, value in msgs:
+        assert key == value["queue_id"].encode()
+        by_queue.setdefault(value["queue_id"], [])
+        by_queue[value["queue_id"]] += [d["decision_id"] for d in value["decisions"]]
+        by_queue[value["queue_id"]] += [v["verdict_id"] for v in value["verdicts"]]
+    assert sorted(by_queue["a"]) == ["d1", "v1"]
+    assert sorted(by_queue["b"]) == ["d3", "d4"]
+
+
+async def test_raw_topics_validated_and_malformed_dead_lettered(
+    kafka_settings: KafkaSettings,
+) -> None:
+    settings = IngestSettings(kafka=kafka_settings)
+    topics = kafka_settings.topics
+    await ensure_topics(kafka_settings)
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    ready = asyncio.Event()
+    validator = RawValidator(settings, Publisher(producer, topics))
+    task = asyncio.create_task(validator.run(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        bad_json = b'{"kind": "decision", "decision_id": '
+        bad_verdict = codec.dumps(verdict(9, "a", correct=False, error_type=None))
+        await producer.send_and_wait(topics.decisions_raw, codec.dumps(decision(1, "a")), key=b"a")
+        await producer.send_and_wait(topics.decisions_raw, bad_json, key=b"a")
+        await producer.send_and_wait(topics.verdicts_raw, codec.dumps(verdict(1, "a")), key=b"a")
+        await producer.send_and_wait(topics.verdicts_raw, bad_verdict, key=b"a")
+
+        dlq = await read_topic(kafka_settings.bootstrap, topics.deadletter, expect=2)
+        assert len(dlq) == 2
+        records = {r["source_topic"]: r for _, r in dlq}
+        assert "not JSON" in records[topics.decisions_raw]["reason"]
+        assert base64.b64decode(records[topics.decisions_raw]["value_b64"]) == bad_json
+        assert "error_type" in records[topics.verdicts_raw]["reason"]
+        assert base64.b64decode(records[topics.verdicts_raw]["value_b64"]) == bad_verdict
+        assert records[topics.verdicts_raw]["offset"] == 1
+        assert records[topics.verdicts_raw]["stage"] == "ingest"
+
+        events = await read_topic(kafka_settings.bootstrap, topics.events, expect=2)
+        ids = sorted(
+            [
+                d["decision_id"]
+                for _, b in events
+                for d in batches.decode(codec.dumps(b))["decisions"]
+            ]
+            + [v["verdict_id"] for _, b in events for v in b["verdicts"]]
+        )
+        assert ids == ["d1", "v1"]
+        assert validator.stats.dead_lettered == 2
+        assert validator.stats.valid == 2
+    finally:
+        validator.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        await producer.stop()
