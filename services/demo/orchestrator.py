@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import secrets
 import signal
@@ -76,6 +77,13 @@ def service_env(opts: DemoOptions, prefix: str, db_path: Path, secret: str) -> d
     }
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Services:
     """The three services as child processes, with logs in files."""
 
@@ -90,7 +98,7 @@ class Services:
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", name],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
 
     def check(self) -> None:
@@ -212,7 +220,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
         for name in ("ingest", "scorer", "alerts"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
@@ -63,15 +64,37 @@ class RawValidator:
             ready.set()
         try:
             while not self._stopping.is_set():
-                polled = await consumer.getmany(
-                    timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records
-                )
+                polled = await self._poll(consumer)
                 if not polled:
                     continue
                 await self._handle(polled)
                 await consumer.commit()
         finally:
             await consumer.stop()
+
+    async def _poll(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """One micro-batch: the first poll, then more until the linger or the size limit."""
+        s = self._settings
+        polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+            timeout_ms=s.poll_timeout_ms, max_records=s.poll_max_records
+        )
+        if not polled:
+            return polled
+        count = sum(len(v) for v in polled.values())
+        deadline = time.monotonic() + s.linger_ms / 1000
+        while count < s.poll_max_records and not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = await consumer.getmany(
+                timeout_ms=int(left * 1000), max_records=s.poll_max_records - count
+            )
+            for tp, records in more.items():
+                polled.setdefault(tp, []).extend(records)
+                count += len(records)
+        return polled
 
     async def _handle(
         self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]

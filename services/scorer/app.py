@@ -3,7 +3,8 @@
 One agent consumes ``qw.events.v1`` (batches of one queue's events), hands each batch to the
 pure ``Scorer``, and produces the resulting snapshots and breaches. State lives in two
 changelogged tables on the events topic's partitions: ``queues`` (one entry per queue) and
-``decision-chunks`` (the join's decision side, one entry per ingest batch).
+``chunks`` (write-once chunks of the decisions for the join and of the verdicts already
+counted, one entry per batch; see ``services/scorer/chunks.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def create_app(settings: ScorerSettings) -> faust.App:
         broker_request_timeout=40.0,
         producer_acks=-1,
         stream_wait_empty=False,
+        # messages are batches of up to MAX_EVENTS_PER_MESSAGE events (100s of KB): fetch
+        # several per partition per round trip
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        producer_linger=0.005,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -51,7 +56,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
     # tables hold JSON-able Python values and serialize them for their changelogs.
     schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
     queues = app.Table("queues", schema=schema)
-    chunks = app.Table("decision-chunks", schema=schema)
+    chunks = app.Table("chunks", schema=schema)
     scorer = Scorer(settings, queues, chunks)
     app.qw_scorer = scorer  # type: ignore[attr-defined]
 
@@ -88,5 +93,8 @@ def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
     app = create_app(settings)
     app.finalize()
+    # Faust warns each time table writes wait for its changelog producer: flow control
+    # working as designed, not a problem worth a log line per batch.
+    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

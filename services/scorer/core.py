@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from services.scorer.decisions import DECIDED_AT, DecisionStore
+from services.scorer.chunks import ChunkStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, Point, QueueState
 from shared.batches import EventBatch
@@ -51,11 +51,15 @@ class Scorer:
         self,
         settings: ScorerSettings,
         queues: MutableMapping[str, Any],
-        decisions: MutableMapping[str, Any],
+        chunks: MutableMapping[str, Any],
     ) -> None:
         self.s = settings
         self._queues = queues
-        self._decisions = DecisionStore(decisions)
+        # decision records [decided_at, site, moderator, policy, severity] for the join
+        self._decisions = ChunkStore(chunks, "d")
+        # verdicts already counted [reviewed_at]: a replayed or duplicated verdict is not
+        # counted twice
+        self._counted = ChunkStore(chunks, "v")
         self._cache: dict[str, _QueueCache] = {}
 
     # -- state ------------------------------------------------------------------------------
@@ -63,6 +67,7 @@ class Scorer:
         """Partitions moved: drop derived in-memory state; it is rebuilt from the tables."""
         self._cache.clear()
         self._decisions.invalidate()
+        self._counted.invalidate()
 
     def _load(self, queue_id: str) -> _QueueCache:
         cached = self._cache.get(queue_id)
@@ -84,8 +89,9 @@ class Scorer:
         out = Output()
         period = self.s.subgroup_seconds
 
+        counted: dict[str, list[Any]] = {}
         if batch["decisions"]:
-            self._add_decisions(st, batch["decisions"], period)
+            self._add_decisions(st, batch["decisions"], period, counted)
         for v in batch["verdicts"]:
             st.watermark = max(st.watermark, _epoch(v["reviewed_at"]))
             record = self._decisions.get(v["decision_id"])
@@ -94,12 +100,16 @@ class Scorer:
                 if all(p["verdict_id"] != v["verdict_id"] for p in pend):
                     pend.append(v)
                 continue
-            self._count_verdict(st, v, record, period)
+            self._count_verdict(st, v, record, period, counted)
+        if counted:
+            key = self._counted.chunk_key(st.queue_id, st.chunk_seq)
+            st.chunk_seq += 1
+            self._counted.add(key, st.queue_id, counted)
+            st.chunks.append((key, max(r[0] for r in counted.values())))
 
         closed_any = self._close_subgroups(st, out, wall)
         self._check_target(st, out, wall)
         self._expire(st)
-        self._decisions.flush()
         self._queues[st.queue_id] = st.to_dict()
 
         if (
@@ -111,34 +121,47 @@ class Scorer:
             cache.last_snapshot_wall = wall
         return out
 
-    def _add_decisions(self, st: QueueState, decisions: list[dict[str, Any]], period: int) -> None:
+    def _add_decisions(
+        self,
+        st: QueueState,
+        decisions: list[dict[str, Any]],
+        period: int,
+        counted: dict[str, list[Any]],
+    ) -> None:
         records: dict[str, list[Any]] = {}
         for d in decisions:
             t = _epoch(d["decided_at"])
             records[d["decision_id"]] = [
-                t, d["site_id"], d["moderator_id"], d["policy_id"], d.get("severity", 2), [],
+                t, d["site_id"], d["moderator_id"], d["policy_id"], d.get("severity", 2),
             ]  # fmt: skip
-        key = f"{st.queue_id}|{st.chunk_seq}"
+        key = self._decisions.chunk_key(st.queue_id, st.chunk_seq)
         fresh = self._decisions.add(key, st.queue_id, records)
         if not fresh:
             return
         st.chunk_seq += 1
-        st.chunks.append((key, max(r[DECIDED_AT] for r in fresh.values())))
+        st.chunks.append((key, max(r[0] for r in fresh.values())))
         st.decisions_total += len(fresh)
         for decision_id, rec in fresh.items():
-            t = rec[DECIDED_AT]
+            t = rec[0]
             st.watermark = max(st.watermark, t)
             st.buckets.setdefault(int(t // period) * period, Bucket()).decisions += 1
             for v in st.pending.pop(decision_id, ()):
-                self._count_verdict(st, v, rec, period)
+                self._count_verdict(st, v, rec, period, counted)
 
     def _count_verdict(
-        self, st: QueueState, v: dict[str, Any], record: list[Any], period: int
+        self,
+        st: QueueState,
+        v: dict[str, Any],
+        record: list[Any],
+        period: int,
+        counted: dict[str, list[Any]],
     ) -> None:
-        if not self._decisions.add_verdict(v["decision_id"], v["verdict_id"]):
-            return  # a duplicate: already counted
+        verdict_id = v["verdict_id"]
+        if verdict_id in counted or verdict_id in self._counted:
+            return  # a duplicate or a replay: already counted
+        counted[verdict_id] = [_epoch(v["reviewed_at"])]
         st.verdicts_total += 1
-        start = int(record[DECIDED_AT] // period) * period
+        start = int(record[0] // period) * period
         bucket = st.buckets.setdefault(start, Bucket())
         if start <= st.closed_through:
             bucket.late += 1
@@ -292,8 +315,13 @@ class Scorer:
         for start in [s for s in st.buckets if s < keep_from and s <= st.closed_through]:
             del st.buckets[start]
         ttl_from = st.watermark - self.s.decision_ttl_seconds
-        while st.chunks and st.chunks[0][1] < ttl_from:
-            self._decisions.drop(st.chunks.pop(0)[0])
+        keep: list[tuple[str, float]] = []
+        for key, newest in st.chunks:
+            if newest < ttl_from:
+                (self._decisions if key.startswith("d|") else self._counted).drop(key)
+            else:
+                keep.append((key, newest))
+        st.chunks = keep
         pend_from = st.watermark - self.s.pending_ttl_seconds
         for decision_id in list(st.pending):
             alive = [v for v in st.pending[decision_id] if _epoch(v["reviewed_at"]) >= pend_from]

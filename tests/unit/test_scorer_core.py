@@ -173,7 +173,7 @@ def test_old_decisions_expire() -> None:
     feed(sc, [decision(1, "q")])
     feed(sc, [decision(2, "q", T0 + 10 * H)])
     assert len(sc._decisions) == 1  # d1's chunk is gone
-    assert sc.state("q").chunks[0][0] == "q|1"
+    assert sc.state("q").chunks[0][0] == "d|q|1"
 
 
 def test_snapshot_has_windows_and_chart() -> None:
