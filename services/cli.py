@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -116,6 +117,70 @@ def simulate(
     typer.echo(
         f"sent {prog.decisions} decisions, {prog.verdicts} verdicts, {prog.invalid} malformed"
     )
+
+
+@app.command()
+def analyze(
+    file: Annotated[Path, typer.Argument(help="QA verdicts: .csv, .ndjson/.jsonl or .parquet")],
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv|ndjson|parquet (default: by extension)")
+    ] = None,
+    time_column: Annotated[str, typer.Option(help="timestamp column (ISO 8601)")] = "reviewed_at",
+    assume_utc: Annotated[bool, typer.Option(help="read naive timestamps as UTC")] = False,
+    all_samples: Annotated[
+        bool, typer.Option(help="count every sample_type, not only random samples")
+    ] = False,
+    period: Annotated[str, typer.Option(help="subgroup period: 1h, 4h, 1d, 1w...")] = "1d",
+    tz: Annotated[str, typer.Option(help="time zone of the periods, e.g. Asia/Manila")] = "UTC",
+    chart: Annotated[
+        str, typer.Option(help="p | np | laney | ewma | cusum | bernoulli-cusum")
+    ] = "p",
+    by: Annotated[str, typer.Option(help="one chart per queue | site | policy")] = "queue",
+    only: Annotated[
+        list[str] | None, typer.Option(help="chart only this group (repeatable)")
+    ] = None,
+    baseline_rate: Annotated[
+        float | None, typer.Option(help="standard given: the in-control error rate P")
+    ] = None,
+    phase1: Annotated[
+        int | None, typer.Option(help="Phase I baseline from the first K subgroups")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="drop subgroups from the baseline: 15 | 15,23 | 3-5 | GROUP:15"),
+    ] = None,
+    rules: Annotated[
+        str | None, typer.Option(help="run rules on p/np/laney: weco (default) | nelson | none")
+    ] = None,
+    nsigmas: Annotated[
+        float | None, typer.Option("--L", help="limit width in sigmas (3; EWMA 2.814)")
+    ] = None,
+    lam: Annotated[float | None, typer.Option("--lam", help="EWMA lambda (0.1)")] = None,
+    k: Annotated[float | None, typer.Option("--k", help="CUSUM reference value (0.5)")] = None,
+    h: Annotated[
+        float | None, typer.Option("--h", help="CUSUM decision interval (5; Bernoulli: chosen)")
+    ] = None,
+    p1: Annotated[
+        float | None, typer.Option("--p1", help="Bernoulli CUSUM: error rate to detect (2 p0)")
+    ] = None,
+    arl0: Annotated[
+        float | None,
+        typer.Option("--arl0", help="Bernoulli CUSUM: in-control ARL in verdicts (1000)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="write the chart: .png, .svg, .pdf or .html")
+    ] = None,
+) -> None:
+    """Control charts of a file of QA verdicts, per queue: a QA manager's deep dive."""
+    from shared.analysis.cli import analyze_command
+
+    analyze_command(
+        file, file_format=file_format, time_column=time_column, assume_utc=assume_utc,
+        all_samples=all_samples, period=period, tz=tz, chart=chart, by=by, only=only,
+        baseline_rate=baseline_rate, phase1=phase1, exclude=exclude, rules=rules,
+        nsigmas=nsigmas, lam=lam, k=k, h=h, p1=p1, arl0=arl0, as_json=as_json, plot=plot,
+    )  # fmt: skip
 
 
 def main() -> None:

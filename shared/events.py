@@ -152,6 +152,7 @@ class QualitySnapshot(BaseModel):
     ewma: float | None = None
     ewma_ucl: float | None = None
     last_point: ChartPoint | None = None
+    in_control_streak: int = 0  # consecutive charted subgroups without an upper signal
 
 
 class BreachKind(StrEnum):

@@ -23,12 +23,12 @@ def make_breach(queue: str, hour: int, rule: str = "p_chart_ucl") -> Breach:
     )  # fmt: skip
 
 
-def make_snapshot(queue: str, hour: int, signals: list[str]) -> QualitySnapshot:
+def make_snapshot(queue: str, hour: int, signals: list[str], streak: int = 0) -> QualitySnapshot:
     start = NOW + timedelta(hours=hour)
     return QualitySnapshot(
         queue_id=queue, as_of=start, emitted_at=NOW, decisions_total=1, verdicts_total=1,
         pending_verdicts=0, accuracy_1h=0.9, accuracy_24h=0.9, accuracy_7d=0.9, n_1h=1,
-        n_24h=100, n_7d=1, baseline_p=0.05, baseline_state="frozen",
+        n_24h=100, n_7d=1, baseline_p=0.05, baseline_state="frozen", in_control_streak=streak,
         last_point=ChartPoint(start=start, n=100, errors=5, p=0.05, center=0.05, lcl=0.0,
                               ucl=0.12, signals=signals),
     )  # fmt: skip
@@ -85,8 +85,11 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
             )
             == []
         )
+    async with sessions() as s, s.begin():  # one quiet subgroup is not recovery
+        snap = make_snapshot("q", 2, [], streak=1)
+        assert await db.resolve_in_control(s, snap, receivers=URLS, now=NOW) == []
     async with sessions() as s, s.begin():
-        snap = make_snapshot("q", 3, [])
+        snap = make_snapshot("q", 3, [], streak=3)
         await db.upsert_snapshot(s, snap, NOW)
         resolved = await db.resolve_in_control(s, snap, receivers=URLS, now=NOW)
         assert sorted(a.dedup_key for a in resolved) == ["q:p_chart_ucl:0", "q:p_chart_ucl:1"]

@@ -114,8 +114,9 @@ class AlertsConsumer:
             for snap in latest.values():
                 await db.upsert_snapshot(session, snap, now)
                 for alert in await db.resolve_in_control(
-                    session, snap, receivers=receivers, now=now
-                ):
+                    session, snap, receivers=receivers, now=now,
+                    after_subgroups=self.s.resolve_after_subgroups,
+                ):  # fmt: skip
                     self._m.alerts_firing.labels(alert.queue_id, alert.rule).set(0)
             for br in breaches:
                 self._m.breaches.labels(br.queue_id, br.rule, br.severity).inc()

@@ -170,11 +170,18 @@ def _delivery(alert_id: int, url: str, event: str, now: datetime) -> Delivery:
 
 
 async def resolve_in_control(
-    session: AsyncSession, snap: QualitySnapshot, *, receivers: list[str], now: datetime
+    session: AsyncSession,
+    snap: QualitySnapshot,
+    *,
+    receivers: list[str],
+    now: datetime,
+    after_subgroups: int = 3,
 ) -> list[Alert]:
-    """Resolve the queue's SPC alerts once a later subgroup is charted in control."""
+    """Resolve the queue's SPC alerts once ``after_subgroups`` consecutive subgroups were
+    charted without an upper signal on any chart (one quiet point in a sustained shift is
+    not recovery: that would flap)."""
     lp = snap.last_point
-    if lp is None or any(not s.endswith("_lcl") for s in lp.signals):
+    if lp is None or snap.in_control_streak < after_subgroups:
         return []
     firing = (
         await session.scalars(

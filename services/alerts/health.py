@@ -7,7 +7,8 @@ Components (each 0-100) and weights:
 * ``accuracy`` (0.6): 24h random-sample accuracy against the target. At or above the target
   scores 100; each percentage point under it costs 10.
 * ``stability`` (0.3): the control charts. 100 in control; 50 when the EWMA signals a
-  sustained shift; 20 when the last subgroup is above the p-chart's upper limit.
+  sustained shift (or its alert is still firing); 20 when the last subgroup is above the
+  p-chart's upper limit (or that alert is still firing).
 * ``freshness`` (0.1): 100 when a snapshot arrived within ``stale_after_s``; falls linearly
   to 0 at four times that.
 
@@ -91,10 +92,10 @@ def health(
         )
 
     signals = set(snap.last_point.signals) if snap.last_point else set()
-    if "p_chart_ucl" in signals:
+    if "p_chart_ucl" in signals or "p_chart_ucl" in firing:
         stability = 20.0
         reasons.append("the last subgroup's error rate is above its control limit")
-    elif "ewma_ucl" in signals:
+    elif "ewma_ucl" in signals or "ewma_ucl" in firing:
         stability = 50.0
         reasons.append("the EWMA shows a sustained rise in errors")
     else:

@@ -32,6 +32,9 @@ class AlertsSettings(BaseSettings):
         default=3600.0, ge=0, description="after a webhook for queue+rule, hold repeats this long"
     )
 
+    resolve_after_subgroups: int = Field(
+        default=3, ge=1, description="SPC alerts resolve after this many in-control subgroups"
+    )
     accuracy_target: float = Field(default=0.90, gt=0, lt=1)
     min_sample: int = Field(default=30, ge=1, description="below this 24h n: insufficient data")
     stale_after_s: float = Field(default=300.0, gt=0, description="wall seconds without snapshot")

@@ -232,6 +232,8 @@ class Scorer:
         if ewma.statistic > ewma_ucl:
             signals.append("ewma_ucl")
         st.last_point = Point(float(start), b.n, b.e, p, p0, lcl, ucl, signals)
+        upper = [r for r in signals if not r.endswith("_lcl")]
+        st.quiet_streak = 0 if upper else st.quiet_streak + 1
         for rule in signals:
             if rule.endswith("_lcl"):
                 continue  # fewer errors than expected: good news, not a breach
@@ -364,6 +366,7 @@ class Scorer:
             baseline_state="phase1" if st.baseline_p is None else "frozen",
             ewma=ewma.statistic if ewma else None,
             ewma_ucl=float(st.ewma["ucl"]) if st.ewma else None,
+            in_control_streak=st.quiet_streak,
             last_point=None
             if lp is None
             else ChartPoint(

@@ -83,6 +83,8 @@ class QueueState:
     baseline_e: int = 0
     ewma: dict[str, Any] | None = None
     last_point: Point | None = None
+    # consecutive charted subgroups without an upper signal (alerts resolve on a streak)
+    quiet_streak: int = 0
     # verdicts whose decision has not arrived yet: decision_id -> [verdict, ...]
     pending: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # decision chunks this queue owns, for expiry: [chunk_key, newest decided_at]
@@ -107,6 +109,7 @@ class QueueState:
             "be": self.baseline_e,
             "ew": self.ewma,
             "lp": self.last_point.to_list() if self.last_point else None,
+            "qs": self.quiet_streak,
             "pd": self.pending,
             "ch": [list(x) for x in self.chunks],
             "cs": self.chunk_seq,
@@ -131,6 +134,7 @@ class QueueState:
             baseline_e=int(d["be"]),
             ewma=d["ew"],
             last_point=Point.from_list(d["lp"]) if d["lp"] else None,
+            quiet_streak=int(d["qs"]),
             pending={k: list(v) for k, v in d["pd"].items()},
             chunks=[(str(a), float(b)) for a, b in d["ch"]],
             chunk_seq=int(d["cs"]),

@@ -67,3 +67,10 @@ def test_score_monotone_in_accuracy() -> None:
 )
 def test_bands(score: float, band: str) -> None:
     assert band_for(score) == band
+
+
+def test_a_firing_alert_keeps_stability_down_after_a_quiet_point() -> None:
+    s = snap(0.95, 500, [])
+    r = health(s, target=0.9, min_sample=30, age_s=0, stale_after_s=300, firing=["ewma_ucl"])
+    assert r.components["stability"] == 50.0
+    assert r.score is not None and r.score < 100

@@ -1,0 +1,449 @@
+"""Read a file of QA verdicts (CSV, NDJSON, Parquet) into typed, validated rows.
+
+One verdict per row.  Required: ``queue_id``, a timestamp column (``reviewed_at`` unless
+named otherwise) in ISO 8601 with a time zone, and either ``correct`` (true/false, 1/0,
+yes/no) or ``outcome`` (correct/incorrect).  Optional: ``site_id``, ``policy_id``,
+``error_type``, ``sample_type``, ``verdict_id``.  Other columns are ignored.
+
+* Only **random** samples estimate accuracy without bias, so when a ``sample_type`` column
+  is present only the rows whose sample type is ``random`` are kept, unless
+  ``all_samples`` is set; the result says how many rows were left out and why.
+* When a ``verdict_id`` column is present, repeated ids (a verdict delivered twice) are
+  counted once: the first row is kept.
+* A naive timestamp (no offset) is an error, because a moderation operation spans time
+  zones; ``assume_utc`` reads naive timestamps as UTC instead.
+
+Every problem is an :class:`~shared.analysis.errors.InputError` naming the line (row for
+Parquet), the column and the bad value.  Parquet needs ``pyarrow``; without it the error
+says so.  Files ending in ``.gz`` are decompressed on the fly.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Literal, get_args
+
+from shared.analysis.errors import InputError
+
+__all__ = [
+    "FORMATS",
+    "FileFormat",
+    "LoadOptions",
+    "VerdictRow",
+    "Verdicts",
+    "detect_format",
+    "load_verdicts",
+    "parse_records",
+]
+
+FileFormat = Literal["csv", "ndjson", "parquet"]
+FORMATS: tuple[str, ...] = get_args(FileFormat)
+
+_EXTENSIONS: dict[str, FileFormat] = {
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+_TRUE = frozenset({"true", "t", "1", "yes", "y"})
+_FALSE = frozenset({"false", "f", "0", "no", "n"})
+_OUTCOMES = {"correct": False, "incorrect": True}
+RANDOM = "random"
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRow:
+    """One QA verdict, validated.
+
+    Attributes:
+        line: where it is in the file (line number for CSV and NDJSON, row for Parquet).
+        queue_id: the queue of the reviewed decision.
+        reviewed_at: when the verdict was given (timezone-aware, UTC).
+        incorrect: ``True`` when QA found the decision incorrect (an error).
+        site_id, policy_id, error_type, sample_type, verdict_id: optional context.
+    """
+
+    line: int
+    queue_id: str
+    reviewed_at: datetime
+    incorrect: bool
+    site_id: str | None = None
+    policy_id: str | None = None
+    error_type: str | None = None
+    sample_type: str | None = None
+    verdict_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """How to read the file.
+
+    Attributes:
+        file_format: ``csv``, ``ndjson`` or ``parquet``; ``None`` picks it from the extension.
+        time_column: the column holding the verdict time.
+        assume_utc: read timestamps without an offset as UTC instead of rejecting them.
+        all_samples: keep every sample type, not only ``random``.
+    """
+
+    file_format: FileFormat | None = None
+    time_column: str = "reviewed_at"
+    assume_utc: bool = False
+    all_samples: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """The verdicts that count, and what was left out.
+
+    Attributes:
+        rows: the verdicts used, in file order.
+        rows_read: data rows in the file.
+        columns: the columns found.
+        left_out_by_sample_type: rows not counted for accuracy, per sample type.
+        duplicates: rows dropped because their ``verdict_id`` was seen before.
+        notes: plain-words remarks for the report (what was filtered and why).
+    """
+
+    rows: tuple[VerdictRow, ...]
+    rows_read: int
+    columns: tuple[str, ...]
+    left_out_by_sample_type: Mapping[str, int]
+    duplicates: int
+    notes: tuple[str, ...]
+
+
+def detect_format(path: Path, requested: str | None = None) -> FileFormat:
+    """The file format: ``requested`` if given, else from the extension (``.gz`` ignored)."""
+    if requested is not None:
+        wanted = requested.strip().lower()
+        if wanted == "jsonl":
+            wanted = "ndjson"
+        for name in FORMATS:
+            if name == wanted:
+                return name  # type: ignore[return-value]  # narrowed by the loop
+        raise InputError(f"unknown format {requested!r}; use one of {', '.join(FORMATS)}")
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    if suffixes and suffixes[-1] in _EXTENSIONS:
+        return _EXTENSIONS[suffixes[-1]]
+    raise InputError(
+        f"cannot tell the format of {path.name!r} from its extension; name it .csv, .ndjson, "
+        f".jsonl or .parquet, or pass --format {'|'.join(FORMATS)}"
+    )
+
+
+def load_verdicts(path: Path, options: LoadOptions | None = None) -> Verdicts:
+    """Read and validate a verdicts file (see the module docstring).
+
+    Raises:
+        InputError: the file is missing, unreadable, empty, lacks a required column, or a row
+            has a value that cannot be read.
+    """
+    options = options or LoadOptions()
+    file_format = detect_format(path, options.file_format)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    columns: tuple[str, ...] | None
+    records: list[tuple[int, Record]]
+    if file_format == "parquet":
+        columns, records = _parquet_records(path)
+        where = "row"
+    else:
+        try:
+            raw = path.read_bytes()
+            if path.suffix.lower() == ".gz":
+                raw = gzip.decompress(raw)
+            text = raw.decode("utf-8-sig")
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise InputError(f"cannot read {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{path.name} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+            ) from exc
+        if not text.strip():
+            raise InputError(f"{path.name} is empty")
+        where = "line"
+        if file_format == "csv":
+            columns, records = _csv_records(io.StringIO(text, newline=""))
+        else:
+            columns, records = _ndjson_records(text.splitlines())
+    return parse_records(records, columns, options, source=path.name, where=where)
+
+
+# --------------------------------------------------------------------------------------------
+# Readers: (line, record) pairs
+# --------------------------------------------------------------------------------------------
+
+Record = Mapping[str, object]
+
+
+def _csv_records(stream: IO[str]) -> tuple[tuple[str, ...] | None, list[tuple[int, Record]]]:
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError("the file is empty") from None
+    except csv.Error as exc:
+        raise InputError(f"line 1: not valid CSV ({exc})") from exc
+    columns = tuple(name.strip() for name in header)
+    seen = Counter(columns)
+    repeated = sorted(name for name, count in seen.items() if count > 1 and name)
+    if repeated:
+        raise InputError(f"line 1: the header repeats column(s) {', '.join(map(repr, repeated))}")
+    records: list[tuple[int, Record]] = []
+    try:
+        for values in reader:
+            line = reader.line_num
+            if not values or all(not v.strip() for v in values):
+                continue  # blank line
+            if len(values) > len(columns):
+                raise InputError(
+                    f"line {line}: {len(values)} values but the header has {len(columns)} "
+                    f"columns (an unquoted comma?)"
+                )
+            record: dict[str, object] = dict(zip(columns, values, strict=False))
+            records.append((line, record))
+    except csv.Error as exc:
+        raise InputError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
+    return columns, records
+
+
+def _ndjson_records(lines: Iterable[str]) -> tuple[None, list[tuple[int, Record]]]:
+    records: list[tuple[int, Record]] = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(value, dict):
+            raise InputError(
+                f"line {number}: expected one JSON object per line, got {type(value).__name__}"
+            )
+        records.append((number, value))
+    return None, records
+
+
+def _parquet_records(path: Path) -> tuple[tuple[str, ...], list[tuple[int, Record]]]:
+    try:
+        parquet = importlib.import_module("pyarrow.parquet")
+    except ImportError:
+        raise InputError(
+            "reading Parquet needs pyarrow, which is not installed (pip install pyarrow); "
+            "or export the file as CSV or NDJSON"
+        ) from None
+    try:
+        table = parquet.read_table(path)
+        columns = tuple(str(name) for name in table.column_names)
+        rows = table.to_pylist()
+    except Exception as exc:  # pyarrow raises its own error types; report any of them
+        raise InputError(f"cannot read {path.name} as Parquet: {exc}") from exc
+    return columns, [(i, row) for i, row in enumerate(rows, start=1)]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def parse_records(
+    records: Iterable[tuple[int, Record]],
+    columns: Iterable[str] | None,
+    options: LoadOptions | None = None,
+    *,
+    source: str = "input",
+    where: str = "line",
+) -> Verdicts:
+    """Validate raw records into :class:`Verdicts` (pure; the readers feed it).
+
+    Args:
+        records: ``(line, record)`` pairs in file order.
+        columns: the header, when the format has one (CSV, Parquet); ``None`` for NDJSON,
+            whose columns are the keys seen.
+        options: time column, naive-time policy and sample filter.
+        source: the file name, for messages.
+        where: ``"line"`` or ``"row"``, for messages.
+    """
+    options = options or LoadOptions()
+    records = list(records)
+    if not records:
+        raise InputError(f"{source} has no verdict rows")
+    if columns is None:
+        seen: dict[str, None] = {}
+        for _, record in records:
+            seen.update(dict.fromkeys(record))
+        header = tuple(seen)
+    else:
+        header = tuple(columns)
+    _check_columns(header, options.time_column, source, columns is not None)
+    has_sample_type = "sample_type" in header
+
+    rows: list[VerdictRow] = []
+    left_out: Counter[str] = Counter()
+    ids: set[str] = set()
+    duplicates = 0
+    for line, record in records:
+        row = _parse_row(line, record, options, where)
+        if has_sample_type and not options.all_samples and row.sample_type != RANDOM:
+            left_out[row.sample_type or "(empty)"] += 1
+            continue
+        if row.verdict_id is not None:
+            if row.verdict_id in ids:
+                duplicates += 1
+                continue
+            ids.add(row.verdict_id)
+        rows.append(row)
+
+    notes: list[str] = []
+    if not has_sample_type:
+        notes.append("no sample_type column: every verdict is taken as a random sample")
+    elif options.all_samples:
+        notes.append(
+            "--all-samples: every sample type counts (targeted and appeal samples are biased "
+            "by design, so the error rate is not the queue's accuracy)"
+        )
+    elif left_out:
+        detail = ", ".join(f"{name} {count}" for name, count in sorted(left_out.items()))
+        notes.append(
+            f"only random samples count for accuracy: {sum(left_out.values())} of "
+            f"{len(records)} verdicts left out ({detail}); --all-samples includes them"
+        )
+    else:
+        notes.append("only random samples count for accuracy (all rows are random samples)")
+    if duplicates:
+        notes.append(f"{duplicates} repeated verdict_id row(s) counted once (first kept)")
+    if not rows:
+        hint = " (only random samples count; --all-samples includes the others)" if left_out else ""
+        raise InputError(f"{source}: no verdicts left to analyse{hint}")
+    return Verdicts(
+        rows=tuple(rows),
+        rows_read=len(records),
+        columns=header,
+        left_out_by_sample_type=dict(left_out),
+        duplicates=duplicates,
+        notes=tuple(notes),
+    )
+
+
+def _check_columns(header: tuple[str, ...], time_column: str, source: str, fixed: bool) -> None:
+    present = set(header)
+    missing = [name for name in ("queue_id", time_column) if name not in present]
+    if "correct" not in present and "outcome" not in present:
+        missing.append("correct (true/false) or outcome (correct/incorrect)")
+    if missing:
+        kind = "columns" if fixed else "fields"
+        found = ", ".join(header) if header else "none"
+        raise InputError(
+            f"{source} lacks the required {kind} {'; '.join(missing)} (found: {found})"
+            + ("; choose the time column with --time-column" if time_column not in present else "")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Where a value came from, for error messages."""
+
+    unit: str
+    line: int
+
+    def error(self, column: str, value: object, why: str) -> InputError:
+        return InputError(f"{self.unit} {self.line}, column {column!r}: {why} (value {value!r})")
+
+    def missing(self, column: str) -> InputError:
+        return InputError(f"{self.unit} {self.line}, column {column!r}: no value")
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _parse_row(line: int, record: Record, options: LoadOptions, unit: str) -> VerdictRow:
+    where = _Where(unit, line)
+
+    def text(column: str) -> str | None:
+        value = record.get(column)
+        if _blank(value):
+            return None
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value).strip()
+        raise where.error(column, value, "expected a string")
+
+    queue_id = text("queue_id")
+    if queue_id is None:
+        raise where.missing("queue_id")
+    sample_type = text("sample_type")
+    return VerdictRow(
+        line=line,
+        queue_id=queue_id,
+        reviewed_at=_timestamp(record.get(options.time_column), options, where),
+        incorrect=_incorrect(record, where),
+        site_id=text("site_id"),
+        policy_id=text("policy_id"),
+        error_type=text("error_type"),
+        sample_type=None if sample_type is None else sample_type.lower(),
+        verdict_id=text("verdict_id"),
+    )
+
+
+def _timestamp(value: object, options: LoadOptions, where: _Where) -> datetime:
+    column = options.time_column
+    if _blank(value):
+        raise where.missing(column)
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise where.error(
+                column, value, "not an ISO 8601 timestamp (e.g. 2026-11-02T10:15:00Z)"
+            ) from None
+    else:
+        raise where.error(column, value, "expected an ISO 8601 timestamp string")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        if not options.assume_utc:
+            raise where.error(
+                column,
+                value,
+                "the timestamp has no time zone; add one (e.g. 2026-11-02T10:15:00Z) "
+                "or pass --assume-utc",
+            )
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _incorrect(record: Record, where: _Where) -> bool:
+    value = record.get("correct")
+    if not _blank(value):
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, int) and value in (0, 1):
+            return value == 0
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in _TRUE:
+                return False
+            if word in _FALSE:
+                return True
+        raise where.error("correct", value, "expected true/false, 1/0 or yes/no")
+    outcome = record.get("outcome")
+    if _blank(outcome):
+        raise InputError(f"{where.unit} {where.line}: neither 'correct' nor 'outcome' has a value")
+    if isinstance(outcome, str) and outcome.strip().lower() in _OUTCOMES:
+        return _OUTCOMES[outcome.strip().lower()]
+    raise where.error("outcome", outcome, "expected correct or incorrect")
