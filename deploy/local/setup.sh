@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Install what QualityWatch needs on this machine. Idempotent; fast when already done.
+#
+#   deploy/local/setup.sh          the virtualenv with the project (for the demo)
+#   deploy/local/setup.sh --test   also the test tools: PostgreSQL and Prometheus (promtool)
+#                                  from Debian's packages, docker-compose (v1) to validate
+#                                  the compose file, and the Kafka broker's jars (~/.m2)
+#
+# Downloads are cached in the user's home (pip's cache, ~/.m2), never in the repository.
+set -euo pipefail
+
+REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$REPO"
+PYTHON=${PYTHON:-python3}
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.11 or newer"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || die "Python 3.11 or newer is needed, $PYTHON is $("$PYTHON" -V 2>&1)"
+
+extras="dev"
+test_tools=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) test_tools=1; extras="dev,bench" ;;
+    *) die "unknown option $arg" ;;
+  esac
+done
+
+if [[ ! -x .venv/bin/python ]]; then
+  log "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.qw-installed-$extras
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+  log "installing the project and its [$extras] extras into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[$extras]"
+  touch "$stamp"
+fi
+
+if (( test_tools )); then
+  missing=()
+  [[ -x /usr/lib/postgresql/15/bin/postgres ]] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+    || missing+=(postgresql)
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  if (( ${#missing[@]} )); then
+    if [[ $(id -u) -ne 0 ]]; then
+      die "missing ${missing[*]}: run as root, or sudo apt-get install -y ${missing[*]}"
+    fi
+    log "installing ${missing[*]} from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian's prometheus package may start daemons on machines with systemd; tests run
+    # their own, so make sure none is left listening.
+    if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+      systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    fi
+  fi
+  bash deploy/local/kafka.sh install
+fi
+log "ready"
