@@ -11,7 +11,9 @@ test:
 	bash deploy/local/test.sh
 
 lint: setup
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 bench: setup
 	.venv/bin/python bench/scorer_throughput.py

@@ -26,9 +26,18 @@ class KafkaSettings(BaseSettings):
     )
 
     bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
-    topic_prefix: str = Field(default="", validation_alias="QW_TOPIC_PREFIX")
-    partitions: int = Field(default=4, ge=1, le=1024)
-    client_id: str = "qualitywatch"
+    topic_prefix: str = Field(
+        description="prefix of every topic and consumer group (environments or test runs sharing a cluster)",
+        default="",
+        validation_alias="QW_TOPIC_PREFIX",
+    )
+    partitions: int = Field(
+        description="partitions of the topics QualityWatch creates (a queue's data stays on one)",
+        default=4,
+        ge=1,
+        le=1024,
+    )
+    client_id: str = Field(default="qualitywatch", description="Kafka client id prefix")
 
     @property
     def topics(self) -> Topics:

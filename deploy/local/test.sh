@@ -29,6 +29,10 @@ bash deploy/local/kafka.sh start
 QW_TEST_PG_URL=$(bash deploy/postgres/postgres.sh start)
 export QW_TEST_PG_URL
 
-echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
-echo "== mypy --strict"; .venv/bin/mypy
-echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@"
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -15,19 +15,32 @@ class AlertsSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    host: str = "127.0.0.1"
-    port: int = 8002
-    consumer_group: str = "qw-alerts"
-    environment: str = Field(default="development", validation_alias="QW_ENV")
+    host: str = Field(default="127.0.0.1", description="HTTP bind address")
+    port: int = Field(default=8002, description="HTTP port (health API and /metrics)")
+    consumer_group: str = Field(
+        default="qw-alerts", description="consumer group of the alerts consumer"
+    )
+    environment: str = Field(
+        description="development, staging or production; outside development a real webhook secret is required",
+        default="development",
+        validation_alias="QW_ENV",
+    )
 
     webhook_urls: list[str] = Field(
-        default_factory=list, description="generic JSON webhook receivers (comma-separated in env)"
+        default_factory=list,
+        description="generic JSON webhook receivers, a JSON list in the environment",
     )
-    webhook_secret: SecretStr = SecretStr("change-me")
-    webhook_timeout_s: float = 5.0
-    webhook_max_attempts: int = Field(default=12, ge=1)
-    webhook_backoff_base_s: float = Field(default=1.0, gt=0)
-    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    webhook_secret: SecretStr = Field(
+        default=SecretStr("change-me"), description="HMAC-SHA256 key of the webhook signature"
+    )
+    webhook_timeout_s: float = Field(default=5.0, description="HTTP timeout of one delivery")
+    webhook_max_attempts: int = Field(
+        description="attempts before a delivery is marked failed", default=12, ge=1
+    )
+    webhook_backoff_base_s: float = Field(
+        description="first retry delay (doubles each attempt, jittered)", default=1.0, gt=0
+    )
+    webhook_backoff_max_s: float = Field(description="longest retry delay", default=300.0, gt=0)
     cooldown_s: float = Field(
         default=3600.0, ge=0, description="after a webhook for queue+rule, hold repeats this long"
     )
@@ -35,7 +48,9 @@ class AlertsSettings(BaseSettings):
     resolve_after_subgroups: int = Field(
         default=3, ge=1, description="SPC alerts resolve after this many in-control subgroups"
     )
-    accuracy_target: float = Field(default=0.90, gt=0, lt=1)
+    accuracy_target: float = Field(
+        description="accuracy target of the health score", default=0.90, gt=0, lt=1
+    )
     min_sample: int = Field(default=30, ge=1, description="below this 24h n: insufficient data")
     stale_after_s: float = Field(default=300.0, gt=0, description="wall seconds without snapshot")
     lag_groups: list[str] = Field(

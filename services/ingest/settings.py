@@ -10,12 +10,18 @@ class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QW_INGEST_", frozen=True, extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    host: str = "127.0.0.1"
-    port: int = 8001
-    max_body_bytes: int = 16 * 1024 * 1024
-    consumer_group: str = "qw-ingest"
-    poll_max_records: int = 20000
-    poll_timeout_ms: int = 200
+    host: str = Field(default="127.0.0.1", description="HTTP bind address")
+    port: int = Field(default=8001, description="HTTP port")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, description="largest accepted request body (413 above)"
+    )
+    consumer_group: str = Field(
+        default="qw-ingest", description="consumer group of the raw-topic validator"
+    )
+    poll_max_records: int = Field(default=20000, description="largest micro-batch of raw messages")
+    poll_timeout_ms: int = Field(
+        default=200, description="wait for the first message of a micro-batch"
+    )
     linger_ms: int = Field(
         default=500,
         ge=0,

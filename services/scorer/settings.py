@@ -12,8 +12,11 @@ class ScorerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QW_SCORER_", frozen=True, extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    app_id: str = "qw-scorer"
-    data_dir: str = Field(default_factory=lambda: str(default_state_dir() / "scorer"))
+    app_id: str = Field(default="qw-scorer", description="Faust app id, also the consumer group")
+    data_dir: str = Field(
+        description="Faust's data directory",
+        default_factory=lambda: str(default_state_dir() / "scorer"),
+    )
 
     subgroup_seconds: int = Field(default=3600, ge=60, description="p-chart subgroup period")
     grace_seconds: int = Field(
@@ -34,10 +37,27 @@ class ScorerSettings(BaseSettings):
         description="p-chart alarm level as a one-sided normal tail (3.5 -> alpha 0.00023); "
         "3.5 rather than the textbook 3 because hundreds of queues are charted hourly",
     )
-    ewma_lambda: float = Field(default=0.2, gt=0, le=1)
-    ewma_l: float = Field(default=3.2, gt=0)
-    accuracy_target: float = Field(default=0.90, gt=0, lt=1)
-    target_confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    decision_ttl_seconds: int = Field(default=7 * 86400, ge=3600)
-    pending_ttl_seconds: int = Field(default=7 * 86400, ge=3600)
-    snapshot_interval_s: float = Field(default=1.0, ge=0)
+    ewma_lambda: float = Field(description="EWMA smoothing constant", default=0.2, gt=0, le=1)
+    ewma_l: float = Field(
+        description="EWMA limit width in standard deviations of the statistic", default=3.2, gt=0
+    )
+    accuracy_target: float = Field(
+        description="accuracy target of the below-target breach", default=0.90, gt=0, lt=1
+    )
+    target_confidence: float = Field(
+        description="confidence of the Wilson bound compared with the target",
+        default=0.95,
+        gt=0.5,
+        lt=1,
+    )
+    decision_ttl_seconds: int = Field(
+        description="how long decisions (for the join) and counted verdict ids are kept",
+        default=7 * 86400,
+        ge=3600,
+    )
+    pending_ttl_seconds: int = Field(
+        description="how long a verdict waits for its decision", default=7 * 86400, ge=3600
+    )
+    snapshot_interval_s: float = Field(
+        description="least wall time between two snapshots of a queue", default=1.0, ge=0
+    )

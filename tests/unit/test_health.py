@@ -73,4 +73,5 @@ def test_a_firing_alert_keeps_stability_down_after_a_quiet_point() -> None:
     s = snap(0.95, 500, [])
     r = health(s, target=0.9, min_sample=30, age_s=0, stale_after_s=300, firing=["ewma_ucl"])
     assert r.components["stability"] == 50.0
-    assert r.score is not None and r.score < 100
+    assert r.score is not None
+    assert r.score < 100
