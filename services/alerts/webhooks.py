@@ -108,6 +108,9 @@ class Deliverer:
         self._metrics = metrics
         self._secret = secret
         self._receiver_index = {url: str(i) for i, url in enumerate(receivers)}
+        for index in self._receiver_index.values():  # series exist at 0, so rate() sees
+            for outcome in ("delivered", "retry", "failed"):  # the first failure
+                metrics.webhook_deliveries.labels(index, outcome)
         self._max_attempts = max_attempts
         self._base = backoff_base_s
         self._max = backoff_max_s
