@@ -56,8 +56,11 @@ async def test_retries_until_the_receiver_answers_and_survives_a_restart(tmp_pat
     server = http_server(app, "127.0.0.1", port)
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        for _ in range(200):  # bounded wait for the listening socket
+            if server.started:
+                break
             await asyncio.sleep(0.05)
+        assert server.started
         async with httpx.AsyncClient(timeout=2) as client:
             for _ in range(3):  # three delivery rounds, as if the service restarted between
                 deliverer = Deliverer(
