@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -56,8 +57,25 @@ def make_producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProdu
     return AIOKafkaProducer(**options)
 
 
+@contextlib.contextmanager
+def _quiet_client_logs() -> Iterator[None]:
+    """aiokafka logs every refused connection at ERROR; while probing that is expected."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 async def wait_for_broker(settings: KafkaSettings, timeout: float = 60.0) -> None:
     """Block until the cluster answers a metadata request, or raise ``TimeoutError``."""
+    with _quiet_client_logs():
+        await _wait_for_broker(settings, timeout)
+
+
+async def _wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     last: Exception | None = None
     while asyncio.get_running_loop().time() < deadline:
