@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -40,6 +40,24 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None =
         log.info("created topics %s", [s.name for s in missing])
     finally:
         await admin.close()
+
+
+def make_consumer(
+    settings: KafkaSettings, group: str, *topics: str, **overrides: object
+) -> AIOKafkaConsumer:
+    """A group consumer that commits only when told to (after the side effects), starts
+    from the earliest offset of a new group, and notices a dead peer within seconds."""
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap,
+        "client_id": f"{settings.client_id}-{group}",
+        "group_id": settings.topic_prefix + group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 1_000,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
 
 
 def make_producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProducer:

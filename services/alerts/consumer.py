@@ -24,6 +24,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from shared import codec
 from shared.events import Breach, QualitySnapshot
+from shared.kafka import make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,8 @@ class AlertsConsumer:
         self._snap_topic, self._breach_topic = t.snapshots, t.breaches
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        consumer = AIOKafkaConsumer(
-            self._snap_topic,
-            self._breach_topic,
-            bootstrap_servers=self.s.kafka.bootstrap,
-            client_id=f"{self.s.kafka.client_id}-alerts",
-            group_id=self.s.kafka.topic_prefix + self.s.consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+        consumer = make_consumer(
+            self.s.kafka, self.s.consumer_group, self._snap_topic, self._breach_topic
         )
         await consumer.start()
         if ready is not None:

@@ -20,6 +20,7 @@ from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import EventKind, ItemError, validate_message
 from shared.events import Decision, Verdict
+from shared.kafka import make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,8 @@ class RawValidator:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         s = self._settings
-        consumer = AIOKafkaConsumer(
-            *self._kinds,
-            bootstrap_servers=s.kafka.bootstrap,
-            client_id=f"{s.kafka.client_id}-ingest",
-            group_id=s.kafka.topic_prefix + s.consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+        consumer = make_consumer(
+            s.kafka, s.consumer_group, *self._kinds, max_partition_fetch_bytes=4 * 1024 * 1024
         )
         await consumer.start()
         if ready is not None:
