@@ -183,6 +183,14 @@ def analyze(
     )  # fmt: skip
 
 
+@app.command("config")
+def config_reference() -> None:
+    """Print every setting with its environment variable, default and meaning."""
+    from services.config_doc import render
+
+    typer.echo(render(), nl=False)
+
+
 def main() -> None:
     app()
 

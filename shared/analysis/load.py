@@ -154,7 +154,7 @@ def load_verdicts(path: Path, options: LoadOptions | None = None) -> Verdicts:
     options = options or LoadOptions()
     file_format = detect_format(path, options.file_format)
     if not path.is_file():
-        raise InputError(f"no such file: {path}")
+        raise InputError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
     columns: tuple[str, ...] | None
     records: list[tuple[int, Record]]
     if file_format == "parquet":
@@ -178,7 +178,9 @@ def load_verdicts(path: Path, options: LoadOptions | None = None) -> Verdicts:
         if file_format == "csv":
             columns, records = _csv_records(io.StringIO(text, newline=""))
         else:
-            columns, records = _ndjson_records(text.splitlines())
+            columns, records = _ndjson_records(
+                text.split("\n")
+            )  # not splitlines: U+2028 is legal JSON
     return parse_records(records, columns, options, source=path.name, where=where)
 
 

@@ -1,0 +1,95 @@
+"""Rendering a report: the JSON document, the terminal table and the plot files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from shared.analysis.charts import ChartSpec, Report, build_report, parse_exclusions
+from shared.analysis.errors import AnalysisError
+from shared.analysis.load import load_verdicts
+from shared.analysis.render import print_report, report_json, write_plot
+
+from .helpers import orange_juice_csv, verdict_rows, write_csv
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def oj_report(tmp_path: Path, **options: Any) -> Report:
+    path = orange_juice_csv(tmp_path)
+    return build_report(load_verdicts(path), ChartSpec(**options), path.name)
+
+
+def test_json_document_structure(tmp_path: Path) -> None:
+    document = json.loads(json.dumps(report_json(oj_report(tmp_path))))
+    assert set(document) >= {"groups", "chart", "period", "verdicts_used", "notes"}
+    (group,) = document["groups"]
+    assert group["group"] == "oj"
+    assert group["center"] == pytest.approx(0.2313, abs=5e-5)
+    assert len(group["subgroups"]) == 30
+    for entry in group["subgroups"]:
+        assert {"start", "n", "errors", "p", "ucl", "lcl", "signals"} <= set(entry)
+        assert isinstance(entry["signals"], list)
+        assert entry["p"] == pytest.approx(entry["errors"] / entry["n"])
+    assert group["subgroups"][0]["start"] == "2026-10-01T00:00:00+00:00"
+    assert "ucl" in group["subgroups"][14]["signals"]
+    assert group["subgroups"][14]["p"] == pytest.approx(0.44)
+
+
+def test_json_of_a_per_verdict_chart_has_one_entry_per_verdict(tmp_path: Path) -> None:
+    document = json.loads(json.dumps(report_json(oj_report(tmp_path, chart="bernoulli-cusum"))))
+    (group,) = document["groups"]
+    entries = group["subgroups"]
+    assert len(entries) == 1500
+    assert {e["n"] for e in entries} == {1}
+    assert {e["p"] for e in entries} == {0.0, 1.0}
+    assert all(e["lcl"] is None for e in entries)
+    signalled = [e for e in entries if e["signals"]]
+    assert signalled
+    assert all(e["signals"] == ["ucl"] and e["onset"] <= e["index"] for e in signalled)
+
+
+def test_table_shows_every_subgroup_and_the_signals(tmp_path: Path) -> None:
+    console = Console(record=True, width=160)
+    print_report(oj_report(tmp_path, exclude=parse_exclusions(["15"])), console)
+    text = console.export_text()
+    assert "queue oj: p-chart of the error proportion" in text
+    assert "2026-10-30" in text  # the last subgroup
+    assert "44.00%" in text  # sample 15: 22 of 50
+    assert "(excluded)" in text
+    assert "excluding 15" in text
+    assert "ucl" in text
+
+
+@pytest.mark.parametrize("chart", ["p", "np", "laney", "ewma", "cusum", "bernoulli-cusum"])
+def test_plot_png_is_written_for_every_chart(tmp_path: Path, chart: str) -> None:
+    out = tmp_path / f"{chart}.png"
+    write_plot(oj_report(tmp_path, chart=chart, phase1=20), out)
+    data = out.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    assert len(data) > 10_000
+
+
+def test_plot_of_several_groups_and_html(tmp_path: Path) -> None:
+    rows = verdict_rows([2, 3, 9, 2], n=40, queue="a") + verdict_rows([1, 1, 2, 8], n=30, queue="b")
+    path = write_csv(tmp_path / "v.csv", rows)
+    report = build_report(load_verdicts(path), ChartSpec(), path.name)
+    png = tmp_path / "chart.png"
+    write_plot(report, png)
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    page = tmp_path / "chart.html"
+    write_plot(report, page)
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.count("<svg") == 2
+    assert "<script" not in html
+    assert "src=" not in html  # self-contained: nothing to fetch
+
+
+def test_plot_refuses_unknown_suffix(tmp_path: Path) -> None:
+    with pytest.raises(AnalysisError, match=r"\.png"):
+        write_plot(oj_report(tmp_path), tmp_path / "chart.jpg")
