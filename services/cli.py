@@ -39,6 +39,40 @@ def demo(
 
 
 @app.command()
+def run() -> None:
+    """Run ingest, scorer and alerts together on this machine until Ctrl-C or SIGTERM.
+
+    Each service is a child process configured by the same environment; logs go to
+    var/run/logs/. Production deployments run the three commands separately instead.
+    """
+    import signal
+    import time
+
+    from services.demo.orchestrator import Services
+    from shared.settings import default_state_dir
+
+    log_dir = default_state_dir() / "run" / "logs"
+    services = Services({}, log_dir)
+    stop = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    for name in ("ingest", "scorer", "alerts"):
+        services.start(name)
+    typer.echo(f"ingest, scorer and alerts running; logs in {log_dir}; Ctrl-C stops them")
+    try:
+        while not stop:
+            services.check()
+            time.sleep(0.5)
+    finally:
+        services.stop()
+
+
+@app.command()
 def ingest() -> None:
     """Run the ingest service (HTTP API and raw-topic validator)."""
     from services.ingest.main import run
