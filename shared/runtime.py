@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -43,3 +44,20 @@ async def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> 
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await main(stop)
+
+
+async def supervise(
+    tasks: list[asyncio.Task[Any]], stop: asyncio.Event, on_stop: Callable[[], None]
+) -> None:
+    """Run a service's tasks until ``stop`` is set or one of them ends; then call
+    ``on_stop`` (which tells the others to drain), wait for all, and re-raise the first
+    failure, so a crashed consumer takes its process down instead of idling silently."""
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    on_stop()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    stopper.cancel()
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+            raise r

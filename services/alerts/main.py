@@ -14,7 +14,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.webhooks import Deliverer
 from shared.kafka import ensure_topics, wait_for_broker
-from shared.runtime import http_server
+from shared.runtime import http_server, supervise
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,11 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
             asyncio.create_task(server.serve(), name="alerts-http"),
         ]
         log.info("alerts listening on http://%s:%d", settings.host, settings.port)
-        stopper = asyncio.create_task(stop.wait())
-        _done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        stop.set()
-        server.should_exit = True
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        stopper.cancel()
-        await engine.dispose()
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
+
+        def on_stop() -> None:
+            server.should_exit = True
+
+        try:
+            await supervise(tasks, stop, on_stop)
+        finally:
+            await engine.dispose()

@@ -10,7 +10,7 @@ from services.ingest.pipeline import RawValidator
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
 from shared.kafka import ensure_topics, make_producer, wait_for_broker
-from shared.runtime import http_server
+from shared.runtime import http_server, supervise
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,11 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             asyncio.create_task(server.serve(), name="ingest-http"),
         ]
         log.info("ingest listening on http://%s:%d", settings.host, settings.port)
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        validator.stop()
-        server.should_exit = True
-        await asyncio.gather(*tasks, return_exceptions=True)
-        stopper.cancel()
-        for t in done:
-            if t is not stopper and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+
+        def on_stop() -> None:
+            validator.stop()
+            server.should_exit = True
+
+        await supervise(tasks, stop, on_stop)
     finally:
         await producer.stop()

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from services.scorer.chunks import ChunkStore
 from services.scorer.settings import ScorerSettings
-from services.scorer.state import Bucket, Point, QueueState
+from services.scorer.state import Bucket, QueueState
 from shared.batches import EventBatch
 from shared.events import Breach, BreachKind, ChartPoint, QualitySnapshot
 from shared.stats.ewma import EwmaState
@@ -231,7 +231,9 @@ class Scorer:
         st.ewma = {"state": ewma.to_dict(), "ucl": ewma_ucl}
         if ewma.statistic > ewma_ucl:
             signals.append("ewma_ucl")
-        st.last_point = Point(float(start), b.n, b.e, p, p0, lcl, ucl, signals)
+        st.last_point = ChartPoint(
+            start=_dt(start), n=b.n, errors=b.e, p=p, center=p0, lcl=lcl, ucl=ucl, signals=signals
+        )
         upper = [r for r in signals if not r.endswith("_lcl")]
         st.quiet_streak = 0 if upper else st.quiet_streak + 1
         for rule in signals:
@@ -347,7 +349,6 @@ class Scorer:
                 for k, c in b.errors_by_type.items():
                     by_type[k] = by_type.get(k, 0) + c
         ewma = EwmaState.from_dict(st.ewma["state"]) if st.ewma else None
-        lp = st.last_point
         return QualitySnapshot(
             queue_id=st.queue_id,
             as_of=_dt(st.watermark),
@@ -367,16 +368,5 @@ class Scorer:
             ewma=ewma.statistic if ewma else None,
             ewma_ucl=float(st.ewma["ucl"]) if st.ewma else None,
             in_control_streak=st.quiet_streak,
-            last_point=None
-            if lp is None
-            else ChartPoint(
-                start=_dt(lp.start),
-                n=lp.n,
-                errors=lp.errors,
-                p=lp.p,
-                center=lp.center,
-                lcl=lp.lcl,
-                ucl=lp.ucl,
-                signals=lp.signals,
-            ),
+            last_point=st.last_point,
         )

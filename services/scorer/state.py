@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.events import ChartPoint
+
 STATE_VERSION = 1
 
 
@@ -36,39 +38,6 @@ class Bucket:
 
 
 @dataclass(slots=True)
-class Point:
-    """A charted subgroup."""
-
-    start: float
-    n: int
-    errors: int
-    p: float
-    center: float
-    lcl: float
-    ucl: float
-    signals: list[str]
-
-    def to_list(self) -> list[Any]:
-        return [
-            self.start,
-            self.n,
-            self.errors,
-            self.p,
-            self.center,
-            self.lcl,
-            self.ucl,
-            self.signals,
-        ]
-
-    @classmethod
-    def from_list(cls, v: list[Any]) -> Point:
-        return cls(
-            float(v[0]), int(v[1]), int(v[2]), float(v[3]), float(v[4]), float(v[5]),
-            float(v[6]), list(v[7]),
-        )  # fmt: skip
-
-
-@dataclass(slots=True)
 class QueueState:
     queue_id: str
     watermark: float = 0.0
@@ -82,7 +51,7 @@ class QueueState:
     baseline_n: int = 0
     baseline_e: int = 0
     ewma: dict[str, Any] | None = None
-    last_point: Point | None = None
+    last_point: ChartPoint | None = None
     # consecutive charted subgroups without an upper signal (alerts resolve on a streak)
     quiet_streak: int = 0
     # verdicts whose decision has not arrived yet: decision_id -> [verdict, ...]
@@ -108,7 +77,7 @@ class QueueState:
             "bn": self.baseline_n,
             "be": self.baseline_e,
             "ew": self.ewma,
-            "lp": self.last_point.to_list() if self.last_point else None,
+            "lp": self.last_point.model_dump(mode="json") if self.last_point else None,
             "qs": self.quiet_streak,
             "pd": self.pending,
             "ch": [list(x) for x in self.chunks],
@@ -133,7 +102,7 @@ class QueueState:
             baseline_n=int(d["bn"]),
             baseline_e=int(d["be"]),
             ewma=d["ew"],
-            last_point=Point.from_list(d["lp"]) if d["lp"] else None,
+            last_point=ChartPoint.model_validate(d["lp"]) if d["lp"] else None,
             quiet_streak=int(d["qs"]),
             pending={k: list(v) for k, v in d["pd"].items()},
             chunks=[(str(a), float(b)) for a, b in d["ch"]],
