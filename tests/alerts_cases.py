@@ -80,18 +80,18 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
     async with sessions() as s, s.begin():
         await db.upsert_snapshot(s, make_snapshot("q", 1, ["p_chart_ucl"]), NOW)
         assert (
-            await db.resolve_in_control(
+            await db.resolve_recovered(
                 s, make_snapshot("q", 1, ["p_chart_ucl"]), receivers=URLS, now=NOW
             )
             == []
         )
     async with sessions() as s, s.begin():  # one quiet subgroup is not recovery
         snap = make_snapshot("q", 2, [], streak=1)
-        assert await db.resolve_in_control(s, snap, receivers=URLS, now=NOW) == []
+        assert await db.resolve_recovered(s, snap, receivers=URLS, now=NOW) == []
     async with sessions() as s, s.begin():
         snap = make_snapshot("q", 3, [], streak=3)
         await db.upsert_snapshot(s, snap, NOW)
-        resolved = await db.resolve_in_control(s, snap, receivers=URLS, now=NOW)
+        resolved = await db.resolve_recovered(s, snap, receivers=URLS, now=NOW)
         assert sorted(a.dedup_key for a in resolved) == ["q:p_chart_ucl:0", "q:p_chart_ucl:1"]
     async with sessions() as s, s.begin():
         assert [a.queue_id for a in await db.firing_alerts(s)] == ["r"]
@@ -108,6 +108,18 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
         assert rows[0][0].last_point.signals == []
         assert rows[0][1] == NOW
         assert await db.snapshot(s, "nope") is None
+
+    # a below-target alert resolves once the 24 h accuracy is back at the target
+    async with sessions() as s, s.begin():
+        target = make_breach("t", 0, rule="accuracy_24h_below_target")
+        target = target.model_copy(update={"kind": BreachKind.BELOW_TARGET})
+        assert await db.record_breach(s, target, receivers=[], cooldown_s=0, now=NOW) is not None
+    async with sessions() as s, s.begin():
+        low = make_snapshot("t", 1, []).model_copy(update={"accuracy_24h": 0.85})
+        assert await db.resolve_recovered(s, low, receivers=[], now=NOW, target=0.9) == []
+        back = make_snapshot("t", 1, []).model_copy(update={"accuracy_24h": 0.93})
+        done = await db.resolve_recovered(s, back, receivers=[], now=NOW, target=0.9)
+        assert [a.rule for a in done] == ["accuracy_24h_below_target"]
 
     # acknowledge
     async with sessions() as s, s.begin():

@@ -29,7 +29,9 @@ from shared.kafka import make_consumer
 log = logging.getLogger(__name__)
 
 
-def export_snapshot(m: Metrics, snap: QualitySnapshot, settings: AlertsSettings) -> None:
+def export_snapshot(
+    m: Metrics, snap: QualitySnapshot, settings: AlertsSettings, firing: list[str]
+) -> None:
     q = snap.queue_id
     for window, acc, n in (
         ("1h", snap.accuracy_1h, snap.n_1h),
@@ -53,7 +55,7 @@ def export_snapshot(m: Metrics, snap: QualitySnapshot, settings: AlertsSettings)
     m.last_snapshot.labels(q).set(datetime.now(UTC).timestamp())
     h = health(
         snap, target=settings.accuracy_target, min_sample=settings.min_sample, age_s=0.0,
-        stale_after_s=settings.stale_after_s, firing=[],
+        stale_after_s=settings.stale_after_s, firing=firing,
     )  # fmt: skip
     m.health_score.labels(q).set(float("nan") if h.score is None else h.score)
 
@@ -70,6 +72,7 @@ class AlertsConsumer:
         self._m = metrics
         t = settings.kafka.topics
         self._snap_topic, self._breach_topic = t.snapshots, t.breaches
+        self._firing_labels: set[tuple[str, str]] = set()
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         consumer = make_consumer(
@@ -106,25 +109,31 @@ class AlertsConsumer:
         async with self._sessions() as session, session.begin():
             for snap in latest.values():
                 await db.upsert_snapshot(session, snap, now)
-                for alert in await db.resolve_in_control(
+                await db.resolve_recovered(
                     session, snap, receivers=receivers, now=now,
                     after_subgroups=self.s.resolve_after_subgroups,
-                ):  # fmt: skip
-                    self._m.alerts_firing.labels(alert.queue_id, alert.rule).set(0)
+                    target=self.s.accuracy_target, min_sample=self.s.min_sample,
+                )  # fmt: skip
             for br in breaches:
                 self._m.breaches.labels(br.queue_id, br.rule, br.severity).inc()
                 new = await db.record_breach(
                     session, br, receivers=receivers, cooldown_s=self.s.cooldown_s, now=now
                 )
                 if new is not None:
-                    self._m.alerts_firing.labels(br.queue_id, br.rule).set(1)
                     log.warning(
                         "ALERT %s%s",
                         br.message,
                         " (suppressed: cooldown)" if new.suppressed else "",
                     )
+            firing: dict[str, list[str]] = {}
+            for alert in await db.firing_alerts(session):
+                firing.setdefault(alert.queue_id, []).append(alert.rule)
+        now_firing = {(q, rule) for q, rules in firing.items() for rule in rules}
+        for q, rule in now_firing | self._firing_labels:
+            self._m.alerts_firing.labels(q, rule).set(1 if (q, rule) in now_firing else 0)
+        self._firing_labels = now_firing
         for snap in latest.values():
-            export_snapshot(self._m, snap, self.s)
+            export_snapshot(self._m, snap, self.s, firing.get(snap.queue_id, []))
 
 
 class LagExporter:

@@ -169,37 +169,52 @@ def _delivery(alert_id: int, url: str, event: str, now: datetime) -> Delivery:
     )  # fmt: skip
 
 
-async def resolve_in_control(
+async def resolve_recovered(
     session: AsyncSession,
     snap: QualitySnapshot,
     *,
     receivers: list[str],
     now: datetime,
     after_subgroups: int = 3,
+    target: float = 0.9,
+    min_sample: int = 30,
 ) -> list[Alert]:
-    """Resolve the queue's SPC alerts once ``after_subgroups`` consecutive subgroups were
-    charted without an upper signal on any chart (one quiet point in a sustained shift is
-    not recovery: that would flap)."""
-    lp = snap.last_point
-    if lp is None or snap.in_control_streak < after_subgroups:
+    """Resolve the queue's alerts whose condition is over.
+
+    SPC alerts: after ``after_subgroups`` consecutive subgroups charted without an upper
+    signal on any chart (one quiet point inside a sustained shift is not recovery; that
+    would flap). Below-target alerts: once the 24 h accuracy is back at the target on at
+    least ``min_sample`` verdicts.
+    """
+    kinds: list[str] = []
+    if snap.last_point is not None and snap.in_control_streak >= after_subgroups:
+        kinds.append("spc")
+    acc = snap.accuracy_24h
+    if acc is not None and acc >= target and snap.n_24h >= min_sample:
+        kinds.append("below_target")
+    if not kinds:
         return []
     firing = (
         await session.scalars(
             select(Alert).where(
                 Alert.queue_id == snap.queue_id,
                 Alert.status.in_(("firing", "acknowledged")),
-                Alert.kind == "spc",
-                Alert.subgroup_start < lp.start,
+                Alert.kind.in_(kinds),
             )
         )
     ).all()
-    for alert in firing:
+    lp = snap.last_point
+    resolved = [
+        a for a in firing
+        if a.kind != "spc" or (lp is not None and a.subgroup_start is not None and a.subgroup_start < lp.start)
+    ]  # fmt: skip
+    for alert in resolved:
         alert.status = "resolved"
         alert.resolved_at = now
         if not alert.suppressed:
             for url in receivers:
                 session.add(_delivery(alert.id, url, "resolved", now))
-    return list(firing)
+    return resolved
 
 
 async def upsert_snapshot(session: AsyncSession, snap: QualitySnapshot, now: datetime) -> None:

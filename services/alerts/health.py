@@ -12,6 +12,8 @@ Components (each 0-100) and weights:
 * ``freshness`` (0.1): 100 when a snapshot arrived within ``stale_after_s``; falls linearly
   to 0 at four times that.
 
+While any alert is firing for the queue the band is at best ``amber``.
+
 With fewer than ``min_sample`` verdicts in 24h the score is ``None`` and the band
 ``insufficient_data``: too few verdicts to say.
 """
@@ -107,10 +109,14 @@ def health(
 
     components = {"accuracy": accuracy, "stability": stability, "freshness": freshness}
     score = sum(WEIGHTS[k] * v for k, v in components.items())
+    band = band_for(score)
+    if firing and band == "green":
+        band = "amber"  # a wall screen must not show green while an alert is open
+        reasons.append(f"{len(firing)} alert(s) firing: {', '.join(sorted(set(firing)))}")
     return Health(
         queue_id=snap.queue_id,
         score=round(score, 1),
-        band=band_for(score),
+        band=band,
         components={k: round(v, 1) for k, v in components.items()},
         explanation="; ".join(reasons),
         accuracy_24h=acc,

@@ -75,3 +75,19 @@ def test_a_firing_alert_keeps_stability_down_after_a_quiet_point() -> None:
     assert r.components["stability"] == 50.0
     assert r.score is not None
     assert r.score < 100
+
+
+def test_band_is_not_green_while_an_alert_fires() -> None:
+    s = snap(0.99, 500, [])
+    r = health(
+        s,
+        target=0.9,
+        min_sample=30,
+        age_s=0,
+        stale_after_s=300,
+        firing=["accuracy_24h_below_target"],
+    )
+    assert r.score is not None
+    assert r.score >= 80
+    assert r.band == "amber"
+    assert "firing" in r.explanation
