@@ -129,6 +129,8 @@ def simulate(
     invalid_every: Annotated[int, typer.Option(help="inject a malformed event every N")] = 0,
 ) -> None:
     """Produce simulated decisions and verdicts to the raw topics."""
+    from datetime import UTC, datetime, timedelta
+
     from services.simulator.model import Drift, SimConfig
     from services.simulator.run import play
     from shared.settings import KafkaSettings
@@ -140,9 +142,12 @@ def simulate(
             drifts.append(Drift(queue_id=q, at_s=float(h) * 3600, delta=float(d)))
         except ValueError as exc:
             raise typer.BadParameter(f"--drift {spec!r}: expected QUEUE:HOUR:DELTA") from exc
+    # simulated time ends about now: ingest refuses event times in the future
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
     cfg = SimConfig(
-        seed=seed, queues=queues, decisions_per_hour=decisions_per_hour, drifts=tuple(drifts)
-    )
+        seed=seed, queues=queues, decisions_per_hour=decisions_per_hour, drifts=tuple(drifts),
+        start=start,
+    )  # fmt: skip
     prog = asyncio.run(
         play(
             cfg, KafkaSettings(), duration_s=hours * 3600, speed=speed, invalid_every=invalid_every

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -43,16 +45,49 @@ def _format(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+# Event times drive each queue's watermark: one event stamped in 2099 would close every
+# open subgroup and expire the join's state. Times further ahead of the wall clock than a
+# clock skew are refused.
+MAX_FUTURE_S = 900.0
+
+
+class FutureTimestampError(ValueError):
+    def __init__(self, field: str, value: datetime) -> None:
+        super().__init__(f"{field} {value.isoformat()} is in the future")
+        self.field = field
+
+
 def validate_item(obj: Any, kind: EventKind | None) -> Decision | Verdict:
     """Validate one decoded JSON value. ``kind=None`` reads the ``kind`` discriminator.
 
-    Raises ``ValidationError``.
+    Raises ``ValidationError``, or ``FutureTimestampError`` for a time more than
+    ``MAX_FUTURE_S`` ahead of now.
     """
+    event: Decision | Verdict
     if kind == "decision":
-        return _DECISION.validate_python(obj)
-    if kind == "verdict":
-        return _VERDICT.validate_python(obj)
-    return _ANY.validate_python(obj)
+        event = _DECISION.validate_python(obj)
+    elif kind == "verdict":
+        event = _VERDICT.validate_python(obj)
+    else:
+        event = _ANY.validate_python(obj)
+    field, when = (
+        ("decided_at", event.decided_at)
+        if isinstance(event, Decision)
+        else ("reviewed_at", event.reviewed_at)
+    )
+    if when.timestamp() > time.time() + MAX_FUTURE_S:
+        raise FutureTimestampError(field, when)
+    return event
+
+
+def _future(exc: FutureTimestampError) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": [exc.field],
+            "msg": f"{exc} (more than {MAX_FUTURE_S:.0f} s ahead of the clock)",
+            "type": "future_timestamp",
+        }
+    ]
 
 
 class BodyError(ValueError):
@@ -108,6 +143,8 @@ def validate_items(items: list[Any], kind: EventKind | None) -> ParseResult:
             result.events.append(validate_item(obj, kind))
         except ValidationError as exc:
             result.errors.append(ItemError(i, _format(exc)))
+        except FutureTimestampError as exc:
+            result.errors.append(ItemError(i, _future(exc)))
     return result
 
 
@@ -123,3 +160,5 @@ def validate_message(value: bytes | None, kind: EventKind) -> Decision | Verdict
         return validate_item(obj, kind)
     except ValidationError as exc:
         return ItemError(0, _format(exc))
+    except FutureTimestampError as exc:
+        return ItemError(0, _future(exc))

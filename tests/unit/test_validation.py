@@ -76,3 +76,19 @@ def test_unknown_schema_version_is_rejected() -> None:
     result = validate_items([decision(1, v=2)], "decision")
     assert result.errors
     assert "v" in result.errors[0].reason()
+
+
+def test_far_future_timestamps_are_refused() -> None:
+    result = validate_items(
+        [
+            decision(1, decided_at="2099-01-01T00:00:00Z"),
+            verdict(2, reviewed_at="2099-01-01T00:00:00Z"),
+        ],
+        None,
+    )
+    assert [e.index for e in result.errors] == [0, 1]
+    assert result.errors[0].errors[0]["loc"] == ["decided_at"]
+    assert "in the future" in result.errors[1].reason()
+    bad = validate_message(codec.dumps(decision(1, decided_at="2099-01-01T00:00:00Z")), "decision")
+    assert not isinstance(bad, Decision | Verdict)
+    assert bad.errors[0]["type"] == "future_timestamp"
