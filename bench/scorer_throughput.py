@@ -89,8 +89,9 @@ async def main(args: argparse.Namespace) -> None:
         # the pure core on the same batches, for the ratio
         scorer = Scorer(ScorerSettings(), {}, {})
         t = time.perf_counter()
-        for b in msgs:
-            scorer.process(b, 0.0)
+        wall = time.time()
+        for i, b in enumerate(msgs):
+            scorer.process(b, wall, str(i))
         pure_s = time.perf_counter() - t
 
         await ensure_topics(kafka)

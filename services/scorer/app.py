@@ -79,7 +79,15 @@ def create_app(settings: ScorerSettings) -> faust.App:
                 )  # fmt: skip
                 await deadletter_topic.send(key=event.key, value=body)
                 continue
-            out = scorer.process(batch, time.time())
+            msg = event.message
+            out = scorer.process(batch, time.time(), f"{msg.partition}-{msg.offset}")
+            for item, reason in out.rejected:
+                body = deadletter.record(
+                    stage="scorer", reason=reason, value=codec.dumps(item),
+                    source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                    key=event.key,
+                )  # fmt: skip
+                await deadletter_topic.send(key=event.key, value=body)
             for snap in out.snapshots:
                 await snapshots.send(key=queue_key(snap.queue_id), value=codec.dumps(snap))
             for br in out.breaches:

@@ -22,6 +22,10 @@ from shared.stats.ewma import EwmaState
 from shared.stats.intervals import wilson_interval
 from shared.stats.problimits import CountModel, alpha_for_sigmas
 
+_DECISION_KEYS = frozenset({"decision_id", "decided_at", "site_id", "moderator_id", "policy_id"})
+_VERDICT_KEYS = frozenset({"verdict_id", "decision_id", "reviewed_at", "outcome"})
+MIN_PHASE1_ERRORS_FOR_EWMA = 2
+MAX_FUTURE_S = 900.0  # as ingest: event times this far ahead of the clock are refused
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 RANDOM = "random"
 
@@ -38,6 +42,7 @@ def _dt(epoch: float) -> datetime:
 class Output:
     snapshots: list[QualitySnapshot] = field(default_factory=list)
     breaches: list[Breach] = field(default_factory=list)
+    rejected: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # to dead letter
 
 
 @dataclass(slots=True)
@@ -83,29 +88,31 @@ class Scorer:
         return self._load(queue_id).state
 
     # -- processing -------------------------------------------------------------------------
-    def process(self, batch: EventBatch, wall: float) -> Output:
+    def process(self, batch: EventBatch, wall: float, batch_id: str) -> Output:
+        """Score one batch. ``batch_id`` identifies the message (partition-offset): a
+        replayed message writes to the same chunks instead of new ones."""
         cache = self._load(batch["queue_id"])
         st = cache.state
         out = Output()
         period = self.s.subgroup_seconds
+        # Event times drive the watermark; one far in the future would close every open
+        # subgroup. Ingest refuses them; a replay of older data must not slip one through.
+        horizon = wall + MAX_FUTURE_S
+        decisions = self._admit(batch["decisions"], _DECISION_KEYS, "decided_at", horizon, out)
+        verdicts = self._admit(batch["verdicts"], _VERDICT_KEYS, "reviewed_at", horizon, out)
 
         counted: dict[str, list[Any]] = {}
-        if batch["decisions"]:
-            self._add_decisions(st, batch["decisions"], period, counted)
-        for v in batch["verdicts"]:
+        if decisions:
+            self._add_decisions(st, decisions, period, counted, batch_id)
+        for v in verdicts:
             st.watermark = max(st.watermark, _epoch(v["reviewed_at"]))
             record = self._decisions.get(v["decision_id"])
             if record is None:
-                pend = st.pending.setdefault(v["decision_id"], [])
-                if all(p["verdict_id"] != v["verdict_id"] for p in pend):
-                    pend.append(v)
+                self._hold(st, v)
                 continue
             self._count_verdict(st, v, record, period, counted)
         if counted:
-            key = self._counted.chunk_key(st.queue_id, st.chunk_seq)
-            st.chunk_seq += 1
-            self._counted.add(key, st.queue_id, counted)
-            st.chunks.append((key, max(r[0] for r in counted.values())))
+            self._counted.add(st.queue_id, st.watermark, batch_id, counted)
 
         closed_any = self._close_subgroups(st, out, wall)
         self._check_target(st, out, wall)
@@ -121,12 +128,46 @@ class Scorer:
             cache.last_snapshot_wall = wall
         return out
 
+    @staticmethod
+    def _admit(
+        events: list[Any], keys: frozenset[str], field: str, horizon: float, out: Output
+    ) -> list[dict[str, Any]]:
+        """The events the scorer can use; the others go to the dead-letter topic. Ingest
+        validated them, so this is a cheap guard against a bad producer or a replay."""
+        kept = []
+        for e in events:
+            if not isinstance(e, dict) or not keys <= e.keys():
+                out.rejected.append((e, f"scorer: missing fields {sorted(keys - set(e or ()))}"))
+                continue
+            try:
+                ok = _epoch(e[field]) <= horizon
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+            if ok:
+                kept.append(e)
+            else:
+                out.rejected.append(
+                    (e, f"scorer: {field} {e[field]!r} is invalid or in the future")
+                )
+        return kept
+
+    def _hold(self, st: QueueState, v: dict[str, Any]) -> None:
+        """Keep a verdict whose decision has not arrived, up to ``pending_max`` a queue."""
+        pend = st.pending.get(v["decision_id"], [])
+        if any(p["verdict_id"] == v["verdict_id"] for p in pend):
+            return
+        if st.pending_count >= self.s.pending_max:
+            st.expired_pending += 1  # the queue's decisions are missing: dropped, counted
+            return
+        st.pending.setdefault(v["decision_id"], []).append(v)
+
     def _add_decisions(
         self,
         st: QueueState,
         decisions: list[dict[str, Any]],
         period: int,
         counted: dict[str, list[Any]],
+        batch_id: str,
     ) -> None:
         records: dict[str, list[Any]] = {}
         for d in decisions:
@@ -134,12 +175,10 @@ class Scorer:
             records[d["decision_id"]] = [
                 t, d["site_id"], d["moderator_id"], d["policy_id"], d.get("severity", 2),
             ]  # fmt: skip
-        key = self._decisions.chunk_key(st.queue_id, st.chunk_seq)
-        fresh = self._decisions.add(key, st.queue_id, records)
+        wm = max(st.watermark, max(r[0] for r in records.values()))
+        fresh = self._decisions.add(st.queue_id, wm, batch_id, records)
         if not fresh:
             return
-        st.chunk_seq += 1
-        st.chunks.append((key, max(r[0] for r in fresh.values())))
         st.decisions_total += len(fresh)
         for decision_id, rec in fresh.items():
             t = rec[0]
@@ -221,6 +260,11 @@ class Scorer:
         elif b.e <= k_lo:
             signals.append("p_chart_lcl")
         var_p0 = p0 * (1 - p0) / st.baseline_n if st.baseline_n else 0.0
+        if st.baseline_n and st.baseline_e < MIN_PHASE1_ERRORS_FOR_EWMA:
+            # p0 rests on too few errors for a normal-theory EWMA limit (it would alarm on
+            # the first error); the beta-binomial p-chart above covers such a queue.
+            self._emit_point(st, start, b, p, p0, lcl, ucl, signals, None, None, out, wall)
+            return
         ewma = (
             EwmaState.from_dict(st.ewma["state"])
             if st.ewma
@@ -231,15 +275,34 @@ class Scorer:
         st.ewma = {"state": ewma.to_dict(), "ucl": ewma_ucl}
         if ewma.statistic > ewma_ucl:
             signals.append("ewma_ucl")
+        self._emit_point(
+            st, start, b, p, p0, lcl, ucl, signals, ewma.statistic, ewma_ucl, out, wall
+        )
+
+    def _emit_point(
+        self,
+        st: QueueState,
+        start: int,
+        b: Bucket,
+        p: float,
+        p0: float,
+        lcl: float,
+        ucl: float,
+        signals: list[str],
+        ewma: float | None,
+        ewma_ucl: float | None,
+        out: Output,
+        wall: float,
+    ) -> None:
         st.last_point = ChartPoint(
             start=_dt(start), n=b.n, errors=b.e, p=p, center=p0, lcl=lcl, ucl=ucl, signals=signals
         )
         upper = [r for r in signals if not r.endswith("_lcl")]
         st.quiet_streak = 0 if upper else st.quiet_streak + 1
-        for rule in signals:
-            if rule.endswith("_lcl"):
-                continue  # fewer errors than expected: good news, not a breach
-            observed, limit = (p, ucl) if rule == "p_chart_ucl" else (ewma.statistic, ewma_ucl)
+        for rule in upper:
+            observed, limit = (p, ucl) if rule == "p_chart_ucl" else (ewma, ewma_ucl)
+            assert observed is not None
+            assert limit is not None
             out.breaches.append(
                 self._breach(
                     st, BreachKind.SPC, rule, "warning", start, observed, p0, limit, b.n, wall,
@@ -318,14 +381,11 @@ class Scorer:
         )
         for start in [s for s in st.buckets if s < keep_from and s <= st.closed_through]:
             del st.buckets[start]
+        # Both stores expire by the hour they were written in (the queue's watermark then),
+        # so a verdict id counted stays at least as long as its decision.
         ttl_from = st.watermark - self.s.decision_ttl_seconds
-        keep: list[tuple[str, float]] = []
-        for key, newest in st.chunks:
-            if newest < ttl_from:
-                (self._decisions if key.startswith("d|") else self._counted).drop(key)
-            else:
-                keep.append((key, newest))
-        st.chunks = keep
+        self._decisions.expire(st.queue_id, ttl_from)
+        self._counted.expire(st.queue_id, ttl_from)
         pend_from = st.watermark - self.s.pending_ttl_seconds
         for decision_id in list(st.pending):
             alive = [v for v in st.pending[decision_id] if _epoch(v["reviewed_at"]) >= pend_from]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,7 +28,7 @@ class ScorerSettings(BaseSettings):
         "before the subgroup is closed and charted",
     )
     phase1_subgroups: int = Field(default=24, ge=2, description="Phase I length, in subgroups")
-    baseline_p: dict[str, float] = Field(
+    baseline_p: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
         default_factory=dict,
         description="configured baseline error rate per queue; queues not named use Phase I",
     )
@@ -57,6 +59,12 @@ class ScorerSettings(BaseSettings):
     )
     pending_ttl_seconds: int = Field(
         description="how long a verdict waits for its decision", default=7 * 86400, ge=3600
+    )
+    pending_max: int = Field(
+        default=10_000,
+        ge=0,
+        description="verdicts a queue holds while waiting for their decisions; beyond, "
+        "they are dropped and counted (the queue's decisions are not arriving)",
     )
     snapshot_interval_s: float = Field(
         description="least wall time between two snapshots of a queue", default=1.0, ge=0

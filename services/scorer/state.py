@@ -56,9 +56,6 @@ class QueueState:
     quiet_streak: int = 0
     # verdicts whose decision has not arrived yet: decision_id -> [verdict, ...]
     pending: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # decision chunks this queue owns, for expiry: [chunk_key, newest decided_at]
-    chunks: list[tuple[str, float]] = field(default_factory=list)
-    chunk_seq: int = 0
     expired_pending: int = 0
     # the day (epoch of its 00:00) a below-target breach was last emitted, to emit once a day
     target_day: int = -1
@@ -80,8 +77,6 @@ class QueueState:
             "lp": self.last_point.model_dump(mode="json") if self.last_point else None,
             "qs": self.quiet_streak,
             "pd": self.pending,
-            "ch": [list(x) for x in self.chunks],
-            "cs": self.chunk_seq,
             "xp": self.expired_pending,
             "td": self.target_day,
         }
@@ -105,8 +100,6 @@ class QueueState:
             last_point=ChartPoint.model_validate(d["lp"]) if d["lp"] else None,
             quiet_streak=int(d["qs"]),
             pending={k: list(v) for k, v in d["pd"].items()},
-            chunks=[(str(a), float(b)) for a, b in d["ch"]],
-            chunk_seq=int(d["cs"]),
             expired_pending=int(d["xp"]),
             target_day=int(d["td"]),
         )

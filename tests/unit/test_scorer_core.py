@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import itertools
 import random
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +14,7 @@ from shared import batches, codec
 from tests.factories import T0, decision, verdict
 
 H = timedelta(hours=1)
+_BATCH_IDS = itertools.count()
 
 
 def settings(**kw: Any) -> ScorerSettings:
@@ -23,12 +26,12 @@ def settings(**kw: Any) -> ScorerSettings:
     return ScorerSettings(**base)
 
 
-def feed(scorer: Scorer, items: list[dict[str, Any]], wall: float = 0.0) -> Output:
+def feed(scorer: Scorer, items: list[dict[str, Any]], wall: float | None = None) -> Output:
     out = Output()
     result = validate_items(items, None)
     assert not result.errors, result.errors
     for b in batches.group_by_queue(result.events):
-        o = scorer.process(b, wall)
+        o = scorer.process(b, time.time() if wall is None else wall, f"b{next(_BATCH_IDS)}")
         out.snapshots += o.snapshots
         out.breaches += o.breaches
     return out
@@ -173,7 +176,8 @@ def test_old_decisions_expire() -> None:
     feed(sc, [decision(1, "q")])
     feed(sc, [decision(2, "q", T0 + 10 * H)])
     assert len(sc._decisions) == 1  # d1's chunk is gone
-    assert sc.state("q").chunks[0][0] == "d|q|1"
+    assert sc._decisions.get("d1") is None
+    assert sc._decisions.get("d2") is not None
 
 
 def test_snapshot_has_windows_and_chart() -> None:
@@ -192,3 +196,65 @@ def test_snapshot_has_windows_and_chart() -> None:
     assert snap.last_point.lcl <= snap.last_point.ucl
     assert snap.ewma is not None
     assert snap.ewma_ucl is not None
+
+
+def test_replayed_batch_merges_into_its_chunk_instead_of_replacing_it() -> None:
+    sc = Scorer(settings(), {}, {})
+    batch = batches.group_by_queue(validate_items([decision("a", "q")], None).events)[0]
+    sc.process(batch, time.time(), "p0-1")
+    other = batches.group_by_queue(validate_items([decision("b", "q")], None).events)[0]
+    sc.process(other, time.time(), "p0-1")  # same message id, as after a crash gap
+    assert sc._decisions.get("da") is not None
+    assert sc._decisions.get("db") is not None
+
+
+def test_counted_verdict_ids_live_at_least_as_long_as_their_decisions() -> None:
+    """A batch mixing old and new decisions must not let a verdict be counted twice."""
+    sc = Scorer(settings(decision_ttl_seconds=2 * 86400), {}, {})
+    feed(sc, [decision(1, "q", T0), decision(2, "q", T0 + 36 * H)])
+    feed(sc, [verdict(1, "q", T0 + 37 * H, correct=False)])
+    feed(sc, [decision(3, "q", T0 + 70 * H)])  # time moves on
+    feed(sc, [verdict(1, "q", T0 + 71 * H, correct=False)])  # re-sent by upstream
+    st = sc.state("q")
+    assert st.verdicts_total == 1
+    assert sum(b.n for b in st.buckets.values()) == 1
+
+
+def test_scorer_rejects_far_future_and_incomplete_events() -> None:
+    sc = Scorer(settings(), {}, {})
+    future = decision(9, "q", T0)
+    future["decided_at"] = "2099-01-01T00:00:00+00:00"
+    broken = {"decision_id": "x"}
+    batch: Any = {
+        "v": 1,
+        "queue_id": "q",
+        "decisions": [decision(1, "q"), future, broken],
+        "verdicts": [],
+    }
+    out = sc.process(batch, time.time(), "b")
+    assert [r[0].get("decision_id") for r in out.rejected] == ["d9", "x"]
+    st = sc.state("q")
+    assert st.decisions_total == 1
+    assert st.watermark < T0.timestamp() + 3600
+
+
+def test_phase1_without_errors_does_not_make_the_ewma_alarm_on_one_error() -> None:
+    rng = random.Random(8)
+    sc = Scorer(settings(), {}, {})
+    out = Output()
+    for hour in range(6):
+        out.breaches += feed(sc, hour_of_traffic(hour * 1000, hour, 100, 0.0, rng)).breaches
+    items = hour_of_traffic(9000, 6, 100, 0.0, rng)
+    items[1]["outcome"], items[1]["error_type"] = "incorrect", "technical"
+    out.breaches += feed(sc, items).breaches
+    out.breaches += feed(sc, hour_of_traffic(10000, 12, 100, 0.0, rng)).breaches
+    assert sc.state("q").baseline_e == 0
+    assert not [b for b in out.breaches if b.kind == "spc"]
+
+
+def test_pending_verdicts_are_capped() -> None:
+    sc = Scorer(settings(pending_max=3), {}, {})
+    feed(sc, [verdict(i, "q") for i in range(5)])
+    st = sc.state("q")
+    assert st.pending_count == 3
+    assert st.expired_pending == 2
