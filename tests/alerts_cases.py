@@ -37,9 +37,7 @@ def make_snapshot(queue: str, hour: int, signals: list[str], streak: int = 0) ->
 async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> None:
     # a breach becomes an alert with one outbox row per receiver
     async with sessions() as s, s.begin():
-        alert = await db.record_breach(
-            s, make_breach("q", 0), receivers=URLS, cooldown_s=3600, now=NOW
-        )
+        alert = await db.record_breach(s, make_breach("q", 0), receivers=URLS, now=NOW)
         assert alert is not None
         assert alert.status == "firing"
         assert not alert.suppressed
@@ -50,29 +48,24 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
 
     # the same dedup key again: no new alert, no new delivery
     async with sessions() as s, s.begin():
-        assert (
-            await db.record_breach(s, make_breach("q", 0), receivers=URLS, cooldown_s=3600, now=NOW)
-            is None
-        )
+        assert await db.record_breach(s, make_breach("q", 0), receivers=URLS, now=NOW) is None
     async with sessions() as s, s.begin():
         assert len(await db.due_deliveries(s, NOW)) == 2
         assert (await db.firing_alerts(s, "q"))[0].occurrences == 2
 
-    # another subgroup within the cooldown: recorded, suppressed, no webhook
+    # another subgroup while q's alert is open: recorded, suppressed, no webhook
     async with sessions() as s, s.begin():
         later = await db.record_breach(
-            s, make_breach("q", 1), receivers=URLS, cooldown_s=3600, now=NOW + timedelta(minutes=5)
+            s, make_breach("q", 1), receivers=URLS, now=NOW + timedelta(minutes=5)
         )
         assert later is not None
         assert later.suppressed
     async with sessions() as s, s.begin():
         assert len(await db.due_deliveries(s, NOW + timedelta(minutes=5))) == 2
 
-    # another queue is independent of q's cooldown
+    # another queue is independent of q's open alert
     async with sessions() as s, s.begin():
-        other = await db.record_breach(
-            s, make_breach("r", 0), receivers=URLS[:1], cooldown_s=3600, now=NOW
-        )
+        other = await db.record_breach(s, make_breach("r", 0), receivers=URLS[:1], now=NOW)
         assert other is not None
         assert not other.suppressed
 
@@ -109,11 +102,30 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
         assert rows[0][1] == NOW
         assert await db.snapshot(s, "nope") is None
 
+    # receivers hear "resolved" only after "firing": the resolved rows wait for them
+    async with sessions() as s, s.begin():
+        claimed = await db.claim_due(s, NOW, lease_s=60)
+        assert {(d.alert_id, d.event) for d, _ in claimed} >= {(alert.id, "firing")}
+        assert (alert.id, "resolved") not in {(d.alert_id, d.event) for d, _ in claimed}
+        assert await db.claim_due(s, NOW, lease_s=60) == []  # leased
+        for d, _ in claimed:
+            await db.record_attempt(s, d.id, now=NOW, error=None, retry_at=None)
+    async with sessions() as s, s.begin():
+        after = NOW + timedelta(minutes=2)
+        events = {(d.alert_id, d.event) for d, _ in await db.claim_due(s, after, lease_s=60)}
+        assert (alert.id, "resolved") in events
+
+    # after the resolution, the drift coming back is a new, delivered alert
+    async with sessions() as s, s.begin():
+        again = await db.record_breach(s, make_breach("q", 9), receivers=URLS, now=NOW)
+        assert again is not None
+        assert not again.suppressed
+
     # a below-target alert resolves once the 24 h accuracy is back at the target
     async with sessions() as s, s.begin():
         target = make_breach("t", 0, rule="accuracy_24h_below_target")
         target = target.model_copy(update={"kind": BreachKind.BELOW_TARGET})
-        assert await db.record_breach(s, target, receivers=[], cooldown_s=0, now=NOW) is not None
+        assert await db.record_breach(s, target, receivers=[], now=NOW) is not None
     async with sessions() as s, s.begin():
         low = make_snapshot("t", 1, []).model_copy(update={"accuracy_24h": 0.85})
         assert await db.resolve_recovered(s, low, receivers=[], now=NOW, target=0.9) == []

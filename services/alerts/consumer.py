@@ -116,14 +116,12 @@ class AlertsConsumer:
                 )  # fmt: skip
             for br in breaches:
                 self._m.breaches.labels(br.queue_id, br.rule, br.severity).inc()
-                new = await db.record_breach(
-                    session, br, receivers=receivers, cooldown_s=self.s.cooldown_s, now=now
-                )
+                new = await db.record_breach(session, br, receivers=receivers, now=now)
                 if new is not None:
                     log.warning(
                         "ALERT %s%s",
                         br.message,
-                        " (suppressed: cooldown)" if new.suppressed else "",
+                        " (suppressed: one is already open)" if new.suppressed else "",
                     )
             firing: dict[str, list[str]] = {}
             for alert in await db.firing_alerts(session):

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from shared.events import Breach, QualitySnapshot
@@ -57,7 +57,7 @@ class Alert(Base):
     kind: Mapped[str] = mapped_column(String(40))
     severity: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), index=True)  # firing|resolved|acknowledged
-    suppressed: Mapped[bool] = mapped_column(default=False)  # held back by the cooldown
+    suppressed: Mapped[bool] = mapped_column(default=False)  # another one was open: no webhook
     message: Mapped[str] = mapped_column(Text)
     breach: Mapped[dict[str, Any]] = mapped_column(JSON)
     subgroup_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -114,28 +114,28 @@ async def record_breach(
     breach: Breach,
     *,
     receivers: list[str],
-    cooldown_s: float,
     now: datetime,
 ) -> Alert | None:
     """Record a breach as an alert and queue its webhooks.
 
     Returns the new alert, or None when the dedup key was seen before (a replay or a
-    re-evaluation: only ``occurrences`` and ``last_seen_at`` change). An alert for a
-    queue+rule that already alerted within ``cooldown_s`` is recorded but suppressed: no
-    webhook, against flapping.
+    re-evaluation: only ``occurrences`` and ``last_seen_at`` change). While an alert for the
+    same queue+rule is open (firing or acknowledged) a new one is recorded but suppressed:
+    receivers already know, and hear "resolved" only once the condition is over. Flapping
+    is held back by the resolution's hysteresis (``resolve_recovered``).
     """
     existing = await session.scalar(select(Alert).where(Alert.dedup_key == breach.dedup_key))
     if existing is not None:
         existing.occurrences += 1
         existing.last_seen_at = now
         return None
-    recent = await session.scalar(
+    open_alert = await session.scalar(
         select(Alert.id)
         .where(
             Alert.queue_id == breach.queue_id,
             Alert.rule == breach.rule,
             Alert.suppressed.is_(False),
-            Alert.first_seen_at >= now - timedelta(seconds=cooldown_s),
+            Alert.status.in_(("firing", "acknowledged")),
         )
         .limit(1)
     )
@@ -146,7 +146,7 @@ async def record_breach(
         kind=breach.kind.value,
         severity=breach.severity,
         status="firing",
-        suppressed=recent is not None,
+        suppressed=open_alert is not None,
         message=breach.message,
         breach=breach.model_dump(mode="json"),
         subgroup_start=breach.subgroup_start,
@@ -258,7 +258,68 @@ async def acknowledge(session: AsyncSession, alert_id: int) -> Alert | None:
     return alert
 
 
+async def claim_due(
+    session: AsyncSession, now: datetime, *, lease_s: float, limit: int = 50
+) -> list[tuple[Delivery, Alert]]:
+    """Due outbox rows, leased for ``lease_s`` (their next attempt moves past the lease, so
+    another round or instance skips them while this one sends outside any transaction).
+    A "resolved" row waits until the alert's "firing" row to the same receiver is done,
+    so a receiver never hears "resolved" before "firing"."""
+    firing = aliased(Delivery)
+    firing_pending = (
+        select(firing.id)
+        .where(
+            firing.alert_id == Delivery.alert_id,
+            firing.receiver == Delivery.receiver,
+            firing.event == "firing",
+            firing.status == "pending",
+        )
+        .exists()
+    )
+    q = (
+        select(Delivery, Alert)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .where(
+            Delivery.status == "pending",
+            Delivery.next_attempt_at <= now,
+            ~((Delivery.event == "resolved") & firing_pending),
+        )
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Delivery)
+    )
+    rows = [(d, a) for d, a in (await session.execute(q)).all()]
+    for d, _ in rows:
+        d.next_attempt_at = now + timedelta(seconds=lease_s)
+    return rows
+
+
+async def record_attempt(
+    session: AsyncSession,
+    delivery_id: int,
+    *,
+    now: datetime,
+    error: str | None,
+    retry_at: datetime | None,
+) -> Delivery | None:
+    """Record one attempt: delivered (``error`` None), retry at ``retry_at``, or failed."""
+    d = await session.get(Delivery, delivery_id)
+    if d is None:
+        return None
+    d.attempts += 1
+    d.last_error = error
+    if error is None:
+        d.status = "delivered"
+        d.delivered_at = now
+    elif retry_at is None:
+        d.status = "failed"
+    else:
+        d.next_attempt_at = retry_at
+    return d
+
+
 async def due_deliveries(session: AsyncSession, now: datetime, limit: int = 50) -> list[Delivery]:
+    """Pending outbox rows whose time has come (for inspection and tests)."""
     q = (
         select(Delivery)
         .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)

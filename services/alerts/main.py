@@ -35,7 +35,7 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
             sessions, client, metrics,
             secret=settings.webhook_secret.get_secret_value(),
             receivers=settings.webhook_urls,
-            max_attempts=settings.webhook_max_attempts,
+            give_up_after_s=settings.webhook_give_up_after_s,
             backoff_base_s=settings.webhook_backoff_base_s,
             backoff_max_s=settings.webhook_backoff_max_s,
         )  # fmt: skip

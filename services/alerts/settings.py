@@ -34,16 +34,15 @@ class AlertsSettings(BaseSettings):
         default=SecretStr("change-me"), description="HMAC-SHA256 key of the webhook signature"
     )
     webhook_timeout_s: float = Field(default=5.0, description="HTTP timeout of one delivery")
-    webhook_max_attempts: int = Field(
-        description="attempts before a delivery is marked failed", default=12, ge=1
+    webhook_give_up_after_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="a delivery still failing this long after the alert is marked failed",
     )
     webhook_backoff_base_s: float = Field(
         description="first retry delay (doubles each attempt, jittered)", default=1.0, gt=0
     )
     webhook_backoff_max_s: float = Field(description="longest retry delay", default=300.0, gt=0)
-    cooldown_s: float = Field(
-        default=3600.0, ge=0, description="after a webhook for queue+rule, hold repeats this long"
-    )
 
     resolve_after_subgroups: int = Field(
         default=3, ge=1, description="SPC alerts resolve after this many in-control subgroups"

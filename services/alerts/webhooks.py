@@ -18,6 +18,7 @@ import hmac
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,7 +58,11 @@ def verify(secret: str, header: str | None, body: bytes, *, tolerance_s: float =
     if abs(now - ts) > tolerance_s:
         raise SignatureError(f"signature timestamp {ts} is outside the {tolerance_s}s tolerance")
     expected = sign(secret, body, ts).split("v1=", 1)[1]
-    if not hmac.compare_digest(expected, given):
+    try:
+        same = hmac.compare_digest(expected, given)
+    except TypeError:  # non-ASCII text in the header
+        same = False
+    if not same:
         raise SignatureError("signature mismatch")
 
 
@@ -90,7 +95,22 @@ def backoff(attempts: int, base_s: float, max_s: float) -> float:
     return ceiling / 2 + random.random() * ceiling / 2
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    delivery_id: int
+    receiver: str
+    event: str
+    body: bytes
+    idempotency_key: str
+    attempts: int
+    created_at: datetime
+
+
 class Deliverer:
+    """Sends the outbox. Rows are claimed (leased) in a short transaction, sent with no
+    transaction open, and each result is recorded in another short one: a slow receiver
+    never holds a database lock, and a crash mid-round only re-sends unrecorded rows."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -99,9 +119,11 @@ class Deliverer:
         *,
         secret: str,
         receivers: list[str],
-        max_attempts: int,
+        give_up_after_s: float,
         backoff_base_s: float,
         backoff_max_s: float,
+        batch: int = 50,
+        concurrency: int = 8,
     ) -> None:
         self._sessions = sessions
         self._client = client
@@ -111,9 +133,14 @@ class Deliverer:
         for index in self._receiver_index.values():  # series exist at 0, so rate() sees
             for outcome in ("delivered", "retry", "failed"):  # the first failure
                 metrics.webhook_deliveries.labels(index, outcome)
-        self._max_attempts = max_attempts
+        self._give_up_after = timedelta(seconds=give_up_after_s)
         self._base = backoff_base_s
         self._max = backoff_max_s
+        self._batch = batch
+        self._gate = asyncio.Semaphore(concurrency)
+        # a claimed row is retried by the next round only if this one died: longer than
+        # one HTTP attempt can take
+        self._lease_s = float(client.timeout.read or 30.0) * 2 + 5.0
 
     async def run(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
         while not stop.is_set():
@@ -129,45 +156,64 @@ class Deliverer:
     async def deliver_due(self) -> int:
         """Attempt every due delivery once; returns how many were attempted."""
         async with self._sessions() as session, session.begin():
-            due = await db.due_deliveries(session, datetime.now(UTC))
-            for d in due:
-                alert = await db.alert_by_id(session, d.alert_id)
-                assert alert is not None
-                await self._attempt(d, alert)
-            return len(due)
+            claimed = await db.claim_due(
+                session, datetime.now(UTC), lease_s=self._lease_s, limit=self._batch
+            )
+            jobs = [
+                _Job(
+                    d.id,
+                    d.receiver,
+                    d.event,
+                    codec.dumps(payload(alert, d.event, d.id)),
+                    f"{alert.dedup_key}:{d.event}",
+                    d.attempts,
+                    d.created_at,
+                )
+                for d, alert in claimed
+            ]
+        await asyncio.gather(*(self._deliver(job) for job in jobs))
+        return len(jobs)
 
-    async def _attempt(self, d: db.Delivery, alert: db.Alert) -> None:
-        body = codec.dumps(payload(alert, d.event, d.id))
+    async def _deliver(self, job: _Job) -> None:
+        async with self._gate:
+            error = await self._post(job)
+        now = datetime.now(UTC)
+        receiver = self._receiver_index.get(job.receiver, "other")
+        retry_at: datetime | None = None
+        if error is None:
+            outcome = "delivered"
+        elif now - job.created_at >= self._give_up_after:
+            outcome = "failed"
+            log.error(
+                "webhook to %s failed for good after %d attempts: %s",
+                job.receiver,
+                job.attempts + 1,
+                error,
+            )
+        else:
+            outcome = "retry"
+            delay = backoff(job.attempts + 1, self._base, self._max)
+            retry_at = now + timedelta(seconds=delay)
+            log.warning("webhook to %s failed (%s); retry in %.1fs", job.receiver, error, delay)
+        async with self._sessions() as session, session.begin():
+            await db.record_attempt(
+                session, job.delivery_id, now=now, error=error, retry_at=retry_at
+            )
+        self._metrics.webhook_deliveries.labels(receiver, outcome).inc()
+
+    async def _post(self, job: _Job) -> str | None:
+        """One HTTP attempt; the error text, or None when the receiver took it (2xx)."""
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "QualityWatch-Webhook/1",
-            SIGNATURE_HEADER: sign(self._secret, body, int(time.time())),
-            "X-QualityWatch-Event": d.event,
-            "Idempotency-Key": f"{alert.dedup_key}:{d.event}",
+            SIGNATURE_HEADER: sign(self._secret, job.body, int(time.time())),
+            "X-QualityWatch-Event": job.event,
+            "Idempotency-Key": job.idempotency_key,
         }
-        d.attempts += 1
-        receiver = self._receiver_index.get(d.receiver, "other")
-        error: str | None = None
         try:
-            resp = await self._client.post(d.receiver, content=body, headers=headers)
-            if 200 <= resp.status_code < 300:
-                d.status = "delivered"
-                d.delivered_at = datetime.now(UTC)
-                d.last_error = None
-                self._metrics.webhook_deliveries.labels(receiver, "delivered").inc()
-                return
-            error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+            resp = await self._client.post(job.receiver, content=job.body, headers=headers)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        d.last_error = error
-        if d.attempts >= self._max_attempts:
-            d.status = "failed"
-            self._metrics.webhook_deliveries.labels(receiver, "failed").inc()
-            log.error(
-                "webhook to %s failed for good after %d attempts: %s", d.receiver, d.attempts, error
-            )
-        else:
-            delay = backoff(d.attempts, self._base, self._max)
-            d.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
-            self._metrics.webhook_deliveries.labels(receiver, "retry").inc()
-            log.warning("webhook to %s failed (%s); retry in %.1fs", d.receiver, error, delay)
+            return f"{type(exc).__name__}: {exc}"
+        if 200 <= resp.status_code < 300:
+            return None
+        return f"HTTP {resp.status_code}: {resp.text[:200]}"

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
 from services.alerts.metrics import Metrics
 from services.alerts.webhooks import SIGNATURE_HEADER, Deliverer, verify
 from shared.runtime import http_server
-from tests.alerts_cases import NOW, make_breach
+from tests.alerts_cases import make_breach
+
+
+async def _expire_leases(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Make every pending row due now, as if its backoff had passed."""
+    async with sessions() as s, s.begin():
+        for d in await s.scalars(select(db.Delivery).where(db.Delivery.status == "pending")):
+            d.next_attempt_at = datetime.now(UTC)
 
 
 def free_port() -> int:
@@ -25,7 +34,7 @@ def free_port() -> int:
         return port
 
 
-async def test_retries_until_the_receiver_answers_and_survives_a_restart(tmp_path: Path) -> None:
+async def test_retries_until_the_receiver_answers_across_deliverer_restarts(tmp_path: Path) -> None:
     secret = "s3cret"
     calls: list[int] = []
     bodies: list[bytes] = []
@@ -49,7 +58,7 @@ async def test_retries_until_the_receiver_answers_and_survives_a_restart(tmp_pat
     sessions = db.make_sessionmaker(engine)
     async with sessions() as s, s.begin():
         await db.record_breach(
-            s, make_breach("q", 0), receivers=[url, dead_url], cooldown_s=0, now=NOW
+            s, make_breach("q", 0), receivers=[url, dead_url], now=datetime.now(UTC)
         )
 
     metrics = Metrics.create(CollectorRegistry())
@@ -62,13 +71,14 @@ async def test_retries_until_the_receiver_answers_and_survives_a_restart(tmp_pat
             await asyncio.sleep(0.05)
         assert server.started
         async with httpx.AsyncClient(timeout=2) as client:
-            for _ in range(3):  # three delivery rounds, as if the service restarted between
+            for give_up in (3600.0, 3600.0, 0.0):  # a new deliverer each round, as after a restart
                 deliverer = Deliverer(
                     sessions, client, metrics, secret=secret, receivers=[url, dead_url],
-                    max_attempts=3, backoff_base_s=0.01, backoff_max_s=0.02,
+                    give_up_after_s=give_up, backoff_base_s=0.01, backoff_max_s=0.02,
                 )  # fmt: skip
                 await deliverer.deliver_due()
                 await asyncio.sleep(0.05)
+                await _expire_leases(sessions)
     finally:
         server.should_exit = True
         await task
@@ -95,5 +105,6 @@ async def test_retries_until_the_receiver_answers_and_survives_a_restart(tmp_pat
         rows = {d.receiver: d for d in await s.scalars(select(db.Delivery))}
     assert rows[url].status == "delivered"
     assert rows[url].attempts == 3
-    assert rows[dead_url].status == "failed"
+    assert rows[dead_url].status == "failed"  # still failing when its time was up
+    assert rows[dead_url].attempts == 3
     assert "Connect" in (rows[dead_url].last_error or "")

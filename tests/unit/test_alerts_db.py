@@ -30,6 +30,4 @@ async def test_naive_datetimes_are_refused(sessions: async_sessionmaker[AsyncSes
 
     with pytest.raises(Exception, match="naive"):
         async with sessions() as s, s.begin():
-            await db.record_breach(
-                s, make_breach("q", 0), receivers=[], cooldown_s=0, now=datetime(2026, 1, 1)
-            )
+            await db.record_breach(s, make_breach("q", 0), receivers=[], now=datetime(2026, 1, 1))
