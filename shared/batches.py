@@ -20,7 +20,9 @@ from shared import codec
 from shared.events import Decision, Verdict
 
 BATCH_VERSION = 1
-MAX_EVENTS_PER_MESSAGE = 2000
+# 500 decisions and 500 verdicts with long ids encode to ~350 KB: well under the 1 MB a
+# broker accepts by default (the events topic also allows 8 MiB, see shared/topics.py)
+MAX_EVENTS_PER_MESSAGE = 500
 
 
 class EventBatch(TypedDict):

@@ -34,6 +34,8 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None =
                 config["retention.ms"] = str(s.retention_ms)
             if s.compact:
                 config["cleanup.policy"] = "compact"
+            if s.max_message_bytes is not None:
+                config["max.message.bytes"] = str(s.max_message_bytes)
             new.append(NewTopic(s.name, s.partitions, 1, topic_configs=config))
         with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
             await admin.create_topics(new)
@@ -69,7 +71,7 @@ def make_producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProdu
         "enable_idempotence": True,
         "linger_ms": 5,
         "max_batch_size": 256 * 1024,
-        "max_request_size": 4 * 1024 * 1024,
+        "max_request_size": 8 * 1024 * 1024,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)

@@ -26,10 +26,12 @@ class TopicSpec:
     partitions: int
     retention_ms: int | None = None  # None: the broker's default
     compact: bool = False
+    max_message_bytes: int | None = None
     doc: str = ""
 
 
 _DAY_MS = 24 * 3600 * 1000
+_BIG = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +74,13 @@ class Topics:
         return [
             TopicSpec(self.decisions_raw, p, 7 * _DAY_MS, doc="raw decisions, one JSON each"),
             TopicSpec(self.verdicts_raw, p, 7 * _DAY_MS, doc="raw QA verdicts, one JSON each"),
-            TopicSpec(self.events, p, 14 * _DAY_MS, doc="validated EventBatch per queue"),
-            TopicSpec(self.deadletter, 1, 30 * _DAY_MS, doc="invalid input with its reason"),
+            TopicSpec(
+                self.events, p, 14 * _DAY_MS, max_message_bytes=_BIG, doc="EventBatch per queue"
+            ),
+            # a rejected message travels base64-encoded with its reason: a third larger
+            TopicSpec(
+                self.deadletter, 1, 30 * _DAY_MS, max_message_bytes=_BIG, doc="invalid input"
+            ),
             TopicSpec(self.snapshots, p, compact=True, doc="latest QualitySnapshot per queue"),
             TopicSpec(self.breaches, p, 30 * _DAY_MS, doc="Breach events"),
         ]

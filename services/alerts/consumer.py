@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -86,7 +87,10 @@ class AlertsConsumer:
                 polled = await consumer.getmany(timeout_ms=200, max_records=2000)
                 if polled:
                     await self.handle([r for recs in polled.values() for r in recs])
-                    await consumer.commit()
+                    try:
+                        await consumer.commit()
+                    except CommitFailedError as exc:  # a rebalance; the replay is deduplicated
+                        log.warning("offset commit failed (%s); the poll will be replayed", exc)
         finally:
             await consumer.stop()
 

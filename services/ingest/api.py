@@ -39,14 +39,24 @@ router = APIRouter(prefix="/v1")
 
 async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None) -> Response:
     max_bytes: int = request.app.state.max_body_bytes
-    body = await request.body()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return json_response(
+            {"detail": f"body of {declared} bytes exceeds the limit of {max_bytes}"},
+            status_code=413,
+        )
+    body = bytearray()
+    async for chunk in request.stream():  # never hold more than the limit in memory
+        body += chunk
+        if len(body) > max_bytes:
+            break
     if len(body) > max_bytes:
         return json_response(
-            {"detail": f"body of {len(body)} bytes exceeds the limit of {max_bytes}"},
+            {"detail": f"body exceeds the limit of {max_bytes} bytes"},
             status_code=413,
         )
     try:
-        items = parse_body(body, request.headers.get("content-type", "application/json"))
+        items = parse_body(bytes(body), request.headers.get("content-type", "application/json"))
     except BodyError as exc:
         return json_response({"detail": str(exc)}, status_code=400)
     result = validate_items(items, kind)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.ingest.publisher import Publisher
@@ -61,7 +62,12 @@ class RawValidator:
                 if not polled:
                     continue
                 await self._handle(polled)
-                await consumer.commit()
+                try:
+                    await consumer.commit()
+                except CommitFailedError as exc:
+                    # a rebalance took partitions away mid-poll: their records will be
+                    # consumed again by the new owner, and downstream deduplicates by id
+                    log.warning("offset commit failed (%s); the poll will be replayed", exc)
         finally:
             await consumer.stop()
 
