@@ -70,7 +70,7 @@ class Metrics:
             # Cumulative unique events the scorer has counted for the queue.
             decisions_total=Gauge("qw_queue_decisions", "unique decisions scored", q, registry=r),
             verdicts_total=Gauge("qw_queue_verdicts", "unique verdicts joined", q, registry=r),
-            # 0-100 health score (see docs/health.md); NaN when there is insufficient data.
+            # 0-100 health score (docs/architecture.md, "Health score"); NaN when there is insufficient data.
             health_score=Gauge("qw_queue_health_score", "health score 0-100", q, registry=r),
             # Unix time the last snapshot for the queue arrived (wall clock): data-stall signal.
             last_snapshot=Gauge(
