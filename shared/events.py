@@ -153,6 +153,7 @@ class QualitySnapshot(BaseModel):
     ewma_ucl: float | None = None
     last_point: ChartPoint | None = None
     in_control_streak: int = 0  # consecutive charted subgroups without an upper signal
+    dropped_verdicts: int = 0  # verdicts whose decision never arrived (expired or over cap)
 
 
 class BreachKind(StrEnum):

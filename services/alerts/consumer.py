@@ -51,6 +51,7 @@ def export_snapshot(
         m.ewma.labels(q).set(snap.ewma)
         m.ewma_ucl.labels(q).set(snap.ewma_ucl)
     m.pending_verdicts.labels(q).set(snap.pending_verdicts)
+    m.dropped_verdicts.labels(q).set(snap.dropped_verdicts)
     m.decisions_total.labels(q).set(snap.decisions_total)
     m.verdicts_total.labels(q).set(snap.verdicts_total)
     m.last_snapshot.labels(q).set(datetime.now(UTC).timestamp())

@@ -24,6 +24,7 @@ class Metrics:
     ewma: Gauge
     ewma_ucl: Gauge
     pending_verdicts: Gauge
+    dropped_verdicts: Gauge
     decisions_total: Gauge
     verdicts_total: Gauge
     health_score: Gauge
@@ -66,6 +67,10 @@ class Metrics:
             # Verdicts waiting for their decision to arrive (join backlog).
             pending_verdicts=Gauge(
                 "qw_queue_pending_verdicts", "verdicts awaiting decision", q, registry=r
+            ),
+            # Verdicts dropped because their decision never arrived (TTL or per-queue cap).
+            dropped_verdicts=Gauge(
+                "qw_queue_dropped_verdicts", "verdicts without decision dropped", q, registry=r
             ),
             # Cumulative unique events the scorer has counted for the queue.
             decisions_total=Gauge("qw_queue_decisions", "unique decisions scored", q, registry=r),

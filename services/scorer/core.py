@@ -171,6 +171,8 @@ class Scorer:
     ) -> None:
         records: dict[str, list[Any]] = {}
         for d in decisions:
+            if d["decision_id"] in records:
+                continue  # a duplicate inside the batch: the first copy wins, as across batches
             t = _epoch(d["decided_at"])
             records[d["decision_id"]] = [
                 t, d["site_id"], d["moderator_id"], d["policy_id"], d.get("severity", 2),
@@ -428,5 +430,6 @@ class Scorer:
             ewma=ewma.statistic if ewma else None,
             ewma_ucl=float(st.ewma["ucl"]) if st.ewma else None,
             in_control_streak=st.quiet_streak,
+            dropped_verdicts=st.expired_pending,
             last_point=st.last_point,
         )

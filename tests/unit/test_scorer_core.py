@@ -258,3 +258,12 @@ def test_pending_verdicts_are_capped() -> None:
     st = sc.state("q")
     assert st.pending_count == 3
     assert st.expired_pending == 2
+
+
+def test_duplicate_decision_in_one_batch_keeps_the_first_copy() -> None:
+    sc = Scorer(settings(), {}, {})
+    feed(sc, [decision(1, "q", T0), decision(1, "q", T0 + 5 * H)])
+    feed(sc, [verdict(1, "q")])
+    st = sc.state("q")
+    assert st.decisions_total == 1
+    assert st.buckets[int(T0.timestamp())].n == 1
