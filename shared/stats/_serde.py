@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import datetime
 
 from shared.stats.errors import StateFormatError
 
@@ -75,3 +76,25 @@ def get_str(data: Mapping[str, object], key: str) -> str:
     if not isinstance(value, str):
         raise StateFormatError(f"field {key!r} must be a string, got {value!r}")
     return value
+
+
+def get_provenance(
+    data: Mapping[str, object],
+) -> tuple[tuple[int, ...], datetime | None, str | None]:
+    """A baseline's ``excluded`` indices, ``created_at`` and ``reason`` (all optional)."""
+    excluded = data.get("excluded", [])
+    if not isinstance(excluded, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in excluded
+    ):
+        raise StateFormatError("field 'excluded' must be a list of integers")
+    created = data.get("created_at")
+    reason = data.get("reason")
+    if created is not None and not isinstance(created, str):
+        raise StateFormatError("field 'created_at' must be an ISO string or null")
+    if reason is not None and not isinstance(reason, str):
+        raise StateFormatError("field 'reason' must be a string or null")
+    return (
+        tuple(int(i) for i in excluded),
+        None if created is None else datetime.fromisoformat(created),
+        reason,
+    )

@@ -180,25 +180,15 @@ class LaneyBaseline:
     def from_dict(cls, data: Mapping[str, object]) -> LaneyBaseline:
         """Inverse of :meth:`to_dict`."""
         _serde.check_header(data, "laney_baseline")
-        excluded = data.get("excluded", [])
-        created = data.get("created_at")
-        reason = data.get("reason")
-        if not isinstance(excluded, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in excluded
-        ):
-            raise StateFormatError("field 'excluded' must be a list of integers")
-        if created is not None and not isinstance(created, str):
-            raise StateFormatError("field 'created_at' must be an ISO string or null")
-        if reason is not None and not isinstance(reason, str):
-            raise StateFormatError("field 'reason' must be a string or null")
+        excluded, created_at, reason = _serde.get_provenance(data)
         return cls(
             p_bar=_serde.get_float(data, "p_bar"),
             sigma_z=_serde.get_float(data, "sigma_z"),
             n_total=_serde.get_int(data, "n_total"),
             errors_total=_serde.get_int(data, "errors_total"),
             n_subgroups=_serde.get_int(data, "n_subgroups"),
-            excluded=tuple(int(i) for i in excluded),
-            created_at=None if created is None else datetime.fromisoformat(created),
+            excluded=excluded,
+            created_at=created_at,
             reason=reason,
         )
 
