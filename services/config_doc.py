@@ -10,16 +10,17 @@ from pydantic_settings import BaseSettings
 from services.alerts.settings import AlertsSettings
 from services.ingest.settings import IngestSettings
 from services.scorer.settings import ScorerSettings
-from shared.settings import REPO_ROOT, DatabaseSettings, KafkaSettings
+from shared.settings import REPO_ROOT, DatabaseSettings, KafkaSettings, QualitySettings
 
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Kafka (every service)", KafkaSettings),
     ("Database (alerts)", DatabaseSettings),
+    ("Quality targets (scorer and alerts)", QualitySettings),
     ("Ingest", IngestSettings),
     ("Scorer", ScorerSettings),
     ("Alerts", AlertsSettings),
 ]
-NESTED = {"kafka", "db"}
+NESTED = {"kafka", "db", "quality"}
 
 HEADER = """# Configuration
 

@@ -44,6 +44,21 @@ class KafkaSettings(BaseSettings):
         return Topics(prefix=self.topic_prefix, partitions=self.partitions)
 
 
+class QualitySettings(BaseSettings):
+    """Quality targets the scorer raises breaches against and the alerts service resolves
+    and scores against: one setting, so the two can never disagree."""
+
+    model_config = SettingsConfigDict(env_prefix="QW_", frozen=True, extra="ignore")
+
+    accuracy_target: float = Field(
+        default=0.90,
+        gt=0,
+        lt=1,
+        description="accuracy target (random-sample QA) of the below-target breach, its "
+        "resolution and the health score",
+    )
+
+
 class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QW_DB_", frozen=True, extra="ignore")
 

@@ -56,7 +56,7 @@ def export_snapshot(
     m.verdicts_total.labels(q).set(snap.verdicts_total)
     m.last_snapshot.labels(q).set(datetime.now(UTC).timestamp())
     h = health(
-        snap, target=settings.accuracy_target, min_sample=settings.min_sample, age_s=0.0,
+        snap, target=settings.quality.accuracy_target, min_sample=settings.min_sample, age_s=0.0,
         stale_after_s=settings.stale_after_s, firing=firing,
     )  # fmt: skip
     m.health_score.labels(q).set(float("nan") if h.score is None else h.score)
@@ -117,7 +117,7 @@ class AlertsConsumer:
                 await db.resolve_recovered(
                     session, snap, receivers=receivers, now=now,
                     after_subgroups=self.s.resolve_after_subgroups,
-                    target=self.s.accuracy_target, min_sample=self.s.min_sample,
+                    target=self.s.quality.accuracy_target, min_sample=self.s.min_sample,
                 )  # fmt: skip
             for br in breaches:
                 self._m.breaches.labels(br.queue_id, br.rule, br.severity).inc()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import DatabaseSettings, KafkaSettings
+from shared.settings import DatabaseSettings, KafkaSettings, QualitySettings
 
 
 class AlertsSettings(BaseSettings):
@@ -15,6 +15,7 @@ class AlertsSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     host: str = Field(default="127.0.0.1", description="HTTP bind address")
     port: int = Field(default=8002, description="HTTP port (health API and /metrics)")
     consumer_group: str = Field(
@@ -46,9 +47,6 @@ class AlertsSettings(BaseSettings):
 
     resolve_after_subgroups: int = Field(
         default=3, ge=1, description="SPC alerts resolve after this many in-control subgroups"
-    )
-    accuracy_target: float = Field(
-        description="accuracy target of the health score", default=0.90, gt=0, lt=1
     )
     min_sample: int = Field(default=30, ge=1, description="below this 24h n: insufficient data")
     stale_after_s: float = Field(default=300.0, gt=0, description="wall seconds without snapshot")

@@ -322,16 +322,16 @@ class Scorer:
         if n < self.s.min_subgroup_n:
             return
         ci = wilson_interval(n - e, n, self.s.target_confidence)
-        if ci.upper >= self.s.accuracy_target:
+        if ci.upper >= self.s.quality.accuracy_target:
             return
         st.target_day = day
         out.breaches.append(
             self._breach(
                 st, BreachKind.BELOW_TARGET, "accuracy_24h_below_target", "critical", day,
-                e / n, 1 - self.s.accuracy_target, None, n, wall,
+                e / n, 1 - self.s.quality.accuracy_target, None, n, wall,
                 f"queue {st.queue_id}: 24h accuracy {1 - e / n:.1%} (upper "
                 f"{self.s.target_confidence:.0%} bound {ci.upper:.1%}) is under the target "
-                f"{self.s.accuracy_target:.1%}, n={n}",
+                f"{self.s.quality.accuracy_target:.1%}, n={n}",
             )
         )  # fmt: skip
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import KafkaSettings, default_state_dir
+from shared.settings import KafkaSettings, QualitySettings, default_state_dir
 
 
 class ScorerSettings(BaseSettings):
@@ -14,6 +14,7 @@ class ScorerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QW_SCORER_", frozen=True, extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     app_id: str = Field(default="qw-scorer", description="Faust app id, also the consumer group")
     data_dir: str = Field(
         description="Faust's data directory",
@@ -42,9 +43,6 @@ class ScorerSettings(BaseSettings):
     ewma_lambda: float = Field(description="EWMA smoothing constant", default=0.2, gt=0, le=1)
     ewma_l: float = Field(
         description="EWMA limit width in standard deviations of the statistic", default=3.2, gt=0
-    )
-    accuracy_target: float = Field(
-        description="accuracy target of the below-target breach", default=0.90, gt=0, lt=1
     )
     target_confidence: float = Field(
         description="confidence of the Wilson bound compared with the target",

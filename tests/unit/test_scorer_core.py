@@ -11,6 +11,7 @@ from services.scorer.core import Output, Scorer
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import QueueState
 from shared import batches, codec
+from shared.settings import QualitySettings
 from tests.factories import T0, decision, verdict
 
 H = timedelta(hours=1)
@@ -132,7 +133,7 @@ def test_small_subgroups_are_not_charted() -> None:
 
 def test_below_target_breach_once_per_day() -> None:
     rng = random.Random(2)
-    sc = Scorer(settings(accuracy_target=0.95), {}, {})
+    sc = Scorer(settings(quality=QualitySettings(accuracy_target=0.95)), {}, {})
     out = Output()
     for hour in range(6):
         out.breaches += feed(sc, hour_of_traffic(hour * 1000, hour, 100, 0.20, rng)).breaches
