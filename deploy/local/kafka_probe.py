@@ -150,10 +150,13 @@ def cmd_port_free(port: int) -> int:
 def cmd_cluster_id() -> int:
     while True:
         raw = os.urandom(16)
-        # Kafka reserves the all-zero uuid and the METADATA_TOPIC id (…0001).
-        if raw not in (bytes(16), bytes(15) + b"\x01"):
+        text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        # Kafka reserves the all-zero uuid and the METADATA_TOPIC id (…0001); like Kafka's
+        # own Uuid.randomUuid, never start with "-": the storage tool would read the id as
+        # an option ("argument --cluster-id/-t: expected one argument"), 1 run in 64.
+        if raw not in (bytes(16), bytes(15) + b"\x01") and not text.startswith("-"):
             break
-    print(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+    print(text)
     return 0
 
 

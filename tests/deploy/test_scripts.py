@@ -72,3 +72,26 @@ def test_postgres_unknown_command() -> None:
     proc = _postgres_sh("frobnicate")
     assert proc.returncode == 1
     assert "unknown command: frobnicate" in proc.stderr
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    """kafka-storage reads '-x...' as an option; a CI run failed on one such id (1 in 64)."""
+    import contextlib
+    import importlib.util
+    import io
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kafka_probe.py"
+    spec = importlib.util.spec_from_file_location("kafka_probe", path)
+    assert spec is not None
+    assert spec.loader is not None
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for _ in range(2000):
+            probe.cmd_cluster_id()
+    ids = out.getvalue().split()
+    assert len(ids) == 2000
+    assert all(len(i) == 22 for i in ids)
+    assert not [i for i in ids if i.startswith("-")]
