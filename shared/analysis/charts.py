@@ -612,13 +612,8 @@ class _Charter:
     def _phase1_data(self) -> list[Subgroup]:
         return [Subgroup(sg.errors, sg.n) for sg in self.subgroups[: self.phase1_count]]
 
-    def _baseline(self) -> BaselineInfo:
-        if self.spec.baseline_rate is not None:
-            return BaselineInfo("standard", self.spec.baseline_rate)
-        trial = trial_limits(
-            self._phase1_data(), self.spec.limit_width, [i - 1 for i in self.excluded]
-        )
-        frozen = trial.baseline()
+    def _estimated(self, frozen: Baseline | LaneyBaseline, sz: float | None = None) -> BaselineInfo:
+        """What the output says about a baseline estimated from this file's Phase I."""
         return BaselineInfo(
             "trial" if self.spec.phase1 is None else "phase1",
             frozen.p_bar,
@@ -626,7 +621,16 @@ class _Charter:
             frozen.errors_total,
             frozen.n_subgroups,
             tuple(self.excluded),
+            sz,
         )
+
+    def _baseline(self) -> BaselineInfo:
+        if self.spec.baseline_rate is not None:
+            return BaselineInfo("standard", self.spec.baseline_rate)
+        trial = trial_limits(
+            self._phase1_data(), self.spec.limit_width, [i - 1 for i in self.excluded]
+        )
+        return self._estimated(trial.baseline())
 
     def _laney(self) -> tuple[BaselineInfo, list[ChartPoint]]:
         width = self.spec.limit_width
@@ -646,15 +650,7 @@ class _Charter:
                 raise AnalysisError("the Laney p′ chart needs at least 2 subgroups")
             phase1 = laney_chart(self._phase1_data(), width, [i - 1 for i in self.excluded])
             frozen = phase1.baseline()
-            info = BaselineInfo(
-                "trial" if self.spec.phase1 is None else "phase1",
-                frozen.p_bar,
-                frozen.n_total,
-                frozen.errors_total,
-                frozen.n_subgroups,
-                tuple(self.excluded),
-                frozen.sigma_z,
-            )
+            info = self._estimated(frozen, frozen.sigma_z)
         points = []
         for sg in self.subgroups:
             lcl, center, ucl = laney_limits_for(frozen, sg.n, width)

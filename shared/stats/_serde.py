@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
 from shared.stats.errors import StateFormatError
 
@@ -76,6 +77,52 @@ def get_str(data: Mapping[str, object], key: str) -> str:
     if not isinstance(value, str):
         raise StateFormatError(f"field {key!r} must be a string, got {value!r}")
     return value
+
+
+class PhaseIRecord(Protocol):
+    """What every frozen baseline records about the Phase I it came from."""
+
+    @property
+    def p_bar(self) -> float: ...
+    @property
+    def n_total(self) -> int: ...
+    @property
+    def errors_total(self) -> int: ...
+    @property
+    def n_subgroups(self) -> int: ...
+    @property
+    def excluded(self) -> tuple[int, ...]: ...
+    @property
+    def created_at(self) -> datetime | None: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+def phase1_to_dict(b: PhaseIRecord) -> dict[str, object]:
+    """The Phase I fields of a baseline, JSON-ready (``created_at`` as ISO 8601)."""
+    return {
+        "p_bar": b.p_bar,
+        "n_total": b.n_total,
+        "errors_total": b.errors_total,
+        "n_subgroups": b.n_subgroups,
+        "excluded": list(b.excluded),
+        "created_at": None if b.created_at is None else b.created_at.isoformat(),
+        "reason": b.reason,
+    }
+
+
+def phase1_from_dict(data: Mapping[str, object]) -> dict[str, Any]:
+    """Inverse of :func:`phase1_to_dict`: keyword arguments for a baseline's constructor."""
+    excluded, created_at, reason = get_provenance(data)
+    return {
+        "p_bar": get_float(data, "p_bar"),
+        "n_total": get_int(data, "n_total"),
+        "errors_total": get_int(data, "errors_total"),
+        "n_subgroups": get_int(data, "n_subgroups"),
+        "excluded": excluded,
+        "created_at": created_at,
+        "reason": reason,
+    }
 
 
 def get_provenance(

@@ -183,16 +183,18 @@ def ewma_arl(
     return float(1.0 + from_zero @ values)
 
 
-def ewma_limit_for_arl0(lam: float, target_arl0: float, *, method: ArlMethod = "integral") -> float:
-    """The L (asymptotic limits) that gives the EWMA an in-control ARL of ``target_arl0``."""
+def _for_arl0(arl0_of: Callable[[float], float], target_arl0: float, lower: float) -> float:
+    """The limit width whose in-control ARL is ``target_arl0`` (the ARL rises with it)."""
     check_positive("target_arl0", target_arl0)
     if target_arl0 <= 1.0:
         raise StatsError("target_arl0 must be > 1")
+    log_target = math.log(target_arl0)
+    return _root(lambda width: math.log(arl0_of(width)) - log_target, lower, 1.0)
 
-    def gap(nsigmas: float) -> float:
-        return math.log(ewma_arl(lam, nsigmas, 0.0, method=method)) - math.log(target_arl0)
 
-    return _root(gap, 0.05, 1.0)
+def ewma_limit_for_arl0(lam: float, target_arl0: float, *, method: ArlMethod = "integral") -> float:
+    """The L (asymptotic limits) that gives the EWMA an in-control ARL of ``target_arl0``."""
+    return _for_arl0(lambda nsigmas: ewma_arl(lam, nsigmas, 0.0, method=method), target_arl0, 0.05)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,14 +290,7 @@ def cusum_arl(
 
 def cusum_h_for_arl0(k: float, target_arl0: float, *, sided: CusumSides = "two") -> float:
     """The decision interval h that gives the CUSUM an in-control ARL of ``target_arl0``."""
-    check_positive("target_arl0", target_arl0)
-    if target_arl0 <= 1.0:
-        raise StatsError("target_arl0 must be > 1")
-
-    def gap(h: float) -> float:
-        return math.log(cusum_arl(k, h, 0.0, sided=sided)) - math.log(target_arl0)
-
-    return _root(gap, 0.01, 1.0)
+    return _for_arl0(lambda h: cusum_arl(k, h, 0.0, sided=sided), target_arl0, 0.01)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,6 @@ Reference:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +38,15 @@ from datetime import datetime
 from shared.stats import _serde
 from shared.stats._checks import check_closed_probability, check_count, check_finite, check_positive
 from shared.stats.errors import StateFormatError, StatsError, UndefinedStatisticError
-from shared.stats.pchart import DEFAULT_NSIGMAS, Limits, Subgroup, SubgroupLike, _as_subgroup, _pool
+from shared.stats.pchart import (
+    DEFAULT_NSIGMAS,
+    Limits,
+    Subgroup,
+    SubgroupLike,
+    _as_subgroup,
+    _pool,
+    _sigma,
+)
 
 __all__ = [
     "D2",
@@ -166,39 +173,19 @@ class LaneyBaseline:
         """JSON-ready form (``created_at`` as ISO 8601)."""
         return {
             **_serde.header("laney_baseline"),
-            "p_bar": self.p_bar,
+            **_serde.phase1_to_dict(self),
             "sigma_z": self.sigma_z,
-            "n_total": self.n_total,
-            "errors_total": self.errors_total,
-            "n_subgroups": self.n_subgroups,
-            "excluded": list(self.excluded),
-            "created_at": None if self.created_at is None else self.created_at.isoformat(),
-            "reason": self.reason,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> LaneyBaseline:
         """Inverse of :meth:`to_dict`."""
         _serde.check_header(data, "laney_baseline")
-        excluded, created_at, reason = _serde.get_provenance(data)
-        return cls(
-            p_bar=_serde.get_float(data, "p_bar"),
-            sigma_z=_serde.get_float(data, "sigma_z"),
-            n_total=_serde.get_int(data, "n_total"),
-            errors_total=_serde.get_int(data, "errors_total"),
-            n_subgroups=_serde.get_int(data, "n_subgroups"),
-            excluded=excluded,
-            created_at=created_at,
-            reason=reason,
-        )
-
-
-def _sigma_p(p_bar: float, n: int) -> float:
-    return math.sqrt(p_bar * (1.0 - p_bar) / n)
+        return cls(sigma_z=_serde.get_float(data, "sigma_z"), **_serde.phase1_from_dict(data))
 
 
 def _limits(p_bar: float, sigma_z_value: float, n: int, nsigmas: float) -> Limits:
-    spread = nsigmas * _sigma_p(p_bar, n) * sigma_z_value
+    spread = nsigmas * _sigma(p_bar, n) * sigma_z_value
     return Limits(max(0.0, p_bar - spread), p_bar, min(1.0, p_bar + spread))
 
 
@@ -219,7 +206,7 @@ def laney_standardize(errors: int, n: int, baseline: LaneyBaseline) -> float:
     check_count(errors, n)
     if not 0.0 < baseline.p_bar < 1.0 or baseline.sigma_z == 0.0:
         raise UndefinedStatisticError("p' z-score undefined: p_bar is 0 or 1, or sigma_z is 0")
-    return (errors / n - baseline.p_bar) / (_sigma_p(baseline.p_bar, n) * baseline.sigma_z)
+    return (errors / n - baseline.p_bar) / (_sigma(baseline.p_bar, n) * baseline.sigma_z)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +286,7 @@ def laney_chart(
     if not 0.0 < p_bar < 1.0:
         raise UndefinedStatisticError(f"p_bar is {p_bar}: z-scores (and sigma_z) are undefined")
     skip = set(excluded)
-    zs = [(sg.p - p_bar) / _sigma_p(p_bar, sg.n) for sg in data]
+    zs = [(sg.p - p_bar) / _sigma(p_bar, sg.n) for sg in data]
     sz = sigma_z(z for i, z in enumerate(zs) if i not in skip)
     points = []
     for i, sg in enumerate(data):

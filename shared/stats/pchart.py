@@ -154,32 +154,13 @@ class Baseline:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (``created_at`` as ISO 8601)."""
-        return {
-            "v": _serde.STATE_VERSION,
-            "kind": "baseline",
-            "p_bar": self.p_bar,
-            "n_total": self.n_total,
-            "errors_total": self.errors_total,
-            "n_subgroups": self.n_subgroups,
-            "excluded": list(self.excluded),
-            "created_at": None if self.created_at is None else self.created_at.isoformat(),
-            "reason": self.reason,
-        }
+        return {**_serde.header("baseline"), **_serde.phase1_to_dict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Baseline:
         """Inverse of :meth:`to_dict`."""
         _serde.check_header(data, "baseline")
-        excluded, created_at, reason = _serde.get_provenance(data)
-        return cls(
-            p_bar=_serde.get_float(data, "p_bar"),
-            n_total=_serde.get_int(data, "n_total"),
-            errors_total=_serde.get_int(data, "errors_total"),
-            n_subgroups=_serde.get_int(data, "n_subgroups"),
-            excluded=excluded,
-            created_at=created_at,
-            reason=reason,
-        )
+        return cls(**_serde.phase1_from_dict(data))
 
 
 def _sigma(p_bar: float, n: int) -> float:
