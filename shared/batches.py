@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any, TypedDict
 
 from shared import codec
-from shared.events import Decision, Verdict
+from shared.events import QUEUE_ID_RE, Decision, Verdict
 
 BATCH_VERSION = 1
 # 500 decisions and 500 verdicts with long ids encode to ~350 KB: well under the 1 MB a
@@ -67,8 +67,11 @@ def decode(data: bytes) -> EventBatch:
         raise ValueError(f"not an EventBatch: not JSON ({exc})") from exc
     if not isinstance(obj, dict) or obj.get("v") != BATCH_VERSION:
         raise ValueError(f"not an EventBatch v{BATCH_VERSION}")
-    if not isinstance(obj.get("queue_id"), str):
+    queue_id = obj.get("queue_id")
+    if not isinstance(queue_id, str):
         raise ValueError("EventBatch without queue_id")
+    if not QUEUE_ID_RE.match(queue_id):
+        raise ValueError(f"EventBatch queue_id {queue_id[:200]!r} is not a valid queue id")
     if not isinstance(obj.get("decisions"), list) or not isinstance(obj.get("verdicts"), list):
         raise ValueError("EventBatch without decisions/verdicts lists")
     return obj  # type: ignore[return-value]

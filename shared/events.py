@@ -10,6 +10,7 @@ rejected because a moderation operation spans time zones and a naive time is amb
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -27,6 +28,14 @@ def _aware(value: datetime) -> datetime:
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+
+# A queue id becomes part of Kafka keys, state-store keys, metric labels and URL paths, so it
+# has one restricted grammar everywhere (ingest, the scorer's batch decoder, the API): ASCII
+# letters and digits, then also ``.``, ``_``, ``:`` and ``-``; at most 128 characters. No
+# ``|`` (a state-key separator), no ``/`` (a path separator), nothing to escape in a URL.
+QUEUE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+QUEUE_ID_RE = re.compile(QUEUE_ID_PATTERN)
+QueueId = Annotated[str, Field(min_length=1, max_length=128, pattern=QUEUE_ID_PATTERN)]
 
 
 class Action(StrEnum):
@@ -75,7 +84,7 @@ class Decision(_Event):
     kind: Literal["decision"] = "decision"
     decision_id: Ident
     content_id: Ident
-    queue_id: Ident
+    queue_id: QueueId
     moderator_id: Ident
     site_id: Ident
     policy_id: Ident
@@ -97,7 +106,7 @@ class Verdict(_Event):
     kind: Literal["verdict"] = "verdict"
     verdict_id: Ident
     decision_id: Ident
-    queue_id: Ident
+    queue_id: QueueId
     auditor_id: Ident
     reviewed_at: AwareDatetime
     outcome: Outcome
@@ -128,6 +137,53 @@ class ChartPoint(BaseModel):
     signals: list[str] = Field(default_factory=list)
 
 
+class SubgroupStatus(StrEnum):
+    """What the scorer did with a closed subgroup."""
+
+    CHARTED = "charted"  # Phase II: limits and signals against the frozen baseline
+    PHASE1 = "phase1"  # part of the Phase I sample the baseline is being learned from
+    TOO_SMALL = "too_small"  # fewer random verdicts than QW_SCORER_MIN_SUBGROUP_N: not charted
+    LEARNING_SKIPPED = "learning_skipped"  # too small while in Phase I: not in the baseline
+
+
+class SubgroupPoint(BaseModel):
+    """One closed subgroup of a queue, published on ``qw.subgroups.v1`` when it closes and
+    again, as a new ``revision``, each time late verdicts change its counts.
+
+    Keyed ``queue_id@start`` (see ``shared.topics.subgroup_key``) on a compacted topic: the
+    latest revision of every subgroup stays. A revision never re-fires an alert; it shows
+    the original counts beside the final ones, and its limits for the final n.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = 1
+    queue_id: str
+    start: datetime
+    end: datetime
+    revision: int = Field(ge=0, description="0 as closed; 1, 2, ... after late verdicts")
+    status: SubgroupStatus
+    n: int = Field(ge=0, description="random-sample verdicts")
+    errors: int = Field(ge=0)
+    p: float | None = Field(description="errors / n; None when n = 0")
+    decisions: int = Field(ge=0)
+    other_verdicts: int = Field(ge=0, description="targeted, appeal and calibration verdicts")
+    late: int = Field(ge=0, description="verdicts counted after the subgroup closed")
+    errors_by_type: dict[str, int] = Field(default_factory=dict)
+    center: float | None = None
+    lcl: float | None = None
+    ucl: float | None = None
+    ewma: float | None = None
+    ewma_ucl: float | None = None
+    signals: list[str] = Field(default_factory=list)
+    baseline_p: float | None = None
+    baseline_n: int = Field(default=0, description="verdicts behind an estimated baseline")
+    original_n: int = Field(ge=0, description="n when the subgroup first closed")
+    original_errors: int = Field(ge=0)
+    as_of: datetime  # the queue's watermark (event time) when this revision was made
+    emitted_at: datetime  # wall time
+
+
 class QualitySnapshot(BaseModel):
     """The scorer's view of one queue, produced whenever the queue's state changes."""
 
@@ -154,6 +210,9 @@ class QualitySnapshot(BaseModel):
     last_point: ChartPoint | None = None
     in_control_streak: int = 0  # consecutive charted subgroups without an upper signal
     dropped_verdicts: int = 0  # verdicts whose decision never arrived (expired or over cap)
+    late_verdicts_total: int = 0  # verdicts counted after their subgroup had closed
+    late_verdicts_24h: int = 0  # of those, in the subgroups of the last 24 h
+    subgroups_closed: int = 0  # subgroups closed so far (each published on qw.subgroups.v1)
 
 
 class BreachKind(StrEnum):

@@ -7,8 +7,8 @@ Data flow::
     POST /v1/events (ingest API, validated) ────┤
                                                 ├─► qw.events.v1      (EventBatch per queue)
                                                 └─► qw.deadletter.v1  (reason + original bytes)
-    qw.events.v1 ──► scorer (Faust) ──► qw.snapshots.v1, qw.breaches.v1
-    qw.snapshots.v1, qw.breaches.v1 ──► alerts (Prometheus, webhooks, health API)
+    qw.events.v1 ──► scorer (Faust) ──► qw.snapshots.v1, qw.subgroups.v1, qw.breaches.v1
+    qw.snapshots.v1, qw.subgroups.v1, qw.breaches.v1 ──► alerts (Prometheus, webhooks, API)
 
 Every topic that carries queue data is keyed by ``queue_id``: a queue's decisions, verdicts
 and state live on one partition, so one scorer worker owns a queue and the join of a verdict
@@ -69,6 +69,10 @@ class Topics:
     def breaches(self) -> str:
         return self._n("qw.breaches.v1")
 
+    @property
+    def subgroups(self) -> str:
+        return self._n("qw.subgroups.v1")
+
     def specs(self) -> list[TopicSpec]:
         p = self.partitions
         return [
@@ -83,9 +87,16 @@ class Topics:
             ),
             TopicSpec(self.snapshots, p, compact=True, doc="latest QualitySnapshot per queue"),
             TopicSpec(self.breaches, p, 30 * _DAY_MS, doc="Breach events"),
+            TopicSpec(self.subgroups, p, compact=True, doc="SubgroupPoint, latest per queue@start"),
         ]
 
 
 def queue_key(queue_id: str) -> bytes:
     """The partition key of everything that belongs to a queue."""
     return queue_id.encode()
+
+
+def subgroup_key(queue_id: str, start_epoch: int) -> bytes:
+    """The compaction key of one subgroup on ``qw.subgroups.v1``: ``queue@start`` with the
+    start in epoch seconds (queue ids cannot contain ``@``, see ``QUEUE_ID_PATTERN``)."""
+    return f"{queue_id}@{start_epoch}".encode()

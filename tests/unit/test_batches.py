@@ -34,3 +34,26 @@ def test_large_groups_are_split() -> None:
 def test_decode_rejects_what_is_not_a_batch(raw: bytes) -> None:
     with pytest.raises(ValueError, match=r"EventBatch|JSON|unexpected|parse"):
         batches.decode(raw)
+
+
+@pytest.mark.parametrize(
+    "queue_id", ["a|b", "a/b", "a b", "", "-lead", "q\u0085", "é", "x" * 129, "a@b"]
+)
+def test_decode_refuses_a_queue_id_outside_the_grammar(queue_id: str) -> None:
+    raw = codec.dumps({"v": 1, "queue_id": queue_id, "decisions": [], "verdicts": []})
+    with pytest.raises(ValueError, match=r"not a valid queue id|without queue_id"):
+        batches.decode(raw)
+
+
+@pytest.mark.parametrize("queue_id", ["a|b", "a/b", "-lead", "é", "a@b"])
+def test_ingest_refuses_a_queue_id_outside_the_grammar(queue_id: str) -> None:
+    result = validate_items([decision(1, queue_id)], None)
+    assert not result.events
+    assert "queue_id" in str(result.errors)
+
+
+@pytest.mark.parametrize("queue_id", ["spam-en", "child_safety-pt", "hate.v3:de", "Q1", "x" * 128])
+def test_ordinary_queue_ids_are_accepted(queue_id: str) -> None:
+    raw = codec.dumps({"v": 1, "queue_id": queue_id, "decisions": [], "verdicts": []})
+    assert batches.decode(raw)["queue_id"] == queue_id
+    assert validate_items([decision(1, queue_id)], None).events
