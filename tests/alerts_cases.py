@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
+import httpx
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
-from shared.events import Breach, BreachKind, ChartPoint, QualitySnapshot
+from services.alerts.api import create_app
+from services.alerts.metrics import Metrics
+from services.alerts.settings import AlertsSettings
+from shared.events import (
+    Breach,
+    BreachKind,
+    ChartPoint,
+    QualitySnapshot,
+    SubgroupPoint,
+    SubgroupStatus,
+)
+from shared.settings import KafkaSettings
+from tests.factories import iso
 
 NOW = datetime(2026, 11, 2, 12, tzinfo=UTC)
 URLS = ["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"]
@@ -32,6 +50,184 @@ def make_snapshot(queue: str, hour: int, signals: list[str], streak: int = 0) ->
         last_point=ChartPoint(start=start, n=100, errors=5, p=0.05, center=0.05, lcl=0.0,
                               ucl=0.12, signals=signals),
     )  # fmt: skip
+
+
+def at(hours: float) -> datetime:
+    return NOW + timedelta(hours=hours)
+
+
+def make_point(queue: str, hour: int, revision: int = 0, **kw: Any) -> SubgroupPoint:
+    """A charted subgroup starting ``hour`` hours after NOW; each revision adds a late error."""
+    start = at(hour)
+    fields: dict[str, Any] = dict(
+        queue_id=queue, start=start, end=start + timedelta(hours=1), revision=revision,
+        status=SubgroupStatus.CHARTED, n=100 + revision, errors=5 + revision,
+        p=(5 + revision) / (100 + revision), decisions=400, other_verdicts=3, late=revision,
+        errors_by_type={"wrong_policy": 5 + revision}, center=0.05, lcl=0.0, ucl=0.12,
+        ewma=0.05, ewma_ucl=0.08, signals=[], baseline_p=0.05, baseline_n=2400,
+        original_n=100, original_errors=5, as_of=start + timedelta(hours=7 + revision),
+        emitted_at=NOW,
+    )  # fmt: skip
+    fields.update(kw)
+    return SubgroupPoint(**fields)
+
+
+@contextlib.asynccontextmanager
+async def sqlite_sessions(folder: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a fresh SQLite database in ``folder``, with the schema created."""
+    engine = db.make_engine(f"sqlite+aiosqlite:///{folder / 'alerts.db'}")
+    await db.create_schema(engine)
+    try:
+        yield db.make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+def _hours(points: list[SubgroupPoint]) -> list[int]:
+    return [int((p.start - NOW).total_seconds()) // 3600 for p in points]
+
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def _seed_subgroups(sessions: Sessions) -> None:
+    """Queue q: hours 0-4, hour 1 at revision 2 (revision 1 came after it), hour 2 at 3, hour
+    3 at 4; queue r: hour 0."""
+    async with sessions() as s, s.begin():
+        points = [make_point("q", h) for h in range(5)] + [make_point("r", 0)]
+        assert await db.upsert_subgroups(s, points, NOW) == 6
+        assert await db.upsert_subgroups(s, [], NOW) == 0
+    # revision 2, then revision 1 in a later poll (a redelivery): 2 stays
+    async with sessions() as s, s.begin():
+        await db.upsert_subgroups(s, [make_point("q", 1, 2)], NOW)
+    async with sessions() as s, s.begin():
+        await db.upsert_subgroups(s, [make_point("q", 1, 1)], NOW)
+    # within one poll the highest revision wins, whatever the order
+    async with sessions() as s, s.begin():
+        batch = [make_point("q", 2, 3), make_point("q", 2, 1), make_point("q", 3, 1)]
+        assert await db.upsert_subgroups(s, [*batch, make_point("q", 3, 4)], NOW) == 2
+    # the same revision again (a replay): the same point
+    async with sessions() as s, s.begin():
+        await db.upsert_subgroups(s, [make_point("q", 1, 2)], NOW + timedelta(hours=1))
+
+
+async def case_an_older_revision_never_overwrites_a_newer(sessions: Sessions) -> None:
+    await _seed_subgroups(sessions)
+    async with sessions() as s:
+        got = await db.subgroups(s, "q")
+        assert _hours(got) == [0, 1, 2, 3, 4]
+        assert [p.revision for p in got] == [0, 2, 3, 4, 0]
+        assert got[1] == make_point("q", 1, 2)  # the whole point comes back
+        assert (got[1].n, got[1].errors, got[1].late) == (102, 7, 2)
+        assert (got[1].original_n, got[1].original_errors) == (100, 5)
+        assert _hours(await db.subgroups(s, "r")) == [0]
+        assert await db.subgroups(s, "nope") == []
+
+
+async def case_time_range_cursor_and_limit(sessions: Sessions) -> None:
+    await _seed_subgroups(sessions)
+    cet = timezone(timedelta(hours=1))
+    async with sessions() as s:
+        assert _hours(await db.subgroups(s, "q", since=at(1))) == [1, 2, 3, 4]
+        assert _hours(await db.subgroups(s, "q", until=at(3))) == [0, 1, 2]
+        in_cet = await db.subgroups(s, "q", since=at(1).astimezone(cet), until=at(3))
+        assert _hours(in_cet) == [1, 2]
+        assert _hours(await db.subgroups(s, "q", since=at(0.5))) == [1, 2, 3, 4]
+        assert _hours(await db.subgroups(s, "q", after=at(2))) == [3, 4]
+        assert _hours(await db.subgroups(s, "q", after=at(2), limit=1)) == [3]
+        assert _hours(await db.subgroups(s, "q", since=at(1), after=at(0), limit=2)) == [1, 2]
+        assert await db.subgroups(s, "q", since=at(9)) == []
+
+
+async def case_a_queue_is_known_by_a_snapshot_or_a_subgroup(sessions: Sessions) -> None:
+    await _seed_subgroups(sessions)
+    async with sessions() as s, s.begin():
+        await db.upsert_snapshot(s, make_snapshot("only-snapshot", 0, []), NOW)
+    async with sessions() as s:
+        assert await db.queue_known(s, "q")
+        assert await db.queue_known(s, "only-snapshot")
+        assert not await db.queue_known(s, "nope")
+
+
+async def case_more_points_than_one_statement_carries(sessions: Sessions) -> None:
+    async with sessions() as s, s.begin():
+        many = [make_point("big", h) for h in range(1200)]
+        assert await db.upsert_subgroups(s, many, NOW) == 1200
+    async with sessions() as s, s.begin():  # and again, one revision on: all replaced
+        again = [make_point("big", h, 1) for h in range(1200)]
+        assert await db.upsert_subgroups(s, again, NOW) == 1200
+    async with sessions() as s:
+        got = await db.subgroups(s, "big", limit=2000)
+        assert len(got) == 1200
+        assert {p.revision for p in got} == {1}
+
+
+def api_client(sessions: Sessions) -> httpx.AsyncClient:
+    """The alerts service's HTTP API on ``sessions``, in process."""
+    app = create_app(
+        AlertsSettings(kafka=KafkaSettings()), sessions, Metrics.create(CollectorRegistry())
+    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://alerts")
+
+
+async def chart_pages(
+    client: httpx.AsyncClient, queue: str, **params: str | int
+) -> list[list[dict[str, Any]]]:
+    """Every page of a queue's chart, following ``next`` from the first page to the last."""
+    pages: list[list[dict[str, Any]]] = []
+    while True:
+        r = await client.get(f"/v1/queues/{queue}/chart", params=params)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["queue_id"] == queue
+        pages.append(body["points"])
+        if body["next"] is None:
+            return pages
+        assert body["next"] == body["points"][-1]["start"]
+        params["after"] = body["next"]
+
+
+async def case_chart_pages_follow_next_to_the_end(sessions: Sessions) -> None:
+    await _seed_subgroups(sessions)
+    async with api_client(sessions) as client:
+        pages = await chart_pages(client, "q", limit=2)
+    assert [len(page) for page in pages] == [2, 2, 1]
+    points = [p for page in pages for p in page]
+    assert [p["start"] for p in points] == [iso(at(h)) for h in range(5)]
+    assert [p["revision"] for p in points] == [0, 2, 3, 4, 0]
+    assert SubgroupPoint.model_validate(points[1]) == make_point("q", 1, 2)
+
+
+async def case_chart_time_range(sessions: Sessions) -> None:
+    await _seed_subgroups(sessions)
+    async with api_client(sessions) as client:
+        r = await client.get(
+            "/v1/queues/q/chart",
+            params={"from": at(1).astimezone(timezone(timedelta(hours=-5))).isoformat(),
+                    "to": iso(at(4)), "limit": 2},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert [p["start"] for p in r.json()["points"]] == [iso(at(1)), iso(at(2))]
+        assert r.json()["next"] == iso(at(2))
+        r = await client.get(
+            "/v1/queues/q/chart", params={"from": iso(at(1)), "to": iso(at(4)), "after": iso(at(2))}
+        )
+        assert [p["start"] for p in r.json()["points"]] == [iso(at(3))]
+        assert r.json()["next"] is None
+        # a known queue with nothing in the range: an empty page, not a 404
+        r = await client.get("/v1/queues/r/chart", params={"from": iso(at(1))})
+        assert r.status_code == 200
+        assert r.json() == {"queue_id": "r", "points": [], "next": None}
+
+
+SUBGROUP_CASES = [
+    case_an_older_revision_never_overwrites_a_newer,
+    case_time_range_cursor_and_limit,
+    case_a_queue_is_known_by_a_snapshot_or_a_subgroup,
+    case_more_points_than_one_statement_carries,
+    case_chart_pages_follow_next_to_the_end,
+    case_chart_time_range,
+]
 
 
 async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -2,6 +2,7 @@
 
 ``GET /v1/queues``                    every queue with its health score and band
 ``GET /v1/queues/{queue_id}/health``  one queue: score, components, explanation
+``GET /v1/queues/{queue_id}/chart``   one queue's closed subgroups (p-chart points), paged
 ``GET /v1/alerts``                    recent alerts; ``?status=firing`` for the open ones
 ``POST /v1/alerts/{id}/ack``          acknowledge a firing alert
 ``GET /metrics``                      Prometheus exposition
@@ -14,15 +15,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
 from services.alerts.health import Health, health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
-from shared.events import QualitySnapshot
+from shared.events import QUEUE_ID_PATTERN, AwareDatetime, QualitySnapshot, SubgroupPoint
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -38,7 +40,30 @@ def get_settings(request: Request) -> AlertsSettings:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[AlertsSettings, Depends(get_settings)]
-QueueId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\s/]+$")]
+QueueId = Annotated[
+    str, Path(pattern=QUEUE_ID_PATTERN, description="queue id (letters, digits, `._:-`)")
+]
+
+
+class Problem(BaseModel):
+    """The body of a 404: what was not found."""
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    """The body of a 422: each bad parameter, where it is (``["query", "limit"]``) and why."""
+
+    detail: list[FieldProblem]
+
+
+NOT_FOUND = "no data for queue {!r}: it is unknown, or nothing for it was scored yet"
 
 
 class QueueHealth(BaseModel):
@@ -93,21 +118,82 @@ async def list_queues(session: SessionDep, settings: SettingsDep) -> list[QueueH
 @router.get(
     "/queues/{queue_id}/health",
     response_model=QueueHealth,
-    responses={404: {"description": "no data for this queue yet"}},
+    responses={404: {"model": Problem, "description": "no data for this queue yet"}},
 )
 async def queue_health(
     queue_id: QueueId, session: SessionDep, settings: SettingsDep
 ) -> QueueHealth:
     found = await db.snapshot(session, queue_id)
     if found is None:
-        raise HTTPException(
-            404,
-            f"no data for queue {queue_id!r}: it is unknown, or no event for it was scored yet",
-        )
+        raise HTTPException(404, NOT_FOUND.format(queue_id))
     snap, received = found
     return QueueHealth(
         queue_id=queue_id, health=await _health(session, settings, snap, received), snapshot=snap
     )
+
+
+class Chart(BaseModel):
+    """One page of a queue's p-chart: closed subgroups at their newest revision."""
+
+    queue_id: str
+    points: list[SubgroupPoint] = Field(description="oldest first (by subgroup start)")
+    next: str | None = Field(
+        description="pass as `after` (with the same `from`, `to`, `limit`) for the next page; "
+        "null on the last page"
+    )
+
+
+def _cursor(start: datetime) -> str:
+    """A point's start as the ``after`` of the next page: UTC with ``Z``, so it survives a
+    query string unencoded (a ``+00:00`` would be read as a space)."""
+    return start.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@router.get(
+    "/queues/{queue_id}/chart",
+    response_model=Chart,
+    responses={
+        200: {"description": "the page of points, oldest first; `next` is null on the last one"},
+        404: {"model": Problem, "description": "no snapshot or subgroup of this queue yet"},
+        422: {
+            "model": ValidationProblem,
+            "description": "a bad queue id, `limit` outside 1..1000, a time without a time "
+            "zone or unreadable, or `from` not before `to`",
+        },
+    },
+)
+async def queue_chart(
+    queue_id: QueueId,
+    session: SessionDep,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(alias="from", description="first subgroup start to include (ISO 8601, with zone)"),
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="subgroup starts before this (exclusive; ISO 8601)"),
+    ] = None,
+    after: Annotated[
+        AwareDatetime | None,
+        Query(description="paging cursor: the previous page's `next` (points starting later)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="points per page")] = 200,
+) -> Chart:
+    """The queue's closed subgroups in start order, each at its newest revision: counts,
+    limits, EWMA, signals, the counts as first closed and the late verdicts since."""
+    if since is not None and until is not None and since >= until:
+        raise RequestValidationError(
+            [{"loc": ("query", "to"), "msg": "`to` must be after `from`", "type": "value_error",
+              "input": until.isoformat()}]
+        )  # fmt: skip
+    points = await db.subgroups(
+        session, queue_id, since=since, until=until, after=after, limit=limit + 1
+    )
+    if not points and not await db.queue_known(session, queue_id):
+        raise HTTPException(404, NOT_FOUND.format(queue_id))
+    more = len(points) > limit
+    points = points[:limit]
+    return Chart(queue_id=queue_id, points=points, next=_cursor(points[-1].start) if more else None)
 
 
 @router.get("/alerts", response_model=list[AlertOut])

@@ -1,7 +1,10 @@
-"""Consume snapshots and breaches: metrics, alert records and the webhook outbox.
+"""Consume snapshots, breaches and subgroups: metrics, alert records, the webhook outbox and
+the chart points.
 
 One poll is one database transaction; offsets are committed after it, so a crash replays
-the poll, and the dedup key makes the replay harmless.
+the poll, and the dedup key (breaches) and the revision (subgroups) make the replay harmless.
+A subgroup only feeds the chart API: a revision never creates or re-fires an alert (alerts
+come from breaches alone).
 """
 
 from __future__ import annotations
@@ -24,10 +27,32 @@ from services.alerts.health import health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from shared import codec
-from shared.events import Breach, QualitySnapshot
+from shared.events import QUEUE_ID_RE, Breach, QualitySnapshot, SubgroupPoint
 from shared.kafka import make_consumer
 
 log = logging.getLogger(__name__)
+
+Message = QualitySnapshot | Breach | SubgroupPoint
+_MAX_REVISION = 2**31 - 1  # the revision column is a 32-bit integer on every backend
+
+
+def decode(model: type[Message], value: bytes | None) -> Message:
+    """One consumed value as its model; ``ValueError`` (or ``ValidationError``, a subclass)
+    when it is not one, including values the database could not hold: a bad one must never
+    fail the poll's transaction, which would stop the consumer on a replay loop."""
+    if value is None:
+        raise ValueError("no value (a tombstone)")
+    msg = model.model_validate(codec.loads(value))
+    if isinstance(msg, SubgroupPoint):
+        if not QUEUE_ID_RE.fullmatch(msg.queue_id):
+            raise ValueError(f"queue_id {msg.queue_id!r} does not match QUEUE_ID_PATTERN")
+        if msg.start.utcoffset() is None:
+            raise ValueError("start must carry a time zone")
+        if msg.revision > _MAX_REVISION:
+            raise ValueError(f"revision {msg.revision} exceeds {_MAX_REVISION}")
+    elif isinstance(msg, Breach) and msg.subgroup_start and msg.subgroup_start.utcoffset() is None:
+        raise ValueError("subgroup_start must carry a time zone")
+    return msg
 
 
 def export_snapshot(
@@ -52,6 +77,7 @@ def export_snapshot(
         m.ewma_ucl.labels(q).set(snap.ewma_ucl)
     m.pending_verdicts.labels(q).set(snap.pending_verdicts)
     m.dropped_verdicts.labels(q).set(snap.dropped_verdicts)
+    m.late_verdicts.labels(q).set(snap.late_verdicts_total)
     m.decisions_total.labels(q).set(snap.decisions_total)
     m.verdicts_total.labels(q).set(snap.verdicts_total)
     m.last_snapshot.labels(q).set(datetime.now(UTC).timestamp())
@@ -73,13 +99,17 @@ class AlertsConsumer:
         self._sessions = sessions
         self._m = metrics
         t = settings.kafka.topics
-        self._snap_topic, self._breach_topic = t.snapshots, t.breaches
+        self._models: dict[str, type[Message]] = {
+            t.snapshots: QualitySnapshot,
+            t.breaches: Breach,
+            t.subgroups: SubgroupPoint,
+        }
+        for topic in self._models:  # the series exist at 0, so rate() sees the first one
+            metrics.events_malformed.labels(topic)
         self._firing_labels: set[tuple[str, str]] = set()
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        consumer = make_consumer(
-            self.s.kafka, self.s.consumer_group, self._snap_topic, self._breach_topic
-        )
+        consumer = make_consumer(self.s.kafka, self.s.consumer_group, *self._models)
         await consumer.start()
         if ready is not None:
             ready.set()
@@ -98,20 +128,30 @@ class AlertsConsumer:
     async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         latest: dict[str, QualitySnapshot] = {}
         breaches: list[Breach] = []
+        points: list[SubgroupPoint] = []
         for rec in records:
             self._m.events_consumed.labels(rec.topic).inc()
             try:
-                if rec.topic == self._snap_topic:
-                    snap = QualitySnapshot.model_validate(codec.loads(rec.value))
-                    latest[snap.queue_id] = snap
-                else:
-                    breaches.append(Breach.model_validate(codec.loads(rec.value)))
+                msg = decode(self._models[rec.topic], rec.value)
             except (ValueError, ValidationError) as exc:
-                # Produced by our own scorer: a bad one is a bug, not user input. Log and go on.
-                log.error("undecodable %s message at offset %s: %s", rec.topic, rec.offset, exc)
+                # Produced by our own scorer: a bad one is a bug, not user input. Log, count
+                # and go on.
+                self._m.events_malformed.labels(rec.topic).inc()
+                log.error(
+                    "undecodable %s message at partition %s offset %s: %s",
+                    rec.topic, rec.partition, rec.offset, exc,
+                )  # fmt: skip
+                continue
+            if isinstance(msg, QualitySnapshot):
+                latest[msg.queue_id] = msg
+            elif isinstance(msg, Breach):
+                breaches.append(msg)
+            else:
+                points.append(msg)
         now = datetime.now(UTC)
         receivers = self.s.webhook_urls
         async with self._sessions() as session, session.begin():
+            await db.upsert_subgroups(session, points, now)
             for snap in latest.values():
                 await db.upsert_snapshot(session, snap, now)
                 await db.resolve_recovered(

@@ -1,4 +1,5 @@
-"""Alert state in SQL: alerts, the webhook outbox, and the latest snapshot per queue.
+"""Alert state in SQL: alerts, the webhook outbox, the latest snapshot per queue, and every
+closed subgroup of every queue (its newest revision) for the chart API.
 
 All SQL of the alerts service lives here. Functions take a session and never commit: the
 caller (one Kafka poll, or one delivery round) is the transaction. The webhook outbox is
@@ -8,10 +9,23 @@ recorded and being delivered, even when the service restarts.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    exists,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,7 +35,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from shared.events import Breach, QualitySnapshot
+from shared.events import Breach, QualitySnapshot, SubgroupPoint
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -90,6 +104,19 @@ class Snapshot(Base):
 
     queue_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Subgroup(Base):
+    """One closed subgroup of a queue (a ``SubgroupPoint`` from ``qw.subgroups.v1``), at its
+    newest revision. The point is kept whole in ``point``; the columns are what is queried."""
+
+    __tablename__ = "qw_subgroups"
+
+    queue_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    point: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -237,6 +264,84 @@ async def snapshot(session: AsyncSession, queue_id: str) -> tuple[QualitySnapsho
     if row is None:
         return None
     return QualitySnapshot.model_validate(row.snapshot), row.received_at
+
+
+_UPSERT_ROWS = 500  # rows per INSERT statement: far below SQLite's bound-parameter limit
+_INSERTS: dict[str, Callable[[type[Subgroup]], postgresql.Insert | sqlite.Insert]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
+
+
+async def upsert_subgroups(
+    session: AsyncSession, points: Iterable[SubgroupPoint], now: datetime
+) -> int:
+    """Store each subgroup at its newest revision; returns how many distinct subgroups came in.
+
+    A point replaces the stored one only when its revision is not older: revision 1 arriving
+    after revision 2 (a replay, a redelivery) changes nothing, while the same revision again
+    rewrites it with identical content. Within ``points`` the highest revision of a subgroup
+    wins (the later one on a tie). One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` per
+    chunk, so two writers racing on one subgroup still keep the newest.
+    """
+    newest: dict[tuple[str, datetime], SubgroupPoint] = {}
+    for p in points:
+        key = (p.queue_id, p.start)
+        if key not in newest or newest[key].revision <= p.revision:
+            newest[key] = p
+    rows = [
+        {"queue_id": p.queue_id, "start": p.start, "revision": p.revision,
+         "point": p.model_dump(mode="json"), "received_at": now}
+        for p in newest.values()
+    ]  # fmt: skip
+    dialect = session.get_bind().dialect.name
+    if rows and dialect not in _INSERTS:
+        raise NotImplementedError(f"subgroup upsert supports {sorted(_INSERTS)}, not {dialect}")
+    for i in range(0, len(rows), _UPSERT_ROWS):
+        stmt = _INSERTS[dialect](Subgroup).values(rows[i : i + _UPSERT_ROWS])
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Subgroup.queue_id, Subgroup.start],
+                set_={c: stmt.excluded[c] for c in ("revision", "point", "received_at")},
+                where=stmt.excluded.revision >= Subgroup.revision,
+            )
+        )
+    return len(rows)
+
+
+async def subgroups(
+    session: AsyncSession,
+    queue_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: datetime | None = None,
+    limit: int = 200,
+) -> list[SubgroupPoint]:
+    """A queue's subgroups in start order: ``since <= start < until`` and ``start > after``
+    (each bound optional), at most ``limit``."""
+    q = select(Subgroup.point).where(Subgroup.queue_id == queue_id)
+    if since is not None:
+        q = q.where(Subgroup.start >= since)
+    if until is not None:
+        q = q.where(Subgroup.start < until)
+    if after is not None:
+        q = q.where(Subgroup.start > after)
+    rows = (await session.scalars(q.order_by(Subgroup.start).limit(limit))).all()
+    return [SubgroupPoint.model_validate(r) for r in rows]
+
+
+async def queue_known(session: AsyncSession, queue_id: str) -> bool:
+    """Whether anything was ever received for the queue: a snapshot or a subgroup."""
+    found = await session.scalar(
+        select(
+            or_(
+                exists().where(Snapshot.queue_id == queue_id),
+                exists().where(Subgroup.queue_id == queue_id),
+            )
+        )
+    )
+    return bool(found)
 
 
 async def firing_alerts(session: AsyncSession, queue_id: str | None = None) -> list[Alert]:

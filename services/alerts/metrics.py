@@ -25,6 +25,7 @@ class Metrics:
     ewma_ucl: Gauge
     pending_verdicts: Gauge
     dropped_verdicts: Gauge
+    late_verdicts: Gauge
     decisions_total: Gauge
     verdicts_total: Gauge
     health_score: Gauge
@@ -33,6 +34,7 @@ class Metrics:
     alerts_firing: Gauge
     webhook_deliveries: Counter
     events_consumed: Counter
+    events_malformed: Counter
     consumer_lag: Gauge
 
     @classmethod
@@ -72,6 +74,14 @@ class Metrics:
             dropped_verdicts=Gauge(
                 "qw_queue_dropped_verdicts", "verdicts without decision dropped", q, registry=r
             ),
+            # Verdicts counted after their subgroup had closed (the snapshot's
+            # late_verdicts_total); each one republishes its subgroup as a new revision.
+            late_verdicts=Gauge(
+                "qw_queue_late_verdicts",
+                "verdicts counted after their subgroup closed",
+                q,
+                registry=r,
+            ),
             # Cumulative unique events the scorer has counted for the queue.
             decisions_total=Gauge("qw_queue_decisions", "unique decisions scored", q, registry=r),
             verdicts_total=Gauge("qw_queue_verdicts", "unique verdicts joined", q, registry=r),
@@ -99,6 +109,11 @@ class Metrics:
             # Messages the alerts service consumed, by topic.
             events_consumed=Counter(
                 "qw_events_consumed", "messages consumed", ["topic"], registry=r
+            ),
+            # Messages the alerts service could not decode or validate, by topic (logged and
+            # skipped: the scorer produces them, so any is a bug to look into).
+            events_malformed=Counter(
+                "qw_events_malformed", "messages not decodable or valid", ["topic"], registry=r
             ),
             # Consumer lag (end offset minus committed offset) summed over partitions.
             consumer_lag=Gauge(

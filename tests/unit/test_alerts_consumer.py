@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -17,22 +18,22 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from shared import codec
 from shared.settings import KafkaSettings
-from tests.alerts_cases import make_breach, make_snapshot
+from tests.alerts_cases import make_breach, make_point, make_snapshot, sqlite_sessions
 
 SETTINGS = AlertsSettings(kafka=KafkaSettings(), webhook_urls=["http://127.0.0.1:1/hook"])
-SNAP, BREACH = SETTINGS.kafka.topics.snapshots, SETTINGS.kafka.topics.breaches
+TOPICS = SETTINGS.kafka.topics
+SNAP, BREACH, SUBGROUPS = TOPICS.snapshots, TOPICS.breaches, TOPICS.subgroups
 
 
-def rec(topic: str, value: bytes, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(topic, 0, offset, 0, 0, b"q", value, None, 1, len(value), [])
+def rec(topic: str, value: bytes | None, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    size = -1 if value is None else len(value)
+    return ConsumerRecord(topic, 0, offset, 0, 0, b"q", value, None, 1, size, [])
 
 
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
-    await db.create_schema(engine)
-    yield db.make_sessionmaker(engine)
-    await engine.dispose()
+    async with sqlite_sessions(tmp_path) as sessions:
+        yield sessions
 
 
 async def test_breach_fires_then_resolves_after_quiet_subgroups(
@@ -68,3 +69,74 @@ async def test_breach_fires_then_resolves_after_quiet_subgroups(
     async with sessions() as s:
         assert await db.firing_alerts(s, "q") == []
     assert gauge("qw_events_consumed_total", topic=SNAP) == 3
+
+
+def _point(queue: str, hour: int, revision: int = 0, **kw: Any) -> bytes:
+    return codec.dumps(make_point(queue, hour, revision, **kw))
+
+
+def _malformed(**kw: Any) -> bytes:
+    data = make_point("q", 9).model_dump(mode="json")
+    data.update(kw)
+    return codec.dumps(data)
+
+
+async def test_subgroups_are_stored_at_their_newest_revision_and_bad_ones_counted(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    m = Metrics.create(CollectorRegistry())
+    consumer = AlertsConsumer(SETTINGS, sessions, m)
+    assert m.registry.get_sample_value("qw_events_malformed_total", {"topic": SUBGROUPS}) == 0
+    bad = [
+        b"{not json",
+        None,  # a tombstone on the compacted topic
+        codec.dumps({"queue_id": "q"}),  # fields missing
+        _malformed(queue_id="a|b"),  # outside the queue-id grammar: unreachable by the API
+        _malformed(queue_id="q" * 300),
+        _malformed(start="2026-11-02T09:00:00"),  # no time zone
+        _malformed(revision=2**40),
+        _malformed(revision=-1),
+    ]
+    await consumer.handle(
+        [rec(SUBGROUPS, _point("q", 0)), rec(SUBGROUPS, _point("q", 1, 2), 1)]
+        + [rec(SUBGROUPS, value, 2 + i) for i, value in enumerate(bad)]
+        + [rec(SUBGROUPS, _point("q", 1, 1), 20)]  # older, after the newer: ignored
+    )
+    await consumer.handle([rec(SUBGROUPS, _point("q", 1, 1), 21)])  # and in a later poll
+    async with sessions() as s:
+        got = await db.subgroups(s, "q")
+    assert [(p.start.hour, p.revision) for p in got] == [(12, 0), (13, 2)]
+    assert m.registry.get_sample_value("qw_events_malformed_total", {"topic": SUBGROUPS}) == len(
+        bad
+    )
+    assert m.registry.get_sample_value("qw_events_consumed_total", {"topic": SUBGROUPS}) == 12
+
+
+async def test_a_revision_with_a_signal_never_fires_an_alert(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    m = Metrics.create(CollectorRegistry())
+    consumer = AlertsConsumer(SETTINGS, sessions, m)
+    await consumer.handle([rec(SUBGROUPS, _point("q", 0, 0))])
+    await consumer.handle(
+        [rec(SUBGROUPS, _point("q", 0, 1, errors=40, signals=["p_chart_ucl", "ewma_ucl"]), 1)]
+    )
+    async with sessions() as s:
+        assert await db.firing_alerts(s) == []
+        assert await db.recent_alerts(s) == []
+        assert await db.due_deliveries(s, datetime.now(UTC)) == []
+        (point,) = await db.subgroups(s, "q")
+    assert (point.revision, point.signals) == (1, ["p_chart_ucl", "ewma_ucl"])
+    assert (
+        m.registry.get_sample_value("qw_alerts_firing", {"queue": "q", "rule": "p_chart_ucl"})
+        is None
+    )
+
+
+async def test_late_verdicts_are_exported_per_queue(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    m = Metrics.create(CollectorRegistry())
+    snap = make_snapshot("q", 0, []).model_copy(update={"late_verdicts_total": 7})
+    await AlertsConsumer(SETTINGS, sessions, m).handle([rec(SNAP, codec.dumps(snap))])
+    assert m.registry.get_sample_value("qw_queue_late_verdicts", {"queue": "q"}) == 7

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -10,19 +10,25 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
-from tests.alerts_cases import run_repository_cases
+from tests.alerts_cases import SUBGROUP_CASES, run_repository_cases, sqlite_sessions
 
 
 @pytest.fixture
 async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = db.make_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
-    await db.create_schema(engine)
-    yield db.make_sessionmaker(engine)
-    await engine.dispose()
+    async with sqlite_sessions(tmp_path) as sessions:
+        yield sessions
 
 
 async def test_repository_on_sqlite(sessions: async_sessionmaker[AsyncSession]) -> None:
     await run_repository_cases(sessions)
+
+
+@pytest.mark.parametrize("case", SUBGROUP_CASES, ids=lambda case: case.__name__)
+async def test_subgroups_on_sqlite(
+    sessions: async_sessionmaker[AsyncSession],
+    case: Callable[[async_sessionmaker[AsyncSession]], Awaitable[None]],
+) -> None:
+    await case(sessions)
 
 
 async def test_naive_datetimes_are_refused(sessions: async_sessionmaker[AsyncSession]) -> None:
