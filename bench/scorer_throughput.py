@@ -7,7 +7,8 @@ Fills the events topic with simulated traffic in the batches ingest would produc
 consumer group's committed offsets reach the end of the topic. Also times the pure Scorer
 on the same batches in this process, so the Faust/Kafka overhead shows as a ratio measured
 in one run (the machine is shared and noisy: compare ratios, not absolute figures).
-Starts deploy/local/kafka.sh when no broker answers, and stops it again.
+Starts deploy/local/kafka.sh when no broker answers, and stops it again; its topics have one
+replica, as on that single-node broker.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.demo.orchestrator import KAFKA_SCRIPT, Services
+from services.demo.orchestrator import KAFKA_SCRIPT, Services, kafka_script, local_kafka
 from services.ingest.validation import validate_items
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
@@ -69,15 +70,15 @@ async def committed_and_end(kafka: KafkaSettings, group: str) -> tuple[int, int]
 
 
 async def main(args: argparse.Namespace) -> None:
-    base = KafkaSettings()
+    base = local_kafka()
     started = False
     try:
         await wait_for_broker(base, timeout=2)
     except TimeoutError:
-        await asyncio.to_thread(subprocess.run, ["bash", str(KAFKA_SCRIPT), "start"], check=True)
+        await asyncio.to_thread(kafka_script, "start")
         started = True
     prefix = f"bench{int(time.time())}-"
-    kafka = KafkaSettings(topic_prefix=prefix, partitions=args.partitions)
+    kafka = local_kafka(topic_prefix=prefix, partitions=args.partitions)
     try:
         t = time.perf_counter()
         msgs, n_events = make_batches(args.hours, args.queues, args.poll)
@@ -109,11 +110,7 @@ async def main(args: argparse.Namespace) -> None:
         produce_s = time.perf_counter() - t
 
         with tempfile.TemporaryDirectory() as tmp:
-            env = {
-                "QW_TOPIC_PREFIX": prefix,
-                "QW_KAFKA_PARTITIONS": str(args.partitions),
-                "QW_SCORER_DATA_DIR": str(Path(tmp) / "scorer"),
-            }
+            env = {**kafka.as_env(), "QW_SCORER_DATA_DIR": str(Path(tmp) / "scorer")}
             services = Services(env, Path(tmp) / "logs")
             t0 = time.perf_counter()
             services.start("scorer")

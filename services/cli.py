@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +16,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@contextlib.contextmanager
+def _kafka_refusals() -> Iterator[None]:
+    """A topic the cluster refuses to create (e.g. more replicas than brokers) ends the
+    command with its one-line reason, not a traceback."""
+    from shared.kafka import TopicCreationError
+
+    try:
+        yield
+    except TopicCreationError as exc:
+        typer.echo(f"qwatch: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -81,7 +96,8 @@ def ingest() -> None:
 
     setup_logging()
     settings = IngestSettings()
-    asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
+    with _kafka_refusals():
+        asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
 
 
 @app.command()
@@ -99,7 +115,8 @@ def scorer() -> None:
         await wait_for_broker(settings.kafka)
         await ensure_topics(settings.kafka)
 
-    asyncio.run(prepare())
+    with _kafka_refusals():
+        asyncio.run(prepare())
     run_worker(settings)
 
 
@@ -112,7 +129,8 @@ def alerts() -> None:
 
     setup_logging()
     settings = AlertsSettings()
-    asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
+    with _kafka_refusals():
+        asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
 
 
 @app.command()
@@ -148,11 +166,13 @@ def simulate(
         seed=seed, queues=queues, decisions_per_hour=decisions_per_hour, drifts=tuple(drifts),
         start=start,
     )  # fmt: skip
-    prog = asyncio.run(
-        play(
-            cfg, KafkaSettings(), duration_s=hours * 3600, speed=speed, invalid_every=invalid_every
-        )
-    )
+    with _kafka_refusals():
+        prog = asyncio.run(
+            play(
+                cfg, KafkaSettings(), duration_s=hours * 3600, speed=speed,
+                invalid_every=invalid_every,
+            )
+        )  # fmt: skip
     typer.echo(
         f"sent {prog.decisions} decisions, {prog.verdicts} verdicts, {prog.invalid} malformed"
     )

@@ -9,7 +9,12 @@ from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidReplicationFactorError,
+    KafkaConnectionError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from shared.settings import KafkaSettings
 from shared.topics import TopicSpec
@@ -17,8 +22,14 @@ from shared.topics import TopicSpec
 log = logging.getLogger(__name__)
 
 
+class TopicCreationError(RuntimeError):
+    """The cluster refused to create QualityWatch's topics; the message says what to change."""
+
+
 async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None = None) -> None:
-    """Create the topics that do not exist yet. Idempotent, safe to call from every service."""
+    """Create the topics that do not exist yet, with the configured replication factor and
+    min.insync.replicas. Idempotent, safe to call from every service; topics that exist are
+    left as they are. Raises ``TopicCreationError`` when the cluster refuses a topic."""
     specs = specs if specs is not None else settings.topics.specs()
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=settings.client_id)
     await admin.start()
@@ -29,19 +40,50 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None =
             return
         new = []
         for s in missing:
-            config: dict[str, str] = {}
+            config = {"min.insync.replicas": str(settings.min_insync_replicas)}
             if s.retention_ms is not None:
                 config["retention.ms"] = str(s.retention_ms)
             if s.compact:
                 config["cleanup.policy"] = "compact"
             if s.max_message_bytes is not None:
                 config["max.message.bytes"] = str(s.max_message_bytes)
-            new.append(NewTopic(s.name, s.partitions, 1, topic_configs=config))
-        with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
-            await admin.create_topics(new)
-        log.info("created topics %s", [s.name for s in missing])
+            new.append(
+                NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=config)
+            )
+        # aiokafka hands back the broker's answer per topic rather than raising it
+        response = (await admin.create_topics(new)).to_object()
+        refused = {
+            e["topic"]: (for_code(e["error_code"]), e["error_message"])
+            for e in response["topic_errors"]
+            # another service was first: fine
+            if e["error_code"] not in (0, TopicAlreadyExistsError.errno)
+        }
+        if refused:
+            brokers = len((await admin.describe_cluster())["brokers"])
+            raise TopicCreationError(_refusal_message(settings, refused, brokers))
+        log.info(
+            "created topics %s (replication factor %d, min.insync.replicas %d)",
+            [s.name for s in missing], settings.replication_factor, settings.min_insync_replicas,
+        )  # fmt: skip
     finally:
         await admin.close()
+
+
+def _refusal_message(
+    settings: KafkaSettings, refused: dict[str, tuple[type[Exception], str | None]], brokers: int
+) -> str:
+    first = min(refused)
+    what = f"topic {first}" + (f" and {len(refused) - 1} more" if len(refused) > 1 else "")
+    where = f"cannot create {what} at {settings.bootstrap}"
+    if any(error is InvalidReplicationFactorError for error, _ in refused.values()):
+        n = settings.replication_factor
+        return (
+            f"{where}: QW_KAFKA_REPLICATION_FACTOR={n} needs {n} brokers and the cluster has "
+            f"{brokers} (on the local single-node broker set QW_KAFKA_REPLICATION_FACTOR=1 "
+            "QW_KAFKA_MIN_INSYNC_REPLICAS=1)"
+        )
+    error, detail = refused[first]
+    return f"{where}: {error.__name__}: {detail}"
 
 
 def make_consumer(
@@ -63,12 +105,15 @@ def make_consumer(
 
 
 def make_producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProducer:
-    """A producer tuned for throughput with durability: idempotent, acks=all, lz4-free."""
+    """A producer tuned for throughput with durability: with the default ``acks=all``
+    idempotent (no duplicates on retry), lz4-free. Kafka allows idempotence only with
+    acks=all, so ``QW_KAFKA_ACKS`` 1 or 0 turns it off."""
+    durable = settings.acks == "all"
     options: dict[str, object] = {
         "bootstrap_servers": settings.bootstrap,
         "client_id": settings.client_id,
-        "acks": "all",
-        "enable_idempotence": True,
+        "acks": "all" if durable else int(settings.acks),
+        "enable_idempotence": durable,
         "linger_ms": 5,
         "max_batch_size": 256 * 1024,
         "max_request_size": 8 * 1024 * 1024,

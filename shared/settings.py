@@ -7,8 +7,9 @@ time. Each service has its own settings class that nests these.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.topics import Topics
@@ -38,10 +39,52 @@ class KafkaSettings(BaseSettings):
         le=1024,
     )
     client_id: str = Field(default="qualitywatch", description="Kafka client id prefix")
+    replication_factor: int = Field(
+        default=3,
+        ge=1,
+        description="replicas of each partition of the topics QualityWatch creates (topics "
+        "that exist are left as they are); needs that many brokers: 1 on the local single-node "
+        "broker",
+    )
+    min_insync_replicas: int = Field(
+        default=2,
+        ge=1,
+        description="min.insync.replicas of the topics QualityWatch creates: an acks=all write "
+        "succeeds only once this many replicas hold it; at most QW_KAFKA_REPLICATION_FACTOR, "
+        "1 on the local single-node broker",
+    )
+    acks: Literal["all", "1", "0"] = Field(
+        default="all",
+        description="producer acknowledgements: all (every in-sync replica, idempotent "
+        "producers), 1 (the leader only) or 0 (none); 1 and 0 turn idempotence off and can lose "
+        "acknowledged events when a broker fails",
+    )
+
+    @model_validator(mode="after")
+    def _min_insync_fits_replication(self) -> Self:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"QW_KAFKA_MIN_INSYNC_REPLICAS={self.min_insync_replicas} exceeds "
+                f"QW_KAFKA_REPLICATION_FACTOR={self.replication_factor}: no write with acks=all "
+                "could ever succeed; set QW_KAFKA_MIN_INSYNC_REPLICAS to at most the "
+                "replication factor (1 and 1 on a single broker)"
+            )
+        return self
 
     @property
     def topics(self) -> Topics:
         return Topics(prefix=self.topic_prefix, partitions=self.partitions)
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that gives a child process (a ``qwatch`` service started by the
+        demo, a benchmark or a test) these same settings."""
+        prefix = str(self.model_config.get("env_prefix", ""))
+        env = {}
+        for name, field in type(self).model_fields.items():
+            alias = field.validation_alias
+            var = alias if isinstance(alias, str) else (prefix + name).upper()
+            env[var] = str(getattr(self, name))
+        return env
 
 
 class QualitySettings(BaseSettings):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services.demo.orchestrator import local_kafka
 from shared.kafka import wait_for_broker
 from shared.settings import KafkaSettings
 
@@ -39,7 +40,7 @@ def _reachable(settings: KafkaSettings, timeout: float) -> bool:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    settings = KafkaSettings()
+    settings = local_kafka()
     started = False
     if not _reachable(settings, 1.5):
         port = settings.bootstrap.split(",")[0].rpartition(":")[2]
@@ -68,4 +69,5 @@ def topic_prefix() -> str:
 
 @pytest.fixture
 def kafka_settings(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2)
+    """The local single-node broker's: one replica, whatever QW_KAFKA_REPLICATION_FACTOR says."""
+    return local_kafka(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2)

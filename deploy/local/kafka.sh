@@ -29,6 +29,10 @@
 #   QW_MVN_ARGS               extra mvn arguments (e.g. "-o" or "-Dmaven.repo.local=...")
 #   JAVA_HOME                 Java 17+ to use (default: java on PATH)
 #   QW_PYTHON                 python3 used for the readiness probe (default python3)
+#
+# The broker is a single node, while qwatch creates its topics with a production cluster's
+# replication (QW_KAFKA_REPLICATION_FACTOR 3, QW_KAFKA_MIN_INSYNC_REPLICAS 2): run qwatch
+# commands against it with both set to 1 (start prints this hint unless they are).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
@@ -346,6 +350,14 @@ stop it, or choose other ports with QW_KAFKA_PORT / QW_KAFKA_CONTROLLER_PORT"
   wait_ready "$pid"
 }
 
+replication_hint() {  # after start: qwatch's defaults need three brokers
+  if [[ "${QW_KAFKA_REPLICATION_FACTOR:-}" != 1 || "${QW_KAFKA_MIN_INSYNC_REPLICAS:-}" != 1 ]]; then
+    log "hint: the local broker is a single node; run qwatch commands against it with" \
+      "QW_KAFKA_REPLICATION_FACTOR=1 QW_KAFKA_MIN_INSYNC_REPLICAS=1 (the defaults, 3 and 2," \
+      "need three brokers)"
+  fi
+}
+
 wait_ready() {  # pid
   local pid=$1 deadline=$(( SECONDS + START_TIMEOUT )) t_start=$EPOCHREALTIME info
   while (( SECONDS < deadline )); do
@@ -445,9 +457,9 @@ main() {
   [[ $# -gt 0 ]] && shift
   case "$cmd" in
     install) cmd_install ;;
-    start) cmd_start ;;
+    start) cmd_start; replication_hint ;;
     stop) cmd_stop ;;
-    restart) cmd_stop; cmd_start ;;
+    restart) cmd_stop; cmd_start; replication_hint ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
     reset) cmd_reset ;;

@@ -16,6 +16,8 @@ export QW_STATE_DIR
 export QW_KAFKA_PORT=${QW_TEST_KAFKA_PORT:-19092}
 export QW_KAFKA_CONTROLLER_PORT=${QW_TEST_KAFKA_CONTROLLER_PORT:-19093}
 export QW_KAFKA_BOOTSTRAP=127.0.0.1:$QW_KAFKA_PORT
+# the broker is a single node: every topic the tests and services create gets one replica
+export QW_KAFKA_REPLICATION_FACTOR=1 QW_KAFKA_MIN_INSYNC_REPLICAS=1
 export QW_PG_PORT=${QW_TEST_PG_PORT:-15432}
 
 cleanup() {

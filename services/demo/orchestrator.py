@@ -59,10 +59,19 @@ class DemoOptions:
     keep_kafka: bool = False
 
 
-def service_env(opts: DemoOptions, prefix: str, db_path: Path, secret: str) -> dict[str, str]:
+def local_kafka(**values: Any) -> KafkaSettings:
+    """Kafka settings for the local single-node broker (deploy/local/kafka.sh): one replica
+    per topic, min.insync.replicas 1. A larger cluster the demo or a benchmark may be pointed
+    at (QW_KAFKA_BOOTSTRAP) takes such throwaway topics as well."""
+    return KafkaSettings(**values, replication_factor=1, min_insync_replicas=1)
+
+
+def service_env(
+    opts: DemoOptions, kafka: KafkaSettings, db_path: Path, secret: str
+) -> dict[str, str]:
     """The configuration the demo hands its services (compressed time needs short grace)."""
     return {
-        "QW_TOPIC_PREFIX": prefix,
+        **kafka.as_env(),
         "QW_DB_URL": f"sqlite+aiosqlite:///{db_path}",
         "QW_INGEST_PORT": str(opts.ingest_port),
         "QW_ALERTS_PORT": str(opts.alerts_port),
@@ -73,7 +82,7 @@ def service_env(opts: DemoOptions, prefix: str, db_path: Path, secret: str) -> d
         "QW_SCORER_GRACE_SECONDS": str(4 * 3600),
         "QW_SCORER_PHASE1_SUBGROUPS": str(opts.phase1_subgroups),
         "QW_SCORER_SNAPSHOT_INTERVAL_S": "1",
-        "QW_SCORER_DATA_DIR": str(db_path.parent / f"{prefix}scorer"),
+        "QW_SCORER_DATA_DIR": str(db_path.parent / f"{kafka.topic_prefix}scorer"),
     }
 
 
@@ -133,7 +142,9 @@ async def wait_http(url: str, services: Services, timeout: float = 90.0) -> None
 
 
 def kafka_script(*args: str) -> None:
-    subprocess.run(["bash", str(KAFKA_SCRIPT), *args], check=True)
+    # with the replication the demo's services use, kafka.sh does not print its hint
+    env = {**os.environ, **local_kafka().as_env()}
+    subprocess.run(["bash", str(KAFKA_SCRIPT), *args], check=True, env=env)
 
 
 def render(
@@ -175,7 +186,7 @@ def render(
 
 async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     console = console or Console()
-    kafka = KafkaSettings()
+    kafka = local_kafka()
     state = default_state_dir()
     started_kafka = False
     try:
@@ -189,8 +200,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     run_dir = state / "demo" / prefix.rstrip("-")
     run_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(16)
-    env = service_env(opts, prefix, run_dir / "qualitywatch.db", secret)
-    kafka_demo = KafkaSettings(topic_prefix=prefix)
+    kafka_demo = local_kafka(topic_prefix=prefix)
+    env = service_env(opts, kafka_demo, run_dir / "qualitywatch.db", secret)
 
     alerts: list[str] = []
 

@@ -72,6 +72,9 @@ def test_app_services_share_one_image_and_run_their_command(name: str) -> None:
     assert svc["command"] == [name]
     env = svc["environment"]
     assert env["QW_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    # the compose broker is a single node: topics with more replicas cannot be created
+    assert env["QW_KAFKA_REPLICATION_FACTOR"] == "${QW_KAFKA_REPLICATION_FACTOR:-1}"
+    assert env["QW_KAFKA_MIN_INSYNC_REPLICAS"] == "${QW_KAFKA_MIN_INSYNC_REPLICAS:-1}"
     assert svc["depends_on"]["kafka"]["condition"] == "service_healthy"
     port = APP_SERVICES[name]
     if port is not None:

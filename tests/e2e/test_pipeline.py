@@ -48,9 +48,7 @@ async def test_drifted_queue_alerts_and_stable_queue_stays_quiet(
     cfg = dataclasses.replace(cfg, drifts=(Drift(drifted, 14 * 3600, -0.12),))
 
     env = {
-        "QW_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
-        "QW_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "QW_KAFKA_PARTITIONS": str(kafka_settings.partitions),
+        **kafka_settings.as_env(),
         "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
         "QW_INGEST_PORT": str(ports["ingest"]),
         "QW_ALERTS_PORT": str(ports["alerts"]),

@@ -22,9 +22,7 @@ pytestmark = pytest.mark.kafka
 
 def scorer_env(kafka: KafkaSettings, tmp: Path) -> dict[str, str]:
     return {
-        "QW_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "QW_TOPIC_PREFIX": kafka.topic_prefix,
-        "QW_KAFKA_PARTITIONS": str(kafka.partitions),
+        **kafka.as_env(),
         "QW_SCORER_DATA_DIR": str(tmp / "scorer"),
         "QW_SCORER_BASELINE_P": '{"q": 0.05}',
         "QW_SCORER_GRACE_SECONDS": "0",
