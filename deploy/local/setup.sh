@@ -4,7 +4,9 @@
 #   deploy/local/setup.sh          the virtualenv with the project (for the demo)
 #   deploy/local/setup.sh --test   also the test tools: PostgreSQL and Prometheus (promtool)
 #                                  from Debian's packages, docker-compose (v1) to validate
-#                                  the compose file, and the Kafka broker's jars (~/.m2)
+#                                  the compose file, the Kafka broker's jars (~/.m2), and
+#                                  kustomize (built from its Go module into .venv/bin) to
+#                                  render deploy/kubernetes
 #
 # Downloads are cached in the user's home (pip's cache, ~/.m2), never in the repository.
 set -euo pipefail
@@ -46,6 +48,11 @@ if (( test_tools )); then
     || missing+=(postgresql)
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  # kustomize renders deploy/kubernetes for tests/deploy/test_kubernetes.py. Pinned, built
+  # from its Go module (Go's build cache makes a rebuild quick); v5.7 builds with Go >= 1.22.
+  KUSTOMIZE_VERSION=v5.7.1
+  kustomize_ok() { [[ $(.venv/bin/kustomize version 2>/dev/null) == "$KUSTOMIZE_VERSION" ]]; }
+  kustomize_ok || command -v go >/dev/null || missing+=(golang-go)
   if (( ${#missing[@]} )); then
     if [[ $(id -u) -ne 0 ]]; then
       die "missing ${missing[*]}: run as root, or sudo apt-get install -y ${missing[*]}"
@@ -59,6 +66,10 @@ if (( test_tools )); then
     if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
       systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
     fi
+  fi
+  if ! kustomize_ok; then
+    log "building kustomize $KUSTOMIZE_VERSION into .venv/bin"
+    GOBIN="$REPO/.venv/bin" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
   fi
   bash deploy/local/kafka.sh install
 fi
