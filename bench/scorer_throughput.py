@@ -88,11 +88,12 @@ async def main(args: argparse.Namespace) -> None:
         )
 
         # the pure core on the same batches, for the ratio
-        scorer = Scorer(ScorerSettings(), {}, {})
+        scorer = Scorer(ScorerSettings(), {})
         t = time.perf_counter()
         wall = time.time()
         for i, b in enumerate(msgs):
-            scorer.process(b, wall, str(i))
+            scorer.process(b, wall, (0, i))
+            scorer.commit(b["queue_id"])
         pure_s = time.perf_counter() - t
 
         await ensure_topics(kafka)

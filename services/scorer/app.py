@@ -1,22 +1,37 @@
 """The scorer's Faust worker: thin glue around ``services.scorer.core.Scorer``.
 
 One agent consumes ``qw.events.v1`` (batches of one queue's events), hands each batch to the
-pure ``Scorer``, and produces the resulting snapshots and breaches. State lives in two
-changelogged tables on the events topic's partitions: ``queues`` (one entry per queue) and
-``chunks`` (write-once chunks of the decisions for the join and of the verdicts already
-counted, one entry per batch; see ``services/scorer/chunks.py``).
+pure ``Scorer``, makes its state durable and sends what it produced. State lives in one
+changelogged table on the events topic's partitions (``state``: one record per queue, and
+write-once chunks of decisions, counted verdict ids and waiting verdicts; see
+``services/scorer/chunks.py``). One table, so one ordered changelog per partition: the
+exactly-once argument in ``core.py`` rests on it.
+
+Per message:
+1. already applied (a replay after a crash or rebalance)? skip;
+2. ``process``; a batch that raises goes to the dead-letter topic whole, with the reason,
+   and the scorer goes on;
+3. rejected items go to the dead-letter topic, acknowledged before step 4 (a replay of an
+   applied message would not reject them again);
+4. ``commit``: chunks, then the queue record with the position and the outbox;
+5. the outbox (closed subgroups, revisions, breaches) is sent; each acknowledgement lets the
+   next commit drop its entry; after a restart, what is left is sent again (consumers
+   upsert by key, so a repeat changes nothing);
+6. a snapshot when the throttle allows; a timer flushes the ones it held back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import faust
 
-from services.scorer.core import Scorer
+from services.scorer.core import Position, Scorer
 from services.scorer.settings import ScorerSettings
 from shared import batches, codec, deadletter
 from shared.topics import queue_key
@@ -33,13 +48,15 @@ def create_app(settings: ScorerSettings) -> faust.App:
         store="memory://",
         datadir=settings.data_dir,
         topic_partitions=settings.kafka.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.kafka.replication_factor,
+        # a standby copy would share the in-memory store with the active partitions
+        table_standby_replicas=0,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         broker_request_timeout=40.0,
-        producer_acks=-1,
+        producer_acks=-1 if settings.kafka.acks == "all" else int(settings.kafka.acks),
         stream_wait_empty=False,
         # messages are batches of up to MAX_EVENTS_PER_MESSAGE events (100s of KB): fetch
         # several per partition per round trip
@@ -51,48 +68,99 @@ def create_app(settings: ScorerSettings) -> faust.App:
     events = app.topic(topics.events, key_type=bytes, value_type=bytes)
     snapshots = app.topic(topics.snapshots, key_type=bytes, value_type=bytes)
     breaches = app.topic(topics.breaches, key_type=bytes, value_type=bytes)
+    subgroups = app.topic(topics.subgroups, key_type=bytes, value_type=bytes)
     deadletter_topic = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
+    outbox_topics = {"subgroup": subgroups, "breach": breaches}
     # The app's default serializer is raw bytes (the topics carry our own orjson); the
-    # tables hold JSON-able Python values and serialize them for their changelogs.
+    # table holds JSON-able Python values and serializes them for its changelog.
     schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
-    queues = app.Table("queues", schema=schema)
-    chunks = app.Table("chunks", schema=schema)
-    scorer = Scorer(settings, queues, chunks)
+    table = app.Table("state", schema=schema)
+    scorer = Scorer(settings, table)
     app.qw_scorer = scorer  # type: ignore[attr-defined]
+    recovered = asyncio.Event()  # set: partitions changed, flush every owned queue once
 
     def _rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         scorer.invalidate()  # cached state may belong to partitions this worker lost
+        recovered.set()
 
     app.on_partitions_revoked.connect(_rebalanced)
     app.on_partitions_assigned.connect(_rebalanced)
 
+    def _acked(queue_id: str, seq: int, fut: Any) -> None:
+        scorer.acked(queue_id, seq)
+
+    async def send_outbox(queue_id: str) -> None:
+        for entry in scorer.unsent(queue_id):
+            await outbox_topics[entry.kind].send(
+                key=entry.key, value=entry.value, callback=partial(_acked, queue_id, entry.seq)
+            )
+
+    async def send_snapshot(queue_id: str, force: bool = False) -> None:
+        snap = scorer.snapshot_if_due(queue_id, time.time(), force=force)
+        if snap is not None:
+            await snapshots.send(key=queue_key(queue_id), value=codec.dumps(snap))
+
+    async def dead_letter(msg: Any, key: Any, value: bytes, reason: str) -> Any:
+        body = deadletter.record(
+            stage="scorer", reason=reason, value=value, source_topic=msg.topic,
+            partition=msg.partition, offset=msg.offset, key=key,
+        )  # fmt: skip
+        return await deadletter_topic.send(key=key, value=body)
+
     @app.agent(events)
     async def score(stream: Any) -> None:
         async for event in stream.events():
+            msg = event.message
             try:
                 batch = batches.decode(event.value)
             except ValueError as exc:
-                body = deadletter.record(
-                    stage="scorer", reason=str(exc), value=event.value,
-                    source_topic=event.message.topic, partition=event.message.partition,
-                    offset=event.message.offset, key=event.key,
-                )  # fmt: skip
-                await deadletter_topic.send(key=event.key, value=body)
+                await dead_letter(msg, event.key, event.value, str(exc))
                 continue
-            msg = event.message
-            out = scorer.process(batch, time.time(), f"{msg.partition}-{msg.offset}")
-            for item, reason in out.rejected:
-                body = deadletter.record(
-                    stage="scorer", reason=reason, value=codec.dumps(item),
-                    source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                    key=event.key,
-                )  # fmt: skip
-                await deadletter_topic.send(key=event.key, value=body)
-            for snap in out.snapshots:
-                await snapshots.send(key=queue_key(snap.queue_id), value=codec.dumps(snap))
-            for br in out.breaches:
-                await breaches.send(key=queue_key(br.queue_id), value=codec.dumps(br))
-                log.info("breach %s", br.dedup_key)
+            queue_id = batch["queue_id"]
+            position: Position = (msg.partition, msg.offset)
+            try:
+                if scorer.applied(queue_id, position):
+                    continue
+                out = scorer.process(batch, time.time(), position, msg.timestamp)
+            except Exception as exc:  # a bug or a poison batch must not stop the queue
+                log.exception("scoring %s at %s failed; batch dead-lettered", queue_id, position)
+                scorer.rollback()
+                reason = f"scorer: {type(exc).__name__}: {exc}"[:2000]
+                await (await dead_letter(msg, event.key, event.value, reason))
+                try:
+                    scorer.skip(queue_id, position)
+                except Exception:
+                    log.exception("cannot record %s at %s as skipped", queue_id, position)
+                continue
+            if out.rejected:
+                sent = [
+                    await dead_letter(msg, event.key, codec.dumps(item), reason)
+                    for item, reason in out.rejected
+                ]
+                await asyncio.gather(*sent)
+            scorer.commit(queue_id)
+            await send_outbox(queue_id)
+            await send_snapshot(queue_id)
+
+    @app.timer(interval=max(0.2, min(settings.snapshot_interval_s, 1.0)))  # type: ignore[untyped-decorator]
+    async def flush() -> None:
+        """Deferred snapshots; after a restart or rebalance, every owned queue's outbox
+        and snapshot once."""
+        if app.rebalancing or app.in_recovery:
+            return
+        if recovered.is_set():
+            recovered.clear()
+            owned = {
+                tp.partition
+                for tp in app.consumer.assignment()
+                if tp.topic == events.get_topic_name()
+            }
+            for queue_id in scorer.queues():
+                if scorer.state(queue_id).applied[0] in owned:
+                    await send_outbox(queue_id)
+                    scorer.mark_dirty(queue_id)
+        for snap in scorer.due_snapshots(time.time()):
+            await snapshots.send(key=queue_key(snap.queue_id), value=codec.dumps(snap))
 
     return app
 

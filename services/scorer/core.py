@@ -1,26 +1,46 @@
-"""The scorer's logic: a batch of a queue's events in, snapshots and breaches out. No I/O.
+"""The scorer's logic: a batch of a queue's events in, snapshots, subgroups and breaches out.
+No I/O.
 
-State is handed in (two mutable mappings, which the Faust worker backs by changelogged
-tables and tests back by dicts), so the same code runs in the stream, in tests and in the
+State is handed in (one mutable mapping, which the Faust worker backs by a changelogged
+table and tests back by a dict), so the same code runs in the stream, in tests and in the
 benchmark.
+
+Exactly-once effect on at-least-once input. A batch is applied in two steps: ``process``
+computes the new state in memory and stages its writes; ``commit`` writes the batch's
+chunks, then the queue's record (which names the input message it was made from, and holds
+the outputs the broker has not acknowledged yet), then the deletions of expired chunks. The
+table's changelog is one ordered log per partition, so whatever a crash leaves of it is a
+prefix of that sequence, and a replayed message is either recognised as applied (its queue
+record landed: ``applied``) or applied again from the queue's previous record after its
+cut-short chunks are forgotten. ``docs/architecture.md`` lists the faults this covers.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from services.scorer.chunks import ChunkStore
+from services.scorer.chunks import ChunkStore, Record
+from services.scorer.pending import PendingStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, QueueState
 from shared.batches import EventBatch
-from shared.events import Breach, BreachKind, ChartPoint, QualitySnapshot
+from shared.events import (
+    Breach,
+    BreachKind,
+    ChartPoint,
+    QualitySnapshot,
+    SubgroupPoint,
+    SubgroupStatus,
+)
 from shared.stats.ewma import EwmaState
 from shared.stats.intervals import wilson_interval
 from shared.stats.problimits import CountModel, alpha_for_sigmas
+from shared.topics import queue_key, subgroup_key
 
 _DECISION_KEYS = frozenset({"decision_id", "decided_at", "site_id", "moderator_id", "policy_id"})
 _VERDICT_KEYS = frozenset({"verdict_id", "decision_id", "reviewed_at", "outcome"})
@@ -28,6 +48,8 @@ MIN_PHASE1_ERRORS_FOR_EWMA = 2
 MAX_FUTURE_S = 900.0  # as ingest: event times this far ahead of the clock are refused
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 RANDOM = "random"
+QUEUE_PREFIX = "q|"
+Position = tuple[int, int]  # (partition, offset) of the input message
 
 
 def _epoch(iso: str) -> float:
@@ -39,94 +61,214 @@ def _dt(epoch: float) -> datetime:
 
 
 @dataclass(slots=True)
-class Output:
-    snapshots: list[QualitySnapshot] = field(default_factory=list)
-    breaches: list[Breach] = field(default_factory=list)
-    rejected: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # to dead letter
+class OutboxEntry:
+    """An output that must reach its topic at least once: ``kind`` is ``subgroup`` or
+    ``breach``; the key and JSON value are final (a retry sends the same bytes)."""
+
+    seq: int
+    kind: Literal["subgroup", "breach"]
+    key: bytes
+    value: bytes
 
 
 @dataclass(slots=True)
-class _QueueCache:
-    state: QueueState
-    last_snapshot_wall: float = 0.0
+class Output:
+    points: list[SubgroupPoint] = field(default_factory=list)
+    breaches: list[Breach] = field(default_factory=list)
+    snapshots: list[QualitySnapshot] = field(default_factory=list)
+    rejected: list[tuple[Any, str]] = field(default_factory=list)  # to dead letter
+    skipped: bool = False  # the message was applied before (a replay)
 
 
 class Scorer:
-    def __init__(
-        self,
-        settings: ScorerSettings,
-        queues: MutableMapping[str, Any],
-        chunks: MutableMapping[str, Any],
-    ) -> None:
+    def __init__(self, settings: ScorerSettings, table: MutableMapping[str, Any]) -> None:
         self.s = settings
-        self._queues = queues
+        self._table = table
         # decision records [decided_at, site, moderator, policy, severity] for the join
-        self._decisions = ChunkStore(chunks, "d")
+        self._decisions = ChunkStore(table, "d")
         # verdicts already counted [reviewed_at]: a replayed or duplicated verdict is not
         # counted twice
-        self._counted = ChunkStore(chunks, "v")
-        self._cache: dict[str, _QueueCache] = {}
+        self._counted = ChunkStore(table, "v")
+        self._pending = PendingStore(table, self._counted, self._horizons)
+        self._cache: dict[str, QueueState] = {}
+        self._last_snapshot: dict[str, float] = {}
+        self._dirty: set[str] = set()  # queues whose latest state no snapshot carries yet
+        self._sent: dict[str, int] = {}  # queue -> highest outbox seq handed out to send
+        self._acked: dict[str, int] = {}  # queue -> highest outbox seq the broker acked
 
     # -- state ------------------------------------------------------------------------------
     def invalidate(self) -> None:
-        """Partitions moved: drop derived in-memory state; it is rebuilt from the tables."""
+        """Partitions moved, or a batch failed: drop derived in-memory state; it is rebuilt
+        from the table. Outputs not acknowledged are handed out again."""
         self._cache.clear()
         self._decisions.invalidate()
         self._counted.invalidate()
+        self._pending.invalidate()
+        self._sent.clear()
+        self._dirty.clear()
 
-    def _load(self, queue_id: str) -> _QueueCache:
-        cached = self._cache.get(queue_id)
-        if cached is None:
-            raw = self._queues.get(queue_id)
-            state = QueueState.from_dict(raw) if raw is not None else QueueState(queue_id)
-            if state.baseline_p is None and queue_id in self.s.baseline_p:
-                state.baseline_p = self.s.baseline_p[queue_id]
-            cached = self._cache[queue_id] = _QueueCache(state)
-        return cached
+    def _load(self, queue_id: str) -> QueueState:
+        st = self._cache.get(queue_id)
+        if st is None:
+            raw = self._table.get(QUEUE_PREFIX + queue_id)
+            st = QueueState.from_dict(raw) if raw is not None else QueueState(queue_id)
+            if st.baseline_p is None and queue_id in self.s.baseline_p:
+                st.baseline_p = self.s.baseline_p[queue_id]
+            self._cache[queue_id] = st
+        return st
+
+    def _horizons(self, queue_id: str) -> tuple[float, float]:
+        raw = self._table.get(QUEUE_PREFIX + queue_id)
+        if raw is None:
+            return float("-inf"), float("-inf")
+        st = QueueState.from_dict(raw)
+        return st.alive_from, st.pending_alive_from
 
     def state(self, queue_id: str) -> QueueState:
-        return self._load(queue_id).state
+        return self._load(queue_id)
+
+    def pending_count(self, queue_id: str) -> int:
+        return self._pending.count(queue_id)
+
+    def queues(self) -> list[str]:
+        """Every queue with a record in the table (for a recovered worker's first flush)."""
+        return sorted(
+            k[len(QUEUE_PREFIX) :]
+            for k in list(self._table.keys())
+            if isinstance(k, str) and k.startswith(QUEUE_PREFIX)
+        )
+
+    def applied(self, queue_id: str, position: Position) -> bool:
+        """Was the message at ``position`` applied to this queue already (a replay)?"""
+        done = self._load(queue_id).applied
+        return done[0] == position[0] and position[1] <= done[1]
 
     # -- processing -------------------------------------------------------------------------
-    def process(self, batch: EventBatch, wall: float, batch_id: str) -> Output:
-        """Score one batch. ``batch_id`` identifies the message (partition-offset): a
-        replayed message writes to the same chunks instead of new ones."""
-        cache = self._load(batch["queue_id"])
-        st = cache.state
+    def process(
+        self, batch: EventBatch, wall: float, position: Position, ref_time: float | None = None
+    ) -> Output:
+        """Score one batch in memory and stage its writes; ``commit`` makes them durable.
+
+        ``position`` identifies the input message (partition, offset). ``ref_time`` is the
+        message's own timestamp: the clock that event times may not run ahead of, the same
+        on every replay (``wall`` when absent)."""
+        queue_id = batch["queue_id"]
+        if self.applied(queue_id, position):
+            return Output(skipped=True)
+        batch_id = f"{position[0]}-{position[1]}"
+        self._forget_if_cut_short(batch_id)
+        st = self._load(queue_id)
         out = Output()
         period = self.s.subgroup_seconds
         # Event times drive the watermark; one far in the future would close every open
         # subgroup. Ingest refuses them; a replay of older data must not slip one through.
-        horizon = wall + MAX_FUTURE_S
+        horizon = min(wall, ref_time if ref_time is not None else wall) + MAX_FUTURE_S
         decisions = self._admit(batch["decisions"], _DECISION_KEYS, "decided_at", horizon, out)
         verdicts = self._admit(batch["verdicts"], _VERDICT_KEYS, "reviewed_at", horizon, out)
 
-        counted: dict[str, list[Any]] = {}
+        counted: dict[str, Record] = {}
+        revised: set[int] = set()
         if decisions:
-            self._add_decisions(st, decisions, period, counted, batch_id)
+            self._add_decisions(st, decisions, period, counted, revised, batch_id)
         for v in verdicts:
             st.watermark = max(st.watermark, _epoch(v["reviewed_at"]))
-            record = self._decisions.get(v["decision_id"])
+            record = self._decisions.get(v["decision_id"], st.alive_from)
             if record is None:
-                self._hold(st, v)
+                self._hold(st, v, batch_id)
                 continue
-            self._count_verdict(st, v, record, period, counted)
+            self._count_verdict(st, v["verdict_id"], _verdict_record(v), record, counted, revised)
         if counted:
-            self._counted.add(st.queue_id, st.watermark, batch_id, counted)
+            self._counted.add(queue_id, st.watermark, batch_id, counted, st.alive_from)
+        self._pending.stage(queue_id, st.watermark, batch_id, st.pending_alive_from)
 
-        closed_any = self._close_subgroups(st, out, wall)
+        self._close_subgroups(st, out, wall)
+        self._revise(st, revised, out, wall)
         self._check_target(st, out, wall)
         self._expire(st)
-        self._queues[st.queue_id] = st.to_dict()
-
-        if (
-            closed_any
-            or out.breaches
-            or wall - cache.last_snapshot_wall >= self.s.snapshot_interval_s
-        ):
-            out.snapshots.append(self.snapshot(st, wall))
-            cache.last_snapshot_wall = wall
+        st.applied = position
+        self._dirty.add(queue_id)
         return out
+
+    def commit(self, queue_id: str) -> None:
+        """Write what ``process`` staged: chunks, then the queue's record, then deletions."""
+        st = self._load(queue_id)
+        acked = self._acked.get(queue_id, -1)
+        st.outbox = [e for e in st.outbox if e[0] > acked]
+        for store in (self._decisions, self._counted, self._pending.chunks):
+            store.flush()
+        self._table[QUEUE_PREFIX + queue_id] = st.to_dict()
+        for store in (self._decisions, self._counted, self._pending.chunks):
+            store.flush_deletes()
+
+    def rollback(self) -> None:
+        """A batch failed half-way: forget everything in memory, as after a rebalance."""
+        self.invalidate()
+
+    def skip(self, queue_id: str, position: Position) -> None:
+        """Record a message that could not be applied (it went to the dead-letter topic) as
+        applied, so a replay does not dead-letter it again."""
+        st = self._load(queue_id)
+        st.applied = position
+        self._table[QUEUE_PREFIX + queue_id] = st.to_dict()
+
+    def _forget_if_cut_short(self, batch_id: str) -> None:
+        stores = (self._decisions, self._counted, self._pending.chunks)
+        for store in stores:
+            store.ensure_index()
+        if any(store.has_batch(batch_id) for store in stores):
+            for store in stores:
+                store.forget_batch(batch_id)
+            self._pending.rebuild()
+
+    # -- outputs ----------------------------------------------------------------------------
+    def _publish(
+        self, st: QueueState, kind: Literal["subgroup", "breach"], key: bytes, value: bytes
+    ) -> None:
+        st.out_seq += 1
+        st.outbox.append([st.out_seq, kind, key.decode(), value.decode()])
+
+    def unsent(self, queue_id: str) -> list[OutboxEntry]:
+        """Outbox entries not handed out for sending since this worker loaded the queue."""
+        st = self._load(queue_id)
+        sent = self._sent.get(queue_id, -1)
+        fresh = [
+            OutboxEntry(int(e[0]), e[1], e[2].encode(), e[3].encode())
+            for e in st.outbox
+            if e[0] > sent
+        ]
+        if fresh:
+            self._sent[queue_id] = fresh[-1].seq
+        return fresh
+
+    def acked(self, queue_id: str, seq: int) -> None:
+        """The broker acknowledged outbox entry ``seq``: the next commit drops it."""
+        if seq > self._acked.get(queue_id, -1):
+            self._acked[queue_id] = seq
+
+    def snapshot_if_due(
+        self, queue_id: str, wall: float, force: bool = False
+    ) -> QualitySnapshot | None:
+        """The queue's snapshot when its state changed and the throttle allows (or
+        ``force``); otherwise the queue stays dirty for ``due_snapshots``."""
+        if queue_id not in self._dirty and not force:
+            return None
+        if not force and wall - self._last_snapshot.get(queue_id, 0.0) < self.s.snapshot_interval_s:
+            return None
+        self._dirty.discard(queue_id)
+        self._last_snapshot[queue_id] = wall
+        return self.snapshot(self._load(queue_id), wall)
+
+    def due_snapshots(self, wall: float) -> list[QualitySnapshot]:
+        """Deferred flush: snapshots of dirty queues whose throttle has passed."""
+        out = []
+        for queue_id in sorted(self._dirty):
+            snap = self.snapshot_if_due(queue_id, wall)
+            if snap is not None:
+                out.append(snap)
+        return out
+
+    def mark_dirty(self, queue_id: str) -> None:
+        self._dirty.add(queue_id)
 
     @staticmethod
     def _admit(
@@ -136,8 +278,17 @@ class Scorer:
         validated them, so this is a cheap guard against a bad producer or a replay."""
         kept = []
         for e in events:
-            if not isinstance(e, dict) or not keys <= e.keys():
-                out.rejected.append((e, f"scorer: missing fields {sorted(keys - set(e or ()))}"))
+            if not isinstance(e, dict):
+                out.rejected.append(
+                    (e, f"scorer: an event must be an object, not {type(e).__name__}")
+                )
+                continue
+            if not keys <= e.keys():
+                out.rejected.append((e, f"scorer: missing fields {sorted(keys - e.keys())}"))
+                continue
+            bad = [k for k in keys if not isinstance(e[k], str)]
+            if bad:
+                out.rejected.append((e, f"scorer: fields {sorted(bad)} must be strings"))
                 continue
             try:
                 ok = _epoch(e[field]) <= horizon
@@ -151,25 +302,29 @@ class Scorer:
                 )
         return kept
 
-    def _hold(self, st: QueueState, v: dict[str, Any]) -> None:
+    def _hold(self, st: QueueState, v: dict[str, Any], batch_id: str) -> None:
         """Keep a verdict whose decision has not arrived, up to ``pending_max`` a queue."""
-        pend = st.pending.get(v["decision_id"], [])
-        if any(p["verdict_id"] == v["verdict_id"] for p in pend):
-            return
-        if st.pending_count >= self.s.pending_max:
+        verdict_id = v["verdict_id"]
+        if self._pending.waiting(st.queue_id, verdict_id):
+            return  # a duplicate of a verdict already waiting
+        if self._counted.key_of(verdict_id, st.alive_from) is not None:
+            return  # counted already (its decision expired since): a duplicate
+        if self._pending.count(st.queue_id) >= self.s.pending_max:
             st.expired_pending += 1  # the queue's decisions are missing: dropped, counted
             return
-        st.pending.setdefault(v["decision_id"], []).append(v)
+        rec = _verdict_record(v)
+        self._pending.hold(st.queue_id, verdict_id, [rec[0], v["decision_id"], *rec[1:]])
 
     def _add_decisions(
         self,
         st: QueueState,
         decisions: list[dict[str, Any]],
         period: int,
-        counted: dict[str, list[Any]],
+        counted: dict[str, Record],
+        revised: set[int],
         batch_id: str,
     ) -> None:
-        records: dict[str, list[Any]] = {}
+        records: dict[str, Record] = {}
         for d in decisions:
             if d["decision_id"] in records:
                 continue  # a duplicate inside the batch: the first copy wins, as across batches
@@ -178,7 +333,7 @@ class Scorer:
                 t, d["site_id"], d["moderator_id"], d["policy_id"], d.get("severity", 2),
             ]  # fmt: skip
         wm = max(st.watermark, max(r[0] for r in records.values()))
-        fresh = self._decisions.add(st.queue_id, wm, batch_id, records)
+        fresh = self._decisions.add(st.queue_id, wm, batch_id, records, st.alive_from)
         if not fresh:
             return
         st.decisions_total += len(fresh)
@@ -186,54 +341,64 @@ class Scorer:
             t = rec[0]
             st.watermark = max(st.watermark, t)
             st.buckets.setdefault(int(t // period) * period, Bucket()).decisions += 1
-            for v in st.pending.pop(decision_id, ()):
-                self._count_verdict(st, v, rec, period, counted)
+            for verdict_id, p in self._pending.release(st.queue_id, decision_id):
+                self._count_verdict(st, verdict_id, [p[0], *p[2:]], rec, counted, revised)
 
     def _count_verdict(
         self,
         st: QueueState,
-        v: dict[str, Any],
-        record: list[Any],
-        period: int,
-        counted: dict[str, list[Any]],
+        verdict_id: str,
+        verdict: Record,
+        decision: Record,
+        counted: dict[str, Record],
+        revised: set[int],
     ) -> None:
-        verdict_id = v["verdict_id"]
-        if verdict_id in counted or verdict_id in self._counted:
+        """Count a joined verdict. ``verdict`` is [reviewed_at, outcome, error_type,
+        sample_type]; ``decision`` the decision's record."""
+        if verdict_id in counted or self._counted.key_of(verdict_id, st.alive_from):
             return  # a duplicate or a replay: already counted
-        counted[verdict_id] = [_epoch(v["reviewed_at"])]
+        counted[verdict_id] = [verdict[0]]
         st.verdicts_total += 1
-        start = int(record[0] // period) * period
+        period = self.s.subgroup_seconds
+        start = int(decision[0] // period) * period
         bucket = st.buckets.setdefault(start, Bucket())
         if start <= st.closed_through:
             bucket.late += 1
-        if v.get("sample_type", RANDOM) != RANDOM:
+            st.late_total += 1
+            if bucket.rev >= 0:
+                revised.add(start)
+        if verdict[3] != RANDOM:
             bucket.other += 1
             return
         bucket.n += 1
-        if v["outcome"] == "incorrect":
+        if verdict[1] == "incorrect":
             bucket.e += 1
-            et = v.get("error_type") or "unknown"
+            et = verdict[2] or "unknown"
             bucket.errors_by_type[et] = bucket.errors_by_type.get(et, 0) + 1
 
-    # -- SPC --------------------------------------------------------------------------------
-    def _close_subgroups(self, st: QueueState, out: Output, wall: float) -> bool:
+    # -- SPC ------------------------------------------------------------------------------
+    def _close_subgroups(self, st: QueueState, out: Output, wall: float) -> None:
         period, grace = self.s.subgroup_seconds, self.s.grace_seconds
-        closed = False
         for start in sorted(b for b in st.buckets if b > st.closed_through):
             if start + period + grace > st.watermark:
                 break
             st.closed_through = start
-            closed = True
+            st.closed_count += 1
             b = st.buckets[start]
-            if b.n < self.s.min_subgroup_n:
-                continue
+            b.n0, b.e0 = b.n, b.e
             if st.baseline_p is None:
+                if b.n < self.s.min_subgroup_n:
+                    self._point(st, start, b, SubgroupStatus.LEARNING_SKIPPED, out, wall)
+                    continue
                 st.phase1.append((b.n, b.e))
+                self._point(st, start, b, SubgroupStatus.PHASE1, out, wall)
                 if len(st.phase1) >= self.s.phase1_subgroups:
                     self._freeze_baseline(st)
                 continue
+            if b.n < self.s.min_subgroup_n:
+                self._point(st, start, b, SubgroupStatus.TOO_SMALL, out, wall)
+                continue
             self._chart(st, start, b, out, wall)
-        return closed
 
     def _freeze_baseline(self, st: QueueState) -> None:
         n = sum(x[0] for x in st.phase1)
@@ -244,75 +409,109 @@ class Scorer:
         st.baseline_n = n
         st.baseline_e = e
 
-    def _chart(self, st: QueueState, start: int, b: Bucket, out: Output, wall: float) -> None:
+    def _limits(self, st: QueueState, b: Bucket) -> tuple[float, float, list[str]]:
+        """Probability limits for ``b.n`` and the p-chart's signal, if any.
+
+        The limit is the count's own tail: exact in the skewed tail of small counts and,
+        for an estimated baseline, widened by the baseline's estimation error. See
+        shared/stats/problimits.py and docs/statistics.md."""
         assert st.baseline_p is not None
-        p0 = st.baseline_p
-        p = b.e / b.n
-        # Probability limits from the count's own distribution: exact in the skewed tail of
-        # small counts, and (for an estimated baseline) widened by the baseline's estimation
-        # error. See shared/stats/problimits.py and docs/statistics.md.
-        model = CountModel(p0, st.baseline_e, st.baseline_n)
         alpha = alpha_for_sigmas(self.s.sigma_limits)
-        k_hi = model.upper_count(b.n, alpha)
-        k_lo = model.lower_count(b.n, alpha)
-        ucl, lcl = min(1.0, k_hi / b.n), max(0.0, k_lo / b.n)
-        signals: list[str] = []
+        k_lo, k_hi = _limit_counts(st.baseline_p, st.baseline_e, st.baseline_n, b.n, alpha)
+        signals = []
         if b.e >= k_hi:
             signals.append("p_chart_ucl")
         elif b.e <= k_lo:
             signals.append("p_chart_lcl")
-        var_p0 = p0 * (1 - p0) / st.baseline_n if st.baseline_n else 0.0
-        if st.baseline_n and st.baseline_e < MIN_PHASE1_ERRORS_FOR_EWMA:
-            # p0 rests on too few errors for a normal-theory EWMA limit (it would alarm on
-            # the first error); the beta-binomial p-chart above covers such a queue.
-            self._emit_point(st, start, b, p, p0, lcl, ucl, signals, None, None, out, wall)
-            return
-        ewma = (
-            EwmaState.from_dict(st.ewma["state"])
-            if st.ewma
-            else EwmaState(p0, self.s.ewma_lambda, self.s.ewma_l)
-        )
-        point = ewma.update(b.e, b.n)
-        ewma_ucl = min(1.0, p0 + self.s.ewma_l * math.sqrt(point.variance + var_p0))
-        st.ewma = {"state": ewma.to_dict(), "ucl": ewma_ucl}
-        if ewma.statistic > ewma_ucl:
-            signals.append("ewma_ucl")
-        self._emit_point(
-            st, start, b, p, p0, lcl, ucl, signals, ewma.statistic, ewma_ucl, out, wall
-        )
+        return max(0.0, k_lo / b.n), min(1.0, k_hi / b.n), signals
 
-    def _emit_point(
+    def _chart(self, st: QueueState, start: int, b: Bucket, out: Output, wall: float) -> None:
+        assert st.baseline_p is not None
+        p0 = st.baseline_p
+        lcl, ucl, signals = self._limits(st, b)
+        ewma_value = ewma_ucl = None
+        if not st.baseline_n or st.baseline_e >= MIN_PHASE1_ERRORS_FOR_EWMA:
+            # (with fewer Phase I errors, p0 rests on too little for a normal-theory EWMA
+            # limit, which would alarm on the first error; the beta-binomial p-chart covers
+            # such a queue)
+            var_p0 = p0 * (1 - p0) / st.baseline_n if st.baseline_n else 0.0
+            ewma = (
+                EwmaState.from_dict(st.ewma["state"])
+                if st.ewma
+                else EwmaState(p0, self.s.ewma_lambda, self.s.ewma_l)
+            )
+            point = ewma.update(b.e, b.n)
+            ewma_ucl = min(1.0, p0 + self.s.ewma_l * math.sqrt(point.variance + var_p0))
+            ewma_value = ewma.statistic
+            st.ewma = {"state": ewma.to_dict(), "ucl": ewma_ucl}
+            if ewma_value > ewma_ucl:
+                signals.append("ewma_ucl")
+        p = b.e / b.n
+        st.last_point = ChartPoint(
+            start=_dt(start), n=b.n, errors=b.e, p=p, center=p0, lcl=lcl, ucl=ucl, signals=signals
+        )
+        self._point(
+            st, start, b, SubgroupStatus.CHARTED, out, wall,
+            limits=(p0, lcl, ucl), ewma=(ewma_value, ewma_ucl), signals=signals,
+        )  # fmt: skip
+        upper = [r for r in signals if not r.endswith("_lcl")]
+        st.quiet_streak = 0 if upper else st.quiet_streak + 1
+        for rule in upper:
+            observed, limit = (p, ucl) if rule == "p_chart_ucl" else (ewma_value, ewma_ucl)
+            assert observed is not None
+            assert limit is not None
+            self._breach(
+                st, out, BreachKind.SPC, rule, "warning", start, observed, p0, limit, b.n, wall,
+                f"queue {st.queue_id}: error rate {observed:.1%} above the control limit "
+                f"{limit:.1%} (baseline {p0:.1%}, n={b.n}) for the subgroup starting "
+                f"{_dt(start):%Y-%m-%d %H:%M} UTC",
+            )  # fmt: skip
+
+    def _point(
         self,
         st: QueueState,
         start: int,
         b: Bucket,
-        p: float,
-        p0: float,
-        lcl: float,
-        ucl: float,
-        signals: list[str],
-        ewma: float | None,
-        ewma_ucl: float | None,
+        status: SubgroupStatus,
         out: Output,
         wall: float,
+        limits: tuple[float, float, float] | None = None,
+        ewma: tuple[float | None, float | None] = (None, None),
+        signals: list[str] | None = None,
     ) -> None:
-        st.last_point = ChartPoint(
-            start=_dt(start), n=b.n, errors=b.e, p=p, center=p0, lcl=lcl, ucl=ucl, signals=signals
+        """Publish a closed subgroup (``b.rev`` 0) or its next revision."""
+        b.rev += 1
+        b.status = status.value
+        center, lcl, ucl = limits if limits else (None, None, None)
+        point = SubgroupPoint(
+            queue_id=st.queue_id, start=_dt(start), end=_dt(start + self.s.subgroup_seconds),
+            revision=b.rev, status=status, n=b.n, errors=b.e,
+            p=b.e / b.n if b.n else None, decisions=b.decisions, other_verdicts=b.other,
+            late=b.late, errors_by_type=dict(b.errors_by_type), center=center, lcl=lcl,
+            ucl=ucl, ewma=ewma[0], ewma_ucl=ewma[1], signals=signals or [],
+            baseline_p=st.baseline_p, baseline_n=st.baseline_n, original_n=b.n0,
+            original_errors=b.e0, as_of=_dt(st.watermark), emitted_at=_dt(wall),
+        )  # fmt: skip
+        out.points.append(point)
+        self._publish(
+            st, "subgroup", subgroup_key(st.queue_id, start), point.model_dump_json().encode()
         )
-        upper = [r for r in signals if not r.endswith("_lcl")]
-        st.quiet_streak = 0 if upper else st.quiet_streak + 1
-        for rule in upper:
-            observed, limit = (p, ucl) if rule == "p_chart_ucl" else (ewma, ewma_ucl)
-            assert observed is not None
-            assert limit is not None
-            out.breaches.append(
-                self._breach(
-                    st, BreachKind.SPC, rule, "warning", start, observed, p0, limit, b.n, wall,
-                    f"queue {st.queue_id}: error rate {observed:.1%} above the control limit "
-                    f"{limit:.1%} (baseline {p0:.1%}, n={b.n}) for the subgroup starting "
-                    f"{_dt(start):%Y-%m-%d %H:%M} UTC",
+
+    def _revise(self, st: QueueState, starts: set[int], out: Output, wall: float) -> None:
+        """Republish closed subgroups that late verdicts changed, once per batch each. The
+        limits are those of the final n; no alert fires on a revision."""
+        for start in sorted(starts):
+            b = st.buckets.get(start)
+            if b is None or b.rev < 0:
+                continue
+            status = SubgroupStatus(b.status)
+            if status is SubgroupStatus.CHARTED and b.n and st.baseline_p is not None:
+                lcl, ucl, signals = self._limits(st, b)
+                self._point(
+                    st, start, b, status, out, wall, (st.baseline_p, lcl, ucl), signals=signals
                 )
-            )  # fmt: skip
+            else:
+                self._point(st, start, b, status, out, wall)
 
     def _check_target(self, st: QueueState, out: Output, wall: float) -> None:
         day = int(st.watermark // 86400) * 86400
@@ -325,19 +524,18 @@ class Scorer:
         if ci.upper >= self.s.quality.accuracy_target:
             return
         st.target_day = day
-        out.breaches.append(
-            self._breach(
-                st, BreachKind.BELOW_TARGET, "accuracy_24h_below_target", "critical", day,
-                e / n, 1 - self.s.quality.accuracy_target, None, n, wall,
-                f"queue {st.queue_id}: 24h accuracy {1 - e / n:.1%} (upper "
-                f"{self.s.target_confidence:.0%} bound {ci.upper:.1%}) is under the target "
-                f"{self.s.quality.accuracy_target:.1%}, n={n}",
-            )
+        self._breach(
+            st, out, BreachKind.BELOW_TARGET, "accuracy_24h_below_target", "critical", day,
+            e / n, 1 - self.s.quality.accuracy_target, None, n, wall,
+            f"queue {st.queue_id}: 24h accuracy {1 - e / n:.1%} (upper "
+            f"{self.s.target_confidence:.0%} bound {ci.upper:.1%}) is under the target "
+            f"{self.s.quality.accuracy_target:.1%}, n={n}",
         )  # fmt: skip
 
     def _breach(
         self,
         st: QueueState,
+        out: Output,
         kind: BreachKind,
         rule: str,
         severity: Literal["info", "warning", "critical"],
@@ -348,9 +546,9 @@ class Scorer:
         n: int,
         wall: float,
         message: str,
-    ) -> Breach:
+    ) -> None:
         dedup = f"{st.queue_id}:{rule}:{start}"
-        return Breach(
+        breach = Breach(
             breach_id=f"{dedup}:{int(wall * 1000)}",
             dedup_key=dedup,
             queue_id=st.queue_id,
@@ -366,6 +564,8 @@ class Scorer:
             detected_at=_dt(st.watermark),
             emitted_at=_dt(wall),
         )
+        out.breaches.append(breach)
+        self._publish(st, "breach", queue_key(st.queue_id), breach.model_dump_json().encode())
 
     # -- windows and housekeeping -------------------------------------------------------------
     def _window(self, st: QueueState, seconds: int) -> tuple[int, int]:
@@ -383,19 +583,15 @@ class Scorer:
         )
         for start in [s for s in st.buckets if s < keep_from and s <= st.closed_through]:
             del st.buckets[start]
-        # Both stores expire by the hour they were written in (the queue's watermark then),
+        # The stores expire by the hour they were written in (the queue's watermark then),
         # so a verdict id counted stays at least as long as its decision.
-        ttl_from = st.watermark - self.s.decision_ttl_seconds
-        self._decisions.expire(st.queue_id, ttl_from)
-        self._counted.expire(st.queue_id, ttl_from)
-        pend_from = st.watermark - self.s.pending_ttl_seconds
-        for decision_id in list(st.pending):
-            alive = [v for v in st.pending[decision_id] if _epoch(v["reviewed_at"]) >= pend_from]
-            st.expired_pending += len(st.pending[decision_id]) - len(alive)
-            if alive:
-                st.pending[decision_id] = alive
-            else:
-                del st.pending[decision_id]
+        st.alive_from = max(st.alive_from, st.watermark - self.s.decision_ttl_seconds)
+        self._decisions.expire(st.queue_id, st.alive_from)
+        self._counted.expire(st.queue_id, st.alive_from)
+        st.pending_alive_from = max(
+            st.pending_alive_from, st.watermark - self.s.pending_ttl_seconds
+        )
+        st.expired_pending += self._pending.expire(st.queue_id, st.pending_alive_from)
 
     def snapshot(self, st: QueueState, wall: float) -> QualitySnapshot:
         acc: dict[str, float | None] = {}
@@ -405,9 +601,11 @@ class Scorer:
             ns[name] = n
             acc[name] = None if n == 0 else 1 - e / n
         by_type: dict[str, int] = {}
+        late_24h = 0
         lo = st.watermark - WINDOWS["24h"]
         for start, b in st.buckets.items():
             if start + self.s.subgroup_seconds > lo:
+                late_24h += b.late
                 for k, c in b.errors_by_type.items():
                     by_type[k] = by_type.get(k, 0) + c
         ewma = EwmaState.from_dict(st.ewma["state"]) if st.ewma else None
@@ -417,7 +615,7 @@ class Scorer:
             emitted_at=_dt(wall),
             decisions_total=st.decisions_total,
             verdicts_total=st.verdicts_total,
-            pending_verdicts=st.pending_count,
+            pending_verdicts=self._pending.count(st.queue_id),
             accuracy_1h=acc["1h"],
             accuracy_24h=acc["24h"],
             accuracy_7d=acc["7d"],
@@ -431,5 +629,26 @@ class Scorer:
             ewma_ucl=float(st.ewma["ucl"]) if st.ewma else None,
             in_control_streak=st.quiet_streak,
             dropped_verdicts=st.expired_pending,
+            late_verdicts_total=st.late_total,
+            late_verdicts_24h=late_24h,
+            subgroups_closed=st.closed_count,
             last_point=st.last_point,
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _limit_counts(p0: float, e0: int, n0: int, n: int, alpha: float) -> tuple[int, int]:
+    """The p-chart's lower and upper alarm counts for a subgroup of ``n`` (cached: a queue
+    sees the same few baselines and sizes again and again, and each costs a scipy call)."""
+    model = CountModel(p0, e0, n0)
+    return model.lower_count(n, alpha), model.upper_count(n, alpha)
+
+
+def _verdict_record(v: dict[str, Any]) -> Record:
+    """[reviewed_at, outcome, error_type, sample_type] of a verdict event."""
+    return [
+        _epoch(v["reviewed_at"]),
+        v["outcome"],
+        v.get("error_type"),
+        v.get("sample_type") or RANDOM,
+    ]

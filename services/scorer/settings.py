@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import KafkaSettings, QualitySettings, default_state_dir
@@ -67,3 +67,14 @@ class ScorerSettings(BaseSettings):
     snapshot_interval_s: float = Field(
         description="least wall time between two snapshots of a queue", default=1.0, ge=0
     )
+
+    @model_validator(mode="after")
+    def _pending_within_decision_ttl(self) -> ScorerSettings:
+        # a released verdict is known as counted for decision_ttl; were it to wait longer
+        # than that, it could wait again after a restart
+        if self.pending_ttl_seconds > self.decision_ttl_seconds:
+            raise ValueError(
+                "QW_SCORER_PENDING_TTL_SECONDS must not exceed QW_SCORER_DECISION_TTL_SECONDS "
+                f"({self.pending_ttl_seconds} > {self.decision_ttl_seconds})"
+            )
+        return self

@@ -1,7 +1,11 @@
-"""Per-queue scorer state: subgroup buckets, baseline, EWMA, pending verdicts. Pure data.
+"""Per-queue scorer state: subgroup buckets, baseline, EWMA, and the bookkeeping that makes
+replays exact. Pure data.
 
-A ``QueueState`` is kept in a Faust table keyed by queue (one changelog write per batch, not
-per event) and round-trips through ``to_dict``/``from_dict`` exactly.
+A ``QueueState`` is one entry of the scorer's table (key ``q|<queue>``), written once per
+batch, after that batch's chunks (see ``chunks.py``), and round-trips through
+``to_dict``/``from_dict`` exactly. It stays small whatever happens upstream: ids live in
+chunks, the buckets cover the retention window, and the outbox holds only what has not been
+acknowledged by the broker yet.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any
 
 from shared.events import ChartPoint
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -19,7 +23,9 @@ class Bucket:
     """Counts for one subgroup period, by decision time.
 
     ``n``/``e`` count only RANDOM-sample verdicts: the only unbiased estimate of accuracy.
-    Verdicts of other sample types are counted in ``other`` for context.
+    Verdicts of other sample types are counted in ``other`` for context. Once the subgroup
+    is closed and published, ``rev`` is its last published revision (-1: never published)
+    and ``n0``/``e0`` its counts when it closed.
     """
 
     n: int = 0
@@ -28,13 +34,23 @@ class Bucket:
     other: int = 0
     late: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
+    rev: int = -1
+    n0: int = 0
+    e0: int = 0
+    status: str = ""
 
     def to_list(self) -> list[Any]:
-        return [self.n, self.e, self.decisions, self.other, self.late, self.errors_by_type]
+        return [
+            self.n, self.e, self.decisions, self.other, self.late, self.errors_by_type,
+            self.rev, self.n0, self.e0, self.status,
+        ]  # fmt: skip
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Bucket:
-        return cls(int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), dict(v[5]))
+        return cls(
+            int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), dict(v[5]),
+            int(v[6]), int(v[7]), int(v[8]), str(v[9]),
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -43,6 +59,8 @@ class QueueState:
     watermark: float = 0.0
     decisions_total: int = 0
     verdicts_total: int = 0
+    late_total: int = 0
+    closed_count: int = 0
     buckets: dict[int, Bucket] = field(default_factory=dict)
     closed_through: int = -1
     phase1: list[tuple[int, int]] = field(default_factory=list)
@@ -54,31 +72,47 @@ class QueueState:
     last_point: ChartPoint | None = None
     # consecutive charted subgroups without an upper signal (alerts resolve on a streak)
     quiet_streak: int = 0
-    # verdicts whose decision has not arrived yet: decision_id -> [verdict, ...]
-    pending: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # verdicts dropped: their decision never arrived in time, or the queue held too many
     expired_pending: int = 0
     # the day (epoch of its 00:00) a below-target breach was last emitted, to emit once a day
     target_day: int = -1
+    # the input message this record was last written from: (partition, offset). A replayed
+    # message at or before it was applied already and is skipped.
+    applied: tuple[int, int] = (-1, -1)
+    # chunks of hours ending by these times are expired, whether or not their deletion
+    # reached the table (decisions and counted ids; verdicts waiting for their decision)
+    alive_from: float = float("-inf")
+    pending_alive_from: float = float("-inf")
+    # outputs not yet acknowledged by the broker: [seq, kind, key, json]; re-sent after a
+    # restart. ``out_seq`` numbers them.
+    outbox: list[list[Any]] = field(default_factory=list)
+    out_seq: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "v": STATE_VERSION,
-            "q": self.queue_id,
-            "wm": self.watermark,
-            "dt": self.decisions_total,
-            "vt": self.verdicts_total,
-            "b": {str(k): b.to_list() for k, b in self.buckets.items()},
-            "ct": self.closed_through,
-            "p1": [list(x) for x in self.phase1],
-            "bp": self.baseline_p,
-            "bn": self.baseline_n,
-            "be": self.baseline_e,
-            "ew": self.ewma,
-            "lp": self.last_point.model_dump(mode="json") if self.last_point else None,
-            "qs": self.quiet_streak,
-            "pd": self.pending,
-            "xp": self.expired_pending,
-            "td": self.target_day,
+            "queue_id": self.queue_id,
+            "watermark": self.watermark,
+            "decisions_total": self.decisions_total,
+            "verdicts_total": self.verdicts_total,
+            "late_total": self.late_total,
+            "closed_count": self.closed_count,
+            "buckets": {str(k): b.to_list() for k, b in self.buckets.items()},
+            "closed_through": self.closed_through,
+            "phase1": [list(x) for x in self.phase1],
+            "baseline_p": self.baseline_p,
+            "baseline_n": self.baseline_n,
+            "baseline_e": self.baseline_e,
+            "ewma": self.ewma,
+            "last_point": self.last_point.model_dump(mode="json") if self.last_point else None,
+            "quiet_streak": self.quiet_streak,
+            "expired_pending": self.expired_pending,
+            "target_day": self.target_day,
+            "applied": list(self.applied),
+            "alive_from": _finite(self.alive_from),
+            "pending_alive_from": _finite(self.pending_alive_from),
+            "outbox": self.outbox,
+            "out_seq": self.out_seq,
         }
 
     @classmethod
@@ -86,24 +120,34 @@ class QueueState:
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"unknown queue state version {d.get('v')!r}")
         return cls(
-            queue_id=d["q"],
-            watermark=float(d["wm"]),
-            decisions_total=int(d["dt"]),
-            verdicts_total=int(d["vt"]),
-            buckets={int(k): Bucket.from_list(v) for k, v in d["b"].items()},
-            closed_through=int(d["ct"]),
-            phase1=[(int(a), int(b)) for a, b in d["p1"]],
-            baseline_p=None if d["bp"] is None else float(d["bp"]),
-            baseline_n=int(d["bn"]),
-            baseline_e=int(d["be"]),
-            ewma=d["ew"],
-            last_point=ChartPoint.model_validate(d["lp"]) if d["lp"] else None,
-            quiet_streak=int(d["qs"]),
-            pending={k: list(v) for k, v in d["pd"].items()},
-            expired_pending=int(d["xp"]),
-            target_day=int(d["td"]),
+            queue_id=d["queue_id"],
+            watermark=float(d["watermark"]),
+            decisions_total=int(d["decisions_total"]),
+            verdicts_total=int(d["verdicts_total"]),
+            late_total=int(d["late_total"]),
+            closed_count=int(d["closed_count"]),
+            buckets={int(k): Bucket.from_list(v) for k, v in d["buckets"].items()},
+            closed_through=int(d["closed_through"]),
+            phase1=[(int(a), int(b)) for a, b in d["phase1"]],
+            baseline_p=None if d["baseline_p"] is None else float(d["baseline_p"]),
+            baseline_n=int(d["baseline_n"]),
+            baseline_e=int(d["baseline_e"]),
+            ewma=d["ewma"],
+            last_point=ChartPoint.model_validate(d["last_point"]) if d["last_point"] else None,
+            quiet_streak=int(d["quiet_streak"]),
+            expired_pending=int(d["expired_pending"]),
+            target_day=int(d["target_day"]),
+            applied=(int(d["applied"][0]), int(d["applied"][1])),
+            alive_from=_infinite(d["alive_from"]),
+            pending_alive_from=_infinite(d["pending_alive_from"]),
+            outbox=[list(x) for x in d["outbox"]],
+            out_seq=int(d["out_seq"]),
         )
 
-    @property
-    def pending_count(self) -> int:
-        return sum(len(v) for v in self.pending.values())
+
+def _finite(x: float) -> float | None:
+    return None if x == float("-inf") else x
+
+
+def _infinite(x: float | None) -> float:
+    return float("-inf") if x is None else float(x)

@@ -32,9 +32,12 @@ def feed(scorer: Scorer, items: list[dict[str, Any]], wall: float | None = None)
     result = validate_items(items, None)
     assert not result.errors, result.errors
     for b in batches.group_by_queue(result.events):
-        o = scorer.process(b, time.time() if wall is None else wall, f"b{next(_BATCH_IDS)}")
-        out.snapshots += o.snapshots
+        o = scorer.process(b, time.time() if wall is None else wall, (0, next(_BATCH_IDS)))
+        scorer.commit(b["queue_id"])
+        snap = scorer.snapshot_if_due(b["queue_id"], time.time() if wall is None else wall)
+        out.snapshots += [snap] if snap else []
         out.breaches += o.breaches
+        out.points += o.points
     return out
 
 
@@ -52,14 +55,14 @@ def hour_of_traffic(
 
 
 def test_verdict_before_decision_is_joined_when_the_decision_arrives() -> None:
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     feed(sc, [verdict(1, "q", correct=False)])
     st = sc.state("q")
-    assert st.pending_count == 1
+    assert sc.pending_count("q") == 1
     assert st.verdicts_total == 0
     feed(sc, [decision(1, "q")])
     st = sc.state("q")
-    assert st.pending_count == 0
+    assert sc.pending_count("q") == 0
     assert st.verdicts_total == 1
     bucket = st.buckets[int(T0.timestamp())]
     assert (bucket.n, bucket.e, bucket.decisions) == (1, 1, 1)
@@ -67,7 +70,7 @@ def test_verdict_before_decision_is_joined_when_the_decision_arrives() -> None:
 
 
 def test_duplicates_are_counted_once() -> None:
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     feed(sc, [decision(1, "q"), decision(1, "q"), verdict(1, "q")])
     feed(sc, [decision(1, "q"), verdict(1, "q"), verdict(1, "q")])
     st = sc.state("q")
@@ -76,15 +79,15 @@ def test_duplicates_are_counted_once() -> None:
 
 
 def test_duplicate_verdict_while_pending_is_kept_once() -> None:
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     feed(sc, [verdict(1, "q"), verdict(1, "q")])
-    assert sc.state("q").pending_count == 1
+    assert sc.pending_count("q") == 1
     feed(sc, [decision(1, "q")])
     assert sc.state("q").verdicts_total == 1
 
 
 def test_only_random_samples_count_toward_accuracy() -> None:
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     feed(sc, [decision(1, "q"), verdict(1, "q", correct=False, sample_type="targeted")])
     b = sc.state("q").buckets[int(T0.timestamp())]
     assert (b.n, b.e, b.other) == (0, 0, 1)
@@ -92,7 +95,7 @@ def test_only_random_samples_count_toward_accuracy() -> None:
 
 def test_phase1_then_drift_signals_and_stable_queue_stays_quiet() -> None:
     rng = random.Random(3)
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     breaches = []
     for hour in range(14):
         drifted = 0.25 if hour >= 8 else 0.05
@@ -112,7 +115,7 @@ def test_phase1_then_drift_signals_and_stable_queue_stays_quiet() -> None:
 
 def test_configured_baseline_skips_phase1() -> None:
     rng = random.Random(1)
-    sc = Scorer(settings(baseline_p={"q": 0.05}), {}, {})
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {})
     out = Output()
     for hour in range(4):
         o = feed(sc, hour_of_traffic(hour * 1000, hour, 200, 0.30, rng))
@@ -123,7 +126,7 @@ def test_configured_baseline_skips_phase1() -> None:
 
 def test_small_subgroups_are_not_charted() -> None:
     rng = random.Random(1)
-    sc = Scorer(settings(baseline_p={"q": 0.05}), {}, {})
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {})
     out = Output()
     for hour in range(5):
         out.breaches += feed(sc, hour_of_traffic(hour * 100, hour, 5, 1.0, rng)).breaches
@@ -133,7 +136,7 @@ def test_small_subgroups_are_not_charted() -> None:
 
 def test_below_target_breach_once_per_day() -> None:
     rng = random.Random(2)
-    sc = Scorer(settings(quality=QualitySettings(accuracy_target=0.95)), {}, {})
+    sc = Scorer(settings(quality=QualitySettings(accuracy_target=0.95)), {})
     out = Output()
     for hour in range(6):
         out.breaches += feed(sc, hour_of_traffic(hour * 1000, hour, 100, 0.20, rng)).breaches
@@ -145,26 +148,26 @@ def test_below_target_breach_once_per_day() -> None:
 def test_state_survives_a_restart_exactly() -> None:
     """A new Scorer over the same tables (a restarted worker) continues where it stopped."""
     rng_a, rng_b = random.Random(9), random.Random(9)
-    queues_a: dict[str, Any] = {}
-    chunks_a: dict[str, Any] = {}
-    continuous = Scorer(settings(), {}, {})
-    restarted = Scorer(settings(), queues_a, chunks_a)
+    table: dict[str, Any] = {}
+    continuous = Scorer(settings(), {})
+    restarted = Scorer(settings(), table)
     for hour in range(10):
         items_a = hour_of_traffic(hour * 1000, hour, 60, 0.1, rng_a)
         items_b = hour_of_traffic(hour * 1000, hour, 60, 0.1, rng_b)
         feed(continuous, items_a)
         # the tables go through JSON as they would through the changelog
-        queues_a = codec.loads(codec.dumps(queues_a))
-        chunks_a = codec.loads(codec.dumps(chunks_a))
-        restarted = Scorer(settings(), queues_a, chunks_a)
+        table = codec.loads(codec.dumps(table))
+        restarted = Scorer(settings(), table)
         feed(restarted, items_b)
-    a, b = continuous.state("q"), restarted.state("q")
-    assert a.to_dict() == b.to_dict()
+    a, b = continuous.state("q").to_dict(), restarted.state("q").to_dict()
+    for volatile in ("applied", "outbox"):  # message positions and wall times differ
+        del a[volatile], b[volatile]
+    assert a == b
 
 
 def test_queue_state_round_trip() -> None:
     rng = random.Random(4)
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     for hour in range(9):
         feed(sc, hour_of_traffic(hour * 1000, hour, 50, 0.1, rng))
     st = sc.state("q")
@@ -173,7 +176,7 @@ def test_queue_state_round_trip() -> None:
 
 
 def test_old_decisions_expire() -> None:
-    sc = Scorer(settings(decision_ttl_seconds=3 * 3600), {}, {})
+    sc = Scorer(settings(decision_ttl_seconds=3 * 3600), {})
     feed(sc, [decision(1, "q")])
     feed(sc, [decision(2, "q", T0 + 10 * H)])
     assert len(sc._decisions) == 1  # d1's chunk is gone
@@ -183,7 +186,7 @@ def test_old_decisions_expire() -> None:
 
 def test_snapshot_has_windows_and_chart() -> None:
     rng = random.Random(5)
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     out = Output()
     for hour in range(10):
         out.snapshots += feed(sc, hour_of_traffic(hour * 1000, hour, 100, 0.1, rng)).snapshots
@@ -199,19 +202,20 @@ def test_snapshot_has_windows_and_chart() -> None:
     assert snap.ewma_ucl is not None
 
 
-def test_replayed_batch_merges_into_its_chunk_instead_of_replacing_it() -> None:
-    sc = Scorer(settings(), {}, {})
+def test_a_replayed_message_is_recognised_as_applied() -> None:
+    sc = Scorer(settings(), {})
     batch = batches.group_by_queue(validate_items([decision("a", "q")], None).events)[0]
-    sc.process(batch, time.time(), "p0-1")
-    other = batches.group_by_queue(validate_items([decision("b", "q")], None).events)[0]
-    sc.process(other, time.time(), "p0-1")  # same message id, as after a crash gap
-    assert sc._decisions.get("da") is not None
-    assert sc._decisions.get("db") is not None
+    sc.process(batch, time.time(), (0, 1))
+    sc.commit("q")
+    assert sc.process(batch, time.time(), (0, 1)).skipped
+    assert sc.process(batch, time.time(), (0, 0)).skipped
+    assert sc.state("q").decisions_total == 1
+    assert not sc.process(batch, time.time(), (1, 0)).skipped  # another partition's offsets
 
 
 def test_counted_verdict_ids_live_at_least_as_long_as_their_decisions() -> None:
     """A batch mixing old and new decisions must not let a verdict be counted twice."""
-    sc = Scorer(settings(decision_ttl_seconds=2 * 86400), {}, {})
+    sc = Scorer(settings(decision_ttl_seconds=2 * 86400), {})
     feed(sc, [decision(1, "q", T0), decision(2, "q", T0 + 36 * H)])
     feed(sc, [verdict(1, "q", T0 + 37 * H, correct=False)])
     feed(sc, [decision(3, "q", T0 + 70 * H)])  # time moves on
@@ -222,7 +226,7 @@ def test_counted_verdict_ids_live_at_least_as_long_as_their_decisions() -> None:
 
 
 def test_scorer_rejects_far_future_and_incomplete_events() -> None:
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     future = decision(9, "q", T0)
     future["decided_at"] = "2099-01-01T00:00:00+00:00"
     broken = {"decision_id": "x"}
@@ -232,7 +236,7 @@ def test_scorer_rejects_far_future_and_incomplete_events() -> None:
         "decisions": [decision(1, "q"), future, broken],
         "verdicts": [],
     }
-    out = sc.process(batch, time.time(), "b")
+    out = sc.process(batch, time.time(), (0, 0))
     assert [r[0].get("decision_id") for r in out.rejected] == ["d9", "x"]
     st = sc.state("q")
     assert st.decisions_total == 1
@@ -241,7 +245,7 @@ def test_scorer_rejects_far_future_and_incomplete_events() -> None:
 
 def test_phase1_without_errors_does_not_make_the_ewma_alarm_on_one_error() -> None:
     rng = random.Random(8)
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     out = Output()
     for hour in range(6):
         out.breaches += feed(sc, hour_of_traffic(hour * 1000, hour, 100, 0.0, rng)).breaches
@@ -254,15 +258,15 @@ def test_phase1_without_errors_does_not_make_the_ewma_alarm_on_one_error() -> No
 
 
 def test_pending_verdicts_are_capped() -> None:
-    sc = Scorer(settings(pending_max=3), {}, {})
+    sc = Scorer(settings(pending_max=3), {})
     feed(sc, [verdict(i, "q") for i in range(5)])
     st = sc.state("q")
-    assert st.pending_count == 3
+    assert sc.pending_count("q") == 3
     assert st.expired_pending == 2
 
 
 def test_duplicate_decision_in_one_batch_keeps_the_first_copy() -> None:
-    sc = Scorer(settings(), {}, {})
+    sc = Scorer(settings(), {})
     feed(sc, [decision(1, "q", T0), decision(1, "q", T0 + 5 * H)])
     feed(sc, [verdict(1, "q")])
     st = sc.state("q")

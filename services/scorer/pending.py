@@ -1,0 +1,123 @@
+"""Verdicts waiting for their decision (a verdict may arrive first), kept in chunks.
+
+The waiting verdicts of a batch become one ``p|...`` chunk (``chunks.py``), never part of the
+queue's own record, so a queue flooded with orphan verdicts cannot grow its record past the
+producer's request size. Which of them still wait is derived: a chunk's verdict waits until
+its id is counted (its decision arrived) or its chunk expires (it is then dropped and
+counted as such). The derived index is rebuilt from the table after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.scorer.chunks import HOUR, ChunkStore, Record
+
+# [reviewed_at, decision_id, outcome, error_type, sample_type]
+Horizons = Callable[[str], tuple[float, float]]  # queue -> (alive_from, pending_alive_from)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    by_verdict: dict[str, str] = field(default_factory=dict)  # verdict_id -> decision_id
+    by_decision: dict[str, dict[str, Record]] = field(default_factory=dict)
+
+    def put(self, verdict_id: str, record: Record) -> None:
+        decision_id = record[1]
+        self.by_verdict[verdict_id] = decision_id
+        self.by_decision.setdefault(decision_id, {})[verdict_id] = record
+
+    def drop(self, verdict_id: str) -> bool:
+        decision_id = self.by_verdict.pop(verdict_id, None)
+        if decision_id is None:
+            return False
+        waiting = self.by_decision.get(decision_id, {})
+        waiting.pop(verdict_id, None)
+        if not waiting:
+            self.by_decision.pop(decision_id, None)
+        return True
+
+
+class PendingStore:
+    def __init__(
+        self, table: MutableMapping[str, Any], counted: ChunkStore, horizons: Horizons
+    ) -> None:
+        self.chunks = ChunkStore(table, "p")
+        self._counted = counted
+        self._horizons = horizons
+        self._queues: dict[str, _Waiting] = {}
+        self._staged: dict[str, dict[str, Record]] = {}  # queue -> this batch's new waiters
+        self._stale = True
+
+    def invalidate(self) -> None:
+        self._stale = True
+        self._staged.clear()
+        self.chunks.invalidate()
+
+    def rebuild(self) -> None:
+        """Derive which verdicts wait again on next use (after chunks were forgotten)."""
+        self._stale = True
+
+    def _ensure(self) -> None:
+        if not self._stale:
+            return
+        self._queues = {}
+        horizons: dict[str, tuple[float, float]] = {}
+        for key, chunk in self.chunks.chunks():
+            if key.queue_id not in horizons:
+                horizons[key.queue_id] = self._horizons(key.queue_id)
+            alive_from, pending_alive_from = horizons[key.queue_id]
+            if key.hour + HOUR <= pending_alive_from:
+                continue  # expired; its deletion may not have reached the table
+            waiting = self._queues.setdefault(key.queue_id, _Waiting())
+            for verdict_id, record in chunk["r"].items():
+                if self._counted.key_of(verdict_id, alive_from) is None:
+                    waiting.put(verdict_id, record)
+        self._stale = False
+
+    def count(self, queue_id: str) -> int:
+        self._ensure()
+        w = self._queues.get(queue_id)
+        return len(w.by_verdict) if w else 0
+
+    def waiting(self, queue_id: str, verdict_id: str) -> bool:
+        self._ensure()
+        w = self._queues.get(queue_id)
+        return w is not None and verdict_id in w.by_verdict
+
+    def hold(self, queue_id: str, verdict_id: str, record: Record) -> None:
+        self._ensure()
+        self._queues.setdefault(queue_id, _Waiting()).put(verdict_id, record)
+        self._staged.setdefault(queue_id, {})[verdict_id] = record
+
+    def release(self, queue_id: str, decision_id: str) -> list[tuple[str, Record]]:
+        """The verdicts that waited for ``decision_id``; they no longer wait."""
+        self._ensure()
+        w = self._queues.get(queue_id)
+        if w is None or decision_id not in w.by_decision:
+            return []
+        released = sorted(w.by_decision[decision_id].items())
+        for verdict_id, _ in released:
+            w.drop(verdict_id)
+            self._staged.get(queue_id, {}).pop(verdict_id, None)
+        return released
+
+    def stage(self, queue_id: str, watermark: float, batch: str, pending_alive_from: float) -> None:
+        """Stage this batch's new waiters as one chunk."""
+        new = self._staged.pop(queue_id, None)
+        if new:
+            self.chunks.add(queue_id, watermark, batch, new, pending_alive_from)
+
+    def expire(self, queue_id: str, before: float) -> int:
+        """Expire the chunks of hours ended by ``before``; returns how many of their verdicts
+        were still waiting (dropped)."""
+        self._ensure()
+        w = self._queues.get(queue_id)
+        dropped = 0
+        for _, chunk in self.chunks.expire(queue_id, before):
+            for verdict_id in chunk["r"]:
+                if w is not None and w.drop(verdict_id):
+                    dropped += 1
+        return dropped
