@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -117,7 +118,7 @@ def scorer() -> None:
 
     with _kafka_refusals():
         asyncio.run(prepare())
-    run_worker(settings)
+    run_worker(settings, loglevel=os.environ.get("QW_LOG_LEVEL", "warning").lower())
 
 
 @app.command()

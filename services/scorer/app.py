@@ -57,6 +57,8 @@ def create_app(settings: ScorerSettings) -> faust.App:
         broker_heartbeat_interval=1.0,
         broker_request_timeout=40.0,
         producer_acks=-1 if settings.kafka.acks == "all" else int(settings.kafka.acks),
+        # True hangs the agent after a restart (faust-streaming 0.15); a batch in hand
+        # during a revocation is guarded by Scorer.generation instead
         stream_wait_empty=False,
         # messages are batches of up to MAX_EVENTS_PER_MESSAGE events (100s of KB): fetch
         # several per partition per round trip
@@ -75,16 +77,41 @@ def create_app(settings: ScorerSettings) -> faust.App:
     # table holds JSON-able Python values and serializes them for its changelog.
     schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
     table = app.Table("state", schema=schema)
+    # Faust's commit flushes its producer buffer for at most 0.1 s and then commits the
+    # input offsets anyway (faust-streaming 0.15, ProducerBuffer.flush_atmost), so a
+    # committed offset does not prove the changelog records before it are durable. The
+    # agent therefore acknowledges a message itself, once its changelog records are: the
+    # futures of the table's changelog sends are captured here.
+    changelog_sends: list[Any] = []
+    send_changelog = table.send_changelog
+
+    def _captured(*args: Any, **kwargs: Any) -> Any:
+        fut = send_changelog(*args, **kwargs)
+        changelog_sends.append(fut)
+        return fut
+
+    table.send_changelog = _captured  # type: ignore[method-assign]
     scorer = Scorer(settings, table)
     app.qw_scorer = scorer  # type: ignore[attr-defined]
-    recovered = asyncio.Event()  # set: partitions changed, flush every owned queue once
+    # ready: the table is recovered for the current assignment (nothing may read it while
+    # partitions move: a cache or index built from a half-recovered table would be stale);
+    # recovered: flush every owned queue once
+    ready, recovered = asyncio.Event(), asyncio.Event()
 
-    def _rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    def _rebalancing(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        log.debug("partitions moving (%s)", signal)
+        ready.clear()
         scorer.invalidate()  # cached state may belong to partitions this worker lost
-        recovered.set()
 
-    app.on_partitions_revoked.connect(_rebalanced)
-    app.on_partitions_assigned.connect(_rebalanced)
+    def _recovered(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        log.debug("table recovered")
+        scorer.invalidate()  # drop anything read while the table was being recovered
+        recovered.set()
+        ready.set()
+
+    app.on_partitions_revoked.connect(_rebalancing)
+    app.on_partitions_assigned.connect(_rebalancing)
+    app.on_rebalance_complete.connect(_recovered)
 
     def _acked(queue_id: str, seq: int, fut: Any) -> None:
         scorer.acked(queue_id, seq)
@@ -107,23 +134,87 @@ def create_app(settings: ScorerSettings) -> faust.App:
         )  # fmt: skip
         return await deadletter_topic.send(key=key, value=body)
 
+    # Acknowledgements go in input order: faust-streaming 0.15 commits past a message
+    # that is not acknowledged yet when the one after it is (Consumer._new_offset accepts
+    # a gap of one after the committed offset).
+    acking: set[asyncio.Future[None]] = set()
+    last_ack: list[asyncio.Future[None] | None] = [None]
+
+    async def ack_when_durable(
+        event: Any, sends: list[Any], before: asyncio.Future[None] | None
+    ) -> None:
+        if sends:
+            await asyncio.gather(*sends)
+        if before is not None:
+            await before
+        event.ack()
+
+    # The next offset expected per partition of the events topic, whose offsets are
+    # contiguous (no compaction, no transactions). faust-streaming 0.15 can drop a message
+    # while its flow is suspended around a rebalance (Consumer._drain_messages marks it
+    # read all the same); a dropped message is re-read by seeking back to it, and nothing
+    # after it is acknowledged until it is scored.
+    expected: dict[int, int] = {}
+
+    def _forget_positions(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        expected.clear()
+
+    app.on_partitions_assigned.connect(_forget_positions)
+    app.on_partitions_revoked.connect(_forget_positions)
+
+    async def in_sequence(msg: Any) -> bool:
+        """Is this the message that should come next on its partition? If faust skipped
+        some, seek back to the first one skipped and refuse this one for now."""
+        tp = msg.tp
+        want = expected.get(msg.partition)
+        if want is None:  # first since the assignment: the committed offset, if known
+            committed = getattr(app.consumer, "_committed_offset", {}).get(tp)
+            want = committed if isinstance(committed, int) and committed >= 0 else msg.offset
+        if msg.offset > want:
+            log.warning(
+                "offsets %s-%s of %s were not delivered; reading again from %s",
+                want, msg.offset - 1, tp, want,
+            )  # fmt: skip
+            expected[msg.partition] = want
+            await app.consumer.seek(tp, want)
+            return False
+        expected[msg.partition] = max(want, msg.offset + 1)
+        return True
+
     @app.agent(events)
     async def score(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
+        async for event in stream.noack().events():
+            if not await in_sequence(event.message):
+                continue  # not acknowledged: it comes again after the skipped ones
+            changelog_sends.clear()
             try:
-                batch = batches.decode(event.value)
-            except ValueError as exc:
-                await dead_letter(msg, event.key, event.value, str(exc))
-                continue
-            queue_id = batch["queue_id"]
-            position: Position = (msg.partition, msg.offset)
+                await score_one(event)
+            finally:
+                sends = list(changelog_sends)
+                changelog_sends.clear()
+                task = asyncio.ensure_future(ack_when_durable(event, sends, last_ack[0]))
+                last_ack[0] = task
+                acking.add(task)
+                task.add_done_callback(acking.discard)
+
+    async def score_one(event: Any) -> None:
+        msg = event.message
+        try:
+            batch = batches.decode(event.value)
+        except ValueError as exc:
+            changelog_sends.append(await dead_letter(msg, event.key, event.value, str(exc)))
+            return
+        queue_id = batch["queue_id"]
+        position: Position = (msg.partition, msg.offset)
+        while True:
+            generation = scorer.generation
             try:
                 if scorer.applied(queue_id, position):
-                    continue
+                    log.debug("replay of %s at %s: applied before", queue_id, position)
+                    break
                 out = scorer.process(batch, time.time(), position, msg.timestamp)
             except Exception as exc:  # a bug or a poison batch must not stop the queue
-                log.exception("scoring %s at %s failed; batch dead-lettered", queue_id, position)
+                log.exception("scoring %s at %s failed; dead-lettered", queue_id, position)
                 scorer.rollback()
                 reason = f"scorer: {type(exc).__name__}: {exc}"[:2000]
                 await (await dead_letter(msg, event.key, event.value, reason))
@@ -131,22 +222,25 @@ def create_app(settings: ScorerSettings) -> faust.App:
                     scorer.skip(queue_id, position)
                 except Exception:
                     log.exception("cannot record %s at %s as skipped", queue_id, position)
-                continue
+                break
             if out.rejected:
                 sent = [
                     await dead_letter(msg, event.key, codec.dumps(item), reason)
                     for item, reason in out.rejected
                 ]
                 await asyncio.gather(*sent)
+                if scorer.generation != generation:
+                    continue  # state was reloaded meanwhile: apply again from it
             scorer.commit(queue_id)
             await send_outbox(queue_id)
             await send_snapshot(queue_id)
+            break
 
     @app.timer(interval=max(0.2, min(settings.snapshot_interval_s, 1.0)))  # type: ignore[untyped-decorator]
     async def flush() -> None:
         """Deferred snapshots; after a restart or rebalance, every owned queue's outbox
         and snapshot once."""
-        if app.rebalancing or app.in_recovery:
+        if not ready.is_set():
             return
         if recovered.is_set():
             recovered.clear()

@@ -95,11 +95,13 @@ class Scorer:
         self._dirty: set[str] = set()  # queues whose latest state no snapshot carries yet
         self._sent: dict[str, int] = {}  # queue -> highest outbox seq handed out to send
         self._acked: dict[str, int] = {}  # queue -> highest outbox seq the broker acked
+        self.generation = 0  # bumped when in-memory state is dropped
 
     # -- state ------------------------------------------------------------------------------
     def invalidate(self) -> None:
         """Partitions moved, or a batch failed: drop derived in-memory state; it is rebuilt
         from the table. Outputs not acknowledged are handed out again."""
+        self.generation += 1
         self._cache.clear()
         self._decisions.invalidate()
         self._counted.invalidate()

@@ -6,6 +6,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from services.ingest.validation import validate_items
 from services.scorer.core import Output, Scorer
 from services.scorer.settings import ScorerSettings
@@ -176,7 +178,7 @@ def test_queue_state_round_trip() -> None:
 
 
 def test_old_decisions_expire() -> None:
-    sc = Scorer(settings(decision_ttl_seconds=3 * 3600), {})
+    sc = Scorer(settings(decision_ttl_seconds=3 * 3600, pending_ttl_seconds=3 * 3600), {})
     feed(sc, [decision(1, "q")])
     feed(sc, [decision(2, "q", T0 + 10 * H)])
     assert len(sc._decisions) == 1  # d1's chunk is gone
@@ -215,7 +217,7 @@ def test_a_replayed_message_is_recognised_as_applied() -> None:
 
 def test_counted_verdict_ids_live_at_least_as_long_as_their_decisions() -> None:
     """A batch mixing old and new decisions must not let a verdict be counted twice."""
-    sc = Scorer(settings(decision_ttl_seconds=2 * 86400), {})
+    sc = Scorer(settings(decision_ttl_seconds=2 * 86400, pending_ttl_seconds=2 * 86400), {})
     feed(sc, [decision(1, "q", T0), decision(2, "q", T0 + 36 * H)])
     feed(sc, [verdict(1, "q", T0 + 37 * H, correct=False)])
     feed(sc, [decision(3, "q", T0 + 70 * H)])  # time moves on
@@ -272,3 +274,106 @@ def test_duplicate_decision_in_one_batch_keeps_the_first_copy() -> None:
     st = sc.state("q")
     assert st.decisions_total == 1
     assert st.buckets[int(T0.timestamp())].n == 1
+
+
+def test_every_closed_subgroup_is_published_once_with_its_status() -> None:
+    rng = random.Random(11)
+    sc = Scorer(settings(phase1_subgroups=3), {})
+    out = Output()
+    for hour in range(9):
+        n = 3 if hour == 1 else 60  # hour 1 is too small to learn from
+        o = feed(sc, hour_of_traffic(hour * 1000, hour, n, 0.1, rng))
+        out.points += o.points
+    starts = [p.start for p in out.points]
+    assert len(starts) == len(set(starts))  # each once
+    assert starts == sorted(starts)
+    st = sc.state("q")
+    assert len(out.points) == st.closed_count
+    assert [p.status for p in out.points[:5]] == [
+        "phase1", "learning_skipped", "phase1", "phase1", "charted",
+    ]  # fmt: skip
+    charted = out.points[4]
+    assert charted.center is not None
+    assert charted.center == st.baseline_p
+    assert charted.lcl is not None
+    assert charted.ucl is not None
+    assert charted.lcl <= charted.center <= charted.ucl
+    assert charted.revision == 0
+    assert charted.original_n == charted.n
+
+
+def test_late_verdicts_revise_the_published_subgroup_and_never_alert() -> None:
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {})
+    rng = random.Random(12)
+    closed = feed(sc, [*hour_of_traffic(0, 0, 40, 0.0, rng), decision("tick", "q", T0 + 5 * H)])
+    assert [p.revision for p in closed.points if p.start == T0] == [0]
+    late = [decision(f"x{i}", "q", T0 + timedelta(minutes=i)) for i in range(30)]
+    late += [verdict(f"x{i}", "q", T0 + 5 * H, correct=False) for i in range(30)]
+    out = feed(sc, late)
+    revised = [p for p in out.points if p.start == T0]
+    assert [p.revision for p in revised] == [1]
+    r = revised[0]
+    assert (r.original_n, r.original_errors) == (40, 0)
+    assert (r.n, r.errors, r.late) == (70, 30, 30)
+    assert "p_chart_ucl" in r.signals  # shown on the chart ...
+    assert not [b for b in out.breaches if b.kind == "spc"]  # ... but raises no SPC alert
+    snap = sc.snapshot(sc.state("q"), time.time())
+    assert snap.late_verdicts_total == 30
+    assert snap.subgroups_closed >= 1
+
+
+def test_held_back_snapshots_are_flushed_later() -> None:
+    sc = Scorer(settings(snapshot_interval_s=60.0), {})
+    b = batches.group_by_queue(validate_items([decision(1, "q")], None).events)[0]
+    w = time.time()
+    sc.process(b, w, (0, 0))
+    sc.commit("q")
+    assert sc.snapshot_if_due("q", w) is not None
+    b2 = batches.group_by_queue(validate_items([decision(2, "q")], None).events)[0]
+    sc.process(b2, w + 10, (0, 1))
+    sc.commit("q")
+    assert sc.snapshot_if_due("q", w + 10) is None  # throttled, not dropped
+    assert sc.due_snapshots(w + 30) == []
+    (snap,) = sc.due_snapshots(w + 61)
+    assert snap.decisions_total == 2
+    assert sc.due_snapshots(w + 1000) == []  # nothing changed since
+
+
+def test_acknowledged_outputs_leave_the_queue_record() -> None:
+    rng = random.Random(13)
+    sc = Scorer(settings(phase1_subgroups=2), {})
+    feed(sc, hour_of_traffic(0, 0, 30, 0.1, rng) + hour_of_traffic(1000, 6, 30, 0.1, rng))
+    entries = sc.unsent("q")
+    assert entries
+    assert sc.unsent("q") == []
+    assert len(sc.state("q").outbox) == len(entries)
+    for e in entries[:-1]:
+        sc.acked("q", e.seq)
+    feed(sc, [decision("more", "q", T0 + 6 * H)])
+    assert [e[0] for e in sc.state("q").outbox] == [entries[-1].seq]
+
+
+def test_a_flood_of_orphan_verdicts_keeps_the_queue_record_small() -> None:
+    table: dict[str, Any] = {}
+    sc = Scorer(settings(pending_max=10_000), table)
+    items = [verdict(f"o{i}", "q", T0 + H, decision_id=f"missing{i}") for i in range(10_000)]
+    feed(sc, items)
+    assert sc.pending_count("q") == 10_000
+    assert len(codec.dumps(table["q|q"])) < 4096
+    assert max(len(codec.dumps(v)) for v in table.values()) < 1024 * 1024
+
+
+@pytest.mark.parametrize("item", [7, "text", None, [1, 2], {"decision_id": 5}])
+def test_items_of_the_wrong_shape_go_to_the_dead_letter_topic(item: Any) -> None:
+    sc = Scorer(settings(), {})
+    batch: Any = {
+        "v": 1,
+        "queue_id": "q",
+        "decisions": [item, decision(1, "q")],
+        "verdicts": [item],
+    }
+    out = sc.process(batch, time.time(), (0, 0))
+    assert len(out.rejected) == 2
+    assert all(reason.startswith("scorer: ") for _, reason in out.rejected)
+    sc.commit("q")
+    assert sc.state("q").decisions_total == 1
