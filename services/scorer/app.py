@@ -27,9 +27,12 @@ import logging
 import time
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types.tuples import Message as FaustMessage
 
 from services.scorer.core import Position, Scorer
 from services.scorer.settings import ScorerSettings
@@ -150,10 +153,11 @@ def create_app(settings: ScorerSettings) -> faust.App:
         event.ack()
 
     # The next offset expected per partition of the events topic, whose offsets are
-    # contiguous (no compaction, no transactions). faust-streaming 0.15 can drop a message
-    # while its flow is suspended around a rebalance (Consumer._drain_messages marks it
-    # read all the same); a dropped message is re-read by seeking back to it, and nothing
-    # after it is acknowledged until it is scored.
+    # contiguous (no compaction, no transactions). faust-streaming 0.15 can drop messages
+    # while its flow is suspended around a rebalance (Consumer._drain_messages marks them
+    # read all the same, so they never come again). The agent reads such a gap itself,
+    # straight from the broker, scores it in order, and acknowledges it to faust's
+    # consumer so that the committed offset can move past it.
     expected: dict[int, int] = {}
 
     def _forget_positions(sender: Any, /, *args: Any, **kwargs: Any) -> None:
@@ -162,40 +166,63 @@ def create_app(settings: ScorerSettings) -> faust.App:
     app.on_partitions_assigned.connect(_forget_positions)
     app.on_partitions_revoked.connect(_forget_positions)
 
-    async def in_sequence(msg: Any) -> bool:
-        """Is this the message that should come next on its partition? If faust skipped
-        some, seek back to the first one skipped and refuse this one for now."""
-        tp = msg.tp
-        want = expected.get(msg.partition)
-        if want is None:  # first since the assignment: the committed offset, if known
-            committed = getattr(app.consumer, "_committed_offset", {}).get(tp)
-            want = committed if isinstance(committed, int) and committed >= 0 else msg.offset
+    async def read_gap(tp: Any, start: int, end: int) -> list[Any]:
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
+            client_id=f"{settings.kafka.client_id}-scorer-gap",
+        )  # fmt: skip
+        await reader.start()
+        try:
+            part = TopicPartition(tp.topic, tp.partition)
+            reader.assign([part])
+            reader.seek(part, start)
+            records: list[Any] = []
+            while len(records) < end - start:
+                got = await reader.getmany(part, timeout_ms=2000, max_records=end - start)
+                records += [r for r in got.get(part, []) if start <= r.offset < end]
+        finally:
+            await reader.stop()
+        return records
+
+    def gap_event(tp: Any, record: Any) -> Any:
+        msg = FaustMessage(
+            record.topic, record.partition, record.offset, record.timestamp / 1000.0,
+            record.timestamp_type, record.headers, record.key, record.value, None, tp=tp,
+        )  # fmt: skip
+        return SimpleNamespace(
+            message=msg, key=record.key, value=record.value,
+            ack=lambda: app.consumer.ack(msg),
+        )  # fmt: skip
+
+    async def fill_gap(msg: Any) -> None:
+        """Score the offsets of this partition that faust skipped, before ``msg``."""
+        want = expected.get(msg.partition, msg.offset)  # the first since an assignment
         if msg.offset > want:
             log.warning(
-                "offsets %s-%s of %s were not delivered; reading again from %s",
-                want, msg.offset - 1, tp, want,
+                "offsets %s-%s of %s were not delivered; reading them directly",
+                want, msg.offset - 1, msg.tp,
             )  # fmt: skip
-            expected[msg.partition] = want
-            await app.consumer.seek(tp, want)
-            return False
+            for record in await read_gap(msg.tp, want, msg.offset):
+                await handle(gap_event(msg.tp, record))
         expected[msg.partition] = max(want, msg.offset + 1)
-        return True
+
+    async def handle(event: Any) -> None:
+        changelog_sends.clear()
+        try:
+            await score_one(event)
+        finally:
+            sends = list(changelog_sends)
+            changelog_sends.clear()
+            task = asyncio.ensure_future(ack_when_durable(event, sends, last_ack[0]))
+            last_ack[0] = task
+            acking.add(task)
+            task.add_done_callback(acking.discard)
 
     @app.agent(events)
     async def score(stream: Any) -> None:
         async for event in stream.noack().events():
-            if not await in_sequence(event.message):
-                continue  # not acknowledged: it comes again after the skipped ones
-            changelog_sends.clear()
-            try:
-                await score_one(event)
-            finally:
-                sends = list(changelog_sends)
-                changelog_sends.clear()
-                task = asyncio.ensure_future(ack_when_durable(event, sends, last_ack[0]))
-                last_ack[0] = task
-                acking.add(task)
-                task.add_done_callback(acking.discard)
+            await fill_gap(event.message)
+            await handle(event)
 
     async def score_one(event: Any) -> None:
         msg = event.message

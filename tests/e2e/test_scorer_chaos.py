@@ -287,8 +287,10 @@ async def test_scorer_killed_during_catch_up_counts_exactly(
         lost += max(0, t[0] - got["n"])
         doubled += max(0, got["n"] - t[0])
     assert {b["dedup_key"] for _, b in breaches} == expected_breaches, context
+    log = (tmp_path / "logs" / "scorer.log").read_text(errors="replace")
+    gaps = log.count("were not delivered")
     print(
-        f"\nchaos: {n_events:,} events in {len(msgs):,} batches, {KILLS} SIGKILLs at {kills}, "
+        f"\nchaos ({gaps} undelivered ranges read directly): {n_events:,} events in {len(msgs):,} batches, {KILLS} SIGKILLs at {kills}, "
         f"{len(points)} subgroups and {len(expected_breaches)} breaches compared: "
         f"lost {lost}, doubled {doubled} ({context})"
     )
