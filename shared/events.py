@@ -213,6 +213,7 @@ class QualitySnapshot(BaseModel):
     late_verdicts_total: int = 0  # verdicts counted after their subgroup had closed
     late_verdicts_24h: int = 0  # of those, in the subgroups of the last 24 h
     subgroups_closed: int = 0  # subgroups closed so far (each published on qw.subgroups.v1)
+    failed_batches: int = 0  # batches dead-lettered whole because scoring them raised
 
 
 class BreachKind(StrEnum):

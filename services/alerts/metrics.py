@@ -26,6 +26,7 @@ class Metrics:
     pending_verdicts: Gauge
     dropped_verdicts: Gauge
     late_verdicts: Gauge
+    failed_batches: Gauge
     decisions_total: Gauge
     verdicts_total: Gauge
     health_score: Gauge
@@ -79,6 +80,14 @@ class Metrics:
             late_verdicts=Gauge(
                 "qw_queue_late_verdicts",
                 "verdicts counted after their subgroup closed",
+                q,
+                registry=r,
+            ),
+            # Batches of the queue the scorer dead-lettered whole because scoring them raised
+            # (the snapshot's failed_batches): each is a bug or a poison input to look at.
+            failed_batches=Gauge(
+                "qw_queue_failed_batches",
+                "event batches the scorer could not score (dead-lettered whole)",
                 q,
                 registry=r,
             ),

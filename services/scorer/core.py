@@ -211,7 +211,9 @@ class Scorer:
         applied, so a replay does not dead-letter it again."""
         st = self._load(queue_id)
         st.applied = position
+        st.failed_batches += 1
         self._table[QUEUE_PREFIX + queue_id] = st.to_dict()
+        self._dirty.add(queue_id)
 
     def _forget_if_cut_short(self, batch_id: str) -> None:
         stores = (self._decisions, self._counted, self._pending.chunks)
@@ -634,6 +636,7 @@ class Scorer:
             late_verdicts_total=st.late_total,
             late_verdicts_24h=late_24h,
             subgroups_closed=st.closed_count,
+            failed_batches=st.failed_batches,
             last_point=st.last_point,
         )
 

@@ -87,6 +87,8 @@ class QueueState:
     # restart. ``out_seq`` numbers them.
     outbox: list[list[Any]] = field(default_factory=list)
     out_seq: int = 0
+    # batches dead-lettered whole because scoring them raised
+    failed_batches: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +115,7 @@ class QueueState:
             "pending_alive_from": _finite(self.pending_alive_from),
             "outbox": self.outbox,
             "out_seq": self.out_seq,
+            "failed_batches": self.failed_batches,
         }
 
     @classmethod
@@ -142,6 +145,7 @@ class QueueState:
             pending_alive_from=_infinite(d["pending_alive_from"]),
             outbox=[list(x) for x in d["outbox"]],
             out_seq=int(d["out_seq"]),
+            failed_batches=int(d.get("failed_batches", 0)),
         )
 
 

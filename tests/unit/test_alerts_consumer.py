@@ -137,6 +137,9 @@ async def test_late_verdicts_are_exported_per_queue(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     m = Metrics.create(CollectorRegistry())
-    snap = make_snapshot("q", 0, []).model_copy(update={"late_verdicts_total": 7})
+    snap = make_snapshot("q", 0, []).model_copy(
+        update={"late_verdicts_total": 7, "failed_batches": 2}
+    )
     await AlertsConsumer(SETTINGS, sessions, m).handle([rec(SNAP, codec.dumps(snap))])
     assert m.registry.get_sample_value("qw_queue_late_verdicts", {"queue": "q"}) == 7
+    assert m.registry.get_sample_value("qw_queue_failed_batches", {"queue": "q"}) == 2

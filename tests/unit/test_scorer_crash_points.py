@@ -210,6 +210,7 @@ def test_a_batch_that_raises_changes_nothing() -> None:
             flaky.rollback()
             flaky.skip(b["queue_id"], (0, offset))
             assert flaky.process(b, WALL, (0, offset)).skipped  # a replay does not retry it
+            assert flaky.snapshot(flaky.state(b["queue_id"]), WALL).failed_batches == 1
             continue
         if not flaky.process(b, WALL, (0, offset)).skipped:
             flaky.commit(b["queue_id"])
@@ -217,4 +218,6 @@ def test_a_batch_that_raises_changes_nothing() -> None:
     a, z = fingerprint(without), fingerprint(flaky)
     q = msgs[poisoned]["queue_id"]
     a[q].pop("applied"), z[q].pop("applied")
+    assert z[q].pop("failed_batches") == 1
+    a[q].pop("failed_batches")
     assert a == z
