@@ -23,9 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
 from services.demo.orchestrator import KAFKA_SCRIPT, Services, kafka_script, local_kafka
 from services.ingest.validation import validate_items
 from services.scorer.core import Scorer
@@ -33,8 +30,7 @@ from services.scorer.settings import ScorerSettings
 from services.simulator.model import SimConfig, Simulation
 from shared import batches
 from shared.batches import EventBatch
-from shared.kafka import ensure_topics, make_producer, wait_for_broker
-from shared.settings import KafkaSettings
+from shared.kafka import ensure_topics, group_progress, make_producer, wait_for_broker
 from shared.topics import queue_key
 
 
@@ -51,22 +47,6 @@ def make_batches(hours: float, queues: int, poll: int) -> tuple[list[EventBatch]
             buf = []
     out += batches.group_by_queue(validate_items(buf, None).events)
     return out, n
-
-
-async def committed_and_end(kafka: KafkaSettings, group: str) -> tuple[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
-    await admin.start()
-    await probe.start()
-    try:
-        tps = [TopicPartition(kafka.topics.events, p) for p in range(kafka.partitions)]
-        ends = await probe.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group)
-        done = sum(max(0, committed[tp].offset) for tp in tps if tp in committed)
-        return done, sum(ends.values())
-    finally:
-        await probe.stop()
-        await admin.close()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -121,7 +101,7 @@ async def main(args: argparse.Namespace) -> None:
             try:
                 while True:
                     services.check()
-                    done, end = await committed_and_end(kafka, group)
+                    done, end = await group_progress(kafka, group, kafka.topics.events)
                     now = time.perf_counter()
                     if done > 0 and t_first is None:
                         t_first, first_done = now, done

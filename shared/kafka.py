@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     InvalidReplicationFactorError,
@@ -84,6 +84,24 @@ def _refusal_message(
         )
     error, detail = refused[first]
     return f"{where}: {error.__name__}: {detail}"
+
+
+async def group_progress(settings: KafkaSettings, group: str, topic: str) -> tuple[int, int]:
+    """(offsets the consumer group has committed, end offsets) summed over the topic's
+    partitions: how far a group is through a backlog."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    await probe.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        ends = await probe.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group)
+        done = sum(max(0, committed[tp].offset) for tp in tps if tp in committed)
+        return done, sum(ends.values())
+    finally:
+        await probe.stop()
+        await admin.close()
 
 
 def make_consumer(

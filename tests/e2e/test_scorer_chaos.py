@@ -26,15 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.demo.orchestrator import Services
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
 from shared import batches
 from shared.batches import EventBatch
-from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.kafka import ensure_topics, group_progress, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 from tests.integration.kafka_helpers import read_topic
@@ -138,22 +136,6 @@ def generate(seed: int, hours: int, per_hour: int) -> tuple[list[EventBatch], Tr
     return out, truth, n_events
 
 
-async def progress(kafka: KafkaSettings, group: str) -> tuple[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    probe = make_consumer(kafka, "chaos-probe")
-    await admin.start()
-    await probe.start()
-    try:
-        tps = [TopicPartition(kafka.topics.events, p) for p in range(kafka.partitions)]
-        ends = await probe.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group)
-        done = sum(max(0, committed[tp].offset) for tp in tps if tp in committed)
-        return done, sum(ends.values())
-    finally:
-        await probe.stop()
-        await admin.close()
-
-
 def latest(records: list[tuple[bytes | None, Any]], key: str) -> dict[Any, dict[str, Any]]:
     out: dict[Any, dict[str, Any]] = {}
     for _, value in records:
@@ -220,13 +202,15 @@ async def test_scorer_killed_during_catch_up_counts_exactly(
             # once the worker (re)started and committed progress, at a random moment after
             while True:
                 services.check()
-                done, end = await progress(kafka_settings, group)
+                done, end = await group_progress(
+                    kafka_settings, group, kafka_settings.topics.events
+                )
                 if done > before:
                     break
                 assert time.monotonic() < deadline, f"no progress past {done}/{end}"
                 await asyncio.sleep(0.1)
             await asyncio.sleep(rng.uniform(0, 1.0))
-            done, end = await progress(kafka_settings, group)
+            done, end = await group_progress(kafka_settings, group, kafka_settings.topics.events)
             assert done < end, f"the backlog was drained before kill {len(kills) + 1}"
             before = done
             os.kill(services.procs["scorer"].pid, signal.SIGKILL)
@@ -235,7 +219,7 @@ async def test_scorer_killed_during_catch_up_counts_exactly(
             services.start("scorer")
         while True:
             services.check()
-            done, end = await progress(kafka_settings, group)
+            done, end = await group_progress(kafka_settings, group, kafka_settings.topics.events)
             if done >= end:
                 break
             assert time.monotonic() < deadline, f"scorer did not catch up: {done}/{end}"
