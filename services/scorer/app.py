@@ -177,7 +177,11 @@ def create_app(settings: ScorerSettings) -> faust.App:
             reader.assign([part])
             reader.seek(part, start)
             records: list[Any] = []
+            deadline = time.monotonic() + 60
             while len(records) < end - start:
+                if time.monotonic() > deadline:
+                    # not acknowledged, so the committed offset stays before the gap
+                    raise RuntimeError(f"cannot read offsets {start}-{end - 1} of {tp}")
                 got = await reader.getmany(part, timeout_ms=2000, max_records=end - start)
                 records += [r for r in got.get(part, []) if start <= r.offset < end]
         finally:
