@@ -125,8 +125,8 @@ def create_app(settings: ScorerSettings) -> faust.App:
                 key=entry.key, value=entry.value, callback=partial(_acked, queue_id, entry.seq)
             )
 
-    async def send_snapshot(queue_id: str, force: bool = False) -> None:
-        snap = scorer.snapshot_if_due(queue_id, time.time(), force=force)
+    async def send_snapshot(queue_id: str) -> None:
+        snap = scorer.snapshot_if_due(queue_id, time.time())
         if snap is not None:
             await snapshots.send(key=queue_key(queue_id), value=codec.dumps(snap))
 
@@ -146,10 +146,18 @@ def create_app(settings: ScorerSettings) -> faust.App:
     async def ack_when_durable(
         event: Any, sends: list[Any], before: asyncio.Future[None] | None
     ) -> None:
-        if sends:
-            await asyncio.gather(*sends)
-        if before is not None:
-            await before
+        try:
+            if sends:
+                await asyncio.gather(*sends)
+            if before is not None:
+                await before
+        except Exception as exc:
+            # A state write or dead letter the broker refused: nothing from here on may be
+            # acknowledged, and waiting would stall the commit silently. Stop the worker; a
+            # restart replays from the committed offset.
+            log.critical("a changelog or dead-letter send failed; stopping: %r", exc)
+            await app.crash(exc)
+            raise
         event.ack()
 
     # The next offset expected per partition of the events topic, whose offsets are

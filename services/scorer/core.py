@@ -249,14 +249,12 @@ class Scorer:
         if seq > self._acked.get(queue_id, -1):
             self._acked[queue_id] = seq
 
-    def snapshot_if_due(
-        self, queue_id: str, wall: float, force: bool = False
-    ) -> QualitySnapshot | None:
-        """The queue's snapshot when its state changed and the throttle allows (or
-        ``force``); otherwise the queue stays dirty for ``due_snapshots``."""
-        if queue_id not in self._dirty and not force:
+    def snapshot_if_due(self, queue_id: str, wall: float) -> QualitySnapshot | None:
+        """The queue's snapshot when its state changed and the throttle allows; otherwise
+        the queue stays dirty for ``due_snapshots``."""
+        if queue_id not in self._dirty:
             return None
-        if not force and wall - self._last_snapshot.get(queue_id, 0.0) < self.s.snapshot_interval_s:
+        if wall - self._last_snapshot.get(queue_id, 0.0) < self.s.snapshot_interval_s:
             return None
         self._dirty.discard(queue_id)
         self._last_snapshot[queue_id] = wall
