@@ -101,13 +101,18 @@ class Services:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str) -> None:
+    def start(
+        self, name: str, *, as_: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """Start service ``name``; ``as_`` names this instance (e.g. a second scorer worker),
+        its log file and its entry in ``procs``; ``env`` adds to the shared environment."""
+        label = as_ or name
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
+        log = (self.log_dir / f"{label}.log").open("ab")
+        self.procs[label] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", name],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
 
     def check(self) -> None:
@@ -115,6 +120,17 @@ class Services:
             if p.poll() is not None:
                 tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"service {name} exited with {p.returncode}:\n{tail}")
+
+    def end(self, label: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal one instance (SIGKILL for a crash), wait for it and forget it; its exit
+        status is returned."""
+        p = self.procs.pop(label)
+        p.send_signal(sig)
+        try:
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            return p.wait()
 
     def stop(self, timeout: float = 20.0) -> None:
         for p in self.procs.values():

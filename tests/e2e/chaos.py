@@ -1,0 +1,255 @@
+"""Shared by the scorer's fault tests: a generator of per-queue batches with known truth,
+the expected output of the pure ``Scorer`` on them, and an exact comparison with what a
+real worker published on the broker.
+
+The generator makes what upsets a stream processor: duplicates, verdicts before their
+decisions, decisions hours late, verdicts long after their subgroup closed (revisions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from services.scorer.core import Scorer
+from services.scorer.settings import ScorerSettings
+from shared import batches
+from shared.batches import EventBatch
+from shared.kafka import ensure_topics, group_progress, make_producer
+from shared.settings import KafkaSettings
+from shared.topics import queue_key
+from tests.integration.kafka_helpers import read_topic
+
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
+HOUR = 3600
+GRACE = 2 * HOUR
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Truth:
+    decisions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    verdicts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # (queue, subgroup start) -> [random verdicts, errors, decisions]
+    subgroups: dict[tuple[str, int], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0, 0])
+    )
+
+
+def generate(
+    queues: list[str], seed: int, hours: int, per_hour: int
+) -> tuple[list[EventBatch], Truth, int]:
+    """Batches in arrival order, the truth, and the number of events (with duplicates).
+    The first queue drifts (error rate x3) half-way through."""
+    rng = random.Random(seed)
+    truth = Truth()
+    arrivals: dict[str, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
+    for q in queues:
+        base_error = rng.uniform(0.03, 0.08)
+        for h in range(hours):
+            error = base_error * (3 if q == queues[0] and h >= hours // 2 else 1)
+            for i in range(per_hour):
+                did = f"{q}-d{h}-{i}"
+                at = T0 + timedelta(hours=h, seconds=rng.uniform(0, 3599))
+                d = {
+                    "kind": "decision", "decision_id": did, "content_id": f"c{h}-{i}",
+                    "queue_id": q, "moderator_id": f"m{i % 40}", "site_id": f"s{i % 3}",
+                    "policy_id": "p.v1", "action": "remove", "decided_at": _iso(at),
+                    "severity": 2,
+                }  # fmt: skip
+                start = int(at.timestamp()) // HOUR * HOUR
+                truth.decisions[q] += 1
+                truth.subgroups[(q, start)][2] += 1
+                # most decisions arrive at once; some late, after their verdict
+                d_arrival = at.timestamp() + (
+                    rng.uniform(2, 5) * HOUR if rng.random() < 0.03 else 0
+                )
+                arrivals[q].append((d_arrival, d))
+                if rng.random() < 0.01:
+                    arrivals[q].append((d_arrival + rng.uniform(0, HOUR), d))  # duplicate
+                if rng.random() >= 0.6:
+                    continue
+                wrong = rng.random() < error
+                sample = "random" if rng.random() < 0.9 else "targeted"
+                lag = (
+                    rng.uniform(0.2, 2.5) * HOUR
+                    if rng.random() < 0.85
+                    else rng.uniform(4, 9) * HOUR
+                )
+                v = {
+                    "kind": "verdict", "verdict_id": f"{q}-v{h}-{i}", "decision_id": did,
+                    "queue_id": q, "auditor_id": "a1", "reviewed_at": _iso(at + timedelta(seconds=lag)),
+                    "outcome": "incorrect" if wrong else "correct",
+                    "error_type": "under_enforcement" if wrong else None, "sample_type": sample,
+                }  # fmt: skip
+                truth.verdicts[q] += 1
+                if sample == "random":
+                    truth.subgroups[(q, start)][0] += 1
+                    truth.subgroups[(q, start)][1] += wrong
+                arrivals[q].append((at.timestamp() + lag, v))
+                if rng.random() < 0.03:
+                    arrivals[q].append((at.timestamp() + lag + rng.uniform(0, 2 * HOUR), v))
+    # ingest's shape: one batch per queue per poll window of 20 simulated minutes
+    out: list[EventBatch] = []
+    n_events = 0
+    windows: dict[int, list[EventBatch]] = defaultdict(list)
+    for q, items in arrivals.items():
+        items.sort(key=lambda x: x[0])
+        by_window: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for t, item in items:
+            by_window[int(t // 1200)].append(item)
+        for w, events in by_window.items():
+            n_events += len(events)
+            for i in range(0, len(events), batches.MAX_EVENTS_PER_MESSAGE):
+                part = events[i : i + batches.MAX_EVENTS_PER_MESSAGE]
+                windows[w].append(
+                    EventBatch(
+                        v=1,
+                        queue_id=q,
+                        decisions=[e for e in part if e["kind"] == "decision"],
+                        verdicts=[e for e in part if e["kind"] == "verdict"],
+                    )
+                )
+    for w in sorted(windows):
+        out.extend(windows[w])
+    return out, truth, n_events
+
+
+@dataclass
+class Expected:
+    """What the pure Scorer publishes for the batches in this order."""
+
+    points: dict[tuple[str, str], dict[str, Any]]
+    breaches: set[str]
+    reference: Scorer
+
+
+def expected(settings: ScorerSettings, msgs: list[EventBatch]) -> Expected:
+    reference = Scorer(settings, {})
+    points: dict[tuple[str, str], dict[str, Any]] = {}
+    breaches: set[str] = set()
+    for offset, b in enumerate(msgs):
+        out = reference.process(b, time.time(), (0, offset))
+        reference.commit(b["queue_id"])
+        for p in out.points:
+            points[(p.queue_id, p.start.isoformat().replace("+00:00", "Z"))] = p.model_dump(
+                mode="json"
+            )
+        breaches |= {br.dedup_key for br in out.breaches}
+    assert breaches, "the drifted queue must signal"
+    assert any(p["revision"] > 0 for p in points.values()), "late verdicts must revise"
+    return Expected(points, breaches, reference)
+
+
+async def produce(kafka: KafkaSettings, msgs: list[EventBatch]) -> None:
+    """The backlog, on the events topic, keyed by queue as ingest keys it."""
+    await ensure_topics(kafka)
+    producer = make_producer(kafka, linger_ms=20)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                kafka.topics.events, batches.encode(b), key=queue_key(b["queue_id"])
+            )
+            for b in msgs
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+def scorer_env(kafka: KafkaSettings, data_dir: Path) -> dict[str, str]:
+    return {
+        **kafka.as_env(),
+        "QW_SCORER_DATA_DIR": str(data_dir),
+        "QW_SCORER_GRACE_SECONDS": str(GRACE),
+        "QW_SCORER_PHASE1_SUBGROUPS": "12",
+        "QW_SCORER_SNAPSHOT_INTERVAL_S": "0.5",
+    }
+
+
+def chaos_settings(kafka: KafkaSettings) -> ScorerSettings:
+    """The pure Scorer's settings matching ``scorer_env``."""
+    return ScorerSettings(
+        kafka=kafka, grace_seconds=GRACE, phase1_subgroups=12, snapshot_interval_s=0.5
+    )
+
+
+async def progress(kafka: KafkaSettings) -> tuple[int, int]:
+    """(committed, end) of the scorer's group on the events topic."""
+    group = kafka.topic_prefix + ScorerSettings(kafka=kafka).app_id
+    return await group_progress(kafka, group, kafka.topics.events)
+
+
+def latest(records: list[tuple[bytes | None, Any]], key: str) -> dict[Any, dict[str, Any]]:
+    out: dict[Any, dict[str, Any]] = {}
+    for _, value in records:
+        k = (value["queue_id"], value["start"]) if key == "subgroup" else value["queue_id"]
+        if key != "subgroup" or k not in out or value["revision"] >= out[k]["revision"]:
+            out[k] = value
+    return out
+
+
+@dataclass
+class Published:
+    snapshots: dict[Any, dict[str, Any]]
+    points: dict[Any, dict[str, Any]]
+    breaches: set[str]
+
+
+async def collect(kafka: KafkaSettings, truth: Truth, queues: list[str]) -> Published:
+    """Once the worker drained the backlog: what it published. The deferred flush publishes
+    each queue's final state within about a second; wait up to a minute for it."""
+    topics = kafka.topics
+    want = {q: truth.decisions[q] for q in queues}
+    snaps: dict[Any, dict[str, Any]] = {}
+    settle = time.monotonic() + 60
+    while time.monotonic() < settle:
+        snaps = latest(
+            await read_topic(kafka.bootstrap, topics.snapshots, expect=10**9, timeout=3),
+            "snapshot",
+        )
+        if {q: snaps.get(q, {}).get("decisions_total") for q in queues} == want:
+            break
+    points = latest(
+        await read_topic(kafka.bootstrap, topics.subgroups, expect=10**9, timeout=5), "subgroup"
+    )
+    breaches = await read_topic(kafka.bootstrap, topics.breaches, expect=10**9, timeout=3)
+    return Published(snaps, points, {b["dedup_key"] for _, b in breaches})
+
+
+def compare(
+    got: Published, truth: Truth, exp: Expected, queues: list[str], context: str
+) -> tuple[int, int]:
+    """Assert exact equality with the truth and the reference; returns (lost, doubled)
+    verdicts summed over subgroups (both 0 when the assertions hold)."""
+    for q in queues:
+        s = got.snapshots[q]
+        assert (s["decisions_total"], s["verdicts_total"]) == (
+            truth.decisions[q],
+            truth.verdicts[q],
+        ), f"{q}: {context}"
+        assert s["late_verdicts_total"] == exp.reference.state(q).late_total, context
+        assert s["subgroups_closed"] == exp.reference.state(q).closed_count, context
+    assert set(got.points) == set(exp.points), context
+    lost = doubled = 0
+    for key, point in got.points.items():
+        q, start = key
+        t = truth.subgroups[(q, int(datetime.fromisoformat(start).timestamp()))]
+        want = exp.points[key]
+        assert (point["n"], point["errors"], point["decisions"]) == tuple(t), f"{key}: {context}"
+        for f in ("late", "revision", "status", "original_n", "original_errors", "ucl"):
+            assert point[f] == want[f], f"{key} {f}: {context}"
+        lost += max(0, t[0] - point["n"])
+        doubled += max(0, point["n"] - t[0])
+    assert got.breaches == exp.breaches, context
+    return lost, doubled
