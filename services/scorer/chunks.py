@@ -68,7 +68,8 @@ class ChunkStore:
         self.kind = kind  # key prefix: several stores share one table
         self._index: dict[str, ChunkKey] = {}
         self._chunks: dict[ChunkKey, Chunk] = {}  # staged and stored chunks, by key
-        self._groups: dict[tuple[str, int], set[ChunkKey]] = defaultdict(set)
+        # queue -> hour -> its chunks: expiry looks at one queue's hours, not every group
+        self._groups: dict[str, dict[int, set[ChunkKey]]] = defaultdict(dict)
         self._by_batch: dict[str, set[ChunkKey]] = defaultdict(set)
         self._staged: set[ChunkKey] = set()
         self._deleted: list[ChunkKey] = []
@@ -85,7 +86,7 @@ class ChunkStore:
         if not self._stale:
             return
         self._index, self._chunks = {}, {}
-        self._groups, self._by_batch = defaultdict(set), defaultdict(set)
+        self._groups, self._by_batch = defaultdict(dict), defaultdict(set)
         prefix = self.kind + "|"
         for key, chunk in list(self._table.items()):
             if isinstance(key, str) and key.startswith(prefix):
@@ -94,14 +95,14 @@ class ChunkStore:
 
     def _register(self, key: ChunkKey, chunk: Chunk) -> None:
         self._chunks[key] = chunk
-        self._groups[(key.queue_id, key.hour)].add(key)
+        self._groups[key.queue_id].setdefault(key.hour, set()).add(key)
         self._by_batch[key.batch].add(key)
         for record_id in chunk["r"]:
             self._index[record_id] = key
 
     def _unregister(self, key: ChunkKey) -> Chunk | None:
         chunk = self._chunks.pop(key, None)
-        self._groups.get((key.queue_id, key.hour), set()).discard(key)
+        self._groups.get(key.queue_id, {}).get(key.hour, set()).discard(key)
         self._by_batch.get(key.batch, set()).discard(key)
         if chunk is not None:
             for record_id in chunk["r"]:
@@ -172,8 +173,9 @@ class ChunkStore:
         returns them (the pending store counts what expired unanswered)."""
         self.ensure_index()
         gone = []
-        for group in [g for g in self._groups if g[0] == queue_id and g[1] + HOUR <= before]:
-            for key in list(self._groups.pop(group)):
+        hours = self._groups.get(queue_id, {})
+        for hour in [h for h in hours if h + HOUR <= before]:
+            for key in list(hours.pop(hour)):
                 chunk = self._unregister(key)
                 self._staged.discard(key)
                 if chunk is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from scipy import special, stats
 
@@ -77,14 +78,17 @@ class CountModel:
         """The model of a frozen :class:`~shared.stats.pchart.Baseline`."""
         return cls(baseline.p_bar, baseline.errors_total, baseline.n_total)
 
-    def _dist(self, n: int) -> stats.rv_discrete:
+    def _dist(self, n: int) -> tuple[Any, tuple[float, ...]]:
+        """The count's distribution family and its shape arguments for size ``n``. Not a
+        frozen distribution: freezing costs milliseconds per call (scipy rebuilds the
+        docstrings), and the scorer charts every closed subgroup."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise StatsError(f"subgroup size n must be an int >= 1, got {n!r}")
         if self.phase1_n == 0:
-            return stats.binom(n, self.p0)
+            return stats.binom, (n, self.p0)
         a = self.phase1_errors + 0.5
         b = self.phase1_n - self.phase1_errors + 0.5
-        return stats.betabinom(n, a, b)
+        return stats.betabinom, (n, a, b)
 
     def sigma(self, n: int) -> float:
         """Standard deviation of the error *proportion* E/n of a subgroup of size n.
@@ -92,7 +96,8 @@ class CountModel:
         ``sqrt(p0 (1 - p0) / n)`` for a standard; for an estimated baseline the predictive
         standard deviation, larger by the baseline's estimation error.
         """
-        return float(self._dist(n).std()) / n
+        family, shape = self._dist(n)
+        return float(family.std(*shape)) / n
 
     def tail(self, errors: int, n: int) -> float:
         """Upper-tail probability P(E >= errors): how unusual so many errors are."""
@@ -102,19 +107,21 @@ class CountModel:
         """P(E >= k) for a subgroup of size n."""
         if k <= 0:
             return 1.0
-        return float(self._dist(n).sf(k - 1))
+        family, shape = self._dist(n)
+        return float(family.sf(k - 1, *shape))
 
     def cdf(self, k: int, n: int) -> float:
         """P(E <= k) for a subgroup of size n."""
         if k < 0:
             return 0.0
-        return float(self._dist(n).cdf(k))
+        family, shape = self._dist(n)
+        return float(family.cdf(k, *shape))
 
     def upper_count(self, n: int, alpha: float) -> int:
         """Smallest k with P(E >= k) <= alpha (n + 1 if no count is that unlikely)."""
         _check_alpha(alpha)
-        dist = self._dist(n)
-        guess = dist.isf(alpha)
+        family, shape = self._dist(n)
+        guess = family.isf(alpha, *shape)
         k = n + 1 if not math.isfinite(guess) else min(n + 1, max(0, int(guess) + 1))
         while k > 0 and self.sf(k - 1, n) <= alpha:
             k -= 1
@@ -125,8 +132,8 @@ class CountModel:
     def lower_count(self, n: int, alpha: float) -> int:
         """Largest k with P(E <= k) <= alpha (-1 if even 0 errors is not that unlikely)."""
         _check_alpha(alpha)
-        dist = self._dist(n)
-        guess = dist.ppf(alpha)
+        family, shape = self._dist(n)
+        guess = family.ppf(alpha, *shape)
         k = -1 if not math.isfinite(guess) else min(n, max(-1, int(guess) - 1))
         while k < n and self.cdf(k + 1, n) <= alpha:
             k += 1
