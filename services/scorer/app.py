@@ -4,11 +4,13 @@ One agent consumes ``qw.events.v1`` (batches of one queue's events), hands each 
 pure ``Scorer``, makes its state durable and sends what it produced. State lives in one
 changelogged table on the events topic's partitions (``state``: one record per queue, and
 write-once chunks of decisions, counted verdict ids and waiting verdicts; see
-``services/scorer/chunks.py``). One table, so one ordered changelog per partition: the
+``services/scorer/chunks.py``), stored in RocksDB with its chunk index
+(``services/scorer/store.py``). One table, so one ordered changelog per partition: the
 exactly-once argument in ``core.py`` rests on it.
 
 Per message:
-1. already applied (a replay after a crash or rebalance)? skip;
+1. already applied (a replay after a crash or rebalance)? write again what it wrote (the
+   local store can be ahead of the changelog after a crash), and skip;
 2. ``process``; a batch that raises goes to the dead-letter topic whole, with the reason,
    and the scorer goes on;
 3. rejected items go to the dead-letter topic, acknowledged before step 4 (a replay of an
@@ -34,8 +36,10 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types.tuples import Message as FaustMessage
 
-from services.scorer.core import Position, Scorer
+from services.scorer.core import Horizons, Position, Scorer
+from services.scorer.index import ChunkIndex
 from services.scorer.settings import ScorerSettings
+from services.scorer.store import STORE_URL
 from shared import batches, codec, deadletter
 from shared.topics import queue_key
 
@@ -48,11 +52,13 @@ def create_app(settings: ScorerSettings) -> faust.App:
     app = faust.App(
         settings.kafka.topic_prefix + settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka.bootstrap.split(",")],
-        store="memory://",
+        # RocksDB (rocksdict) with the chunk index in it: services/scorer/store.py
+        store=STORE_URL,
         datadir=settings.data_dir,
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,
-        # a standby copy would share the in-memory store with the active partitions
+        # a standby would replay every changelog record into a second store; a moved
+        # partition is recovered from its changelog instead (docs/operations.md)
         table_standby_replicas=0,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
@@ -79,7 +85,17 @@ def create_app(settings: ScorerSettings) -> faust.App:
     # The app's default serializer is raw bytes (the topics carry our own orjson); the
     # table holds JSON-able Python values and serializes them for its changelog.
     schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
-    table = app.Table("state", schema=schema)
+    table = app.Table(
+        "state",
+        schema=schema,
+        # Faust's defaults (a 2 GiB block cache and 3 x 64 MiB memtables per partition)
+        # would let memory grow with the state; these bound it
+        options={
+            "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
+            "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,
+            "max_write_buffer_number": 3,
+        },
+    )
     # Faust's commit flushes its producer buffer for at most 0.1 s and then commits the
     # input offsets anyway (faust-streaming 0.15, ProducerBuffer.flush_atmost), so a
     # committed offset does not prove the changelog records before it are durable. The
@@ -94,7 +110,9 @@ def create_app(settings: ScorerSettings) -> faust.App:
         return fut
 
     table.send_changelog = _captured  # type: ignore[method-assign]
-    scorer = Scorer(settings, table)
+    store = table.data
+    assert isinstance(store, ChunkIndex), f"the table's store has no chunk index: {store!r}"
+    scorer = Scorer(settings, table, index=store, durable_at_once=False)
     app.qw_scorer = scorer  # type: ignore[attr-defined]
     # ready: the table is recovered for the current assignment (nothing may read it while
     # partitions move: a cache or index built from a half-recovered table would be stale);
@@ -144,11 +162,16 @@ def create_app(settings: ScorerSettings) -> faust.App:
     last_ack: list[asyncio.Future[None] | None] = [None]
 
     async def ack_when_durable(
-        event: Any, sends: list[Any], before: asyncio.Future[None] | None
+        event: Any,
+        sends: list[Any],
+        before: asyncio.Future[None] | None,
+        committed: tuple[str, Horizons] | None,
     ) -> None:
         try:
             if sends:
                 await asyncio.gather(*sends)
+                if committed is not None:
+                    scorer.mark_durable(*committed)
             if before is not None:
                 await before
         except Exception as exc:
@@ -220,12 +243,13 @@ def create_app(settings: ScorerSettings) -> faust.App:
 
     async def handle(event: Any) -> None:
         changelog_sends.clear()
+        committed = None
         try:
-            await score_one(event)
+            committed = await score_one(event)
         finally:
             sends = list(changelog_sends)
             changelog_sends.clear()
-            task = asyncio.ensure_future(ack_when_durable(event, sends, last_ack[0]))
+            task = asyncio.ensure_future(ack_when_durable(event, sends, last_ack[0], committed))
             last_ack[0] = task
             acking.add(task)
             task.add_done_callback(acking.discard)
@@ -236,21 +260,25 @@ def create_app(settings: ScorerSettings) -> faust.App:
             await fill_gap(event.message)
             await handle(event)
 
-    async def score_one(event: Any) -> None:
+    async def score_one(event: Any) -> tuple[str, Horizons] | None:
+        """Score one message; returns the queue and horizons of the record it committed."""
         msg = event.message
         try:
             batch = batches.decode(event.value)
         except ValueError as exc:
             changelog_sends.append(await dead_letter(msg, event.key, event.value, str(exc)))
-            return
+            return None
         queue_id = batch["queue_id"]
         position: Position = (msg.partition, msg.offset)
         while True:
             generation = scorer.generation
             try:
                 if scorer.applied(queue_id, position):
+                    # the local store may hold writes its changelog never got (a crash
+                    # after the store write, before the send): write them again
                     log.debug("replay of %s at %s: applied before", queue_id, position)
-                    break
+                    scorer.reemit(queue_id, position)
+                    return None
                 out = scorer.process(batch, time.time(), position, msg.timestamp)
             except Exception as exc:  # a bug or a poison batch must not stop the queue
                 log.exception("scoring %s at %s failed; dead-lettered", queue_id, position)
@@ -261,7 +289,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
                     scorer.skip(queue_id, position)
                 except Exception:
                     log.exception("cannot record %s at %s as skipped", queue_id, position)
-                break
+                return None
             if out.rejected:
                 sent = [
                     await dead_letter(msg, event.key, codec.dumps(item), reason)
@@ -270,10 +298,10 @@ def create_app(settings: ScorerSettings) -> faust.App:
                 await asyncio.gather(*sent)
                 if scorer.generation != generation:
                     continue  # state was reloaded meanwhile: apply again from it
-            scorer.commit(queue_id)
+            horizons = scorer.commit(queue_id)
             await send_outbox(queue_id)
             await send_snapshot(queue_id)
-            break
+            return queue_id, horizons
 
     @app.timer(interval=max(0.2, min(settings.snapshot_interval_s, 1.0)))  # type: ignore[untyped-decorator]
     async def flush() -> None:

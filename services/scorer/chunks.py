@@ -11,15 +11,20 @@ records merge into the same chunk, never replace it), and expires by hour.
 
 Writes are *staged*: ``add`` makes records visible to lookups at once, ``flush`` writes them
 to the table (the scorer does so before the queue's own record, see ``core.py``), and
-``discard`` drops them after a failed batch. An in-memory index (id -> chunk) is derived
-state, rebuilt from the table after recovery, a rebalance or a discard.
+``invalidate`` drops them after a failed batch. Lookups by id go through the table's own
+index (``index.py``), kept by the store in the same write as each chunk, so nothing is
+rebuilt after a restart or a rebalance and the ids need not fit in memory; a bounded cache
+keeps recently read chunks.
 
 Exactly-once effect under replay rests on two rules, both tested in
 ``tests/unit/test_scorer_crash_points.py``:
 
-- ``forget_batch``: a message whose earlier application was cut short (its chunks reached
-  the table, the queue's record did not) is first forgotten, then applied again from the
-  queue's last record, so it finds exactly what it found the first time.
+- *visibility*: a chunk counts only once the queue's record names its message as applied
+  (``applied``, the queue's last applied input position, at or after the chunk's). A message
+  whose earlier application was cut short (its chunks reached the table, the queue's record
+  did not), or several of them (a worker's own RocksDB store can be ahead of the record the
+  changelog replayed into it), is applied again from the queue's last record and finds
+  exactly what it found the first time; its chunks are written again, whole.
 - expiry is *logical*: a chunk of an hour before the queue's ``alive_from`` is absent for
   lookups whether or not its deletion reached the table yet.
 
@@ -28,115 +33,167 @@ Records are small lists; their first element is the record's event time (epoch s
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
+import functools
+import math
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from services.scorer.index import ChunkIndex, chunk_fields
+
 Record = list[Any]
+Position = tuple[int, int]  # (partition, offset) of an input message
 Chunk = dict[str, Any]  # {"q": queue_id, "r": {id: Record}}
 HOUR = 3600
+CACHE_RECORDS = 200_000  # records of decoded chunks kept per store (the join's hot set)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ChunkKey:
     kind: str
     queue_id: str
     hour: int
-    batch: str
+    batch: str  # "partition-offset" of the input message that wrote it
+    position: Position = field(init=False, repr=False)
+    text: str = field(init=False, repr=False)  # the table key
+
+    def __post_init__(self) -> None:
+        partition, _, offset = self.batch.partition("-")
+        object.__setattr__(self, "position", (int(partition), int(offset)))
+        # the hour zero-padded: keys of one queue sort by hour in the store
+        key = f"{self.kind}|{self.queue_id}|{self.hour:011d}|{self.batch}"
+        object.__setattr__(self, "text", key)
 
     def __str__(self) -> str:
-        return f"{self.kind}|{self.queue_id}|{self.hour}|{self.batch}"
+        return self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChunkKey) and other.text == self.text
 
     @classmethod
     def parse(cls, key: str) -> ChunkKey:
-        """Parse a chunk key; the queue id sits between the first separator and the last two,
-        so even an id with a ``|`` (which the queue-id grammar refuses) cannot shift the
-        fields."""
-        kind, rest = key.split("|", 1)
-        queue_id, hour, batch = rest.rsplit("|", 2)
-        return cls(kind, queue_id, int(hour), batch)
+        return _parse(key)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse(key: str) -> ChunkKey:
+    fields = chunk_fields(key)
+    if fields is None:
+        raise ValueError(f"not a chunk key: {key!r}")
+    return ChunkKey(*fields)
 
 
 def hour_of(t: float) -> int:
     return int(t // HOUR) * HOUR
 
 
+def written_by_applied(key: ChunkKey, applied: Position) -> bool:
+    """Was the chunk written by a message the queue's record names as applied?"""
+    if applied[0] < 0:
+        return False  # no record: nothing applied yet
+    return key.position[0] != applied[0] or key.position[1] <= applied[1]
+
+
 class ChunkStore:
-    def __init__(self, table: MutableMapping[str, Any], kind: str) -> None:
+    def __init__(
+        self,
+        table: MutableMapping[str, Any],
+        index: ChunkIndex,
+        kind: str,
+        applied: Callable[[str], Position],
+    ) -> None:
         self._table = table
+        self._index = index
         self.kind = kind  # key prefix: several stores share one table
-        self._index: dict[str, ChunkKey] = {}
-        self._chunks: dict[ChunkKey, Chunk] = {}  # staged and stored chunks, by key
-        # queue -> hour -> its chunks: expiry looks at one queue's hours, not every group
-        self._groups: dict[str, dict[int, set[ChunkKey]]] = defaultdict(dict)
-        self._by_batch: dict[str, set[ChunkKey]] = defaultdict(set)
-        self._staged: set[ChunkKey] = set()
+        self._applied = applied  # queue -> the last input position its record applied
+        self._staged: dict[ChunkKey, Chunk] = {}  # written at the next flush
+        self._staged_ids: dict[str, ChunkKey] = {}
         self._deleted: list[ChunkKey] = []
-        self._stale = True
+        self._cache: OrderedDict[ChunkKey, Chunk] = OrderedDict()
+        self._cached_records = 0
 
-    # -- index ------------------------------------------------------------------------------
     def invalidate(self) -> None:
-        """Forget the index (partitions moved, or a batch failed); rebuilt on next use."""
-        self._stale = True
+        """Drop what is staged and cached (partitions moved, or a batch failed)."""
         self._staged.clear()
+        self._staged_ids.clear()
         self._deleted.clear()
+        self._cache.clear()
+        self._cached_records = 0
 
-    def ensure_index(self) -> None:
-        if not self._stale:
-            return
-        self._index, self._chunks = {}, {}
-        self._groups, self._by_batch = defaultdict(dict), defaultdict(set)
-        prefix = self.kind + "|"
-        for key, chunk in list(self._table.items()):
-            if isinstance(key, str) and key.startswith(prefix):
-                self._register(ChunkKey.parse(key), chunk)
-        self._stale = False
+    def _visible(self, key: ChunkKey) -> bool:
+        return key in self._staged or written_by_applied(key, self._applied(key.queue_id))
 
-    def _register(self, key: ChunkKey, chunk: Chunk) -> None:
-        self._chunks[key] = chunk
-        self._groups[key.queue_id].setdefault(key.hour, set()).add(key)
-        self._by_batch[key.batch].add(key)
-        for record_id in chunk["r"]:
-            self._index[record_id] = key
-
-    def _unregister(self, key: ChunkKey) -> Chunk | None:
-        chunk = self._chunks.pop(key, None)
-        self._groups.get(key.queue_id, {}).get(key.hour, set()).discard(key)
-        self._by_batch.get(key.batch, set()).discard(key)
+    def _chunk(self, key: ChunkKey) -> Chunk | None:
+        staged = self._staged.get(key)
+        if staged is not None:
+            return staged
+        chunk = self._cache.get(key)
         if chunk is not None:
-            for record_id in chunk["r"]:
-                if self._index.get(record_id) == key:
-                    del self._index[record_id]
+            self._cache.move_to_end(key)
+            return chunk
+        chunk = self._table.get(str(key))
+        if chunk is not None:
+            self._remember(key, chunk)
         return chunk
 
-    def forget_batch(self, batch: str) -> None:
-        """Drop from the index what an earlier, cut-short application of ``batch`` stored:
-        it is about to be applied again and must not find its own records."""
-        self.ensure_index()
-        for key in list(self._by_batch.pop(batch, ())):
-            self._unregister(key)
+    def _remember(self, key: ChunkKey, chunk: Chunk) -> None:
+        self._forget(key)
+        self._cache[key] = chunk
+        self._cached_records += len(chunk["r"])
+        while self._cached_records > CACHE_RECORDS and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached_records -= len(old["r"])
 
-    def has_batch(self, batch: str) -> bool:
-        self.ensure_index()
-        return bool(self._by_batch.get(batch))
+    def _forget(self, key: ChunkKey) -> None:
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cached_records -= len(old["r"])
 
-    def chunks(self, queue_id: str | None = None) -> Iterator[tuple[ChunkKey, Chunk]]:
-        self.ensure_index()
-        for key, chunk in self._chunks.items():
-            if queue_id is None or key.queue_id == queue_id:
-                yield key, chunk
+    def batch_keys(self, batch: str) -> list[str]:
+        """The table keys of the chunks this store wrote from ``batch``."""
+        prefix = self.kind + "|"
+        return [k for k in self._index.batch_chunks(batch) if k.startswith(prefix)]
 
-    def __len__(self) -> int:
-        self.ensure_index()
-        return len(self._index)
+    def chunks(self, queue_id: str, before: float | None = None) -> list[tuple[ChunkKey, Chunk]]:
+        """The queue's stored and staged chunks (of hours ending by ``before``, if given)."""
+        if before is None:
+            limit = 2**62
+        elif before == float("-inf"):
+            return []
+        else:
+            limit = math.floor(before - HOUR) + 1  # hour + HOUR <= before
+        out: dict[ChunkKey, Chunk] = {}
+        for raw in self._index.queue_chunks(self.kind, queue_id, limit):
+            key = ChunkKey.parse(raw)
+            if not self._visible(key):
+                continue
+            chunk = self._chunk(key)
+            if chunk is not None:
+                out[key] = chunk
+        for key, chunk in self._staged.items():
+            if key.queue_id == queue_id and key.hour < limit:
+                out[key] = chunk
+        return sorted(out.items(), key=lambda kv: (kv[0].hour, kv[0].batch))
 
     # -- reads ------------------------------------------------------------------------------
     def key_of(self, record_id: str, alive_from: float) -> ChunkKey | None:
         """The chunk holding ``record_id``, unless it expired (logically) at ``alive_from``."""
-        self.ensure_index()
-        key = self._index.get(record_id)
-        if key is None or key.hour + HOUR <= alive_from:
+        key = self._staged_ids.get(record_id)
+        if key is None:
+            raw = self._index.chunk_of(self.kind, record_id)
+            if raw is None:
+                return None
+            key = ChunkKey.parse(raw)
+            if not self._visible(key):
+                return None
+            chunk = self._chunk(key)
+            if chunk is None or record_id not in chunk["r"]:
+                return None
+        if key.hour + HOUR <= alive_from:
             return None
         return key
 
@@ -144,8 +201,8 @@ class ChunkStore:
         key = self.key_of(record_id, alive_from)
         if key is None:
             return None
-        record: Record | None = self._chunks[key]["r"].get(record_id)
-        return record
+        chunk = self._chunk(key)
+        return None if chunk is None else chunk["r"].get(record_id)
 
     # -- writes -----------------------------------------------------------------------------
     def add(
@@ -157,43 +214,54 @@ class ChunkStore:
         alive_from: float = float("-inf"),
     ) -> dict[str, Record]:
         """Stage the records not known yet (alive at ``alive_from``); returns them."""
-        self.ensure_index()
         fresh = {k: r for k, r in records.items() if self.key_of(k, alive_from) is None}
         if not fresh:
             return fresh
         key = ChunkKey(self.kind, queue_id, hour_of(watermark), batch)
-        existing = self._chunks.get(key)
+        # (a chunk of this message in the table is from a cut-short application: replaced)
+        existing = self._staged.get(key)
         chunk: Chunk = {"q": queue_id, "r": {**(existing["r"] if existing else {}), **fresh}}
-        self._register(key, chunk)
-        self._staged.add(key)
+        self._staged[key] = chunk
+        for record_id in fresh:
+            self._staged_ids[record_id] = key
         return fresh
 
     def expire(self, queue_id: str, before: float) -> list[tuple[ChunkKey, Chunk]]:
-        """Stage the deletion of the queue's chunks of hours that ended by ``before``;
-        returns them (the pending store counts what expired unanswered)."""
-        self.ensure_index()
-        gone = []
-        hours = self._groups.get(queue_id, {})
-        for hour in [h for h in hours if h + HOUR <= before]:
-            for key in list(hours.pop(hour)):
-                chunk = self._unregister(key)
-                self._staged.discard(key)
-                if chunk is not None:
-                    gone.append((key, chunk))
-                    self._deleted.append(key)
+        """The queue's chunks of hours that ended by ``before`` (logically gone: lookups at
+        that horizon skip them); the pending store counts what expired unanswered. They
+        are deleted later, by ``purge``."""
+        gone = self.chunks(queue_id, before)
+        for key, _ in gone:
+            staged = self._staged.pop(key, None)
+            if staged is not None:
+                for record_id in staged["r"]:
+                    if self._staged_ids.get(record_id) == key:
+                        del self._staged_ids[record_id]
         return gone
+
+    def purge(self, queue_id: str, before: float) -> None:
+        """Stage the deletion of the queue's chunks of hours that ended by ``before``: a
+        horizon of a queue record that is durable in the changelog, so that no replay,
+        whatever record it starts from, can need them again (a worker's own store may be
+        ahead of its changelog, deletions included)."""
+        if before == float("-inf"):
+            return
+        limit = math.floor(before - HOUR) + 1
+        for raw in self._index.queue_chunks(self.kind, queue_id, limit):
+            key = ChunkKey.parse(raw)
+            self._forget(key)
+            self._deleted.append(key)
 
     def flush(self) -> None:
         """Write the staged chunks to the table."""
-        for key in self._staged:
-            chunk = self._chunks.get(key)
-            if chunk is not None:
-                self._table[str(key)] = chunk
+        for key, chunk in self._staged.items():
+            self._table[str(key)] = chunk
+            self._remember(key, chunk)
         self._staged.clear()
+        self._staged_ids.clear()
 
     def flush_deletes(self) -> None:
-        """Delete the expired chunks from the table (after the queue's record is written:
-        until then a replay may still need them, and logical expiry hides them anyway)."""
+        """Delete the purged chunks from the table (after the queue's record is written)."""
         for key in self._deleted:
             self._table.pop(str(key), None)
         self._deleted.clear()

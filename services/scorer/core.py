@@ -22,9 +22,10 @@ import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from services.scorer.chunks import ChunkStore, Record
+from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
 from services.scorer.pending import PendingStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, QueueState
@@ -48,8 +49,8 @@ MIN_PHASE1_ERRORS_FOR_EWMA = 2
 MAX_FUTURE_S = 900.0  # as ingest: event times this far ahead of the clock are refused
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 RANDOM = "random"
-QUEUE_PREFIX = "q|"
 Position = tuple[int, int]  # (partition, offset) of the input message
+Horizons = tuple[float, float]  # a queue record's (alive_from, pending_alive_from)
 
 
 def _epoch(iso: str) -> float:
@@ -81,15 +82,35 @@ class Output:
 
 
 class Scorer:
-    def __init__(self, settings: ScorerSettings, table: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self,
+        settings: ScorerSettings,
+        table: MutableMapping[str, Any],
+        index: ChunkIndex | None = None,
+        *,
+        durable_at_once: bool = True,
+    ) -> None:
+        """``index`` is the table's chunk index (``index.py``); without one, the table is
+        wrapped in an ``IndexedTable`` that keeps it in memory. ``durable_at_once``: each
+        write is durable when made (no changelog behind the table); a worker says False
+        and calls ``mark_durable`` when the broker acknowledged a commit's records."""
         self.s = settings
+        self._durable_at_once = durable_at_once
+        self._durable: dict[str, Horizons] = {}
+        if index is None:
+            if not isinstance(table, ChunkIndex):
+                table = IndexedTable(table)
+            index = cast(ChunkIndex, table)
         self._table = table
+        self._index = index
         # decision records [decided_at, site, moderator, policy, severity] for the join
-        self._decisions = ChunkStore(table, "d")
+        self._decisions = ChunkStore(table, index, "d", self._applied_position)
         # verdicts already counted [reviewed_at]: a replayed or duplicated verdict is not
         # counted twice
-        self._counted = ChunkStore(table, "v")
-        self._pending = PendingStore(table, self._counted, self._horizons)
+        self._counted = ChunkStore(table, index, "v", self._applied_position)
+        self._pending = PendingStore(
+            table, index, self._counted, self._horizons, self._applied_position
+        )
         self._cache: dict[str, QueueState] = {}
         self._last_snapshot: dict[str, float] = {}
         self._dirty: set[str] = set()  # queues whose latest state no snapshot carries yet
@@ -119,6 +140,19 @@ class Scorer:
             self._cache[queue_id] = st
         return st
 
+    def _applied_position(self, queue_id: str) -> Position:
+        """The input position the queue's *stored* record applied (what its chunks count
+        against; see ``chunks.written_by_applied``). A batch in hand moves it at the end of
+        ``process``, when its own chunks are staged (staged chunks are always visible)."""
+        st = self._cache.get(queue_id)
+        if st is not None:
+            return st.applied
+        raw = self._table.get(QUEUE_PREFIX + queue_id)
+        if raw is None:
+            return (-1, -1)
+        applied = raw["applied"]
+        return (int(applied[0]), int(applied[1]))
+
     def _horizons(self, queue_id: str) -> tuple[float, float]:
         raw = self._table.get(QUEUE_PREFIX + queue_id)
         if raw is None:
@@ -134,11 +168,7 @@ class Scorer:
 
     def queues(self) -> list[str]:
         """Every queue with a record in the table (for a recovered worker's first flush)."""
-        return sorted(
-            k[len(QUEUE_PREFIX) :]
-            for k in list(self._table.keys())
-            if isinstance(k, str) and k.startswith(QUEUE_PREFIX)
-        )
+        return self._index.queue_ids()
 
     def applied(self, queue_id: str, position: Position) -> bool:
         """Was the message at ``position`` applied to this queue already (a replay)?"""
@@ -158,7 +188,6 @@ class Scorer:
         if self.applied(queue_id, position):
             return Output(skipped=True)
         batch_id = f"{position[0]}-{position[1]}"
-        self._forget_if_cut_short(batch_id)
         st = self._load(queue_id)
         out = Output()
         period = self.s.subgroup_seconds
@@ -191,16 +220,50 @@ class Scorer:
         self._dirty.add(queue_id)
         return out
 
-    def commit(self, queue_id: str) -> None:
-        """Write what ``process`` staged: chunks, then the queue's record, then deletions."""
+    def commit(self, queue_id: str) -> Horizons:
+        """Write what ``process`` staged: chunks, then the queue's record, then deletions
+        of chunks expired at the queue's last durable horizons (``mark_durable``). Returns
+        the horizons of the record written, for ``mark_durable`` once it is durable."""
         st = self._load(queue_id)
         acked = self._acked.get(queue_id, -1)
         st.outbox = [e for e in st.outbox if e[0] > acked]
         for store in (self._decisions, self._counted, self._pending.chunks):
             store.flush()
         self._table[QUEUE_PREFIX + queue_id] = st.to_dict()
+        stamp = (st.alive_from, st.pending_alive_from)
+        if self._durable_at_once:
+            self.mark_durable(queue_id, stamp)
+        alive_from, pending_alive_from = self._durable.get(queue_id, (-math.inf, -math.inf))
+        self._decisions.purge(queue_id, alive_from)
+        self._counted.purge(queue_id, alive_from)
+        self._pending.chunks.purge(queue_id, pending_alive_from)
         for store in (self._decisions, self._counted, self._pending.chunks):
             store.flush_deletes()
+        return stamp
+
+    def mark_durable(self, queue_id: str, horizons: Horizons) -> None:
+        """The queue record ``commit`` wrote with these horizons is in the changelog: chunks
+        expired at them may be deleted."""
+        a, p = self._durable.get(queue_id, (-math.inf, -math.inf))
+        self._durable[queue_id] = (max(a, horizons[0]), max(p, horizons[1]))
+
+    def reemit(self, queue_id: str, position: Position) -> None:
+        """A replayed message that the table says was applied: write its chunks again and,
+        if it is the queue's latest, the queue's record, as they are. After a crash the
+        worker's own store (RocksDB) can hold writes whose changelog records were never
+        sent; the changelog is what another worker, or this one without its disk, recovers
+        from. Replays come in input order, so by the time the queue's record is written
+        again, the chunks of every message before it are in the changelog as well."""
+        batch_id = f"{position[0]}-{position[1]}"
+        for store in (self._decisions, self._counted, self._pending.chunks):
+            for key in store.batch_keys(batch_id):
+                value = self._table.get(key)
+                if value is not None:
+                    self._table[key] = value
+        if tuple(self._load(queue_id).applied) == tuple(position):
+            record = self._table.get(QUEUE_PREFIX + queue_id)
+            if record is not None:
+                self._table[QUEUE_PREFIX + queue_id] = record
 
     def rollback(self) -> None:
         """A batch failed half-way: forget everything in memory, as after a rebalance."""
@@ -214,15 +277,6 @@ class Scorer:
         st.failed_batches += 1
         self._table[QUEUE_PREFIX + queue_id] = st.to_dict()
         self._dirty.add(queue_id)
-
-    def _forget_if_cut_short(self, batch_id: str) -> None:
-        stores = (self._decisions, self._counted, self._pending.chunks)
-        for store in stores:
-            store.ensure_index()
-        if any(store.has_batch(batch_id) for store in stores):
-            for store in stores:
-                store.forget_batch(batch_id)
-            self._pending.rebuild()
 
     # -- outputs ----------------------------------------------------------------------------
     def _publish(

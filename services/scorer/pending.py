@@ -4,7 +4,8 @@ The waiting verdicts of a batch become one ``p|...`` chunk (``chunks.py``), neve
 queue's own record, so a queue flooded with orphan verdicts cannot grow its record past the
 producer's request size. Which of them still wait is derived: a chunk's verdict waits until
 its id is counted (its decision arrived) or its chunk expires (it is then dropped and
-counted as such). The derived index is rebuilt from the table after a restart.
+counted as such). Which verdicts wait is derived per queue, from its pending chunks, the first
+time the queue is seen after a start, a rebalance or a failed batch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.scorer.chunks import HOUR, ChunkStore, Record
+from services.scorer.index import ChunkIndex
 
 # [reviewed_at, decision_id, outcome, error_type, sample_type]
 Horizons = Callable[[str], tuple[float, float]]  # queue -> (alive_from, pending_alive_from)
@@ -42,61 +44,52 @@ class _Waiting:
 
 class PendingStore:
     def __init__(
-        self, table: MutableMapping[str, Any], counted: ChunkStore, horizons: Horizons
+        self,
+        table: MutableMapping[str, Any],
+        index: ChunkIndex,
+        counted: ChunkStore,
+        horizons: Horizons,
+        applied: Callable[[str], tuple[int, int]],
     ) -> None:
-        self.chunks = ChunkStore(table, "p")
+        self.chunks = ChunkStore(table, index, "p", applied)
         self._counted = counted
         self._horizons = horizons
-        self._queues: dict[str, _Waiting] = {}
+        self._queues: dict[str, _Waiting] = {}  # loaded queues
         self._staged: dict[str, dict[str, Record]] = {}  # queue -> this batch's new waiters
-        self._stale = True
 
     def invalidate(self) -> None:
-        self._stale = True
+        self._queues.clear()
         self._staged.clear()
         self.chunks.invalidate()
 
-    def rebuild(self) -> None:
-        """Derive which verdicts wait again on next use (after chunks were forgotten)."""
-        self._stale = True
-
-    def _ensure(self) -> None:
-        if not self._stale:
-            return
-        self._queues = {}
-        horizons: dict[str, tuple[float, float]] = {}
-        for key, chunk in self.chunks.chunks():
-            if key.queue_id not in horizons:
-                horizons[key.queue_id] = self._horizons(key.queue_id)
-            alive_from, pending_alive_from = horizons[key.queue_id]
+    def _waiting(self, queue_id: str) -> _Waiting:
+        w = self._queues.get(queue_id)
+        if w is not None:
+            return w
+        w = self._queues[queue_id] = _Waiting()
+        alive_from, pending_alive_from = self._horizons(queue_id)
+        for key, chunk in self.chunks.chunks(queue_id):
             if key.hour + HOUR <= pending_alive_from:
                 continue  # expired; its deletion may not have reached the table
-            waiting = self._queues.setdefault(key.queue_id, _Waiting())
             for verdict_id, record in chunk["r"].items():
                 if self._counted.key_of(verdict_id, alive_from) is None:
-                    waiting.put(verdict_id, record)
-        self._stale = False
+                    w.put(verdict_id, record)
+        return w
 
     def count(self, queue_id: str) -> int:
-        self._ensure()
-        w = self._queues.get(queue_id)
-        return len(w.by_verdict) if w else 0
+        return len(self._waiting(queue_id).by_verdict)
 
     def waiting(self, queue_id: str, verdict_id: str) -> bool:
-        self._ensure()
-        w = self._queues.get(queue_id)
-        return w is not None and verdict_id in w.by_verdict
+        return verdict_id in self._waiting(queue_id).by_verdict
 
     def hold(self, queue_id: str, verdict_id: str, record: Record) -> None:
-        self._ensure()
-        self._queues.setdefault(queue_id, _Waiting()).put(verdict_id, record)
+        self._waiting(queue_id).put(verdict_id, record)
         self._staged.setdefault(queue_id, {})[verdict_id] = record
 
     def release(self, queue_id: str, decision_id: str) -> list[tuple[str, Record]]:
         """The verdicts that waited for ``decision_id``; they no longer wait."""
-        self._ensure()
-        w = self._queues.get(queue_id)
-        if w is None or decision_id not in w.by_decision:
+        w = self._waiting(queue_id)
+        if decision_id not in w.by_decision:
             return []
         released = sorted(w.by_decision[decision_id].items())
         for verdict_id, _ in released:
@@ -113,11 +106,10 @@ class PendingStore:
     def expire(self, queue_id: str, before: float) -> int:
         """Expire the chunks of hours ended by ``before``; returns how many of their verdicts
         were still waiting (dropped)."""
-        self._ensure()
-        w = self._queues.get(queue_id)
+        w = self._waiting(queue_id)
         dropped = 0
         for _, chunk in self.chunks.expire(queue_id, before):
             for verdict_id in chunk["r"]:
-                if w is not None and w.drop(verdict_id):
+                if w.drop(verdict_id):
                     dropped += 1
         return dropped

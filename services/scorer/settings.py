@@ -64,6 +64,19 @@ class ScorerSettings(BaseSettings):
         description="verdicts a queue holds while waiting for their decisions; beyond, "
         "they are dropped and counted (the queue's decisions are not arriving)",
     )
+    rocksdb_block_cache_mb: int = Field(
+        default=64,
+        ge=8,
+        le=65536,
+        description="RocksDB block cache per owned partition, in MiB (reads of state not "
+        "in memory); with the write buffers, what bounds the scorer's memory",
+    )
+    rocksdb_write_buffer_mb: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="RocksDB write buffer (memtable) per owned partition, in MiB; up to 3 are held",
+    )
     snapshot_interval_s: float = Field(
         description="least wall time between two snapshots of a queue", default=1.0, ge=0
     )

@@ -181,7 +181,9 @@ def test_old_decisions_expire() -> None:
     sc = Scorer(settings(decision_ttl_seconds=3 * 3600, pending_ttl_seconds=3 * 3600), {})
     feed(sc, [decision(1, "q")])
     feed(sc, [decision(2, "q", T0 + 10 * H)])
-    assert len(sc._decisions) == 1  # d1's chunk is gone
+    assert [k.hour for k, _ in sc._decisions.chunks("q")] == [
+        int((T0 + 10 * H).timestamp()) // 3600 * 3600
+    ]  # d1's chunk is gone
     assert sc._decisions.get("d1") is None
     assert sc._decisions.get("d2") is not None
 

@@ -1,0 +1,124 @@
+"""The secondary index over the scorer's chunks: which chunk holds a record id, which chunks
+a batch wrote, a queue's chunks in hour order, and the queues with a record.
+
+The index is *derived* from the table and maintained by whatever stores the table, in the
+same write as the chunk itself: ``services/scorer/store.py`` keeps it inside the RocksDB of
+each partition (one atomic write batch per chunk, also when the table is recovered from its
+changelog), ``IndexedTable`` below keeps it in memory for tests and benchmarks. So the index
+is never behind or ahead of the chunks it describes, needs no rebuild after a restart, and
+does not have to fit in memory: nothing is read at start-up.
+
+Only chunk keys (``kind|queue|hour|batch``, see ``chunks.py``) and queue records (``q|queue``)
+are indexed. A record id may be listed for a chunk that no longer holds it (a chunk rewritten
+by the replay of a cut-short batch): readers check the chunk's content.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, MutableMapping
+from typing import Any, Protocol, runtime_checkable
+
+CHUNK_KINDS = frozenset({"d", "v", "p"})
+QUEUE_PREFIX = "q|"
+
+
+def chunk_fields(key: str) -> tuple[str, str, int, str] | None:
+    """(kind, queue, hour, batch) of a chunk key, or None for any other key. The queue id
+    sits between the first separator and the last two, so it cannot shift the fields."""
+    kind, sep, rest = key.partition("|")
+    if not sep or kind not in CHUNK_KINDS:
+        return None
+    queue_id, hour, batch = rest.rsplit("|", 2)
+    return kind, queue_id, int(hour), batch
+
+
+@runtime_checkable
+class ChunkIndex(Protocol):
+    def chunk_of(self, kind: str, record_id: str) -> str | None:
+        """The key of the chunk the record id was last written in, if any."""
+
+    def batch_chunks(self, batch: str) -> list[str]:
+        """Keys of the chunks written from input message ``batch`` (``partition-offset``)."""
+
+    def queue_chunks(self, kind: str, queue_id: str, before_hour: int) -> list[str]:
+        """Keys of the queue's chunks of ``kind`` whose hour is below ``before_hour``."""
+
+    def queue_ids(self) -> list[str]:
+        """Every queue with a record in the table."""
+
+
+class IndexedTable(MutableMapping[str, Any]):
+    """A mapping that maintains the chunk index in memory on every write, over a plain
+    mapping it writes through to (the scorer's state in unit tests, the crash-point test and
+    the pure benchmarks). What ``data`` holds already is indexed at once."""
+
+    def __init__(self, data: MutableMapping[str, Any] | None = None) -> None:
+        self.data: MutableMapping[str, Any] = {} if data is None else data
+        self._ids: dict[tuple[str, str], str] = {}
+        self._batches: dict[str, set[str]] = defaultdict(set)
+        self._hours: dict[tuple[str, str], dict[int, set[str]]] = defaultdict(dict)
+        self._queues: set[str] = set()
+        for k, v in list(self.data.items()):
+            self._index(k, v)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self.data:
+            self._unindex(key)
+        self.data[key] = value
+        self._index(key, value)
+
+    def _index(self, key: str, value: Any) -> None:
+        fields = chunk_fields(key)
+        if fields is not None:
+            kind, queue_id, hour, batch = fields
+            for record_id in value["r"]:
+                self._ids[(kind, record_id)] = key
+            self._batches[batch].add(key)
+            self._hours[(kind, queue_id)].setdefault(hour, set()).add(key)
+        elif key.startswith(QUEUE_PREFIX):
+            self._queues.add(key[len(QUEUE_PREFIX) :])
+
+    def __delitem__(self, key: str) -> None:
+        self._unindex(key)
+        del self.data[key]
+
+    def _unindex(self, key: str) -> None:
+        fields = chunk_fields(key)
+        if fields is not None:
+            kind, queue_id, hour, batch = fields
+            for record_id in self.data[key]["r"]:
+                if self._ids.get((kind, record_id)) == key:
+                    del self._ids[(kind, record_id)]
+            self._batches[batch].discard(key)
+            if not self._batches[batch]:
+                del self._batches[batch]
+            hours = self._hours[(kind, queue_id)]
+            hours[hour].discard(key)
+            if not hours[hour]:
+                del hours[hour]
+        elif key.startswith(QUEUE_PREFIX):
+            self._queues.discard(key[len(QUEUE_PREFIX) :])
+
+    # -- ChunkIndex -------------------------------------------------------------------------
+    def chunk_of(self, kind: str, record_id: str) -> str | None:
+        return self._ids.get((kind, record_id))
+
+    def batch_chunks(self, batch: str) -> list[str]:
+        return sorted(self._batches.get(batch, ()))
+
+    def queue_chunks(self, kind: str, queue_id: str, before_hour: int) -> list[str]:
+        hours = self._hours.get((kind, queue_id), {})
+        return sorted(k for h in sorted(hours) if h < before_hour for k in hours[h])
+
+    def queue_ids(self) -> list[str]:
+        return sorted(self._queues)

@@ -1,0 +1,207 @@
+"""The scorer's table store: Faust's RocksDB store (through rocksdict) that also keeps the
+chunk index (``index.py``) in each partition's database.
+
+Every chunk written, whether by the agent or by the recovery of the table from its
+changelog, goes into the partition's RocksDB in one write batch together with its index
+entries; a deleted chunk takes its entries with it. So after a crash the index is exactly as
+current as the chunks, a restart reads nothing up front, and a revoked partition's state and
+index leave together (Faust closes that partition's database).
+
+Index entries live under keys that begin with a NUL byte, which no JSON-encoded table key
+does, and are hidden from the table's own iteration:
+
+- ``\\0i|kind|record_id`` -> the chunk's table key (JSON bytes);
+- ``\\0b|batch|<chunk key>`` -> empty: the chunks written from one input message.
+
+Chunk keys are JSON strings ``"kind|queue|hour|batch"`` with a zero-padded hour, so one
+queue's chunks of one kind sort by hour, and queue records ``"q|queue"`` sort together:
+both are read by seeking to a prefix.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import orjson
+from faust.stores import STORES, rocksdb
+from faust.streams import current_event
+from faust.types import TP, EventT
+from rocksdict import Rdict, WriteBatch
+
+from services.scorer.index import CHUNK_KINDS, QUEUE_PREFIX
+
+NUL = b"\x00"
+ID_PREFIX = NUL + b"i|"
+BATCH_PREFIX = NUL + b"b|"
+_CHUNK_PREFIXES = tuple(f'"{k}|'.encode() for k in sorted(CHUNK_KINDS))
+
+
+def _json_key(key: str) -> bytes:
+    return orjson.dumps(key)
+
+
+def _chunk_parts(key: bytes) -> tuple[str, str] | None:
+    """(kind, batch) of a JSON-encoded chunk key, or None."""
+    if not key.startswith(_CHUNK_PREFIXES):
+        return None
+    text: str = orjson.loads(key)
+    return text[0], text.rsplit("|", 1)[1]
+
+
+class _Batch:
+    """One atomic write batch, and reads that see the writes staged in it."""
+
+    def __init__(self, db: Rdict) -> None:
+        self.db = db
+        self.wb = WriteBatch(raw_mode=True)
+        self.view: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.view:
+            return self.view[key]
+        value: bytes | None = self.db.get(key)
+        return value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.wb.put(key, value)
+        self.view[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.wb.delete(key)
+        self.view[key] = None
+
+    def set(self, key: bytes, value: bytes | None) -> None:
+        """A table write, with its index entries."""
+        parts = _chunk_parts(key)
+        if parts is not None:
+            kind, batch = parts
+            old = self.get(key)
+            if old is not None:
+                for record_id in orjson.loads(old)["r"]:
+                    id_key = ID_PREFIX + f"{kind}|{record_id}".encode()
+                    if self.get(id_key) == key:  # not if a newer chunk holds the id now
+                        self.delete(id_key)
+                self.delete(BATCH_PREFIX + batch.encode() + b"|" + key)
+        if value is None:
+            self.delete(key)
+            return
+        self.put(key, value)
+        if parts is not None:
+            kind, batch = parts
+            for record_id in orjson.loads(value)["r"]:
+                self.put(ID_PREFIX + f"{kind}|{record_id}".encode(), key)
+            self.put(BATCH_PREFIX + batch.encode() + b"|" + key, b"")
+
+
+def _prefixed(db: Rdict, prefix: bytes) -> Iterator[bytes]:
+    it = db.iter()
+    it.seek(prefix)
+    while it.valid():
+        key: bytes = it.key()
+        if not key.startswith(prefix):
+            return
+        yield key
+        it.next()
+
+
+class IndexedRocksDBStore(rocksdb.Store):
+    """``rocksdb://`` with the chunk index; also implements ``index.ChunkIndex``."""
+
+    def _write(self, partition: int, ops: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Apply puts (value) and deletes (None) to one partition, with their index entries,
+        in one atomic write batch."""
+        batch = _Batch(self._db_for_partition(partition))
+        for key, value in ops:
+            batch.set(key, value)
+        batch.db.write(batch.wb)
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        event = current_event()
+        assert event is not None
+        partition = event.message.partition
+        self._key_index[key] = partition
+        self._write(partition, [(key, value)])
+
+    def _del(self, key: bytes) -> None:
+        for partition, db in list(self._dbs.items()):
+            if db.get(key) is not None:
+                self._write(partition, [(key, None)])
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[EventT[Any]],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        ops: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+        offsets: dict[TP, int] = {}
+        for event in batch:
+            msg = event.message
+            if msg.key is None:
+                raise TypeError(f"changelog record without a key: {msg}")
+            offsets[msg.tp] = max(msg.offset, offsets.get(msg.tp, -1))
+            ops[msg.partition].append((msg.key, msg.value))
+        for partition, changes in ops.items():
+            self._write(partition, changes)
+        for tp, offset in offsets.items():
+            self.set_persisted_offset(tp, offset)
+
+    def _visible_keys(self, db: Rdict) -> Iterator[bytes]:
+        for key in super()._visible_keys(db):
+            if not key.startswith(NUL):
+                yield key
+
+    def _visible_items(self, db: Rdict) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in super()._visible_items(db):
+            if not key.startswith(NUL):
+                yield key, value
+
+    # -- ChunkIndex -------------------------------------------------------------------------
+    def _dbs_to_search(self) -> list[Rdict]:
+        event = current_event()
+        if event is not None:  # the agent's lookups stay in the message's partition
+            return [self._db_for_partition(event.message.partition)]
+        return list(self._dbs.values())
+
+    def chunk_of(self, kind: str, record_id: str) -> str | None:
+        id_key = ID_PREFIX + f"{kind}|{record_id}".encode()
+        for db in self._dbs_to_search():
+            raw = db.get(id_key)
+            if raw is not None:
+                key: str = orjson.loads(raw)
+                return key
+        return None
+
+    def batch_chunks(self, batch: str) -> list[str]:
+        prefix = BATCH_PREFIX + batch.encode() + b"|"
+        return sorted(
+            orjson.loads(k[len(prefix) :])
+            for db in self._dbs_to_search()
+            for k in _prefixed(db, prefix)
+        )
+
+    def queue_chunks(self, kind: str, queue_id: str, before_hour: int) -> list[str]:
+        prefix = f'"{kind}|{queue_id}|'.encode()
+        out: list[str] = []
+        for db in self._dbs_to_search():
+            for raw in _prefixed(db, prefix):
+                key: str = orjson.loads(raw)
+                if int(key.rsplit("|", 2)[1]) >= before_hour:
+                    break  # the hour is zero-padded: the rest are later
+                out.append(key)
+        return out
+
+    def queue_ids(self) -> list[str]:
+        prefix = f'"{QUEUE_PREFIX}'.encode()
+        return sorted(
+            orjson.loads(k)[len(QUEUE_PREFIX) :]
+            for db in list(self._dbs.values())
+            for k in _prefixed(db, prefix)
+        )
+
+
+# Faust finds a store by its URL's scheme
+STORE_URL = "qwrocksdb://"
+STORES.aliases.setdefault("qwrocksdb", f"{__name__}:IndexedRocksDBStore")

@@ -1,0 +1,156 @@
+"""The chunk index kept inside RocksDB (services/scorer/store.py), on a real RocksDB through
+Faust's own store machinery (no broker needed), against the in-memory ``IndexedTable``."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import orjson
+import pytest
+
+from services.scorer.chunks import ChunkKey
+from services.scorer.index import ChunkIndex, IndexedTable
+from services.scorer.store import STORE_URL, IndexedRocksDBStore
+
+
+def open_store(datadir: Path) -> IndexedRocksDBStore:
+    app = faust.App("store-test", datadir=str(datadir), store=STORE_URL, web_enabled=False)
+    table = app.Table("state", schema=faust.Schema(key_serializer="json", value_serializer="json"))
+    store = table.data
+    assert isinstance(store, IndexedRocksDBStore)
+    return store
+
+
+def chunk(queue: str, ids: list[str]) -> dict[str, Any]:
+    return {"q": queue, "r": {i: [1.0] for i in ids}}
+
+
+def k(kind: str, queue: str, hour: int, batch: str) -> str:
+    return str(ChunkKey(kind, queue, hour, batch))
+
+
+def table_keys(store: IndexedRocksDBStore) -> list[str]:
+    """What the table's iteration yields (Faust limits it to assigned partitions)."""
+    return sorted(orjson.loads(k) for db in store._dbs.values() for k in store._visible_keys(db))
+
+
+def put(store: IndexedRocksDBStore, key: str, value: Any, partition: int = 0) -> None:
+    store._write(partition, [(orjson.dumps(key), None if value is None else orjson.dumps(value))])
+
+
+def test_index_follows_puts_and_deletes(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    a = k("d", "q1", 3600, "0-1")
+    b = k("d", "q1", 7200, "0-2")
+    put(store, a, chunk("q1", ["x", "y"]))
+    put(store, b, chunk("q1", ["z"]))
+    put(store, k("v", "q1", 3600, "0-2"), chunk("q1", ["x"]))
+    put(store, k("d", "q10", 0, "0-3"), chunk("q10", ["w"]))
+    put(store, "q|q1", {"applied": [0, 2]})
+    put(store, "q|q10", {"applied": [0, 3]})
+    assert store.chunk_of("d", "x") == a
+    assert store.chunk_of("v", "x") == k("v", "q1", 3600, "0-2")
+    assert store.chunk_of("d", "nope") is None
+    assert store.batch_chunks("0-2") == sorted([b, k("v", "q1", 3600, "0-2")])
+    assert store.queue_chunks("d", "q1", 7200) == [a]  # hours below 7200 only
+    assert store.queue_chunks("d", "q1", 10**10) == [a, b]
+    assert store.queue_chunks("d", "q10", 10**10) == [k("d", "q10", 0, "0-3")]
+    assert store.queue_ids() == ["q1", "q10"]
+    # the table's own iteration does not see the index
+    assert table_keys(store) == sorted(
+        [a, b, k("v", "q1", 3600, "0-2"), k("d", "q10", 0, "0-3"), "q|q1", "q|q10"]
+    )
+    put(store, a, None)
+    assert store.chunk_of("d", "x") is None
+    assert store.batch_chunks("0-1") == []
+    assert store.queue_chunks("d", "q1", 10**10) == [b]
+
+
+def test_deleting_an_old_chunk_keeps_the_id_of_a_newer_one(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    old, new = k("v", "q", 3600, "0-1"), k("v", "q", 90000, "0-9")
+    put(store, old, chunk("q", ["x"]))
+    put(store, new, chunk("q", ["x"]))  # counted again after the old chunk expired
+    put(store, old, None)
+    assert store.chunk_of("v", "x") == new
+
+
+def test_recovery_from_the_changelog_builds_the_same_index_and_it_survives_a_reopen(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "a")
+    a, b = k("p", "q", 3600, "1-5"), k("d", "q", 3600, "1-6")
+
+    def event(offset: int, key: str, value: Any) -> Any:
+        msg = SimpleNamespace(
+            key=orjson.dumps(key), value=None if value is None else orjson.dumps(value),
+            partition=1, offset=offset, tp=("state-changelog", 1),
+        )  # fmt: skip
+        return SimpleNamespace(message=msg)
+
+    # one batch that writes, rewrites and deletes a key: the index sees the net effect
+    batch = [
+        event(0, a, chunk("q", ["v1", "v2"])),
+        event(1, b, chunk("q", ["d1"])),
+        event(2, a, chunk("q", ["v1"])),
+        event(3, b, None),
+        event(4, "q|q", {"applied": [1, 6]}),
+    ]
+    store.set_persisted_offset = lambda tp, offset: None  # type: ignore[method-assign]
+    store.apply_changelog_batch(batch, lambda x: x, lambda x: x)
+    assert store.chunk_of("p", "v1") == a
+    assert store.chunk_of("p", "v2") is None
+    assert store.chunk_of("d", "d1") is None
+    assert store.batch_chunks("1-6") == []
+    assert store.queue_ids() == ["q"]
+    # a new store on the same directory (a restarted worker): nothing to rebuild
+    del store
+    import gc
+
+    gc.collect()
+    again = open_store(tmp_path / "a")
+    again._db_for_partition(1)
+    assert again.chunk_of("p", "v1") == a
+    assert again.queue_chunks("p", "q", 10**10) == [a]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_same_answers_as_the_in_memory_index(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    store = open_store(tmp_path)
+    memory = IndexedTable()
+    assert isinstance(memory, ChunkIndex)
+    assert isinstance(store, ChunkIndex)
+    keys = [
+        k(
+            rng.choice("dvp"),
+            rng.choice(["q", "q2", "q:x"]),
+            rng.randrange(5) * 3600,
+            f"0-{rng.randrange(6)}",
+        )
+        for _ in range(25)
+    ] + ["q|q", "q|q2"]
+    ids = [f"id{i}" for i in range(30)]
+    for _ in range(300):
+        key = rng.choice(keys)
+        if rng.random() < 0.25:
+            memory.pop(key, None)
+            put(store, key, None)
+        else:
+            value = {"applied": [0, 1]} if key.startswith("q|") else chunk("x", rng.sample(ids, 3))
+            memory[key] = value
+            put(store, key, value)
+    for kind in "dvp":
+        for i in ids:
+            assert store.chunk_of(kind, i) == memory.chunk_of(kind, i), (kind, i)
+        for q in ["q", "q2", "q:x"]:
+            for before in (0, 7200, 10**10):
+                assert store.queue_chunks(kind, q, before) == memory.queue_chunks(kind, q, before)
+    for batch in range(6):
+        assert store.batch_chunks(f"0-{batch}") == memory.batch_chunks(f"0-{batch}")
+    assert store.queue_ids() == memory.queue_ids()
+    assert table_keys(store) == sorted(memory.keys())
