@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.events import ChartPoint
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: chunk keys with zero-padded hours, in RocksDB
 
 
 @dataclass(slots=True)
@@ -121,7 +121,10 @@ class QueueState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> QueueState:
         if d.get("v") != STATE_VERSION:
-            raise ValueError(f"unknown queue state version {d.get('v')!r}")
+            raise ValueError(
+                f"queue state version {d.get('v')!r}, this scorer reads {STATE_VERSION}: "
+                "see 'Upgrading the scorer's state' in docs/operations.md"
+            )
         return cls(
             queue_id=d["queue_id"],
             watermark=float(d["watermark"]),
