@@ -5,6 +5,13 @@ One poll is one database transaction; offsets are committed after it, so a crash
 the poll, and the dedup key (breaches) and the revision (subgroups) make the replay harmless.
 A subgroup only feeds the chart API: a revision never creates or re-fires an alert (alerts
 come from breaches alone).
+
+Replicas share the topics' partitions (one consumer group) and one database. The poll's
+transaction locks the queues it touches, so polls of two replicas on one queue (after a
+rebalance, or a queue's snapshots and breaches read by different replicas) run one after
+the other. A queue's snapshot gauges are exported by the replica reading its snapshot
+partition (dropped by one that loses it); ``qw_alerts_firing`` by every replica, from the
+database, refreshed even while no message comes.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
@@ -34,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Message = QualitySnapshot | Breach | SubgroupPoint
 _MAX_REVISION = 2**31 - 1  # the revision column is a 32-bit integer on every backend
+FIRING_REFRESH_S = 5.0  # without polls, qw_alerts_firing is re-read this often (other replicas)
 
 
 def decode(model: type[Message], value: bytes | None) -> Message:
@@ -108,9 +118,15 @@ class AlertsConsumer:
         for topic in self._models:  # the series exist at 0, so rate() sees the first one
             metrics.events_malformed.labels(topic)
         self._firing_labels: set[tuple[str, str]] = set()
+        self._firing_at = 0.0  # time.monotonic() of the last qw_alerts_firing export
+        # snapshot partitions this replica reads (None: not in a group, e.g. handle() alone),
+        # and the partition each exported queue's snapshots came from
+        self._owned: set[int] | None = None
+        self._exported: dict[str, int] = {}
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        consumer = make_consumer(self.s.kafka, self.s.consumer_group, *self._models)
+        consumer = make_consumer(self.s.kafka, self.s.consumer_group)
+        consumer.subscribe(list(self._models), listener=_Rebalance(self))
         await consumer.start()
         if ready is not None:
             ready.set()
@@ -123,11 +139,42 @@ class AlertsConsumer:
                         await consumer.commit()
                     except CommitFailedError as exc:  # a rebalance; the replay is deduplicated
                         log.warning("offset commit failed (%s); the poll will be replayed", exc)
+                elif time.monotonic() - self._firing_at > FIRING_REFRESH_S:
+                    try:
+                        await self.refresh_firing()
+                    except Exception as exc:  # advisory, like the lag: a poll still fails hard
+                        log.warning("refreshing qw_alerts_firing failed: %s", exc)
+                        self._firing_at = time.monotonic()
         finally:
             await consumer.stop()
 
+    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Drop the gauges of queues whose snapshot partition another replica reads now:
+        left here they would go stale (and page QueueDataStall); the new owner exports them
+        with the queue's next snapshot."""
+        topic = self.s.kafka.topics.snapshots
+        self._owned = {tp.partition for tp in assigned if tp.topic == topic}
+        for queue, partition in list(self._exported.items()):
+            if partition not in self._owned:
+                self._m.forget_queue(queue)
+                del self._exported[queue]
+
+    async def refresh_firing(self) -> None:
+        """Export ``qw_alerts_firing`` from the database: another replica may have resolved
+        or raised an alert since this one's last poll."""
+        async with self._sessions() as session:
+            self._export_firing(_by_queue(await db.firing_alerts(session)))
+
+    def _export_firing(self, firing: dict[str, list[str]]) -> None:
+        now_firing = {(q, rule) for q, rules in firing.items() for rule in rules}
+        for q, rule in now_firing | self._firing_labels:
+            self._m.alerts_firing.labels(q, rule).set(1 if (q, rule) in now_firing else 0)
+        self._firing_labels = now_firing
+        self._firing_at = time.monotonic()
+
     async def handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         latest: dict[str, QualitySnapshot] = {}
+        partition: dict[str, int] = {}  # of each queue's latest snapshot
         breaches: list[Breach] = []
         points: list[SubgroupPoint] = []
         for rec in records:
@@ -145,6 +192,7 @@ class AlertsConsumer:
                 continue
             if isinstance(msg, QualitySnapshot):
                 latest[msg.queue_id] = msg
+                partition[msg.queue_id] = rec.partition
             elif isinstance(msg, Breach):
                 breaches.append(msg)
             else:
@@ -152,6 +200,9 @@ class AlertsConsumer:
         now = datetime.now(UTC)
         receivers = self.s.webhook_urls
         async with self._sessions() as session, session.begin():
+            await db.lock_queues(
+                session, [*latest, *(b.queue_id for b in breaches), *(p.queue_id for p in points)]
+            )
             await db.upsert_subgroups(session, points, now)
             for snap in latest.values():
                 await db.upsert_snapshot(session, snap, now)
@@ -169,15 +220,32 @@ class AlertsConsumer:
                         br.message,
                         " (suppressed: one is already open)" if new.suppressed else "",
                     )
-            firing: dict[str, list[str]] = {}
-            for alert in await db.firing_alerts(session):
-                firing.setdefault(alert.queue_id, []).append(alert.rule)
-        now_firing = {(q, rule) for q, rules in firing.items() for rule in rules}
-        for q, rule in now_firing | self._firing_labels:
-            self._m.alerts_firing.labels(q, rule).set(1 if (q, rule) in now_firing else 0)
-        self._firing_labels = now_firing
+            firing = _by_queue(await db.firing_alerts(session))
+        self._export_firing(firing)
         for snap in latest.values():
-            export_snapshot(self._m, snap, self.s, firing.get(snap.queue_id, []))
+            q = snap.queue_id
+            if self._owned is not None and partition[q] not in self._owned:
+                continue  # revoked while this poll ran: the new owner exports it
+            export_snapshot(self._m, snap, self.s, firing.get(q, []))
+            self._exported[q] = partition[q]
+
+
+def _by_queue(alerts: list[db.Alert]) -> dict[str, list[str]]:
+    firing: dict[str, list[str]] = {}
+    for alert in alerts:
+        firing.setdefault(alert.queue_id, []).append(alert.rule)
+    return firing
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: AlertsConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass  # nothing to save: a poll's offsets are committed after its transaction
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._consumer.partitions_assigned(assigned)
 
 
 class LagExporter:

@@ -5,13 +5,20 @@ All SQL of the alerts service lives here. Functions take a session and never com
 caller (one Kafka poll, or one delivery round) is the transaction. The webhook outbox is
 written in the same transaction as the alert, so an alert is never lost between being
 recorded and being delivered, even when the service restarts.
+
+Several replicas may share one PostgreSQL database: outbox rows are claimed with
+``FOR UPDATE SKIP LOCKED`` and a lease (``claimed_by``, ``lease_until``), a poll locks the
+queues it touches (``lock_queues``), and the schema is created under an advisory lock. SQLite
+serves one process only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -22,10 +29,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     exists,
+    func,
+    inspect,
     or_,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -94,6 +105,10 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)  # pending|delivered|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The claim of the replica sending it: unique per claim, kept after the result as "who
+    # handled it last". The row is reserved while lease_until is in the future.
+    claimed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -128,9 +143,69 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+# Advisory lock keys (PostgreSQL): (class, object) pairs of int4, a class of our own.
+_SCHEMA_LOCK = (0x51570001, 0)
+_QUEUE_LOCK_CLASS = 0x51570002
+
+
 async def create_schema(engine: AsyncEngine) -> None:
+    """Create missing tables, and add the columns a table gained since it was created.
+
+    ``create_all`` never alters an existing table, so a database made by an older version
+    gains the new (nullable) columns here. On PostgreSQL this runs under an advisory lock:
+    replicas starting together create each table and column once.
+    """
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:c, :o)"),
+                               {"c": _SCHEMA_LOCK[0], "o": _SCHEMA_LOCK[1]})  # fmt: skip
         await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync(_add_missing_columns)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    have = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        present = {c["name"] for c in have.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"cannot add NOT NULL column {table.name}.{column.name}")
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+
+
+async def clock(session: AsyncSession) -> datetime:
+    """The time leases are read and written in: PostgreSQL's clock (the transaction's start),
+    so replicas on machines whose clocks differ still agree; elsewhere this machine's."""
+    if session.get_bind().dialect.name == "postgresql":
+        now: datetime = (await session.execute(select(func.now()))).scalar_one()
+        return now.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def _queue_lock_key(queue_id: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(queue_id.encode(), digest_size=4).digest(), "big", signed=True
+    )
+
+
+async def lock_queues(session: AsyncSession, queue_ids: Iterable[str]) -> None:
+    """Hold each queue's alert bookkeeping for the rest of the transaction, so two replicas
+    never work on one queue at once (after a rebalance both may read the same records; the
+    snapshots and the breaches of a queue may be read by different replicas). PostgreSQL: a
+    transaction advisory lock per queue, taken in key order in one statement, so two polls
+    never deadlock. SQLite serialises its writers anyway (and serves one process)."""
+    keys = sorted({_queue_lock_key(q) for q in queue_ids})
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    await session.execute(
+        # PostgreSQL evaluates a volatile output column after the ORDER BY sort (9.6+)
+        text("SELECT pg_advisory_xact_lock(:c, k) FROM unnest(CAST(:keys AS integer[])) AS k "
+             "ORDER BY k"),
+        {"c": _QUEUE_LOCK_CLASS, "keys": keys},
+    )  # fmt: skip
 
 
 # -- repository ------------------------------------------------------------------------------
@@ -357,19 +432,32 @@ async def recent_alerts(session: AsyncSession, limit: int = 100) -> list[Alert]:
 
 
 async def acknowledge(session: AsyncSession, alert_id: int) -> Alert | None:
-    alert = await session.get(Alert, alert_id)
+    alert = await _locked(session, Alert, alert_id)  # a resolution meanwhile is kept
     if alert is not None and alert.status == "firing":
         alert.status = "acknowledged"
     return alert
 
 
+_CLAIMS = itertools.count(1)  # makes each claim's claimed_by unique within the process
+
+
 async def claim_due(
-    session: AsyncSession, now: datetime, *, lease_s: float, limit: int = 50
+    session: AsyncSession, now: datetime, *, lease_s: float, limit: int = 50, owner: str = ""
 ) -> list[tuple[Delivery, Alert]]:
-    """Due outbox rows, leased for ``lease_s`` (their next attempt moves past the lease, so
-    another round or instance skips them while this one sends outside any transaction).
-    A "resolved" row waits until the alert's "firing" row to the same receiver is done,
-    so a receiver never hears "resolved" before "firing"."""
+    """Claim up to ``limit`` due outbox rows for ``lease_s`` (``now`` on the clock of
+    ``clock``), for sending outside any transaction.
+
+    A row is due when it is pending, its next attempt time has come and no lease holds it
+    (a lease that ran out is free again: its holder died or hung). Rows are read with
+    ``FOR UPDATE SKIP LOCKED``: a concurrent claimer on PostgreSQL skips them instead of
+    waiting, and one whose lease was just taken is re-checked and left out. Each claimed row
+    gets ``claimed_by`` = ``owner#<n>``, unique per claim, which ``record_attempt`` checks.
+    A "resolved" row waits until the alert's "firing" row to the same receiver is done, so
+    a receiver never hears "resolved" before "firing". Commit promptly: the claim is only
+    visible to other replicas once the transaction is committed.
+    """
+    if limit <= 0:
+        return []
     firing = aliased(Delivery)
     firing_pending = (
         select(firing.id)
@@ -387,16 +475,35 @@ async def claim_due(
         .where(
             Delivery.status == "pending",
             Delivery.next_attempt_at <= now,
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
             ~((Delivery.event == "resolved") & firing_pending),
         )
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
+        .execution_options(populate_existing=True)
     )
     rows = [(d, a) for d, a in (await session.execute(q)).all()]
+    until = now + timedelta(seconds=lease_s)
     for d, _ in rows:
-        d.next_attempt_at = now + timedelta(seconds=lease_s)
+        d.claimed_by = f"{owner}#{next(_CLAIMS)}"
+        d.lease_until = until
     return rows
+
+
+_Row = TypeVar("_Row", Alert, Delivery)
+
+
+async def _locked(session: AsyncSession, model: type[_Row], row_id: int) -> _Row | None:
+    """The row, locked until the transaction ends, as last committed: a concurrent change
+    (a claim, a result, a resolution) is waited for and seen, never overwritten."""
+    q = (
+        select(model)
+        .where(model.id == row_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(q)
 
 
 async def record_attempt(
@@ -406,13 +513,20 @@ async def record_attempt(
     now: datetime,
     error: str | None,
     retry_at: datetime | None,
+    claimed_by: str | None = None,
 ) -> Delivery | None:
-    """Record one attempt: delivered (``error`` None), retry at ``retry_at``, or failed."""
-    d = await session.get(Delivery, delivery_id)
-    if d is None:
+    """Record one attempt: delivered (``error`` None), retry at ``retry_at``, or failed; the
+    lease ends. With ``claimed_by`` (the claim that sent it) the row changes only while that
+    claim still holds it: None when another claim took it over (this one's lease ran out
+    and another replica claimed it), or the row is gone."""
+    d = await _locked(session, Delivery, delivery_id)
+    if d is None or (
+        claimed_by is not None and (d.claimed_by != claimed_by or d.status != "pending")
+    ):
         return None
     d.attempts += 1
     d.last_error = error
+    d.lease_until = None
     if error is None:
         d.status = "delivered"
         d.delivered_at = now
@@ -421,6 +535,16 @@ async def record_attempt(
     else:
         d.next_attempt_at = retry_at
     return d
+
+
+async def release(session: AsyncSession, delivery_id: int, claimed_by: str) -> bool:
+    """End a claim without an attempt (nothing was sent): the row is due again at once.
+    False when the claim no longer holds the row."""
+    d = await _locked(session, Delivery, delivery_id)
+    if d is None or d.claimed_by != claimed_by or d.status != "pending":
+        return False
+    d.lease_until = None
+    return True
 
 
 async def due_deliveries(session: AsyncSession, now: datetime, limit: int = 50) -> list[Delivery]:

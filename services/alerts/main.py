@@ -38,7 +38,10 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
             give_up_after_s=settings.webhook_give_up_after_s,
             backoff_base_s=settings.webhook_backoff_base_s,
             backoff_max_s=settings.webhook_backoff_max_s,
+            concurrency=settings.webhook_concurrency, timeout_s=settings.webhook_timeout_s,
+            lease_s=settings.webhook_lease_s,
         )  # fmt: skip
+        log.info("webhook deliveries are claimed as %s", deliverer.owner)
         server = http_server(create_app(settings, sessions, metrics), settings.host, settings.port)
         tasks = [
             asyncio.create_task(

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+WINDOWS = ("1h", "24h", "7d")  # the accuracy windows of a snapshot
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -37,6 +39,20 @@ class Metrics:
     events_consumed: Counter
     events_malformed: Counter
     consumer_lag: Gauge
+
+    def forget_queue(self, queue: str) -> None:
+        """Remove the queue's snapshot series (another replica exports them now)."""
+        per_queue = (
+            self.baseline_error_rate, self.pchart_p, self.pchart_ucl, self.pchart_lcl,
+            self.ewma, self.ewma_ucl, self.pending_verdicts, self.dropped_verdicts,
+            self.late_verdicts, self.failed_batches, self.decisions_total, self.verdicts_total,
+            self.health_score, self.last_snapshot,
+        )  # fmt: skip
+        for gauge in per_queue:
+            gauge.remove(queue)
+        for window in WINDOWS:
+            self.accuracy.remove(queue, window)
+            self.sample_size.remove(queue, window)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:

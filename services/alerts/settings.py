@@ -34,7 +34,22 @@ class AlertsSettings(BaseSettings):
     webhook_secret: SecretStr = Field(
         default=SecretStr("change-me"), description="HMAC-SHA256 key of the webhook signature"
     )
-    webhook_timeout_s: float = Field(default=5.0, description="HTTP timeout of one delivery")
+    webhook_timeout_s: float = Field(
+        default=5.0, gt=0, description="the longest one delivery attempt may take, all included"
+    )
+    webhook_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="delivery attempts one replica has in flight; it claims only as many due "
+        "deliveries as it has free slots",
+    )
+    webhook_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a claimed delivery is reserved for the replica that claimed it "
+        "(a replica that dies holds its deliveries this long); more than "
+        "QW_ALERTS_WEBHOOK_TIMEOUT_S: the rest is the time to claim and to record the result",
+    )
     webhook_give_up_after_s: float = Field(
         default=86400.0,
         gt=0,
@@ -54,6 +69,15 @@ class AlertsSettings(BaseSettings):
         default_factory=lambda: ["qw-scorer", "qw-ingest", "qw-alerts"],
         description="consumer groups whose lag is exported",
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> AlertsSettings:
+        if self.webhook_lease_s < self.webhook_timeout_s + 1:
+            raise ValueError(
+                "QW_ALERTS_WEBHOOK_LEASE_S must exceed QW_ALERTS_WEBHOOK_TIMEOUT_S by at least "
+                "1 s (the time to claim a delivery and record its result)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secret_in_production(self) -> AlertsSettings:

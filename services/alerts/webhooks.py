@@ -5,18 +5,22 @@ Signature (verify it with ``verify``)::
     X-QualityWatch-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 
 The timestamp is inside the signed text, so a captured request cannot be replayed later
-than the receiver's tolerance. ``Idempotency-Key`` is stable per alert and event: a receiver
-that sees it twice (a crash between sending and recording the delivery) can drop the copy.
+than the receiver's tolerance. ``Idempotency-Key`` (``<dedup_key>:<event>``) is stable per
+outbox row: the same on every retry and from every replica. A receiver that sees it twice
+after answering 2xx (a crash between its answer and the recording of the delivery) drops
+the copy: that window is why delivery is at least once, not exactly once, at the HTTP level.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
+import os
 import random
+import secrets
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,18 +102,32 @@ def backoff(attempts: int, base_s: float, max_s: float) -> float:
 @dataclass(frozen=True, slots=True)
 class _Job:
     delivery_id: int
+    claimed_by: str
     receiver: str
     event: str
     body: bytes
     idempotency_key: str
     attempts: int
     created_at: datetime
+    ends_by: float  # time.monotonic() by which the attempt is over, well inside its lease
+
+
+def instance_id() -> str:
+    """This process among the replicas: host, pid and a random part (pids repeat)."""
+    return f"{socket.gethostname()[:100]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Deliverer:
-    """Sends the outbox. Rows are claimed (leased) in a short transaction, sent with no
-    transaction open, and each result is recorded in another short one: a slow receiver
-    never holds a database lock, and a crash mid-round only re-sends unrecorded rows."""
+    """Sends the outbox, with any number of replicas on one PostgreSQL database.
+
+    A replica claims only as many due rows as it has free slots (``concurrency``), in a short
+    transaction that leases them for ``lease_s``; each is sent at once, with no transaction
+    open, and its result recorded in another short one, only if the claim still holds the
+    row. A claimed row never waits for a slot, and its attempt lasts ``timeout_s`` at most
+    from the claim's commit, leaving at least half of ``lease_s - timeout_s`` to record it,
+    so a lease cannot run out while its replica lives and works: another replica sends a
+    row again only after its claimer died or hung for the rest of the lease. A slow
+    receiver never holds a database lock."""
 
     def __init__(
         self,
@@ -122,9 +140,13 @@ class Deliverer:
         give_up_after_s: float,
         backoff_base_s: float,
         backoff_max_s: float,
-        batch: int = 50,
         concurrency: int = 8,
+        timeout_s: float = 5.0,
+        lease_s: float = 30.0,
+        owner: str | None = None,
     ) -> None:
+        if lease_s < timeout_s + 1:
+            raise ValueError(f"the lease ({lease_s}s) must outlast an attempt ({timeout_s}s) by 1s")
         self._sessions = sessions
         self._client = client
         self._metrics = metrics
@@ -136,47 +158,81 @@ class Deliverer:
         self._give_up_after = timedelta(seconds=give_up_after_s)
         self._base = backoff_base_s
         self._max = backoff_max_s
-        self._batch = batch
-        self._gate = asyncio.Semaphore(concurrency)
-        # a claimed row is retried by the next round only if this one died: longer than
-        # one HTTP attempt can take
-        self._lease_s = float(client.timeout.read or 30.0) * 2 + 5.0
+        self._concurrency = concurrency
+        self._timeout_s = timeout_s
+        self._lease_s = lease_s
+        self.owner = owner or instance_id()
 
     async def run(self, stop: asyncio.Event, interval_s: float = 0.5) -> None:
-        while not stop.is_set():
-            try:
-                sent = await self.deliver_due()
-            except Exception:
-                log.exception("webhook delivery round failed; retrying")
-                sent = 0
-            if sent == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval_s)
+        """Keep every slot busy with a due row; on stop, let the attempts in flight finish
+        and record (each is bounded by ``timeout_s``), so a restart re-sends none of them."""
+        inflight: set[asyncio.Task[None]] = set()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                free = self._concurrency - len(inflight)
+                if free > 0:
+                    try:
+                        jobs = await self._claim(free)
+                    except Exception:
+                        log.exception("claiming due webhooks failed; retrying")
+                        jobs = []
+                    inflight.update(asyncio.create_task(self._attempt(j)) for j in jobs)
+                done, _ = await asyncio.wait(
+                    {*inflight, stopping}, timeout=interval_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                inflight -= done
+        finally:
+            stopping.cancel()
+            if inflight:
+                await asyncio.wait(inflight)
 
     async def deliver_due(self) -> int:
-        """Attempt every due delivery once; returns how many were attempted."""
-        async with self._sessions() as session, session.begin():
-            claimed = await db.claim_due(
-                session, datetime.now(UTC), lease_s=self._lease_s, limit=self._batch
-            )
-            jobs = [
-                _Job(
-                    d.id,
-                    d.receiver,
-                    d.event,
-                    codec.dumps(payload(alert, d.event, d.id)),
-                    f"{alert.dedup_key}:{d.event}",
-                    d.attempts,
-                    d.created_at,
-                )
-                for d, alert in claimed
-            ]
-        await asyncio.gather(*(self._deliver(job) for job in jobs))
+        """One round: claim as many due rows as there are slots and attempt each once;
+        returns how many were attempted."""
+        jobs = await self._claim(self._concurrency)
+        await asyncio.gather(*(self._attempt(job) for job in jobs))
         return len(jobs)
 
-    async def _deliver(self, job: _Job) -> None:
-        async with self._gate:
-            error = await self._post(job)
+    async def _claim(self, limit: int) -> list[_Job]:
+        started = time.monotonic()  # the lease starts later, on the database's clock
+        async with self._sessions() as session, session.begin():
+            now = await db.clock(session)
+            claimed = [
+                (d, codec.dumps(payload(alert, d.event, d.id)), f"{alert.dedup_key}:{d.event}")
+                for d, alert in await db.claim_due(
+                    session, now, lease_s=self._lease_s, limit=limit, owner=self.owner
+                )
+            ]
+        # The attempts may take timeout_s from now on; what is left of the lease then (at
+        # least half of lease_s - timeout_s) is for recording them. A claim that took longer
+        # than the other half gives its rows back unsent.
+        committed = time.monotonic()
+        slow = committed - started > (self._lease_s - self._timeout_s) / 2
+        ends_by = committed if slow else committed + self._timeout_s
+        return [
+            _Job(d.id, d.claimed_by or "", d.receiver, d.event, body, key, d.attempts,
+                 d.created_at, ends_by)
+            for d, body, key in claimed
+        ]  # fmt: skip
+
+    async def _attempt(self, job: _Job) -> None:
+        """Send one claimed row and record the result; never raises (a failure to record
+        leaves the row to be claimed again once its lease is over)."""
+        try:
+            left = job.ends_by - time.monotonic()
+            if left <= 0:  # a slow claim, or a stalled process: the lease may not last
+                async with self._sessions() as session, session.begin():
+                    await db.release(session, job.delivery_id, job.claimed_by)
+                return
+            error = await self._post(job, left)
+            await self._record(job, error)
+        except Exception:
+            log.exception("webhook %d to %s: its claim could not be recorded or released; "
+                          "it is due again once its lease is over", job.delivery_id,
+                          job.receiver)  # fmt: skip
+
+    async def _record(self, job: _Job, error: str | None) -> None:
         now = datetime.now(UTC)
         receiver = self._receiver_index.get(job.receiver, "other")
         retry_at: datetime | None = None
@@ -195,14 +251,22 @@ class Deliverer:
             delay = backoff(job.attempts + 1, self._base, self._max)
             retry_at = now + timedelta(seconds=delay)
             log.warning("webhook to %s failed (%s); retry in %.1fs", job.receiver, error, delay)
-        async with self._sessions() as session, session.begin():
-            await db.record_attempt(
-                session, job.delivery_id, now=now, error=error, retry_at=retry_at
-            )
         self._metrics.webhook_deliveries.labels(receiver, outcome).inc()
+        async with self._sessions() as session, session.begin():
+            kept = await db.record_attempt(
+                session, job.delivery_id, now=now, error=error, retry_at=retry_at,
+                claimed_by=job.claimed_by,
+            )  # fmt: skip
+        if kept is None:
+            log.warning(
+                "webhook %d to %s: its lease ran out before the %s was recorded, and another "
+                "claim holds it now; the receiver may get it twice",
+                job.delivery_id, job.receiver, outcome,
+            )  # fmt: skip
 
-    async def _post(self, job: _Job) -> str | None:
-        """One HTTP attempt; the error text, or None when the receiver took it (2xx)."""
+    async def _post(self, job: _Job, timeout_s: float) -> str | None:
+        """One HTTP attempt of at most ``timeout_s`` in all; the error text, or None when the
+        receiver took it (2xx)."""
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "QualityWatch-Webhook/1",
@@ -211,7 +275,10 @@ class Deliverer:
             "Idempotency-Key": job.idempotency_key,
         }
         try:
-            resp = await self._client.post(job.receiver, content=job.body, headers=headers)
+            async with asyncio.timeout(timeout_s):
+                resp = await self._client.post(job.receiver, content=job.body, headers=headers)
+        except TimeoutError:
+            return f"no answer within {timeout_s:.1f}s"
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= resp.status_code < 300:

@@ -17,6 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
+
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
 from shared import batches
@@ -253,3 +257,48 @@ def compare(
         doubled += max(0, point["n"] - t[0])
     assert got.breaches == exp.breaches, context
     return lost, doubled
+
+
+# -- several workers (tests/e2e/test_scorer_scaleout.py) ----------------------------------
+
+
+def partition_of(queue_id: str, partitions: int) -> int:
+    """The events topic's partition of a queue, as the producer's default partitioner
+    (murmur2 of the key, like Kafka's Java client) places it."""
+    return int(murmur2(queue_key(queue_id)) & 0x7FFFFFFF) % partitions
+
+
+def spread_queues(stem: str, partitions: int, per_partition: int) -> list[str]:
+    """Queue ids ``stem-<i>`` that put exactly ``per_partition`` queues on every partition,
+    so that every worker of a group has work whatever partitions it is given."""
+    out: list[str] = []
+    counts = [0] * partitions
+    i = 0
+    while len(out) < partitions * per_partition:
+        q = f"{stem}-{i}"
+        p = partition_of(q, partitions)
+        if counts[p] < per_partition:
+            counts[p] += 1
+            out.append(q)
+        i += 1
+    return out
+
+
+async def partition_progress(kafka: KafkaSettings) -> dict[int, tuple[int, int]]:
+    """Per partition of the events topic: (offset the scorer's group committed, end)."""
+    group = kafka.topic_prefix + ScorerSettings(kafka=kafka).app_id
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    await probe.start()
+    try:
+        tps = [TopicPartition(kafka.topics.events, p) for p in range(kafka.partitions)]
+        ends = await probe.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group)
+        return {
+            tp.partition: (max(0, committed[tp].offset) if tp in committed else 0, ends[tp])
+            for tp in tps
+        }
+    finally:
+        await probe.stop()
+        await admin.close()

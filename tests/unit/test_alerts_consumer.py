@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,9 +25,11 @@ TOPICS = SETTINGS.kafka.topics
 SNAP, BREACH, SUBGROUPS = TOPICS.snapshots, TOPICS.breaches, TOPICS.subgroups
 
 
-def rec(topic: str, value: bytes | None, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+def rec(
+    topic: str, value: bytes | None, offset: int = 0, partition: int = 0
+) -> ConsumerRecord[bytes, bytes]:
     size = -1 if value is None else len(value)
-    return ConsumerRecord(topic, 0, offset, 0, 0, b"q", value, None, 1, size, [])
+    return ConsumerRecord(topic, partition, offset, 0, 0, b"q", value, None, 1, size, [])
 
 
 @pytest.fixture
@@ -143,3 +145,51 @@ async def test_late_verdicts_are_exported_per_queue(
     await AlertsConsumer(SETTINGS, sessions, m).handle([rec(SNAP, codec.dumps(snap))])
     assert m.registry.get_sample_value("qw_queue_late_verdicts", {"queue": "q"}) == 7
     assert m.registry.get_sample_value("qw_queue_failed_batches", {"queue": "q"}) == 2
+
+
+async def test_a_replica_drops_the_gauges_of_queues_whose_snapshot_partition_it_lost(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    m = Metrics.create(CollectorRegistry())
+    consumer = AlertsConsumer(SETTINGS, sessions, m)
+
+    def exported(queue: str) -> bool:
+        series = {s.labels.get("queue") for f in m.registry.collect() for s in f.samples}
+        return queue in series
+
+    consumer.partitions_assigned({TopicPartition(SNAP, 0), TopicPartition(SNAP, 1)})
+    await consumer.handle(
+        [rec(SNAP, codec.dumps(make_snapshot("q", 0, [])), 0, partition=0),
+         rec(SNAP, codec.dumps(make_snapshot("r", 0, [])), 0, partition=1)]
+    )  # fmt: skip
+    assert exported("q")
+    assert exported("r")
+    # a rebalance leaves this replica partition 1 of the snapshots (and a breaches partition)
+    consumer.partitions_assigned({TopicPartition(SNAP, 1), TopicPartition(BREACH, 0)})
+    assert not exported("q")  # the new owner exports it; a stale copy here would page
+    assert m.registry.get_sample_value("qw_queue_last_snapshot_timestamp_seconds", {"queue": "r"})
+    # a poll read before the rebalance and finishing after it exports nothing of q
+    await consumer.handle([rec(SNAP, codec.dumps(make_snapshot("q", 1, [])), 1, partition=0)])
+    assert not exported("q")
+    async with sessions() as s:  # but it is stored: the health API still answers for q
+        assert await db.snapshot(s, "q") is not None
+
+
+async def test_firing_gauges_follow_alerts_another_replica_raised_and_resolved(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    idle = AlertsConsumer(SETTINGS, sessions, m := Metrics.create(CollectorRegistry()))
+    busy = AlertsConsumer(SETTINGS, sessions, Metrics.create(CollectorRegistry()))
+
+    def firing() -> float | None:
+        return m.registry.get_sample_value(
+            "qw_alerts_firing", {"queue": "q", "rule": "p_chart_ucl"}
+        )
+
+    await busy.handle([rec(BREACH, codec.dumps(make_breach("q", 0)))])
+    assert firing() is None  # the idle replica polled nothing
+    await idle.refresh_firing()
+    assert firing() == 1
+    await busy.handle([rec(SNAP, codec.dumps(make_snapshot("q", 3, [], streak=3)), 1)])
+    await idle.refresh_firing()
+    assert firing() == 0
