@@ -9,6 +9,8 @@ decisions, decisions hours late, verdicts long after their subgroup closed (revi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import time
 from collections import defaultdict
@@ -302,3 +304,69 @@ async def partition_progress(kafka: KafkaSettings) -> dict[int, tuple[int, int]]
     finally:
         await probe.stop()
         await admin.close()
+
+
+async def produce_paced(
+    kafka: KafkaSettings, msgs: list[EventBatch], per_second: float, release: asyncio.Event
+) -> None:
+    """The batches on the events topic in order, as a live stream of ``per_second`` a
+    second; once ``release`` is set, the rest at once. The topics must exist (``produce``)."""
+    producer = make_producer(kafka, linger_ms=20)
+    await producer.start()
+    try:
+        began = time.monotonic()
+        sent = []
+        for i, b in enumerate(msgs):
+            wait = began + i / per_second - time.monotonic()
+            if wait > 0 and not release.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(release.wait(), wait)
+            sent.append(
+                await producer.send(
+                    kafka.topics.events, batches.encode(b), key=queue_key(b["queue_id"])
+                )
+            )
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def unapplied(kafka: KafkaSettings) -> dict[int, list[int]]:
+    """Offsets of the events topic, per partition, that no worker applied: every message a
+    worker scores ends in a queue record naming its position (``applied``) on the state
+    table's changelog (not compacted yet within a test); an offset no such record names
+    was lost. Empty when every message was applied."""
+    changelog = f"{kafka.topic_prefix}{ScorerSettings(kafka=kafka).app_id}-state-changelog"
+    seen: dict[int, set[int]] = defaultdict(set)
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        # (asking for a topic that does not exist would have the broker create it)
+        if changelog not in await reader.topics():
+            raise RuntimeError(f"no changelog {changelog}: no scorer worker ever ran")
+        tps = [TopicPartition(changelog, p) for p in range(kafka.partitions)]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        ends = await reader.end_offsets(tps)
+        left = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + 120
+        while left:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cannot read {changelog} to its end: {left}")
+            for tp, records in (await reader.getmany(*left, timeout_ms=1000)).items():
+                for r in records:
+                    if r.value is not None and r.key is not None and r.key.startswith(b'"q|'):
+                        partition, offset = json.loads(r.value)["applied"]
+                        seen[partition].add(offset)
+                if await reader.position(tp) >= ends[tp]:
+                    left.discard(tp)
+        events = [TopicPartition(kafka.topics.events, p) for p in range(kafka.partitions)]
+        event_ends = await reader.end_offsets(events)
+    finally:
+        await reader.stop()
+    out = {}
+    for tp in events:
+        missing = sorted(set(range(event_ends[tp])) - seen[tp.partition])
+        if missing:
+            out[tp.partition] = missing
+    return out
