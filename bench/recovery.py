@@ -157,8 +157,9 @@ def run_rss_pure(args: argparse.Namespace) -> dict[int, float]:
 
 
 async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
-    """A real worker drains a backlog of max(events); its RSS when it has consumed each
-    checkpoint (every tenth of the largest size, and each size asked for)."""
+    """A real worker consumes the stream in steps: the events up to each size (every tenth
+    of the largest with ``--verbose``) are produced, drained and committed, then the
+    worker's RSS is read."""
     base = local_kafka()
     started = False
     try:
@@ -171,62 +172,52 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
     total = max(args.events)
     hours = _hours_for(total, args.queues, args.per_hour)
     group = prefix + ScorerSettings().app_id
+    steps = sorted(
+        {*args.events, *(range(total // 10, total + 1, total // 10) if args.verbose else ())}
+    )
     finals: dict[int, float] = {}
+    stream = traffic(args.queues, hours, args.per_hour, time.time() - hours * HOUR)
     try:
         await ensure_topics(kafka)
         producer = make_producer(kafka, linger_ms=50)
         await producer.start()
-        cumulative: list[int] = []  # events in batches 0..i
-        n = 0
-        futures = []
-        t = time.perf_counter()
-        for b in traffic(args.queues, hours, args.per_hour, time.time() - hours * HOUR):
-            futures.append(
-                await producer.send(
-                    kafka.topics.events, batches.encode(b), key=queue_key(b["queue_id"])
-                )
-            )
-            n += len(b["decisions"]) + len(b["verdicts"])
-            cumulative.append(n)
-            if len(futures) >= 5000:
-                await asyncio.gather(*futures)
-                futures = []
-            if n >= total:
-                break
-        await asyncio.gather(*futures)
-        await producer.stop()
-        print(
-            f"(backlog of {n:,} events in {len(cumulative):,} batches produced in {time.perf_counter() - t:.0f} s)"
-        )
-        marks = sorted({*args.events, *range(total // 10, total + 1, total // 10)})
         with tempfile.TemporaryDirectory() as tmp:
             env = {**kafka.as_env(), "QW_SCORER_DATA_DIR": str(Path(tmp) / "scorer")}
             services = Services(env, Path(tmp) / "logs")
             try:
-                t0 = time.perf_counter()
                 services.start("scorer")
                 pid = services.procs["scorer"].pid
-                while marks:
-                    services.check()
-                    done, end = await group_progress(kafka, group, kafka.topics.events)
-                    consumed = cumulative[done - 1] if done else 0
-                    reached = []
-                    while marks and (consumed >= marks[0] or done >= end):
-                        reached.append(marks.pop(0))
-                    if reached:
-                        rss = _rss_mib(pid)
-                        for mark in reached:
-                            if mark in args.events:
-                                finals[mark] = rss
-                        if args.verbose or any(m in args.events for m in reached):
-                            rate = consumed / (time.perf_counter() - t0)
-                            hour = done // args.queues
-                            print(f"| {consumed:,} | {hour:,} | {rss:,.0f} | {rate:,.0f} |")
-                    if time.perf_counter() - t0 > args.timeout:
-                        raise TimeoutError(f"not drained in {args.timeout} s ({done}/{end})")
-                    await asyncio.sleep(1.0)
+                n = batches_sent = 0
+                t0 = time.perf_counter()
+                for step in steps:
+                    futures = []
+                    while n < step:
+                        b = next(stream)
+                        futures.append(
+                            await producer.send(
+                                kafka.topics.events, batches.encode(b), key=queue_key(b["queue_id"])
+                            )
+                        )
+                        n += len(b["decisions"]) + len(b["verdicts"])
+                        batches_sent += 1
+                    await asyncio.gather(*futures)
+                    while True:
+                        services.check()
+                        done, end = await group_progress(kafka, group, kafka.topics.events)
+                        if done >= end:
+                            break
+                        if time.perf_counter() - t0 > args.timeout:
+                            raise TimeoutError(f"not drained in {args.timeout} s ({done}/{end})")
+                        await asyncio.sleep(0.5)
+                    rss = _rss_mib(pid)
+                    if step in args.events:
+                        finals[step] = rss
+                    rate = n / (time.perf_counter() - t0)
+                    hour = batches_sent // args.queues
+                    print(f"| {n:,} | {hour:,} | {rss:,.0f} | {rate:,.0f} |", flush=True)
             finally:
                 services.stop()
+                await producer.stop()
     finally:
         if started:
             await asyncio.to_thread(
@@ -244,7 +235,7 @@ def run_rss(args: argparse.Namespace) -> None:
         f"{what}; {args.queues} queues, {args.per_hour} decisions per queue-hour (+30% "
         f"verdicts); retention horizon {horizon_h} h of event time\n"
     )
-    print("| events consumed | event time (h) | RSS (MiB) | events/s |")
+    print("| events consumed | event time (h) | RSS (MiB) | events/s (produce + drain) |")
     print("|---:|---:|---:|---:|")
     finals = run_rss_pure(args) if args.pure else asyncio.run(run_rss_worker(args))
     if len(finals) >= 2:
