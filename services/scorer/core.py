@@ -396,7 +396,11 @@ class Scorer:
         for decision_id, rec in fresh.items():
             t = rec[0]
             st.watermark = max(st.watermark, t)
-            st.buckets.setdefault(int(t // period) * period, Bucket()).decisions += 1
+            start = int(t // period) * period
+            bucket = st.buckets.setdefault(start, Bucket())
+            bucket.decisions += 1
+            if start <= st.closed_through and bucket.rev >= 0:
+                revised.add(start)  # a late decision: the published subgroup is republished
             for verdict_id, p in self._pending.release(st.queue_id, decision_id):
                 self._count_verdict(st, verdict_id, [p[0], *p[2:]], rec, counted, revised)
 
@@ -554,8 +558,8 @@ class Scorer:
         )
 
     def _revise(self, st: QueueState, starts: set[int], out: Output, wall: float) -> None:
-        """Republish closed subgroups that late verdicts changed, once per batch each. The
-        limits are those of the final n; no alert fires on a revision."""
+        """Republish closed subgroups that late verdicts or decisions changed, once per
+        batch each. The limits are those of the final n; no alert fires on a revision."""
         for start in sorted(starts):
             b = st.buckets.get(start)
             if b is None or b.rev < 0:

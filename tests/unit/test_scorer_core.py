@@ -324,6 +324,21 @@ def test_late_verdicts_revise_the_published_subgroup_and_never_alert() -> None:
     assert snap.subgroups_closed >= 1
 
 
+def test_a_late_decision_alone_revises_the_published_subgroup() -> None:
+    """Found by a new user: a decision arriving after its hour was charted changed the
+    queue's total but not the published subgroup's decisions."""
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {})
+    rng = random.Random(12)
+    closed = feed(sc, [*hour_of_traffic(0, 0, 40, 0.0, rng), decision("tick", "q", T0 + 5 * H)])
+    (first,) = [p for p in closed.points if p.start == T0]
+    out = feed(sc, [decision("late-only", "q", T0 + timedelta(minutes=30))])
+    (revised,) = [p for p in out.points if p.start == T0]
+    assert revised.revision == first.revision + 1
+    assert revised.decisions == first.decisions + 1
+    assert (revised.n, revised.errors, revised.late) == (first.n, first.errors, first.late)
+    assert feed(sc, [decision("late-only", "q", T0 + timedelta(minutes=30))]).points == []
+
+
 def test_held_back_snapshots_are_flushed_later() -> None:
     sc = Scorer(settings(snapshot_interval_s=60.0), {})
     b = batches.group_by_queue(validate_items([decision(1, "q")], None).events)[0]
