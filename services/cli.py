@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 app = typer.Typer(
     name="qwatch",
@@ -251,8 +255,51 @@ def config_reference() -> None:
     typer.echo(render(), nl=False)
 
 
+def settings_error(exc: ValidationError) -> str:
+    """A settings class that refused its environment, as one line naming the variables."""
+    from services.config_doc import SECTIONS
+
+    prefixes = {cls.__name__: str(cls.model_config.get("env_prefix", "")) for _, cls in SECTIONS}
+    prefix = prefixes.get(exc.title, "")
+    parts = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = [str(x) for x in err["loc"]]
+        if loc and prefix:
+            parts.append(f"{(prefix + '_'.join(loc)).upper()}={err.get('input')!r}: {msg}")
+        else:
+            parts.append(msg)
+    return "invalid settings: " + "; ".join(parts) + " (see docs/configuration.md)"
+
+
+def unparsable_setting(exc: SettingsError) -> str:
+    """A list or map setting that is not JSON, as one line naming its variable."""
+    from services.config_doc import NESTED, SECTIONS, env_names
+
+    match = re.search(r'field "(\w+)"', str(exc))
+    names = [
+        env
+        for _, cls in SECTIONS
+        for env, field in zip(
+            env_names(cls), [n for n in cls.model_fields if n not in NESTED], strict=True
+        )
+        if match and field == match.group(1)
+    ]
+    where = " or ".join(names) if names else "a setting"
+    return f"invalid settings: {where} is not valid JSON (lists and maps are JSON; see docs/configuration.md)"
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        if not exc.title.endswith("Settings"):
+            raise
+        typer.echo(f"qwatch: {settings_error(exc)}", err=True)
+        sys.exit(2)
+    except SettingsError as exc:
+        typer.echo(f"qwatch: {unparsable_setting(exc)}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

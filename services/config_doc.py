@@ -5,6 +5,8 @@ docs/configuration.md is this module's output; a test keeps them equal.
 
 from __future__ import annotations
 
+import json
+
 from pydantic_settings import BaseSettings
 
 from services.alerts.settings import AlertsSettings
@@ -35,6 +37,8 @@ def _default(cls: type[BaseSettings], name: str) -> str:
     value = field.get_default(call_default_factory=True)
     if hasattr(value, "get_secret_value"):
         return "change-me"
+    if isinstance(value, list | dict):
+        return json.dumps(value)  # as it is written in the environment
     text = str(value).replace(str(REPO_ROOT), "<repo>")
     return text
 
@@ -58,6 +62,10 @@ def render() -> str:
         for env, name in zip(env_names(cls), names, strict=True):
             desc = (cls.model_fields[name].description or "").replace("|", "/")
             parts.append(f"| `{env}` | `{_default(cls, name)}` | {desc} |")
+    parts.append(
+        "\n`QW_LOG_LEVEL` (default `warning`: `debug`, `info`, `warning`, `error`) sets the "
+        "scorer worker's log level."
+    )
     parts.append(
         "\nThe local scripts read their own variables: `deploy/local/kafka.sh` "
         "(`QW_KAFKA_PORT`, `QW_KAFKA_CONTROLLER_PORT`, `QW_STATE_DIR`, `QW_KAFKA_VERSION`, ...) and "
