@@ -46,7 +46,7 @@ Record = list[Any]
 Position = tuple[int, int]  # (partition, offset) of an input message
 Chunk = dict[str, Any]  # {"q": queue_id, "r": {id: Record}}
 HOUR = 3600
-CACHE_RECORDS = 200_000  # records of decoded chunks kept per store (the join's hot set)
+CACHE_RECORDS = 50_000  # records of decoded chunks kept per store (the join's hot set)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -115,6 +115,9 @@ class ChunkStore:
         self._deleted: list[ChunkKey] = []
         self._cache: OrderedDict[ChunkKey, Chunk] = OrderedDict()
         self._cached_records = 0
+        # queue -> the hour below which this worker deleted every chunk: scans start there
+        # instead of stepping over deletions RocksDB has not compacted away yet
+        self._floor: dict[str, int] = {}
 
     def invalidate(self) -> None:
         """Drop what is staged and cached (partitions moved, or a batch failed)."""
@@ -123,6 +126,7 @@ class ChunkStore:
         self._deleted.clear()
         self._cache.clear()
         self._cached_records = 0
+        self._floor.clear()
 
     def _visible(self, key: ChunkKey) -> bool:
         return key in self._staged or written_by_applied(key, self._applied(key.queue_id))
@@ -167,7 +171,8 @@ class ChunkStore:
         else:
             limit = math.floor(before - HOUR) + 1  # hour + HOUR <= before
         out: dict[ChunkKey, Chunk] = {}
-        for raw in self._index.queue_chunks(self.kind, queue_id, limit):
+        floor = self._floor.get(queue_id, 0)
+        for raw in self._index.queue_chunks(self.kind, queue_id, limit, floor):
             key = ChunkKey.parse(raw)
             if not self._visible(key):
                 continue
@@ -247,10 +252,14 @@ class ChunkStore:
         if before == float("-inf"):
             return
         limit = math.floor(before - HOUR) + 1
-        for raw in self._index.queue_chunks(self.kind, queue_id, limit):
+        floor = self._floor.get(queue_id, 0)
+        if limit <= floor:
+            return
+        for raw in self._index.queue_chunks(self.kind, queue_id, limit, floor):
             key = ChunkKey.parse(raw)
             self._forget(key)
             self._deleted.append(key)
+        self._floor[queue_id] = limit  # deleted by flush_deletes, in this same commit
 
     def flush(self) -> None:
         """Write the staged chunks to the table."""

@@ -41,8 +41,12 @@ class ChunkIndex(Protocol):
     def batch_chunks(self, batch: str) -> list[str]:
         """Keys of the chunks written from input message ``batch`` (``partition-offset``)."""
 
-    def queue_chunks(self, kind: str, queue_id: str, before_hour: int) -> list[str]:
-        """Keys of the queue's chunks of ``kind`` whose hour is below ``before_hour``."""
+    def queue_chunks(
+        self, kind: str, queue_id: str, before_hour: int, from_hour: int = 0
+    ) -> list[str]:
+        """Keys of the queue's chunks of ``kind`` with ``from_hour <= hour < before_hour``
+        (a scan that starts past the hours already deleted need not step over their
+        deletions)."""
 
     def queue_ids(self) -> list[str]:
         """Every queue with a record in the table."""
@@ -116,9 +120,11 @@ class IndexedTable(MutableMapping[str, Any]):
     def batch_chunks(self, batch: str) -> list[str]:
         return sorted(self._batches.get(batch, ()))
 
-    def queue_chunks(self, kind: str, queue_id: str, before_hour: int) -> list[str]:
+    def queue_chunks(
+        self, kind: str, queue_id: str, before_hour: int, from_hour: int = 0
+    ) -> list[str]:
         hours = self._hours.get((kind, queue_id), {})
-        return sorted(k for h in sorted(hours) if h < before_hour for k in hours[h])
+        return sorted(k for h in sorted(hours) if from_hour <= h < before_hour for k in hours[h])
 
     def queue_ids(self) -> list[str]:
         return sorted(self._queues)

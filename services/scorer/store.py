@@ -95,9 +95,10 @@ class _Batch:
             self.put(BATCH_PREFIX + batch.encode() + b"|" + key, b"")
 
 
-def _prefixed(db: Rdict, prefix: bytes) -> Iterator[bytes]:
+def _prefixed(db: Rdict, prefix: bytes, start: bytes | None = None) -> Iterator[bytes]:
+    """Keys with ``prefix``, from ``start`` (at or after the prefix) on."""
     it = db.iter()
-    it.seek(prefix)
+    it.seek(start or prefix)
     while it.valid():
         key: bytes = it.key()
         if not key.startswith(prefix):
@@ -182,11 +183,14 @@ class IndexedRocksDBStore(rocksdb.Store):
             for k in _prefixed(db, prefix)
         )
 
-    def queue_chunks(self, kind: str, queue_id: str, before_hour: int) -> list[str]:
+    def queue_chunks(
+        self, kind: str, queue_id: str, before_hour: int, from_hour: int = 0
+    ) -> list[str]:
         prefix = f'"{kind}|{queue_id}|'.encode()
+        start = prefix + f"{max(from_hour, 0):011d}".encode()
         out: list[str] = []
         for db in self._dbs_to_search():
-            for raw in _prefixed(db, prefix):
+            for raw in _prefixed(db, prefix, start):
                 key: str = orjson.loads(raw)
                 if int(key.rsplit("|", 2)[1]) >= before_hour:
                     break  # the hour is zero-padded: the rest are later
