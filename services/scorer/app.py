@@ -93,7 +93,8 @@ def create_app(settings: ScorerSettings) -> faust.App:
         "state",
         schema=schema,
         # Faust's defaults (a 2 GiB block cache and 3 x 64 MiB memtables per partition)
-        # would let memory grow with the state; these bound it
+        # would let memory grow with the state for a long time; these bound it
+        # (bench/recovery.py rss)
         options={
             "block_cache_size": settings.rocksdb_block_cache_mb * 2**20,
             "write_buffer_size": settings.rocksdb_write_buffer_mb * 2**20,

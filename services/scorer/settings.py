@@ -65,14 +65,15 @@ class ScorerSettings(BaseSettings):
         "they are dropped and counted (the queue's decisions are not arriving)",
     )
     rocksdb_block_cache_mb: int = Field(
-        default=64,
-        ge=8,
+        default=8,
+        ge=1,
         le=65536,
-        description="RocksDB block cache per owned partition, in MiB (reads of state not "
-        "in memory); with the write buffers, what bounds the scorer's memory",
+        description="RocksDB block cache per owned partition, in MiB; with the write "
+        "buffers, what bounds the scorer's memory (the operating system's page cache keeps "
+        "hot state files too, outside the process)",
     )
     rocksdb_write_buffer_mb: int = Field(
-        default=16,
+        default=4,
         ge=1,
         le=4096,
         description="RocksDB write buffer (memtable) per owned partition, in MiB; up to 3 are held",
