@@ -41,12 +41,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.demo.orchestrator import KAFKA_SCRIPT, Services, kafka_script, local_kafka
+from services.demo.orchestrator import (
+    Services,
+    ensure_local_broker,
+    local_kafka,
+    release_local_broker,
+)
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
 from shared import batches, codec
 from shared.batches import EventBatch
-from shared.kafka import ensure_topics, group_progress, make_producer, wait_for_broker
+from shared.kafka import ensure_topics, group_progress, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 
@@ -160,13 +165,7 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
     """A real worker consumes the stream in steps: the events up to each size (every tenth
     of the largest with ``--verbose``) are produced, drained and committed, then the
     worker's RSS is read."""
-    base = local_kafka()
-    started = False
-    try:
-        await wait_for_broker(base, timeout=2)
-    except TimeoutError:
-        await asyncio.to_thread(kafka_script, "start")
-        started = True
+    started = await ensure_local_broker()
     prefix = f"rss{int(time.time())}-"
     kafka = local_kafka(topic_prefix=prefix, partitions=args.partitions)
     total = max(args.events)
@@ -219,10 +218,7 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
                 services.stop()
                 await producer.stop()
     finally:
-        if started:
-            await asyncio.to_thread(
-                subprocess.run, ["bash", str(KAFKA_SCRIPT), "stop"], check=False
-            )
+        await release_local_broker(started)
     return finals
 
 
@@ -291,13 +287,7 @@ async def _probe_snapshots(
 
 
 async def run_restart(args: argparse.Namespace) -> None:
-    base = local_kafka()
-    started = False
-    try:
-        await wait_for_broker(base, timeout=2)
-    except TimeoutError:
-        await asyncio.to_thread(kafka_script, "start")
-        started = True
+    started = await ensure_local_broker()
     prefix = f"recovery{int(time.time())}-"
     kafka = local_kafka(topic_prefix=prefix, partitions=args.partitions)
     hours = args.days * 24
@@ -401,10 +391,7 @@ async def run_restart(args: argparse.Namespace) -> None:
         print(f"\nmachine: {_machine()}")
         print(f"command: {' '.join(sys.argv)}")
     finally:
-        if started:
-            await asyncio.to_thread(
-                subprocess.run, ["bash", str(KAFKA_SCRIPT), "stop"], check=False
-            )
+        await release_local_broker(started)
 
 
 def main() -> None:

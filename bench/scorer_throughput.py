@@ -17,20 +17,24 @@ import argparse
 import asyncio
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from services.demo.orchestrator import KAFKA_SCRIPT, Services, kafka_script, local_kafka
+from services.demo.orchestrator import (
+    Services,
+    ensure_local_broker,
+    local_kafka,
+    release_local_broker,
+)
 from services.ingest.validation import validate_items
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
 from services.simulator.model import SimConfig, Simulation
 from shared import batches
 from shared.batches import EventBatch
-from shared.kafka import ensure_topics, group_progress, make_producer, wait_for_broker
+from shared.kafka import ensure_topics, group_progress, make_producer
 from shared.topics import queue_key
 
 
@@ -50,13 +54,7 @@ def make_batches(hours: float, queues: int, poll: int) -> tuple[list[EventBatch]
 
 
 async def main(args: argparse.Namespace) -> None:
-    base = local_kafka()
-    started = False
-    try:
-        await wait_for_broker(base, timeout=2)
-    except TimeoutError:
-        await asyncio.to_thread(kafka_script, "start")
-        started = True
+    started = await ensure_local_broker()
     prefix = f"bench{int(time.time())}-"
     kafka = local_kafka(topic_prefix=prefix, partitions=args.partitions)
     try:
@@ -137,10 +135,7 @@ async def main(args: argparse.Namespace) -> None:
         )
         print(f"| ratio end-to-end / pure | {rate_events / (n_events / pure_s):.2f} |")
     finally:
-        if started:
-            await asyncio.to_thread(
-                subprocess.run, ["bash", str(KAFKA_SCRIPT), "stop"], check=False
-            )
+        await release_local_broker(started)
 
 
 if __name__ == "__main__":

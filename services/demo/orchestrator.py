@@ -163,6 +163,23 @@ def kafka_script(*args: str) -> None:
     subprocess.run(["bash", str(KAFKA_SCRIPT), *args], check=True, env=env)
 
 
+async def ensure_local_broker() -> bool:
+    """The broker QW_KAFKA_BOOTSTRAP names (the local default otherwise) if it answers, else
+    deploy/local/kafka.sh started; True when it was started here (``release_local_broker``)."""
+    try:
+        await wait_for_broker(local_kafka(), timeout=2)
+        return False
+    except TimeoutError:
+        await asyncio.to_thread(kafka_script, "start")
+        return True
+
+
+async def release_local_broker(started: bool) -> None:
+    """Stop the broker ``ensure_local_broker`` started, if it did."""
+    if started:
+        await asyncio.to_thread(subprocess.run, ["bash", str(KAFKA_SCRIPT), "stop"], check=False)
+
+
 def render(
     prog: SimProgress, queues: list[dict[str, Any]], alerts: list[str], drift: Drift
 ) -> Group:
