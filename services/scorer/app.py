@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -48,6 +50,29 @@ log = logging.getLogger(__name__)
 
 class RevokedError(Exception):
     """The message's partition was revoked while the agent had it in hand."""
+
+
+#: After a fatal send failure, how long Faust's own shutdown may take before the process
+#: ends itself (a stop stuck in a commit or a flush must not leave a worker that neither
+#: works nor exits: nothing more can be acknowledged anyway, and the state it leaves is
+#: what a SIGKILL leaves, which a restart recovers exactly).
+FATAL_EXIT_GRACE_S = 30.0
+FATAL_EXIT_CODE = 70  # EX_SOFTWARE
+
+
+def exit_hard_after(seconds: float, code: int = FATAL_EXIT_CODE) -> threading.Timer:
+    """End the process with ``code`` in ``seconds`` unless it has ended by then; a
+    daemon thread, so it fires even if the event loop is blocked."""
+
+    def _exit() -> None:
+        log.critical("the worker did not stop within %.0fs of a fatal error; exiting", seconds)
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, _exit)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def create_app(settings: ScorerSettings) -> faust.App:
@@ -165,6 +190,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
     # a gap of one after the committed offset).
     acking: set[asyncio.Future[None]] = set()
     last_ack: list[asyncio.Future[None] | None] = [None]
+    fatal: list[threading.Timer] = []
 
     async def ack_when_durable(
         event: Any,
@@ -184,6 +210,8 @@ def create_app(settings: ScorerSettings) -> faust.App:
             # acknowledged, and waiting would stall the commit silently. Stop the worker; a
             # restart replays from the committed offset.
             log.critical("a changelog or dead-letter send failed; stopping: %r", exc)
+            if not fatal:
+                fatal.append(exit_hard_after(FATAL_EXIT_GRACE_S))
             await app.crash(exc)
             raise
         event.ack()

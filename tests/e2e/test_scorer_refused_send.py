@@ -64,12 +64,18 @@ async def _drained(kafka: KafkaSettings, services: Services) -> None:
     await wait_for_progress(lambda: progress(kafka), services.check)
 
 
-async def _exit_code(services: Services, timeout: float = 180) -> int:
+async def _exit_code(services: Services, kafka: KafkaSettings, timeout: float = 180) -> int:
     """Wait for the scorer worker to exit by itself; its exit status."""
     proc = services.procs["scorer"]
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
-        assert time.monotonic() < deadline, f"the worker did not stop within {timeout}s"
+        if time.monotonic() > deadline:
+            log = services.log_dir / "scorer.log"
+            letters = await read_all(kafka.bootstrap, kafka.topics.deadletter)
+            raise AssertionError(
+                f"the worker did not stop within {timeout}s; {len(letters)} dead letters; "
+                f"its log ends:\n{log.read_text(errors='replace')[-4000:]}"
+            )
         await asyncio.sleep(0.2)
     del services.procs["scorer"]
     return proc.returncode
@@ -125,7 +131,7 @@ async def test_refused_send_stops_the_worker_before_the_refused_batch(
             refused_at = dict(first)
             await produce(kafka, msgs[half:])
 
-        code = await _exit_code(services)
+        code = await _exit_code(services, kafka)
         text = log.read_text(errors="replace")
         lines = [ln for ln in text.splitlines() if STOPPING in ln]
         assert code != 0, f"the worker exited 0:\n{text[-3000:]}"

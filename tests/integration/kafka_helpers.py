@@ -109,6 +109,13 @@ async def set_topic_config(bootstrap: str, topic: str, config: dict[str, str]) -
     for response in responses:
         for resource in response.to_object()["resources"]:
             assert resource["error_code"] == 0, resource
+    # The broker applies a change when it replays the controller's record, a moment after
+    # the answer; DescribeConfigs reads the same metadata image its logs are configured from.
+    deadline = time.monotonic() + 30
+    while (now := await topic_config(bootstrap, topic)) != config:
+        assert time.monotonic() < deadline, f"{topic}: config still {now}, not {config}"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)
 
 
 async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
