@@ -33,7 +33,6 @@ Records are small lists; their first element is the record's event time (epoch s
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
@@ -76,15 +75,10 @@ class ChunkKey:
 
     @classmethod
     def parse(cls, key: str) -> ChunkKey:
-        return _parse(key)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _parse(key: str) -> ChunkKey:
-    fields = chunk_fields(key)
-    if fields is None:
-        raise ValueError(f"not a chunk key: {key!r}")
-    return ChunkKey(*fields)
+        fields = chunk_fields(key)
+        if fields is None:
+            raise ValueError(f"not a chunk key: {key!r}")
+        return cls(*fields)
 
 
 def hour_of(t: float) -> int:
@@ -115,6 +109,10 @@ class ChunkStore:
         self._deleted: list[ChunkKey] = []
         self._cache: OrderedDict[ChunkKey, Chunk] = OrderedDict()
         self._cached_records = 0
+        # the parsed keys of the cached chunks, by table key: the ids a batch looks up
+        # mostly live in them (no separate cache of parsed keys, whose memory would grow
+        # with every key ever seen until it filled)
+        self._keys: dict[str, ChunkKey] = {}
         # queue -> the hour below which this worker deleted every chunk: scans start there
         # instead of stepping over deletions RocksDB has not compacted away yet
         self._floor: dict[str, int] = {}
@@ -126,6 +124,7 @@ class ChunkStore:
         self._deleted.clear()
         self._cache.clear()
         self._cached_records = 0
+        self._keys.clear()
         self._floor.clear()
 
     def _visible(self, key: ChunkKey) -> bool:
@@ -144,17 +143,24 @@ class ChunkStore:
             self._remember(key, chunk)
         return chunk
 
+    def _key(self, raw: str) -> ChunkKey:
+        key = self._keys.get(raw)
+        return ChunkKey.parse(raw) if key is None else key
+
     def _remember(self, key: ChunkKey, chunk: Chunk) -> None:
         self._forget(key)
         self._cache[key] = chunk
+        self._keys[key.text] = key
         self._cached_records += len(chunk["r"])
         while self._cached_records > CACHE_RECORDS and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
+            old_key, old = self._cache.popitem(last=False)
+            del self._keys[old_key.text]
             self._cached_records -= len(old["r"])
 
     def _forget(self, key: ChunkKey) -> None:
         old = self._cache.pop(key, None)
         if old is not None:
+            del self._keys[key.text]
             self._cached_records -= len(old["r"])
 
     def batch_keys(self, batch: str) -> list[str]:
@@ -173,7 +179,7 @@ class ChunkStore:
         out: dict[ChunkKey, Chunk] = {}
         floor = self._floor.get(queue_id, 0)
         for raw in self._index.queue_chunks(self.kind, queue_id, limit, floor):
-            key = ChunkKey.parse(raw)
+            key = self._key(raw)
             if not self._visible(key):
                 continue
             chunk = self._chunk(key)
@@ -192,7 +198,7 @@ class ChunkStore:
             raw = self._index.chunk_of(self.kind, record_id)
             if raw is None:
                 return None
-            key = ChunkKey.parse(raw)
+            key = self._key(raw)
             if not self._visible(key):
                 return None
             chunk = self._chunk(key)
@@ -256,7 +262,7 @@ class ChunkStore:
         if limit <= floor:
             return
         for raw in self._index.queue_chunks(self.kind, queue_id, limit, floor):
-            key = ChunkKey.parse(raw)
+            key = self._key(raw)
             self._forget(key)
             self._deleted.append(key)
         self._floor[queue_id] = limit  # deleted by flush_deletes, in this same commit

@@ -28,7 +28,7 @@ import orjson
 from faust.stores import STORES, rocksdb
 from faust.streams import current_event
 from faust.types import TP, EventT
-from rocksdict import Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from services.scorer.index import CHUNK_KINDS, QUEUE_PREFIX
 
@@ -107,8 +107,37 @@ def _prefixed(db: Rdict, prefix: bytes, start: bytes | None = None) -> Iterator[
         it.next()
 
 
+class BoundedRocksDBOptions(rocksdb.RocksDBOptions):
+    """Faust's options, with each table file's index and filter blocks kept in the block
+    cache (and so bounded by it) instead of beside it, where their memory grows with the
+    number and size of the files; level-0 ones stay pinned there, as they are read on
+    every lookup."""
+
+    def as_options(self) -> Options:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_max_open_files(-1 if self.max_open_files is None else self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        table = BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_cache(Cache(self.block_cache_size))
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        options.set_block_based_table_factory(table)
+        return options
+
+
 class IndexedRocksDBStore(rocksdb.Store):
     """``rocksdb://`` with the chunk index; also implements ``index.ChunkIndex``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.use_rocksdict:
+            raise RuntimeError("the scorer's store needs rocksdict, not python-rocksdb")
+        # what is left of the table's options once Faust took read_only and driver out
+        self.rocksdb_options = BoundedRocksDBOptions(**(self.options or {}), use_rocksdict=True)
 
     def _write(self, partition: int, ops: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Apply puts (value) and deletes (None) to one partition, with their index entries,
