@@ -1,8 +1,8 @@
 """Every Prometheus metric QualityWatch's alerts service exports, declared once.
 
 Labels are bounded: ``queue`` (hundreds), ``window`` (3), ``rule`` (a handful),
-``receiver`` (configured URLs' index), ``topic``/``group`` (a few). Never moderator, auditor
-or content ids: those would explode the series count.
+``receiver`` and ``alertmanager`` (configured URLs' index), ``topic``/``group`` (a few).
+Never moderator, auditor or content ids: those would explode the series count.
 """
 
 from __future__ import annotations

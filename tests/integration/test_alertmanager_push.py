@@ -1,5 +1,5 @@
 """The alerts service's pusher against a real Alertmanager (Debian's package, started by
-deploy/local/alertmanager.sh): what it receives, its resolution, and a push to an
+deploy/local/alertmanager.sh): what it receives, the resend, the resolution, and a push to an
 Alertmanager that is down (counted, retried with backoff, delivered once it is up)."""
 
 from __future__ import annotations
@@ -98,6 +98,15 @@ async def test_open_alerts_arrive_with_routing_labels_and_their_resolution_ends_
             ends = datetime.fromisoformat(got["endsAt"].replace("Z", "+00:00"))
             assert now + timedelta(seconds=15) < ends < now + timedelta(seconds=30)  # 4 x 5 s
 
+            # before it expires, the unchanged set is re-sent with endsAt moved on
+            await asyncio.sleep(5)  # QW_ALERTS_ALERTMANAGER_RESEND_S
+            assert await pusher.push_once() == 1
+            (again_held,) = [
+                a for a in await _held(client, url) if a["labels"]["queue"] == "spam-en"
+            ]
+            assert again_held["endsAt"] > got["endsAt"]
+            assert again_held["startsAt"] == got["startsAt"]
+
             async with sessions() as s, s.begin():
                 snap = make_snapshot("spam-en", 3, signals=[], streak=3)
                 resolved = await db.resolve_recovered(s, snap, receivers=[], now=datetime.now(UTC))
@@ -105,7 +114,7 @@ async def test_open_alerts_arrive_with_routing_labels_and_their_resolution_ends_
             assert await pusher.push_once() == 1  # the set changed: pushed at once
             held_after = {a["labels"]["queue"] for a in await _held(client, url)}
             assert held_after == {"hate-de"}  # resolved (endsAt passed) is no longer active
-            assert _pushes(metrics, "ok") == 2
+            assert _pushes(metrics, "ok") == 3
             assert _pushes(metrics, "error") == 0
 
 
