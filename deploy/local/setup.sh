@@ -2,11 +2,11 @@
 # Install what QualityWatch needs on this machine. Idempotent; fast when already done.
 #
 #   deploy/local/setup.sh          the virtualenv with the project (for the demo)
-#   deploy/local/setup.sh --test   also the test tools: PostgreSQL and Prometheus (promtool)
-#                                  from Debian's packages, docker-compose (v1) to validate
-#                                  the compose file, the Kafka broker's jars (~/.m2), and
-#                                  kustomize (built from its Go module into .venv/bin) to
-#                                  render deploy/kubernetes
+#   deploy/local/setup.sh --test   also the test tools: PostgreSQL, Prometheus (promtool)
+#                                  and Alertmanager (amtool) from Debian's packages,
+#                                  docker-compose (v1) to validate the compose file, the
+#                                  Kafka broker's jars (~/.m2), and kustomize (built from
+#                                  its Go module into .venv/bin) to render deploy/kubernetes
 #
 # Downloads are cached in the user's home (pip's cache, ~/.m2), never in the repository.
 set -euo pipefail
@@ -47,6 +47,8 @@ if (( test_tools )); then
   [[ -x /usr/lib/postgresql/15/bin/postgres ]] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
     || missing+=(postgresql)
   command -v promtool >/dev/null || missing+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
+    || missing+=(prometheus-alertmanager)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   # kustomize renders deploy/kubernetes for tests/deploy/test_kubernetes.py. Pinned, built
   # from its Go module (Go's build cache makes a rebuild quick); v5.7 builds with Go >= 1.22.
@@ -61,10 +63,12 @@ if (( test_tools )); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian's prometheus package may start daemons on machines with systemd; tests run
-    # their own, so make sure none is left listening.
+    # Debian's prometheus packages may start daemons on machines with systemd; tests run
+    # their own (deploy/local/prometheus.sh, alertmanager.sh), so make sure none is left
+    # listening on the default ports.
     if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
-      systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+      systemctl disable --now prometheus prometheus-node-exporter prometheus-alertmanager \
+        >/dev/null 2>&1 || true
     fi
   fi
   if ! kustomize_ok; then

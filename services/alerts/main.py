@@ -8,6 +8,7 @@ import logging
 import httpx
 
 from services.alerts import db
+from services.alerts.alertmanager import AlertmanagerPusher
 from services.alerts.api import create_app
 from services.alerts.consumer import AlertsConsumer, LagExporter
 from services.alerts.metrics import Metrics
@@ -51,6 +52,9 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
             asyncio.create_task(deliverer.run(stop), name="webhooks"),
             asyncio.create_task(server.serve(), name="alerts-http"),
         ]
+        if settings.alertmanager_urls:
+            pusher = AlertmanagerPusher(settings, sessions, client, metrics)
+            tasks.append(asyncio.create_task(pusher.run(stop), name="alertmanager"))
         log.info("alerts listening on http://%s:%d", settings.host, settings.port)
 
         def on_stop() -> None:

@@ -1,8 +1,8 @@
 """Every Prometheus metric QualityWatch's alerts service exports, declared once.
 
 Labels are bounded: ``queue`` (hundreds), ``window`` (3), ``rule`` (a handful),
-``receiver`` (configured URLs' index), ``topic``/``group`` (a few). Never moderator, auditor
-or content ids: those would explode the series count.
+``receiver`` and ``alertmanager`` (configured URLs' index), ``topic``/``group`` (a few).
+Never moderator, auditor or content ids: those would explode the series count.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Metrics:
     events_consumed: Counter
     events_malformed: Counter
     consumer_lag: Gauge
+    alertmanager_pushes: Counter
 
     def forget_queue(self, queue: str) -> None:
         """Remove the queue's snapshot series (another replica exports them now)."""
@@ -143,5 +144,13 @@ class Metrics:
             # Consumer lag (end offset minus committed offset) summed over partitions.
             consumer_lag=Gauge(
                 "qw_consumer_lag_messages", "consumer group lag", ["group", "topic"], registry=r
+            ),
+            # Pushes to Alertmanager by its index in QW_ALERTS_ALERTMANAGER_URLS and outcome
+            # (ok, or error: refused, timed out or unreachable; retried, never blocking).
+            alertmanager_pushes=Counter(
+                "qw_alertmanager_pushes",
+                "pushes of the alert set to Alertmanager",
+                ["alertmanager", "outcome"],
+                registry=r,
             ),
         )

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import DatabaseSettings, KafkaSettings, QualitySettings
@@ -59,6 +59,137 @@ class AlertsSettings(BaseSettings):
         description="first retry delay (doubles each attempt, jittered)", default=1.0, gt=0
     )
     webhook_backoff_max_s: float = Field(description="longest retry delay", default=300.0, gt=0)
+
+    # -- Alertmanager (services/alerts/alertmanager.py) -------------------------------------
+    alertmanager_urls: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Alertmanager base URLs (at most 10; http or https, no credentials, a path "
+        "prefix allowed), a JSON list in the environment; each gets every firing and resolved alert "
+        'on /api/v2/alerts. Empty (the default): nothing is pushed. E.g. ["http://am1:9093"]',
+    )
+    alertmanager_resend_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="firing alerts are re-sent this often (5-3600 s); each push says they end 4 times "
+        "this later (endsAt), so Alertmanager keeps them while pushes keep coming and resolves "
+        "them on its own if no replica pushes for that long",
+    )
+    alertmanager_poll_s: float = Field(
+        default=2.0,
+        ge=0.2,
+        le=60,
+        description="how often the alert table is read for new or resolved alerts (0.2-60 s; "
+        "a change is pushed at once, not at the next resend)",
+    )
+    alertmanager_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="the longest one push to one Alertmanager may take (at most 60 s)",
+    )
+    alertmanager_teams: str = Field(
+        default="",
+        max_length=8000,
+        description="the `team` label by queue: comma-separated `glob=team` pairs, first match "
+        "wins, e.g. `spam-*=trust-spam,cse-*=child-safety`. A glob is 1-128 of the queue id "
+        "characters plus `*` and `?`; a team is 1-63 of `a-z 0-9 _ -`, starting with a letter "
+        "or digit; at most 200 pairs",
+    )
+    alertmanager_default_team: str = Field(
+        default="quality",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="the `team` label of a queue that no QW_ALERTS_ALERTMANAGER_TEAMS glob matches",
+    )
+    alertmanager_public_url: str = Field(
+        default="",
+        max_length=500,
+        description="this service's URL as people reach it, for each alert's health page link "
+        "and generatorURL (default: http://QW_ALERTS_HOST:QW_ALERTS_PORT)",
+    )
+    alertmanager_runbook_url: str = Field(
+        default="docs/operations.md",
+        max_length=500,
+        description="the runbook page; each alert links to its section (`#<alertname>`)",
+    )
+
+    @field_validator("alertmanager_urls")
+    @classmethod
+    def _alertmanager_urls_are_http(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            cls._check_http_url("QW_ALERTS_ALERTMANAGER_URLS", url)
+        if len(set(urls)) != len(urls):
+            raise ValueError("QW_ALERTS_ALERTMANAGER_URLS lists a URL twice")
+        return [u.rstrip("/") for u in urls]
+
+    @field_validator("alertmanager_public_url")
+    @classmethod
+    def _public_url_is_http(cls, url: str) -> str:
+        if url:
+            cls._check_http_url("QW_ALERTS_ALERTMANAGER_PUBLIC_URL", url)
+        return url.rstrip("/")
+
+    @field_validator("alertmanager_teams")
+    @classmethod
+    def _teams_parse(cls, value: str) -> str:
+        cls.parse_team_map(value)
+        return value
+
+    @property
+    def team_map(self) -> tuple[tuple[str, str], ...]:
+        """QW_ALERTS_ALERTMANAGER_TEAMS parsed: (glob, team) pairs in order."""
+        return self.parse_team_map(self.alertmanager_teams)
+
+    @property
+    def public_url(self) -> str:
+        return self.alertmanager_public_url or f"http://{self.host}:{self.port}"
+
+    @staticmethod
+    def parse_team_map(value: str) -> tuple[tuple[str, str], ...]:
+        """``glob=team,glob=team`` -> pairs; ValueError saying which pair is wrong and why."""
+        import re
+
+        name, most = "QW_ALERTS_ALERTMANAGER_TEAMS", 200
+        if not value.strip():
+            return ()
+        items = value.split(",")
+        if len(items) > most:
+            raise ValueError(f"{name}: {len(items)} pairs, at most {most}")
+        pairs: list[tuple[str, str]] = []
+        for i, item in enumerate(items, 1):
+            glob, eq, team = (part.strip() for part in item.partition("="))
+            if not eq:
+                raise ValueError(f"{name} pair {i} {item.strip()!r}: expected glob=team")
+            if not re.fullmatch(r"[A-Za-z0-9._:*?-]{1,128}", glob):
+                raise ValueError(
+                    f"{name} pair {i}: glob {glob!r} must be 1-128 of A-Z a-z 0-9 . _ : - * ?"
+                )
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", team):
+                raise ValueError(
+                    f"{name} pair {i}: team {team!r} must be 1-63 of a-z 0-9 _ -, starting "
+                    "with a letter or digit"
+                )
+            pairs.append((glob, team))
+        return tuple(pairs)
+
+    @staticmethod
+    def _check_http_url(name: str, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        if len(url) > 500:
+            raise ValueError(f"{name}: a URL longer than 500 characters")
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"{name}: {url!r} is not an http(s) URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(f"{name}: credentials in the URL are not supported")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{name}: {url!r} must have no query or fragment")
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError as exc:
+            raise ValueError(f"{name}: {url!r}: {exc}") from None
 
     resolve_after_subgroups: int = Field(
         default=3, ge=1, description="SPC alerts resolve after this many in-control subgroups"

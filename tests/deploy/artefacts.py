@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,15 @@ def unavailable(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} (CI=true: a missing tool fails the test, never skips it)")
     pytest.skip(what)
+
+
+def require_tool(binary: str, package: str) -> str:
+    """The path of ``binary``; when missing, fail under CI=true and skip elsewhere."""
+    path = shutil.which(binary)
+    if path is None:
+        unavailable(f"{binary} not found: apt-get install -y --no-install-recommends {package}")
+    assert path is not None
+    return path
 
 
 def exported_series_names() -> frozenset[str]:

@@ -9,7 +9,6 @@ that see it fire and stay quiet.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from typing import Any
 
@@ -21,8 +20,8 @@ from tests.deploy.artefacts import (
     RULE_FILES,
     RULE_TEST_FILES,
     load_yaml,
+    require_tool,
     rules,
-    unavailable,
 )
 
 PROM_DIR = DEPLOY / "prometheus"
@@ -51,11 +50,7 @@ def _anchors(markdown: str) -> set[str]:
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        unavailable("promtool not found: apt-get install -y --no-install-recommends prometheus")
-    assert path is not None
-    return path
+    return require_tool("promtool", "prometheus")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
