@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -34,6 +35,7 @@ from services.simulator.run import SimProgress, play
 from shared.kafka import wait_for_broker
 from shared.runtime import http_server
 from shared.settings import REPO_ROOT, KafkaSettings, default_state_dir
+from shared.stats.intervals import wilson_interval
 
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "local" / "kafka.sh"
 
@@ -180,41 +182,114 @@ async def release_local_broker(started: bool) -> None:
         await asyncio.to_thread(subprocess.run, ["bash", str(KAFKA_SCRIPT), "stop"], check=False)
 
 
+BANDS = {
+    # band -> (text, colour): the text says it, colour only repeats it
+    "green": ("ok", "green"),
+    "amber": ("watch", "yellow"),
+    "red": ("ALERT", "bold red"),
+    "insufficient_data": ("no data", "grey50"),
+}
+
+
+def _status(q: dict[str, Any], phase1: int) -> tuple[str, str]:
+    s, h = q["snapshot"], q["health"]
+    if s.get("baseline_p") is None:
+        done = min(int(s.get("subgroups_closed") or 0), phase1)
+        return f"learning ({done}/{phase1})", "grey50"
+    return BANDS.get(h["band"], (h["band"], "white"))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def queue_rows(queues: list[dict[str, Any]], phase1: int) -> list[tuple[str, ...]]:
+    """One row per queue, worst first: queue, status, accuracy 24h, its 95% interval, n
+    24h, baseline accuracy, recent accuracy (1 - EWMA of the error rate), health score.
+    Accuracies only, never error rates beside them."""
+    order = {"red": 0, "amber": 1, "green": 2, "insufficient_data": 3}
+
+    def worst_first(q: dict[str, Any]) -> tuple[int, float, str]:
+        score = q["health"].get("score")
+        return order.get(q["health"]["band"], 4), 101.0 if score is None else score, q["queue_id"]
+
+    rows: list[tuple[str, ...]] = []
+    for q in sorted(queues, key=worst_first):
+        s, h = q["snapshot"], q["health"]
+        acc, n = s.get("accuracy_24h"), int(s.get("n_24h") or 0)
+        interval = "-"
+        if acc is not None and n > 0:
+            ci = wilson_interval(acc * n, n)
+            interval = f"{ci.lower:.1%}-{ci.upper:.1%}"
+        base = s.get("baseline_p")
+        ewma = s.get("ewma")
+        text, colour = _status(q, phase1)
+        rows.append(
+            (
+                q["queue_id"], f"[{colour}]{text}[/]", _pct(acc), interval, f"{n:,}",
+                _pct(None if base is None else 1 - base), _pct(None if ewma is None else 1 - ewma),
+                "-" if h.get("score") is None else f"{h['score']:.0f}",
+            )
+        )  # fmt: skip
+    return rows
+
+
 def render(
-    prog: SimProgress, queues: list[dict[str, Any]], alerts: list[str], drift: Drift
+    prog: SimProgress, queues: list[dict[str, Any]], alerts: list[str], phase1: int
 ) -> Group:
+    """The terminal view, readable at 100 columns."""
     sim_now = datetime.fromtimestamp(prog.sim_time, UTC) if prog.sim_time else None
     head = (
-        f"simulated time [bold]{sim_now:%a %H:%M}[/] (+{prog.sim_elapsed_h:.1f} h)   "
-        if sim_now
-        else ""
+        f"simulated [bold]{sim_now:%a %H:%M}[/] (+{prog.sim_elapsed_h:.1f} h)  " if sim_now else ""
     ) + (
-        f"decisions sent [bold]{prog.decisions:,}[/]   verdicts [bold]{prog.verdicts:,}[/]   "
-        f"malformed (to dead letter) {prog.invalid}   drift: [bold]{drift.queue_id}[/] "
-        f"{drift.delta:+.0%} at +{drift.at_s / 3600:.0f} h"
+        f"decisions [bold]{prog.decisions:,}[/]  verdicts [bold]{prog.verdicts:,}[/]  "
+        f"malformed {prog.invalid} (to dead letter)"
     )
-    table = Table(expand=True, box=None)
-    for col in ("queue", "accuracy 24h", "n 24h", "baseline err", "EWMA err", "health", "band"):
-        table.add_column(col, justify="left" if col == "queue" else "right")
-    colours = {"green": "green", "amber": "yellow", "red": "red", "insufficient_data": "grey50"}
-    for q in queues:
-        s, h = q["snapshot"], q["health"]
-        acc = s["accuracy_24h"]
-        table.add_row(
-            q["queue_id"] + (" ◀ drift" if q["queue_id"] == drift.queue_id else ""),
-            "-" if acc is None else f"{acc:.1%}",
-            str(s["n_24h"]),
-            "phase I" if s["baseline_p"] is None else f"{s['baseline_p']:.1%}",
-            "-" if s["ewma"] is None else f"{s['ewma']:.1%}",
-            "-" if h["score"] is None else f"{h['score']:.0f}",
-            f"[{colours[h['band']]}]{h['band']}[/]",
-        )
+    table = Table(box=None, pad_edge=False, padding=(0, 1))
+    for col in (
+        "queue",
+        "status",
+        "acc 24h",
+        "95% interval",
+        "n 24h",
+        "baseline",
+        "recent",
+        "health",
+    ):
+        table.add_column(col, justify="left" if col in ("queue", "status") else "right")
+    for row in queue_rows(queues, phase1):
+        table.add_row(*row)
     alert_lines = "\n".join(alerts[-8:]) or "[grey50]no alert yet[/]"
     return Group(
-        Panel(head, title="QualityWatch demo"),
+        Panel(head, title="QualityWatch demo", width=100),
         table,
-        Panel(alert_lines, title="alerts received by the webhook receiver"),
+        Panel(alert_lines, title="alerts received by the webhook receiver", width=100),
     )
+
+
+def plain_line(prog: SimProgress, queues: list[dict[str, Any]], phase1: int) -> str:
+    """One progress line for a log (stdout not a terminal)."""
+    sim_now = datetime.fromtimestamp(prog.sim_time, UTC) if prog.sim_time else None
+    counts: dict[str, int] = {}
+    for q in queues:
+        text = _status(q, phase1)[0].split(" (")[0]
+        counts[text] = counts.get(text, 0) + 1
+    bands = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no queue yet"
+    when = f"simulated {sim_now:%a %H:%M} (+{prog.sim_elapsed_h:.1f} h)" if sim_now else "starting"
+    return f"{datetime.now():%H:%M:%S} {when}: {prog.decisions:,} decisions, {prog.verdicts:,} verdicts; queues: {bands}"
+
+
+async def delete_run_topics(kafka: KafkaSettings) -> int:
+    """Delete the topics of one demo run (its prefix), so runs leave no broker data behind."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(kafka.topic_prefix)]
+        if names:
+            await admin.delete_topics(names)
+        return len(names)
+    finally:
+        await admin.close()
 
 
 async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
@@ -238,13 +313,18 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
 
     alerts: list[str] = []
 
+    plain = not console.is_terminal  # piped or logged: one line per event, no live view
+
     def on_alert(p: dict[str, Any]) -> None:
         a = p["alert"]
         colour = "red" if p["event"] == "firing" else "green"
-        alerts.append(
+        line = (
             f"[{colour}]{p['event'].upper():8}[/] {datetime.now():%H:%M:%S} "
             f"[bold]{a['queue_id']}[/] {a['rule']}: {a['message']}"
         )
+        alerts.append(line)
+        if plain:
+            console.print(f"alert: {line}", highlight=False)
 
     inbox = Inbox(secret=secret, on_alert=on_alert)
     receiver = http_server(inbox.app(), "127.0.0.1", opts.receiver_port)
@@ -270,6 +350,10 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         for name in ("ingest", "scorer", "alerts"):
             services.start(name)
         console.print(f"services starting (logs in {run_dir / 'logs'})...")
+        console.print(
+            f"scenario: {len(profiles)} queues, {opts.hours:.0f} simulated hours; one queue "
+            f"drifts from +{opts.drift_at_h:.0f} h on (which one is shown at the end)"
+        )
         await wait_http(f"http://127.0.0.1:{opts.ingest_port}/healthz", services)
         await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services)
         console.print(
@@ -283,16 +367,27 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         )  # fmt: skip
         queues: list[dict[str, Any]] = []
         drain_until: float | None = None
+        phase1 = opts.phase1_subgroups
         async with httpx.AsyncClient(timeout=5.0) as client:
-            with Live(
-                render(prog, queues, alerts, drift), console=console, refresh_per_second=2
-            ) as live:
+            view = (
+                contextlib.nullcontext(None)
+                if plain
+                else Live(
+                    render(prog, queues, alerts, phase1), console=console, refresh_per_second=2
+                )
+            )
+            next_line = 0.0
+            with view as live:
                 while not stop.is_set():
                     services.check()
-                    with contextlib.suppress(httpx.HTTPError):
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
                         r = await client.get(f"http://127.0.0.1:{opts.alerts_port}/v1/queues")
                         queues = r.json()
-                    live.update(render(prog, queues, alerts, drift))
+                    if live is not None:
+                        live.update(render(prog, queues, alerts, phase1))
+                    elif time.monotonic() >= next_line:
+                        console.print(plain_line(prog, queues, phase1), highlight=False)
+                        next_line = time.monotonic() + 15
                     if sim.done():
                         sim.result()  # raise if the simulator failed
                         drain_until = drain_until or time.monotonic() + 15
@@ -314,6 +409,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         services.stop()
         receiver.should_exit = True
         await receiver_task
+        with contextlib.suppress(Exception):  # the broker may be gone: nothing to free then
+            n = await asyncio.wait_for(delete_run_topics(kafka_demo), 30)
+            console.print(f"deleted this run's {n} topics from the broker")
         if started_kafka:
             console.print("stopping the local Kafka broker...")
             await asyncio.to_thread(kafka_script, "stop")

@@ -1,0 +1,66 @@
+"""The demo's terminal view: readable at 100 columns, accuracies only, worst first, Phase I
+shown as learning, nothing that gives the drifted queue away; a plain line for logs."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from services.demo.orchestrator import plain_line, queue_rows, render
+from services.simulator.run import SimProgress
+
+
+def _queue(qid: str, band: str, score: float | None, **snap: Any) -> dict[str, Any]:
+    base = {
+        "accuracy_24h": 0.95, "n_24h": 4_000, "baseline_p": 0.05, "ewma": 0.05,
+        "subgroups_closed": 30,
+    }  # fmt: skip
+    return {"queue_id": qid, "snapshot": {**base, **snap}, "health": {"band": band, "score": score}}
+
+
+QUEUES = [
+    _queue("trust-spam-en-long-name", "green", 97.0),
+    _queue("trust-hate-de", "red", 41.0, accuracy_24h=0.891, ewma=0.14),
+    _queue("trust-new-fr", "insufficient_data", None, baseline_p=None, subgroups_closed=3),
+    _queue("trust-nudity-es", "amber", 72.0),
+]
+
+
+def _text(width: int = 100) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=False, color_system=None)
+    prog = SimProgress()
+    console.print(render(prog, QUEUES, ["FIRING   12:00:00 trust-hate-de p_chart_ucl: x"], 16))
+    return out.getvalue()
+
+
+def test_fits_in_100_columns_and_hides_the_drift() -> None:
+    text = _text()
+    assert max(len(line) for line in text.splitlines()) <= 100, text
+    assert "drift" not in text.lower()
+    assert "learning (3/16)" in text
+    for col in ("acc 24h", "95% interval", "baseline", "recent"):
+        assert col in text
+    assert "err" not in text.split("alerts received")[0].lower()
+
+
+def test_rows_worst_first_with_text_bands_and_accuracies() -> None:
+    rows = queue_rows(QUEUES, 16)
+    assert [r[0] for r in rows] == [
+        "trust-hate-de", "trust-nudity-es", "trust-spam-en-long-name", "trust-new-fr",
+    ]  # fmt: skip
+    red = rows[0]
+    assert "ALERT" in red[1]
+    assert red[2] == "89.1%"
+    assert red[6] == "86.0%"  # recent accuracy = 1 - EWMA error rate
+    lo, hi = (float(x.rstrip("%")) for x in red[3].split("-"))
+    assert lo < 89.1 < hi
+
+
+def test_plain_line_counts_queues_by_status() -> None:
+    line = plain_line(SimProgress(), QUEUES, 16)
+    for part in ("1 ALERT", "1 learning", "1 ok", "1 watch"):
+        assert part in line
+    assert "[" not in line  # no markup in a log line
