@@ -100,6 +100,13 @@ class QualitySettings(BaseSettings):
         description="accuracy target (random-sample QA) of the below-target breach, its "
         "resolution and the health score",
     )
+    target_confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="confidence of the Wilson bound compared with the target: a queue is "
+        "below target when the upper bound of its 24h accuracy is",
+    )
 
 
 class DatabaseSettings(BaseSettings):

@@ -98,7 +98,8 @@ async def _health(
     firing = [a.rule for a in await db.firing_alerts(session, snap.queue_id)]
     age = (datetime.now(UTC) - received).total_seconds()
     return health(
-        snap, target=settings.quality.accuracy_target, min_sample=settings.min_sample, age_s=age,
+        snap, target=settings.quality.accuracy_target,
+        confidence=settings.quality.target_confidence, min_sample=settings.min_sample, age_s=age,
         stale_after_s=settings.stale_after_s, firing=firing,
     )  # fmt: skip
 

@@ -93,7 +93,8 @@ def export_snapshot(
     m.verdicts_total.labels(q).set(snap.verdicts_total)
     m.last_snapshot.labels(q).set(datetime.now(UTC).timestamp())
     h = health(
-        snap, target=settings.quality.accuracy_target, min_sample=settings.min_sample, age_s=0.0,
+        snap, target=settings.quality.accuracy_target,
+        confidence=settings.quality.target_confidence, min_sample=settings.min_sample, age_s=0.0,
         stale_after_s=settings.stale_after_s, firing=firing,
     )  # fmt: skip
     m.health_score.labels(q).set(float("nan") if h.score is None else h.score)

@@ -5,7 +5,9 @@ Pure: computed from the latest ``QualitySnapshot`` and the alerts firing for the
 Components (each 0-100) and weights:
 
 * ``accuracy`` (0.6): 24h random-sample accuracy against the target. At or above the target
-  scores 100; each percentage point under it costs 10.
+  scores 100; each percentage point under it costs 10. The explanation also says what the
+  below-target rule needs: the upper Wilson bound of the 24h accuracy (at the configured
+  confidence) under the target, so a lead sees why a red-looking number has no alert yet.
 * ``stability`` (0.3): the control charts. 100 in control; 50 when the EWMA signals a
   sustained shift (or its alert is still firing); 20 when the last subgroup is above the
   p-chart's upper limit (or that alert is still firing).
@@ -25,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from shared.events import QualitySnapshot
+from shared.stats.intervals import wilson_interval
 
 Band = Literal["green", "amber", "red", "insufficient_data"]
 WEIGHTS = {"accuracy": 0.6, "stability": 0.3, "freshness": 0.1}
@@ -37,6 +40,8 @@ class Health(BaseModel):
     components: dict[str, float]
     explanation: str
     accuracy_24h: float | None
+    accuracy_24h_interval: tuple[float, float] | None = None  # Wilson, at target_confidence
+    below_target_with_confidence: bool = False  # what the below-target rule alerts on
     n_24h: int
     target: float
     firing_alerts: list[str]
@@ -54,6 +59,7 @@ def health(
     snap: QualitySnapshot,
     *,
     target: float,
+    confidence: float = 0.95,
     min_sample: int,
     age_s: float,
     stale_after_s: float,
@@ -85,13 +91,23 @@ def health(
         )
 
     acc = snap.accuracy_24h
+    n = snap.n_24h
+    ci = wilson_interval(round(acc * n), n, confidence)
+    below = ci.upper < target
     accuracy = 100.0 if acc >= target else max(0.0, 100.0 - (target - acc) * 1000.0)
+    bound = f"upper {confidence:.0%} bound {ci.upper:.1%}"
     if acc >= target:
-        reasons.insert(0, f"24h accuracy {acc:.1%} meets the {target:.0%} target (n={snap.n_24h})")
+        reasons.insert(0, f"24h accuracy {acc:.1%} meets the {target:.1%} target (n={n:,})")
+    elif below:
+        reasons.insert(
+            0, f"24h accuracy {acc:.1%}, {bound}: below the {target:.1%} target with "
+            f"confidence (n={n:,})",
+        )  # fmt: skip
     else:
         reasons.insert(
-            0, f"24h accuracy {acc:.1%} is under the {target:.0%} target (n={snap.n_24h})"
-        )
+            0, f"24h accuracy {acc:.1%}, {bound}: not yet below the {target:.1%} target with "
+            f"confidence, so no below-target alert (n={n:,})",
+        )  # fmt: skip
 
     signals = set(snap.last_point.signals) if snap.last_point else set()
     if "p_chart_ucl" in signals or "p_chart_ucl" in firing:
@@ -120,6 +136,8 @@ def health(
         components={k: round(v, 1) for k, v in components.items()},
         explanation="; ".join(reasons),
         accuracy_24h=acc,
+        accuracy_24h_interval=(ci.lower, ci.upper),
+        below_target_with_confidence=below,
         n_24h=snap.n_24h,
         target=target,
         firing_alerts=firing,

@@ -580,7 +580,7 @@ class Scorer:
         n, e = self._window(st, WINDOWS["24h"])
         if n < self.s.min_subgroup_n:
             return
-        ci = wilson_interval(n - e, n, self.s.target_confidence)
+        ci = wilson_interval(n - e, n, self.s.quality.target_confidence)
         if ci.upper >= self.s.quality.accuracy_target:
             return
         st.target_day = day
@@ -588,7 +588,7 @@ class Scorer:
             st, out, BreachKind.BELOW_TARGET, "accuracy_24h_below_target", "critical", day,
             e / n, 1 - self.s.quality.accuracy_target, None, n, wall,
             f"queue {st.queue_id}: 24h accuracy {1 - e / n:.1%} (upper "
-            f"{self.s.target_confidence:.0%} bound {ci.upper:.1%}) is under the target "
+            f"{self.s.quality.target_confidence:.0%} bound {ci.upper:.1%}) is under the target "
             f"{self.s.quality.accuracy_target:.1%}, n={n}",
         )  # fmt: skip
 

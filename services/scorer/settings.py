@@ -44,12 +44,6 @@ class ScorerSettings(BaseSettings):
     ewma_l: float = Field(
         description="EWMA limit width in standard deviations of the statistic", default=3.2, gt=0
     )
-    target_confidence: float = Field(
-        description="confidence of the Wilson bound compared with the target",
-        default=0.95,
-        gt=0.5,
-        lt=1,
-    )
     decision_ttl_seconds: int = Field(
         description="how long decisions (for the join) and counted verdict ids are kept",
         default=7 * 86400,

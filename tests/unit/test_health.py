@@ -91,3 +91,30 @@ def test_band_is_not_green_while_an_alert_fires() -> None:
     assert r.score >= 80
     assert r.band == "amber"
     assert "firing" in r.explanation
+
+
+def test_below_target_rule_is_legible() -> None:
+    """891 of 1,000 against 90%: under the target, but the upper 95% Wilson bound (90.88%,
+    worked by hand: centre 0.88950, half-width 0.01934) is not, so the rule has not fired
+    and the explanation says why."""
+    r = h(snap(0.891, 1_000, []))
+    assert not r.below_target_with_confidence
+    assert r.accuracy_24h_interval is not None
+    lo, hi = r.accuracy_24h_interval
+    assert lo < 0.891 < hi
+    assert hi == pytest.approx(0.90884, abs=5e-5)
+    assert "89.1%, upper 95% bound 90.9%: not yet below the 90.0% target" in r.explanation
+    # the same accuracy over 40,000 verdicts is below with confidence (bound 89.4%)
+    r = h(snap(0.891, 40_000, []))
+    assert r.below_target_with_confidence
+    assert "below the 90.0% target with confidence" in r.explanation
+
+
+@pytest.mark.parametrize("n", [30, 100, 1_000, 10_000])
+def test_below_with_confidence_agrees_with_the_scorers_rule(n: int) -> None:
+    """The health API's flag is the scorer's below-target condition on the same counts."""
+    from shared.stats.intervals import wilson_interval
+
+    for correct in range(0, n + 1, max(1, n // 97)):
+        r = h(snap(correct / n, n, []))
+        assert r.below_target_with_confidence == (wilson_interval(correct, n, 0.95).upper < 0.9)
