@@ -294,6 +294,8 @@ async def delete_run_topics(kafka: KafkaSettings) -> int:
 
 async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     console = console or Console()
+    if not console.is_terminal:
+        console.soft_wrap = True  # a log: one line per line, whatever the width
     kafka = local_kafka()
     state = default_state_dir()
     started_kafka = False
