@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from functools import partial
@@ -44,6 +43,7 @@ from services.scorer.settings import ScorerSettings
 from services.scorer.store import STORE_URL
 from shared import batches, codec, deadletter
 from shared.topics import queue_key
+from shared.watchdog import exit_hard_after
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +57,6 @@ class RevokedError(Exception):
 #: works nor exits: nothing more can be acknowledged anyway, and the state it leaves is
 #: what a SIGKILL leaves, which a restart recovers exactly).
 FATAL_EXIT_GRACE_S = 30.0
-FATAL_EXIT_CODE = 70  # EX_SOFTWARE
-
-
-def exit_hard_after(seconds: float, code: int = FATAL_EXIT_CODE) -> threading.Timer:
-    """End the process with ``code`` in ``seconds`` unless it has ended by then; a
-    daemon thread, so it fires even if the event loop is blocked."""
-
-    def _exit() -> None:
-        log.critical("the worker did not stop within %.0fs of a fatal error; exiting", seconds)
-        logging.shutdown()
-        os._exit(code)
-
-    timer = threading.Timer(seconds, _exit)
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 def create_app(settings: ScorerSettings) -> faust.App:
