@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
+
+if TYPE_CHECKING:
+    from shared.settings import KafkaSettings
 
 app = typer.Typer(
     name="qwatch",
@@ -23,17 +27,49 @@ app = typer.Typer(
 )
 
 
+# exit status of a command that cannot reach what it needs (the broker), as for bad settings
+UNREACHABLE = 2
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"qwatch: {message}", err=True)
+    return typer.Exit(code)
+
+
 @contextlib.contextmanager
 def _kafka_refusals() -> Iterator[None]:
-    """A topic the cluster refuses to create (e.g. more replicas than brokers) ends the
-    command with its one-line reason, not a traceback."""
-    from shared.kafka import TopicCreationError
+    """The expected ways a command that needs the broker fails end it with one line, not a
+    traceback: no broker answers at the address (exit 2, the address named), or the cluster
+    refuses to create a topic, e.g. more replicas than brokers (exit 1)."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from shared.kafka import BrokerUnreachableError, TopicCreationError
+    from shared.settings import KafkaSettings
 
     try:
         yield
+    except BrokerUnreachableError as exc:
+        raise _fail(
+            f"cannot reach the Kafka broker at {exc.bootstrap} (QW_KAFKA_BOOTSTRAP): nothing "
+            f"answered within {exc.timeout:g} s (QW_KAFKA_CONNECT_TIMEOUT_S)",
+            UNREACHABLE,
+        ) from None
+    except KafkaConnectionError as exc:  # the broker went away after it first answered
+        bootstrap = KafkaSettings().bootstrap
+        raise _fail(
+            f"cannot reach the Kafka broker at {bootstrap} (QW_KAFKA_BOOTSTRAP): {exc}",
+            UNREACHABLE,
+        ) from None
     except TopicCreationError as exc:
-        typer.echo(f"qwatch: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise _fail(str(exc), 1) from None
+
+
+def _broker_answers(settings: KafkaSettings) -> None:
+    """Return once the broker answers; else end the command (exit 2, the address named)."""
+    from shared.kafka import wait_for_broker
+
+    with _kafka_refusals():
+        asyncio.run(wait_for_broker(settings))
 
 
 @app.command()
@@ -47,15 +83,27 @@ def demo(
     keep_kafka: Annotated[bool, typer.Option(help="leave a broker we started running")] = False,
 ) -> None:
     """Run the whole pipeline locally with simulated traffic and a drift."""
-    from services.demo.orchestrator import DemoOptions, run_demo
+    from services.demo.orchestrator import DemoOptions, local_kafka, run_demo
     from shared.runtime import setup_logging
 
     setup_logging("WARNING")
+    if "QW_KAFKA_BOOTSTRAP" in os.environ:
+        # a broker named by the user is used, never replaced by a local one
+        _broker_answers(local_kafka())
     opts = DemoOptions(
         hours=hours, speed=speed, seed=seed, drift_queue=drift_queue, drift_at_h=drift_at,
         drift_delta=drift_delta, keep_kafka=keep_kafka,
     )  # fmt: skip
-    raise typer.Exit(asyncio.run(run_demo(opts)))
+    try:
+        code = asyncio.run(run_demo(opts))
+    except subprocess.CalledProcessError as exc:
+        raise _fail(
+            f"could not start a local Kafka broker: deploy/local/kafka.sh {exc.cmd[-1]} exited "
+            f"with {exc.returncode} (its messages are above; or set QW_KAFKA_BOOTSTRAP to a "
+            "running broker)",
+            UNREACHABLE,
+        ) from None
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -69,8 +117,9 @@ def run() -> None:
     import time
 
     from services.demo.orchestrator import Services
-    from shared.settings import default_state_dir
+    from shared.settings import KafkaSettings, default_state_dir
 
+    _broker_answers(KafkaSettings())
     log_dir = default_state_dir() / "run" / "logs"
     services = Services({}, log_dir)
     stop = False
@@ -88,6 +137,11 @@ def run() -> None:
         while not stop:
             services.check()
             time.sleep(0.5)
+    except RuntimeError as exc:  # a service ended: its log's last line says why
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise _fail(
+            f"{str(exc).splitlines()[0].rstrip(':')} ({last}); logs in {log_dir}", 1
+        ) from None
     finally:
         services.stop()
 
@@ -171,13 +225,12 @@ def simulate(
         seed=seed, queues=queues, decisions_per_hour=decisions_per_hour, drifts=tuple(drifts),
         start=start,
     )  # fmt: skip
+    kafka = KafkaSettings()
+    _broker_answers(kafka)
     with _kafka_refusals():
         prog = asyncio.run(
-            play(
-                cfg, KafkaSettings(), duration_s=hours * 3600, speed=speed,
-                invalid_every=invalid_every,
-            )
-        )  # fmt: skip
+            play(cfg, kafka, duration_s=hours * 3600, speed=speed, invalid_every=invalid_every)
+        )
     typer.echo(
         f"sent {prog.decisions} decisions, {prog.verdicts} verdicts, {prog.invalid} malformed"
     )

@@ -6,8 +6,11 @@ is::
 
     {"v": 1, "queue_id": "...", "decisions": [Decision JSON...], "verdicts": [Verdict JSON...]}
 
-Events inside are already validated by ingest; the scorer trusts this internal topic's shape
-(an unknown ``v`` still goes to the dead-letter topic).
+Events inside are already validated by ingest. The decoder checks again what becomes a key:
+the batch's ``queue_id`` and, in every event, ``queue_id`` (the batch's), ``site_id`` and
+``policy_id`` follow the key-id grammar of ``shared/ids.py``, the one ingest and the APIs use; a
+batch that does not (or has an unknown ``v``) goes to the dead-letter topic whole, with the
+reason.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Iterable
 from typing import Any, TypedDict
 
 from shared import codec
-from shared.events import QUEUE_ID_RE, Decision, Verdict
+from shared.events import Decision, Verdict
+from shared.ids import is_key_id
 
 BATCH_VERSION = 1
 # 500 decisions and 500 verdicts with long ids encode to ~350 KB: well under the 1 MB a
@@ -70,8 +74,25 @@ def decode(data: bytes) -> EventBatch:
     queue_id = obj.get("queue_id")
     if not isinstance(queue_id, str):
         raise ValueError("EventBatch without queue_id")
-    if not QUEUE_ID_RE.match(queue_id):
+    if not is_key_id(queue_id):
         raise ValueError(f"EventBatch queue_id {queue_id[:200]!r} is not a valid queue id")
-    if not isinstance(obj.get("decisions"), list) or not isinstance(obj.get("verdicts"), list):
+    decisions, verdicts = obj.get("decisions"), obj.get("verdicts")
+    if not isinstance(decisions, list) or not isinstance(verdicts, list):
         raise ValueError("EventBatch without decisions/verdicts lists")
+    for kind, events, keys in (("decision", decisions, _DECISION_KEYS), ("verdict", verdicts, ())):
+        for i, e in enumerate(events):
+            if not isinstance(e, dict):
+                continue  # the scorer dead-letters such an item alone
+            if e.get("queue_id", queue_id) != queue_id:
+                raise ValueError(f"EventBatch {kind} {i} belongs to queue {e['queue_id']!r:.200}")
+            for key in keys:
+                value = e.get(key)
+                if isinstance(value, str) and not is_key_id(value):
+                    raise ValueError(
+                        f"EventBatch {kind} {i}: {key} {value[:200]!r} is not a valid key id"
+                    )
     return obj  # type: ignore[return-value]
+
+
+# the fields of a decision that become keys or labels downstream (besides its queue_id)
+_DECISION_KEYS = ("site_id", "policy_id")

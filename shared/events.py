@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from shared.ids import KEY_ID_PATTERN, KEY_ID_RE, KeyId, OpaqueId
 
 SCHEMA_VERSION = 1
 
@@ -27,15 +29,46 @@ def _aware(value: datetime) -> datetime:
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
-Ident = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
 
-# A queue id becomes part of Kafka keys, state-store keys, metric labels and URL paths, so it
-# has one restricted grammar everywhere (ingest, the scorer's batch decoder, the API): ASCII
-# letters and digits, then also ``.``, ``_``, ``:`` and ``-``; at most 128 characters. No
-# ``|`` (a state-key separator), no ``/`` (a path separator), nothing to escape in a URL.
-QUEUE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
-QUEUE_ID_RE = re.compile(QUEUE_ID_PATTERN)
-QueueId = Annotated[str, Field(min_length=1, max_length=128, pattern=QUEUE_ID_PATTERN)]
+# RFC 3339 date-time with a zone, as JSON Schema's ``date-time`` format means it; pydantic
+# alone would also take a Unix number or a date without time
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("a time is a string: RFC 3339 with a zone, e.g. 2026-11-25T10:00:00Z")
+    if _RFC3339.fullmatch(value) is None:
+        raise ValueError(
+            f"{value[:64]!r} is not an RFC 3339 date-time: it must carry a time zone and read "
+            "like 2026-11-25T10:00:00Z"
+        )
+    return value
+
+
+def _integer(value: Any) -> Any:
+    # JSON Schema's integer: no booleans, no numeric strings (pydantic's lax mode takes both)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# a time on the wire (an event's, a query parameter's): RFC 3339 text with a zone, exactly
+# what JSON Schema's ``date-time`` format says
+EventTime = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339_text),
+    AfterValidator(_aware),
+    Field(json_schema_extra={"format": "date-time"}),
+]
+
+# the schema version: 1 exactly (pydantic's lax mode would also take ``true``)
+Version1 = Annotated[Literal[1], BeforeValidator(_integer)]
+
+# The identifier grammar is in shared/ids.py; these names stay for the modules that use them.
+QUEUE_ID_PATTERN = KEY_ID_PATTERN
+QUEUE_ID_RE = KEY_ID_RE
+QueueId = KeyId
 
 
 class Action(StrEnum):
@@ -74,24 +107,26 @@ class SampleType(StrEnum):
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Decision(_Event):
     """A moderator's action on a piece of content in a queue."""
 
-    v: Literal[1] = 1
+    v: Version1 = 1
     kind: Literal["decision"] = "decision"
-    decision_id: Ident
-    content_id: Ident
+    decision_id: OpaqueId
+    content_id: OpaqueId
     queue_id: QueueId
-    moderator_id: Ident
-    site_id: Ident
-    policy_id: Ident
+    moderator_id: OpaqueId
+    site_id: KeyId
+    policy_id: KeyId
     action: Action
-    decided_at: AwareDatetime
+    decided_at: EventTime
     market: str | None = Field(default=None, max_length=32)
-    severity: int = Field(default=2, ge=1, le=4, description="1 = highest (e.g. child safety)")
+    severity: Annotated[int, BeforeValidator(_integer)] = Field(
+        default=2, ge=1, le=4, description="1 = highest (e.g. child safety)"
+    )
 
 
 class Verdict(_Event):
@@ -102,13 +137,26 @@ class Verdict(_Event):
     join with the decision, which may arrive later.
     """
 
-    v: Literal[1] = 1
+    # error_type is required with "incorrect" and forbidden with "correct", in the JSON
+    # Schema too (OpenAPI 3.1 is JSON Schema 2020-12), so a generated client knows it
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"outcome": {"const": "incorrect"}}, "required": ["outcome"]},
+            "then": {
+                "required": ["error_type"],
+                "properties": {"error_type": {"type": "string"}},
+            },
+            "else": {"properties": {"error_type": {"type": "null"}}},
+        }
+    )
+
+    v: Version1 = 1
     kind: Literal["verdict"] = "verdict"
-    verdict_id: Ident
-    decision_id: Ident
+    verdict_id: OpaqueId
+    decision_id: OpaqueId
     queue_id: QueueId
-    auditor_id: Ident
-    reviewed_at: AwareDatetime
+    auditor_id: OpaqueId
+    reviewed_at: EventTime
     outcome: Outcome
     error_type: ErrorType | None = None
     sample_type: SampleType = SampleType.RANDOM

@@ -22,6 +22,16 @@ from shared.topics import TopicSpec
 log = logging.getLogger(__name__)
 
 
+class BrokerUnreachableError(TimeoutError):
+    """No broker answered at the configured address in time; ``bootstrap`` is the address."""
+
+    def __init__(self, bootstrap: str, timeout: float, last: Exception | None) -> None:
+        reason = f": {last}" if last else ""
+        super().__init__(f"no Kafka broker answered at {bootstrap} within {timeout:g} s{reason}")
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+
+
 class TopicCreationError(RuntimeError):
     """The cluster refused to create QualityWatch's topics; the message says what to change."""
 
@@ -152,10 +162,11 @@ def _quiet_client_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-async def wait_for_broker(settings: KafkaSettings, timeout: float = 60.0) -> None:
-    """Block until the cluster answers a metadata request, or raise ``TimeoutError``."""
+async def wait_for_broker(settings: KafkaSettings, timeout: float | None = None) -> None:
+    """Block until the cluster answers a metadata request, or raise ``BrokerUnreachableError``
+    (a ``TimeoutError``) after ``timeout`` seconds (default: ``QW_KAFKA_CONNECT_TIMEOUT_S``)."""
     with _quiet_client_logs():
-        await _wait_for_broker(settings, timeout)
+        await _wait_for_broker(settings, settings.connect_timeout_s if timeout is None else timeout)
 
 
 async def _wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
@@ -172,6 +183,4 @@ async def _wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
         finally:
             await admin.close()
         await asyncio.sleep(0.5)
-    raise TimeoutError(
-        f"no Kafka broker answered at {settings.bootstrap} within {timeout}s: {last}"
-    )
+    raise BrokerUnreachableError(settings.bootstrap, timeout, last)

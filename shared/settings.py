@@ -53,6 +53,13 @@ class KafkaSettings(BaseSettings):
         "succeeds only once this many replicas hold it; at most QW_KAFKA_REPLICATION_FACTOR, "
         "1 on the local single-node broker",
     )
+    connect_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="how long a service waits at start for the broker to answer; then it ends "
+        "with one line naming the address it tried (exit 2)",
+    )
     acks: Literal["all", "1", "0"] = Field(
         default="all",
         description="producer acknowledgements: all (every in-sync replica, idempotent "

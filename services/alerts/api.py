@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,7 +23,8 @@ from services.alerts import db
 from services.alerts.health import Health, health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
-from shared.events import QUEUE_ID_PATTERN, AwareDatetime, QualitySnapshot, SubgroupPoint
+from shared.events import EventTime, QualitySnapshot, SubgroupPoint
+from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -40,8 +40,16 @@ def get_settings(request: Request) -> AlertsSettings:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[AlertsSettings, Depends(get_settings)]
+# path ids follow shared/ids.py: a queue id is a key id, an alert id a positive BIGINT; any
+# other value is a 422 naming the parameter, never a 500 or a miss of the route
 QueueId = Annotated[
-    str, Path(pattern=QUEUE_ID_PATTERN, description="queue id (letters, digits, `._:-`)")
+    str,
+    Path(
+        min_length=1, max_length=KEY_ID_MAX, pattern=KEY_ID_PATTERN, description=KEY_ID_DESCRIPTION
+    ),
+]
+AlertId = Annotated[
+    int, Path(ge=1, le=INT_ID_MAX, description="an alert's id: an integer from 1 to 2^63 - 1")
 ]
 
 
@@ -61,6 +69,15 @@ class ValidationProblem(BaseModel):
     """The body of a 422: each bad parameter, where it is (``["query", "limit"]``) and why."""
 
     detail: list[FieldProblem]
+
+
+def _unprocessable(what: str) -> dict[str, Any]:
+    return {"model": ValidationProblem, "description": what}
+
+
+def _lookup(missing: str, bad: str) -> dict[int | str, dict[str, Any]]:
+    """The refusals of an endpoint that looks one thing up by a path id."""
+    return {404: {"model": Problem, "description": missing}, 422: _unprocessable(bad)}
 
 
 NOT_FOUND = "no data for queue {!r}: it is unknown, or nothing for it was scored yet"
@@ -107,7 +124,23 @@ async def _health(
 router = APIRouter(prefix="/v1")
 
 
-@router.get("/queues", response_model=list[QueueHealth])
+# OpenAPI links: where a response's ids can be used next (generated clients and
+# schemathesis' stateful phase follow them)
+_QUEUE_LINKS = {
+    "QueueHealth": {"operationId": "queue_health", "parameters": {"queue_id": "$response.body#/0/queue_id"}},
+    "QueueChart": {"operationId": "queue_chart", "parameters": {"queue_id": "$response.body#/0/queue_id"}},
+}  # fmt: skip
+_ALERT_LINKS = {
+    "AckAlert": {"operationId": "ack_alert", "parameters": {"alert_id": "$response.body#/0/id"}},
+}
+
+
+@router.get(
+    "/queues",
+    response_model=list[QueueHealth],
+    operation_id="list_queues",
+    responses={200: {"description": "every queue with data", "links": _QUEUE_LINKS}},
+)
 async def list_queues(session: SessionDep, settings: SettingsDep) -> list[QueueHealth]:
     out = []
     for snap, received in await db.snapshots(session):
@@ -119,7 +152,8 @@ async def list_queues(session: SessionDep, settings: SettingsDep) -> list[QueueH
 @router.get(
     "/queues/{queue_id}/health",
     response_model=QueueHealth,
-    responses={404: {"model": Problem, "description": "no data for this queue yet"}},
+    operation_id="queue_health",
+    responses=_lookup("no data for this queue yet", "a queue id outside the key-id grammar"),
 )
 async def queue_health(
     queue_id: QueueId, session: SessionDep, settings: SettingsDep
@@ -153,40 +187,37 @@ def _cursor(start: datetime) -> str:
 @router.get(
     "/queues/{queue_id}/chart",
     response_model=Chart,
+    operation_id="queue_chart",
     responses={
         200: {"description": "the page of points, oldest first; `next` is null on the last one"},
         404: {"model": Problem, "description": "no snapshot or subgroup of this queue yet"},
-        422: {
-            "model": ValidationProblem,
-            "description": "a bad queue id, `limit` outside 1..1000, a time without a time "
-            "zone or unreadable, or `from` not before `to`",
-        },
+        422: _unprocessable(
+            "a bad queue id, `limit` outside 1..1000, or a time that is not RFC 3339 with a "
+            "time zone"
+        ),
     },
 )
 async def queue_chart(
     queue_id: QueueId,
     session: SessionDep,
     since: Annotated[
-        AwareDatetime | None,
+        EventTime | None,
         Query(alias="from", description="first subgroup start to include (ISO 8601, with zone)"),
     ] = None,
     until: Annotated[
-        AwareDatetime | None,
+        EventTime | None,
         Query(alias="to", description="subgroup starts before this (exclusive; ISO 8601)"),
     ] = None,
     after: Annotated[
-        AwareDatetime | None,
+        EventTime | None,
         Query(description="paging cursor: the previous page's `next` (points starting later)"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="points per page")] = 200,
 ) -> Chart:
     """The queue's closed subgroups in start order, each at its newest revision: counts,
     limits, EWMA, signals, the counts as first closed and the late verdicts since."""
-    if since is not None and until is not None and since >= until:
-        raise RequestValidationError(
-            [{"loc": ("query", "to"), "msg": "`to` must be after `from`", "type": "value_error",
-              "input": until.isoformat()}]
-        )  # fmt: skip
+    # ``from`` at or after ``to`` is an empty range, answered as such (200, no points): a
+    # relation between two parameters that the OpenAPI document could not state as a refusal
     points = await db.subgroups(
         session, queue_id, since=since, until=until, after=after, limit=limit + 1
     )
@@ -197,7 +228,15 @@ async def queue_chart(
     return Chart(queue_id=queue_id, points=points, next=_cursor(points[-1].start) if more else None)
 
 
-@router.get("/alerts", response_model=list[AlertOut])
+@router.get(
+    "/alerts",
+    response_model=list[AlertOut],
+    operation_id="list_alerts",
+    responses={
+        200: {"description": "alerts, newest first", "links": _ALERT_LINKS},
+        422: _unprocessable("`status` not firing|all, or `limit` outside 1..1000"),
+    },
+)
 async def list_alerts(
     session: SessionDep,
     status: Annotated[Literal["firing", "all"], Query()] = "all",
@@ -211,8 +250,13 @@ async def list_alerts(
     return [AlertOut.of(a) for a in rows[:limit]]
 
 
-@router.post("/alerts/{alert_id}/ack", response_model=AlertOut)
-async def ack_alert(alert_id: int, session: SessionDep) -> AlertOut:
+@router.post(
+    "/alerts/{alert_id}/ack",
+    response_model=AlertOut,
+    operation_id="ack_alert",
+    responses=_lookup("no alert with this id", "an id that is not an integer from 1 to 2^63 - 1"),
+)
+async def ack_alert(alert_id: AlertId, session: SessionDep) -> AlertOut:
     alert = await db.acknowledge(session, alert_id)
     if alert is None:
         raise HTTPException(404, f"no alert with id {alert_id}")

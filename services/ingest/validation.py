@@ -91,18 +91,18 @@ def _future(exc: FutureTimestampError) -> list[dict[str, Any]]:
 
 
 class BodyError(ValueError):
-    """The request body as a whole could not be read (not JSON, not NDJSON, empty)."""
+    """The request body as a whole could not be read (empty, or not JSON)."""
 
 
 def parse_body(body: bytes, content_type: str) -> list[Any]:
-    """Decode a request body: a JSON array (or a single object), or NDJSON (one per line).
+    """Decode a request body: a JSON array (any other JSON value is one item), or NDJSON
+    (one per line).
 
     NDJSON lines that are not JSON become ``_Undecodable`` items so that the caller reports
     them per line instead of rejecting the whole batch.
     """
-    if not body.strip():
-        raise BodyError("empty body: send a JSON array of events or NDJSON, one event per line")
     if "ndjson" in content_type or "jsonl" in content_type:
+        # no line at all is no event, as ``[]`` is in JSON
         items: list[Any] = []
         for lineno, line in enumerate(body.splitlines(), start=1):
             if not line.strip():
@@ -112,15 +112,15 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
             except codec.JSONDecodeError as exc:
                 items.append(Undecodable(f"line {lineno} is not JSON: {exc}"))
         return items
+    if not body.strip():
+        raise BodyError("empty body: send a JSON array of events or NDJSON, one event per line")
     try:
         obj = codec.loads(body)
     except codec.JSONDecodeError as exc:
         raise BodyError(f"body is not JSON: {exc}") from exc
-    if isinstance(obj, list):
-        return obj
-    if isinstance(obj, dict):
-        return [obj]
-    raise BodyError("body must be a JSON array of event objects, an object, or NDJSON")
+    # any JSON value that is not an array is one item: ``42`` is refused like ``[42]`` (422,
+    # the item named), and 400 stays for a body that is not JSON at all
+    return obj if isinstance(obj, list) else [obj]
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,3 +57,27 @@ def test_ordinary_queue_ids_are_accepted(queue_id: str) -> None:
     raw = codec.dumps({"v": 1, "queue_id": queue_id, "decisions": [], "verdicts": []})
     assert batches.decode(raw)["queue_id"] == queue_id
     assert validate_items([decision(1, queue_id)], None).events
+
+
+@pytest.mark.parametrize("field", ["queue_id", "site_id", "policy_id"])
+@pytest.mark.parametrize(
+    "value", ["ok-1", "a/b", "a|b", "a\n", "a b", "q\u0085", "é", "-x", "x" * 129, "x" * 128]
+)
+def test_the_scorer_decoder_refuses_what_ingest_refuses(field: str, value: str) -> None:
+    """One grammar (shared/ids.py): a key id ingest refuses never gets into a batch the
+    scorer decodes, even from a producer that writes to the events topic directly."""
+    item = {**decision(1), field: value}
+    accepted_by_ingest = bool(validate_items([item], "decision").events)
+    raw = codec.dumps({"v": 1, "queue_id": item["queue_id"], "decisions": [item], "verdicts": []})
+    try:
+        batches.decode(raw)
+        accepted_by_scorer = True
+    except ValueError:
+        accepted_by_scorer = False
+    assert accepted_by_ingest == accepted_by_scorer
+
+
+def test_an_event_of_another_queue_refuses_the_batch() -> None:
+    raw = codec.dumps({"v": 1, "queue_id": "a", "decisions": [decision(1, "b")], "verdicts": []})
+    with pytest.raises(ValueError, match="belongs to queue 'b'"):
+        batches.decode(raw)

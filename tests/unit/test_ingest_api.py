@@ -62,3 +62,32 @@ async def test_oversized_and_unreadable_bodies() -> None:
     assert garbage.status_code == 400
     assert "not JSON" in garbage.json()["detail"]
     assert pub.events == []
+
+
+async def test_a_bare_value_is_refused_like_the_same_value_in_an_array() -> None:
+    c, pub = client()
+    async with c:
+        bare = await c.post("/v1/decisions", content=b"42")
+        listed = await c.post("/v1/decisions", content=b"[42]")
+        empty_ndjson = await c.post(
+            "/v1/decisions", content=b"", headers={"content-type": "application/x-ndjson"}
+        )
+    assert bare.status_code == listed.status_code == 422
+    assert bare.json() == listed.json()
+    assert bare.json()["rejected"][0]["index"] == 0
+    assert (empty_ndjson.status_code, empty_ndjson.json()["accepted"]) == (202, 0)
+    assert pub.events == []
+
+
+async def test_the_openapi_document_states_bodies_and_every_status() -> None:
+    c, _ = client()
+    async with c:
+        doc = (await c.get("/openapi.json")).json()
+    for path in ("/v1/decisions", "/v1/verdicts", "/v1/events"):
+        op = doc["paths"][path]["post"]
+        assert set(op["responses"]) == {"202", "400", "413", "422"}
+        content = op["requestBody"]["content"]
+        assert set(content) == {"application/json", "application/x-ndjson"}
+    decision = doc["components"]["schemas"]["Decision"]
+    assert decision["properties"]["queue_id"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+    assert decision["properties"]["decided_at"]["format"] == "date-time"

@@ -52,10 +52,17 @@ def test_ndjson_bad_line_is_reported_per_line() -> None:
     assert "line 2 is not JSON" in result.errors[0].reason()
 
 
-@pytest.mark.parametrize("body", [b"", b"   ", b"not json", b"42"])
+@pytest.mark.parametrize("body", [b"", b"   ", b"not json", b"[1"])
 def test_unreadable_body_is_a_body_error(body: bytes) -> None:
     with pytest.raises(BodyError):
         parse_body(body, "application/json")
+
+
+@pytest.mark.parametrize(("body", "items"), [(b"42", [42]), (b"[42]", [42]), (b'"x"', ["x"])])
+def test_a_json_value_that_is_not_an_array_is_one_item(body: bytes, items: list[object]) -> None:
+    # ``42`` and ``[42]`` are refused alike: one item that is not an event (422, named)
+    assert parse_body(body, "application/json") == items
+    assert validate_items(items, "decision").errors[0].index == 0
 
 
 def test_single_object_body_is_one_item() -> None:

@@ -1,0 +1,139 @@
+"""The OpenAPI contract of both HTTP services, checked by schemathesis against them running.
+
+Ingest runs as its own process on the real broker; alerts as its own process with SQLite and
+its consumer on the broker, fed a snapshot and a breach the way the scorer publishes them,
+so the health, chart and alert endpoints answer with data, not only 404s. Schemathesis
+(pinned in the dev extra) runs every check it has (server errors, undocumented statuses,
+response schemas and headers, negative data refused, positive data accepted, unsupported
+methods, ...) over every phase, stateful included (the alerts document's OpenAPI links), with
+a fixed seed and a bounded example count. Both documents must come out with no failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TypeAlias
+
+import httpx
+import pytest
+
+from services.demo.orchestrator import Services, wait_http
+from shared import codec
+from shared.kafka import ensure_topics, make_producer
+from shared.settings import REPO_ROOT, KafkaSettings
+from shared.topics import queue_key
+from tests.alerts_cases import make_breach, make_snapshot
+from tests.integration.test_webhook_delivery import free_port
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+# examples per operation and phase: enough to cover every status and branch the documents
+# name (the coverage phase adds every boundary case on top), small enough for < 60 s in all
+MAX_EXAMPLES = 6
+
+Completed: TypeAlias = subprocess.CompletedProcess[str]
+
+
+def schemathesis(
+    base_url: str, phases: str, log: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")), "run", f"{base_url}/openapi.json",
+        "--checks", "all", "--phases", phases, "--max-examples", str(MAX_EXAMPLES),
+        "--seed", "20261202", "--workers", "1", "--request-timeout", "10", "--no-color", *options,
+    ]  # fmt: skip
+    # run from the test's folder (schemathesis keeps a cache where it runs); the hooks
+    # module is imported from the repository
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.integration.contract_hooks",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    proc = subprocess.run(
+        command, cwd=log.parent, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    log.write_text(proc.stdout + proc.stderr)
+    return proc
+
+
+def verdict(proc: subprocess.CompletedProcess[str]) -> str:
+    """The run's summary, or its whole output when it failed."""
+    out = proc.stdout + proc.stderr
+    return out if proc.returncode else out[-1500:]
+
+
+async def _seed_alerts(kafka: KafkaSettings, base_url: str, services: Services) -> None:
+    """A snapshot and a breach of queue ``q-1``, produced as the scorer does; back when the
+    alerts API serves both."""
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        snap = make_snapshot("q-1", 3, ["p_chart_ucl"])
+        await producer.send_and_wait(
+            kafka.topics.snapshots, codec.dumps(snap), key=queue_key("q-1")
+        )
+        breach = make_breach("q-1", 3)
+        await producer.send_and_wait(
+            kafka.topics.breaches, codec.dumps(breach), key=queue_key("q-1")
+        )
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            services.check()
+            if (await client.get("/v1/queues")).json() and (await client.get("/v1/alerts")).json():
+                return
+            await asyncio.sleep(0.3)
+    pytest.fail("the alerts service did not serve the seeded snapshot and breach within 60 s")
+
+
+async def test_both_services_keep_their_openapi_contract(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    await ensure_topics(kafka_settings)
+    ports = {"ingest": free_port(), "alerts": free_port()}
+    env = {
+        **kafka_settings.as_env(),
+        "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
+        "QW_INGEST_PORT": str(ports["ingest"]),
+        "QW_ALERTS_PORT": str(ports["alerts"]),
+    }
+    services = Services(env, tmp_path / "logs")
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    runs: dict[str, asyncio.Future[Completed]] = {}
+
+    def start(name: str, service: str, phases: str, *options: str) -> None:
+        log = tmp_path / f"st-{name}.log"
+        runs[name] = asyncio.ensure_future(
+            asyncio.to_thread(schemathesis, urls[service], phases, log, *options)
+        )
+
+    try:
+        for name in ("ingest", "alerts"):
+            services.start(name)
+        await wait_http(f"{urls['ingest']}/healthz", services)
+        # the coverage phase tries every boundary case of a schema: on /v1/events, whose body
+        # is both event schemas (the two other endpoints take one each, the same components)
+        start("ingest-coverage", "ingest", "coverage", "--include-path", "/v1/events")
+        start("ingest", "ingest", "examples,fuzzing")
+        await wait_http(f"{urls['alerts']}/healthz", services)
+        await _seed_alerts(kafka_settings, urls["alerts"], services)
+        # stateful where the document has links: a queue from the list to its health and
+        # chart, an alert from the list to its acknowledgement
+        start("alerts", "alerts", "examples,coverage,fuzzing,stateful")
+        await asyncio.gather(*runs.values())
+        services.check()  # neither service died under the run
+    finally:
+        for run in runs.values():
+            run.cancel()
+        services.stop()
+    for name, run in runs.items():
+        proc = run.result()
+        assert proc.returncode == 0, f"schemathesis found problems in {name}:\n{verdict(proc)}"
+        assert "No issues found" in proc.stdout, verdict(proc)

@@ -1,0 +1,57 @@
+"""Every command that needs the broker, pointed at a closed port, ends with one line naming
+the address it tried and exit status 2 (operations.md), not a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from shared.settings import REPO_ROOT
+
+# every qwatch command that talks to the broker (demo only probes a broker the user named)
+COMMANDS = [["ingest"], ["alerts"], ["scorer"], ["simulate", "--hours", "1"], ["run"], ["demo"]]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: bound, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_commands_that_need_the_broker_say_they_cannot_reach_it(tmp_path: Path) -> None:
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("QW_")}
+    env = {
+        **clean,
+        "QW_KAFKA_BOOTSTRAP": bootstrap,
+        "QW_KAFKA_CONNECT_TIMEOUT_S": "1",
+        "QW_KAFKA_REPLICATION_FACTOR": "1",
+        "QW_KAFKA_MIN_INSYNC_REPLICAS": "1",
+        "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path}/qw.db",
+    }
+    # all at once: each is a Python start and a one-second wait
+    procs = {
+        " ".join(cmd): subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *cmd],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for cmd in COMMANDS
+    }
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 2, f"qwatch {name}: exit {proc.returncode}\n{out}\n{err}"
+        lines = (out + err).strip().splitlines()
+        assert len(lines) == 1, f"qwatch {name} printed more than one line:\n{out}\n{err}"
+        assert lines[0] == (
+            f"qwatch: cannot reach the Kafka broker at {bootstrap} (QW_KAFKA_BOOTSTRAP): "
+            "nothing answered within 1 s (QW_KAFKA_CONNECT_TIMEOUT_S)"
+        ), name
