@@ -16,6 +16,8 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from services.keys_cli import keys_app
+
 if TYPE_CHECKING:
     from shared.settings import KafkaSettings
 
@@ -25,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(keys_app)
 
 
 # exit status of a command that cannot reach what it needs (the broker), as for bad settings

@@ -12,12 +12,19 @@ from pydantic_settings import BaseSettings
 from services.alerts.settings import AlertsSettings
 from services.ingest.settings import IngestSettings
 from services.scorer.settings import ScorerSettings
-from shared.settings import REPO_ROOT, DatabaseSettings, KafkaSettings, QualitySettings
+from shared.settings import (
+    REPO_ROOT,
+    AuthSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    QualitySettings,
+)
 
 SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("Kafka (every service)", KafkaSettings),
     ("Database (alerts)", DatabaseSettings),
     ("Quality targets (scorer and alerts)", QualitySettings),
+    ("API keys (ingest and alerts)", AuthSettings),
     ("Ingest", IngestSettings),
     ("Scorer", ScorerSettings),
     ("Alerts", AlertsSettings),

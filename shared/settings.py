@@ -116,6 +116,26 @@ class QualitySettings(BaseSettings):
     )
 
 
+class AuthSettings(BaseSettings):
+    """API keys (``shared/apikeys.py``), read by both HTTP services and ``qwatch keys``."""
+
+    model_config = SettingsConfigDict(env_prefix="QW_API_", frozen=True, extra="ignore")
+
+    keys_file: Path = Field(
+        default_factory=lambda: default_state_dir() / "api-keys.json",
+        description="the API key file (hashes only); `qwatch keys create` writes it; in "
+        "Kubernetes mount it from a Secret",
+    )
+    protect_reads: bool = Field(
+        default=False, description="require a key with scope 'read' on the health API too"
+    )
+    environment: str = Field(
+        default="development",
+        validation_alias="QW_ENV",
+        description="outside development, keys are required on every mutating endpoint",
+    )
+
+
 class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QW_DB_", frozen=True, extra="ignore")
 
