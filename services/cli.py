@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from services.keys_cli import keys_app
+from shared.apikeys import KeyFileError
 
 if TYPE_CHECKING:
     from shared.settings import KafkaSettings
@@ -355,6 +356,9 @@ def main() -> None:
         sys.exit(2)
     except SettingsError as exc:
         typer.echo(f"qwatch: {unparsable_setting(exc)}", err=True)
+        sys.exit(2)
+    except KeyFileError as exc:
+        typer.echo(f"qwatch: API key file: {exc}", err=True)
         sys.exit(2)
 
 

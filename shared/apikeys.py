@@ -8,7 +8,7 @@ lookup costs one hash and one constant-time comparison. Both services read the s
 revocation takes effect within a second without a restart.
 
 Scopes: ``ingest`` (POST events), ``read`` (the health API, when reads are protected),
-``ack`` (acknowledge and annotate alerts), ``admin`` (everything).
+``ack`` (acknowledge alerts; implies ``read``), ``admin`` (everything).
 """
 
 from __future__ import annotations
@@ -52,7 +52,12 @@ class ApiKey:
     revoked_at: str | None = None
 
     def allows(self, scope: Scope) -> bool:
-        return self.revoked_at is None and (scope in self.scopes or "admin" in self.scopes)
+        """``admin`` allows everything; ``ack`` allows ``read`` too (acknowledging needs
+        seeing)."""
+        if self.revoked_at is not None:
+            return False
+        implied = {"admin", "ack"} if scope == "read" else {"admin"}
+        return scope in self.scopes or bool(implied & set(self.scopes))
 
 
 def _digest(token: str) -> str:

@@ -21,6 +21,11 @@ from shared.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Services the tests start run in development with no API key, unless a test makes keys:
+# a key a developer created for their own demo (var/api-keys.json) must not lock them out.
+os.environ["QW_API_KEYS_FILE"] = str(
+    Path(os.environ.get("TMPDIR", "/tmp")) / f"qw-test-no-keys-{uuid.uuid4().hex}.json"
+)
 
 
 def unavailable(what: str) -> None:

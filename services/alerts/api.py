@@ -23,7 +23,9 @@ from services.alerts import db
 from services.alerts.health import Health, health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
+from shared.apikeys import AuthPolicy
 from shared.events import EventTime, QualitySnapshot, SubgroupPoint
+from shared.http_auth import AUTH_RESPONSES, needs
 from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
 
 
@@ -121,6 +123,9 @@ async def _health(
     )  # fmt: skip
 
 
+# writes need their scope (route dependencies); reads a key with scope "read" when
+# QW_API_PROTECT_READS is set (added where the router is included, so the OpenAPI
+# document declares security exactly where it is asked for)
 router = APIRouter(prefix="/v1")
 
 
@@ -254,7 +259,11 @@ async def list_alerts(
     "/alerts/{alert_id}/ack",
     response_model=AlertOut,
     operation_id="ack_alert",
-    responses=_lookup("no alert with this id", "an id that is not an integer from 1 to 2^63 - 1"),
+    responses={
+        **_lookup("no alert with this id", "an id that is not an integer from 1 to 2^63 - 1"),
+        **AUTH_RESPONSES,
+    },
+    dependencies=[needs("ack")],
 )
 async def ack_alert(alert_id: AlertId, session: SessionDep) -> AlertOut:
     alert = await db.acknowledge(session, alert_id)
@@ -264,12 +273,20 @@ async def ack_alert(alert_id: AlertId, session: SessionDep) -> AlertOut:
 
 
 def create_app(
-    settings: AlertsSettings, sessions: async_sessionmaker[AsyncSession], metrics: Metrics
+    settings: AlertsSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    metrics: Metrics,
+    auth: AuthPolicy | None = None,
 ) -> FastAPI:
+    """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in."""
     app = FastAPI(title="QualityWatch alerts and health", version="1")
     app.state.settings = settings
+    app.state.auth = auth
     app.state.sessions = sessions
-    app.include_router(router)
+    if auth is not None and auth.protect_reads:
+        app.include_router(router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
+    else:
+        app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

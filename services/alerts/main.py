@@ -14,6 +14,7 @@ from services.alerts.consumer import AlertsConsumer, LagExporter
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.webhooks import Deliverer
+from shared.http_auth import policy
 from shared.kafka import ensure_topics, wait_for_broker
 from shared.runtime import http_server, supervise
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 
 async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
+    auth = policy()  # a bad key file stops the start here
+    log.warning("alerts HTTP: %s", auth.describe())
     if settings.db.url.startswith("sqlite"):
         from pathlib import Path
 
@@ -43,7 +46,9 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
             lease_s=settings.webhook_lease_s,
         )  # fmt: skip
         log.info("webhook deliveries are claimed as %s", deliverer.owner)
-        server = http_server(create_app(settings, sessions, metrics), settings.host, settings.port)
+        server = http_server(
+            create_app(settings, sessions, metrics, auth), settings.host, settings.port
+        )
         tasks = [
             asyncio.create_task(
                 AlertsConsumer(settings, sessions, metrics).run(stop), name="consumer"

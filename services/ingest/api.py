@@ -20,8 +20,10 @@ from pydantic import BaseModel
 
 from services.ingest.publisher import Publisher
 from services.ingest.validation import BodyError, EventKind, parse_body, validate_items
+from shared.apikeys import AuthPolicy
 from shared.codec import json_response
 from shared.events import Decision, Verdict
+from shared.http_auth import AUTH_RESPONSES, needs
 
 
 class Rejected(BaseModel):
@@ -128,7 +130,8 @@ def _post(path: str, ref: dict[str, Any], what: str, doc: str) -> Callable[[Endp
         path,
         status_code=202,
         response_model=IngestResult,
-        responses=_RESPONSES,
+        responses={**_RESPONSES, **AUTH_RESPONSES},
+        dependencies=[needs("ingest")],
         description=doc,
         openapi_extra={"requestBody": _event_body(ref, what)},
     )
@@ -160,10 +163,14 @@ async def post_events(request: Request, publisher: PublisherDep) -> Response:
     return await _ingest(request, publisher, None)
 
 
-def create_app(publisher: Publisher, max_body_bytes: int = 16 * 1024 * 1024) -> FastAPI:
+def create_app(
+    publisher: Publisher, max_body_bytes: int = 16 * 1024 * 1024, auth: AuthPolicy | None = None
+) -> FastAPI:
+    """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in."""
     app = FastAPI(title="QualityWatch ingest", version="1")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.publisher = publisher
+    app.state.auth = auth
     app.state.max_body_bytes = max_body_bytes
     app.include_router(router)
 

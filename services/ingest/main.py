@@ -9,6 +9,7 @@ from services.ingest.api import create_app
 from services.ingest.pipeline import RawValidator
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
+from shared.http_auth import policy
 from shared.kafka import ensure_topics, make_producer, wait_for_broker
 from shared.runtime import http_server, supervise
 
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
+    auth = policy()  # a bad key file stops the start here, before the broker is awaited
+    log.warning("ingest HTTP: %s", auth.describe())
     await wait_for_broker(settings.kafka)
     await ensure_topics(settings.kafka)
     producer = make_producer(settings.kafka)
@@ -24,7 +27,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
         publisher = Publisher(producer, settings.kafka.topics)
         validator = RawValidator(settings, publisher)
         server = http_server(
-            create_app(publisher, settings.max_body_bytes), settings.host, settings.port
+            create_app(publisher, settings.max_body_bytes, auth), settings.host, settings.port
         )
         tasks = [
             asyncio.create_task(validator.run(), name="raw-validator"),

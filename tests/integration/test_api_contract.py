@@ -24,6 +24,7 @@ import pytest
 
 from services.demo.orchestrator import Services, wait_http
 from shared import codec
+from shared.apikeys import KeyStore
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import REPO_ROOT, KafkaSettings
 from shared.topics import queue_key
@@ -98,8 +99,13 @@ async def test_both_services_keep_their_openapi_contract(
 ) -> None:
     await ensure_topics(kafka_settings)
     ports = {"ingest": free_port(), "alerts": free_port()}
+    # a key exists, so both services enforce keys where their documents declare them:
+    # schemathesis calls with it, and checks that no key or a bad one is refused
+    _, token = KeyStore(tmp_path / "api-keys.json").create("contract", ["admin"])
+    auth = ("--header", f"Authorization: Bearer {token}")
     env = {
         **kafka_settings.as_env(),
+        "QW_API_KEYS_FILE": str(tmp_path / "api-keys.json"),
         "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
         "QW_INGEST_PORT": str(ports["ingest"]),
         "QW_ALERTS_PORT": str(ports["alerts"]),
@@ -120,13 +126,13 @@ async def test_both_services_keep_their_openapi_contract(
         await wait_http(f"{urls['ingest']}/healthz", services)
         # the coverage phase tries every boundary case of a schema: on /v1/events, whose body
         # is both event schemas (the two other endpoints take one each, the same components)
-        start("ingest-coverage", "ingest", "coverage", "--include-path", "/v1/events")
-        start("ingest", "ingest", "examples,fuzzing")
+        start("ingest-coverage", "ingest", "coverage", "--include-path", "/v1/events", *auth)
+        start("ingest", "ingest", "examples,fuzzing", *auth)
         await wait_http(f"{urls['alerts']}/healthz", services)
         await _seed_alerts(kafka_settings, urls["alerts"], services)
         # stateful where the document has links: a queue from the list to its health and
         # chart, an alert from the list to its acknowledgement
-        start("alerts", "alerts", "examples,coverage,fuzzing,stateful")
+        start("alerts", "alerts", "examples,coverage,fuzzing,stateful", *auth)
         await asyncio.gather(*runs.values())
         services.check()  # neither service died under the run
     finally:

@@ -85,7 +85,7 @@ async def test_the_openapi_document_states_bodies_and_every_status() -> None:
         doc = (await c.get("/openapi.json")).json()
     for path in ("/v1/decisions", "/v1/verdicts", "/v1/events"):
         op = doc["paths"][path]["post"]
-        assert set(op["responses"]) == {"202", "400", "413", "422"}
+        assert set(op["responses"]) == {"202", "400", "401", "403", "413", "422"}
         content = op["requestBody"]["content"]
         assert set(content) == {"application/json", "application/x-ndjson"}
     decision = doc["components"]["schemas"]["Decision"]

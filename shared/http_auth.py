@@ -1,0 +1,69 @@
+"""API keys on the HTTP services: a FastAPI dependency per scope (``shared/apikeys.py``).
+
+``Authorization: Bearer qw_...`` or ``X-API-Key: qw_...``; 401 when a key is needed and
+missing, unknown or revoked, 403 when the key lacks the scope. Both are in the OpenAPI
+documents, with the two security schemes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from shared.apikeys import ApiKey, AuthError, AuthPolicy, KeyStore, Scope, authorize
+from shared.settings import AuthSettings
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer qw_...`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+
+
+class AuthProblem(BaseModel):
+    detail: str
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": AuthProblem,
+        "description": "an API key is required here and was missing, unknown or revoked "
+        "(keys are enforced outside development, or once one exists; docs/operations.md)",
+    },
+    403: {"model": AuthProblem, "description": "the API key lacks the scope this call needs"},
+}
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
+    """A dependency that lets the call through when ``scope`` is not enforced or the caller's
+    key has it; the key (or None) is its value, for audit trails."""
+
+    async def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+        header: Annotated[str | None, Security(_header)] = None,
+    ) -> ApiKey | None:
+        policy: AuthPolicy | None = getattr(request.app.state, "auth", None)
+        if policy is None:
+            return None
+        token = header.strip() if header else (bearer.credentials if bearer else None)
+        try:
+            return authorize(policy, scope, token)
+        except AuthError as exc:
+            raise HTTPException(
+                exc.status, exc.detail, headers={"WWW-Authenticate": "Bearer"}
+            ) from None
+
+    return dependency
+
+
+def needs(scope: Scope) -> Any:
+    """``dependencies=[needs("ack")]`` on a route."""
+    return Depends(require(scope))
+
+
+def policy(settings: AuthSettings | None = None) -> AuthPolicy:
+    """The policy a service runs with, from ``QW_API_*`` and ``QW_ENV``."""
+    s = settings or AuthSettings()
+    return AuthPolicy(KeyStore(s.keys_file), s.environment, s.protect_reads)
