@@ -384,7 +384,9 @@ class Deliverer:
         pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
         host_header = host + (f":{parts.port}" if parts.port else "")
         ext = {"sni_hostname": host} if parts.scheme == "https" else {}
-        return pinned, {"Host": host_header}, ext
+        # The pool knows the connection by address only: one opened (and its certificate
+        # checked) for another name on the same address must not carry this request.
+        return pinned, {"Host": host_header, "Connection": "close"}, ext
 
     async def _post(self, job: _Job, timeout_s: float) -> Attempt:
         """One HTTP attempt of at most ``timeout_s`` in all, resolution included."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -258,18 +259,27 @@ async def test_410_gone_disables_the_endpoint_until_a_restart(tmp_path: Path) ->
     assert len(receiver.requests) == 3
 
 
-async def test_two_secrets_sign_each_delivery_during_a_rotation(tmp_path: Path) -> None:
+async def test_two_secrets_sign_each_delivery_during_a_rotation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     old, new = generate_secret(), generate_secret()
-    receiver = Receiver([old, new])  # each one alone must verify the request
+    # each one alone must verify the request; the first answer is a 503, so a retry is logged
+    receiver = Receiver([old, new], lambda n: Response(status_code=503 if n == 1 else 204))
     async with one_alert(tmp_path, receiver) as (sessions, url):
         keys = parse_secrets(f"{new} {old}", production=True)
         async with httpx.AsyncClient(timeout=2) as client:
             d = deliverer(sessions, client, Metrics.create(CollectorRegistry()), [url], keys=keys)
             assert await d.deliver_due() == 1
+            await _make_due(sessions)
+            assert await d.deliver_due() == 1
+        assert [r.status for r in await _rows(sessions)] == ["delivered"]
     assert receiver.rejected == []
-    ((headers, _),) = receiver.requests
-    assert len(headers[SIGNATURE_HEADER].split(" ")) == 2
-    assert all(s.startswith("v1,") for s in headers[SIGNATURE_HEADER].split(" "))
+    for headers, _ in receiver.requests:
+        assert len(headers[SIGNATURE_HEADER].split(" ")) == 2
+        assert all(s.startswith("v1,") for s in headers[SIGNATURE_HEADER].split(" "))
+    assert "retry 1 in" in caplog.text  # the deliverer logged, and no secret
+    assert not any(x.removeprefix("whsec_") in caplog.text for x in (old, new))
 
 
 async def test_the_address_a_name_resolves_to_is_checked_when_connecting(
