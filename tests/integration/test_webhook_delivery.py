@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import standardwebhooks
+import uvicorn
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
@@ -25,7 +28,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.webhook_policy import generate_secret, parse_schedule, parse_secrets
 from services.alerts.webhooks import ID_HEADER, SIGNATURE_HEADER, Deliverer
 from shared import codec
-from shared.runtime import http_server
+from shared.runtime import _Server, http_server
 from tests.alerts_cases import make_breach, make_snapshot, sqlite_sessions
 
 SECRET = generate_secret()
@@ -336,3 +339,57 @@ async def test_a_literal_private_address_is_refused_when_connecting(tmp_path: Pa
         (row,) = await _rows(sessions)
     assert receiver.requests == []
     assert "refused: 127.0.0.1 is a loopback address" in (row.last_error or "")
+
+
+async def test_https_to_a_pinned_address_checks_the_certificate_against_the_name(
+    tmp_path: Path,
+) -> None:
+    """TLS through the checked address: the server name and the certificate check are the
+    URL's host's, so the right name is delivered and a name the certificate does not hold
+    is refused."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=hooks.example.test", "-addext", "subjectAltName=DNS:hooks.example.test"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    receiver = Receiver([SECRET])
+    port = free_port()
+    server = _Server(
+        uvicorn.Config(receiver.app(), host="127.0.0.1", port=port, log_level="warning",
+                       lifespan="off", ssl_keyfile=str(key), ssl_certfile=str(cert))
+    )  # fmt: skip
+    task = asyncio.create_task(server.serve())
+
+    async def to_loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    try:
+        for _ in range(200):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert server.started
+        good = f"https://hooks.example.test:{port}/hook"
+        wrong = f"https://other.example.test:{port}/hook"
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with sqlite_sessions(tmp_path) as sessions:
+            async with sessions() as s, s.begin():
+                await db.record_breach(
+                    s, make_breach("q", 0), receivers=[good, wrong], now=datetime.now(UTC)
+                )
+            async with httpx.AsyncClient(timeout=2, verify=trust, trust_env=False) as client:
+                d = deliverer(sessions, client, Metrics.create(CollectorRegistry()),
+                              [good, wrong], resolver=to_loopback)  # fmt: skip
+                assert await d.deliver_due() == 2
+            by = {r.receiver: r for r in await _rows(sessions)}
+    finally:
+        server.should_exit = True
+        await task
+    assert by[good].status == "delivered"
+    assert by[wrong].status == "pending"
+    assert "CERTIFICATE_VERIFY_FAILED" in (by[wrong].last_error or "")
+    ((headers, _),) = receiver.requests
+    assert headers["host"] == f"hooks.example.test:{port}"
