@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
+from services.alerts.api import create_app
 from services.alerts.metrics import Metrics
+from services.alerts.settings import AlertsSettings
 from services.alerts.webhook_policy import generate_secret, parse_schedule, parse_secrets
 from services.alerts.webhooks import ID_HEADER, SIGNATURE_HEADER, Deliverer
 from shared import codec
@@ -230,6 +233,17 @@ async def test_retry_after_is_honoured_within_its_bound(tmp_path: Path) -> None:
             await _make_due(sessions)
 
 
+async def _webhooks_api(sessions: async_sessionmaker[AsyncSession], url: str) -> Any:
+    """``GET /v1/webhooks`` of the alerts service's real app, in process."""
+    settings = AlertsSettings(webhook_urls=[url], webhook_allow_private_networks=True)
+    app = create_app(settings, sessions, Metrics.create(CollectorRegistry()))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://alerts") as api:
+        resp = await api.get("/v1/webhooks")
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
 async def test_410_gone_disables_the_endpoint_until_a_restart(tmp_path: Path) -> None:
     receiver = Receiver([SECRET], lambda n: Response("gone", status_code=410))
     metrics = Metrics.create(CollectorRegistry())
@@ -248,6 +262,12 @@ async def test_410_gone_disables_the_endpoint_until_a_restart(tmp_path: Path) ->
             async with sessions() as s:
                 (gone,) = await db.disabled_endpoints(s)
             assert (gone.url, gone.disabled_reason) == (url, "HTTP 410: gone")
+            (shown,) = await _webhooks_api(sessions, url)
+            assert (shown["receiver"], shown["target"]) == ("0", f"http://127.0.0.1:{port}")
+            assert (shown["disabled_reason"], bool(shown["disabled_at"])) == (
+                "HTTP 410: gone",
+                True,
+            )
             rows = await _rows(sessions)
             assert [(r.status, r.response_status) for r in rows] == [
                 ("failed", 410), ("pending", None), ("pending", None),
@@ -257,6 +277,7 @@ async def test_410_gone_disables_the_endpoint_until_a_restart(tmp_path: Path) ->
             restarted = deliverer(sessions, client, metrics, [url], concurrency=8)
             await restarted.enable_configured()
             assert _count(metrics, "qw_webhook_endpoint_disabled", receiver="0") == 0
+            assert (await _webhooks_api(sessions, url))[0]["disabled_at"] is None
             assert await restarted.deliver_due() == 2
         assert [r.status for r in await _rows(sessions)] == ["failed", "delivered", "delivered"]
     assert len(receiver.requests) == 3
