@@ -322,7 +322,9 @@ def settings_error(exc: ValidationError) -> str:
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
         loc = [str(x) for x in err["loc"]]
-        if loc and prefix:
+        if loc and prefix and any(w in "_".join(loc) for w in ("secret", "password")):
+            parts.append(f"{(prefix + '_'.join(loc)).upper()}: {msg}")  # never its value
+        elif loc and prefix:
             parts.append(f"{(prefix + '_'.join(loc)).upper()}={err.get('input')!r}: {msg}")
         else:
             parts.append(msg)

@@ -42,8 +42,8 @@ Lists and maps are JSON (`QW_ALERTS_WEBHOOK_URLS='["https://..."]'`,
 def _default(cls: type[BaseSettings], name: str) -> str:
     field = cls.model_fields[name]
     value = field.get_default(call_default_factory=True)
-    if hasattr(value, "get_secret_value"):
-        return "change-me"
+    if hasattr(value, "get_secret_value"):  # never printed, not even the default
+        return "(development-only placeholder)"
     if isinstance(value, list | dict):
         return json.dumps(value)  # as it is written in the environment
     text = str(value).replace(str(REPO_ROOT), "<repo>")

@@ -5,6 +5,7 @@
 ``GET /v1/queues/{queue_id}/chart``   one queue's closed subgroups (p-chart points), paged
 ``GET /v1/alerts``                    recent alerts; ``?status=firing`` for the open ones
 ``POST /v1/alerts/{id}/ack``          acknowledge a firing alert
+``GET /v1/webhooks``                  the webhook receivers, and which are disabled (410)
 ``GET /metrics``                      Prometheus exposition
 """
 
@@ -23,6 +24,7 @@ from services.alerts import db
 from services.alerts.health import Health, health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
+from services.alerts.webhook_policy import describe
 from shared.apikeys import AuthPolicy
 from shared.events import EventTime, QualitySnapshot, SubgroupPoint
 from shared.http_auth import AUTH_RESPONSES, needs
@@ -270,6 +272,31 @@ async def ack_alert(alert_id: AlertId, session: SessionDep) -> AlertOut:
     if alert is None:
         raise HTTPException(404, f"no alert with id {alert_id}")
     return AlertOut.of(alert)
+
+
+class WebhookReceiverOut(BaseModel):
+    receiver: str = Field(description="index in QW_ALERTS_WEBHOOK_URLS, as in the metrics")
+    target: str = Field(description="scheme, host and port (the path may hold a token)")
+    disabled_at: datetime | None = Field(description="when it answered 410 Gone, if it did")
+    disabled_reason: str | None = None
+
+
+@router.get("/webhooks", response_model=list[WebhookReceiverOut], operation_id="list_webhooks")
+async def list_webhook_receivers(
+    session: SessionDep, settings: SettingsDep
+) -> list[WebhookReceiverOut]:
+    """The configured webhook receivers; a disabled one (410 Gone) gets nothing until the
+    alerts service restarts."""
+    disabled = {e.url: e for e in await db.disabled_endpoints(session)}
+    out = []
+    for i, url in enumerate(settings.webhook_urls):
+        gone = disabled.get(url)
+        out.append(WebhookReceiverOut(
+            receiver=str(i), target=describe(url),
+            disabled_at=gone.disabled_at if gone else None,
+            disabled_reason=gone.disabled_reason if gone else None,
+        ))  # fmt: skip
+    return out
 
 
 def create_app(

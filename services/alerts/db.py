@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import secrets
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from shared import codec
 from shared.events import Breach, QualitySnapshot, SubgroupPoint
 
 
@@ -112,6 +114,25 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Fixed when the row is written (Standard Webhooks' webhook-id, and the JSON body), so
+    # every retry sends the same bytes under the same id. Null only in rows written by a
+    # version before them: the first claim fills them in (``claim_due``).
+    webhook_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The receiver's HTTP status of the last attempt (None: no answer, or not tried yet).
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Endpoint(Base):
+    """A webhook receiver's state shared by the replicas: disabled after it answered 410 Gone
+    (nothing more is sent to it; its deliveries wait) until a restart or a configuration
+    change enables it again (``enable_endpoints``)."""
+
+    __tablename__ = "qw_webhook_endpoints"
+
+    url: Mapped[str] = mapped_column(String(2000), primary_key=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Snapshot(Base):
@@ -259,16 +280,59 @@ async def record_breach(
     session.add(alert)
     await session.flush()
     if not alert.suppressed:
-        for url in receivers:
-            session.add(_delivery(alert.id, url, "firing", now))
+        await _enqueue(session, alert, "firing", receivers, now)
     return alert
 
 
-def _delivery(alert_id: int, url: str, event: str, now: datetime) -> Delivery:
-    return Delivery(
-        alert_id=alert_id, receiver=url, event=event, status="pending", attempts=0,
-        next_attempt_at=now, created_at=now,
-    )  # fmt: skip
+async def _enqueue(
+    session: AsyncSession, alert: Alert, event: str, receivers: list[str], now: datetime
+) -> None:
+    """Write the alert's ``event`` webhook to each receiver, its id and body fixed now: a
+    firing stays a firing however late a retry goes out."""
+    rows = [
+        Delivery(alert_id=alert.id, receiver=url, event=event, status="pending", attempts=0,
+                 next_attempt_at=now, created_at=now, webhook_id=new_webhook_id())
+        for url in receivers
+    ]  # fmt: skip
+    if not rows:
+        return
+    session.add_all(rows)
+    await session.flush()  # the ids, which the body names
+    for d in rows:
+        d.body = webhook_body(alert, event, d.id, now)
+
+
+def new_webhook_id() -> str:
+    return "msg_" + secrets.token_urlsafe(18)
+
+
+def webhook_body(alert: Alert, event: str, delivery_id: int, at: datetime) -> str:
+    """The JSON of one delivery (docs/events.md, "Webhook payload"): the alert as it was when
+    ``event`` happened."""
+    firing = event == "firing"
+    return codec.dumps(
+        {
+            "version": "2",
+            "type": f"alert.{event}",
+            "event": event,
+            "delivery_id": delivery_id,
+            "timestamp": at,
+            "alert": {
+                "id": alert.id,
+                "dedup_key": alert.dedup_key,
+                "queue_id": alert.queue_id,
+                "rule": alert.rule,
+                "kind": alert.kind,
+                "severity": alert.severity,
+                "status": "firing" if firing else alert.status,
+                "message": alert.message,
+                "subgroup_start": alert.subgroup_start,
+                "first_seen_at": alert.first_seen_at,
+                "resolved_at": None if firing else alert.resolved_at,
+                "breach": alert.breach,
+            },
+        }
+    ).decode()
 
 
 async def resolve_recovered(
@@ -314,8 +378,7 @@ async def resolve_recovered(
         alert.status = "resolved"
         alert.resolved_at = now
         if not alert.suppressed:
-            for url in receivers:
-                session.add(_delivery(alert.id, url, "resolved", now))
+            await _enqueue(session, alert, "resolved", receivers, now)
     return resolved
 
 
@@ -453,8 +516,10 @@ async def claim_due(
     waiting, and one whose lease was just taken is re-checked and left out. Each claimed row
     gets ``claimed_by`` = ``owner#<n>``, unique per claim, which ``record_attempt`` checks.
     A "resolved" row waits until the alert's "firing" row to the same receiver is done, so
-    a receiver never hears "resolved" before "firing". Commit promptly: the claim is only
-    visible to other replicas once the transaction is committed.
+    a receiver never hears "resolved" before "firing". Rows to a disabled endpoint wait.
+    A row written by an older version (no body yet) gets its body and id now, once: the
+    old idempotency key as id, and the alert as it was at the row's event. Commit promptly:
+    the claim is only visible to other replicas once the transaction is committed.
     """
     if limit <= 0:
         return []
@@ -477,6 +542,9 @@ async def claim_due(
             Delivery.next_attempt_at <= now,
             or_(Delivery.lease_until.is_(None), Delivery.lease_until <= now),
             ~((Delivery.event == "resolved") & firing_pending),
+            ~select(Endpoint.url)
+            .where(Endpoint.url == Delivery.receiver, Endpoint.disabled_at.is_not(None))
+            .exists(),
         )
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
@@ -485,9 +553,12 @@ async def claim_due(
     )
     rows = [(d, a) for d, a in (await session.execute(q)).all()]
     until = now + timedelta(seconds=lease_s)
-    for d, _ in rows:
+    for d, alert in rows:
         d.claimed_by = f"{owner}#{next(_CLAIMS)}"
         d.lease_until = until
+        if d.body is None or d.webhook_id is None:  # written by a version before them
+            d.webhook_id = d.webhook_id or f"{alert.dedup_key}:{d.event}"[:100]
+            d.body = d.body or webhook_body(alert, d.event, d.id, d.created_at)
     return rows
 
 
@@ -514,9 +585,10 @@ async def record_attempt(
     error: str | None,
     retry_at: datetime | None,
     claimed_by: str | None = None,
+    response_status: int | None = None,
 ) -> Delivery | None:
     """Record one attempt: delivered (``error`` None), retry at ``retry_at``, or failed; the
-    lease ends. With ``claimed_by`` (the claim that sent it) the row changes only while that
+    lease ends, and the receiver's HTTP status (if it answered) is kept. With ``claimed_by`` (the claim that sent it) the row changes only while that
     claim still holds it: None when another claim took it over (this one's lease ran out
     and another replica claimed it), or the row is gone."""
     d = await _locked(session, Delivery, delivery_id)
@@ -526,6 +598,7 @@ async def record_attempt(
         return None
     d.attempts += 1
     d.last_error = error
+    d.response_status = response_status
     d.lease_until = None
     if error is None:
         d.status = "delivered"
@@ -560,3 +633,36 @@ async def due_deliveries(session: AsyncSession, now: datetime, limit: int = 50) 
 
 async def alert_by_id(session: AsyncSession, alert_id: int) -> Alert | None:
     return await session.get(Alert, alert_id)
+
+
+async def disable_endpoint(session: AsyncSession, url: str, *, now: datetime, reason: str) -> None:
+    """Send nothing more to ``url`` (it answered 410 Gone) until ``enable_endpoints``."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Endpoint).values(url=url, disabled_at=now, disabled_reason=reason)
+    await session.execute(  # one statement: two replicas told 410 at once both succeed
+        stmt.on_conflict_do_update(
+            index_elements=[Endpoint.url],
+            set_={"disabled_at": now, "disabled_reason": reason},
+            where=Endpoint.disabled_at.is_(None),
+        )
+    )
+
+
+async def enable_endpoints(session: AsyncSession, urls: Iterable[str]) -> list[str]:
+    """Enable the configured receivers again (at startup: a restart or a configuration change
+    is what re-enables an endpoint that answered 410); returns those that were disabled."""
+    wanted = set(urls)
+    rows = (await session.scalars(select(Endpoint).where(Endpoint.disabled_at.is_not(None)))).all()
+    enabled = []
+    for row in rows:
+        if row.url in wanted:
+            row.disabled_at = None
+            row.disabled_reason = None
+            enabled.append(row.url)
+    return enabled
+
+
+async def disabled_endpoints(session: AsyncSession) -> list[Endpoint]:
+    q = select(Endpoint).where(Endpoint.disabled_at.is_not(None)).order_by(Endpoint.url)
+    return list((await session.scalars(q)).all())

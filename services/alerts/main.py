@@ -13,6 +13,7 @@ from services.alerts.api import create_app
 from services.alerts.consumer import AlertsConsumer, LagExporter
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
+from services.alerts.webhook_policy import parse_schedule
 from services.alerts.webhooks import Deliverer
 from shared.http_auth import policy
 from shared.kafka import ensure_topics, wait_for_broker
@@ -34,17 +35,22 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
     metrics = Metrics.create()
     await wait_for_broker(settings.kafka)
     await ensure_topics(settings.kafka)
-    async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as client:
+    # No proxy from the environment (it would connect for us, past the address check) and
+    # no redirects (a 3xx is a final answer: a redirect could point anywhere).
+    async with httpx.AsyncClient(
+        timeout=settings.webhook_timeout_s, trust_env=False, follow_redirects=False
+    ) as client:
         deliverer = Deliverer(
             sessions, client, metrics,
-            secret=settings.webhook_secret.get_secret_value(),
+            keys=settings.webhook_keys(),
             receivers=settings.webhook_urls,
-            give_up_after_s=settings.webhook_give_up_after_s,
-            backoff_base_s=settings.webhook_backoff_base_s,
-            backoff_max_s=settings.webhook_backoff_max_s,
+            schedule=parse_schedule(settings.webhook_retry_schedule),
+            allow_private=settings.webhook_allow_private_networks,
+            retry_after_max_s=settings.webhook_retry_after_max_s,
             concurrency=settings.webhook_concurrency, timeout_s=settings.webhook_timeout_s,
             lease_s=settings.webhook_lease_s,
         )  # fmt: skip
+        await deliverer.enable_configured()
         log.info("webhook deliveries are claimed as %s", deliverer.owner)
         server = http_server(
             create_app(settings, sessions, metrics, auth), settings.host, settings.port

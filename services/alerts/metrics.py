@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 WINDOWS = ("1h", "24h", "7d")  # the accuracy windows of a snapshot
+# qw_webhook_deliveries_total{outcome}: what each attempt did to its delivery.
+WEBHOOK_OUTCOMES = ("delivered", "retry", "failed")
+# qw_webhook_attempts_total{result}: what the receiver answered (or why there was no answer).
+WEBHOOK_RESULTS = (
+    "2xx", "3xx", "4xx", "408", "410", "429", "5xx", "other",
+    "timeout", "connect_error", "refused_address",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class Metrics:
     breaches: Counter
     alerts_firing: Gauge
     webhook_deliveries: Counter
+    webhook_attempts: Counter
+    webhook_endpoint_disabled: Gauge
     events_consumed: Counter
     events_malformed: Counter
     consumer_lag: Gauge
@@ -125,11 +134,28 @@ class Metrics:
             alerts_firing=Gauge(
                 "qw_alerts_firing", "alerts currently firing", [*q, "rule"], registry=r
             ),
-            # Webhook delivery attempts by receiver index and outcome (delivered/retry/failed).
+            # Webhook delivery attempts by receiver index and outcome (WEBHOOK_OUTCOMES): failed is
+            # final (schedule used up, or a 3xx/4xx other than 408/429 answered).
             webhook_deliveries=Counter(
                 "qw_webhook_deliveries",
                 "webhook delivery attempts",
                 ["receiver", "outcome"],
+                registry=r,
+            ),
+            # Webhook attempts by receiver index and result (WEBHOOK_RESULTS): the HTTP status
+            # class, 408/410/429, or timeout, connect_error, refused_address (the URL's host
+            # resolved to an address QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS does not allow).
+            webhook_attempts=Counter(
+                "qw_webhook_attempts",
+                "webhook delivery attempts by receiver answer",
+                ["receiver", "result"],
+                registry=r,
+            ),
+            # 1 while the receiver is disabled (it answered 410 Gone; a restart enables it).
+            webhook_endpoint_disabled=Gauge(
+                "qw_webhook_endpoint_disabled",
+                "webhook receiver disabled after 410 Gone",
+                ["receiver"],
                 registry=r,
             ),
             # Messages the alerts service consumed, by topic.

@@ -3,6 +3,14 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.alerts.webhook_policy import (
+    DEFAULT_SCHEDULE,
+    DEVELOPMENT_SECRET,
+    check_url,
+    describe,
+    parse_schedule,
+    parse_secrets,
+)
 from shared.settings import DatabaseSettings, KafkaSettings, QualitySettings
 
 
@@ -22,17 +30,42 @@ class AlertsSettings(BaseSettings):
         default="qw-alerts", description="consumer group of the alerts consumer"
     )
     environment: str = Field(
-        description="development, staging or production; outside development a real webhook secret is required",
+        description="development, staging or production; outside development a real webhook secret (32+ random bytes) is required",
         default="development",
         validation_alias="QW_ENV",
     )
 
+    # -- direct webhooks (Standard Webhooks): docs/operations.md, "Webhook contract" --------
     webhook_urls: list[str] = Field(
         default_factory=list,
-        description="generic JSON webhook receivers, a JSON list in the environment",
+        description="generic JSON webhook receivers, a JSON list in the environment; http(s) "
+        "only, and no loopback, link-local, private or unspecified address unless "
+        "QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
     )
     webhook_secret: SecretStr = Field(
-        default=SecretStr("change-me"), description="HMAC-SHA256 key of the webhook signature"
+        default=SecretStr(DEVELOPMENT_SECRET),
+        description="Standard Webhooks signing secrets, whsec_<base64>, space separated: each "
+        "one signs every delivery (rotation: add the new one first, remove the old one once "
+        "receivers have switched); outside development at least 32 random bytes",
+    )
+    webhook_allow_private_networks: bool = Field(
+        default=False,
+        description="allow webhook URLs on loopback, link-local, private and unspecified "
+        "addresses (a receiver on this host, tests, the demo); checked at startup and at "
+        "every connection",
+    )
+    webhook_retry_schedule: str = Field(
+        default=DEFAULT_SCHEDULE,
+        description="delays before each retry after the first attempt, e.g. `5s 5m 30m 2h` "
+        "(units ms, s, m, h; at most 20 delays, each at most 24h, 7 days in all); a delivery "
+        "still failing after the last is marked failed",
+    )
+    webhook_retry_after_max_s: float = Field(
+        default=3600.0,
+        ge=0,
+        le=86400,
+        description="the longest Retry-After of a 429 or 503 answer that is honoured (a "
+        "longer one waits this long)",
     )
     webhook_timeout_s: float = Field(
         default=5.0, gt=0, description="the longest one delivery attempt may take, all included"
@@ -50,15 +83,26 @@ class AlertsSettings(BaseSettings):
         "(a replica that dies holds its deliveries this long); more than "
         "QW_ALERTS_WEBHOOK_TIMEOUT_S: the rest is the time to claim and to record the result",
     )
-    webhook_give_up_after_s: float = Field(
-        default=86400.0,
-        gt=0,
-        description="a delivery still failing this long after the alert is marked failed",
-    )
-    webhook_backoff_base_s: float = Field(
-        description="first retry delay (doubles each attempt, jittered)", default=1.0, gt=0
-    )
-    webhook_backoff_max_s: float = Field(description="longest retry delay", default=300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _webhooks_are_safe(self) -> AlertsSettings:
+        # mode="after" and messages that never quote a secret or a URL's path (a token)
+        parse_secrets(
+            self.webhook_secret.get_secret_value(), production=self.environment != "development"
+        )
+        parse_schedule(self.webhook_retry_schedule)
+        for i, url in enumerate(self.webhook_urls):
+            why = check_url(url, allow_private=self.webhook_allow_private_networks)
+            if why is not None:
+                raise ValueError(f"QW_ALERTS_WEBHOOK_URLS[{i}] ({describe(url)}) {why}")
+        return self
+
+    def webhook_keys(self) -> list[bytes]:
+        return parse_secrets(
+            self.webhook_secret.get_secret_value(), production=self.environment != "development"
+        )
+
+    # -- end of direct webhooks ----------------------------------------------------------------
 
     # -- Alertmanager (services/alerts/alertmanager.py) -------------------------------------
     alertmanager_urls: list[str] = Field(
@@ -208,13 +252,4 @@ class AlertsSettings(BaseSettings):
                 "QW_ALERTS_WEBHOOK_LEASE_S must exceed QW_ALERTS_WEBHOOK_TIMEOUT_S by at least "
                 "1 s (the time to claim a delivery and record its result)"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _no_placeholder_secret_in_production(self) -> AlertsSettings:
-        if self.environment != "development" and self.webhook_secret.get_secret_value() in {
-            "",
-            "change-me",
-        }:
-            raise ValueError("QW_ALERTS_WEBHOOK_SECRET must be set outside development")
         return self

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from services.alerts.webhook_policy import generate_secret
 from services.demo.receiver import Inbox
 from services.simulator.model import Drift, SimConfig, queue_profiles
 from services.simulator.run import SimProgress, play
@@ -79,6 +79,7 @@ def service_env(
         "QW_ALERTS_PORT": str(opts.alerts_port),
         "QW_ALERTS_WEBHOOK_URLS": f'["http://127.0.0.1:{opts.receiver_port}/hook"]',
         "QW_ALERTS_WEBHOOK_SECRET": secret,
+        "QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",  # the receiver is on loopback
         "QW_ALERTS_STALE_AFTER_S": "60",
         "QW_SCORER_SUBGROUP_SECONDS": "3600",
         "QW_SCORER_GRACE_SECONDS": str(4 * 3600),
@@ -309,7 +310,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     prefix = f"demo{datetime.now(UTC):%Y%m%d%H%M%S}-"
     run_dir = state / "demo" / prefix.rstrip("-")
     run_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(16)
+    secret = generate_secret()
     kafka_demo = local_kafka(topic_prefix=prefix)
     env = service_env(opts, kafka_demo, run_dir / "qualitywatch.db", secret)
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import standardwebhooks
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select, text
@@ -36,7 +37,8 @@ from services.alerts import db
 from services.alerts.consumer import AlertsConsumer
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
-from services.alerts.webhooks import SIGNATURE_HEADER, Deliverer, SignatureError, verify
+from services.alerts.webhook_policy import generate_secret, parse_schedule, parse_secrets
+from services.alerts.webhooks import ID_HEADER, Deliverer
 from shared import codec
 from shared.runtime import http_server
 from shared.settings import KafkaSettings
@@ -203,18 +205,48 @@ async def test_replicas_starting_together_create_and_upgrade_the_schema_once(
         await asyncio.gather(*(db.create_schema(e) for e in engines))  # a fresh database
         sessions = db.make_sessionmaker(engines[0])
         await seed(sessions, 1, URLS[:1])
-        async with engines[0].begin() as conn:  # the table as the previous version made it
+        async with engines[0].begin() as conn:  # the tables as the previous versions made them
             await conn.execute(
-                text("ALTER TABLE qw_deliveries DROP COLUMN claimed_by, DROP COLUMN lease_until")
-            )
+                text("ALTER TABLE qw_deliveries DROP COLUMN claimed_by, DROP COLUMN lease_until, "
+                     "DROP COLUMN webhook_id, DROP COLUMN body, DROP COLUMN response_status")
+            )  # fmt: skip
+            await conn.execute(text("DROP TABLE qw_webhook_endpoints"))
         await asyncio.gather(*(db.create_schema(e) for e in engines))  # the upgrade, 4 times
         async with sessions() as s, s.begin():
             ((row, alert),) = await db.claim_due(s, NOW, lease_s=60, owner="A")
         assert (alert.queue_id, row.status) == ("q000", "pending")
         assert (row.claimed_by or "").startswith("A#")
+        assert row.webhook_id == "q000:p_chart_ucl:0:firing"  # the old Idempotency-Key
+        assert codec.loads(row.body or "")["alert"]["status"] == "firing"
+        async with sessions() as s, s.begin():
+            await db.disable_endpoint(s, URLS[0], now=NOW, reason="HTTP 410")  # the new table
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_an_endpoint_disabled_by_one_replica_holds_back_every_replicas_claims(
+    pg_url: str,
+) -> None:
+    async with replicas(pg_url, 3) as (a, b, c):
+        await seed(a, 3, URLS)  # 3 rows to each receiver
+
+        async def disable(sessions: Sessions) -> None:
+            async with sessions() as s, s.begin():
+                await db.disable_endpoint(s, URLS[0], now=NOW, reason="HTTP 410: gone")
+
+        await asyncio.gather(disable(a), disable(b))  # two replicas told 410 at once
+        async with c() as s, s.begin():
+            claimed = await db.claim_due(s, NOW, lease_s=60, limit=100, owner="C")
+            assert {d.receiver for d, _ in claimed} == {URLS[1]}
+            (gone,) = await db.disabled_endpoints(s)
+            assert (gone.url, gone.disabled_reason) == (URLS[0], "HTTP 410: gone")
+        async with b() as s, s.begin():  # a replica starts: the configured ones are enabled
+            assert await db.enable_endpoints(s, URLS) == [URLS[0]]
+        async with a() as s, s.begin():
+            claimed = await db.claim_due(s, NOW, lease_s=60, limit=100, owner="A")
+            assert {d.receiver for d, _ in claimed} == {URLS[0]}
+            assert await db.disabled_endpoints(s) == []
 
 
 async def test_polls_on_one_queue_wait_for_each_other_and_other_queues_do_not(
@@ -240,7 +272,9 @@ async def test_two_replicas_reading_the_same_breaches_record_each_alert_once(
 ) -> None:
     """After a rebalance two replicas may handle the same records at once; without the
     queue lock both insert the alert and one poll fails on the unique dedup key."""
-    settings = AlertsSettings(kafka=KafkaSettings(), webhook_urls=URLS)
+    settings = AlertsSettings(
+        kafka=KafkaSettings(), webhook_urls=URLS, webhook_allow_private_networks=True
+    )
     async with replicas(pg_url, 2) as (a, b):
         one = AlertsConsumer(settings, a, Metrics.create(CollectorRegistry()))
         two = AlertsConsumer(settings, b, Metrics.create(CollectorRegistry()))
@@ -256,11 +290,16 @@ async def test_two_replicas_reading_the_same_breaches_record_each_alert_once(
         assert len(await rows(a)) == 6 * len(URLS)
 
 
+SECRET = generate_secret()
+KEYS = parse_secrets(SECRET, production=False)
+SCHEDULE = parse_schedule("50ms 100ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms")
+
+
 @dataclass
 class SlowReceiver:
     """A real webhook receiver: checks the signature, answers after ``latency_s``, fails
     every ``fail_every``-th request with a 500, and counts its 2xx answers per webhook id
-    (``Idempotency-Key``). While ``hold`` is set, a new request waits for ``release`` and
+    (``webhook-id``). Signatures are checked with the standardwebhooks package. While ``hold`` is set, a new request waits for ``release`` and
     then gets a 503: never acknowledged."""
 
     secret: str
@@ -282,11 +321,11 @@ class SlowReceiver:
         async def hook(request: Request) -> Response:
             body = await request.body()
             try:
-                verify(self.secret, request.headers.get(SIGNATURE_HEADER), body)
-            except SignatureError as exc:
+                standardwebhooks.Webhook(self.secret).verify(body, dict(request.headers))
+            except standardwebhooks.webhooks.WebhookVerificationError as exc:
                 self.rejected.append(str(exc))
                 return Response(status_code=401)
-            key = request.headers["Idempotency-Key"]
+            key = request.headers[ID_HEADER]
             self.requests += 1
             n = self.requests
             if self.hold.is_set():
@@ -336,7 +375,7 @@ async def test_two_deliverers_send_each_webhook_once_through_a_slow_failing_rece
     a deliverer which claimed rows it has no slot for would keep them waiting past their
     lease (40 rows / 2 slots x 0.3 s = 6 s > 4 s), and the other deliverer would send them
     too."""
-    receiver = SlowReceiver("s3cret", latency_s=0.3, fail_every=5)
+    receiver = SlowReceiver(SECRET, latency_s=0.3, fail_every=5)
     async with serving(receiver.app()) as base, replicas(pg_url, 2) as (a, b):
         url = f"{base}/hook"
         await seed(a, 40, [url], datetime.now(UTC))
@@ -344,9 +383,9 @@ async def test_two_deliverers_send_each_webhook_once_through_a_slow_failing_rece
 
             def deliverer(sessions: Sessions) -> Deliverer:
                 return Deliverer(
-                    sessions, client, Metrics.create(CollectorRegistry()), secret="s3cret",
-                    receivers=[url], give_up_after_s=3600, backoff_base_s=0.05,
-                    backoff_max_s=0.2, concurrency=2, timeout_s=2.0, lease_s=4.0,
+                    sessions, client, Metrics.create(CollectorRegistry()), keys=KEYS,
+                    receivers=[url], schedule=SCHEDULE, allow_private=True, concurrency=2,
+                    timeout_s=2.0, lease_s=4.0,
                 )  # fmt: skip
 
             deliverers = [deliverer(a), deliverer(b)]
@@ -367,7 +406,8 @@ async def test_two_deliverers_send_each_webhook_once_through_a_slow_failing_rece
         delivered = await rows(a)
     assert receiver.rejected == []
     assert receiver.duplicates() == {}
-    assert set(receiver.acked) == {f"q{i:03}:p_chart_ucl:0:firing" for i in range(40)}
+    assert set(receiver.acked) == {d.webhook_id for d in delivered}
+    assert len(receiver.acked) == 40
     assert receiver.failed > 0  # retries happened
     # every request the receiver saw was recorded, once, by the claim that sent it
     assert sum(d.attempts for d in delivered) == receiver.requests == 40 + receiver.failed
@@ -378,7 +418,7 @@ async def test_two_deliverers_send_each_webhook_once_through_a_slow_failing_rece
 async def test_rows_leased_by_a_dead_deliverer_are_sent_once_its_lease_is_over(
     pg_url: str,
 ) -> None:
-    receiver = SlowReceiver("s3cret", latency_s=0.0)
+    receiver = SlowReceiver(SECRET, latency_s=0.0)
     async with serving(receiver.app()) as base, replicas(pg_url, 2) as (a, b):
         url = f"{base}/hook"
         await seed(a, 3, [url], datetime.now(UTC))
@@ -387,9 +427,8 @@ async def test_rows_leased_by_a_dead_deliverer_are_sent_once_its_lease_is_over(
         assert len(dead) == 3
         async with httpx.AsyncClient(timeout=1.0) as client:
             alive = Deliverer(
-                b, client, Metrics.create(CollectorRegistry()), secret="s3cret", receivers=[url],
-                give_up_after_s=3600, backoff_base_s=0.05, backoff_max_s=0.2, timeout_s=1.0,
-                lease_s=2.0,
+                b, client, Metrics.create(CollectorRegistry()), keys=KEYS, receivers=[url],
+                schedule=SCHEDULE, allow_private=True, timeout_s=1.0, lease_s=2.0,
             )  # fmt: skip
             assert await alive.deliver_due() == 0  # still leased
             assert receiver.requests == 0

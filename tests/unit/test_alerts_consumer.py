@@ -20,7 +20,11 @@ from shared import codec
 from shared.settings import KafkaSettings
 from tests.alerts_cases import make_breach, make_point, make_snapshot, sqlite_sessions
 
-SETTINGS = AlertsSettings(kafka=KafkaSettings(), webhook_urls=["http://127.0.0.1:1/hook"])
+SETTINGS = AlertsSettings(
+    kafka=KafkaSettings(),
+    webhook_urls=["http://127.0.0.1:1/hook"],
+    webhook_allow_private_networks=True,
+)
 TOPICS = SETTINGS.kafka.topics
 SNAP, BREACH, SUBGROUPS = TOPICS.snapshots, TOPICS.breaches, TOPICS.subgroups
 
