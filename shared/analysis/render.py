@@ -12,24 +12,31 @@ from __future__ import annotations
 import html
 import importlib
 import io
+import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from shared.analysis.charts import CHART_TITLES, ChartPoint, GroupChart, Report
+from shared.analysis.charts import CHART_TITLES, ChartPoint, GroupChart, Report, VerdictPoints
 from shared.analysis.errors import AnalysisError
 from shared.stats import RULE_DESCRIPTIONS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["PLOT_SUFFIXES", "print_report", "report_json", "write_plot"]
+__all__ = [
+    "PLOT_SUFFIXES",
+    "print_report",
+    "report_json",
+    "write_plot",
+    "write_report_json",
+]
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html")
 MAX_PLOTTED_GROUPS = 24
@@ -198,17 +205,11 @@ def _verdict_table(report: Report, group: GroupChart) -> Table:
     for name in ("n", "errors", "p", "accuracy", "max B", "h"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("signals")
-    by_subgroup: dict[int, list[ChartPoint]] = {}
-    for pt in group.points:
-        by_subgroup.setdefault(pt.subgroup, []).append(pt)
-    for sg in group.subgroups:
-        pts = by_subgroup.get(sg.index, [])
-        hits = [pt for pt in pts if pt.signals]
+    for sg, (peak, alarms, first) in zip(group.subgroups, _per_subgroup(group), strict=True):
         signal = Text()
-        if hits:
-            first = hits[0]
+        if first is not None:
             signal = Text(
-                f"{len(hits)} alarm(s); first at #{first.index} "
+                f"{alarms} alarm(s); first at #{first.index} "
                 f"{first.start:%Y-%m-%d %H:%M}, run from #{first.onset}",
                 style="bold red",
             )
@@ -219,11 +220,27 @@ def _verdict_table(report: Report, group: GroupChart) -> Table:
             str(sg.errors),
             _pct(sg.p),
             _pct(1.0 - sg.p),
-            _num(max((pt.statistic for pt in pts), default=0.0), 3),
+            _num(peak, 3),
             _num(group.design.get("h"), 3),
             signal,
         )
     return table
+
+
+def _per_subgroup(group: GroupChart) -> list[tuple[float, int, ChartPoint | None]]:
+    """Per subgroup of a per-verdict chart: the largest statistic, the alarms, the first."""
+    if isinstance(group.points, VerdictPoints):
+        return group.points.by_subgroup(len(group.subgroups))
+    by_subgroup: dict[int, list[ChartPoint]] = {}
+    for pt in group.points:
+        by_subgroup.setdefault(pt.subgroup, []).append(pt)
+    result: list[tuple[float, int, ChartPoint | None]] = []
+    for sg in group.subgroups:
+        pts = by_subgroup.get(sg.index, [])
+        hits = [pt for pt in pts if pt.signals]
+        peak = max((pt.statistic for pt in pts), default=0.0)
+        result.append((peak, len(hits), hits[0] if hits else None))
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,7 +278,37 @@ def _point_json(pt: ChartPoint) -> dict[str, object]:
     return data
 
 
-def report_json(report: Report) -> dict[str, object]:
+def write_report_json(report: Report, out: TextIO) -> None:
+    """Write ``json.dumps(report_json(report), ensure_ascii=False, allow_nan=False)`` and a
+    newline to ``out``, byte for byte, without holding the document: the points are
+    written a few thousand at a time (a per-verdict chart has one per verdict)."""
+    document = report_json(report, with_points=False)
+    groups = document.pop("groups")
+    assert isinstance(groups, list)
+    head = _dumps(document)
+    out.write(head[:-1] + ', "groups": [')
+    for number, (entry, group) in enumerate(zip(groups, report.groups, strict=True)):
+        text = _dumps(entry)
+        out.write((", " if number else "") + text[:-1] + ', "subgroups": [')
+        batch: list[str] = []
+        written = False
+        for pt in group.points:
+            batch.append(_dumps(_point_json(pt)))
+            if len(batch) >= 4096:
+                out.write((", " if written else "") + ", ".join(batch))
+                written = True
+                batch.clear()
+        if batch:
+            out.write((", " if written else "") + ", ".join(batch))
+        out.write("]}")
+    out.write("]}\n")
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def report_json(report: Report, *, with_points: bool = True) -> dict[str, object]:
     """The JSON document of ``qwatch analyze --json``.
 
     ``{"groups": [{"group", "center", "subgroups": [{"start", "n", "errors", "p", "ucl",
@@ -295,7 +342,7 @@ def report_json(report: Report) -> dict[str, object]:
                 "design": {k: _finite(v) for k, v in group.design.items()},
                 "notes": list(group.notes),
                 "error": group.error,
-                "subgroups": [_point_json(pt) for pt in group.points],
+                **({"subgroups": [_point_json(pt) for pt in group.points]} if with_points else {}),
             }
         )
     return {
