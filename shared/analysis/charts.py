@@ -142,6 +142,9 @@ DEFAULT_ARL0 = 1000.0
 MAX_ARL0 = 1e9
 """A billion verdicts between false alarms: beyond it the chart could never signal in a
 lifetime of data, and the search for h would only grow the exact-ARL matrix."""
+MAX_GROUPS = 10_000
+"""Groups (queues, sites, policies) charted in one run of ``qwatch analyze`` (a file whose
+``queue_id`` is unique per row would otherwise make a chart per verdict)."""
 MAX_H = 1e4
 """Decision intervals (sigmas for the tabular CUSUM, B units for the Bernoulli CUSUM) above
 this are never meant; the Bernoulli CUSUM also bounds h by its lattice (see
@@ -1155,6 +1158,11 @@ def analyze_columns(columns: VerdictColumns, spec: ChartSpec) -> tuple[GroupChar
                 f"(there are: {_some(names)})"
             )
         names = sorted(set(spec.only))
+    if len(names) > MAX_GROUPS:
+        raise OptionError(
+            f"{len(names):,} {spec.by}s: at most {MAX_GROUPS:,} can be charted at once; "
+            "choose some with --only"
+        )
     for exclusion in spec.exclude:
         if exclusion.group is not None and exclusion.group not in set(names):
             raise OptionError(f"--exclude: no {spec.by} named {exclusion.group!r}")

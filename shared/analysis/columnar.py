@@ -302,15 +302,24 @@ class _Builder:
         if has_id.any():
             rows = np.flatnonzero(has_id)
             h1 = np.frombuffer(self.id_hash, dtype=np.int64)[rows]
-            h2 = np.frombuffer(self.id_hash2, dtype=np.int64)[rows]
-            order = np.lexsort((h2, h1))  # stable: equal ids stay in file order
-            s1, s2 = h1[order], h2[order]
-            repeat = np.zeros(order.size, dtype=np.bool_)
-            repeat[1:] = (s1[1:] == s1[:-1]) & (s2[1:] == s2[:-1])
-            dropped = rows[order[repeat]]
-            duplicates = int(dropped.size)
-            keep[dropped] = False
-            del h1, h2, order, s1, s2, repeat, dropped, rows
+            order = np.argsort(h1, kind="stable")  # stable: equal ids stay in file order
+            h1 = h1[order]
+            tied = np.flatnonzero(h1[1:] == h1[:-1])  # order[k + 1] has the first hash of k
+            del h1
+            if tied.size:
+                # only rows in a run of equal first hashes need the second one
+                members = np.unique(np.concatenate((tied, tied + 1)))
+                picked = rows[order[members]]
+                h2 = np.frombuffer(self.id_hash2, dtype=np.int64)[picked]
+                h1 = np.frombuffer(self.id_hash, dtype=np.int64)[picked]
+                sub = np.lexsort((h2, h1))  # members are in file order within a hash: stable
+                s1, s2 = h1[sub], h2[sub]
+                repeat = np.zeros(sub.size, dtype=np.bool_)
+                repeat[1:] = (s1[1:] == s1[:-1]) & (s2[1:] == s2[:-1])
+                dropped = picked[sub[repeat]]
+                duplicates = int(dropped.size)
+                keep[dropped] = False
+            del order, tied, rows
         del has_id
         notes = load_notes(has_sample_type, self.options.all_samples, self.left_out, rows_read,
                            duplicates)  # fmt: skip

@@ -15,15 +15,17 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from shared.analysis.charts import CHART_TITLES, ChartPoint, GroupChart, Report, VerdictPoints
+from shared.analysis.columnar import micros_to_datetime
 from shared.analysis.errors import AnalysisError
 from shared.stats import RULE_DESCRIPTIONS
 
@@ -290,18 +292,96 @@ def write_report_json(report: Report, out: TextIO) -> None:
     for number, (entry, group) in enumerate(zip(groups, report.groups, strict=True)):
         text = _dumps(entry)
         out.write((", " if number else "") + text[:-1] + ', "subgroups": [')
-        batch: list[str] = []
-        written = False
-        for pt in group.points:
-            batch.append(_dumps(_point_json(pt)))
-            if len(batch) >= 4096:
-                out.write((", " if written else "") + ", ".join(batch))
-                written = True
-                batch.clear()
-        if batch:
-            out.write((", " if written else "") + ", ".join(batch))
+        points = group.points
+        step = 65_536
+        for lo in range(0, len(points), step):
+            hi = min(lo + step, len(points))
+            if isinstance(points, VerdictPoints):
+                batch = _verdict_points_json(points, lo, hi)
+            else:
+                batch = [_dumps(_point_json(pt)) for pt in points[lo:hi]]
+            out.write((", " if lo else "") + ", ".join(batch))
         out.write("]}")
     out.write("]}\n")
+
+
+def _verdict_points_json(points: VerdictPoints, lo: int, hi: int) -> list[str]:
+    """``_dumps(_point_json(points[i]))`` for i in [lo, hi), without making the points.
+
+    The start times are formatted by numpy from their wall time where the zone's offset is
+    a whole minute and constant over the hour (as ``datetime.isoformat`` writes them);
+    elsewhere a point is made and dumped as usual.
+    """
+    time = points.time[lo:hi]
+    offsets, plain = _offsets(time, points.tz)
+    wall = (time + offsets).astype("datetime64[us]")
+    text = np.datetime_as_string(wall, unit="us").tolist()
+    signs = np.where(offsets < 0, "-", "+")
+    minutes = np.abs(offsets) // 60_000_000
+    zone = [
+        f"{sign}{m // 60:02d}:{m % 60:02d}"
+        for sign, m in zip(signs.tolist(), minutes.tolist(), strict=True)
+    ]
+    statistic_json: dict[int, str] = {}
+    ucl = _dumps(_finite(points.h))
+    excluded = points.excluded
+    result = []
+    for j, (i, s, bad, sub, signal, onset) in enumerate(
+        zip(
+            range(lo + 1, hi + 1),
+            points.statistic[lo:hi].tolist(),
+            points.incorrect[lo:hi].tolist(),
+            points.subgroup[lo:hi].tolist(),
+            points.signal[lo:hi].tolist(),
+            points.onset[lo:hi].tolist(),
+            strict=True,
+        )
+    ):
+        if not plain[j]:
+            result.append(_dumps(_point_json(points[i - 1])))
+            continue
+        stamp = text[j]
+        if stamp.endswith(".000000"):
+            stamp = stamp[:-7]
+        stat = statistic_json.get(s)
+        if stat is None:
+            stat = statistic_json[s] = _dumps(_finite(s / points.m))
+        result.append(
+            f'{{"index": {i}, "start": "{stamp}{zone[j]}", "n": 1, "errors": {int(bad)}, '
+            f'"p": {"1.0" if bad else "0.0"}, "accuracy": {"0.0" if bad else "1.0"}, '
+            f'"statistic": {stat}, "center": 0.0, "lcl": null, "ucl": {ucl}, '
+            f'"signals": {SIGNALLED if signal else "[]"}, '
+            f'"phase": {PHASE_I if sub <= points.phase1_count else PHASE_II}, '
+            f'"excluded": {"true" if sub in excluded else "false"}, "z": null'
+            + (f', "subgroup": {sub}' if sub != i else "")
+            + (f', "onset": {onset}' if signal else "")
+            + "}"
+        )
+    return result
+
+
+SIGNALLED = '["ucl"]'
+PHASE_I = '"I"'
+PHASE_II = '"II"'
+_HOUR_US = 3_600_000_000
+
+
+def _offsets(time: Any, tz: Any) -> tuple[Any, list[bool]]:
+    """Per time (µs, UTC): the zone's offset in µs, and whether numpy may format it (a
+    whole-minute offset, constant over the time's hour, year 1000-9999)."""
+    hours, hour_of = np.unique(time // _HOUR_US, return_inverse=True)
+    offsets = np.zeros(hours.size, dtype=np.int64)
+    good = np.zeros(hours.size, dtype=np.bool_)
+    for k, hour in enumerate(hours.tolist()):
+        start = micros_to_datetime(hour * _HOUR_US)
+        first = start.astimezone(tz)
+        last = (start + timedelta(microseconds=_HOUR_US - 1)).astimezone(tz)
+        offset = first.utcoffset()
+        if offset is None or offset != last.utcoffset() or offset % timedelta(minutes=1):
+            continue
+        offsets[k] = offset // timedelta(microseconds=1)
+        good[k] = first.year >= 1000 and last.year <= 9999
+    return offsets[hour_of], good[hour_of].tolist()
 
 
 def _dumps(value: object) -> str:

@@ -146,3 +146,13 @@ def test_per_verdict_json_streams_the_same_document(tmp_path: Path) -> None:
     (group,) = json.loads(result.stdout)["groups"]
     assert len(group["subgroups"]) == 1500
     assert group["subgroups"][0]["index"] == 1
+
+
+def test_too_many_groups_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shared.analysis.charts.MAX_GROUPS", 3)
+    rows = [r | {"queue_id": f"q{i % 5}"} for i, r in enumerate(verdict_rows([1, 2], n=10))]
+    path = write_ndjson(tmp_path / "v.ndjson", rows)
+    result = runner.invoke(app, ["analyze", str(path)])
+    assert result.exit_code == 2
+    assert "5 queues: at most 3 can be charted at once; choose some with --only" in result.stderr
+    assert runner.invoke(app, ["analyze", str(path), "--only", "q1"]).exit_code == 0
