@@ -110,6 +110,7 @@ __all__ = [
     "parse_exclusions",
     "parse_tz",
     "period_keys",
+    "zone_hours",
 ]
 
 ChartKind = Literal["p", "np", "laney", "ewma", "cusum", "bernoulli-cusum"]
@@ -993,19 +994,7 @@ def period_keys(time: Int64s, period: Period, tz: tzinfo) -> Int64s:
     if time.size == 0:
         return time.copy()
     hours, hour_of = np.unique(time // _HOUR_US, return_inverse=True)
-    offsets = np.zeros(hours.size, dtype=np.int64)
-    folds = np.zeros(hours.size, dtype=np.int64)
-    plain = np.ones(hours.size, dtype=np.bool_)
-    for i, hour in enumerate(hours.tolist()):
-        start = micros_to_datetime(hour * _HOUR_US)
-        first = start.astimezone(tz)
-        last = (start + timedelta(microseconds=_HOUR_US - 1)).astimezone(tz)
-        offset = first.utcoffset()
-        if offset is not None and offset == last.utcoffset() and first.fold == last.fold:
-            offsets[i] = offset // US
-            folds[i] = first.fold
-        else:
-            plain[i] = False
+    offsets, folds, plain, _ = zone_hours(hours, tz)
     del hours
     wall = time + offsets[hour_of]
     span = period.count * _HOUR_US if period.unit == "h" else _DAY_US
@@ -1026,6 +1015,31 @@ def period_keys(time: Int64s, period: Period, tz: tzinfo) -> Int64s:
     for row in np.flatnonzero(odd).tolist():
         keys[row] = _floor_micros(int(time[row]), period, tz)
     return keys
+
+
+def zone_hours(
+    hours: Int64s, tz: tzinfo
+) -> tuple[Int64s, Int64s, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """For each UTC hour (hours since the epoch): the offset of ``tz`` (µs) and the fold,
+    whether both are the same at both ends of the hour (then at every instant of it: no
+    transition inside), and whether numpy may also write its wall times as
+    ``datetime.isoformat`` does (a whole-minute offset, years 1000 to 9999)."""
+    offsets = np.zeros(hours.size, dtype=np.int64)
+    folds = np.zeros(hours.size, dtype=np.int64)
+    constant = np.zeros(hours.size, dtype=np.bool_)
+    formattable = np.zeros(hours.size, dtype=np.bool_)
+    for i, hour in enumerate(hours.tolist()):
+        start = micros_to_datetime(hour * _HOUR_US)
+        first = start.astimezone(tz)
+        last = (start + timedelta(microseconds=_HOUR_US - 1)).astimezone(tz)
+        offset = first.utcoffset()
+        if offset is not None and offset == last.utcoffset() and first.fold == last.fold:
+            offsets[i] = offset // US
+            folds[i] = first.fold
+            constant[i] = True
+            whole = not offset % timedelta(minutes=1)
+            formattable[i] = whole and first.year >= 1000 and last.year <= 9999
+    return offsets, folds, constant, formattable
 
 
 def _floor_micros(micros: int, period: Period, tz: tzinfo) -> int:

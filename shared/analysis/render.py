@@ -15,7 +15,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -24,8 +24,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from shared.analysis.charts import CHART_TITLES, ChartPoint, GroupChart, Report, VerdictPoints
-from shared.analysis.columnar import micros_to_datetime
+from shared.analysis.charts import (
+    CHART_TITLES,
+    ChartPoint,
+    GroupChart,
+    Report,
+    VerdictPoints,
+    zone_hours,
+)
 from shared.analysis.errors import AnalysisError
 from shared.stats import RULE_DESCRIPTIONS
 
@@ -367,21 +373,10 @@ _HOUR_US = 3_600_000_000
 
 
 def _offsets(time: Any, tz: Any) -> tuple[Any, list[bool]]:
-    """Per time (µs, UTC): the zone's offset in µs, and whether numpy may format it (a
-    whole-minute offset, constant over the time's hour, year 1000-9999)."""
+    """Per time (µs, UTC): the zone's offset in µs, and whether numpy may format it."""
     hours, hour_of = np.unique(time // _HOUR_US, return_inverse=True)
-    offsets = np.zeros(hours.size, dtype=np.int64)
-    good = np.zeros(hours.size, dtype=np.bool_)
-    for k, hour in enumerate(hours.tolist()):
-        start = micros_to_datetime(hour * _HOUR_US)
-        first = start.astimezone(tz)
-        last = (start + timedelta(microseconds=_HOUR_US - 1)).astimezone(tz)
-        offset = first.utcoffset()
-        if offset is None or offset != last.utcoffset() or offset % timedelta(minutes=1):
-            continue
-        offsets[k] = offset // timedelta(microseconds=1)
-        good[k] = first.year >= 1000 and last.year <= 9999
-    return offsets[hour_of], good[hour_of].tolist()
+    offsets, _, _, formattable = zone_hours(hours, tz)
+    return offsets[hour_of], formattable[hour_of].tolist()
 
 
 def _dumps(value: object) -> str:
