@@ -50,13 +50,18 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Literal, get_args
+from typing import Literal, get_args, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+import numpy.typing as npt
+
+from shared.analysis.columnar import EPOCH, US, Int64s, VerdictColumns, micros_to_datetime
 from shared.analysis.errors import AnalysisError, OptionError
 from shared.analysis.load import VerdictRow, Verdicts
 from shared.stats import (
@@ -97,10 +102,15 @@ __all__ = [
     "Report",
     "RuleSet",
     "SubgroupData",
+    "VerdictPoints",
     "analyze",
+    "analyze_columns",
     "build_report",
+    "build_report_columns",
     "parse_exclusions",
     "parse_tz",
+    "period_keys",
+    "zone_hours",
 ]
 
 ChartKind = Literal["p", "np", "laney", "ewma", "cusum", "bernoulli-cusum"]
@@ -130,6 +140,16 @@ DEFAULT_LAMBDA = 0.1
 DEFAULT_K = 0.5
 DEFAULT_CUSUM_H = 5.0
 DEFAULT_ARL0 = 1000.0
+MAX_ARL0 = 1e9
+"""A billion verdicts between false alarms: beyond it the chart could never signal in a
+lifetime of data, and the search for h would only grow the exact-ARL matrix."""
+MAX_GROUPS = 10_000
+"""Groups (queues, sites, policies) charted in one run of ``qwatch analyze`` (a file whose
+``queue_id`` is unique per row would otherwise make a chart per verdict)."""
+MAX_H = 1e4
+"""Decision intervals (sigmas for the tabular CUSUM, B units for the Bernoulli CUSUM) above
+this are never meant; the Bernoulli CUSUM also bounds h by its lattice (see
+:data:`shared.stats.cusum.MAX_LATTICE_CELLS`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,12 +293,12 @@ class ChartSpec:
             raise OptionError(f"--lam must be in (0, 1], got {self.lam}")
         if self.k is not None and not (math.isfinite(self.k) and self.k >= 0):
             raise OptionError(f"--k must be >= 0, got {self.k}")
-        if self.h is not None and not (math.isfinite(self.h) and self.h > 0):
-            raise OptionError(f"--h must be a positive number, got {self.h}")
+        if self.h is not None and not (math.isfinite(self.h) and 0 < self.h <= MAX_H):
+            raise OptionError(f"--h must be a number in (0, {MAX_H:g}], got {self.h}")
         if self.p1 is not None:
             _check_open("--p1", self.p1)
-        if self.arl0 is not None and not (math.isfinite(self.arl0) and self.arl0 > 1):
-            raise OptionError(f"--arl0 must be > 1 verdict, got {self.arl0}")
+        if self.arl0 is not None and not (math.isfinite(self.arl0) and 1 < self.arl0 <= MAX_ARL0):
+            raise OptionError(f"--arl0 must be in (1, {MAX_ARL0:g}] verdicts, got {self.arl0}")
 
     @property
     def rule_set(self) -> RuleSet:
@@ -433,7 +453,8 @@ class GroupChart:
     chart: str
     subgroups: tuple[SubgroupData, ...]
     baseline: BaselineInfo | None
-    points: tuple[ChartPoint, ...] = ()
+    points: Sequence[ChartPoint] = ()
+    """A tuple, or :class:`VerdictPoints` for a per-verdict chart computed on columns."""
     design: Mapping[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     error: str | None = None
@@ -454,6 +475,8 @@ class GroupChart:
     @property
     def signal_count(self) -> int:
         """Points with at least one signal."""
+        if isinstance(self.points, VerdictPoints):
+            return self.points.signal_count()
         return sum(1 for pt in self.points if pt.signals)
 
 
@@ -760,7 +783,9 @@ class _Charter:
                 lower_zero = sg.index
         return points, {"k": k, "h": h}
 
-    def _bernoulli(self, info: BaselineInfo) -> tuple[list[ChartPoint], dict[str, float]]:
+    def _bernoulli_design(self, info: BaselineInfo) -> tuple[BernoulliCusumDesign, float]:
+        """The design and its in-control ARL (before any verdict: an h beyond the lattice
+        bound is refused here)."""
         p0 = info.p_bar
         _require_open(p0, "the Bernoulli CUSUM")
         p1 = self.spec.p1 if self.spec.p1 is not None else min(2.0 * p0, (1.0 + p0) / 2.0)
@@ -773,6 +798,26 @@ class _Charter:
             design = BernoulliCusumDesign.create(p0, p1, self.spec.h)
         else:
             design = choose_h(p0, p1, self.spec.arl0 or DEFAULT_ARL0)
+        return design, design.arl(p0)
+
+    def _bernoulli_summary(
+        self, design: BernoulliCusumDesign, arl0: float, count: int
+    ) -> dict[str, float]:
+        self.notes.append(
+            f"in control, {count / arl0:.1f} false alarms are expected in "
+            f"{count:,} verdicts (ARL0 {arl0:,.0f}); raise --arl0 for fewer"
+        )
+        return {
+            "p0": design.p0,
+            "p1": design.p1,
+            "p1_effective": design.p1_effective,
+            "h": design.h,
+            "arl0": arl0,
+            "arl1": design.arl(design.p1),
+        }
+
+    def _bernoulli(self, info: BaselineInfo) -> tuple[list[ChartPoint], dict[str, float]]:
+        design, arl0 = self._bernoulli_design(info)
         state = BernoulliCusum(design)
         points = []
         zero = 0  # last verdict after which B was 0
@@ -799,20 +844,57 @@ class _Charter:
                 state.reset()  # as a monitoring scheme restarts once an alarm is handled
             if state.s == 0:
                 zero = i
-        arl0 = design.arl(p0)
-        self.notes.append(
-            f"in control, {len(self.rows) / arl0:.1f} false alarms are expected in "
-            f"{len(self.rows):,} verdicts (ARL0 {arl0:,.0f}); raise --arl0 for fewer"
+        return points, self._bernoulli_summary(design, arl0, len(self.rows))
+
+    def run_verdicts(
+        self, time: Int64s, subgroup: Int64s, incorrect: npt.NDArray[np.bool_]
+    ) -> GroupChart:
+        """The Bernoulli CUSUM of time-ordered verdicts held as columns (as :meth:`run`)."""
+        baseline = self._baseline()
+        design, arl0 = self._bernoulli_design(baseline)
+        up, down, limit = design.up, design.g, design.limit
+        statistic = array("q")
+        alarms: list[int] = []
+        onsets: list[int] = []
+        s = 0
+        zero = 0  # last verdict after which S was 0
+        for i, bad in enumerate(incorrect.tolist(), start=1):
+            s = s + up if bad else (s - down if s > down else 0)
+            statistic.append(s)
+            if s >= limit:
+                alarms.append(i - 1)
+                onsets.append(zero + 1)
+                s = 0  # restart after an alarm, as BernoulliCusum.reset
+            if s == 0:
+                zero = i
+        signal = np.zeros(time.size, dtype=np.bool_)
+        onset = np.zeros(time.size, dtype=np.int64)
+        if alarms:
+            signal[alarms] = True
+            onset[alarms] = onsets
+        points = VerdictPoints(
+            time=time,
+            subgroup=subgroup,
+            incorrect=incorrect,
+            statistic=np.frombuffer(statistic, dtype=np.int64) if statistic else time[:0].copy(),
+            signal=signal,
+            onset=onset,
+            m=design.m,
+            h=design.h,
+            phase1_count=self.phase1_count,
+            excluded=self.excluded,
+            tz=self.spec.tz,
         )
-        summary = {
-            "p0": p0,
-            "p1": p1,
-            "p1_effective": design.p1_effective,
-            "h": design.h,
-            "arl0": arl0,
-            "arl1": design.arl(p1),
-        }
-        return points, summary
+        summary = self._bernoulli_summary(design, arl0, int(time.size))
+        return GroupChart(
+            group=self.name,
+            chart=self.spec.chart,
+            subgroups=tuple(self.subgroups),
+            baseline=baseline,
+            points=points,
+            design=summary,
+            notes=tuple(self.notes),
+        )
 
     # -- rules ----------------------------------------------------------------------------
 
@@ -872,7 +954,12 @@ class Report:
 
 def build_report(verdicts: Verdicts, spec: ChartSpec, source: str) -> Report:
     """Chart ``verdicts`` and collect the notes of loading and charting."""
-    notes = list(verdicts.notes)
+    notes = _report_notes(list(verdicts.notes), spec)
+    groups = analyze(verdicts.rows, spec)
+    return Report(source, spec, verdicts.rows_read, len(verdicts.rows), groups, tuple(notes))
+
+
+def _report_notes(notes: list[str], spec: ChartSpec) -> list[str]:
     ignored = spec.ignored_options()
     if ignored:
         notes.append(f"{', '.join(ignored)} not used by the {spec.chart} chart")
@@ -883,5 +970,270 @@ def build_report(verdicts: Verdicts, spec: ChartSpec, source: str) -> Report:
         )
     elif spec.chart not in _RULE_CHARTS:
         notes.append(f"run rules are not applied to the {spec.chart} chart (correlated points)")
-    groups = analyze(verdicts.rows, spec)
-    return Report(source, spec, verdicts.rows_read, len(verdicts.rows), groups, tuple(notes))
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# The same analysis on columns (shared.analysis.columnar): what qwatch analyze runs
+# --------------------------------------------------------------------------------------------
+
+_HOUR_US = 3_600_000_000
+_DAY_US = 24 * _HOUR_US
+
+
+def period_keys(time: Int64s, period: Period, tz: tzinfo) -> Int64s:
+    """``Period.floor(t, tz)`` of every time (microseconds since the epoch, UTC), in UTC µs.
+
+    Exactly :meth:`Period.floor`: each UTC hour of the data is converted to ``tz`` once; in
+    an hour where the offset and the fold are the same at both ends, every instant has that
+    offset and fold, so its wall time is ``t + offset`` and its period's wall start is an
+    integer floor; each distinct (wall start, fold) is then converted back by
+    :meth:`Period.floor` itself on one of its verdicts.  Hours with a time-zone transition
+    inside go through :meth:`Period.floor` verdict by verdict.
+    """
+    if time.size == 0:
+        return time.copy()
+    hours, hour_of = np.unique(time // _HOUR_US, return_inverse=True)
+    offsets, folds, plain, _ = zone_hours(hours, tz)
+    del hours
+    wall = time + offsets[hour_of]
+    span = period.count * _HOUR_US if period.unit == "h" else _DAY_US
+    wall -= wall % span
+    # one (wall start, fold) pair per code; transition hours get codes of their own
+    pair = wall * 2 + folds[hour_of]
+    del wall
+    odd = ~plain[hour_of]
+    del hour_of
+    if odd.any():
+        pair[odd] = np.iinfo(np.int64).min  # placeholder, computed one by one below
+    uniques, first_row, pair_of = np.unique(pair, return_index=True, return_inverse=True)
+    del pair
+    key_of_pair = np.empty(uniques.size, dtype=np.int64)
+    for j, row in enumerate(first_row.tolist()):
+        key_of_pair[j] = _floor_micros(int(time[row]), period, tz)
+    keys = key_of_pair[pair_of]
+    for row in np.flatnonzero(odd).tolist():
+        keys[row] = _floor_micros(int(time[row]), period, tz)
+    return keys
+
+
+def zone_hours(
+    hours: Int64s, tz: tzinfo
+) -> tuple[Int64s, Int64s, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """For each UTC hour (hours since the epoch): the offset of ``tz`` (µs) and the fold,
+    whether both are the same at both ends of the hour (then at every instant of it: no
+    transition inside), and whether numpy may also write its wall times as
+    ``datetime.isoformat`` does (a whole-minute offset, years 1000 to 9999)."""
+    offsets = np.zeros(hours.size, dtype=np.int64)
+    folds = np.zeros(hours.size, dtype=np.int64)
+    constant = np.zeros(hours.size, dtype=np.bool_)
+    formattable = np.zeros(hours.size, dtype=np.bool_)
+    for i, hour in enumerate(hours.tolist()):
+        start = micros_to_datetime(hour * _HOUR_US)
+        first = start.astimezone(tz)
+        last = (start + timedelta(microseconds=_HOUR_US - 1)).astimezone(tz)
+        offset = first.utcoffset()
+        if offset is not None and offset == last.utcoffset() and first.fold == last.fold:
+            offsets[i] = offset // US
+            folds[i] = first.fold
+            constant[i] = True
+            whole = not offset % timedelta(minutes=1)
+            formattable[i] = whole and first.year >= 1000 and last.year <= 9999
+    return offsets, folds, constant, formattable
+
+
+def _floor_micros(micros: int, period: Period, tz: tzinfo) -> int:
+    return (period.floor(micros_to_datetime(micros), tz).astimezone(UTC) - EPOCH) // US
+
+
+class VerdictPoints(Sequence[ChartPoint]):
+    """The points of a per-verdict chart, held as columns; a :class:`ChartPoint` is made
+    only when one is asked for (10 million points would not fit as objects)."""
+
+    __slots__ = (
+        "excluded",
+        "h",
+        "incorrect",
+        "m",
+        "onset",
+        "phase1_count",
+        "signal",
+        "statistic",
+        "subgroup",
+        "time",
+        "tz",
+    )
+
+    def __init__(
+        self,
+        *,
+        time: Int64s,
+        subgroup: Int64s,
+        incorrect: npt.NDArray[np.bool_],
+        statistic: Int64s,
+        signal: npt.NDArray[np.bool_],
+        onset: Int64s,
+        m: int,
+        h: float,
+        phase1_count: int,
+        excluded: Sequence[int],
+        tz: tzinfo,
+    ) -> None:
+        self.time = time
+        self.subgroup = subgroup
+        self.incorrect = incorrect
+        self.statistic = statistic  # S, on the lattice: B = S / m
+        self.signal = signal
+        self.onset = onset
+        self.m = m
+        self.h = h
+        self.phase1_count = phase1_count
+        self.excluded = frozenset(excluded)
+        self.tz = tz
+
+    def __len__(self) -> int:
+        return int(self.time.size)
+
+    @overload
+    def __getitem__(self, index: int) -> ChartPoint: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ChartPoint]: ...
+
+    def __getitem__(self, index: int | slice) -> ChartPoint | Sequence[ChartPoint]:
+        if isinstance(index, slice):
+            return [self._point(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._point(index)
+
+    def __iter__(self) -> Iterator[ChartPoint]:
+        for i in range(len(self)):
+            yield self._point(i)
+
+    def _point(self, i: int) -> ChartPoint:
+        sub = int(self.subgroup[i])
+        signal = bool(self.signal[i])
+        errors = int(self.incorrect[i])
+        return ChartPoint(
+            index=i + 1,
+            subgroup=sub,
+            start=micros_to_datetime(int(self.time[i])).astimezone(self.tz),
+            n=1,
+            errors=errors,
+            statistic=int(self.statistic[i]) / self.m,
+            center=0.0,
+            lcl=None,
+            ucl=self.h,
+            signals=("ucl",) if signal else (),
+            phase="I" if sub <= self.phase1_count else "II",
+            excluded=sub in self.excluded,
+            onset=int(self.onset[i]) if signal else None,
+        )
+
+    def signal_count(self) -> int:
+        return int(self.signal.sum())
+
+    def by_subgroup(self, count: int) -> list[tuple[float, int, ChartPoint | None]]:
+        """Per subgroup 1..count: the largest B, the number of alarms and the first alarm."""
+        peak = np.zeros(count + 1, dtype=np.int64)
+        np.maximum.at(peak, self.subgroup, self.statistic)
+        alarms = np.bincount(self.subgroup[self.signal], minlength=count + 1)
+        first: dict[int, ChartPoint] = {}
+        for i in np.flatnonzero(self.signal).tolist():
+            sub = int(self.subgroup[i])
+            if sub not in first:
+                first[sub] = self._point(i)
+        present = np.bincount(self.subgroup, minlength=count + 1) > 0
+        return [
+            ((int(peak[s]) / self.m) if present[s] else 0.0, int(alarms[s]), first.get(s))
+            for s in range(1, count + 1)
+        ]
+
+
+def analyze_columns(columns: VerdictColumns, spec: ChartSpec) -> tuple[GroupChart, ...]:
+    """:func:`analyze` on columns: the same groups, subgroups, baselines, points, errors."""
+    if spec.by != columns.by:
+        raise ValueError(f"columns grouped by {columns.by}, not {spec.by}")
+    column = _COLUMN_OF_GROUP[spec.by]
+    present = np.bincount(columns.group, minlength=len(columns.names)) > 0
+    if spec.by != "queue" and not any(
+        valued for valued, used in zip(columns.valued, present, strict=True) if used
+    ):
+        raise OptionError(f"--by {spec.by} needs a {column} column with values")
+    names = sorted({columns.names[c] for c in np.flatnonzero(present).tolist()})
+    if spec.only:
+        unknown = [name for name in spec.only if name not in names]
+        if unknown:
+            raise OptionError(
+                f"--only: no {spec.by} named {', '.join(map(repr, unknown))} "
+                f"(there are: {_some(names)})"
+            )
+        names = sorted(set(spec.only))
+    if len(names) > MAX_GROUPS:
+        raise OptionError(
+            f"{len(names):,} {spec.by}s: at most {MAX_GROUPS:,} can be charted at once; "
+            "choose some with --only"
+        )
+    for exclusion in spec.exclude:
+        if exclusion.group is not None and exclusion.group not in set(names):
+            raise OptionError(f"--exclude: no {spec.by} named {exclusion.group!r}")
+    rank = {name: i for i, name in enumerate(names)}
+    rank_of_code = np.array([rank.get(name, -1) for name in columns.names], dtype=np.int64)
+    ranks = rank_of_code[columns.group]
+    chosen = np.flatnonzero(ranks >= 0)
+    order = chosen[np.lexsort((columns.time[chosen], ranks[chosen]))]  # stable: ties in file order
+    del chosen
+    ranks = ranks[order]
+    time = columns.time[order]
+    incorrect = columns.incorrect[order]
+    del order
+    keys = period_keys(time, spec.period, spec.tz)
+    bounds = np.searchsorted(ranks, np.arange(len(names) + 1))
+    del ranks
+    charts = []
+    for i, name in enumerate(names):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        charts.append(_chart_group_columns(name, time[lo:hi], incorrect[lo:hi], keys[lo:hi], spec))
+    return tuple(charts)
+
+
+def _chart_group_columns(
+    name: str,
+    time: Int64s,
+    incorrect: npt.NDArray[np.bool_],
+    keys: Int64s,
+    spec: ChartSpec,
+) -> GroupChart:
+    starts, member = np.unique(keys, return_inverse=True)
+    n = np.bincount(member, minlength=starts.size)
+    errors = np.bincount(member[incorrect], minlength=starts.size)
+    subgroups = [
+        SubgroupData(i, micros_to_datetime(key).astimezone(spec.tz), count, bad)
+        for i, (key, count, bad) in enumerate(
+            zip(starts.tolist(), n.tolist(), errors.tolist(), strict=True), start=1
+        )
+    ]
+    excluded = sorted({e.index for e in spec.exclude if e.group in (None, name)})
+    try:
+        charter = _Charter(name, (), subgroups, [], excluded, spec)
+        if spec.chart != "bernoulli-cusum":
+            return charter.run()
+        return charter.run_verdicts(time, member + 1, incorrect)
+    except (StatsError, AnalysisError) as exc:
+        return GroupChart(name, spec.chart, tuple(subgroups), None, error=str(exc))
+
+
+def build_report_columns(columns: VerdictColumns, spec: ChartSpec, source: str) -> Report:
+    """:func:`build_report` on columns (what ``qwatch analyze`` runs)."""
+    groups = analyze_columns(columns, spec)
+    return Report(
+        source,
+        spec,
+        columns.rows_read,
+        columns.rows_used,
+        groups,
+        tuple(_report_notes(list(columns.notes), spec)),
+    )

@@ -15,10 +15,23 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from shared.analysis.charts import ChartSpec, Period, build_report, parse_exclusions, parse_tz
+from shared.analysis.charts import (
+    ChartSpec,
+    Period,
+    build_report_columns,
+    parse_exclusions,
+    parse_tz,
+)
+from shared.analysis.columnar import load_columns
 from shared.analysis.errors import AnalysisError
-from shared.analysis.load import LoadOptions, detect_format, load_verdicts
-from shared.analysis.render import PLOT_SUFFIXES, print_report, report_json, write_plot
+from shared.analysis.load import LoadOptions, detect_format
+from shared.analysis.render import (
+    PLOT_SUFFIXES,
+    print_report,
+    report_json,
+    write_plot,
+    write_report_json,
+)
 from shared.stats import StatsError
 
 __all__ = ["EXIT_BAD_INPUT", "analyze_command"]
@@ -84,8 +97,8 @@ def analyze_command(
             assume_utc=assume_utc,
             all_samples=all_samples,
         )
-        verdicts = load_verdicts(file, options)
-        report = build_report(verdicts, spec, file.name)
+        columns = load_columns(file, options, spec.by)
+        report = build_report_columns(columns, spec, file.name)
         if not report.charted:
             reasons = "; ".join(f"{g.group}: {g.error}" for g in report.groups[:5])
             raise AnalysisError(f"no group could be charted ({reasons})")
@@ -95,11 +108,13 @@ def analyze_command(
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
     if as_json:
-        document = report_json(report)
         if plot is not None:
+            document = report_json(report)
             document["plot"] = str(plot)
             document["notes"] = [*report.notes, *plot_notes]
-        sys.stdout.write(json.dumps(document, ensure_ascii=False, allow_nan=False) + "\n")
+            sys.stdout.write(json.dumps(document, ensure_ascii=False, allow_nan=False) + "\n")
+        else:
+            write_report_json(report, sys.stdout)
         return
     console = Console()
     print_report(report, console)

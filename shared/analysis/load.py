@@ -11,7 +11,8 @@ yes/no) or ``outcome`` (correct/incorrect).  Optional: ``site_id``, ``policy_id`
 * When a ``verdict_id`` column is present, repeated ids (a verdict delivered twice) are
   counted once: the first row is kept.
 * A naive timestamp (no offset) is an error, because a moderation operation spans time
-  zones; ``assume_utc`` reads naive timestamps as UTC instead.
+  zones; ``assume_utc`` reads naive timestamps as UTC instead.  Timestamps must lie between
+  0001-01-02 and 9999-12-30 UTC (so that no time-zone conversion overflows).
 
 Every problem is an :class:`~shared.analysis.errors.InputError` naming the line (row for
 Parquet), the column and the bad value.  Parquet needs ``pyarrow``; without it the error
@@ -26,11 +27,11 @@ import importlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Literal, get_args
+from typing import IO, Any, Literal, get_args
 
 from shared.analysis.errors import InputError
 
@@ -40,9 +41,14 @@ __all__ = [
     "LoadOptions",
     "VerdictRow",
     "Verdicts",
+    "check_columns",
     "detect_format",
+    "import_parquet",
+    "load_notes",
     "load_verdicts",
     "parse_records",
+    "parse_row",
+    "read_csv_header",
 ]
 
 FileFormat = Literal["csv", "ndjson", "parquet"]
@@ -60,6 +66,12 @@ _TRUE = frozenset({"true", "t", "1", "yes", "y"})
 _FALSE = frozenset({"false", "f", "0", "no", "n"})
 _OUTCOMES = {"correct": False, "incorrect": True}
 RANDOM = "random"
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, tzinfo=UTC)
+"""Timestamps must lie in [EARLIEST, LATEST) UTC: a day inside what :class:`datetime` can
+hold, so that converting them to any time zone (``--tz``) and flooring them to a period
+cannot overflow."""
+_OUT_OF_RANGE = "out of range: timestamps must lie between 0001-01-02 and 9999-12-30 UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,17 +205,7 @@ Record = Mapping[str, object]
 
 def _csv_records(stream: IO[str]) -> tuple[tuple[str, ...] | None, list[tuple[int, Record]]]:
     reader = csv.reader(stream)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError("the file is empty") from None
-    except csv.Error as exc:
-        raise InputError(f"line 1: not valid CSV ({exc})") from exc
-    columns = tuple(name.strip() for name in header)
-    seen = Counter(columns)
-    repeated = sorted(name for name, count in seen.items() if count > 1 and name)
-    if repeated:
-        raise InputError(f"line 1: the header repeats column(s) {', '.join(map(repr, repeated))}")
+    columns = read_csv_header(reader, "the file is empty")
     records: list[tuple[int, Record]] = []
     try:
         for values in reader:
@@ -220,6 +222,22 @@ def _csv_records(stream: IO[str]) -> tuple[tuple[str, ...] | None, list[tuple[in
     except csv.Error as exc:
         raise InputError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
     return columns, records
+
+
+def read_csv_header(reader: Iterator[list[str]], empty: str) -> tuple[str, ...]:
+    """The column names of a CSV file (line 1), stripped; ``empty`` if there is no line."""
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(empty) from None
+    except csv.Error as exc:
+        raise InputError(f"line 1: not valid CSV ({exc})") from exc
+    columns = tuple(name.strip() for name in header)
+    seen = Counter(columns)
+    repeated = sorted(name for name, count in seen.items() if count > 1 and name)
+    if repeated:
+        raise InputError(f"line 1: the header repeats column(s) {', '.join(map(repr, repeated))}")
+    return columns
 
 
 def _ndjson_records(lines: Iterable[str]) -> tuple[None, list[tuple[int, Record]]]:
@@ -239,14 +257,19 @@ def _ndjson_records(lines: Iterable[str]) -> tuple[None, list[tuple[int, Record]
     return None, records
 
 
-def _parquet_records(path: Path) -> tuple[tuple[str, ...], list[tuple[int, Record]]]:
+def import_parquet() -> Any:
+    """``pyarrow.parquet``, or the error that says how to get it."""
     try:
-        parquet = importlib.import_module("pyarrow.parquet")
+        return importlib.import_module("pyarrow.parquet")
     except ImportError:
         raise InputError(
             "reading Parquet needs pyarrow, which is not installed (pip install pyarrow); "
             "or export the file as CSV or NDJSON"
         ) from None
+
+
+def _parquet_records(path: Path) -> tuple[tuple[str, ...], list[tuple[int, Record]]]:
+    parquet = import_parquet()
     try:
         table = parquet.read_table(path)
         columns = tuple(str(name) for name in table.column_names)
@@ -290,7 +313,7 @@ def parse_records(
         header = tuple(seen)
     else:
         header = tuple(columns)
-    _check_columns(header, options.time_column, source, columns is not None)
+    check_columns(header, options.time_column, source, columns is not None)
     has_sample_type = "sample_type" in header
 
     rows: list[VerdictRow] = []
@@ -298,7 +321,7 @@ def parse_records(
     ids: set[str] = set()
     duplicates = 0
     for line, record in records:
-        row = _parse_row(line, record, options, where)
+        row = parse_row(line, record, options, where)
         if has_sample_type and not options.all_samples and row.sample_type != RANDOM:
             left_out[row.sample_type or "(empty)"] += 1
             continue
@@ -309,24 +332,7 @@ def parse_records(
             ids.add(row.verdict_id)
         rows.append(row)
 
-    notes: list[str] = []
-    if not has_sample_type:
-        notes.append("no sample_type column: every verdict is taken as a random sample")
-    elif options.all_samples:
-        notes.append(
-            "--all-samples: every sample type counts (targeted and appeal samples are biased "
-            "by design, so the error rate is not the queue's accuracy)"
-        )
-    elif left_out:
-        detail = ", ".join(f"{name} {count}" for name, count in sorted(left_out.items()))
-        notes.append(
-            f"only random samples count for accuracy: {sum(left_out.values())} of "
-            f"{len(records)} verdicts left out ({detail}); --all-samples includes them"
-        )
-    else:
-        notes.append("only random samples count for accuracy (all rows are random samples)")
-    if duplicates:
-        notes.append(f"{duplicates} repeated verdict_id row(s) counted once (first kept)")
+    notes = load_notes(has_sample_type, options.all_samples, left_out, len(records), duplicates)
     if not rows:
         hint = " (only random samples count; --all-samples includes the others)" if left_out else ""
         raise InputError(f"{source}: no verdicts left to analyse{hint}")
@@ -340,7 +346,36 @@ def parse_records(
     )
 
 
-def _check_columns(header: tuple[str, ...], time_column: str, source: str, fixed: bool) -> None:
+def load_notes(
+    has_sample_type: bool,
+    all_samples: bool,
+    left_out: Mapping[str, int],
+    rows_read: int,
+    duplicates: int,
+) -> list[str]:
+    """The plain-words remarks on what loading filtered and why (shared by both loaders)."""
+    notes: list[str] = []
+    if not has_sample_type:
+        notes.append("no sample_type column: every verdict is taken as a random sample")
+    elif all_samples:
+        notes.append(
+            "--all-samples: every sample type counts (targeted and appeal samples are biased "
+            "by design, so the error rate is not the queue's accuracy)"
+        )
+    elif left_out:
+        detail = ", ".join(f"{name} {count}" for name, count in sorted(left_out.items()))
+        notes.append(
+            f"only random samples count for accuracy: {sum(left_out.values())} of "
+            f"{rows_read} verdicts left out ({detail}); --all-samples includes them"
+        )
+    else:
+        notes.append("only random samples count for accuracy (all rows are random samples)")
+    if duplicates:
+        notes.append(f"{duplicates} repeated verdict_id row(s) counted once (first kept)")
+    return notes
+
+
+def check_columns(header: tuple[str, ...], time_column: str, source: str, fixed: bool) -> None:
     present = set(header)
     missing = [name for name in ("queue_id", time_column) if name not in present]
     if "correct" not in present and "outcome" not in present:
@@ -372,7 +407,7 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _parse_row(line: int, record: Record, options: LoadOptions, unit: str) -> VerdictRow:
+def parse_row(line: int, record: Record, options: LoadOptions, unit: str) -> VerdictRow:
     where = _Where(unit, line)
 
     def text(column: str) -> str | None:
@@ -426,7 +461,13 @@ def _timestamp(value: object, options: LoadOptions, where: _Where) -> datetime:
                 "or pass --assume-utc",
             )
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise where.error(column, value, _OUT_OF_RANGE)
+    return utc
 
 
 def _incorrect(record: Record, where: _Where) -> bool:

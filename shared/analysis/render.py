@@ -12,24 +12,39 @@ from __future__ import annotations
 import html
 import importlib
 import io
+import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from shared.analysis.charts import CHART_TITLES, ChartPoint, GroupChart, Report
+from shared.analysis.charts import (
+    CHART_TITLES,
+    ChartPoint,
+    GroupChart,
+    Report,
+    VerdictPoints,
+    zone_hours,
+)
 from shared.analysis.errors import AnalysisError
 from shared.stats import RULE_DESCRIPTIONS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["PLOT_SUFFIXES", "print_report", "report_json", "write_plot"]
+__all__ = [
+    "PLOT_SUFFIXES",
+    "print_report",
+    "report_json",
+    "write_plot",
+    "write_report_json",
+]
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html")
 MAX_PLOTTED_GROUPS = 24
@@ -198,17 +213,11 @@ def _verdict_table(report: Report, group: GroupChart) -> Table:
     for name in ("n", "errors", "p", "accuracy", "max B", "h"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("signals")
-    by_subgroup: dict[int, list[ChartPoint]] = {}
-    for pt in group.points:
-        by_subgroup.setdefault(pt.subgroup, []).append(pt)
-    for sg in group.subgroups:
-        pts = by_subgroup.get(sg.index, [])
-        hits = [pt for pt in pts if pt.signals]
+    for sg, (peak, alarms, first) in zip(group.subgroups, _per_subgroup(group), strict=True):
         signal = Text()
-        if hits:
-            first = hits[0]
+        if first is not None:
             signal = Text(
-                f"{len(hits)} alarm(s); first at #{first.index} "
+                f"{alarms} alarm(s); first at #{first.index} "
                 f"{first.start:%Y-%m-%d %H:%M}, run from #{first.onset}",
                 style="bold red",
             )
@@ -219,11 +228,27 @@ def _verdict_table(report: Report, group: GroupChart) -> Table:
             str(sg.errors),
             _pct(sg.p),
             _pct(1.0 - sg.p),
-            _num(max((pt.statistic for pt in pts), default=0.0), 3),
+            _num(peak, 3),
             _num(group.design.get("h"), 3),
             signal,
         )
     return table
+
+
+def _per_subgroup(group: GroupChart) -> list[tuple[float, int, ChartPoint | None]]:
+    """Per subgroup of a per-verdict chart: the largest statistic, the alarms, the first."""
+    if isinstance(group.points, VerdictPoints):
+        return group.points.by_subgroup(len(group.subgroups))
+    by_subgroup: dict[int, list[ChartPoint]] = {}
+    for pt in group.points:
+        by_subgroup.setdefault(pt.subgroup, []).append(pt)
+    result: list[tuple[float, int, ChartPoint | None]] = []
+    for sg in group.subgroups:
+        pts = by_subgroup.get(sg.index, [])
+        hits = [pt for pt in pts if pt.signals]
+        peak = max((pt.statistic for pt in pts), default=0.0)
+        result.append((peak, len(hits), hits[0] if hits else None))
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,7 +286,104 @@ def _point_json(pt: ChartPoint) -> dict[str, object]:
     return data
 
 
-def report_json(report: Report) -> dict[str, object]:
+def write_report_json(report: Report, out: TextIO) -> None:
+    """Write ``json.dumps(report_json(report), ensure_ascii=False, allow_nan=False)`` and a
+    newline to ``out``, byte for byte, without holding the document: the points are
+    written a few thousand at a time (a per-verdict chart has one per verdict)."""
+    document = report_json(report, with_points=False)
+    groups = document.pop("groups")
+    assert isinstance(groups, list)
+    head = _dumps(document)
+    out.write(head[:-1] + ', "groups": [')
+    for number, (entry, group) in enumerate(zip(groups, report.groups, strict=True)):
+        text = _dumps(entry)
+        out.write((", " if number else "") + text[:-1] + ', "subgroups": [')
+        points = group.points
+        step = 65_536
+        for lo in range(0, len(points), step):
+            hi = min(lo + step, len(points))
+            if isinstance(points, VerdictPoints):
+                batch = _verdict_points_json(points, lo, hi)
+            else:
+                batch = [_dumps(_point_json(pt)) for pt in points[lo:hi]]
+            out.write((", " if lo else "") + ", ".join(batch))
+        out.write("]}")
+    out.write("]}\n")
+
+
+def _verdict_points_json(points: VerdictPoints, lo: int, hi: int) -> list[str]:
+    """``_dumps(_point_json(points[i]))`` for i in [lo, hi), without making the points.
+
+    The start times are formatted by numpy from their wall time where the zone's offset is
+    a whole minute and constant over the hour (as ``datetime.isoformat`` writes them);
+    elsewhere a point is made and dumped as usual.
+    """
+    time = points.time[lo:hi]
+    offsets, plain = _offsets(time, points.tz)
+    wall = (time + offsets).astype("datetime64[us]")
+    text = np.datetime_as_string(wall, unit="us").tolist()
+    signs = np.where(offsets < 0, "-", "+")
+    minutes = np.abs(offsets) // 60_000_000
+    zone = [
+        f"{sign}{m // 60:02d}:{m % 60:02d}"
+        for sign, m in zip(signs.tolist(), minutes.tolist(), strict=True)
+    ]
+    statistic_json: dict[int, str] = {}
+    ucl = _dumps(_finite(points.h))
+    excluded = points.excluded
+    result = []
+    for j, (i, s, bad, sub, signal, onset) in enumerate(
+        zip(
+            range(lo + 1, hi + 1),
+            points.statistic[lo:hi].tolist(),
+            points.incorrect[lo:hi].tolist(),
+            points.subgroup[lo:hi].tolist(),
+            points.signal[lo:hi].tolist(),
+            points.onset[lo:hi].tolist(),
+            strict=True,
+        )
+    ):
+        if not plain[j]:
+            result.append(_dumps(_point_json(points[i - 1])))
+            continue
+        stamp = text[j]
+        if stamp.endswith(".000000"):
+            stamp = stamp[:-7]
+        stat = statistic_json.get(s)
+        if stat is None:
+            stat = statistic_json[s] = _dumps(_finite(s / points.m))
+        result.append(
+            f'{{"index": {i}, "start": "{stamp}{zone[j]}", "n": 1, "errors": {int(bad)}, '
+            f'"p": {"1.0" if bad else "0.0"}, "accuracy": {"0.0" if bad else "1.0"}, '
+            f'"statistic": {stat}, "center": 0.0, "lcl": null, "ucl": {ucl}, '
+            f'"signals": {SIGNALLED if signal else "[]"}, '
+            f'"phase": {PHASE_I if sub <= points.phase1_count else PHASE_II}, '
+            f'"excluded": {"true" if sub in excluded else "false"}, "z": null'
+            + (f', "subgroup": {sub}' if sub != i else "")
+            + (f', "onset": {onset}' if signal else "")
+            + "}"
+        )
+    return result
+
+
+SIGNALLED = '["ucl"]'
+PHASE_I = '"I"'
+PHASE_II = '"II"'
+_HOUR_US = 3_600_000_000
+
+
+def _offsets(time: Any, tz: Any) -> tuple[Any, list[bool]]:
+    """Per time (µs, UTC): the zone's offset in µs, and whether numpy may format it."""
+    hours, hour_of = np.unique(time // _HOUR_US, return_inverse=True)
+    offsets, _, _, formattable = zone_hours(hours, tz)
+    return offsets[hour_of], formattable[hour_of].tolist()
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def report_json(report: Report, *, with_points: bool = True) -> dict[str, object]:
     """The JSON document of ``qwatch analyze --json``.
 
     ``{"groups": [{"group", "center", "subgroups": [{"start", "n", "errors", "p", "ucl",
@@ -295,7 +417,7 @@ def report_json(report: Report) -> dict[str, object]:
                 "design": {k: _finite(v) for k, v in group.design.items()},
                 "notes": list(group.notes),
                 "error": group.error,
-                "subgroups": [_point_json(pt) for pt in group.points],
+                **({"subgroups": [_point_json(pt) for pt in group.points]} if with_points else {}),
             }
         )
     return {

@@ -359,14 +359,45 @@ class BernoulliCusumDesign:
             raise _restore_error(exc) from exc
 
 
+MAX_LATTICE_CELLS = 16_000_000
+"""Bound on the banded matrix of the exact ARL (states x bands, 8 bytes each: 128 MB, and
+the solver works on a copy): it keeps the memory and time of one ARL computation bounded
+whatever h or the target ARL0 asks for.  The band is about m wide, so the bound on h
+depends on the lattice: h <= 16e6 / m².  For p0 = 2%, p1 = 4% (m ≈ 35) that is h <= ~13 000;
+for p0 = 0.1%, p1 = 0.2% (m ≈ 720) h <= ~30, still far beyond the h of an ARL0 of 10^6."""
+
+
+def lattice_cells(up: int, down: int, limit: int) -> int:
+    """Cells of the banded matrix :func:`_lattice_arl` solves (its memory / 8 bytes)."""
+    return (min(up, limit) + min(down, limit) + 1) * limit
+
+
+def max_lattice_limit(up: int, down: int) -> int:
+    """The largest decision interval (lattice units) whose exact ARL stays within the bound."""
+    return max(1, MAX_LATTICE_CELLS // (up + down + 1))
+
+
+def _check_lattice(up: int, down: int, limit: int) -> None:
+    if lattice_cells(up, down, limit) > MAX_LATTICE_CELLS:
+        m = up + down
+        raise StatsError(
+            f"decision interval h = {limit / m:g} is too large for the exact ARL on this lattice "
+            f"(m = {m}): h must be at most {max_lattice_limit(up, down) / m:g}"
+        )
+
+
 def _lattice_arl(up: int, down: int, limit: int, p: float) -> float:
     """Zero-state ARL of S_t = max(0, S_(t-1) + (up if error else -down)), signal at S >= limit.
 
     Solves (I - Q) L = 1 over the transient states 0..limit-1 with a banded LU
     (Brook & Evans 1972 Markov chain; exact because the states are exact integers).
+
+    Raises:
+        StatsError: the banded matrix would exceed :data:`MAX_LATTICE_CELLS`.
     """
     if p <= 0.0:
         return math.inf
+    _check_lattice(up, down, limit)
     size = limit
     upper_band = up if up < size else 0
     lower_band = min(down, size - 1)
@@ -420,11 +451,16 @@ def choose_h(
     def arl0(limit: int) -> float:
         return _lattice_arl(up, g, limit, p0)
 
+    top = max_lattice_limit(up, g)
     hi = 1
     while arl0(hi) < target_arl0:
-        hi *= 2
-        if hi > 1 << 26:
-            raise StatsError("target ARL0 out of reach")
+        if hi >= top:
+            raise StatsError(
+                f"target ARL0 {target_arl0:g} is out of reach: the largest decision interval "
+                f"the exact ARL allows on this lattice (h = {top / m:g}) gives ARL0 "
+                f"{arl0(top):.4g}; ask for a smaller ARL0"
+            )
+        hi = min(2 * hi, top)
     lo = hi // 2  # arl0(lo) < target (or lo == 0)
     while hi - lo > 1:
         mid = (lo + hi) // 2

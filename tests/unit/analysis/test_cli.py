@@ -61,6 +61,23 @@ def test_ndjson_with_options(tmp_path: Path) -> None:
         (["--exclude", "99"], "no subgroup 99"),
         (["--plot", "chart.jpg"], "--plot chart.jpg"),
         (["--by", "site"], "--by site needs a site_id column"),
+        # bounds: these used to hang, eat memory or raise MemoryError
+        (["--chart", "bernoulli-cusum", "--arl0", "1.8e16"], "--arl0 must be in (1, 1e+09]"),
+        (["--chart", "bernoulli-cusum", "--arl0", "inf"], "--arl0 must be in (1, 1e+09]"),
+        (["--chart", "bernoulli-cusum", "--h", "1e9"], "--h must be a number in (0, 10000]"),
+        (["--chart", "bernoulli-cusum", "--h", "nan"], "--h must be a number"),
+        (
+            ["--chart", "bernoulli-cusum", "--baseline-rate", "0.001", "--h", "5000"],
+            "is too large for the exact ARL on this lattice",
+        ),
+        (
+            ["--chart", "bernoulli-cusum", "--baseline-rate", "0.0001", "--arl0", "1e9"],
+            "target ARL0 1e+09 is out of reach",
+        ),
+        (["--baseline-rate", "nan"], "--baseline-rate is an error proportion"),
+        (["--L", "inf"], "--L must be a positive number"),
+        (["--chart", "ewma", "--lam", "nan"], "--lam must be in (0, 1]"),
+        (["--chart", "cusum", "--k", "-inf"], "--k must be >= 0"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(tmp_path: Path, args: list[str], message: str) -> None:
@@ -80,6 +97,20 @@ def test_bad_options_exit_2_with_a_message(tmp_path: Path, args: list[str], mess
             "queue_id,reviewed_at,correct\nq,2026-10-01T10:00:00Z,1\nq,2026-13-01T10:00:00Z,1\n",
             "line 3, column 'reviewed_at'",
         ),
+        (
+            "queue_id,reviewed_at,correct\nq,2026-10-01T10:00:00Z,1\n"
+            "q,9999-12-31T23:30:00-05:00,1\n",
+            "line 3, column 'reviewed_at': out of range: timestamps must lie between "
+            "0001-01-02 and 9999-12-30 UTC (value '9999-12-31T23:30:00-05:00')",
+        ),
+        (
+            "queue_id,reviewed_at,correct\nq,0001-01-01T00:00:00+00:00,1\n",
+            "line 2, column 'reviewed_at': out of range",
+        ),
+        ("queue_id,reviewed_at,correct\nq,nan,1\n", "not an ISO 8601 timestamp"),
+        ("queue_id,reviewed_at,correct\nq,2026-10-01T10:00:00Z,NaN\n", "expected true/false"),
+        ("queue_id,reviewed_at,correct\nq,2026-10-01T10:00:00Z,-1\n", "expected true/false"),
+        ("queue_id,reviewed_at,correct\nq," + "9" * 200_000 + ",1\n", "not valid CSV"),
     ],
 )
 def test_bad_input_exits_2_without_a_traceback(tmp_path: Path, content: str, message: str) -> None:
@@ -89,6 +120,7 @@ def test_bad_input_exits_2_without_a_traceback(tmp_path: Path, content: str, mes
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
     assert message in result.stderr
+    assert result.stderr.count("\n") == 1  # one line
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
@@ -96,3 +128,31 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["analyze", str(tmp_path / "nope.csv")])
     assert result.exit_code == 2
     assert "no such file" in result.stderr
+
+
+def test_huge_single_line_file_is_refused_early(tmp_path: Path) -> None:
+    path = tmp_path / "v.ndjson"
+    path.write_text('{"queue_id": "' + "q" * 3_000_000 + '"}')
+    result = runner.invoke(app, ["analyze", str(path)])
+    assert result.exit_code == 2
+    assert "line 1 of v.ndjson is longer than 1,048,576 bytes" in result.stderr
+
+
+def test_per_verdict_json_streams_the_same_document(tmp_path: Path) -> None:
+    """The per-verdict chart's JSON is written point by point: still one valid document."""
+    path = orange_juice_csv(tmp_path)
+    result = runner.invoke(app, ["analyze", str(path), "--chart", "bernoulli-cusum", "--json"])
+    assert result.exit_code == 0, result.output
+    (group,) = json.loads(result.stdout)["groups"]
+    assert len(group["subgroups"]) == 1500
+    assert group["subgroups"][0]["index"] == 1
+
+
+def test_too_many_groups_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shared.analysis.charts.MAX_GROUPS", 3)
+    rows = [r | {"queue_id": f"q{i % 5}"} for i, r in enumerate(verdict_rows([1, 2], n=10))]
+    path = write_ndjson(tmp_path / "v.ndjson", rows)
+    result = runner.invoke(app, ["analyze", str(path)])
+    assert result.exit_code == 2
+    assert "5 queues: at most 3 can be charted at once; choose some with --only" in result.stderr
+    assert runner.invoke(app, ["analyze", str(path), "--only", "q1"]).exit_code == 0

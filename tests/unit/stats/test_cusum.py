@@ -23,6 +23,7 @@ from shared.stats import (
     risk_adjusted_cusum,
     simulate_arl,
 )
+from shared.stats.cusum import MAX_LATTICE_CELLS, lattice_cells, max_lattice_limit
 
 from .helpers import FAST, json_roundtrip
 
@@ -248,3 +249,15 @@ def test_invalid_designs() -> None:
         BernoulliCusumDesign(0.05, 0.1, m=5, g=5, limit=10)
     with pytest.raises(StatsError):
         RiskAdjustedCusum(odds_ratio=1.0)
+
+
+def test_exact_arl_refuses_a_lattice_beyond_its_memory_bound() -> None:
+    """h = 1e5 used to build a 2 GB matrix and a large target ARL0 to double h forever."""
+    design = BernoulliCusumDesign.create(0.001, 0.002, 1e5)
+    with pytest.raises(StatsError, match="too large for the exact ARL on this lattice"):
+        design.arl(0.001)
+    with pytest.raises(StatsError, match=r"target ARL0 1\.8e\+16 is out of reach"):
+        choose_h(0.001, 0.002, 1.8e16)
+    top = max_lattice_limit(design.up, design.g)
+    assert lattice_cells(design.up, design.g, top) <= MAX_LATTICE_CELLS
+    assert math.isfinite(BernoulliCusumDesign(0.001, 0.002, design.m, design.g, top).arl(0.001))

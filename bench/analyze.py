@@ -1,0 +1,147 @@
+"""``qwatch analyze`` at scale: wall time and peak memory, old path beside the new one.
+
+Run::
+
+    .venv/bin/python -m bench.analyze                      # 1M and 10M rows, every chart
+    .venv/bin/python -m bench.analyze --rows 1000000 --charts p bernoulli-cusum
+
+Generates CSV files of verdicts under ``/tmp/qwatch-analyze-bench/`` (once; reused by later
+runs): 20 queues, 60 days, offsets from -05:00 to +08:00, 5% late rows, 1% repeated
+verdict ids, 10% non-random samples.  Each measurement is one fresh process running
+``qwatch analyze FILE --chart C --json`` (the new, columnar path) or the same analysis
+through the reference path (``load_verdicts`` + ``build_report`` + ``report_json``, one
+object per verdict; only up to ``--old-max-rows`` rows, it needs about 1 KB a verdict).
+Peak RSS is the child's ``ru_maxrss``.  Both outputs are hashed: the table says whether
+they are identical, byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared.analysis.charts import CHART_KINDS
+
+BENCH_DIR = Path("/tmp/qwatch-analyze-bench")
+OFFSETS = ["Z", "-05:00", "+08:00", "+05:30", "+01:00"]
+
+_OLD = """
+import json, sys
+from pathlib import Path
+from shared.analysis.charts import ChartSpec, build_report
+from shared.analysis.load import load_verdicts
+from shared.analysis.render import report_json
+path = Path(sys.argv[1])
+report = build_report(load_verdicts(path), ChartSpec(chart=sys.argv[2]), path.name)
+sys.stdout.write(json.dumps(report_json(report), ensure_ascii=False, allow_nan=False) + "\\n")
+"""
+
+
+def generate(path: Path, rows: int, seed: int = 11) -> None:
+    """Write ``rows`` verdicts as CSV (streamed in chunks, numpy-formatted timestamps)."""
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2026-09-01T00:00:00", "s").astype(np.int64)
+    span = 60 * 86400
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write("verdict_id,queue_id,site_id,reviewed_at,correct,sample_type\n")
+        chunk = 500_000
+        for first in range(0, rows, chunk):
+            n = min(chunk, rows - first)
+            index = np.arange(first, first + n)
+            seconds = start + (index * span) // rows + rng.integers(0, 60, n)
+            late = rng.random(n) < 0.05
+            seconds[late] -= rng.integers(3600, 3 * 86400, int(late.sum()))
+            stamps = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
+            queue = rng.integers(0, 20, n)
+            rate = 0.02 + 0.004 * queue
+            drift = (queue == 3) & (index > rows * 0.8)
+            incorrect = rng.random(n) < np.where(drift, rate * 2.5, rate)
+            ids = index.copy()
+            repeat = rng.random(n) < 0.01
+            ids[repeat] = np.maximum(0, ids[repeat] - rng.integers(1, 1000, int(repeat.sum())))
+            sample = rng.random(n)
+            offset = rng.integers(0, len(OFFSETS), n)
+            lines = []
+            for i in range(n):
+                kind = (
+                    "random" if sample[i] < 0.9 else ("targeted" if sample[i] < 0.97 else "appeal")
+                )
+                zone = OFFSETS[offset[i]]
+                stamp = str(stamps[i]) + "Z" if zone == "Z" else _shift(int(seconds[i]), zone)
+                lines.append(
+                    f"v{ids[i]},queue-{queue[i]:02d},site-{queue[i] % 4},{stamp},"
+                    f"{'false' if incorrect[i] else 'true'},{kind}\n"
+                )
+            f.write("".join(lines))
+    tmp.replace(path)
+
+
+def _shift(seconds: int, zone: str) -> str:
+    sign = 1 if zone[0] == "+" else -1
+    hours, minutes = int(zone[1:3]), int(zone[4:6])
+    local = seconds + sign * (hours * 3600 + minutes * 60)
+    return str(np.datetime64(local, "s")) + zone
+
+
+def measure(command: list[str]) -> tuple[float, float, str, int, float]:
+    """Wall seconds, peak RSS (MB), sha256 of stdout, exit code and CPU seconds of a child."""
+    digest = hashlib.sha256()
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    while block := proc.stdout.read(1 << 20):
+        digest.update(block)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss / 1024, digest.hexdigest()[:12], proc.returncode, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--charts", nargs="+", default=list(CHART_KINDS), choices=CHART_KINDS)
+    parser.add_argument("--old-max-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    BENCH_DIR.mkdir(exist_ok=True)
+    qwatch = str(Path(sys.executable).with_name("qwatch"))
+    print(
+        f"{'rows':>11} {'chart':<16} {'path':<4} {'wall s':>8} {'CPU s':>7} {'peak MB':>8} "
+        f"{'output':<13}"
+    )
+    for rows in args.rows:
+        path = BENCH_DIR / f"verdicts-{rows}.csv"
+        if not path.exists():
+            started = time.perf_counter()
+            generate(path, rows)
+            print(f"# generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        for chart in args.charts:
+            new = measure([qwatch, "analyze", str(path), "--chart", chart, "--json"])
+            line = (
+                f"{rows:>11,} {chart:<16} new  {new[0]:>8.1f} {new[4]:>7.1f} {new[1]:>8.0f} "
+                f"{new[2]:<13}"
+            )
+            print(line + ("" if new[3] == 0 else f" exit {new[3]}"), flush=True)
+            if rows <= args.old_max_rows:
+                old = measure([sys.executable, "-c", _OLD, str(path), chart])
+                same = "identical" if old[2] == new[2] else "DIFFERENT"
+                print(
+                    f"{rows:>11,} {chart:<16} old  {old[0]:>8.1f} {old[4]:>7.1f} {old[1]:>8.0f} "
+                    f"{old[2]:<13} {same}; new/old: wall {new[0] / old[0]:.2f}, CPU "
+                    f"{new[4] / old[4]:.2f}, memory {new[1] / old[1]:.2f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,603 @@
+"""Read a verdicts file as columns, streaming: the loader of ``qwatch analyze`` at scale.
+
+:func:`shared.analysis.load.load_verdicts` keeps the whole file, a dict per record and a
+:class:`~shared.analysis.load.VerdictRow` per verdict: about 1 KB a verdict.  This module
+reads the same files (CSV, NDJSON, Parquet, ``.gz``) line by line (Parquet batch by batch)
+and keeps, per verdict, only what the charts need: the group (an ``int32`` code), the time
+(``int64`` microseconds since the epoch, UTC) and the outcome (one byte), plus two 64-bit
+hashes of the ``verdict_id`` for the duplicate check: about 30 bytes a verdict while
+reading, so 10 million verdicts fit in a few hundred MB.
+
+It accepts and refuses exactly what :mod:`shared.analysis.load` does, with the same
+messages, and reports the same problem first when a file has several (the tests compare the
+two on generated files): a value that cannot be read is looked at again by
+:func:`~shared.analysis.load.parse_row` itself, so only well-formed values take the fast
+path.  What it adds are bounds a streaming reader needs: a line longer than
+:data:`MAX_LINE_BYTES` is refused instead of read into memory.
+
+Repeated ``verdict_id`` values are found by two independent 64-bit hashes of the id (a
+128-bit fingerprint): two different ids would have to collide in both for a verdict to be
+dropped wrongly, a chance of about n² / 2¹²⁹ (10⁻²⁵ for 10 million verdicts).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import itertools
+from array import array
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shared.analysis.errors import InputError
+from shared.analysis.load import (
+    _FALSE,
+    _TRUE,
+    EARLIEST,
+    LATEST,
+    RANDOM,
+    LoadOptions,
+    VerdictRow,
+    check_columns,
+    detect_format,
+    import_parquet,
+    load_notes,
+    parse_row,
+    read_csv_header,
+)
+
+__all__ = [
+    "EPOCH",
+    "MAX_LINE_BYTES",
+    "US",
+    "Int64s",
+    "VerdictColumns",
+    "load_columns",
+    "micros_to_datetime",
+]
+
+MAX_LINE_BYTES = 1 << 20
+"""A line (CSV or NDJSON) longer than 1 MiB is refused: no verdict is that long, and a file
+of one enormous line would otherwise be read whole into memory."""
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+US = timedelta(microseconds=1)
+_EARLIEST_US = (EARLIEST - EPOCH) // US
+_LATEST_US = (LATEST - EPOCH) // US
+_GROUP_COLUMN = {"queue": "queue_id", "site": "site_id", "policy": "policy_id"}
+_TEXT_COLUMNS = ("queue_id", "site_id", "policy_id", "error_type", "sample_type", "verdict_id")
+_BOM = b"\xef\xbb\xbf"
+_ID_SALT = "\x00qwatch-dedup"
+
+Int64s = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictColumns:
+    """The verdicts that count, as columns (file order), and what was left out.
+
+    Attributes:
+        by: the grouping the codes are for (``queue``, ``site`` or ``policy``).
+        names: the group name of each code (``"(no site_id)"`` for rows without one).
+        valued: per code, whether the rows had a value in the group column.
+        group: the code of each verdict (int32).
+        time: when each verdict was given, microseconds since 1970-01-01 UTC (int64).
+        incorrect: each verdict's outcome (bool).
+        rows_read, columns, left_out_by_sample_type, duplicates, notes: as in
+            :class:`~shared.analysis.load.Verdicts`.
+    """
+
+    by: str
+    names: tuple[str, ...]
+    valued: tuple[bool, ...]
+    group: npt.NDArray[np.int32]
+    time: Int64s
+    incorrect: npt.NDArray[np.bool_]
+    rows_read: int
+    columns: tuple[str, ...]
+    left_out_by_sample_type: Mapping[str, int]
+    duplicates: int
+    notes: tuple[str, ...]
+
+    @property
+    def rows_used(self) -> int:
+        return int(self.time.size)
+
+
+# --------------------------------------------------------------------------------------------
+# Lines: bounded, decoded, errors located as a whole-file decode would
+# --------------------------------------------------------------------------------------------
+
+
+class _Lines:
+    """The text of a (possibly gzipped) UTF-8 file in chunks of whole lines (~1 MiB each)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.line = 0  # lines before the current chunk
+        self.offset = 0  # bytes before the current chunk, BOM excluded (as utf-8-sig counts)
+        self.nonblank = False
+        self.failed = False
+        try:
+            self.file: gzip.GzipFile | IO[bytes] = (
+                gzip.open(path, "rb")  # noqa: SIM115  # closed by close(), as the reader ends
+                if path.suffix.lower() == ".gz"
+                else path.open("rb")
+            )
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.file.close()
+
+    def _read(self) -> bytes:
+        try:
+            return self.file.read(MAX_LINE_BYTES)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            self.failed = True
+            raise InputError(f"cannot read {self.path}: {exc}") from exc
+
+    def _too_long(self) -> InputError:
+        self.failed = True
+        return InputError(
+            f"line {self.line + 1} of {self.path.name} is longer than {MAX_LINE_BYTES:,} bytes; "
+            "no verdict is that long"
+        )
+
+    def chunks(self) -> Iterator[str]:
+        """Decoded text, each chunk ending with ``\n`` but the last.
+
+        A line longer than :data:`MAX_LINE_BYTES` is refused: a line inside one block is
+        shorter than a block, so only the line carried over from the previous block (the
+        first of a chunk) and the unfinished tail can be longer.
+        """
+        pending = b""  # the unfinished line after the last newline read
+        ended = False
+        start = True
+        while True:
+            block = b"" if ended else self._read()
+            if start and block.startswith(_BOM):
+                block = block[3:]
+            start = False
+            ended = not block
+            data = pending + block if block else pending
+            if not data:
+                return
+            if block:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    if len(data) > MAX_LINE_BYTES:
+                        raise self._too_long()
+                    pending = data
+                    continue
+                piece, pending = data[:cut], data[cut:]
+            else:
+                piece, pending = data, b""
+            first = piece.find(b"\n")
+            if (first if first >= 0 else len(piece)) > MAX_LINE_BYTES:
+                raise self._too_long()
+            try:
+                text = piece.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.failed = True
+                raise InputError(
+                    f"{self.path.name} is not UTF-8 text "
+                    f"(byte {self.offset + exc.start}: {exc.reason})"
+                ) from exc
+            if not self.nonblank and text.strip():
+                self.nonblank = True
+            yield text
+            self.offset += len(piece)
+            self.line += piece.count(b"\n")
+
+    def empty_error(self) -> InputError:
+        return InputError(f"{self.path.name} is empty")
+
+    def drain(self) -> None:
+        """Read the rest of the file for what the whole-file reader reports first: an
+        undecodable byte or an unreadable (gzip) stream."""
+        if self.failed:
+            return
+        for _ in self.chunks():
+            pass
+
+
+# --------------------------------------------------------------------------------------------
+# Columns under construction
+# --------------------------------------------------------------------------------------------
+
+
+class _Builder:
+    """Validated verdicts appended as columns (the fast path) or via ``parse_row``."""
+
+    def __init__(self, options: LoadOptions, by: str) -> None:
+        self.options = options
+        self.by_column = _GROUP_COLUMN[by]
+        self.codes: dict[str | None, int] = {}
+        self.group = array("i")
+        self.time = array("q")
+        self.incorrect = bytearray()
+        self.no_sample_type = bytearray()  # rows whose sample_type is empty
+        self.has_id = bytearray()
+        self.id_hash = array("q")
+        self.id_hash2 = array("q")
+        self.left_out: Counter[str] = Counter()
+
+    def code(self, value: str | None) -> int:
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.codes)
+        return code
+
+    def add(
+        self,
+        group: str | None,
+        micros: int,
+        incorrect: bool,
+        sample_type: str | None,
+        verdict_id: str | None,
+    ) -> None:
+        if sample_type is not None and sample_type != RANDOM and not self.options.all_samples:
+            self.left_out[sample_type] += 1
+            return
+        self.group.append(self.code(group))
+        self.time.append(micros)
+        self.incorrect.append(incorrect)
+        self.no_sample_type.append(sample_type is None)
+        if verdict_id is None:
+            self.has_id.append(0)
+            self.id_hash.append(0)
+            self.id_hash2.append(0)
+        else:
+            self.has_id.append(1)
+            self.id_hash.append(hash(verdict_id))
+            self.id_hash2.append(hash(verdict_id + _ID_SALT))
+
+    def add_row(self, row: VerdictRow) -> None:
+        """A row validated by the reference ``parse_row`` (the slow path)."""
+        self.add(
+            getattr(row, self.by_column),
+            (row.reviewed_at - EPOCH) // US,
+            row.incorrect,
+            row.sample_type,
+            row.verdict_id,
+        )
+
+    def timestamp(self, value: str) -> int | None:
+        """Microseconds of a well-formed aware ISO 8601 string in range, else ``None``."""
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+            if parsed.tzinfo is None or parsed.utcoffset() is None:
+                return None
+            # aware - aware is exact and cannot overflow; what astimezone(UTC) would not hold
+            # is outside [EARLIEST, LATEST) and refused below, as load_verdicts refuses it
+            micros = (parsed - EPOCH) // US
+        except (ValueError, OverflowError):
+            return None
+        return micros if _EARLIEST_US <= micros < _LATEST_US else None
+
+    def finish(
+        self, has_sample_type: bool, rows_read: int, columns: tuple[str, ...], source: str
+    ) -> VerdictColumns:
+        group = np.frombuffer(self.group, dtype=np.int32) if self.group else _empty(np.int32)
+        time = np.frombuffer(self.time, dtype=np.int64) if self.time else _empty(np.int64)
+        incorrect = np.frombuffer(self.incorrect, dtype=np.bool_)
+        keep = np.ones(time.size, dtype=np.bool_)
+        if has_sample_type and not self.options.all_samples:
+            unsampled = np.frombuffer(self.no_sample_type, dtype=np.bool_)
+            count = int(unsampled.sum())
+            if count:
+                self.left_out["(empty)"] += count
+                keep &= ~unsampled
+        duplicates = 0
+        has_id = np.frombuffer(self.has_id, dtype=np.bool_) & keep
+        if has_id.any():
+            rows = np.flatnonzero(has_id)
+            h1 = np.frombuffer(self.id_hash, dtype=np.int64)[rows]
+            order = np.argsort(h1, kind="stable")  # stable: equal ids stay in file order
+            h1 = h1[order]
+            tied = np.flatnonzero(h1[1:] == h1[:-1])  # order[k + 1] has the first hash of k
+            del h1
+            if tied.size:
+                # only rows in a run of equal first hashes need the second one
+                members = np.unique(np.concatenate((tied, tied + 1)))
+                picked = rows[order[members]]
+                h2 = np.frombuffer(self.id_hash2, dtype=np.int64)[picked]
+                h1 = np.frombuffer(self.id_hash, dtype=np.int64)[picked]
+                sub = np.lexsort((h2, h1))  # members are in file order within a hash: stable
+                s1, s2 = h1[sub], h2[sub]
+                repeat = np.zeros(sub.size, dtype=np.bool_)
+                repeat[1:] = (s1[1:] == s1[:-1]) & (s2[1:] == s2[:-1])
+                dropped = picked[sub[repeat]]
+                duplicates = int(dropped.size)
+                keep[dropped] = False
+            del order, tied, rows
+        del has_id
+        notes = load_notes(has_sample_type, self.options.all_samples, self.left_out, rows_read,
+                           duplicates)  # fmt: skip
+        if not keep.any():
+            hint = (
+                " (only random samples count; --all-samples includes the others)"
+                if self.left_out
+                else ""
+            )
+            raise InputError(f"{source}: no verdicts left to analyse{hint}")
+        if not keep.all():
+            group, time, incorrect = group[keep], time[keep], incorrect[keep]
+        else:
+            group, time, incorrect = group.copy(), time.copy(), incorrect.copy()
+        self.group = self.time = array("q")
+        self.incorrect = self.no_sample_type = self.has_id = bytearray()
+        self.id_hash = self.id_hash2 = array("q")
+        names = [""] * len(self.codes)
+        valued = [False] * len(self.codes)
+        for value, code in self.codes.items():
+            names[code] = value if value is not None else f"(no {self.by_column})"
+            valued[code] = value is not None
+        return VerdictColumns(
+            by=next(k for k, v in _GROUP_COLUMN.items() if v == self.by_column),
+            names=tuple(names),
+            valued=tuple(valued),
+            group=group,
+            time=time,
+            incorrect=incorrect,
+            rows_read=rows_read,
+            columns=columns,
+            left_out_by_sample_type=dict(self.left_out),
+            duplicates=duplicates,
+            notes=tuple(notes),
+        )
+
+
+def _empty(dtype: Any) -> Any:
+    return np.zeros(0, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# The loader
+# --------------------------------------------------------------------------------------------
+
+
+def load_columns(
+    path: Path, options: LoadOptions | None = None, by: str = "queue"
+) -> VerdictColumns:
+    """Read and validate a verdicts file into columns grouped ``by`` queue, site or policy.
+
+    Accepts, refuses and reports exactly as :func:`~shared.analysis.load.load_verdicts`.
+
+    Raises:
+        InputError: as :func:`~shared.analysis.load.load_verdicts`, and for a line longer
+            than :data:`MAX_LINE_BYTES`.
+    """
+    options = options or LoadOptions()
+    file_format = detect_format(path, options.file_format)
+    if not path.is_file():
+        raise InputError(f"{'not a file' if path.exists() else 'no such file'}: {path}")
+    builder = _Builder(options, by)
+    if file_format == "parquet":
+        return _load_parquet(path, options, builder)
+    lines = _Lines(path)
+    try:
+        try:
+            if file_format == "csv":
+                return _load_csv(path, lines, options, builder)
+            return _load_ndjson(path, lines, options, builder)
+        except InputError:
+            lines.drain()  # an undecodable byte anywhere is reported first, as load_verdicts does
+            raise
+    finally:
+        lines.close()
+
+
+def _finish_checks(
+    builder: _Builder,
+    source: str,
+    rows_read: int,
+    header: tuple[str, ...],
+    fixed: bool,
+    pending: InputError | None,
+) -> VerdictColumns:
+    if not rows_read:
+        raise InputError(f"{source} has no verdict rows")
+    check_columns(header, builder.options.time_column, source, fixed)
+    if pending is not None:
+        raise pending
+    return builder.finish("sample_type" in header, rows_read, header, source)
+
+
+def _load_csv(path: Path, lines: _Lines, options: LoadOptions, builder: _Builder) -> VerdictColumns:
+    # io.StringIO(newline="") splits at \r, \n and \r\n, as load_verdicts' reader does
+    text_lines = itertools.chain.from_iterable(
+        io.StringIO(text, newline="") for text in lines.chunks()
+    )
+    reader = csv.reader(text_lines)
+    columns = read_csv_header(reader, f"{path.name} is empty")  # no line at all
+    width = len(columns)
+    where = {name: i for i, name in enumerate(columns)}  # the last of repeated blank names
+    try:
+        check_columns(columns, options.time_column, path.name, True)
+        columns_ok = True
+    except InputError:
+        columns_ok = False
+
+    def index(name: str) -> int:
+        return where.get(name, width)  # width: past every row, so "no value"
+
+    iq, it, ic = index("queue_id"), index(options.time_column), index("correct")
+    ist, iv = index("sample_type"), index("verdict_id")
+    ig = index(builder.by_column)
+    top = max(i for i in (iq, it, ic, ist, iv, ig) if i < width) if columns_ok else width
+    # the fast path, inlined: this loop runs once per verdict
+    true_words, false_words = _TRUE, _FALSE
+    fromisoformat, epoch, us = datetime.fromisoformat, EPOCH, US
+    low, high = _EARLIEST_US, _LATEST_US
+    all_samples, left_out, codes, new_code = (
+        options.all_samples,
+        builder.left_out,
+        builder.codes,
+        builder.code,
+    )
+    group_append, time_append = builder.group.append, builder.time.append
+    incorrect_append, unsampled_append = builder.incorrect.append, builder.no_sample_type.append
+    has_id_append = builder.has_id.append
+    hash1_append, hash2_append = builder.id_hash.append, builder.id_hash2.append
+    salt = _ID_SALT
+    rows_read = 0
+    pending: InputError | None = None
+    try:
+        for values in reader:
+            line = reader.line_num
+            if not values or (not values[0].strip() and all(not v.strip() for v in values)):
+                continue  # blank line
+            if len(values) > width:
+                raise InputError(
+                    f"line {line}: {len(values)} values but the header has {width} "
+                    f"columns (an unquoted comma?)"
+                )
+            rows_read += 1
+            if pending is not None or not columns_ok:
+                continue
+            if len(values) > top:
+                queue = values[iq].strip()
+                word = values[ic].strip().lower() if ic < width else ""
+                try:
+                    parsed = fromisoformat(values[it].strip())
+                    micros = (parsed - epoch) // us if parsed.utcoffset() is not None else low - 1
+                except (ValueError, TypeError, OverflowError):
+                    micros = low - 1
+                if queue and low <= micros < high and (word in true_words or word in false_words):
+                    sample = values[ist].strip().lower() if ist < width else ""
+                    if sample and sample != RANDOM and not all_samples:
+                        left_out[sample] += 1
+                        continue
+                    value = (values[ig].strip() if ig < width else "") or None
+                    code = codes.get(value)
+                    group_append(new_code(value) if code is None else code)
+                    time_append(micros)
+                    incorrect_append(word in false_words)
+                    unsampled_append(not sample)
+                    ident = values[iv].strip() if iv < width else ""
+                    if ident:
+                        has_id_append(1)
+                        hash1_append(hash(ident))
+                        hash2_append(hash(ident + salt))
+                    else:
+                        has_id_append(0)
+                        hash1_append(0)
+                        hash2_append(0)
+                    continue
+            try:
+                builder.add_row(parse_row(line, dict(zip(columns, values, strict=False)),
+                                          options, "line"))  # fmt: skip
+            except InputError as exc:
+                pending = exc
+    except csv.Error as exc:
+        raise InputError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
+    if not lines.nonblank:
+        raise lines.empty_error()
+    return _finish_checks(builder, path.name, rows_read, columns, True, pending)
+
+
+def _load_ndjson(
+    path: Path, lines: _Lines, options: LoadOptions, builder: _Builder
+) -> VerdictColumns:
+    import json
+
+    loads = json.loads
+    seen: dict[str, None] = {}
+    time_column, by_column = options.time_column, builder.by_column
+    add, timestamp = builder.add, builder.timestamp
+    rows_read = 0
+    pending: InputError | None = None
+    for number, text in enumerate(_split_lines(lines), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise InputError(
+                f"line {number}: expected one JSON object per line, got {type(record).__name__}"
+            )
+        rows_read += 1
+        seen.update(dict.fromkeys(record))
+        if pending is not None:
+            continue
+        if _plain(record):
+            get = record.get
+            queue = get("queue_id")
+            stamp = get(time_column)
+            correct = get("correct")
+            if type(queue) is str and type(stamp) is str and type(correct) is str:
+                queue = queue.strip()
+                micros = timestamp(stamp)
+                word = correct.strip().lower()
+                if queue and micros is not None and (word in _TRUE or word in _FALSE):
+                    sample = (get("sample_type") or "").strip()
+                    ident = (get("verdict_id") or "").strip()
+                    value = (get(by_column) or "").strip()
+                    add(value or None, micros, word in _FALSE,
+                        sample.lower() if sample else None, ident or None)  # fmt: skip
+                    continue
+        try:
+            builder.add_row(parse_row(number, record, options, "line"))
+        except InputError as exc:
+            pending = exc
+    if not lines.nonblank:
+        raise lines.empty_error()
+    return _finish_checks(builder, path.name, rows_read, tuple(seen), False, pending)
+
+
+def _split_lines(lines: _Lines) -> Iterator[str]:
+    """Lines split at ``\\n`` only (U+2028 is legal inside JSON), as load_verdicts splits."""
+    for text in lines.chunks():
+        parts = text.split("\n")
+        if text.endswith("\n"):
+            parts.pop()
+        yield from parts
+
+
+def _plain(record: Mapping[str, object]) -> bool:
+    """Every optional text field absent, null or a string (else the slow path judges it)."""
+    for name in _TEXT_COLUMNS:
+        value = record.get(name)
+        if value is not None and type(value) is not str:
+            return False
+    return True
+
+
+def _load_parquet(path: Path, options: LoadOptions, builder: _Builder) -> VerdictColumns:
+    parquet = import_parquet()
+    rows_read = 0
+    pending: InputError | None = None
+    try:
+        handle = parquet.ParquetFile(path)
+        columns = tuple(str(name) for name in handle.schema_arrow.names)
+        batches: Sequence[Any] | Iterator[Any] = handle.iter_batches(batch_size=65_536)
+        for batch in batches:
+            for record in batch.to_pylist():
+                rows_read += 1
+                if pending is None:
+                    try:
+                        builder.add_row(parse_row(rows_read, record, options, "row"))
+                    except InputError as exc:
+                        pending = exc
+    except InputError:
+        raise
+    except Exception as exc:  # pyarrow raises its own error types; report any of them
+        raise InputError(f"cannot read {path.name} as Parquet: {exc}") from exc
+    return _finish_checks(builder, path.name, rows_read, columns, True, pending)
+
+
+def micros_to_datetime(micros: int) -> datetime:
+    """The aware UTC datetime of microseconds since the epoch."""
+    return EPOCH + timedelta(microseconds=micros)

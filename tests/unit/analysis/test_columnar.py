@@ -1,0 +1,306 @@
+"""The columnar loader and charts (what ``qwatch analyze`` runs) against the reference path.
+
+The reference is :func:`shared.analysis.load.load_verdicts` + :func:`build_report` +
+:func:`report_json`, one object per verdict: the columnar path must print the same JSON
+document and the same tables, byte for byte, and refuse bad files with the same message.
+The files are generated from a seed (hypothesis picks the seeds): several queues, sites and
+policies, offsets from -05:00 to +05:45, late rows (out of time order), repeated verdict
+ids, sample types, every spelling of the outcome, a daylight-saving change inside the data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from shared.analysis.charts import (
+    CHART_KINDS,
+    ChartSpec,
+    Exclusion,
+    Period,
+    build_report,
+    build_report_columns,
+    parse_tz,
+)
+from shared.analysis.columnar import MAX_LINE_BYTES, load_columns
+from shared.analysis.errors import AnalysisError, InputError
+from shared.analysis.load import LoadOptions, load_verdicts
+from shared.analysis.render import print_report, report_json, write_report_json
+from shared.stats import StatsError
+
+from .helpers import write_csv, write_ndjson
+
+OFFSETS = [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=45)),
+           timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30))]  # fmt: skip
+START = datetime(2026, 10, 25, tzinfo=UTC)  # the US and EU clocks go back inside the data
+COLUMNS = ["verdict_id", "queue_id", "site_id", "policy_id", "reviewed_at", "correct",
+           "outcome", "sample_type", "error_type"]  # fmt: skip
+
+
+def generated_rows(seed: int, count: int) -> list[dict[str, Any]]:
+    """Verdicts with late data, duplicates, sample types and mixed spellings."""
+    rng = random.Random(seed)
+    queues = [f"q{i}" for i in range(rng.randint(1, 4))]
+    rate = {q: rng.uniform(0.02, 0.3) for q in queues}
+    rows: list[dict[str, Any]] = []
+    for i in range(count):
+        queue = rng.choice(queues)
+        at = START + timedelta(seconds=rng.uniform(0, 14 * 86400))
+        if rows and rng.random() < 0.1:  # late: earlier than the rows before it
+            at -= timedelta(hours=rng.uniform(1, 72))
+        if rng.random() < 0.05:  # a burst at a fixed instant: ties in time
+            at = START + timedelta(days=3)
+        incorrect = rng.random() < rate[queue] * (2.5 if at > START + timedelta(days=9) else 1)
+        spelling = rng.choice(["bool", "int", "yesno", "outcome", "upper"])
+        correct: str = ""
+        outcome = ""
+        if spelling == "bool":
+            correct = "false" if incorrect else "true"
+        elif spelling == "int":
+            correct = "0" if incorrect else "1"
+        elif spelling == "yesno":
+            correct = " no " if incorrect else "Yes"
+        elif spelling == "upper":
+            correct = "F" if incorrect else "T"
+        else:
+            outcome = "Incorrect" if incorrect else "correct"
+        verdict_id = f"v{i}" if rng.random() < 0.9 else f"v{rng.randrange(max(1, i))}"
+        stamp = at.astimezone(rng.choice(OFFSETS)).isoformat()
+        if stamp.endswith("+00:00") and rng.random() < 0.5:
+            stamp = stamp[:-6] + "Z"
+        rows.append(
+            {
+                "verdict_id": verdict_id if rng.random() < 0.95 else "",
+                "queue_id": queue,
+                "site_id": rng.choice(["manila", "dublin", "austin", ""]),
+                "policy_id": rng.choice(["hate", "spam", "nudity"]),
+                "reviewed_at": stamp,
+                "correct": correct,
+                "outcome": outcome,
+                "sample_type": rng.choice(["random"] * 8 + ["targeted", "appeal", " RANDOM ", ""]),
+                "error_type": rng.choice(["", "wrong-policy", "missed"]),
+            }
+        )
+    return rows
+
+
+def reference_output(path: Path, spec: ChartSpec, options: LoadOptions) -> tuple[str, str]:
+    report = build_report(load_verdicts(path, options), spec, path.name)
+    document = json.dumps(report_json(report), ensure_ascii=False, allow_nan=False) + "\n"
+    return document, _table(report)
+
+
+def columnar_output(path: Path, spec: ChartSpec, options: LoadOptions) -> tuple[str, str]:
+    report = build_report_columns(load_columns(path, options, spec.by), spec, path.name)
+    out = io.StringIO()
+    write_report_json(report, out)
+    return out.getvalue(), _table(report)
+
+
+def _table(report: Any) -> str:
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    print_report(report, console)
+    out = console.file
+    assert isinstance(out, io.StringIO)
+    return out.getvalue()
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, str] | str:
+    try:
+        result: tuple[str, str] = fn(*args)
+    except (AnalysisError, StatsError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return result
+
+
+def write(tmp: Path, rows: list[dict[str, Any]], fmt: str) -> Path:
+    if fmt == "csv":
+        return write_csv(tmp / "v.csv", rows, COLUMNS)
+    if fmt == "ndjson":
+        # NDJSON leaves empty fields out, as an exporter would
+        return write_ndjson(tmp / "v.ndjson", [{k: v for k, v in r.items() if v} for r in rows])
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]
+    import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+
+    path = tmp / "v.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+_BY = [("queue", "1d", "UTC"), ("site", "1w", "Asia/Kathmandu"), ("policy", "1d", "Asia/Manila")]
+SPECS = [
+    ChartSpec(chart=chart, by=by, period=Period.parse(period), tz=parse_tz(tz))
+    for i, chart in enumerate(CHART_KINDS)
+    for by, period, tz in (_BY[i % 3], _BY[(i + 1) % 3])
+] + [
+    # the US clocks go back on 2026-11-01: the hour 01:00-02:00 comes twice
+    ChartSpec(chart="p", period=Period.parse("1h"), tz=parse_tz("America/New_York")),
+    ChartSpec(
+        chart="bernoulli-cusum", by="site", period=Period.parse("4h"), tz=parse_tz("Europe/Dublin")
+    ),
+    ChartSpec(chart="p", phase1=5, rules="nelson"),
+    ChartSpec(chart="laney", phase1=4, by="site"),
+    ChartSpec(chart="ewma", baseline_rate=0.1, lam=0.3),
+    ChartSpec(chart="bernoulli-cusum", phase1=3, p1=0.4, h=3.0, exclude=(Exclusion(2),)),
+    ChartSpec(chart="bernoulli-cusum", arl0=5000.0, by="policy", tz=parse_tz("Asia/Manila")),
+]
+
+
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32 - 1), fmt=st.sampled_from(["csv", "ndjson"]))
+def test_columnar_path_prints_what_the_reference_prints(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, fmt: str
+) -> None:
+    tmp = tmp_path_factory.mktemp("gen")
+    path = write(tmp, generated_rows(seed, 300), fmt)
+    for i, spec in enumerate(SPECS):
+        options = LoadOptions(all_samples=i % 3 == 1)
+        expected = outcome(reference_output, path, spec, options)
+        assert outcome(columnar_output, path, spec, options) == expected, (spec, fmt)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "parquet", "csv.gz"])
+def test_every_format_and_the_only_option(tmp_path: Path, fmt: str) -> None:
+    rows = generated_rows(7, 300)
+    if fmt == "csv.gz":
+        import gzip
+
+        plain = write(tmp_path, rows, "csv")
+        path = tmp_path / "v.csv.gz"
+        path.write_bytes(gzip.compress(plain.read_bytes()))
+    else:
+        path = write(tmp_path, rows, fmt)
+    for spec in [
+        ChartSpec(chart="bernoulli-cusum", only=("q0",)),
+        ChartSpec(chart="cusum", by="site", only=("manila", "dublin")),
+        ChartSpec(chart="np", period=Period.parse("2h"), tz=parse_tz("Australia/Lord_Howe")),
+    ]:
+        options = LoadOptions()
+        assert outcome(columnar_output, path, spec, options) == outcome(
+            reference_output, path, spec, options
+        )
+
+
+def _lines(rows: list[dict[str, Any]]) -> list[str]:
+    buffer = io.StringIO()
+    import csv
+
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().splitlines(keepends=True)
+
+
+BAD_CSV_LINES = [
+    "q0,,,,2026-10-01T10:00:00,true,,random,\n",  # naive
+    "q0,,,,9999-12-31T23:30:00-05:00,true,,random,\n",  # overflows in UTC
+    "q0,,,,0001-01-01T00:30:00+01:00,true,,random,\n",  # before year 1 in UTC
+    "q0,,,,2026-13-01T10:00:00Z,true,,random,\n",
+    "q0,,,,2026-10-01T10:00:00Z,maybe,,random,\n",
+    "q0,,,,2026-10-01T10:00:00Z,,wrong,random,\n",
+    ",,,,2026-10-01T10:00:00Z,true,,random,\n",  # no queue
+    "q0,,,,2026-10-01T10:00:00Z,true,,random,,extra\n",
+    'q0,,,,"2026-10-01T10:00:00Z,true\n',  # unterminated quote
+    "q0,,,,nan,true,,random,\n",
+    "q0,,,,inf,1,,random,\n",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_CSV_LINES)
+@pytest.mark.parametrize("where", [0.1, 0.9])
+def test_bad_csv_rows_are_refused_with_the_reference_message(
+    tmp_path: Path, bad: str, where: float
+) -> None:
+    lines = _lines(generated_rows(3, 200))
+    at = 1 + int(where * (len(lines) - 1))
+    text = "".join(lines[:at]) + _shift(bad) + "".join(lines[at:])
+    path = tmp_path / "v.csv"
+    path.write_text(text, encoding="utf-8")
+    spec = ChartSpec()
+    expected = outcome(reference_output, path, spec, LoadOptions())
+    assert isinstance(expected, str)
+    assert expected.startswith("InputError")
+    assert outcome(columnar_output, path, spec, LoadOptions()) == expected
+
+
+def _shift(bad: str) -> str:
+    """The bad row in COLUMNS order (verdict_id first)."""
+    return "," + bad
+
+
+BAD_NDJSON = [
+    '{"queue_id": "q0", "reviewed_at": "2026-10-01T10:00:00Z", "correct": "yes", "site_id": [1]}',
+    '{"queue_id": ["q0"], "reviewed_at": "2026-10-01T10:00:00Z", "correct": true}',
+    '{"queue_id": "q0", "reviewed_at": 1767225600, "correct": true}',
+    '{"queue_id": "q0", "reviewed_at": "9999-12-31T23:30:00-05:00", "correct": true}',
+    '{"queue_id": "q0", "reviewed_at": "2026-10-01T10:00:00Z", "correct": 2}',
+    '{"queue_id": "q0", "reviewed_at": "2026-10-01T10:00:00Z", "correct": NaN}',
+    '{"queue_id": "q0", "reviewed_at": "2026-10-01T10:00:00Z", "correct": Infinity}',
+    '{"queue_id": "q0", "reviewed_at": "2026-10-01T10:00:00Z"',
+    "[1, 2]",
+    '{"queue_id": 7, "reviewed_at": "2026-10-01T10:00:00Z", "correct": 1.0}',
+]
+
+
+@pytest.mark.parametrize("bad", BAD_NDJSON)
+def test_bad_ndjson_rows_are_refused_with_the_reference_message(tmp_path: Path, bad: str) -> None:
+    rows = [{k: v for k, v in r.items() if v} for r in generated_rows(4, 200)]
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(120, bad)
+    path = tmp_path / "v.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = ChartSpec(chart="bernoulli-cusum")
+    expected = outcome(reference_output, path, spec, LoadOptions())
+    assert isinstance(expected, str)
+    assert expected.startswith("InputError")
+    assert outcome(columnar_output, path, spec, LoadOptions()) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b"", "v.csv"),
+        (b"  \n\t\n", "v.csv"),
+        (b"\n \n", "v.ndjson"),
+        (b"queue_id,reviewed_at,correct\n", "v.csv"),
+        (b"queue_id,when,correct\nq,2026-10-01T10:00:00Z,true\n", "v.csv"),
+        (b'{"queue_id": "q", "correct": true}\n', "v.ndjson"),
+        # an undecodable byte late in the file is reported before an earlier bad row
+        (
+            b"queue_id,reviewed_at,correct\nq,bad,true\nq,2026-10-01T10:00:00Z,true\n\xff\n",
+            "v.csv",
+        ),
+        (b'\xef\xbb\xbf{"queue_id": "q"}\n{"x": "\xc3"}\n', "v.ndjson"),
+        # a structural error late in the file is reported before an earlier bad row
+        (b"queue_id,reviewed_at,correct\nq,bad,true\nq,x,true,4\n", "v.csv"),
+        (b"queue_id,reviewed_at,correct\rq,2026-10-01T10:00:00Z,true\rq,x,true\r", "v.csv"),
+        (b"a,a\n1,2\n", "v.csv"),
+    ],
+)
+def test_whole_file_problems_match_the_reference(tmp_path: Path, data: bytes, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    spec = ChartSpec()
+    expected = outcome(reference_output, path, spec, LoadOptions())
+    assert outcome(columnar_output, path, spec, LoadOptions()) == expected
+
+
+def test_a_line_longer_than_the_bound_is_refused_without_reading_it(tmp_path: Path) -> None:
+    path = tmp_path / "v.ndjson"
+    with path.open("w") as f:
+        f.write('{"queue_id": "q", "reviewed_at": "2026-10-01T10:00:00Z", "correct": true}\n')
+        f.write('{"queue_id": "' + "x" * (MAX_LINE_BYTES + 10) + '"}\n')
+    with pytest.raises(InputError, match=r"line 2 of v\.ndjson is longer than 1,048,576 bytes"):
+        load_columns(path)
