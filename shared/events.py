@@ -232,6 +232,26 @@ class SubgroupPoint(BaseModel):
     emitted_at: datetime  # wall time
 
 
+class CusumInfo(BaseModel):
+    """One side of a queue's live per-verdict Bernoulli CUSUM (``docs/statistics.md``):
+    its statistic, decision interval and design, in a snapshot and in the breach it raises."""
+
+    model_config = ConfigDict(frozen=True)
+
+    side: Literal["upper", "lower"]  # upper: errors up; lower: errors down (QA feed broken?)
+    p0: float = Field(description="the baseline error rate the chart runs against")
+    p1: float = Field(description="the error rate it is tuned to detect")
+    statistic: float = Field(ge=0, description="B (Reynolds-Stoumbos units); signals at h")
+    h: float = Field(gt=0, description="decision interval in B units")
+    verdicts: int = Field(ge=0, description="random verdicts since the chart last restarted")
+    errors: int = Field(ge=0, description="of those, incorrect")
+    signals: int = Field(ge=0, description="signals so far (each restarts the chart)")
+    arl0_verdicts: float = Field(gt=0, description="designed in-control ARL, in verdicts")
+    arl0_days: float | None = Field(description="the same in days at the measured rate")
+    rate_per_day: float | None = Field(description="random verdicts a day it was designed for")
+    design: dict[str, Any] = Field(description="the library's BernoulliCusumDesign.to_dict()")
+
+
 class QualitySnapshot(BaseModel):
     """The scorer's view of one queue, produced whenever the queue's state changes."""
 
@@ -262,6 +282,9 @@ class QualitySnapshot(BaseModel):
     late_verdicts_24h: int = 0  # of those, in the subgroups of the last 24 h
     subgroups_closed: int = 0  # subgroups closed so far (each published on qw.subgroups.v1)
     failed_batches: int = 0  # batches dead-lettered whole because scoring them raised
+    cusum_upper: CusumInfo | None = None  # the live CUSUMs; None before baseline and rate
+    cusum_lower: CusumInfo | None = None
+    verdict_rate_per_day: float | None = None  # measured random verdicts a day (event time)
 
 
 class BreachKind(StrEnum):
@@ -293,3 +316,5 @@ class Breach(BaseModel):
     message: str
     detected_at: datetime  # event time
     emitted_at: datetime  # wall time
+    cusum: CusumInfo | None = None  # a CUSUM breach: the chart at the signal, and its design
+    verdicts_total: int | None = None  # a CUSUM breach: the queue's verdicts counted then

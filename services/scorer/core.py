@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+from services.scorer import cusum as live
 from services.scorer.chunks import ChunkStore, Record
 from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
 from services.scorer.pending import PendingStore
@@ -34,10 +35,12 @@ from shared.events import (
     Breach,
     BreachKind,
     ChartPoint,
+    CusumInfo,
     QualitySnapshot,
     SubgroupPoint,
     SubgroupStatus,
 )
+from shared.stats.cusum import BernoulliCusum
 from shared.stats.ewma import EwmaState
 from shared.stats.intervals import wilson_interval
 from shared.stats.problimits import CountModel, alpha_for_sigmas
@@ -200,19 +203,22 @@ class Scorer:
         counted: dict[str, Record] = {}
         revised: set[int] = set()
         if decisions:
-            self._add_decisions(st, decisions, period, counted, revised, batch_id)
+            self._add_decisions(st, decisions, period, counted, revised, batch_id, out, wall)
         for v in verdicts:
             st.watermark = max(st.watermark, _epoch(v["reviewed_at"]))
             record = self._decisions.get(v["decision_id"], st.alive_from)
             if record is None:
                 self._hold(st, v, batch_id)
                 continue
-            self._count_verdict(st, v["verdict_id"], _verdict_record(v), record, counted, revised)
+            self._count_verdict(
+                st, v["verdict_id"], _verdict_record(v), record, counted, revised, out, wall
+            )
         if counted:
             self._counted.add(queue_id, st.watermark, batch_id, counted, st.alive_from)
         self._pending.stage(queue_id, st.watermark, batch_id, st.pending_alive_from)
 
         self._close_subgroups(st, out, wall)
+        self._design_cusums(st)
         self._revise(st, revised, out, wall)
         self._check_target(st, out, wall)
         self._expire(st)
@@ -379,6 +385,8 @@ class Scorer:
         counted: dict[str, Record],
         revised: set[int],
         batch_id: str,
+        out: Output,
+        wall: float,
     ) -> None:
         records: dict[str, Record] = {}
         for d in decisions:
@@ -402,7 +410,9 @@ class Scorer:
             if start <= st.closed_through and bucket.rev >= 0:
                 revised.add(start)  # a late decision: the published subgroup is republished
             for verdict_id, p in self._pending.release(st.queue_id, decision_id):
-                self._count_verdict(st, verdict_id, [p[0], *p[2:]], rec, counted, revised)
+                self._count_verdict(
+                    st, verdict_id, [p[0], *p[2:]], rec, counted, revised, out, wall
+                )
 
     def _count_verdict(
         self,
@@ -412,6 +422,8 @@ class Scorer:
         decision: Record,
         counted: dict[str, Record],
         revised: set[int],
+        out: Output,
+        wall: float,
     ) -> None:
         """Count a joined verdict. ``verdict`` is [reviewed_at, outcome, error_type,
         sample_type]; ``decision`` the decision's record."""
@@ -431,10 +443,81 @@ class Scorer:
             bucket.other += 1
             return
         bucket.n += 1
-        if verdict[1] == "incorrect":
+        incorrect = verdict[1] == "incorrect"
+        if incorrect:
             bucket.e += 1
             et = verdict[2] or "unknown"
             bucket.errors_by_type[et] = bucket.errors_by_type.get(et, 0) + 1
+        if st.rate_from is None:
+            st.rate_from = st.watermark
+        st.rate_n += 1
+        for chart in st.cusum.values():
+            if chart.update(incorrect):
+                self._cusum_breach(st, chart, out, wall)
+
+    # -- live CUSUM -----------------------------------------------------------------------
+    def _design_cusums(self, st: QueueState) -> None:
+        """Measure the queue's verdict rate (first after ``RATE_FIRST_SPAN_S`` of event time,
+        then once a day, smoothed) and, when it changes or the baseline has just been
+        frozen, design the CUSUMs for their share of the false-alarm budget (cusum.py)."""
+        changed = False
+        if st.rate_from is not None:
+            span = st.watermark - st.rate_from
+            if span >= live.RATE_SPAN_S or (st.rate is None and span >= live.RATE_FIRST_SPAN_S):
+                measured = st.rate_n * 86400.0 / span
+                st.rate = measured if st.rate is None else (st.rate + measured) / 2
+                st.rate_from, st.rate_n = st.watermark, 0
+                changed = True
+        if st.baseline_p is None or st.rate is None or not (changed or not st.cusum):
+            return
+        if st.cusum and st.rate == 0:
+            return  # no verdicts this day: keep the design in force
+        arl0 = live.design_arl0(
+            live.arl0_for(st.rate, self.s.false_alarms_per_day, self.s.expected_queues)
+        )
+        for side, ratio in (("upper", self.s.cusum_shift_up), ("lower", self.s.cusum_shift_down)):
+            d = live.design(cast(live.Side, side), st.baseline_p, ratio, arl0)
+            chart = st.cusum.get(side)
+            if d is None:
+                continue
+            if chart is None:
+                st.cusum[side] = live.LiveCusum(cast(live.Side, side), BernoulliCusum(d), arl0)
+            elif chart.chart.design != d:
+                chart.redesign(d, arl0)
+
+    def _cusum_info(self, st: QueueState, chart: live.LiveCusum) -> CusumInfo:
+        d = chart.chart.design
+        p0, p1 = live.observed_error_rate(chart.side, d)
+        return CusumInfo(
+            side=chart.side, p0=p0, p1=p1, statistic=chart.chart.statistic, h=d.h,
+            verdicts=chart.chart.t, errors=chart.errors, signals=chart.signals,
+            arl0_verdicts=chart.arl0,
+            arl0_days=chart.arl0 / st.rate if st.rate else None,
+            rate_per_day=st.rate, design=d.to_dict(),
+        )  # fmt: skip
+
+    def _cusum_breach(
+        self, st: QueueState, chart: live.LiveCusum, out: Output, wall: float
+    ) -> None:
+        """A CUSUM signal: a breach now (no subgroup to wait for), then the chart restarts."""
+        info = self._cusum_info(st, chart)
+        chart.reset()
+        period = self.s.subgroup_seconds
+        start = int(st.watermark // period) * period
+        observed = info.errors / info.verdicts if info.verdicts else 0.0
+        if chart.side == "upper":
+            rule, what = "cusum_upper", "up"
+        else:
+            rule, what = "cusum_lower", "down (is the QA feed broken?)"
+        self._breach(
+            st, out, BreachKind.SPC, rule, "warning", start, observed, info.p0, None,
+            info.verdicts, wall,
+            f"queue {st.queue_id}: error rate {what}: the per-verdict CUSUM tuned to "
+            f"{info.p1:.1%} (baseline {info.p0:.1%}) reached h={info.h:.2f} after "
+            f"{info.verdicts} verdicts with {info.errors} errors ({observed:.1%}); designed "
+            f"for one false alarm in {info.arl0_verdicts:,.0f} verdicts",
+            cusum=info, verdicts_total=st.verdicts_total,
+        )  # fmt: skip
 
     # -- SPC ------------------------------------------------------------------------------
     def _close_subgroups(self, st: QueueState, out: Output, wall: float) -> None:
@@ -606,6 +689,8 @@ class Scorer:
         n: int,
         wall: float,
         message: str,
+        cusum: CusumInfo | None = None,
+        verdicts_total: int | None = None,
     ) -> None:
         dedup = f"{st.queue_id}:{rule}:{start}"
         breach = Breach(
@@ -623,6 +708,8 @@ class Scorer:
             message=message,
             detected_at=_dt(st.watermark),
             emitted_at=_dt(wall),
+            cusum=cusum,
+            verdicts_total=verdicts_total,
         )
         out.breaches.append(breach)
         self._publish(st, "breach", queue_key(st.queue_id), breach.model_dump_json().encode())
@@ -694,6 +781,9 @@ class Scorer:
             subgroups_closed=st.closed_count,
             failed_batches=st.failed_batches,
             last_point=st.last_point,
+            cusum_upper=self._cusum_info(st, st.cusum["upper"]) if "upper" in st.cusum else None,
+            cusum_lower=self._cusum_info(st, st.cusum["lower"]) if "lower" in st.cusum else None,
+            verdict_rate_per_day=st.rate,
         )
 
 

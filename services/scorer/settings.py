@@ -44,6 +44,36 @@ class ScorerSettings(BaseSettings):
     ewma_l: float = Field(
         description="EWMA limit width in standard deviations of the statistic", default=3.2, gt=0
     )
+    cusum_shift_up: float = Field(
+        default=2.0,
+        gt=1.0,
+        le=10.0,
+        description="the live upper Bernoulli CUSUM is tuned to detect the baseline error rate "
+        "times this (2.0: a doubling); 1 < x <= 10",
+    )
+    cusum_shift_down: float = Field(
+        default=0.25,
+        ge=0.01,
+        le=0.9,
+        description="the live lower Bernoulli CUSUM is tuned to detect the baseline error "
+        "rate times this (0.25: errors down to a quarter, often a broken QA feed); 0.01-0.9",
+    )
+    false_alarms_per_day: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1000.0,
+        description="the false-alarm budget: expected false alarms a day across all queues, "
+        "shared equally by the expected queues and their four detectors; each queue's CUSUM "
+        "design follows from its share and the queue's measured verdict rate",
+    )
+    expected_queues: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="how many queues the whole wall charts (all scorer workers together): "
+        "the budget is split by this; too low spends more than the budget, too high makes "
+        "the CUSUMs slower than they could be",
+    )
     decision_ttl_seconds: int = Field(
         description="how long decisions (for the join) and counted verdict ids are kept",
         default=7 * 86400,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.scorer.cusum import LiveCusum
 from shared.events import ChartPoint
 
 STATE_VERSION = 3  # 3: chunk keys with zero-padded hours, in RocksDB
@@ -89,6 +90,14 @@ class QueueState:
     out_seq: int = 0
     # batches dead-lettered whole because scoring them raised
     failed_batches: int = 0
+    # the live Bernoulli CUSUMs ("upper", "lower"), once the queue has a baseline and a
+    # measured verdict rate (see cusum.py); optional in the record (absent: none yet)
+    cusum: dict[str, LiveCusum] = field(default_factory=dict)
+    # random verdicts a day (event time) the designs in force were made for, and the
+    # measurement under way: random verdicts counted since the watermark ``rate_from``
+    rate: float | None = None
+    rate_from: float | None = None
+    rate_n: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +125,10 @@ class QueueState:
             "outbox": self.outbox,
             "out_seq": self.out_seq,
             "failed_batches": self.failed_batches,
+            "cusum": {side: c.to_dict() for side, c in self.cusum.items()},
+            "rate": self.rate,
+            "rate_from": self.rate_from,
+            "rate_n": self.rate_n,
         }
 
     @classmethod
@@ -149,6 +162,10 @@ class QueueState:
             outbox=[list(x) for x in d["outbox"]],
             out_seq=int(d["out_seq"]),
             failed_batches=int(d.get("failed_batches", 0)),
+            cusum={side: LiveCusum.from_dict(c) for side, c in (d.get("cusum") or {}).items()},
+            rate=None if d.get("rate") is None else float(d["rate"]),
+            rate_from=None if d.get("rate_from") is None else float(d["rate_from"]),
+            rate_n=int(d.get("rate_n", 0)),
         )
 
 

@@ -70,10 +70,12 @@ def recover(log: list[tuple[str, str, Any]], table: dict[str, Any] | None = None
 
 
 def settings() -> ScorerSettings:
+    # a budget generous enough for the live CUSUMs to signal within these few hours, so
+    # their state and signals are replayed too
     return ScorerSettings(
         subgroup_seconds=3600, grace_seconds=3600, phase1_subgroups=3, min_subgroup_n=4,
         snapshot_interval_s=0.0, decision_ttl_seconds=5 * 3600, pending_ttl_seconds=4 * 3600,
-        pending_max=40, baseline_p={"qb": 0.1},
+        pending_max=40, baseline_p={"qb": 0.1}, false_alarms_per_day=1000.0, expected_queues=1,
     )  # fmt: skip
 
 
@@ -174,6 +176,9 @@ def test_every_crash_point_replays_to_the_uninterrupted_result(seed: int) -> Non
         send(reference, msgs[offset]["queue_id"], published)
     expected = fingerprint(reference)
     assert any(kind == "breach" for kind, _, _ in published), "the drift must signal"
+    rules = {codec.loads(v)["rule"] for kind, _, v in published if kind == "breach"}
+    assert "cusum_upper" in rules, rules
+    assert all(reference.state(q).cusum for q in QUEUES)
     assert any(codec.loads(v)["revision"] > 0 for k, _, v in published if k == "subgroup")
     assert expected["qa:pending"] + expected["qb:pending"] > 0
     assert any(reference.state(q).expired_pending for q in QUEUES)

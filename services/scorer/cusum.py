@@ -1,0 +1,186 @@
+"""The live per-verdict Bernoulli CUSUMs and the wall's false-alarm budget. Pure.
+
+Each queue with a baseline p0 runs two one-sided Bernoulli CUSUMs over its random-sample
+verdicts, in the scorer's counting order:
+
+- **upper**: the library's ``BernoulliCusum`` for p0 -> p1 = ``shift_up`` x p0 (errors up);
+- **lower**: errors down to p1 = ``shift_down`` x p0 (often a broken QA feed). The library's
+  chart detects increases only; a drop of the error rate is a rise of the *correct* rate, so
+  the lower CUSUM is the library's chart for 1 - p0 -> 1 - p1 fed with "the verdict was
+  correct". That is the log-likelihood-ratio CUSUM for p0 -> p1 < p0, on the same exact
+  integer lattice, with the same exact ARL.
+
+**The budget.** ``false_alarms_per_day`` is shared equally by ``expected_queues`` queues and,
+within a queue, by its ``DETECTORS`` detectors (CUSUM up, CUSUM down, p-chart, EWMA). A
+detector's share is ``budget / (N k)`` false alarms a day; a CUSUM seeing ``r`` random
+verdicts a day meets it with an in-control ARL of ``r N k / budget`` verdicts. So a busy queue
+and a quiet one raise the same expected number of false alarms a day, and the shares add up
+to the budget. ``choose_h`` turns the ARL0 into the smallest decision interval that meets it.
+
+Designs cost a few Markov-chain solves (up to seconds for rare errors and a large ARL0), so
+they are cached by (p0, p1, ARL0 rounded *up* to 1/20 of a decade: at most 12% more ARL0
+than asked, i.e. a little under budget) and recomputed only when the queue's measured
+verdict rate is updated (``RATE_FIRST_SPAN_S`` after its first verdict, then once a day of
+event time). The design in force lives in the queue's record, so a replay uses it exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Literal
+
+from shared.stats.cusum import BernoulliCusum, BernoulliCusumDesign, choose_h, llr_gamma
+from shared.stats.errors import StatsError
+
+Side = Literal["upper", "lower"]
+SIDES: tuple[Side, Side] = ("upper", "lower")
+DETECTORS = 4  # CUSUM up, CUSUM down, p-chart, EWMA: each gets an equal share of a queue's
+ARL0_MIN = 100.0  # verdicts: below, a chart would alarm on a handful of errors
+ARL0_MAX = 1e8  # verdicts: beyond, the design's cost grows and no wall needs more
+MAX_LATTICE = 400  # m beyond this (p0 under ~0.5%): the exact design costs too much
+RATE_FIRST_SPAN_S = 3 * 3600  # event time measured before the first rate (and design)
+RATE_SPAN_S = 86400  # then the rate is re-measured once a day of event time
+ARL0_STEPS_PER_DECADE = 20
+
+
+def detector_share(budget_per_day: float, queues: int, detectors: int = DETECTORS) -> float:
+    """Expected false alarms a day allowed to one detector of one queue."""
+    if budget_per_day <= 0 or queues < 1 or detectors < 1:
+        raise ValueError("budget must be > 0, queues and detectors >= 1")
+    return budget_per_day / (queues * detectors)
+
+
+def arl0_for(
+    rate_per_day: float, budget_per_day: float, queues: int, detectors: int = DETECTORS
+) -> float:
+    """The in-control ARL, in verdicts, that spends one detector's share of the budget at
+    ``rate_per_day`` verdicts a day: r N k / budget (unclamped)."""
+    if rate_per_day < 0:
+        raise ValueError("rate must be >= 0")
+    return rate_per_day / detector_share(budget_per_day, queues, detectors)
+
+
+def design_arl0(arl0: float) -> float:
+    """The ARL0 a design is made for: clamped to [ARL0_MIN, ARL0_MAX] and rounded up to a
+    step of 1/20 decade, so nearby rates share one cached design."""
+    a = min(max(arl0, ARL0_MIN), ARL0_MAX)
+    step = math.ceil(math.log10(a) * ARL0_STEPS_PER_DECADE - 1e-9) / ARL0_STEPS_PER_DECADE
+    return float(round(10**step, 6))
+
+
+def _p1(side: Side, p0: float, ratio: float) -> float:
+    if side == "upper":
+        return min(p0 * ratio, (1.0 + p0) / 2)  # a shift past 100% means "most of the gap"
+    return p0 * ratio
+
+
+def _lower_resolution(p0: float, p1: float) -> int | None:
+    """g of the correct-rate chart 1-p0 -> 1-p1 whose lattice represents its reference value
+    within 1%, as the library's default does for the upper chart (whose search stops at
+    g = 100, too coarse for a reference value near 1)."""
+    gamma = 1.0 - llr_gamma(1.0 - p0, 1.0 - p1)[1]  # reference value on the error scale
+    for g in range(1, 101):
+        m = max(g + 1, round(g / gamma))
+        if g / m < p0 and abs(g / m - gamma) <= 0.01 * gamma:
+            return m - g
+    return None
+
+
+@functools.lru_cache(maxsize=2048)
+def design(side: Side, p0: float, ratio: float, arl0: float) -> BernoulliCusumDesign | None:
+    """The side's chart for the queue's baseline ``p0`` and ``arl0`` (from
+    :func:`design_arl0`), or None where no chart is run (the lattice would be too fine: p0
+    too small for the shift to be represented at a bounded cost)."""
+    p1 = _p1(side, p0, ratio)
+    try:
+        if side == "upper":
+            m, _ = BernoulliCusumDesign.lattice(p0, p1)
+            if m > MAX_LATTICE:
+                return None
+            return choose_h(p0, p1, arl0)
+        resolution = _lower_resolution(p0, p1)
+        if resolution is None or resolution + 1 > MAX_LATTICE:
+            return None
+        return choose_h(1.0 - p0, 1.0 - p1, arl0, resolution=resolution)
+    except StatsError:
+        return None
+
+
+def observed_error_rate(side: Side, chart_design: BernoulliCusumDesign) -> tuple[float, float]:
+    """(p0, p1) on the error scale for a side's design."""
+    if side == "upper":
+        return chart_design.p0, chart_design.p1
+    return 1.0 - chart_design.p0, 1.0 - chart_design.p1
+
+
+class LiveCusum:
+    """One side of a queue's live CUSUM: the library's chart, the errors and verdicts since
+    its last reset (for the breach's observed rate), its signal count and the ARL0 it was
+    designed for. Serialises to a plain dict inside the queue record."""
+
+    __slots__ = ("arl0", "chart", "errors", "side", "signals")
+
+    def __init__(
+        self, side: Side, chart: BernoulliCusum, arl0: float, errors: int = 0, signals: int = 0
+    ) -> None:
+        self.side = side
+        self.chart = chart
+        self.arl0 = arl0
+        self.errors = errors
+        self.signals = signals
+
+    def update(self, incorrect: bool) -> bool:
+        """Count one verdict; True on a signal, after which the chart restarts at 0."""
+        self.errors += incorrect
+        point = self.chart.update(incorrect if self.side == "upper" else not incorrect)
+        if point.signal:
+            self.signals += 1
+        return point.signal
+
+    def reset(self) -> None:
+        self.chart.reset()
+        self.errors = 0
+
+    def redesign(self, chart_design: BernoulliCusumDesign, arl0: float) -> None:
+        """A new decision interval for the same shift: the statistic carries over (same
+        lattice); a different lattice (it cannot happen for a fixed p0) restarts it."""
+        old = self.chart.design
+        self.arl0 = arl0
+        if (old.m, old.g, old.p0, old.p1) == (
+            chart_design.m,
+            chart_design.g,
+            chart_design.p0,
+            chart_design.p1,
+        ):
+            self.chart = BernoulliCusum(chart_design, s=self.chart.s, t=self.chart.t)
+        else:
+            self.chart = BernoulliCusum(chart_design)
+            self.errors = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side,
+            "chart": self.chart.to_dict(),
+            "arl0": self.arl0,
+            "errors": self.errors,
+            "signals": self.signals,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LiveCusum):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LiveCusum:
+        side: Side = "upper" if d["side"] == "upper" else "lower"
+        return cls(
+            side,
+            BernoulliCusum.from_dict(d["chart"]),
+            float(d["arl0"]),
+            int(d["errors"]),
+            int(d["signals"]),
+        )
