@@ -263,7 +263,7 @@ def import_parquet() -> Any:
         return importlib.import_module("pyarrow.parquet")
     except ImportError:
         raise InputError(
-            "reading Parquet needs pyarrow, which is not installed (pip install pyarrow); "
+            "reading Parquet needs pyarrow, which is not installed (pip install pyarrow, or the parquet extra); "
             "or export the file as CSV or NDJSON"
         ) from None
 
