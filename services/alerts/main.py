@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
     auth = policy()  # a bad key file stops the start here
-    log.warning("alerts HTTP: %s", auth.describe())
     if settings.db.url.startswith("sqlite"):
         from pathlib import Path
 
@@ -34,6 +33,12 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
     sessions = db.make_sessionmaker(engine)
     metrics = Metrics.create()
     await wait_for_broker(settings.kafka)
+    # said once the broker answered: a start that cannot reach it ends with that one line
+    log.log(
+        logging.INFO if auth.enforced("ingest") else logging.WARNING,
+        "alerts HTTP: %s",
+        auth.describe(),
+    )
     await ensure_topics(settings.kafka)
     # No proxy from the environment (it would connect for us, past the address check) and
     # no redirects (a 3xx is a final answer: a redirect could point anywhere).

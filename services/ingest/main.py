@@ -18,8 +18,13 @@ log = logging.getLogger(__name__)
 
 async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
     auth = policy()  # a bad key file stops the start here, before the broker is awaited
-    log.warning("ingest HTTP: %s", auth.describe())
     await wait_for_broker(settings.kafka)
+    # said once the broker answered: a start that cannot reach it ends with that one line
+    log.log(
+        logging.INFO if auth.enforced("ingest") else logging.WARNING,
+        "ingest HTTP: %s",
+        auth.describe(),
+    )
     await ensure_topics(settings.kafka)
     producer = make_producer(settings.kafka)
     await producer.start()
