@@ -17,11 +17,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
+from services.alerts.api import create_app
+from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.wall import STREAM_BACKLOG, TREND_POINTS, WallHub
+from shared.apikeys import AuthPolicy, KeyStore
 from shared.events import QualitySnapshot, SubgroupStatus
 from shared.settings import KafkaSettings
 from tests.alerts_cases import api_client, make_breach, make_point, make_snapshot, sqlite_sessions
@@ -210,3 +214,21 @@ def test_a_non_editable_install_carries_the_page() -> None:
     assert {p.name for p in shipped} >= {"wall.html", "wall.css", "wall.js"}
     for p in shipped:
         assert any(fnmatch.fnmatch(f"static/{p.name}", g) for g in declared), p.name
+
+
+async def test_the_wall_is_protected_when_reads_are(
+    tmp_path: Path, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    store = KeyStore(tmp_path / "k.json")
+    _, reader = store.create("wall", ["read"])
+    for protect, status in ((False, 200), (True, 401)):
+        app = create_app(
+            AlertsSettings(kafka=KafkaSettings()), sessions, Metrics.create(CollectorRegistry()),
+            AuthPolicy(store, "production", protect_reads=protect),
+        )  # fmt: skip
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://a") as c:
+            for path in ("/wall", "/wall/tiles", "/wall/queues/bad"):
+                assert (await c.get(path)).status_code == status, (protect, path)
+                r = await c.get(path, headers={"X-API-Key": reader})
+                assert r.status_code == 200, (protect, path)
