@@ -4,6 +4,7 @@
 #   deploy/local/setup.sh          the virtualenv with the project (for the demo)
 #   deploy/local/setup.sh --test   also the test tools: PostgreSQL, Prometheus (promtool)
 #                                  and Alertmanager (amtool) from Debian's packages,
+#                                  Chromium (the wall's browser test drives it),
 #                                  docker-compose (v1) to validate the compose file, the
 #                                  Kafka broker's jars (~/.m2), and kustomize (built from
 #                                  its Go module into .venv/bin) to render deploy/kubernetes
@@ -49,6 +50,7 @@ if (( test_tools )); then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
     || missing+=(prometheus-alertmanager)
+  command -v chromium >/dev/null || missing+=(chromium)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   # kustomize renders deploy/kubernetes for tests/deploy/test_kubernetes.py. Pinned, built
   # from its Go module (Go's build cache makes a rebuild quick); v5.7 builds with Go >= 1.22.

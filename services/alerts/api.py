@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts import db
+from services.alerts import db, wall
 from services.alerts.health import Health, health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
@@ -312,8 +312,10 @@ def create_app(
     app.state.sessions = sessions
     if auth is not None and auth.protect_reads:
         app.include_router(router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
+        wall.include(app, dependencies=[needs("read")], responses=AUTH_RESPONSES)
     else:
         app.include_router(router)
+        wall.include(app)  # GET /wall: the page for the operations room (services/alerts/wall.py)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

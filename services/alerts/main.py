@@ -7,7 +7,7 @@ import logging
 
 import httpx
 
-from services.alerts import db
+from services.alerts import db, wall
 from services.alerts.alertmanager import AlertmanagerPusher
 from services.alerts.api import create_app
 from services.alerts.consumer import AlertsConsumer, LagExporter
@@ -57,9 +57,8 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
         )  # fmt: skip
         await deliverer.enable_configured()
         log.info("webhook deliveries are claimed as %s", deliverer.owner)
-        server = http_server(
-            create_app(settings, sessions, metrics, auth), settings.host, settings.port
-        )
+        app = create_app(settings, sessions, metrics, auth)
+        server = http_server(app, settings.host, settings.port)
         tasks = [
             asyncio.create_task(
                 AlertsConsumer(settings, sessions, metrics).run(stop), name="consumer"
@@ -75,6 +74,7 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
 
         def on_stop() -> None:
             server.should_exit = True
+            wall.close(app)  # end the live walls' streams, or the server waits for them
 
         try:
             await supervise(tasks, stop, on_stop)

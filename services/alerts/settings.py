@@ -244,6 +244,16 @@ class AlertsSettings(BaseSettings):
         default_factory=lambda: ["qw-scorer", "qw-ingest", "qw-alerts"],
         description="consumer groups whose lag is exported",
     )
+    wall_max_streams: int = Field(
+        default=32, ge=1, le=10_000,
+        description="live wall pages (server-sent event streams) served at once; one more "
+        "gets 503",
+    )  # fmt: skip
+    wall_refresh_s: float = Field(
+        default=2.0, ge=0.2, le=300,
+        description="how often the wall recomputes its tiles (once for every open page) and "
+        "pushes what changed",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> AlertsSettings:

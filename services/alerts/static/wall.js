@@ -1,0 +1,249 @@
+// QualityWatch wall: tiles from server-sent events (wall/events), a control chart on click.
+// Plain JavaScript, no library and no network beyond this service: it works offline.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const state = { tiles: new Map(), order: [], open: null };
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  return node;
+}
+const pct = (x, d = 1) => (x === null || x === undefined ? "–" : (100 * x).toFixed(d) + "%");
+const when = (iso) => (iso ? iso.replace("T", " ").slice(0, 16) + " UTC" : "–");
+
+function sparkline(tile) {
+  const w = 300, h = 46, pad = 3;
+  const s = svg("svg", { viewBox: `0 0 ${w} ${h}`, class: "spark", role: "img",
+    preserveAspectRatio: "none",
+    "aria-label": `error rate of the last ${tile.trend.length} subgroups` });
+  const vals = tile.trend.concat(tile.trend_ucl).filter((v) => v !== null);
+  if (!vals.length) return s;
+  const top = Math.max(...vals, 0.01) * 1.1;
+  const x = (i) => pad + (i * (w - 2 * pad)) / Math.max(1, tile.trend.length - 1);
+  const y = (v) => h - pad - (v / top) * (h - 2 * pad);
+  const line = (vs, attrs) => {
+    const pts = vs.map((v, i) => (v === null ? null : `${x(i).toFixed(1)},${y(v).toFixed(1)}`))
+      .filter((p) => p !== null);
+    if (pts.length > 1) s.append(svg("polyline", { points: pts.join(" "), fill: "none",
+      "vector-effect": "non-scaling-stroke", ...attrs }));
+  };
+  line(tile.trend_ucl, { stroke: "#ffb74d", "stroke-width": 1.5, "stroke-dasharray": "4 3" });
+  line(tile.trend, { stroke: "#e3f2fd", "stroke-width": 2 });
+  const last = tile.trend.length - 1;
+  if (last >= 0 && tile.trend[last] !== null) {
+    const over = tile.trend_ucl[last] !== null && tile.trend[last] > tile.trend_ucl[last];
+    s.append(svg("circle", { cx: x(last), cy: y(tile.trend[last]), r: over ? 5 : 3,
+      fill: over ? "#ff5252" : "#e3f2fd" }));
+  }
+  return s;
+}
+
+function renderTile(tile) {
+  const node = el("button", { type: "button", class: `tile band-${tile.band}`,
+    "data-queue": tile.queue_id, "data-band": tile.band });
+  node.append(
+    el("span", { class: "score", title: "health score 0-100" },
+      tile.score === null ? "–" : String(Math.round(tile.score))),
+    el("h2", {}, tile.queue_id),
+    el("p", { class: `band band-${tile.band}` }, tile.band_text),
+    el("p", { class: "acc" }, `accuracy 24h ${pct(tile.accuracy_24h)} `,
+      el("small", {}, `(95% CI ${pct(tile.accuracy_low)}–${pct(tile.accuracy_high)}, ` +
+        `n=${tile.n_24h}, target ${pct(tile.target, 0)})`)),
+    sparkline(tile),
+  );
+  const meta = [];
+  if (tile.baseline_state === "phase1") meta.push(`learning (${tile.phase1_subgroups} subgroups)`);
+  if (tile.top_error) meta.push(`top error 24h: ${tile.top_error.replaceAll("_", " ")}`);
+  if (meta.length) node.append(el("p", { class: "meta" }, meta.join(" · ")));
+  // open alerts, one line per rule (newest first): the rule, how many, the cause or message
+  const byRule = new Map();
+  for (const a of [...tile.alerts].reverse()) {
+    if (!byRule.has(a.rule)) byRule.set(a.rule, []);
+    byRule.get(a.rule).push(a);
+  }
+  for (const [rule, alerts] of byRule) {
+    const a = alerts[0];
+    const acked = alerts.every((x) => x.status === "acknowledged") ? ", acknowledged" : "";
+    node.append(el("p", { class: "alert" },
+      el("span", { class: "rule" }, `ALERT ${rule}${alerts.length > 1 ? ` ×${alerts.length}` : ""}`),
+      ` (${a.severity}${acked})`,
+      el("span", { class: "cause" }, a.cause ? `cause: ${a.cause}` : a.message)));
+  }
+  node.addEventListener("click", () => openDetail(tile.queue_id));
+  return node;
+}
+
+function render(changed) {
+  const main = document.getElementById("tiles");
+  const nodes = new Map([...main.querySelectorAll(".tile")].map((n) => [n.dataset.queue, n]));
+  const frag = document.createDocumentFragment();
+  for (const id of state.order) {
+    const tile = state.tiles.get(id);
+    if (!tile) continue;
+    let node = nodes.get(id);
+    if (!node || changed.has(id)) {
+      node = renderTile(tile);
+      if (changed.has(id) && nodes.has(id)) node.classList.add("changed");
+    }
+    frag.append(node);
+  }
+  main.replaceChildren(frag);
+  if (!state.order.length) main.append(el("p", { class: "empty" }, "no queue has been scored yet"));
+  const count = (b) => state.order.filter((id) => state.tiles.get(id)?.band === b).length;
+  document.getElementById("summary").textContent =
+    `${state.order.length} queues: ${count("red")} red, ${count("amber")} amber, ` +
+    `${count("green")} green, ${count("insufficient_data")} without enough data`;
+  if (state.open && changed.has(state.open)) openDetail(state.open);
+}
+
+function onSnapshot(data) {
+  state.tiles = new Map(data.tiles.map((t) => [t.queue_id, t]));
+  state.order = data.tiles.map((t) => t.queue_id);
+  render(new Set(state.order));
+}
+
+function onUpdate(data) {
+  for (const id of data.removed) state.tiles.delete(id);
+  for (const t of data.tiles) state.tiles.set(t.queue_id, t);
+  state.order = data.order;
+  document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+  render(new Set(data.tiles.map((t) => t.queue_id)));
+}
+
+function connect() {
+  const live = document.getElementById("live");
+  const source = new EventSource("wall/events");
+  source.addEventListener("snapshot", (e) => onSnapshot(JSON.parse(e.data)));
+  source.addEventListener("update", (e) => onUpdate(JSON.parse(e.data)));
+  source.onopen = () => { live.textContent = "live"; live.className = "live-on"; };
+  source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live-off"; };
+}
+
+function chart(points) {
+  const w = 1100, h = 360, left = 56, right = 12, top = 14, bottom = 34;
+  const s = svg("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "p-chart" });
+  if (!points.length) {
+    const t = svg("text", { x: w / 2, y: h / 2, fill: "#aab4bc", "text-anchor": "middle" });
+    t.textContent = "no subgroup closed yet";
+    s.append(t);
+    return s;
+  }
+  const vals = points.flatMap((p) => [p.p, p.ucl, p.center, p.ewma_ucl,
+    p.original_n ? p.original_errors / p.original_n : null]).filter((v) => v !== null && v !== undefined);
+  const ymax = Math.max(...vals, 0.01) * 1.1;
+  const x = (i) => left + (i + 0.5) * (w - left - right) / points.length;
+  const y = (v) => top + (1 - v / ymax) * (h - top - bottom);
+  // Phase I: shaded
+  points.forEach((p, i) => {
+    if (p.status === "phase1" || p.status === "learning_skipped") {
+      const step = (w - left - right) / points.length;
+      s.append(svg("rect", { x: x(i) - step / 2, y: top, width: step, height: h - top - bottom,
+        fill: "#2b3a4a", class: "phase1" }));
+    }
+  });
+  // axes and grid
+  for (let k = 0; k <= 4; k++) {
+    const v = (ymax * k) / 4;
+    s.append(svg("line", { x1: left, x2: w - right, y1: y(v), y2: y(v), stroke: "#27313a" }));
+    const t = svg("text", { x: left - 6, y: y(v) + 4, fill: "#aab4bc", "text-anchor": "end",
+      "font-size": 12 });
+    t.textContent = pct(v, 1);
+    s.append(t);
+  }
+  // baseline changes: a vertical dashed line where the baseline p moves
+  points.forEach((p, i) => {
+    if (i > 0 && p.baseline_p !== null && points[i - 1].baseline_p !== null &&
+        p.baseline_p !== points[i - 1].baseline_p) {
+      s.append(svg("line", { x1: x(i) - 2, x2: x(i) - 2, y1: top, y2: h - bottom,
+        stroke: "#ce93d8", "stroke-dasharray": "2 4", class: "baseline-change" }));
+    }
+  });
+  // limits (step per subgroup: variable n) and centre line
+  const steps = (key, attrs) => {
+    let d = "";
+    const step = (w - left - right) / points.length;
+    points.forEach((p, i) => {
+      const v = p[key];
+      if (v === null || v === undefined) return;
+      d += `M${(x(i) - step / 2).toFixed(1)},${y(v).toFixed(1)}H${(x(i) + step / 2).toFixed(1)}`;
+    });
+    if (d) s.append(svg("path", { d, fill: "none", ...attrs }));
+  };
+  steps("ucl", { stroke: "#ffb74d", "stroke-width": 2, "stroke-dasharray": "6 4", class: "ucl" });
+  steps("lcl", { stroke: "#ffb74d", "stroke-width": 2, "stroke-dasharray": "6 4", class: "lcl" });
+  steps("center", { stroke: "#90caf9", "stroke-width": 1.5, class: "center" });
+  // the error rate, then the points
+  const line = points.map((p, i) => (p.p === null ? null : `${x(i).toFixed(1)},${y(p.p).toFixed(1)}`))
+    .filter((v) => v !== null);
+  if (line.length > 1) s.append(svg("polyline", { points: line.join(" "), fill: "none",
+    stroke: "#546e7a", "stroke-width": 1.2 }));
+  points.forEach((p, i) => {
+    if (p.p === null) return;
+    const signal = p.signals.length > 0;
+    if (p.revision > 0 && p.original_n > 0) {
+      const op = p.original_errors / p.original_n;
+      const m = svg("text", { x: x(i), y: y(op) + 4, fill: "#aab4bc", "text-anchor": "middle",
+        "font-size": 11, class: "original" });
+      m.textContent = "×";
+      s.append(m);
+    }
+    const attrs = { class: signal ? "point signal" : "point",
+      fill: p.revision > 0 ? "none" : (signal ? "#ff5252" : "#e3f2fd"),
+      stroke: signal ? "#ff5252" : "#e3f2fd", "stroke-width": 1.5 };
+    const node = signal
+      ? svg("path", { d: `M${x(i)},${y(p.p) - 6}l6,6l-6,6l-6,-6z`, ...attrs })
+      : svg("circle", { cx: x(i), cy: y(p.p), r: 3.5, ...attrs });
+    const title = svg("title", {});
+    title.textContent = `${when(p.start)}: ${p.errors}/${p.n} = ${pct(p.p)}` +
+      (p.ucl !== null ? `, limits ${pct(p.lcl)}–${pct(p.ucl)}` : "") +
+      (signal ? `, signals: ${p.signals.join(", ")}` : "") +
+      (p.revision > 0 ? `, revision ${p.revision} (first closed ${p.original_errors}/${p.original_n})` : "") +
+      `, ${p.status}`;
+    node.append(title);
+    s.append(node);
+  });
+  const first = svg("text", { x: left, y: h - 10, fill: "#aab4bc", "font-size": 12 });
+  first.textContent = when(points[0].start);
+  const last = svg("text", { x: w - right, y: h - 10, fill: "#aab4bc", "font-size": 12,
+    "text-anchor": "end" });
+  last.textContent = when(points[points.length - 1].start);
+  s.append(first, last);
+  return s;
+}
+
+async function openDetail(queueId) {
+  const dialog = document.getElementById("detail");
+  state.open = queueId;
+  const r = await fetch(`wall/queues/${encodeURIComponent(queueId)}`);
+  if (!r.ok) return;
+  const d = await r.json();
+  if (state.open !== queueId) return;
+  document.getElementById("detail-title").textContent = queueId;
+  const band = document.getElementById("detail-band");
+  band.textContent = d.tile.band_text;
+  band.className = `band band-${d.tile.band}`;
+  document.getElementById("detail-explanation").textContent = d.tile.explanation;
+  document.getElementById("chart").replaceChildren(chart(d.points));
+  const rows = d.alerts.map((a) => el("tr", { class: `alert-row status-${a.status}` },
+    el("td", {}, a.status), el("td", {}, a.rule), el("td", {}, a.severity),
+    el("td", {}, when(a.first_seen_at)), el("td", {}, when(a.resolved_at)),
+    el("td", {}, a.message, a.cause ? el("span", { class: "cause" }, `cause: ${a.cause}`) : null)));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "6" }, "no alert for this queue")));
+  document.querySelector("#history tbody").replaceChildren(...rows);
+  if (!dialog.open) dialog.showModal();
+}
+
+document.getElementById("detail-close").addEventListener("click", () => {
+  state.open = null;
+  document.getElementById("detail").close();
+});
+document.getElementById("detail").addEventListener("close", () => { state.open = null; });
+connect();

@@ -1,0 +1,172 @@
+"""The wall in a real browser: Debian's chromium, driven by Playwright, against the running stack.
+
+Ingest, scorer and alerts run as processes on the shared broker (as in test_pipeline.py).
+The page is opened before any traffic, so everything it shows afterwards arrives by its
+server-sent events, without a reload. The simulator then drifts one queue of four:
+
+- the drifted queue's tile turns red, with the band in words and its alert's rule;
+- tiles are sorted worst first;
+- a click opens the queue's control chart (points, limits, signals, Phase I) and its alerts;
+- the stream limit holds: one more stream than ``QW_ALERTS_WALL_MAX_STREAMS`` gets 503.
+
+It saves the wall's screenshot to docs/img/wall.png (the README shows it). A missing chromium
+fails the test under CI=true and skips it elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Page, async_playwright
+
+from services.alerts.wall import BAND_RANK
+from services.demo.orchestrator import Services, wait_http
+from services.simulator.model import Drift, SimConfig, queue_profiles
+from services.simulator.run import play
+from shared.settings import KafkaSettings
+from tests.deploy.artefacts import require_tool
+from tests.monitoring import free_port
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "img" / "wall.png"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+async def bands(page: Page) -> list[tuple[str, str]]:
+    """(queue, band) of every tile, in page order."""
+    rows: list[list[str]] = await page.eval_on_selector_all(
+        "#tiles .tile", "ns => ns.map(n => [n.dataset.queue, n.dataset.band])"
+    )
+    return [(q, b) for q, b in rows]
+
+
+async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    chromium = require_tool("chromium", "chromium")
+    t0 = time.monotonic()
+    ports = {name: free_port() for name in ("ingest", "alerts")}
+    cfg = SimConfig(seed=11, queues=4, decisions_per_hour=800, random_qa_rate=0.2)
+    drifted = queue_profiles(cfg)[1].queue_id
+    cfg = dataclasses.replace(cfg, drifts=(Drift(drifted, 8 * 3600, -0.3),))
+    env = {
+        **kafka_settings.as_env(),
+        "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
+        "QW_INGEST_PORT": str(ports["ingest"]),
+        "QW_ALERTS_PORT": str(ports["alerts"]),
+        "QW_ALERTS_WALL_REFRESH_S": "0.5",
+        "QW_ALERTS_WALL_MAX_STREAMS": "2",
+        "QW_SCORER_PHASE1_SUBGROUPS": "8",
+        "QW_SCORER_GRACE_SECONDS": str(4 * 3600),
+        "QW_SCORER_DATA_DIR": str(tmp_path / "scorer"),
+    }
+    base = f"http://127.0.0.1:{ports['alerts']}"
+    services = Services(env, tmp_path / "logs")
+
+    def logs() -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-1500:]}" for p in (tmp_path / "logs").glob("*.log")
+        )
+
+    try:
+        for name in ("ingest", "scorer", "alerts"):
+            services.start(name)
+        async with (
+            async_playwright() as pw,
+            httpx.AsyncClient(base_url=base, timeout=10) as client,
+        ):
+            # the browser starts while the services do
+            browser = await pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=chromium,
+                args=CHROMIUM_ARGS, viewport={"width": 1600, "height": 900},
+            )  # fmt: skip
+            try:
+                await wait_http(f"http://127.0.0.1:{ports['ingest']}/healthz", services)
+                await wait_http(f"{base}/healthz", services)
+                page = browser.pages[0] if browser.pages else await browser.new_page()
+                outside: list[str] = []  # the page must need nothing but this service
+                page.on(
+                    "request",
+                    lambda r: None if r.url.startswith(base) else outside.append(r.url),
+                )
+                await page.goto(f"{base}/wall")
+                await page.wait_for_selector("#live.live-on", timeout=10_000)
+                await page.evaluate("window.loadedOnce = true")  # gone if the page reloads
+
+                # the stream limit: the page holds one of 2; one more is served, then 503
+                async with client.stream("GET", "/wall/events") as second:
+                    assert second.status_code == 200
+                    assert second.headers["content-type"].startswith("text/event-stream")
+                    third = await client.get("/wall/events")
+                    assert third.status_code == 503, third.text
+                    assert third.headers["retry-after"]
+                    assert "live walls are open" in third.json()["detail"]
+
+                await play(cfg, kafka_settings, duration_s=16 * 3600, speed=0)
+
+                # the drifted queue's tile turns red, live
+                red = page.locator(f'#tiles .tile[data-queue="{drifted}"][data-band="red"]')
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    services.check()
+                    if await red.count() and await red.locator(".alert").count():
+                        break
+                    await asyncio.sleep(0.5)
+                shown = await bands(page)
+                assert await red.count() == 1, f"{shown}\n{logs()}"
+                assert await page.evaluate("window.loadedOnce === true"), "the page reloaded"
+                assert int(await page.evaluate("document.body.dataset.updates || '0'")) > 0
+
+                # its band in words (colour is never the only signal), and its alert's rule
+                assert "RED" in await red.locator(".band").inner_text()
+                firing = [
+                    a for a in (await client.get("/v1/alerts?status=firing")).json()
+                    if a["queue_id"] == drifted
+                ]  # fmt: skip
+                assert firing, f"no open alert for {drifted}"
+                alert_text = await red.locator(".alert").first.inner_text()
+                assert any(a["rule"] in alert_text for a in firing), alert_text
+
+                # worst first: the page's order is the bands' order, the red queue first
+                assert len(shown) == 4, shown
+                assert shown[0] == (drifted, "red"), shown
+                ranks = [BAND_RANK[b] for _, b in shown]
+                assert ranks == sorted(ranks), shown
+                assert all(b != "red" for q, b in shown[1:]), shown
+
+                await page.screenshot(path=str(tmp_path / "wall.png"), animations="disabled")
+
+                # a click opens the control chart and the alert history
+                await red.click()
+                dialog = page.locator("dialog#detail[open]")
+                await dialog.wait_for(timeout=10_000)
+                assert await dialog.locator("#detail-title").inner_text() == drifted
+                assert await dialog.locator("#chart svg .point").count() >= 10
+                assert await dialog.locator("#chart svg path.ucl").count() == 1
+                assert await dialog.locator("#chart svg path.center").count() == 1
+                assert await dialog.locator("#chart svg .signal").count() >= 1
+                assert await dialog.locator("#chart svg rect.phase1").count() >= 8
+                history = await dialog.locator("#history tbody").inner_text()
+                assert firing[0]["rule"] in history
+                await page.screenshot(path=str(tmp_path / "wall-chart.png"), animations="disabled")
+                assert outside == [], outside
+            finally:
+                await browser.close()
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.write_bytes((tmp_path / "wall.png").read_bytes())
+        (SCREENSHOT.parent / "wall-chart.png").write_bytes(
+            (tmp_path / "wall-chart.png").read_bytes()
+        )
+    finally:
+        services.stop()
+    assert time.monotonic() - t0 < 150
