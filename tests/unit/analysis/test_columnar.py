@@ -129,8 +129,8 @@ def write(tmp: Path, rows: list[dict[str, Any]], fmt: str) -> Path:
         # NDJSON leaves empty fields out, as an exporter would
         return write_ndjson(tmp / "v.ndjson", [{k: v for k, v in r.items() if v} for r in rows])
     pytest.importorskip("pyarrow")
-    import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]
-    import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+    import pyarrow as pa  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
     path = tmp / "v.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
