@@ -360,6 +360,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         await wait_http(f"http://127.0.0.1:{opts.ingest_port}/healthz", services)
         await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services)
         console.print(
+            f"[bold]the wall: http://127.0.0.1:{opts.alerts_port}/wall[/]  (open it in a browser)"
+        )
+        console.print(
             f"health API http://127.0.0.1:{opts.alerts_port}/v1/queues   metrics "
             f"http://127.0.0.1:{opts.alerts_port}/metrics   ingest http://127.0.0.1:{opts.ingest_port}/docs"
         )
