@@ -16,6 +16,7 @@ from services.alerts import db
 from services.alerts.api import create_app
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
+from shared import codec
 from shared.events import (
     Breach,
     BreachKind,
@@ -335,3 +336,144 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
         assert acked is not None
         assert acked.status == "acknowledged"
         assert await db.acknowledge(s, 10_000) is None
+
+
+def _critical(queue: str, hour: int) -> Breach:
+    b = make_breach(queue, hour, rule="accuracy_24h_below_target")
+    return b.model_copy(update={"kind": BreachKind.BELOW_TARGET, "severity": "critical"})
+
+
+async def run_incident_cases(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """One incident per queue holds every signal; only an escalation notifies again; the
+    incident resolves with its last signal, or by hand, and the trail says who did what."""
+    # the first signal opens an incident and notifies
+    async with sessions() as s, s.begin():
+        first = await db.record_breach(s, make_breach("i", 0), receivers=URLS, now=NOW)
+        assert first is not None
+        assert first.incident_id is not None
+        assert not first.suppressed
+        incident_id = first.incident_id
+    # other detectors on the same queue join it without a page: one incident, not a storm
+    async with sessions() as s, s.begin():
+        ewma = await db.record_breach(s, make_breach("i", 0, rule="ewma_ucl"), receivers=URLS,
+                                      now=NOW + timedelta(minutes=1))  # fmt: skip
+        cusum = await db.record_breach(s, make_breach("i", 1, rule="cusum_upper"),
+                                       receivers=URLS, now=NOW + timedelta(minutes=2))  # fmt: skip
+        assert ewma is not None
+        assert cusum is not None
+        assert ewma.incident_id == cusum.incident_id == incident_id
+        assert ewma.suppressed
+        assert cusum.suppressed
+    # a critical signal escalates it: that one pages
+    async with sessions() as s, s.begin():
+        crit = await db.record_breach(s, _critical("i", 1), receivers=URLS,
+                                      now=NOW + timedelta(minutes=3))  # fmt: skip
+        assert crit is not None
+        assert crit.incident_id == incident_id
+        assert not crit.suppressed
+    async with sessions() as s, s.begin():
+        incident, alerts, trail = await _detail(s, incident_id)
+        assert incident.severity == "critical"
+        assert incident.rules == ["p_chart_ucl", "ewma_ucl", "cusum_upper",
+                                  "accuracy_24h_below_target"]  # fmt: skip
+        assert incident.signals == 4 == len(alerts)
+        assert [e.action for e in trail] == ["opened", "signal", "signal", "escalated"]
+        firing = [d for d in await db.due_deliveries(s, NOW + timedelta(hours=1), limit=500)
+                  if d.event == "firing" and d.alert_id in {a.id for a in alerts}]  # fmt: skip
+        assert sorted((d.alert_id, d.receiver) for d in firing) == sorted(
+            (a, u) for a in (first.id, crit.id) for u in URLS
+        )
+        body = codec.loads(next(d.body for d in firing if d.alert_id == crit.id) or b"")
+        assert body["incident"]["id"] == incident_id
+        assert body["incident"]["severity"] == "critical"
+        # another queue has its own incident
+        other = await db.record_breach(s, make_breach("j", 0), receivers=[], now=NOW)
+        assert other is not None
+        assert other.incident_id not in (None, incident_id)
+
+    # the SPC signals recover; the below-target one still holds the incident open
+    spc_back = make_snapshot("i", 5, [], streak=3).model_copy(update={"accuracy_24h": 0.85})
+    async with sessions() as s, s.begin():
+        done = await db.resolve_recovered(s, spc_back, receivers=URLS, now=NOW + timedelta(hours=5))
+        assert sorted(a.rule for a in done) == ["cusum_upper", "ewma_ucl", "p_chart_ucl"]
+        incident, _, _ = await _detail(s, incident_id)
+        assert incident.status == "firing"
+        mine = {a.id for a in (await _detail(s, incident_id))[1]}
+        assert not [d for d in await db.due_deliveries(s, NOW + timedelta(hours=6), limit=500)
+                    if d.event == "resolved" and d.alert_id in mine]  # fmt: skip
+    # an acknowledgement names who; a second one keeps the note only
+    async with sessions() as s, s.begin():
+        acked = await db.acknowledge_incident(s, incident_id, actor="key 0000abcd (oncall)",
+                                              note="looking", now=NOW + timedelta(hours=5))  # fmt: skip
+        assert acked is not None
+        assert acked.status == "acknowledged"
+        again = await db.acknowledge_incident(s, incident_id, actor="anonymous", note=None,
+                                              now=NOW + timedelta(hours=6))  # fmt: skip
+        assert again is not None
+        assert again.acknowledged_by == "key 0000abcd (oncall)"
+        assert await db.acknowledge_incident(s, 10**12, actor="x", note=None, now=NOW) is None
+    # accuracy back at the target: the last signal recovers, the incident resolves by itself
+    back = make_snapshot("i", 6, [], streak=4).model_copy(update={"accuracy_24h": 0.95})
+    async with sessions() as s, s.begin():
+        done = await db.resolve_recovered(s, back, receivers=URLS, now=NOW + timedelta(hours=7))
+        assert [a.rule for a in done] == ["accuracy_24h_below_target"]
+    async with sessions() as s, s.begin():
+        incident, _, trail = await _detail(s, incident_id)
+        assert (incident.status, incident.resolved_by) == ("resolved", "system")
+        assert [e.action for e in trail][-2:] == ["acknowledged", "resolved"]
+        resolved = [d for d in await db.due_deliveries(s, NOW + timedelta(hours=8), limit=500)
+                    if d.event == "resolved" and d.alert_id in mine]  # fmt: skip
+        # "resolved" once per receiver for each alert that paged, none for the others
+        assert sorted((d.alert_id, d.receiver) for d in resolved) == sorted(
+            (a, u) for a in (first.id, crit.id) for u in URLS
+        )
+        with contextlib.suppress(db.IncidentClosedError):
+            await db.acknowledge_incident(s, incident_id, actor="x", note=None, now=NOW)
+            raise AssertionError("acknowledging a resolved incident must refuse")
+        # a note after the fact is welcome (a post-mortem line)
+        note = await db.annotate_incident(s, incident_id, actor="anonymous", note="root cause: "
+                                          "policy hate.v3 rollout", now=NOW + timedelta(hours=9))  # fmt: skip
+        assert note is not None
+        assert note.action == "note"
+    # the drift coming back later opens a new incident, which pages
+    async with sessions() as s, s.begin():
+        later = await db.record_breach(s, make_breach("i", 20), receivers=URLS,
+                                       now=NOW + timedelta(hours=20))  # fmt: skip
+        assert later is not None
+        assert later.incident_id not in (None, incident_id)
+        assert not later.suppressed
+        assert later.incident_id is not None
+        # resolved by hand: its open signals too, with the "resolved" webhooks, once
+        closed = await db.resolve_incident(s, later.incident_id, actor="anonymous",
+                                           note="migration done", receivers=URLS,
+                                           now=NOW + timedelta(hours=21))  # fmt: skip
+        assert closed is not None
+        assert closed.resolved_by == "anonymous"
+    async with sessions() as s, s.begin():
+        assert later.incident_id is not None
+        incident, alerts, trail = await _detail(s, later.incident_id)
+        assert [a.status for a in alerts] == ["resolved"]
+        assert (trail[-1].action, trail[-1].note) == ("resolved", "migration done")
+        with contextlib.suppress(db.IncidentClosedError):
+            await db.resolve_incident(s, later.incident_id, actor="x", note=None, receivers=URLS,
+                                      now=NOW)  # fmt: skip
+            raise AssertionError("resolving twice must refuse")
+        assert await db.resolve_incident(s, 10**12, actor="x", note=None, receivers=[],
+                                         now=NOW) is None  # fmt: skip
+        listed = await db.incidents(s, status="open")
+        assert "j" in {i.queue_id for i in listed}
+        assert "i" not in {i.queue_id for i in listed}
+        assert [i.id for i in await db.incidents(s, queue_id="i")] == sorted(
+            (incident_id, later.incident_id), reverse=True
+        )
+        assert [i.id for i in await db.incidents(s, queue_id="i", before=later.incident_id)] == [
+            incident_id
+        ]
+
+
+async def _detail(
+    s: AsyncSession, incident_id: int
+) -> tuple[db.Incident, list[db.Alert], list[db.IncidentEvent]]:
+    found = await db.incident_detail(s, incident_id)
+    assert found is not None
+    return found

@@ -4,10 +4,11 @@ Alertmanager then does what it is best at: routing by team and severity, groupin
 inhibition, silences, maintenance time intervals and its receivers (Slack, PagerDuty, e-mail,
 Opsgenie, webhooks). See docs/operations.md for the labels and a routing tree.
 
-What is pushed comes from the alert table the consumer keeps (services/alerts/db.py), read
-only: every open alert (firing or acknowledged, not suppressed) with ``endsAt`` a few resend
-intervals ahead, and every alert resolved within that horizon with ``endsAt`` = its
-resolution time. The whole set goes to each Alertmanager whenever it changed, and at least
+What is pushed comes from the incident and alert tables the consumer keeps
+(services/alerts/db.py), read only: every alert that paged (not suppressed) of an open
+incident, with ``endsAt`` a few resend intervals ahead, and of every incident resolved within
+that horizon, with ``endsAt`` = the incident's resolution time. An incident is one queue's
+trouble: its alerts are its detectors' signals, and they end together. The whole set goes to each Alertmanager whenever it changed, and at least
 every ``QW_ALERTS_ALERTMANAGER_RESEND_S`` otherwise, so:
 
 - Alertmanager keeps a firing alert while pushes keep coming, and lets it end on its own
@@ -33,7 +34,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
@@ -72,8 +73,19 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def to_alertmanager(alert: db.Alert, settings: AlertsSettings, *, now: datetime) -> dict[str, Any]:
-    """One alert in Alertmanager's postable form (labels, annotations, times, generatorURL)."""
+def to_alertmanager(
+    alert: db.Alert,
+    settings: AlertsSettings,
+    *,
+    now: datetime,
+    incident: db.Incident | None = None,
+) -> dict[str, Any]:
+    """One alert in Alertmanager's postable form (labels, annotations, times, generatorURL).
+
+    An alert of an incident lives in Alertmanager as long as its incident: firing until the
+    incident resolves (one quiet detector does not end the page while another still
+    signals), labelled with the incident's id, and annotated with every rule that signalled.
+    """
     alertname = ALERTNAMES.get(alert.kind, FALLBACK_ALERTNAME)
     breach = alert.breach if isinstance(alert.breach, dict) else {}
     labels = {
@@ -85,6 +97,8 @@ def to_alertmanager(alert: db.Alert, settings: AlertsSettings, *, now: datetime)
         "team": team_for(alert.queue_id, settings.team_map, settings.alertmanager_default_team),
         "service": "qualitywatch",
     }
+    if incident is not None:
+        labels["incident"] = str(incident.id)
     site = _cause(breach, "site", "site_id")
     if site is not None:
         labels["site"] = site
@@ -97,6 +111,9 @@ def to_alertmanager(alert: db.Alert, settings: AlertsSettings, *, now: datetime)
     rates = ""
     if isinstance(observed, int | float) and isinstance(expected, int | float):
         rates = f": error rate {observed:.1%} against {expected:.1%} expected"
+    status, resolved_at = alert.status, alert.resolved_at
+    if incident is not None:
+        status, resolved_at = incident.status, incident.resolved_at
     annotations = {
         "summary": f"Queue {alert.queue_id}: {alert.rule} ({alert.severity}){rates}",
         "description": alert.message,
@@ -104,11 +121,17 @@ def to_alertmanager(alert: db.Alert, settings: AlertsSettings, *, now: datetime)
         "runbook_url": f"{settings.alertmanager_runbook_url}#{alertname.lower()}",
         "dedup_key": alert.dedup_key,
         "alert_id": str(alert.id),
-        "status": alert.status,
+        "status": status,
         "first_seen_at": _iso(alert.first_seen_at),
     }
-    if alert.status == "resolved" and alert.resolved_at is not None:
-        ends = alert.resolved_at
+    if incident is not None:
+        annotations["incident_url"] = f"{base}/v1/incidents/{incident.id}"
+        annotations["signals"] = ", ".join(incident.rules)
+        others = [r for r in incident.rules if r != alert.rule]
+        if others:
+            annotations["summary"] += f"; also {', '.join(others)}"
+    if status == "resolved" and resolved_at is not None:
+        ends = resolved_at
     else:
         ends = now + timedelta(seconds=EXPIRY_RESENDS * settings.alertmanager_resend_s)
     return {
@@ -120,21 +143,32 @@ def to_alertmanager(alert: db.Alert, settings: AlertsSettings, *, now: datetime)
     }
 
 
-async def alerts_to_push(session: AsyncSession, now: datetime, horizon_s: float) -> list[db.Alert]:
-    """Open alerts, and those resolved within the horizon (their resolution is re-sent until
-    a firing alert pushed before it would have expired anyway). Suppressed alerts are left
-    out: another alert of the same queue and rule is open, with the same labels."""
+async def alerts_to_push(
+    session: AsyncSession, now: datetime, horizon_s: float
+) -> list[tuple[db.Alert, db.Incident | None]]:
+    """The alerts that paged, each with its incident: those of open incidents, and of those
+    resolved within the horizon (their resolution is re-sent until a firing alert pushed
+    before it would have expired anyway). Alerts recorded before incidents follow their own
+    status. Suppressed alerts are left out: they joined an open incident without paging."""
     since = now - timedelta(seconds=horizon_s)
     q = (
-        select(db.Alert)
+        select(db.Alert, db.Incident)
+        .outerjoin(db.Incident, db.Incident.id == db.Alert.incident_id)
         .where(
             db.Alert.suppressed.is_(False),
-            db.Alert.status.in_(("firing", "acknowledged"))
-            | ((db.Alert.status == "resolved") & (db.Alert.resolved_at >= since)),
+            or_(
+                db.Incident.status.in_(db.OPEN),
+                (db.Incident.status == "resolved") & (db.Incident.resolved_at >= since),
+                db.Alert.incident_id.is_(None)
+                & (
+                    db.Alert.status.in_(db.OPEN)
+                    | ((db.Alert.status == "resolved") & (db.Alert.resolved_at >= since))
+                ),
+            ),
         )
         .order_by(db.Alert.id)
     )
-    return list((await session.scalars(q)).all())
+    return [(a, i) for a, i in (await session.execute(q)).all()]
 
 
 class AlertmanagerPusher:
@@ -153,7 +187,7 @@ class AlertmanagerPusher:
         self.metrics = metrics
         self.urls = [f"{u}/api/v2/alerts" for u in settings.alertmanager_urls]
         # per Alertmanager: what it last accepted and when, and its failure streak
-        self._sent: list[frozenset[tuple[int, str]] | None] = [None] * len(self.urls)
+        self._sent: list[frozenset[tuple[int, str, int]] | None] = [None] * len(self.urls)
         self._sent_at = [float("-inf")] * len(self.urls)
         self._failures = [0] * len(self.urls)
         self._retry_at = [float("-inf")] * len(self.urls)
@@ -176,8 +210,11 @@ class AlertmanagerPusher:
         horizon = EXPIRY_RESENDS * self.settings.alertmanager_resend_s
         async with self.sessions() as session:
             alerts = await alerts_to_push(session, now, horizon)
-        state = frozenset((a.id, a.status) for a in alerts)
-        body = [to_alertmanager(a, self.settings, now=now) for a in alerts]
+        state = frozenset(
+            (a.id, i.status if i is not None else a.status, len(i.rules) if i else 0)
+            for a, i in alerts
+        )
+        body = [to_alertmanager(a, self.settings, now=now, incident=i) for a, i in alerts]
         loop = asyncio.get_running_loop()
         due = [
             i for i in range(len(self.urls))

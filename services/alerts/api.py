@@ -11,16 +11,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts import db, wall
+from services.alerts import db, incidents, wall
+from services.alerts.deps import Problem, SessionDep, SettingsDep, unprocessable
 from services.alerts.health import Health, health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
@@ -30,20 +31,6 @@ from shared.events import EventTime, QualitySnapshot, SubgroupPoint
 from shared.http_auth import AUTH_RESPONSES, needs
 from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
 
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
-    async with sessions() as session, session.begin():
-        yield session
-
-
-def get_settings(request: Request) -> AlertsSettings:
-    settings: AlertsSettings = request.app.state.settings
-    return settings
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-SettingsDep = Annotated[AlertsSettings, Depends(get_settings)]
 # path ids follow shared/ids.py: a queue id is a key id, an alert id a positive BIGINT; any
 # other value is a 422 naming the parameter, never a 500 or a miss of the route
 QueueId = Annotated[
@@ -57,31 +44,9 @@ AlertId = Annotated[
 ]
 
 
-class Problem(BaseModel):
-    """The body of a 404: what was not found."""
-
-    detail: str
-
-
-class FieldProblem(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ValidationProblem(BaseModel):
-    """The body of a 422: each bad parameter, where it is (``["query", "limit"]``) and why."""
-
-    detail: list[FieldProblem]
-
-
-def _unprocessable(what: str) -> dict[str, Any]:
-    return {"model": ValidationProblem, "description": what}
-
-
 def _lookup(missing: str, bad: str) -> dict[int | str, dict[str, Any]]:
     """The refusals of an endpoint that looks one thing up by a path id."""
-    return {404: {"model": Problem, "description": missing}, 422: _unprocessable(bad)}
+    return {404: {"model": Problem, "description": missing}, 422: unprocessable(bad)}
 
 
 NOT_FOUND = "no data for queue {!r}: it is unknown, or nothing for it was scored yet"
@@ -107,6 +72,9 @@ class AlertOut(BaseModel):
     last_seen_at: datetime
     resolved_at: datetime | None
     occurrences: int
+    incident_id: int | None = Field(
+        default=None, description="its incident (null: recorded before incidents existed)"
+    )
 
     @classmethod
     def of(cls, a: db.Alert) -> AlertOut:
@@ -198,7 +166,7 @@ def _cursor(start: datetime) -> str:
     responses={
         200: {"description": "the page of points, oldest first; `next` is null on the last one"},
         404: {"model": Problem, "description": "no snapshot or subgroup of this queue yet"},
-        422: _unprocessable(
+        422: unprocessable(
             "a bad queue id, `limit` outside 1..1000, or a time that is not RFC 3339 with a "
             "time zone"
         ),
@@ -241,7 +209,7 @@ async def queue_chart(
     operation_id="list_alerts",
     responses={
         200: {"description": "alerts, newest first", "links": _ALERT_LINKS},
-        422: _unprocessable("`status` not firing|all, or `limit` outside 1..1000"),
+        422: unprocessable("`status` not firing|all, or `limit` outside 1..1000"),
     },
 )
 async def list_alerts(
@@ -265,12 +233,19 @@ async def list_alerts(
         **_lookup("no alert with this id", "an id that is not an integer from 1 to 2^63 - 1"),
         **AUTH_RESPONSES,
     },
-    dependencies=[needs("ack")],
 )
-async def ack_alert(alert_id: AlertId, session: SessionDep) -> AlertOut:
+async def ack_alert(alert_id: AlertId, session: SessionDep, key: incidents.Caller) -> AlertOut:
+    """Acknowledge the alert, and its incident if that is still unacknowledged (prefer
+    ``POST /v1/incidents/{id}/ack``, which takes a note)."""
     alert = await db.acknowledge(session, alert_id)
     if alert is None:
         raise HTTPException(404, f"no alert with id {alert_id}")
+    if alert.incident_id is not None:
+        with contextlib.suppress(db.IncidentClosedError):
+            await db.acknowledge_incident(
+                session, alert.incident_id, actor=incidents.actor(key),
+                note=f"via alert {alert.id}", now=datetime.now(UTC),
+            )  # fmt: skip
     return AlertOut.of(alert)
 
 
@@ -312,9 +287,11 @@ def create_app(
     app.state.sessions = sessions
     if auth is not None and auth.protect_reads:
         app.include_router(router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
+        app.include_router(incidents.router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
         wall.include(app, dependencies=[needs("read")], responses=AUTH_RESPONSES)
     else:
         app.include_router(router)
+        app.include_router(incidents.router)  # services/alerts/incidents.py
         wall.include(app)  # GET /wall: the page for the operations room (services/alerts/wall.py)
 
     @app.get("/metrics", include_in_schema=False)

@@ -164,9 +164,13 @@ class AlertsConsumer:
         """Export ``qw_alerts_firing`` from the database: another replica may have resolved
         or raised an alert since this one's last poll."""
         async with self._sessions() as session:
-            self._export_firing(_by_queue(await db.firing_alerts(session)))
+            firing = _by_queue(await db.firing_alerts(session))
+            incidents = await db.open_incidents_by_severity(session)
+        self._export_firing(firing, incidents)
 
-    def _export_firing(self, firing: dict[str, list[str]]) -> None:
+    def _export_firing(self, firing: dict[str, list[str]], incidents: dict[str, int]) -> None:
+        for severity, n in incidents.items():
+            self._m.incidents_open.labels(severity).set(n)
         now_firing = {(q, rule) for q, rules in firing.items() for rule in rules}
         for q, rule in now_firing | self._firing_labels:
             self._m.alerts_firing.labels(q, rule).set(1 if (q, rule) in now_firing else 0)
@@ -219,10 +223,13 @@ class AlertsConsumer:
                     log.warning(
                         "ALERT %s%s",
                         br.message,
-                        " (suppressed: one is already open)" if new.suppressed else "",
+                        f" (in open incident {new.incident_id}: no new page)"
+                        if new.suppressed
+                        else f" (incident {new.incident_id})",
                     )
             firing = _by_queue(await db.firing_alerts(session))
-        self._export_firing(firing)
+            incidents = await db.open_incidents_by_severity(session)
+        self._export_firing(firing, incidents)
         for snap in latest.values():
             q = snap.queue_id
             if self._owned is not None and partition[q] not in self._owned:

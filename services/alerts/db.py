@@ -1,5 +1,12 @@
-"""Alert state in SQL: alerts, the webhook outbox, the latest snapshot per queue, and every
-closed subgroup of every queue (its newest revision) for the chart API.
+"""Alert state in SQL: incidents and their audit trail, alerts, the webhook outbox, the latest
+snapshot per queue, and every closed subgroup of every queue (its newest revision) for the
+chart API.
+
+An incident is what people handle: per queue, one incident holds every signal (each signal
+an ``Alert``: p-chart, EWMA, CUSUM, below target) from the first until the last of them has
+resolved with its hysteresis, or until someone resolves it by hand. Only a signal that
+raises the incident's severity (or opens it) notifies; the others are recorded as
+``suppressed``. Receivers hear "resolved" when the incident resolves.
 
 All SQL of the alerts service lives here. Functions take a session and never commit: the
 caller (one Kafka poll, or one delivery round) is the transaction. The webhook outbox is
@@ -74,6 +81,49 @@ class Base(DeclarativeBase):
     pass
 
 
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+# Row ids are INTEGER (32-bit on PostgreSQL): a larger id asked for over the API names no row,
+# and must be answered as such rather than sent to the database (which refuses it).
+ROW_ID_MAX = 2**31 - 1
+OPEN = ("firing", "acknowledged")  # an alert's or an incident's open states
+
+
+class Incident(Base):
+    """One queue's trouble, from its first signal until every signal has resolved."""
+
+    __tablename__ = "qw_incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queue_id: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # firing|acknowledged|resolved
+    severity: Mapped[str] = mapped_column(String(20))  # the highest of its signals'
+    rules: Mapped[list[str]] = mapped_column(JSON)  # what signalled, in order of first signal
+    signals: Mapped[int] = mapped_column(Integer, default=1)  # alerts recorded in it
+    summary: Mapped[str] = mapped_column(Text)  # the first signal's message
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_signal_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)  # "system": auto
+
+
+class IncidentEvent(Base):
+    """The audit trail of an incident: opened, signal, escalated, acknowledged, note, resolved;
+    who (an API key's id and name, ``system`` for the service itself, ``anonymous`` where keys
+    are not enforced), when, and the note."""
+
+    __tablename__ = "qw_incident_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("qw_incidents.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
 class Alert(Base):
     __tablename__ = "qw_alerts"
 
@@ -92,6 +142,10 @@ class Alert(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    # the incident it belongs to (null only for alerts recorded by a version before incidents)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("qw_incidents.id"), nullable=True, index=True
+    )
 
 
 class Delivery(Base):
@@ -239,12 +293,14 @@ async def record_breach(
     receivers: list[str],
     now: datetime,
 ) -> Alert | None:
-    """Record a breach as an alert and queue its webhooks.
+    """Record a breach as an alert in its queue's incident, and queue its webhooks.
 
     Returns the new alert, or None when the dedup key was seen before (a replay or a
-    re-evaluation: only ``occurrences`` and ``last_seen_at`` change). While an alert for the
-    same queue+rule is open (firing or acknowledged) a new one is recorded but suppressed:
-    receivers already know, and hear "resolved" only once the condition is over. Flapping
+    re-evaluation: only ``occurrences`` and ``last_seen_at`` change). Without an open
+    incident on the queue the alert opens one and notifies. Within an open incident it
+    notifies only when it raises the incident's severity (a critical after a warning: the
+    page must go out); otherwise it is recorded, listed in the incident, and ``suppressed``:
+    receivers already know, and hear "resolved" once, when the incident resolves. Flapping
     is held back by the resolution's hysteresis (``resolve_recovered``).
     """
     existing = await session.scalar(select(Alert).where(Alert.dedup_key == breach.dedup_key))
@@ -252,16 +308,7 @@ async def record_breach(
         existing.occurrences += 1
         existing.last_seen_at = now
         return None
-    open_alert = await session.scalar(
-        select(Alert.id)
-        .where(
-            Alert.queue_id == breach.queue_id,
-            Alert.rule == breach.rule,
-            Alert.suppressed.is_(False),
-            Alert.status.in_(("firing", "acknowledged")),
-        )
-        .limit(1)
-    )
+    incident = await open_incident(session, breach.queue_id)
     alert = Alert(
         dedup_key=breach.dedup_key,
         queue_id=breach.queue_id,
@@ -269,7 +316,7 @@ async def record_breach(
         kind=breach.kind.value,
         severity=breach.severity,
         status="firing",
-        suppressed=open_alert is not None,
+        suppressed=False,
         message=breach.message,
         breach=breach.model_dump(mode="json"),
         subgroup_start=breach.subgroup_start,
@@ -277,11 +324,53 @@ async def record_breach(
         last_seen_at=now,
         occurrences=1,
     )
+    if incident is None:
+        incident = Incident(
+            queue_id=breach.queue_id, status="firing", severity=breach.severity,
+            rules=[breach.rule], signals=1, summary=breach.message, opened_at=now,
+            last_signal_at=now,
+        )  # fmt: skip
+        session.add(incident)
+        await session.flush()
+        action = "opened"
+    else:
+        alert.suppressed = _rank(breach.severity) <= _rank(incident.severity)
+        action = "signal" if alert.suppressed else "escalated"
+        if not alert.suppressed:
+            incident.severity = breach.severity
+        if breach.rule not in incident.rules:
+            incident.rules = [*incident.rules, breach.rule]  # a new list: JSON change tracking
+        incident.signals += 1
+        incident.last_signal_at = now
+    alert.incident_id = incident.id
     session.add(alert)
     await session.flush()
+    session.add(IncidentEvent(
+        incident_id=incident.id, at=now, action=action, actor=SYSTEM, alert_id=alert.id,
+        note=f"{breach.rule} ({breach.severity}): {breach.message}"[:2000],
+    ))  # fmt: skip
     if not alert.suppressed:
         await _enqueue(session, alert, "firing", receivers, now)
     return alert
+
+
+SYSTEM = "system"  # the actor of what the service does by itself
+
+
+def _rank(severity: str) -> int:
+    return SEVERITY_RANK.get(severity, 0)
+
+
+async def open_incident(session: AsyncSession, queue_id: str) -> Incident | None:
+    """The queue's open incident (firing or acknowledged), if any: at most one (the caller
+    holds the queue's lock, ``lock_queues``)."""
+    q = (
+        select(Incident)
+        .where(Incident.queue_id == queue_id, Incident.status.in_(OPEN))
+        .order_by(Incident.id)
+        .limit(1)
+    )
+    return await session.scalar(q)
 
 
 async def _enqueue(
@@ -296,19 +385,38 @@ async def _enqueue(
     ]  # fmt: skip
     if not rows:
         return
+    incident = None
+    if alert.incident_id is not None:
+        incident = await session.get(Incident, alert.incident_id)
     session.add_all(rows)
     await session.flush()  # the ids, which the body names
     for d in rows:
-        d.body = webhook_body(alert, event, d.id, now)
+        d.body = webhook_body(alert, event, d.id, now, incident)
 
 
 def new_webhook_id() -> str:
     return "msg_" + secrets.token_urlsafe(18)
 
 
-def webhook_body(alert: Alert, event: str, delivery_id: int, at: datetime) -> str:
-    """The JSON of one delivery (docs/events.md, "Webhook payload"): the alert as it was when
-    ``event`` happened."""
+def incident_summary(incident: Incident) -> dict[str, Any]:
+    """An incident as webhooks and Alertmanager annotations carry it."""
+    return {
+        "id": incident.id,
+        "status": incident.status,
+        "severity": incident.severity,
+        "rules": list(incident.rules),
+        "signals": incident.signals,
+        "opened_at": incident.opened_at,
+        "resolved_at": incident.resolved_at,
+        "resolved_by": incident.resolved_by,
+    }
+
+
+def webhook_body(
+    alert: Alert, event: str, delivery_id: int, at: datetime, incident: Incident | None = None
+) -> str:
+    """The JSON of one delivery (docs/events.md, "Webhook payload"): the alert, and its
+    incident, as they were when ``event`` happened."""
     firing = event == "firing"
     return codec.dumps(
         {
@@ -331,6 +439,7 @@ def webhook_body(alert: Alert, event: str, delivery_id: int, at: datetime) -> st
                 "resolved_at": None if firing else alert.resolved_at,
                 "breach": alert.breach,
             },
+            "incident": None if incident is None else incident_summary(incident),
         }
     ).decode()
 
@@ -345,12 +454,13 @@ async def resolve_recovered(
     target: float = 0.9,
     min_sample: int = 30,
 ) -> list[Alert]:
-    """Resolve the queue's alerts whose condition is over.
+    """Resolve the queue's alerts whose condition is over, and its incident with the last.
 
     SPC alerts: after ``after_subgroups`` consecutive subgroups charted without an upper
     signal on any chart (one quiet point inside a sustained shift is not recovery; that
     would flap). Below-target alerts: once the 24 h accuracy is back at the target on at
-    least ``min_sample`` verdicts.
+    least ``min_sample`` verdicts. The incident resolves when none of its alerts is open any
+    more; then each alert of it that notified gets its "resolved" webhook.
     """
     kinds: list[str] = []
     if snap.last_point is not None and snap.in_control_streak >= after_subgroups:
@@ -364,7 +474,7 @@ async def resolve_recovered(
         await session.scalars(
             select(Alert).where(
                 Alert.queue_id == snap.queue_id,
-                Alert.status.in_(("firing", "acknowledged")),
+                Alert.status.in_(OPEN),
                 Alert.kind.in_(kinds),
             )
         )
@@ -374,12 +484,57 @@ async def resolve_recovered(
         a for a in firing
         if a.kind != "spc" or (lp is not None and a.subgroup_start is not None and a.subgroup_start < lp.start)
     ]  # fmt: skip
+    incidents: set[int] = set()
     for alert in resolved:
         alert.status = "resolved"
         alert.resolved_at = now
+        if alert.incident_id is not None:
+            incidents.add(alert.incident_id)
+        elif not alert.suppressed:  # recorded before incidents: resolves on its own
+            await _enqueue(session, alert, "resolved", receivers, now)
+    if resolved:
+        await session.flush()
+    for incident_id in sorted(incidents):
+        still_open = await session.scalar(
+            select(Alert.id)
+            .where(Alert.incident_id == incident_id, Alert.status.in_(OPEN))
+            .limit(1)
+        )
+        if still_open is None:
+            await _close_incident(session, incident_id, receivers=receivers, now=now,
+                                  actor=SYSTEM, note="every signal back in control")  # fmt: skip
+    return resolved
+
+
+async def _close_incident(
+    session: AsyncSession,
+    incident_id: int,
+    *,
+    receivers: list[str],
+    now: datetime,
+    actor: str,
+    note: str | None,
+) -> Incident | None:
+    """Resolve the incident and whatever of it is still open; each alert of it that notified
+    gets its "resolved" webhook. None when it is not open (already resolved)."""
+    incident = await _locked(session, Incident, incident_id)
+    if incident is None or incident.status not in OPEN:
+        return None
+    incident.status = "resolved"
+    incident.resolved_at = now
+    incident.resolved_by = actor
+    alerts = (await session.scalars(
+        select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id)
+    )).all()  # fmt: skip
+    for alert in alerts:
+        if alert.status in OPEN:
+            alert.status = "resolved"
+            alert.resolved_at = now
         if not alert.suppressed:
             await _enqueue(session, alert, "resolved", receivers, now)
-    return resolved
+    session.add(IncidentEvent(incident_id=incident_id, at=now, action="resolved", actor=actor,
+                              note=note))  # fmt: skip
+    return incident
 
 
 async def upsert_snapshot(session: AsyncSession, snap: QualitySnapshot, now: datetime) -> None:
@@ -501,6 +656,116 @@ async def acknowledge(session: AsyncSession, alert_id: int) -> Alert | None:
     return alert
 
 
+async def incidents(
+    session: AsyncSession,
+    *,
+    status: str = "all",
+    queue_id: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[Incident]:
+    """Incidents newest first: ``status`` open (firing or acknowledged), resolved or all;
+    ``before``: only ids below it (the paging cursor)."""
+    q = select(Incident)
+    if status == "open":
+        q = q.where(Incident.status.in_(OPEN))
+    elif status == "resolved":
+        q = q.where(Incident.status == "resolved")
+    if queue_id is not None:
+        q = q.where(Incident.queue_id == queue_id)
+    if before is not None:
+        q = q.where(Incident.id < min(before, ROW_ID_MAX + 1))
+    return list((await session.scalars(q.order_by(Incident.id.desc()).limit(limit))).all())
+
+
+async def open_incidents_by_severity(session: AsyncSession) -> dict[str, int]:
+    """How many incidents are open, by severity (every severity present, 0 included)."""
+    q = (
+        select(Incident.severity, func.count())
+        .where(Incident.status.in_(OPEN))
+        .group_by(Incident.severity)
+    )
+    counts = dict.fromkeys(SEVERITY_RANK, 0)
+    for severity, n in (await session.execute(q)).all():
+        counts[severity] = int(n)
+    return counts
+
+
+async def incident_detail(
+    session: AsyncSession, incident_id: int
+) -> tuple[Incident, list[Alert], list[IncidentEvent]] | None:
+    """An incident with its signals (oldest first) and its audit trail (in order)."""
+    incident = await _get(session, Incident, incident_id)
+    if incident is None:
+        return None
+    alerts = (await session.scalars(
+        select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id)
+    )).all()  # fmt: skip
+    events = (await session.scalars(
+        select(IncidentEvent).where(IncidentEvent.incident_id == incident_id)
+        .order_by(IncidentEvent.id)
+    )).all()  # fmt: skip
+    return incident, list(alerts), list(events)
+
+
+class IncidentClosedError(Exception):
+    """The incident is resolved: acknowledging or resolving it again changes nothing."""
+
+
+async def acknowledge_incident(
+    session: AsyncSession, incident_id: int, *, actor: str, note: str | None, now: datetime
+) -> Incident | None:
+    """Someone is on it: status acknowledged (notifications already sent stand; the incident
+    still resolves by itself). Again on an acknowledged one: the note is kept, nothing else
+    changes. ``IncidentClosedError`` when it is resolved; None when there is no such incident."""
+    incident = await _locked(session, Incident, incident_id)
+    if incident is None:
+        return None
+    if incident.status not in OPEN:
+        raise IncidentClosedError
+    if incident.status == "firing":
+        incident.status = "acknowledged"
+        incident.acknowledged_at = now
+        incident.acknowledged_by = actor
+    session.add(IncidentEvent(incident_id=incident_id, at=now, action="acknowledged",
+                              actor=actor, note=note))  # fmt: skip
+    return incident
+
+
+async def annotate_incident(
+    session: AsyncSession, incident_id: int, *, actor: str, note: str, now: datetime
+) -> IncidentEvent | None:
+    """A note in the incident's trail (open or resolved: a post-mortem line is welcome)."""
+    if await _get(session, Incident, incident_id) is None:
+        return None
+    event = IncidentEvent(incident_id=incident_id, at=now, action="note", actor=actor, note=note)
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def resolve_incident(
+    session: AsyncSession,
+    incident_id: int,
+    *,
+    actor: str,
+    note: str | None,
+    receivers: list[str],
+    now: datetime,
+) -> Incident | None:
+    """Resolved by hand: the incident and its open signals, with the "resolved" webhooks.
+    If the condition persists, the next breach opens a new incident. ``IncidentClosedError``
+    when it is already resolved; None when there is no such incident."""
+    closed = await _close_incident(
+        session, incident_id, receivers=receivers, now=now, actor=actor, note=note
+    )
+    if closed is None:
+        if await _get(session, Incident, incident_id) is None:
+            return None
+        raise IncidentClosedError
+    return closed
+
+
 _CLAIMS = itertools.count(1)  # makes each claim's claimed_by unique within the process
 
 
@@ -562,12 +827,14 @@ async def claim_due(
     return rows
 
 
-_Row = TypeVar("_Row", Alert, Delivery)
+_Row = TypeVar("_Row", Alert, Delivery, Incident)
 
 
 async def _locked(session: AsyncSession, model: type[_Row], row_id: int) -> _Row | None:
     """The row, locked until the transaction ends, as last committed: a concurrent change
     (a claim, a result, a resolution) is waited for and seen, never overwritten."""
+    if not 1 <= row_id <= ROW_ID_MAX:
+        return None
     q = (
         select(model)
         .where(model.id == row_id)
@@ -632,7 +899,12 @@ async def due_deliveries(session: AsyncSession, now: datetime, limit: int = 50) 
 
 
 async def alert_by_id(session: AsyncSession, alert_id: int) -> Alert | None:
-    return await session.get(Alert, alert_id)
+    return await _get(session, Alert, alert_id)
+
+
+async def _get(session: AsyncSession, model: type[_Row], row_id: int) -> _Row | None:
+    """The row with this id, or None (also for an id past the column's range)."""
+    return await session.get(model, row_id) if 1 <= row_id <= ROW_ID_MAX else None
 
 
 async def disable_endpoint(session: AsyncSession, url: str, *, now: datetime, reason: str) -> None:

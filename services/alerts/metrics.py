@@ -42,6 +42,7 @@ class Metrics:
     last_snapshot: Gauge
     breaches: Counter
     alerts_firing: Gauge
+    incidents_open: Gauge
     webhook_deliveries: Counter
     webhook_attempts: Counter
     webhook_endpoint_disabled: Gauge
@@ -133,6 +134,10 @@ class Metrics:
             # 1 while an alert for queue+rule is firing, 0 once resolved or absent.
             alerts_firing=Gauge(
                 "qw_alerts_firing", "alerts currently firing", [*q, "rule"], registry=r
+            ),
+            # Open incidents (firing or acknowledged) by severity: one per queue in trouble.
+            incidents_open=Gauge(
+                "qw_incidents_open", "open incidents by severity", ["severity"], registry=r
             ),
             # Webhook delivery attempts by receiver index and outcome (WEBHOOK_OUTCOMES): failed is
             # final (schedule used up, or a 3xx/4xx other than 408/429 answered).

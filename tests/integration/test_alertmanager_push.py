@@ -84,7 +84,7 @@ async def test_open_alerts_arrive_with_routing_labels_and_their_resolution_ends_
             assert got["labels"] == {
                 "alertname": "QualityWatchSPCBreach", "queue": "spam-en", "rule": "p_chart_ucl",
                 "kind": "spc", "severity": "warning", "team": "trust-spam", "site": "manila-1",
-                "service": "qualitywatch",
+                "service": "qualitywatch", "incident": str(spam.incident_id),
             }  # fmt: skip
             assert held["hate-de"]["labels"]["team"] == "quality"  # the default team
             assert "site" not in held["hate-de"]["labels"]
@@ -93,6 +93,8 @@ async def test_open_alerts_arrive_with_routing_labels_and_their_resolution_ends_
             assert ann["runbook_url"] == "docs/operations.md#qualitywatchspcbreach"
             assert "20.0%" in ann["summary"]
             assert ann["description"] == "m"
+            assert ann["incident_url"] == f"https://qw.example.test/v1/incidents/{spam.incident_id}"
+            assert ann["signals"] == "p_chart_ucl"
             assert got["generatorURL"] == "https://qw.example.test/v1/queues/spam-en/chart"
             assert got["status"]["state"] == "active"
             ends = datetime.fromisoformat(got["endsAt"].replace("Z", "+00:00"))

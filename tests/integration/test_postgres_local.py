@@ -83,13 +83,14 @@ async def test_user_can_create_tables_in_public_schema(engine: AsyncEngine) -> N
 async def test_alerts_repository_on_postgresql(engine: AsyncEngine) -> None:
     """The same behavioural cases as on SQLite (tests/unit/test_alerts_db.py)."""
     from services.alerts import db
-    from tests.alerts_cases import run_repository_cases
+    from tests.alerts_cases import run_incident_cases, run_repository_cases
 
     async with engine.begin() as conn:
         await conn.run_sync(db.Base.metadata.drop_all)
     await db.create_schema(engine)
     try:
         await run_repository_cases(db.make_sessionmaker(engine))
+        await run_incident_cases(db.make_sessionmaker(engine))
     finally:
         async with engine.begin() as conn:
             await conn.run_sync(db.Base.metadata.drop_all)

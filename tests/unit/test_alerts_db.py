@@ -10,7 +10,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
-from tests.alerts_cases import SUBGROUP_CASES, run_repository_cases, sqlite_sessions
+from tests.alerts_cases import (
+    SUBGROUP_CASES,
+    run_incident_cases,
+    run_repository_cases,
+    sqlite_sessions,
+)
 
 
 @pytest.fixture
@@ -21,6 +26,10 @@ async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSess
 
 async def test_repository_on_sqlite(sessions: async_sessionmaker[AsyncSession]) -> None:
     await run_repository_cases(sessions)
+
+
+async def test_incidents_on_sqlite(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await run_incident_cases(sessions)
 
 
 @pytest.mark.parametrize("case", SUBGROUP_CASES, ids=lambda case: case.__name__)
