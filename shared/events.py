@@ -127,6 +127,13 @@ class Decision(_Event):
     severity: Annotated[int, BeforeValidator(_integer)] = Field(
         default=2, ge=1, le=4, description="1 = highest (e.g. child safety)"
     )
+    moderator_tenure_days: Annotated[int | None, BeforeValidator(_integer)] = Field(
+        default=None,
+        ge=0,
+        le=36500,
+        description="the moderator's days in the role when deciding: root cause ranks tenure "
+        "bands (<30d, 30-89d, 90-364d, 1y+), never individual moderators",
+    )
 
 
 class Verdict(_Event):
@@ -287,6 +294,28 @@ class QualitySnapshot(BaseModel):
     verdict_rate_per_day: float | None = None  # measured random verdicts a day (event time)
 
 
+CauseDimension = Literal["site", "policy", "tenure", "severity", "site_policy"]
+
+
+class Cause(BaseModel):
+    """One slice of a queue's random-sample verdicts in a breach's window, against the
+    baseline: how many errors it has beyond what the baseline expects, and its share of the
+    whole window's excess. ``site_policy`` values are ``<site>/<policy>``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dimension: CauseDimension
+    value: str
+    n: int
+    errors: int
+    expected_errors: float
+    excess_share: float | None  # of the window's excess (None: the window has no excess)
+    p: float
+    p_interval: tuple[float, float]  # Wilson, 95%
+    significant: bool  # the interval excludes the baseline on the breach's side
+    error_types: dict[str, int] = Field(default_factory=dict)
+
+
 class BreachKind(StrEnum):
     SPC = "spc"  # a control chart signal
     BELOW_TARGET = "below_target"  # accuracy under target with statistical confidence
@@ -318,3 +347,9 @@ class Breach(BaseModel):
     emitted_at: datetime  # wall time
     cusum: CusumInfo | None = None  # a CUSUM breach: the chart at the signal, and its design
     verdicts_total: int | None = None  # a CUSUM breach: the queue's verdicts counted then
+    # root cause: the slices that explain the excess errors (or, for cusum_lower, the
+    # missing ones), most first; services/scorer/causes.py
+    causes: list[Cause] = Field(default_factory=list)
+    cause_summary: str | None = None  # the top cause in words, also ending the message
+    site: str | None = None  # the one site behind it, when one explains most (a routing label)
+    policy: str | None = None  # the one policy behind it, likewise

@@ -124,6 +124,9 @@ def to_alertmanager(
         "status": status,
         "first_seen_at": _iso(alert.first_seen_at),
     }
+    cause = breach.get("cause_summary")
+    if isinstance(cause, str) and cause:
+        annotations["cause"] = cause[:1000]
     if incident is not None:
         annotations["incident_url"] = f"{base}/v1/incidents/{incident.id}"
         annotations["signals"] = ", ".join(incident.rules)

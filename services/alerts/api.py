@@ -27,7 +27,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.webhook_policy import describe
 from shared.apikeys import AuthPolicy
-from shared.events import EventTime, QualitySnapshot, SubgroupPoint
+from shared.events import Cause, EventTime, QualitySnapshot, SubgroupPoint
 from shared.http_auth import AUTH_RESPONSES, needs
 from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
 
@@ -75,10 +75,18 @@ class AlertOut(BaseModel):
     incident_id: int | None = Field(
         default=None, description="its incident (null: recorded before incidents existed)"
     )
+    cause_summary: str | None = Field(
+        default=None, description="the root cause in words, when one slice explains most"
+    )
+    causes: list[Cause] = Field(
+        default_factory=list, description="the slices behind it, most first (root cause)"
+    )
 
     @classmethod
     def of(cls, a: db.Alert) -> AlertOut:
-        return cls.model_validate(a, from_attributes=True)
+        out = cls.model_validate(a, from_attributes=True)
+        summary, ranked = db.causes_of(a)
+        return out.model_copy(update={"cause_summary": summary, "causes": ranked})
 
 
 async def _health(

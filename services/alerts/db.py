@@ -55,7 +55,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from shared import codec
-from shared.events import Breach, QualitySnapshot, SubgroupPoint
+from shared.events import Breach, Cause, QualitySnapshot, SubgroupPoint
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -355,6 +355,18 @@ async def record_breach(
 
 
 SYSTEM = "system"  # the actor of what the service does by itself
+
+
+def causes_of(alert: Alert) -> tuple[str | None, list[Cause]]:
+    """The root cause the scorer attached to the alert's breach (none on a breach from a
+    version before root cause, or one no slice explains)."""
+    breach = alert.breach if isinstance(alert.breach, dict) else {}
+    summary = breach.get("cause_summary")
+    try:
+        ranked = [Cause.model_validate(c) for c in breach.get("causes") or []]
+    except ValueError:
+        ranked = []
+    return (summary if isinstance(summary, str) else None), ranked
 
 
 def _rank(severity: str) -> int:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.alerts import db
 from services.alerts.deps import Problem, SessionDep, SettingsDep, unprocessable
 from shared.apikeys import ApiKey
+from shared.events import Cause
 from shared.http_auth import AUTH_RESPONSES, require
 from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
 
@@ -71,13 +72,17 @@ class SignalOut(BaseModel):
     subgroup_start: datetime | None
     first_seen_at: datetime
     resolved_at: datetime | None
+    cause_summary: str | None = Field(description="the root cause in words, if one")
+    causes: list[Cause] = Field(description="the slices behind it, most first")
 
     @classmethod
     def of(cls, a: db.Alert) -> SignalOut:
+        summary, ranked = db.causes_of(a)
         return cls(
             id=a.id, rule=a.rule, kind=a.kind, severity=a.severity, status=a.status,
             notified=not a.suppressed, message=a.message, subgroup_start=a.subgroup_start,
             first_seen_at=a.first_seen_at, resolved_at=a.resolved_at,
+            cause_summary=summary, causes=ranked,
         )  # fmt: skip
 
 

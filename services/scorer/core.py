@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+from services.scorer import causes
 from services.scorer import cusum as live
 from services.scorer.chunks import ChunkStore, Record
 from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
@@ -34,6 +35,7 @@ from shared.batches import EventBatch
 from shared.events import (
     Breach,
     BreachKind,
+    Cause,
     ChartPoint,
     CusumInfo,
     QualitySnapshot,
@@ -395,6 +397,7 @@ class Scorer:
             t = _epoch(d["decided_at"])
             records[d["decision_id"]] = [
                 t, d["site_id"], d["moderator_id"], d["policy_id"], d.get("severity", 2),
+                causes.tenure_band(_tenure(d.get("moderator_tenure_days"))),
             ]  # fmt: skip
         wm = max(st.watermark, max(r[0] for r in records.values()))
         fresh = self._decisions.add(st.queue_id, wm, batch_id, records, st.alive_from)
@@ -448,6 +451,11 @@ class Scorer:
             bucket.e += 1
             et = verdict[2] or "unknown"
             bucket.errors_by_type[et] = bucket.errors_by_type.get(et, 0) + 1
+        if start + causes.KEEP_SECONDS > st.watermark:
+            # (a decision record written before root cause has no tenure band)
+            tenure = decision[5] if len(decision) > 5 else "unknown"
+            keys = causes.keys_of(str(decision[1]), str(decision[3]), tenure, decision[4])
+            causes.count(bucket.slices, keys, incorrect, verdict[2])
         if st.rate_from is None:
             st.rate_from = st.watermark
         st.rate_n += 1
@@ -517,6 +525,7 @@ class Scorer:
             f"{info.verdicts} verdicts with {info.errors} errors ({observed:.1%}); designed "
             f"for one false alarm in {info.arl0_verdicts:,.0f} verdicts",
             cusum=info, verdicts_total=st.verdicts_total,
+            window=(start - (causes.SHORT_WINDOW - 1) * period, start),
         )  # fmt: skip
 
     # -- SPC ------------------------------------------------------------------------------
@@ -608,6 +617,8 @@ class Scorer:
                 f"queue {st.queue_id}: error rate {observed:.1%} above the control limit "
                 f"{limit:.1%} (baseline {p0:.1%}, n={b.n}) for the subgroup starting "
                 f"{_dt(start):%Y-%m-%d %H:%M} UTC",
+                window=(start, start) if rule == "p_chart_ucl" else (
+                    start - (causes.SHORT_WINDOW - 1) * self.s.subgroup_seconds, start),
             )  # fmt: skip
 
     def _point(
@@ -673,6 +684,7 @@ class Scorer:
             f"queue {st.queue_id}: 24h accuracy {1 - e / n:.1%} (upper "
             f"{self.s.quality.target_confidence:.0%} bound {ci.upper:.1%}) is under the target "
             f"{self.s.quality.accuracy_target:.1%}, n={n}",
+            window=(st.watermark - WINDOWS["24h"] - self.s.subgroup_seconds, int(st.watermark)),
         )  # fmt: skip
 
     def _breach(
@@ -691,8 +703,22 @@ class Scorer:
         message: str,
         cusum: CusumInfo | None = None,
         verdicts_total: int | None = None,
+        window: tuple[float, int] | None = None,
     ) -> None:
+        """``window``: the bucket starts ``lo <= start <= hi`` whose slices explain it (root
+        cause, against ``expected``); a lower CUSUM ranks the missing errors."""
         dedup = f"{st.queue_id}:{rule}:{start}"
+        ranked: list[Cause] = []
+        said = None
+        if window is not None:
+            lo, hi = window
+            lower = rule == "cusum_lower"
+            ranked = causes.rank(
+                (b.slices for s, b in st.buckets.items() if lo <= s <= hi), expected, lower=lower
+            )
+            said = causes.summary(ranked, lower=lower)
+            if said:
+                message = f"{message}. Cause: {said}"
         breach = Breach(
             breach_id=f"{dedup}:{int(wall * 1000)}",
             dedup_key=dedup,
@@ -710,6 +736,10 @@ class Scorer:
             emitted_at=_dt(wall),
             cusum=cusum,
             verdicts_total=verdicts_total,
+            causes=ranked,
+            cause_summary=said,
+            site=causes.label(ranked, "site"),
+            policy=causes.label(ranked, "policy"),
         )
         out.breaches.append(breach)
         self._publish(st, "breach", queue_key(st.queue_id), breach.model_dump_json().encode())
@@ -730,6 +760,10 @@ class Scorer:
         )
         for start in [s for s in st.buckets if s < keep_from and s <= st.closed_through]:
             del st.buckets[start]
+        slices_from = st.watermark - causes.KEEP_SECONDS - self.s.subgroup_seconds
+        for start, b in st.buckets.items():
+            if b.slices and start < slices_from:
+                b.slices = {}  # root cause looks back a day at most: the record stays small
         # The stores expire by the hour they were written in (the queue's watermark then),
         # so a verdict id counted stays at least as long as its decision.
         st.alive_from = max(st.alive_from, st.watermark - self.s.decision_ttl_seconds)
@@ -793,6 +827,12 @@ def _limit_counts(p0: float, e0: int, n0: int, n: int, alpha: float) -> tuple[in
     sees the same few baselines and sizes again and again, and each costs a scipy call)."""
     model = CountModel(p0, e0, n0)
     return model.lower_count(n, alpha), model.upper_count(n, alpha)
+
+
+def _tenure(days: Any) -> int | None:
+    """A decision's tenure in days, or None when absent or not a whole number (ingest
+    validated it; a replayed old event may lack it)."""
+    return days if isinstance(days, int) and not isinstance(days, bool) else None
 
 
 def _verdict_record(v: dict[str, Any]) -> Record:

@@ -39,18 +39,28 @@ class Bucket:
     n0: int = 0
     e0: int = 0
     status: str = ""
+    # the random verdicts by slice, for root cause (services/scorer/causes.py): kept for
+    # the last day's buckets only
+    slices: dict[str, list[Any]] = field(default_factory=dict)
 
     def to_list(self) -> list[Any]:
+        # copies of the mutable parts: the record written must not change with the live
+        # bucket (an in-memory table keeps the object; a failed batch must leave it as was)
+        slices = {k: [n, e, dict(t)] for k, (n, e, t) in self.slices.items()}
         return [
-            self.n, self.e, self.decisions, self.other, self.late, self.errors_by_type,
-            self.rev, self.n0, self.e0, self.status,
+            self.n, self.e, self.decisions, self.other, self.late, dict(self.errors_by_type),
+            self.rev, self.n0, self.e0, self.status, slices,
         ]  # fmt: skip
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Bucket:
+        # a bucket written before root cause has no slices
+        slices = (
+            {k: [int(x[0]), int(x[1]), dict(x[2])] for k, x in v[10].items()} if len(v) > 10 else {}
+        )
         return cls(
             int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), dict(v[5]),
-            int(v[6]), int(v[7]), int(v[8]), str(v[9]),
+            int(v[6]), int(v[7]), int(v[8]), str(v[9]), slices,
         )  # fmt: skip
 
 
