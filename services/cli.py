@@ -83,7 +83,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="simulation seed")] = 7,
     drift_queue: Annotated[str | None, typer.Option(help="queue that drifts")] = None,
     drift_at: Annotated[float, typer.Option(help="simulated hour the drift starts")] = 22.0,
-    drift_delta: Annotated[float, typer.Option(help="accuracy change, e.g. -0.06")] = -0.06,
+    drift_delta: Annotated[
+        float, typer.Option(help="accuracy change at the drifting site (or queue), e.g. -0.24")
+    ] = -0.24,
+    drift_site: Annotated[
+        str, typer.Option(help="the site that drifts; 'all' for the whole queue")
+    ] = "dublin",
     keep_kafka: Annotated[bool, typer.Option(help="leave a broker we started running")] = False,
 ) -> None:
     """Run the whole pipeline locally with simulated traffic and a drift."""
@@ -97,6 +102,7 @@ def demo(
     opts = DemoOptions(
         hours=hours, speed=speed, seed=seed, drift_queue=drift_queue, drift_at_h=drift_at,
         drift_delta=drift_delta, keep_kafka=keep_kafka,
+        drift_site=None if drift_site == "all" else drift_site,
     )  # fmt: skip
     try:
         code = asyncio.run(run_demo(opts))

@@ -53,7 +53,9 @@ class DemoOptions:
     phase1_subgroups: int = 16
     drift_queue: str | None = None  # default: the 4th queue of the scenario
     drift_at_h: float = 22.0
-    drift_delta: float = -0.06
+    # a new cohort at one of the four sites: 24 points worse there, six on the whole queue
+    drift_delta: float = -0.24
+    drift_site: str | None = "dublin"  # None: the whole queue drifts
     invalid_every: int = 5000
     ingest_port: int = 8001
     alerts_port: int = 8002
@@ -338,6 +340,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         queue_id=opts.drift_queue or profiles[3].queue_id,
         at_s=opts.drift_at_h * 3600,
         delta=opts.drift_delta,
+        site_id=opts.drift_site,
     )
     cfg = SimConfig(
         seed=opts.seed, queues=opts.queues, decisions_per_hour=opts.decisions_per_hour,
@@ -405,9 +408,11 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             await sim
         fired = [a for a in inbox.received if a["event"] == "firing"]
         on_drift = [a for a in fired if a["alert"]["queue_id"] == drift.queue_id]
+        where = f" at site {drift.site_id}" if drift.site_id else ""
         console.print(
             f"\nscenario over: {len(fired)} alert(s) received, {len(on_drift)} on the drifted "
-            f"queue {drift.queue_id}, {len(fired) - len(on_drift)} on the {len(profiles) - 1} stable ones."
+            f"queue {drift.queue_id}{where}, {len(fired) - len(on_drift)} on the "
+            f"{len(profiles) - 1} stable ones."
         )
         return 0
     finally:

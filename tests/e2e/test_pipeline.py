@@ -20,7 +20,7 @@ import standardwebhooks
 from services.alerts.webhook_policy import generate_secret
 from services.demo.orchestrator import Services, wait_http
 from services.demo.receiver import Inbox
-from services.simulator.model import Drift, SimConfig, queue_profiles
+from services.simulator.model import SITES, Drift, SimConfig, queue_profiles
 from services.simulator.run import play
 from shared.runtime import http_server
 from shared.settings import KafkaSettings
@@ -48,7 +48,9 @@ async def test_drifted_queue_alerts_and_stable_queue_stays_quiet(
     cfg = SimConfig(seed=11, queues=4, decisions_per_hour=1500, random_qa_rate=0.15)
     profiles = queue_profiles(cfg)
     drifted, stable = profiles[1].queue_id, profiles[2].queue_id
-    cfg = dataclasses.replace(cfg, drifts=(Drift(drifted, 14 * 3600, -0.12),))
+    # a new cohort at one of the four sites: 40 points worse there, 10 on the whole queue
+    site = SITES[1]
+    cfg = dataclasses.replace(cfg, drifts=(Drift(drifted, 14 * 3600, -0.40, site_id=site),))
 
     env = {
         **kafka_settings.as_env(),
@@ -98,6 +100,13 @@ async def test_drifted_queue_alerts_and_stable_queue_stays_quiet(
         assert first["breach"]["observed_p"] > first["breach"]["expected_p"]
         drift_at = cfg.start.timestamp() + 14 * 3600
         assert datetime.fromisoformat(first["subgroup_start"]).timestamp() >= drift_at
+        # root cause: the alert names the site first, in its fields, its words and its labels
+        for alert in spc:
+            causes = alert["breach"]["causes"]
+            assert causes, alert
+            assert site in causes[0]["value"].split("/"), causes
+            assert alert["breach"]["site"] == site, alert["breach"]
+            assert f"site {site}" in alert["message"], alert["message"]
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['alerts']}") as client:
             metrics = (await client.get("/metrics")).text
@@ -109,6 +118,12 @@ async def test_drifted_queue_alerts_and_stable_queue_stays_quiet(
             health = (await client.get(f"/v1/queues/{drifted}/health")).json()
             assert health["health"]["band"] in {"amber", "red"}
             assert (await client.get("/v1/queues/nope/health")).status_code == 404
+            # one incident holds the drifted queue's signals, each with its cause
+            incidents = (await client.get("/v1/incidents", params={"queue_id": drifted})).json()
+            assert incidents, "no incident for the drifted queue"
+            detail = (await client.get(f"/v1/incidents/{incidents[-1]['id']}")).json()
+            assert detail["signal_list"][0]["cause_summary"], detail
+            assert not (await client.get("/v1/incidents", params={"queue_id": stable})).json()
             queues = (await client.get("/v1/queues")).json()
             assert {q["queue_id"] for q in queues} == {p.queue_id for p in profiles}
     finally:
