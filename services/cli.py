@@ -247,6 +247,52 @@ def simulate(
 
 
 @app.command()
+def backfill(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="exports of past decisions and verdicts: .csv, .ndjson/.jsonl, .parquet"
+        ),
+    ],
+    restart: Annotated[
+        bool, typer.Option(help="ignore the checkpoints: load every file from its first row")
+    ] = False,
+    max_rejects: Annotated[
+        int, typer.Option(min=0, help="stop a file after this many invalid rows")
+    ] = 1000,
+    rate: Annotated[
+        float, typer.Option(min=0, help="rows per second at most; 0 = as fast as the broker takes")
+    ] = 0.0,
+    state_dir: Annotated[
+        Path, typer.Option(help="where the checkpoints and the rejected rows are kept")
+    ] = Path("var/backfill"),
+) -> None:
+    """Load past decisions and verdicts into the raw topics (resumable: Ctrl-C, then the
+    same command), so baselines are learned from history. docs/operations.md, "Backfill"."""
+    from services.backfill import BackfillError, RichReporter, run_backfill
+    from shared.analysis.errors import InputError
+    from shared.settings import KafkaSettings
+
+    for f in files:
+        if not f.is_file():
+            raise _fail(f"{f}: no such file", UNREACHABLE)
+    kafka = KafkaSettings()
+    _broker_answers(kafka)
+    reporter = RichReporter()
+    try:
+        with _kafka_refusals():
+            code = asyncio.run(run_backfill(
+                files, kafka, state_dir=state_dir, restart=restart, max_rejects=max_rejects,
+                rate=rate, reporter=reporter,
+            ))  # fmt: skip
+    except (BackfillError, InputError) as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        reporter.close()
+    raise typer.Exit(code)
+
+
+@app.command()
 def analyze(
     file: Annotated[Path, typer.Argument(help="QA verdicts: .csv, .ndjson/.jsonl or .parquet")],
     file_format: Annotated[

@@ -34,6 +34,8 @@ def test_commands_that_need_the_broker_say_they_cannot_reach_it(tmp_path: Path) 
         "QW_KAFKA_MIN_INSYNC_REPLICAS": "1",
         "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path}/qw.db",
     }
+    export = tmp_path / "history.ndjson"
+    export.write_text("{}\n")
     # all at once: each is a Python start and a one-second wait
     procs = {
         " ".join(cmd): subprocess.Popen(
@@ -44,7 +46,7 @@ def test_commands_that_need_the_broker_say_they_cannot_reach_it(tmp_path: Path) 
             stderr=subprocess.PIPE,
             text=True,
         )
-        for cmd in COMMANDS
+        for cmd in [*COMMANDS, ["backfill", str(export)]]
     }
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=90)
