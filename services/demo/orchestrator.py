@@ -40,6 +40,21 @@ from shared.stats.intervals import wilson_interval
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "local" / "kafka.sh"
 
 
+DRAIN_S = 15.0  # after the scorer caught up: time for the last alerts to arrive
+DRAIN_MAX_S = 300.0  # the longest the demo waits for a scorer that is behind
+
+
+def caught_up(queues: list[dict[str, Any]], expected: int, end: float) -> bool:
+    """Every queue's latest snapshot is within an hour of the traffic's end (event time)."""
+    if len(queues) < expected:
+        return False
+    try:
+        as_of = [datetime.fromisoformat(q["snapshot"]["as_of"]).timestamp() for q in queues]
+    except (KeyError, TypeError, ValueError):
+        return False
+    return min(as_of) >= end - 3600
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     hours: float = 34.0  # simulated hours
@@ -376,6 +391,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         )  # fmt: skip
         queues: list[dict[str, Any]] = []
         drain_until: float | None = None
+        sim_done = 0.0  # time.monotonic() when the simulator was first seen done
+        end = cfg.start.timestamp() + opts.hours * 3600
         phase1 = opts.phase1_subgroups
         async with httpx.AsyncClient(timeout=5.0) as client:
             view = (
@@ -399,8 +416,21 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
                         next_line = time.monotonic() + 15
                     if sim.done():
                         sim.result()  # raise if the simulator failed
-                        drain_until = drain_until or time.monotonic() + 15
-                        if time.monotonic() > drain_until:
+                        sim_done = sim_done or time.monotonic()
+                        # the scorer may be behind (a busy machine): wait until every queue
+                        # is scored to the end of the traffic (at most DRAIN_MAX_S), then
+                        # DRAIN_S more for the alerts in flight
+                        if drain_until is None and (
+                            caught_up(queues, len(profiles), end)
+                            or time.monotonic() - sim_done > DRAIN_MAX_S
+                        ):
+                            if not caught_up(queues, len(profiles), end):
+                                console.print(
+                                    f"the scorer is still behind after {DRAIN_MAX_S:.0f} s "
+                                    "(a busy machine?): later alerts are not shown"
+                                )
+                            drain_until = time.monotonic() + DRAIN_S
+                        if drain_until is not None and time.monotonic() > drain_until:
                             break
                     await asyncio.sleep(1.0)
         if not sim.done():
