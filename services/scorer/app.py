@@ -325,14 +325,21 @@ def create_app(settings: ScorerSettings) -> faust.App:
                 out = scorer.process(batch, time.time(), position, msg.timestamp)
             except Exception as exc:  # a bug or a poison batch must not stop the queue
                 log.exception("scoring %s at %s failed; dead-lettered", queue_id, position)
+                # (rollback drops the in-memory state and so moves the generation itself:
+                # comparing with the generation from before it would retry the same batch,
+                # and dead-letter it again, forever)
                 scorer.rollback()
                 reason = f"scorer: {type(exc).__name__}: {exc}"[:2000]
                 await (await dead_letter(msg, event.key, event.value, reason))
-                if scorer.generation != generation:
-                    continue  # partitions moved meanwhile: check ownership, try again
+                # Never scored again here: a move of the partition while the dead letter
+                # was in flight leaves the message to its new owner (not acknowledged);
+                # otherwise it is recorded as skipped, once, from the table as it is.
+                if msg.tp not in app.consumer.assignment():
+                    raise RevokedError(msg.tp) from exc
                 try:
                     scorer.skip(queue_id, position)
                 except Exception:
+                    scorer.rollback()
                     log.exception("cannot record %s at %s as skipped", queue_id, position)
                 return None
             if out.rejected:

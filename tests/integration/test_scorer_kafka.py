@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 from tests.factories import T0, decision, verdict
+from tests.integration.faulty_scorer import FAULT_ID
 from tests.integration.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.kafka
@@ -79,3 +85,71 @@ async def test_scorer_consumes_batches_and_produces_breaches(
     finally:
         await producer.stop()
         services.stop()
+
+
+def start_faulty_scorer(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """The real worker with an injected bug (``faulty_scorer.py``), logging to ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.faulty_scorer"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+async def test_a_batch_that_raises_is_dead_lettered_once_and_skipped(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Any exception while scoring one batch: the batch goes to the dead-letter topic once,
+    counts in ``failed_batches``, and the batches after it (same partition, same queue;
+    another partition) are scored. (It used to be retried and dead-lettered forever.)"""
+    await ensure_topics(kafka_settings)
+    topics = kafka_settings.topics
+    env = {**os.environ, **scorer_env(kafka_settings, tmp_path)}
+    log_path = tmp_path / "scorer.log"
+
+    def batch(queue: str, ids: list[str]) -> bytes:
+        items = [decision(i, queue, T0 + timedelta(minutes=k)) for k, i in enumerate(ids)]
+        (b,) = batches.group_by_queue(validate_items(items, None).events)
+        return batches.encode(b)
+
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    proc = start_faulty_scorer(env, log_path)
+    try:
+        send = producer.send_and_wait
+        ev = topics.events
+        poisoned = await send(
+            ev, batch("q", ["a1", FAULT_ID.removeprefix("d")]), key=b"q", partition=0
+        )
+        await send(ev, batch("q", ["a2", "a3"]), key=b"q", partition=0)
+        await send(ev, batch("r", ["b1"]), key=b"r", partition=1)
+        last: dict[str, dict[str, object]] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            last.get("q", {}).get("decisions_total") == 2 and "r" in last
+        ):
+            for _, snap in await read_topic(
+                kafka_settings.bootstrap, topics.snapshots, expect=10**6, timeout=2
+            ):
+                last[snap["queue_id"]] = snap
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+        assert last.get("q", {}).get("decisions_total") == 2, log_path.read_text()[-3000:]
+        assert last["q"]["failed_batches"] == 1
+        assert last["r"]["decisions_total"] == 1
+        await asyncio.sleep(3)  # a loop would have dead-lettered it hundreds of times by now
+        dead = [
+            v
+            for _, v in await read_topic(
+                kafka_settings.bootstrap, topics.deadletter, expect=10**6, timeout=3
+            )
+        ]
+        assert [(d["partition"], d["offset"]) for d in dead] == [(0, poisoned.offset)], dead
+        assert "injected fault" in dead[0]["reason"]
+    finally:
+        await producer.stop()
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
