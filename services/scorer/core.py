@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -38,10 +38,14 @@ from shared.events import (
     Cause,
     ChartPoint,
     CusumInfo,
+    ErrorType,
+    Outcome,
     QualitySnapshot,
+    SampleType,
     SubgroupPoint,
     SubgroupStatus,
 )
+from shared.ids import OPAQUE_ID_MAX
 from shared.stats.cusum import BernoulliCusum
 from shared.stats.ewma import EwmaState
 from shared.stats.intervals import wilson_interval
@@ -50,6 +54,10 @@ from shared.topics import queue_key, subgroup_key
 
 _DECISION_KEYS = frozenset({"decision_id", "decided_at", "site_id", "moderator_id", "policy_id"})
 _VERDICT_KEYS = frozenset({"verdict_id", "decision_id", "reviewed_at", "outcome"})
+_OUTCOMES = frozenset(o.value for o in Outcome)
+_ERROR_TYPES = frozenset(t.value for t in ErrorType)
+_SAMPLE_TYPES = frozenset(t.value for t in SampleType)
+MAX_TENURE_DAYS = 36500  # as shared/events.py
 MIN_PHASE1_ERRORS_FOR_EWMA = 2
 MAX_FUTURE_S = 900.0  # as ingest: event times this far ahead of the clock are refused
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
@@ -199,8 +207,12 @@ class Scorer:
         # Event times drive the watermark; one far in the future would close every open
         # subgroup. Ingest refuses them; a replay of older data must not slip one through.
         horizon = min(wall, ref_time if ref_time is not None else wall) + MAX_FUTURE_S
-        decisions = self._admit(batch["decisions"], _DECISION_KEYS, "decided_at", horizon, out)
-        verdicts = self._admit(batch["verdicts"], _VERDICT_KEYS, "reviewed_at", horizon, out)
+        decisions = self._admit(
+            batch["decisions"], _DECISION_KEYS, "decided_at", horizon, out, _decision_fault
+        )
+        verdicts = self._admit(
+            batch["verdicts"], _VERDICT_KEYS, "reviewed_at", horizon, out, _verdict_fault
+        )
 
         counted: dict[str, Record] = {}
         revised: set[int] = set()
@@ -336,10 +348,17 @@ class Scorer:
 
     @staticmethod
     def _admit(
-        events: list[Any], keys: frozenset[str], field: str, horizon: float, out: Output
+        events: list[Any],
+        keys: frozenset[str],
+        field: str,
+        horizon: float,
+        out: Output,
+        fault: Callable[[dict[str, Any]], str | None],
     ) -> list[dict[str, Any]]:
         """The events the scorer can use; the others go to the dead-letter topic. Ingest
-        validated them, so this is a cheap guard against a bad producer or a replay."""
+        validated them, so this is a cheap guard against a bad producer or a replay: every
+        field the scorer reads is checked for type and range here (``fault``: the optional
+        ones), so that no event can make ``process`` raise."""
         kept = []
         for e in events:
             if not isinstance(e, dict):
@@ -350,9 +369,15 @@ class Scorer:
             if not keys <= e.keys():
                 out.rejected.append((e, f"scorer: missing fields {sorted(keys - e.keys())}"))
                 continue
-            bad = [k for k in keys if not isinstance(e[k], str)]
+            bad = [k for k in keys if not isinstance(e[k], str) or len(e[k]) > OPAQUE_ID_MAX]
             if bad:
-                out.rejected.append((e, f"scorer: fields {sorted(bad)} must be strings"))
+                out.rejected.append(
+                    (e, f"scorer: fields {sorted(bad)} must be strings of <= {OPAQUE_ID_MAX}")
+                )
+                continue
+            wrong = fault(e)
+            if wrong is not None:
+                out.rejected.append((e, f"scorer: {wrong}"))
                 continue
             try:
                 ok = _epoch(e[field]) <= horizon
@@ -827,6 +852,38 @@ def _limit_counts(p0: float, e0: int, n0: int, n: int, alpha: float) -> tuple[in
     sees the same few baselines and sizes again and again, and each costs a scipy call)."""
     model = CountModel(p0, e0, n0)
     return model.lower_count(n, alpha), model.upper_count(n, alpha)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _decision_fault(d: dict[str, Any]) -> str | None:
+    """What is wrong with a decision's optional fields, if anything."""
+    severity = d.get("severity", 2)
+    if not (_is_int(severity) and 1 <= severity <= 4):
+        return f"severity {str(severity)[:100]!r} must be an integer from 1 to 4"
+    tenure = d.get("moderator_tenure_days")
+    if tenure is not None and not (_is_int(tenure) and 0 <= tenure <= MAX_TENURE_DAYS):
+        return (
+            f"moderator_tenure_days {str(tenure)[:100]!r} must be an integer from 0 to "
+            f"{MAX_TENURE_DAYS} or absent"
+        )
+    return None
+
+
+def _verdict_fault(v: dict[str, Any]) -> str | None:
+    """What is wrong with a verdict's outcome, error type or sample type, if anything
+    (checked as strings first: a dict or a list would not even hash)."""
+    if v["outcome"] not in _OUTCOMES:
+        return f"outcome {v['outcome'][:100]!r} is not one of {sorted(_OUTCOMES)}"
+    error_type = v.get("error_type")
+    if error_type is not None and not (isinstance(error_type, str) and error_type in _ERROR_TYPES):
+        return f"error_type {str(error_type)[:100]!r} is not one of {sorted(_ERROR_TYPES)}"
+    sample = v.get("sample_type")
+    if sample is not None and not (isinstance(sample, str) and sample in _SAMPLE_TYPES):
+        return f"sample_type {str(sample)[:100]!r} is not one of {sorted(_SAMPLE_TYPES)}"
+    return None
 
 
 def _tenure(days: Any) -> int | None:

@@ -394,3 +394,41 @@ def test_items_of_the_wrong_shape_go_to_the_dead_letter_topic(item: Any) -> None
     assert all(reason.startswith("scorer: ") for _, reason in out.rejected)
     sc.commit("q")
     assert sc.state("q").decisions_total == 1
+
+
+def test_admission_refuses_every_field_it_would_use_with_a_wrong_type_or_range() -> None:
+    """An event straight on the events topic (no ingest in front) with a wrong type in any
+    field the scorer reads is dead-lettered with a reason; the batch's good events count.
+    (An error_type object used to make ``process`` raise; severity "high" was counted.)"""
+    sc = Scorer(settings(), {})
+    good = [decision(i, "q", T0) for i in range(3)]
+    bad_decisions = [
+        decision("s1", "q", T0, severity="high"),
+        decision("s2", "q", T0, severity=0),
+        decision("s3", "q", T0, severity=True),
+        decision("s4", "q", T0, severity=None),
+        decision("t1", "q", T0, moderator_tenure_days="long"),
+        decision("t2", "q", T0, moderator_tenure_days=-1),
+        decision("i1", "q", T0, decision_id="D" * 100_000),
+    ]
+    verdicts = [
+        verdict(0, "q", correct=False, error_type={"x": 1}),
+        verdict(1, "q", correct=False, error_type=5),
+        verdict(2, "q", correct=False, error_type="made_up"),
+        verdict(0, "q", verdict_id="v0b", sample_type=["random"]),
+        verdict(1, "q", verdict_id="v1b", sample_type="gold"),
+        verdict(2, "q", verdict_id="v2b", outcome="maybe"),
+        verdict(0, "q", verdict_id="v0c", correct=False, error_type="technical"),
+    ]
+    batch = batches.EventBatch(v=1, queue_id="q", decisions=good + bad_decisions, verdicts=verdicts)
+    out = sc.process(batch, T0.timestamp() + 86400, (0, 0))
+    sc.commit("q")
+    reasons = [reason for _, reason in out.rejected]
+    assert len(reasons) == len(bad_decisions) + len(verdicts) - 1, reasons
+    for word in ("severity", "moderator_tenure_days", "decision_id"):
+        assert any(word in r for r in reasons[: len(bad_decisions)]), (word, reasons)
+    for word in ("error_type", "sample_type", "outcome"):
+        assert any(word in r for r in reasons[len(bad_decisions) :]), (word, reasons)
+    st = sc.state("q")
+    assert (st.decisions_total, st.verdicts_total) == (3, 1)
+    assert st.buckets[int(T0.timestamp())].errors_by_type == {"technical": 1}
