@@ -555,13 +555,21 @@ class Scorer:
 
     # -- SPC ------------------------------------------------------------------------------
     def _close_subgroups(self, st: QueueState, out: Output, wall: float) -> None:
+        """Close the subgroups whose period and grace the watermark has passed, in order.
+        A subgroup whose first events arrived after a later one had closed (its start is
+        at or before ``closed_through``, never published) closes now as well: its status
+        and limits as any other's, but it moves neither the EWMA nor the last point and
+        raises no alert, for it is out of order (``_close_late``)."""
         period, grace = self.s.subgroup_seconds, self.s.grace_seconds
-        for start in sorted(b for b in st.buckets if b > st.closed_through):
-            if start + period + grace > st.watermark:
-                break
-            st.closed_through = start
-            st.closed_count += 1
+        todo = [s for s, b in st.buckets.items() if s > st.closed_through or b.rev < 0]
+        for start in sorted(todo):
             b = st.buckets[start]
+            late = start <= st.closed_through  # (sorted: all of these come first)
+            if not late and start + period + grace > st.watermark:
+                break
+            if not late:
+                st.closed_through = start
+            st.closed_count += 1
             b.n0, b.e0 = b.n, b.e
             if st.baseline_p is None:
                 if b.n < self.s.min_subgroup_n:
@@ -574,8 +582,10 @@ class Scorer:
                 continue
             if b.n < self.s.min_subgroup_n:
                 self._point(st, start, b, SubgroupStatus.TOO_SMALL, out, wall)
-                continue
-            self._chart(st, start, b, out, wall)
+            elif late:
+                self._replot(st, start, SubgroupStatus.CHARTED, out, wall)
+            else:
+                self._chart(st, start, b, out, wall)
 
     def _freeze_baseline(self, st: QueueState) -> None:
         n = sum(x[0] for x in st.phase1)
@@ -683,14 +693,21 @@ class Scorer:
             b = st.buckets.get(start)
             if b is None or b.rev < 0:
                 continue
-            status = SubgroupStatus(b.status)
-            if status is SubgroupStatus.CHARTED and b.n and st.baseline_p is not None:
-                lcl, ucl, signals = self._limits(st, b)
-                self._point(
-                    st, start, b, status, out, wall, (st.baseline_p, lcl, ucl), signals=signals
-                )
-            else:
-                self._point(st, start, b, status, out, wall)
+            self._replot(st, start, SubgroupStatus(b.status), out, wall)
+
+    def _replot(
+        self, st: QueueState, start: int, status: SubgroupStatus, out: Output, w: float
+    ) -> None:
+        """Publish a subgroup out of order (a revision, or one closed after a later one):
+        a charted one gets the p-chart limits of its n and shows its signals, but it does
+        not step the EWMA (whose statistic runs in time order), is not the queue's last
+        point, and raises no alert."""
+        b = st.buckets[start]
+        if status is SubgroupStatus.CHARTED and b.n and st.baseline_p is not None:
+            lcl, ucl, signals = self._limits(st, b)
+            self._point(st, start, b, status, out, w, (st.baseline_p, lcl, ucl), signals=signals)
+        else:
+            self._point(st, start, b, status, out, w)
 
     def _check_target(self, st: QueueState, out: Output, wall: float) -> None:
         day = int(st.watermark // 86400) * 86400

@@ -432,3 +432,55 @@ def test_admission_refuses_every_field_it_would_use_with_a_wrong_type_or_range()
     st = sc.state("q")
     assert (st.decisions_total, st.verdicts_total) == (3, 1)
     assert st.buckets[int(T0.timestamp())].errors_by_type == {"technical": 1}
+
+
+def _hole_traffic(q: str) -> list[list[dict[str, Any]]]:
+    """trial7 holes.py hole2: hours 0 and 2 decided on time and reviewed 10 h later, hour
+    1's decisions stalled until then, then live traffic at hour 14: four batches."""
+
+    def dec(h: int, k: int) -> dict[str, Any]:
+        return decision(f"{h}-{k}", q, T0 + h * H + timedelta(minutes=k))
+
+    def ver(h: int, k: int, lag: int, correct: bool = True) -> dict[str, Any]:
+        return verdict(f"{h}-{k}", q, T0 + h * H + timedelta(minutes=k) + lag * H, correct)
+
+    return [
+        [dec(h, k) for h in (0, 2) for k in range(25)],
+        [ver(h, k, 10) for h in (0, 2) for k in range(25)],
+        [dec(1, k) for k in range(25)] + [ver(1, k, 11, k >= 10) for k in range(25)],
+        [dec(14, 0)],
+    ]
+
+
+@pytest.mark.parametrize("baseline", [True, False], ids=["frozen", "phase1"])
+def test_a_subgroup_whose_events_come_after_a_later_one_closed_is_published(
+    baseline: bool,
+) -> None:
+    """Hour 1's events arrive after hour 2 (and every hour to 11) closed: hour 1 still
+    closes once, with the status its n calls for, counts in subgroups_closed, and, being
+    out of order, steps no EWMA and raises no alert (it used to stay unpublished)."""
+    sc = Scorer(settings(baseline_p={"q": 0.05} if baseline else {}), {})
+    points, breaches = [], []
+    for items in _hole_traffic("q"):
+        out = feed(sc, items, wall=(T0 + 15 * H).timestamp())
+        points += out.points
+        breaches += out.breaches
+    h1 = [p for p in points if p.start == T0 + H]
+    assert len(h1) == 1, [(p.start, p.revision) for p in points]
+    assert (h1[0].revision, h1[0].n, h1[0].errors, h1[0].late) == (0, 25, 10, 25)
+    st = sc.state("q")
+    assert st.closed_count == 3 == len({p.start for p in points})
+    assert st.buckets[int((T0 + H).timestamp())].rev == 0
+    if baseline:
+        assert h1[0].status == "charted"
+        assert h1[0].lcl is not None
+        assert h1[0].ucl is not None
+        assert h1[0].ucl < 10 / 25
+        assert h1[0].signals == ["p_chart_ucl"]
+        assert h1[0].ewma is None  # out of order: the EWMA ran on hours 0 and 2 only
+        assert breaches == []  # (10 errors in 25 would alarm in order)
+        assert st.last_point is not None
+        assert st.last_point.start == T0 + 2 * H
+    else:
+        assert h1[0].status == "phase1"
+        assert len(st.phase1) == 3
