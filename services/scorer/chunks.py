@@ -105,7 +105,7 @@ class ChunkStore:
         self.kind = kind  # key prefix: several stores share one table
         self._applied = applied  # queue -> the last input position its record applied
         self._staged: dict[ChunkKey, Chunk] = {}  # written at the next flush
-        self._staged_ids: dict[str, ChunkKey] = {}
+        self._staged_ids: dict[tuple[str, str], ChunkKey] = {}  # (queue, id) -> chunk
         self._deleted: list[ChunkKey] = []
         self._cache: OrderedDict[ChunkKey, Chunk] = OrderedDict()
         self._cached_records = 0
@@ -191,11 +191,13 @@ class ChunkStore:
         return sorted(out.items(), key=lambda kv: (kv[0].hour, kv[0].batch))
 
     # -- reads ------------------------------------------------------------------------------
-    def key_of(self, record_id: str, alive_from: float) -> ChunkKey | None:
-        """The chunk holding ``record_id``, unless it expired (logically) at ``alive_from``."""
-        key = self._staged_ids.get(record_id)
+    def key_of(self, queue_id: str, record_id: str, alive_from: float) -> ChunkKey | None:
+        """The queue's chunk holding ``record_id``, unless it expired (logically) at
+        ``alive_from``. Ids are scoped by queue: another queue's record of the same id is
+        another record."""
+        key = self._staged_ids.get((queue_id, record_id))
         if key is None:
-            raw = self._index.chunk_of(self.kind, record_id)
+            raw = self._index.chunk_of(self.kind, queue_id, record_id)
             if raw is None:
                 return None
             key = self._key(raw)
@@ -208,8 +210,10 @@ class ChunkStore:
             return None
         return key
 
-    def get(self, record_id: str, alive_from: float = float("-inf")) -> Record | None:
-        key = self.key_of(record_id, alive_from)
+    def get(
+        self, queue_id: str, record_id: str, alive_from: float = float("-inf")
+    ) -> Record | None:
+        key = self.key_of(queue_id, record_id, alive_from)
         if key is None:
             return None
         chunk = self._chunk(key)
@@ -225,7 +229,7 @@ class ChunkStore:
         alive_from: float = float("-inf"),
     ) -> dict[str, Record]:
         """Stage the records not known yet (alive at ``alive_from``); returns them."""
-        fresh = {k: r for k, r in records.items() if self.key_of(k, alive_from) is None}
+        fresh = {k: r for k, r in records.items() if self.key_of(queue_id, k, alive_from) is None}
         if not fresh:
             return fresh
         key = ChunkKey(self.kind, queue_id, hour_of(watermark), batch)
@@ -234,7 +238,7 @@ class ChunkStore:
         chunk: Chunk = {"q": queue_id, "r": {**(existing["r"] if existing else {}), **fresh}}
         self._staged[key] = chunk
         for record_id in fresh:
-            self._staged_ids[record_id] = key
+            self._staged_ids[(queue_id, record_id)] = key
         return fresh
 
     def expire(self, queue_id: str, before: float) -> list[tuple[ChunkKey, Chunk]]:
@@ -246,8 +250,8 @@ class ChunkStore:
             staged = self._staged.pop(key, None)
             if staged is not None:
                 for record_id in staged["r"]:
-                    if self._staged_ids.get(record_id) == key:
-                        del self._staged_ids[record_id]
+                    if self._staged_ids.get((queue_id, record_id)) == key:
+                        del self._staged_ids[(queue_id, record_id)]
         return gone
 
     def purge(self, queue_id: str, before: float) -> None:

@@ -220,7 +220,7 @@ class Scorer:
             self._add_decisions(st, decisions, period, counted, revised, batch_id, out, wall)
         for v in verdicts:
             st.watermark = max(st.watermark, _epoch(v["reviewed_at"]))
-            record = self._decisions.get(v["decision_id"], st.alive_from)
+            record = self._decisions.get(queue_id, v["decision_id"], st.alive_from)
             if record is None:
                 self._hold(st, v, batch_id)
                 continue
@@ -396,7 +396,7 @@ class Scorer:
         verdict_id = v["verdict_id"]
         if self._pending.waiting(st.queue_id, verdict_id):
             return  # a duplicate of a verdict already waiting
-        if self._counted.key_of(verdict_id, st.alive_from) is not None:
+        if self._counted.key_of(st.queue_id, verdict_id, st.alive_from) is not None:
             return  # counted already (its decision expired since): a duplicate
         if self._pending.count(st.queue_id) >= self.s.pending_max:
             st.expired_pending += 1  # the queue's decisions are missing: dropped, counted
@@ -455,7 +455,7 @@ class Scorer:
     ) -> None:
         """Count a joined verdict. ``verdict`` is [reviewed_at, outcome, error_type,
         sample_type]; ``decision`` the decision's record."""
-        if verdict_id in counted or self._counted.key_of(verdict_id, st.alive_from):
+        if verdict_id in counted or self._counted.key_of(st.queue_id, verdict_id, st.alive_from):
             return  # a duplicate or a replay: already counted
         counted[verdict_id] = [verdict[0]]
         st.verdicts_total += 1

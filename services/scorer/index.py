@@ -9,7 +9,8 @@ is never behind or ahead of the chunks it describes, needs no rebuild after a re
 does not have to fit in memory: nothing is read at start-up.
 
 Only chunk keys (``kind|queue|hour|batch``, see ``chunks.py``) and queue records (``q|queue``)
-are indexed. A record id may be listed for a chunk that no longer holds it (a chunk rewritten
+are indexed. Record ids are scoped by queue: the same decision id in two queues is two
+decisions (queues share partitions). A record id may be listed for a chunk that no longer holds it (a chunk rewritten
 by the replay of a cut-short batch): readers check the chunk's content.
 """
 
@@ -35,8 +36,8 @@ def chunk_fields(key: str) -> tuple[str, str, int, str] | None:
 
 @runtime_checkable
 class ChunkIndex(Protocol):
-    def chunk_of(self, kind: str, record_id: str) -> str | None:
-        """The key of the chunk the record id was last written in, if any."""
+    def chunk_of(self, kind: str, queue_id: str, record_id: str) -> str | None:
+        """The key of the queue's chunk the record id was last written in, if any."""
 
     def batch_chunks(self, batch: str) -> list[str]:
         """Keys of the chunks written from input message ``batch`` (``partition-offset``)."""
@@ -59,7 +60,7 @@ class IndexedTable(MutableMapping[str, Any]):
 
     def __init__(self, data: MutableMapping[str, Any] | None = None) -> None:
         self.data: MutableMapping[str, Any] = {} if data is None else data
-        self._ids: dict[tuple[str, str], str] = {}
+        self._ids: dict[tuple[str, str, str], str] = {}
         self._batches: dict[str, set[str]] = defaultdict(set)
         self._hours: dict[tuple[str, str], dict[int, set[str]]] = defaultdict(dict)
         self._queues: set[str] = set()
@@ -86,7 +87,7 @@ class IndexedTable(MutableMapping[str, Any]):
         if fields is not None:
             kind, queue_id, hour, batch = fields
             for record_id in value["r"]:
-                self._ids[(kind, record_id)] = key
+                self._ids[(kind, queue_id, record_id)] = key
             self._batches[batch].add(key)
             self._hours[(kind, queue_id)].setdefault(hour, set()).add(key)
         elif key.startswith(QUEUE_PREFIX):
@@ -101,8 +102,8 @@ class IndexedTable(MutableMapping[str, Any]):
         if fields is not None:
             kind, queue_id, hour, batch = fields
             for record_id in self.data[key]["r"]:
-                if self._ids.get((kind, record_id)) == key:
-                    del self._ids[(kind, record_id)]
+                if self._ids.get((kind, queue_id, record_id)) == key:
+                    del self._ids[(kind, queue_id, record_id)]
             self._batches[batch].discard(key)
             if not self._batches[batch]:
                 del self._batches[batch]
@@ -114,8 +115,8 @@ class IndexedTable(MutableMapping[str, Any]):
             self._queues.discard(key[len(QUEUE_PREFIX) :])
 
     # -- ChunkIndex -------------------------------------------------------------------------
-    def chunk_of(self, kind: str, record_id: str) -> str | None:
-        return self._ids.get((kind, record_id))
+    def chunk_of(self, kind: str, queue_id: str, record_id: str) -> str | None:
+        return self._ids.get((kind, queue_id, record_id))
 
     def batch_chunks(self, batch: str) -> list[str]:
         return sorted(self._batches.get(batch, ()))

@@ -72,7 +72,7 @@ class PendingStore:
             if key.hour + HOUR <= pending_alive_from:
                 continue  # expired; its deletion may not have reached the table
             for verdict_id, record in chunk["r"].items():
-                if self._counted.key_of(verdict_id, alive_from) is None:
+                if self._counted.key_of(queue_id, verdict_id, alive_from) is None:
                     w.put(verdict_id, record)
         return w
 

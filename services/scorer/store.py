@@ -10,8 +10,13 @@ index leave together (Faust closes that partition's database).
 Index entries live under keys that begin with a NUL byte, which no JSON-encoded table key
 does, and are hidden from the table's own iteration:
 
-- ``\\0i|kind|record_id`` -> the chunk's table key (JSON bytes);
+- ``\\0k|kind|queue|record_id`` -> the chunk's table key (JSON bytes): record ids are
+  scoped by queue (queue ids hold no ``|``);
 - ``\\0b|batch|<chunk key>`` -> empty: the chunks written from one input message.
+
+A database written before ids were scoped by queue has ``\\0i|kind|record_id`` entries
+instead; ``upgrade_index`` rewrites them when the partition's database is opened (one pass
+over its chunks, restartable: the old entries go last).
 
 Chunk keys are JSON strings ``"kind|queue|hour|batch"`` with a zero-padded hour, so one
 queue's chunks of one kind sort by hour, and queue records ``"q|queue"`` sort together:
@@ -20,6 +25,7 @@ both are read by seeking to a prefix.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -32,8 +38,11 @@ from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from services.scorer.index import CHUNK_KINDS, QUEUE_PREFIX
 
+log = logging.getLogger(__name__)
 NUL = b"\x00"
-ID_PREFIX = NUL + b"i|"
+ID_PREFIX = NUL + b"k|"
+OLD_ID_PREFIX = NUL + b"i|"  # (kind, record_id) entries, before ids were scoped by queue
+UPGRADE_WRITE_BATCH = 10_000
 BATCH_PREFIX = NUL + b"b|"
 _CHUNK_PREFIXES = tuple(f'"{k}|'.encode() for k in sorted(CHUNK_KINDS))
 
@@ -42,12 +51,17 @@ def _json_key(key: str) -> bytes:
     return orjson.dumps(key)
 
 
-def _chunk_parts(key: bytes) -> tuple[str, str] | None:
-    """(kind, batch) of a JSON-encoded chunk key, or None."""
+def _chunk_parts(key: bytes) -> tuple[str, str, str] | None:
+    """(kind, queue, batch) of a JSON-encoded chunk key, or None."""
     if not key.startswith(_CHUNK_PREFIXES):
         return None
     text: str = orjson.loads(key)
-    return text[0], text.rsplit("|", 1)[1]
+    queue_id, _, batch = text[2:].rsplit("|", 2)
+    return text[0], queue_id, batch
+
+
+def _id_key(kind: str, queue_id: str, record_id: str) -> bytes:
+    return ID_PREFIX + f"{kind}|{queue_id}|{record_id}".encode()
 
 
 class _Batch:
@@ -76,11 +90,11 @@ class _Batch:
         """A table write, with its index entries."""
         parts = _chunk_parts(key)
         if parts is not None:
-            kind, batch = parts
+            kind, queue_id, batch = parts
             old = self.get(key)
             if old is not None:
                 for record_id in orjson.loads(old)["r"]:
-                    id_key = ID_PREFIX + f"{kind}|{record_id}".encode()
+                    id_key = _id_key(kind, queue_id, record_id)
                     if self.get(id_key) == key:  # not if a newer chunk holds the id now
                         self.delete(id_key)
                 self.delete(BATCH_PREFIX + batch.encode() + b"|" + key)
@@ -89,9 +103,9 @@ class _Batch:
             return
         self.put(key, value)
         if parts is not None:
-            kind, batch = parts
+            kind, queue_id, batch = parts
             for record_id in orjson.loads(value)["r"]:
-                self.put(ID_PREFIX + f"{kind}|{record_id}".encode(), key)
+                self.put(_id_key(kind, queue_id, record_id), key)
             self.put(BATCH_PREFIX + batch.encode() + b"|" + key, b"")
 
 
@@ -105,6 +119,39 @@ def _prefixed(db: Rdict, prefix: bytes, start: bytes | None = None) -> Iterator[
             return
         yield key
         it.next()
+
+
+def upgrade_index(db: Rdict) -> int:
+    """Rewrite the id index of a database written before record ids were scoped by queue
+    (``\\0i|`` entries): the new entries from every chunk, then the old ones deleted, in
+    bounded write batches, so an interrupted upgrade runs again from the start. Returns the
+    number of chunks indexed (0: nothing to upgrade)."""
+    if next(_prefixed(db, OLD_ID_PREFIX), None) is None:
+        return 0
+    chunks = 0
+    wb, ops = WriteBatch(raw_mode=True), 0
+    for prefix in _CHUNK_PREFIXES:
+        for key in _prefixed(db, prefix):  # (an iterator reads a snapshot)
+            parts = _chunk_parts(key)
+            value = db.get(key)
+            if parts is None or value is None:
+                continue
+            kind, queue_id, _ = parts
+            chunks += 1
+            for record_id in orjson.loads(value)["r"]:
+                wb.put(_id_key(kind, queue_id, record_id), key)
+                ops += 1
+            if ops >= UPGRADE_WRITE_BATCH:
+                db.write(wb)
+                wb, ops = WriteBatch(raw_mode=True), 0
+    for old in _prefixed(db, OLD_ID_PREFIX):
+        wb.delete(old)
+        ops += 1
+        if ops >= UPGRADE_WRITE_BATCH:
+            db.write(wb)
+            wb, ops = WriteBatch(raw_mode=True), 0
+    db.write(wb)
+    return chunks
 
 
 class BoundedRocksDBOptions(rocksdb.RocksDBOptions):
@@ -138,6 +185,17 @@ class IndexedRocksDBStore(rocksdb.Store):
             raise RuntimeError("the scorer's store needs rocksdict, not python-rocksdb")
         # what is left of the table's options once Faust took read_only and driver out
         self.rocksdb_options = BoundedRocksDBOptions(**(self.options or {}), use_rocksdict=True)
+
+    def _open_for_partition(self, partition: int) -> Rdict:
+        db: Rdict = super()._open_for_partition(partition)
+        if not self.read_only:
+            upgraded = upgrade_index(db)
+            if upgraded:
+                log.warning(
+                    "partition %s: chunk index of %s chunks rewritten with ids scoped by queue",
+                    partition, upgraded,
+                )  # fmt: skip
+        return db
 
     def _write(self, partition: int, ops: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Apply puts (value) and deletes (None) to one partition, with their index entries,
@@ -195,8 +253,8 @@ class IndexedRocksDBStore(rocksdb.Store):
             return [self._db_for_partition(event.message.partition)]
         return list(self._dbs.values())
 
-    def chunk_of(self, kind: str, record_id: str) -> str | None:
-        id_key = ID_PREFIX + f"{kind}|{record_id}".encode()
+    def chunk_of(self, kind: str, queue_id: str, record_id: str) -> str | None:
+        id_key = _id_key(kind, queue_id, record_id)
         for db in self._dbs_to_search():
             raw = db.get(id_key)
             if raw is not None:

@@ -184,8 +184,8 @@ def test_old_decisions_expire() -> None:
     assert [k.hour for k, _ in sc._decisions.chunks("q")] == [
         int((T0 + 10 * H).timestamp()) // 3600 * 3600
     ]  # d1's chunk is gone
-    assert sc._decisions.get("d1") is None
-    assert sc._decisions.get("d2") is not None
+    assert sc._decisions.get("q", "d1") is None
+    assert sc._decisions.get("q", "d2") is not None
 
 
 def test_snapshot_has_windows_and_chart() -> None:
@@ -484,3 +484,23 @@ def test_a_subgroup_whose_events_come_after_a_later_one_closed_is_published(
     else:
         assert h1[0].status == "phase1"
         assert len(st.phase1) == 3
+
+
+def test_the_same_ids_in_two_queues_are_two_sets_of_events() -> None:
+    """trial7 burst1/burst2: two queues of one partition with the same decision ids. Each
+    queue counts its own decisions, joins its verdicts to its own decisions, and holds a
+    verdict whose decision only the other queue has (it used to deduplicate burst2's
+    decisions against burst1's and join burst2's verdict to burst1's decision)."""
+    sc = Scorer(settings(), {})
+    feed(sc, [decision(f"b-{i}", "burst1", T0) for i in (1, 2, 3)])
+    feed(sc, [verdict("b-9", "burst2"), verdict("b-1", "burst1")])
+    feed(sc, [decision(f"b-{i}", "burst2", T0 + H, site_id="manila") for i in (1, 2, 3)])
+    feed(sc, [verdict("b-2", "burst2", T0 + 2 * H, correct=False)])
+    one, two = sc.state("burst1"), sc.state("burst2")
+    assert (one.decisions_total, two.decisions_total) == (3, 3)
+    assert (one.verdicts_total, two.verdicts_total) == (1, 1)
+    assert two.buckets[int((T0 + H).timestamp())].e == 1  # burst2's own decision's hour
+    assert int(T0.timestamp()) not in two.buckets
+    assert (sc.pending_count("burst1"), sc.pending_count("burst2")) == (0, 1)
+    feed(sc, [decision("b-1", "burst1", T0)])  # still a duplicate within its own queue
+    assert sc.state("burst1").decisions_total == 3

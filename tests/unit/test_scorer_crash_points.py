@@ -154,8 +154,10 @@ def fingerprint(scorer: Scorer) -> dict[str, Any]:
         for key, chunk in [c for q in QUEUES for c in store.chunks(q)]:
             alive_from = scorer.state(key.queue_id).alive_from
             for record_id in chunk["r"]:
-                if store.key_of(record_id, alive_from) is not None:
-                    ids[f"{store.kind}:{record_id}"] = store.get(record_id)
+                if store.key_of(key.queue_id, record_id, alive_from) is not None:
+                    ids[f"{store.kind}:{key.queue_id}:{record_id}"] = store.get(
+                        key.queue_id, record_id
+                    )
     out["ids"] = ids
     return out
 

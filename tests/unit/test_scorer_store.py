@@ -14,7 +14,14 @@ import pytest
 
 from services.scorer.chunks import ChunkKey
 from services.scorer.index import ChunkIndex, IndexedTable
-from services.scorer.store import STORE_URL, IndexedRocksDBStore
+from services.scorer.store import (
+    ID_PREFIX,
+    OLD_ID_PREFIX,
+    STORE_URL,
+    IndexedRocksDBStore,
+    _prefixed,
+    upgrade_index,
+)
 
 
 def open_store(datadir: Path) -> IndexedRocksDBStore:
@@ -52,9 +59,9 @@ def test_index_follows_puts_and_deletes(tmp_path: Path) -> None:
     put(store, k("d", "q10", 0, "0-3"), chunk("q10", ["w"]))
     put(store, "q|q1", {"applied": [0, 2]})
     put(store, "q|q10", {"applied": [0, 3]})
-    assert store.chunk_of("d", "x") == a
-    assert store.chunk_of("v", "x") == k("v", "q1", 3600, "0-2")
-    assert store.chunk_of("d", "nope") is None
+    assert store.chunk_of("d", "q1", "x") == a
+    assert store.chunk_of("v", "q1", "x") == k("v", "q1", 3600, "0-2")
+    assert store.chunk_of("d", "q1", "nope") is None
     assert store.batch_chunks("0-2") == sorted([b, k("v", "q1", 3600, "0-2")])
     assert store.queue_chunks("d", "q1", 7200) == [a]  # hours below 7200 only
     assert store.queue_chunks("d", "q1", 10**10) == [a, b]
@@ -65,7 +72,7 @@ def test_index_follows_puts_and_deletes(tmp_path: Path) -> None:
         [a, b, k("v", "q1", 3600, "0-2"), k("d", "q10", 0, "0-3"), "q|q1", "q|q10"]
     )
     put(store, a, None)
-    assert store.chunk_of("d", "x") is None
+    assert store.chunk_of("d", "q1", "x") is None
     assert store.batch_chunks("0-1") == []
     assert store.queue_chunks("d", "q1", 10**10) == [b]
 
@@ -76,7 +83,7 @@ def test_deleting_an_old_chunk_keeps_the_id_of_a_newer_one(tmp_path: Path) -> No
     put(store, old, chunk("q", ["x"]))
     put(store, new, chunk("q", ["x"]))  # counted again after the old chunk expired
     put(store, old, None)
-    assert store.chunk_of("v", "x") == new
+    assert store.chunk_of("v", "q", "x") == new
 
 
 def test_recovery_from_the_changelog_builds_the_same_index_and_it_survives_a_reopen(
@@ -102,9 +109,9 @@ def test_recovery_from_the_changelog_builds_the_same_index_and_it_survives_a_reo
     ]
     store.set_persisted_offset = lambda tp, offset: None  # type: ignore[method-assign]
     store.apply_changelog_batch(batch, lambda x: x, lambda x: x)
-    assert store.chunk_of("p", "v1") == a
-    assert store.chunk_of("p", "v2") is None
-    assert store.chunk_of("d", "d1") is None
+    assert store.chunk_of("p", "q", "v1") == a
+    assert store.chunk_of("p", "q", "v2") is None
+    assert store.chunk_of("d", "q", "d1") is None
     assert store.batch_chunks("1-6") == []
     assert store.queue_ids() == ["q"]
     # a new store on the same directory (a restarted worker): nothing to rebuild
@@ -114,7 +121,7 @@ def test_recovery_from_the_changelog_builds_the_same_index_and_it_survives_a_reo
     gc.collect()
     again = open_store(tmp_path / "a")
     again._db_for_partition(1)
-    assert again.chunk_of("p", "v1") == a
+    assert again.chunk_of("p", "q", "v1") == a
     assert again.queue_chunks("p", "q", 10**10) == [a]
 
 
@@ -145,12 +152,58 @@ def test_same_answers_as_the_in_memory_index(tmp_path: Path, seed: int) -> None:
             memory[key] = value
             put(store, key, value)
     for kind in "dvp":
-        for i in ids:
-            assert store.chunk_of(kind, i) == memory.chunk_of(kind, i), (kind, i)
         for q in ["q", "q2", "q:x"]:
+            for i in ids:
+                assert store.chunk_of(kind, q, i) == memory.chunk_of(kind, q, i), (kind, q, i)
             for before in (0, 7200, 10**10):
                 assert store.queue_chunks(kind, q, before) == memory.queue_chunks(kind, q, before)
     for batch in range(6):
         assert store.batch_chunks(f"0-{batch}") == memory.batch_chunks(f"0-{batch}")
     assert store.queue_ids() == memory.queue_ids()
     assert table_keys(store) == sorted(memory.keys())
+
+
+def test_the_same_id_in_two_queues_is_indexed_twice(tmp_path: Path) -> None:
+    """Queues share partitions: the index holds an id per queue (it used to hold one chunk
+    per id, so one queue's decision answered for another's)."""
+    store = open_store(tmp_path)
+    a, b = k("d", "burst1", 3600, "0-1"), k("d", "burst2", 3600, "0-2")
+    put(store, a, chunk("burst1", ["b-1"]))
+    put(store, b, chunk("burst2", ["b-1"]))
+    assert store.chunk_of("d", "burst1", "b-1") == a
+    assert store.chunk_of("d", "burst2", "b-1") == b
+    put(store, b, None)
+    assert store.chunk_of("d", "burst1", "b-1") == a
+    assert store.chunk_of("d", "burst2", "b-1") is None
+
+
+def test_a_database_indexed_before_ids_were_scoped_by_queue_is_upgraded_on_open(
+    tmp_path: Path,
+) -> None:
+    """The old index (``\\0i|kind|record_id``) is rewritten when the partition is opened:
+    lookups answer per queue, the old entries are gone, and a second open does nothing."""
+    store = open_store(tmp_path)
+    a, b = k("d", "q1", 3600, "0-1"), k("v", "q2", 7200, "0-2")
+    put(store, a, chunk("q1", ["x", "y"]))
+    put(store, b, chunk("q2", ["x"]))
+    db = store._db_for_partition(0)
+    new_keys = list(_prefixed(db, ID_PREFIX))
+    assert len(new_keys) == 3
+    for key in new_keys:  # as a scorer before the change wrote them
+        kind, _, record_id = key[len(ID_PREFIX) :].decode().split("|", 2)
+        db.put(OLD_ID_PREFIX + f"{kind}|{record_id}".encode(), db.get(key))
+        db.delete(key)
+    assert store.chunk_of("d", "q1", "x") is None  # unreadable before the upgrade
+    del store, db
+    import gc
+
+    gc.collect()
+    again = open_store(tmp_path)
+    again._db_for_partition(0)
+    assert again.chunk_of("d", "q1", "x") == a
+    assert again.chunk_of("d", "q1", "y") == a
+    assert again.chunk_of("v", "q2", "x") == b
+    assert again.chunk_of("d", "q2", "x") is None
+    db = again._db_for_partition(0)
+    assert list(_prefixed(db, OLD_ID_PREFIX)) == []
+    assert upgrade_index(db) == 0
