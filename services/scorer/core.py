@@ -688,12 +688,22 @@ class Scorer:
 
     def _revise(self, st: QueueState, starts: set[int], out: Output, wall: float) -> None:
         """Republish closed subgroups that late verdicts or decisions changed, once per
-        batch each. The limits are those of the final n; no alert fires on a revision."""
+        batch each. The status and limits are those of the final n (a ``too_small`` one
+        that late verdicts bring to ``min_subgroup_n`` is charted); no alert fires on a
+        revision. Phase I statuses stay: the baseline is frozen from the subgroups as they
+        closed."""
         for start in sorted(starts):
             b = st.buckets.get(start)
             if b is None or b.rev < 0:
                 continue
-            self._replot(st, start, SubgroupStatus(b.status), out, wall)
+            status = SubgroupStatus(b.status)
+            if (
+                status is SubgroupStatus.TOO_SMALL
+                and st.baseline_p is not None
+                and b.n >= self.s.min_subgroup_n
+            ):
+                status = SubgroupStatus.CHARTED
+            self._replot(st, start, status, out, wall)
 
     def _replot(
         self, st: QueueState, start: int, status: SubgroupStatus, out: Output, w: float

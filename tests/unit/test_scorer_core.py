@@ -504,3 +504,25 @@ def test_the_same_ids_in_two_queues_are_two_sets_of_events() -> None:
     assert (sc.pending_count("burst1"), sc.pending_count("burst2")) == (0, 1)
     feed(sc, [decision("b-1", "burst1", T0)])  # still a duplicate within its own queue
     assert sc.state("burst1").decisions_total == 3
+
+
+def test_a_revision_that_brings_a_too_small_subgroup_to_min_n_charts_it() -> None:
+    """A subgroup closed with no verdicts (too_small) that late verdicts bring to n=28 is
+    republished as charted, with the p-chart limits of n=28, and still raises no alert (it
+    used to stay too_small with null limits)."""
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {})
+    feed(sc, [decision(f"a{i}", "q", T0 + timedelta(minutes=i)) for i in range(28)])
+    first = feed(sc, [decision("live", "q", T0 + 4 * H)]).points
+    assert [(p.status, p.n, p.ucl) for p in first] == [("too_small", 0, None)]
+    late = [verdict(f"a{i}", "q", T0 + 5 * H, correct=i >= 12) for i in range(28)]
+    out = feed(sc, late)
+    (rev,) = [p for p in out.points if p.start == T0]
+    assert (rev.revision, rev.status, rev.n, rev.errors, rev.late) == (1, "charted", 28, 12, 28)
+    assert rev.center == 0.05
+    assert rev.lcl is not None
+    assert rev.ucl is not None
+    assert rev.ucl < 12 / 28
+    assert rev.signals == ["p_chart_ucl"]
+    # (the 24h accuracy target may fire on these counts: not a subgroup alert)
+    assert [b for b in out.breaches if b.rule in {"p_chart_ucl", "ewma_ucl"}] == []
+    assert sc.state("q").buckets[int(T0.timestamp())].status == "charted"
