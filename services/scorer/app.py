@@ -17,8 +17,9 @@ Per message:
    applied message would not reject them again);
 4. ``commit``: chunks, then the queue record with the position and the outbox;
 5. the outbox (closed subgroups, revisions, breaches) is sent; each acknowledgement lets the
-   next commit drop its entry; after a restart, what is left is sent again (consumers
-   upsert by key, so a repeat changes nothing);
+   queue's next commit drop its entry, or, first, the next message of its partition
+   (``Scorer.prune_acked``, before step 2); after a restart, what is left is sent again
+   (consumers upsert by key, so a repeat changes nothing);
 6. a snapshot when the throttle allows; a timer flushes the ones it held back.
 """
 
@@ -315,6 +316,14 @@ def create_app(settings: ScorerSettings) -> faust.App:
             if msg.tp not in app.consumer.assignment():
                 raise RevokedError(msg.tp)
             generation = scorer.generation
+            try:
+                # acknowledged outputs of the partition's other queues leave their records
+                # now (the table is written only while handling a message of its partition)
+                scorer.prune_acked(position, queue_id)
+            except Exception:
+                scorer.rollback()
+                log.exception("cannot prune acknowledged outputs of partition %s", msg.partition)
+                generation = scorer.generation
             try:
                 if scorer.applied(queue_id, position):
                     # the local store may hold writes its changelog never got (a crash

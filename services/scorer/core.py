@@ -129,6 +129,7 @@ class Scorer:
         self._dirty: set[str] = set()  # queues whose latest state no snapshot carries yet
         self._sent: dict[str, int] = {}  # queue -> highest outbox seq handed out to send
         self._acked: dict[str, int] = {}  # queue -> highest outbox seq the broker acked
+        self._prunable: set[str] = set()  # queues with acks their stored record still holds
         self.generation = 0  # bumped when in-memory state is dropped
 
     # -- state ------------------------------------------------------------------------------
@@ -247,6 +248,7 @@ class Scorer:
         st = self._load(queue_id)
         acked = self._acked.get(queue_id, -1)
         st.outbox = [e for e in st.outbox if e[0] > acked]
+        self._prunable.discard(queue_id)
         for store in (self._decisions, self._counted, self._pending.chunks):
             store.flush()
         self._table[QUEUE_PREFIX + queue_id] = st.to_dict()
@@ -322,6 +324,37 @@ class Scorer:
         """The broker acknowledged outbox entry ``seq``: the next commit drops it."""
         if seq > self._acked.get(queue_id, -1):
             self._acked[queue_id] = seq
+            self._prunable.add(queue_id)
+
+    def prune_acked(self, position: Position, busy: str) -> list[str]:
+        """Write again, without their acknowledged outbox entries, the records of the queues
+        of the partition whose outputs were acknowledged since their last commit (``busy``,
+        the queue in hand, commits anyway); returns them. Called with each input message
+        (at ``position``; table writes need one), so a queue that gets no more input does
+        not keep its sent outputs until it does, to send them again after every restart.
+
+        Exactly-once is untouched: the record written is the stored one (a queue not in
+        hand has nothing staged: its cached state is what its last commit wrote) but for
+        entries the broker holds, with the same ``applied`` position and horizons; and only
+        a record that applied a message *before* ``position``, whose chunks were all sent
+        to the changelog ahead of this write (a worker's store can hold a record ahead of
+        its changelog after a crash: that one waits for the replay to write its chunks)."""
+        written = []
+        for queue_id in sorted(self._prunable):
+            st = self._cache.get(queue_id)
+            if st is None:
+                self._prunable.discard(queue_id)  # reloaded later from the table
+                continue
+            if queue_id == busy or st.applied[0] != position[0] or st.applied[1] >= position[1]:
+                continue
+            acked = self._acked.get(queue_id, -1)
+            self._prunable.discard(queue_id)
+            if not st.outbox or st.outbox[0][0] > acked:
+                continue
+            st.outbox = [e for e in st.outbox if e[0] > acked]
+            self._table[QUEUE_PREFIX + queue_id] = st.to_dict()
+            written.append(queue_id)
+        return written
 
     def snapshot_if_due(self, queue_id: str, wall: float) -> QualitySnapshot | None:
         """The queue's snapshot when its state changed and the throttle allows; otherwise

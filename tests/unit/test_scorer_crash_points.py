@@ -132,6 +132,7 @@ def run(scorer: Scorer, msgs: list[EventBatch], start: int, published: Published
         send(scorer, queue_id, published)
     for offset in range(start, len(msgs)):
         b = msgs[offset]
+        scorer.prune_acked((0, offset), b["queue_id"])  # as the worker does first
         out = scorer.process(b, WALL, (0, offset))
         if out.skipped:  # as the worker does with a message applied before
             scorer.reemit(b["queue_id"], (0, offset))
@@ -173,6 +174,7 @@ def test_every_crash_point_replays_to_the_uninterrupted_result(seed: int) -> Non
     for offset in range(len(msgs)):
         writes_before.append(len(table.log))
         sent_before.append(set(published))
+        reference.prune_acked((0, offset), msgs[offset]["queue_id"])
         assert not reference.process(msgs[offset], WALL, (0, offset)).skipped
         reference.commit(msgs[offset]["queue_id"])
         send(reference, msgs[offset]["queue_id"], published)
@@ -225,6 +227,7 @@ def test_a_local_store_ahead_of_its_changelog_replays_to_the_uninterrupted_resul
         sent_before.append(set(published))
         if offset >= LAG:
             reference.mark_durable(*stamps[offset - LAG])
+        reference.prune_acked((0, offset), msgs[offset]["queue_id"])
         reference.process(msgs[offset], WALL, (0, offset))
         stamps.append((msgs[offset]["queue_id"], reference.commit(msgs[offset]["queue_id"])))
         send(reference, msgs[offset]["queue_id"], published)
@@ -289,3 +292,34 @@ def test_a_batch_that_raises_changes_nothing() -> None:
     assert z[q].pop("failed_batches") == 1
     a[q].pop("failed_batches")
     assert a == z
+
+
+def test_acknowledged_outputs_leave_an_idle_queues_record_with_the_next_message() -> None:
+    """Outputs the broker acknowledged leave the queue's record when the next message of its
+    partition is handled, whichever queue that is: a restart does not send them again (an
+    idle queue kept them until its own next input, and re-sent them on every restart). A
+    record ahead of the message in hand (a store ahead of its changelog) is left alone."""
+    msgs = [b for b in traffic(1) if b["queue_id"] == QUEUES[0]]
+    table: dict[str, Any] = {}
+    sc = Scorer(settings(), table)
+    for offset, b in enumerate(msgs):
+        sc.process(b, WALL, (0, offset))
+        sc.commit(b["queue_id"])
+    q = QUEUES[0]
+    sent = sc.unsent(q)
+    assert sent
+    for entry in sent:
+        sc.acked(q, entry.seq)
+    assert Scorer(settings(), dict(table)).unsent(q)  # a restart now would send them again
+    end = len(msgs)
+    assert sc.prune_acked((1, end), QUEUES[1]) == []  # another partition's message
+    assert sc.prune_acked((0, end - 1), QUEUES[1]) == []  # a message before the record's
+    assert sc.prune_acked((0, end), q) == []  # the queue in hand commits anyway
+    before = codec.loads(codec.dumps(table[f"q|{q}"]))
+    assert sc.prune_acked((0, end), QUEUES[1]) == [q]
+    after = codec.loads(codec.dumps(table[f"q|{q}"]))
+    assert after["outbox"] == []
+    before.pop("outbox"), after.pop("outbox")
+    assert after == before  # nothing else changed
+    assert Scorer(settings(), dict(table)).unsent(q) == []
+    assert sc.prune_acked((0, end + 1), QUEUES[1]) == []  # once
