@@ -1,6 +1,8 @@
 """Fleet benchmark: the scorer's detectors on a simulated wall of queues, in process.
 
-    .venv/bin/python bench/fleet.py [--queues 100] [--days 30] [--seed 1] [--jobs 1]
+    .venv/bin/python bench/fleet.py [--queues 40] [--days 7] [--seed 1] [--jobs 1]
+    .venv/bin/python bench/fleet.py --queues 500 --days 30 --out fleet.jsonl   # the wall
+    .venv/bin/python bench/fleet.py --summarise fleet.jsonl                    # its tables
 
 Each queue runs through the same pure ``Scorer`` the stream runs (``services/scorer/core.py``,
 on a dict, outputs acknowledged as the worker's producer would, as ``bench/recovery.py
@@ -21,7 +23,7 @@ arrival order in one batch per queue and ``--batch-s`` seconds of arrival time (
 from a day before the drift every ``--drift-batch-s`` (900), so that an alert's time is
 known within a quarter of an hour.
 
-**In control, then a drift.** ``--days`` (30) days in control; then, on each queue, one of
+**In control, then a drift.** ``--days`` (7) days in control; then, on each queue, one of
 the ``--shifts`` (5% -> 7.5%, 10%, 15% and 0%, assigned to the queues in a seeded random
 order, in equal numbers) starts at a random hour of the next day, by decision time, and
 lasts ``--drift-days`` (3) days.
@@ -88,8 +90,8 @@ DEFAULT_SHIFTS = (0.075, 0.10, 0.15, 0.0)
 
 @dataclass(frozen=True, slots=True)
 class FleetConfig:
-    queues: int = 100
-    days: float = 30.0
+    queues: int = 40
+    days: float = 7.0
     seed: int = 1
     p0: float = 0.05
     shifts: tuple[float, ...] = DEFAULT_SHIFTS
@@ -414,8 +416,8 @@ def report(cfg: FleetConfig, s: Summary, settings: ScorerSettings) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--queues", type=int, default=100)
-    ap.add_argument("--days", type=float, default=30.0, help="days in control")
+    ap.add_argument("--queues", type=int, default=40, help="queues simulated (the wall's sample)")
+    ap.add_argument("--days", type=float, default=7.0, help="days in control")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1, help="processes (the machine is shared)")
     ap.add_argument("--drift-days", type=float, default=3.0)
@@ -471,18 +473,27 @@ def main(argv: list[str] | None = None) -> int:
     sigma = getattr(settings, "sigma_limits", None)
     pchart = f"{sigma:g} sigma" if sigma else "alpha from the budget"
     print(f"command: python bench/fleet.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    what = (
+        f"results read from {args.summarise} (the run's options are not in it: pass the "
+        "same --episode-gap-h, --p0 and --drift-days for the labels)"
+        if args.summarise
+        else f"{cfg.queues} queues, {cfg.days:g} days in control, seed {cfg.seed}"
+    )
     print(
-        f"{cfg.queues} queues, {cfg.days:g} days in control, seed {cfg.seed}; scorer: budget "
+        f"{what}; scorer: budget "
         f"{settings.false_alarms_per_day:g}/day over {settings.expected_queues} queues, "
         f"p-chart {pchart}, EWMA lambda {settings.ewma_lambda:g} L {settings.ewma_l:g} "
         f"{'alerting' if settings.ewma_alerts else 'charted only'}, CUSUM "
         f"x{settings.cusum_shift_up:g} / x{settings.cusum_shift_down:g}"
     )
-    print(
-        f"{len(results)} queues run: {events:,} events ({verdicts:,} random verdicts) in "
-        f"{took:,.0f} s; {platform.platform()}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.1f}"
-    )
+    if not args.summarise:
+        print(
+            f"{len(results)} queues run: {events:,} events ({verdicts:,} random verdicts) in "
+            f"{took:,.0f} s; {platform.platform()}, {os.cpu_count()} cores, load average "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+    else:
+        print(f"{len(results)} queues: {events:,} events ({verdicts:,} random verdicts)")
     print()
     print(report(cfg, summarise(cfg, results, settings.expected_queues), settings))
     return 0
