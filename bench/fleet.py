@@ -15,7 +15,7 @@ night to x 1.5 in the afternoon) starting at a random phase; 10% more verdicts o
 samples (counted apart, not charted); the baseline error rate p0 (5%) configured as the
 queue's standard (``QW_SCORER_BASELINE_P``), so the detectors run from the first hours.
 Only decisions that get a QA verdict are sent (the others change no detector). QA lag:
-log-normal, median 2 h, 10% beyond 4.7 h and 3% beyond the 6 h grace (late verdicts that
+log-normal, median 2 h, 10% beyond 5.6 h and 8.5% beyond the 6 h grace (late verdicts that
 revise closed subgroups); 3% of decisions arrive 2-5 h late (their verdicts wait for them);
 1% of decisions and 2% of verdicts arrive twice, up to 3 h apart. Events are delivered in
 arrival order in one batch per queue and ``--batch-s`` seconds of arrival time (3600, as
