@@ -538,10 +538,13 @@ class Scorer:
             return
         if st.cusum and st.rate == 0:
             return  # no verdicts this day: keep the design in force
-        arl0 = live.design_arl0(
-            live.arl0_for(st.rate, self.s.false_alarms_per_day, self.s.expected_queues)
-        )
         for side, ratio in (("upper", self.s.cusum_shift_up), ("lower", self.s.cusum_shift_down)):
+            arl0 = live.design_arl0(
+                live.arl0_for(
+                    st.rate, self.s.false_alarms_per_day, self.s.expected_queues,
+                    cast(live.Side, side),
+                )
+            )  # fmt: skip
             d = live.design(cast(live.Side, side), st.baseline_p, ratio, arl0)
             chart = st.cusum.get(side)
             if d is None:
@@ -636,7 +639,7 @@ class Scorer:
         for an estimated baseline, widened by the baseline's estimation error. See
         shared/stats/problimits.py and docs/statistics.md."""
         assert st.baseline_p is not None
-        alpha = alpha_for_sigmas(self.s.sigma_limits)
+        alpha = self._pchart_alpha()
         k_lo, k_hi = _limit_counts(st.baseline_p, st.baseline_e, st.baseline_n, b.n, alpha)
         signals = []
         if b.e >= k_hi:
@@ -644,6 +647,15 @@ class Scorer:
         elif b.e <= k_lo:
             signals.append("p_chart_lcl")
         return max(0.0, k_lo / b.n), min(1.0, k_hi / b.n), signals
+
+    def _pchart_alpha(self) -> float:
+        """The p-chart's one-sided tail per subgroup: ``sigma_limits`` when set, else its
+        share of the false-alarm budget (cusum.py)."""
+        if self.s.sigma_limits is not None:
+            return alpha_for_sigmas(self.s.sigma_limits)
+        return live.pchart_alpha(
+            self.s.false_alarms_per_day, self.s.expected_queues, 86400 / self.s.subgroup_seconds
+        )
 
     def _chart(self, st: QueueState, start: int, b: Bucket, out: Output, wall: float) -> None:
         assert st.baseline_p is not None
@@ -675,8 +687,9 @@ class Scorer:
             limits=(p0, lcl, ucl), ewma=(ewma_value, ewma_ucl), signals=signals,
         )  # fmt: skip
         upper = [r for r in signals if not r.endswith("_lcl")]
+        alerting = [r for r in upper if r != "ewma_ucl" or self.s.ewma_alerts]
         st.quiet_streak = 0 if upper else st.quiet_streak + 1
-        for rule in upper:
+        for rule in alerting:
             observed, limit = (p, ucl) if rule == "p_chart_ucl" else (ewma_value, ewma_ucl)
             assert observed is not None
             assert limit is not None

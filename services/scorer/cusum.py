@@ -11,11 +11,17 @@ verdicts, in the scorer's counting order:
   integer lattice, with the same exact ARL.
 
 **The budget.** ``false_alarms_per_day`` is shared equally by ``expected_queues`` queues and,
-within a queue, by its ``DETECTORS`` detectors (CUSUM up, CUSUM down, p-chart, EWMA). A
-detector's share is ``budget / (N k)`` false alarms a day; a CUSUM seeing ``r`` random
-verdicts a day meets it with an in-control ARL of ``r N k / budget`` verdicts. So a busy queue
-and a quiet one raise the same expected number of false alarms a day, and the shares add up
-to the budget. ``choose_h`` turns the ARL0 into the smallest decision interval that meets it.
+within a queue, by its alerting detectors in the proportions ``SHARES``: CUSUM up 70%, CUSUM
+down 20%, hourly p-chart 10%. The per-verdict CUSUM up is the fastest detector of a rise at
+any false-alarm rate, so it gets most of the budget; the hourly EWMA, whose normal-theory
+limits on small binomial subgroups alarm several times more often than designed, stays on
+the chart but raises no breach by default. Measured on a simulated wall by
+``bench/fleet.py``; the reasoning is in docs/statistics.md. A detector's share is
+``budget w / N`` false alarms a day; a CUSUM seeing ``r`` random verdicts a day meets it
+with an in-control ARL of ``r N / (budget w)`` verdicts, the p-chart with a one-sided tail
+of ``budget w / (N s)`` per subgroup (``s`` subgroups a day). So a busy queue and a quiet
+one raise the same expected number of false alarms a day, and the shares add up to the
+budget. ``choose_h`` turns a CUSUM's ARL0 into the smallest decision interval that meets it.
 
 Designs cost a few Markov-chain solves (up to seconds for rare errors and a large ARL0), so
 they are cached by (p0, p1, ARL0 rounded *up* to 1/20 of a decade: at most 12% more ARL0
@@ -35,7 +41,12 @@ from shared.stats.errors import StatsError
 
 Side = Literal["upper", "lower"]
 SIDES: tuple[Side, Side] = ("upper", "lower")
-DETECTORS = 4  # CUSUM up, CUSUM down, p-chart, EWMA: each gets an equal share of a queue's
+Detector = Literal["cusum_upper", "cusum_lower", "p_chart"]
+# a queue's share of the budget, split by detector (adds up to 1)
+# (the EWMA raises no breach by default and has no share: see ScorerSettings.ewma_alerts)
+SHARES: dict[Detector, float] = {"cusum_upper": 0.7, "cusum_lower": 0.2, "p_chart": 0.1}
+ALPHA_MIN = 1e-9  # the p-chart's tail per subgroup: at most 6 sigma ...
+ALPHA_MAX = 0.0228  # ... and at least 2 sigma
 ARL0_MIN = 100.0  # verdicts: below, a chart would alarm on a handful of errors
 ARL0_MAX = 1e8  # verdicts: beyond, the design's cost grows and no wall needs more
 MAX_LATTICE = 400  # m beyond this (p0 under ~0.5%): the exact design costs too much
@@ -44,21 +55,30 @@ RATE_SPAN_S = 86400  # then the rate is re-measured once a day of event time
 ARL0_STEPS_PER_DECADE = 20
 
 
-def detector_share(budget_per_day: float, queues: int, detectors: int = DETECTORS) -> float:
+def detector_share(budget_per_day: float, queues: int, detector: Detector) -> float:
     """Expected false alarms a day allowed to one detector of one queue."""
-    if budget_per_day <= 0 or queues < 1 or detectors < 1:
-        raise ValueError("budget must be > 0, queues and detectors >= 1")
-    return budget_per_day / (queues * detectors)
+    if budget_per_day <= 0 or queues < 1:
+        raise ValueError("budget must be > 0 and queues >= 1")
+    return budget_per_day * SHARES[detector] / queues
 
 
 def arl0_for(
-    rate_per_day: float, budget_per_day: float, queues: int, detectors: int = DETECTORS
+    rate_per_day: float, budget_per_day: float, queues: int, side: Side = "upper"
 ) -> float:
-    """The in-control ARL, in verdicts, that spends one detector's share of the budget at
-    ``rate_per_day`` verdicts a day: r N k / budget (unclamped)."""
+    """The in-control ARL, in verdicts, that spends the ``side`` CUSUM's share of the budget
+    at ``rate_per_day`` verdicts a day: r N / (budget w) (unclamped)."""
     if rate_per_day < 0:
         raise ValueError("rate must be >= 0")
-    return rate_per_day / detector_share(budget_per_day, queues, detectors)
+    detector: Detector = "cusum_upper" if side == "upper" else "cusum_lower"
+    return rate_per_day / detector_share(budget_per_day, queues, detector)
+
+
+def pchart_alpha(budget_per_day: float, queues: int, subgroups_per_day: float) -> float:
+    """The p-chart's one-sided tail per subgroup that spends its share of the budget, within
+    [ALPHA_MIN, ALPHA_MAX] (6 and 2 sigma: a generous budget for few queues does not make
+    every subgroup alarm, nor a tiny one a chart that cannot)."""
+    alpha = detector_share(budget_per_day, queues, "p_chart") / subgroups_per_day
+    return min(max(alpha, ALPHA_MIN), ALPHA_MAX)
 
 
 def design_arl0(arl0: float) -> float:

@@ -34,15 +34,23 @@ class ScorerSettings(BaseSettings):
         description="configured baseline error rate per queue; queues not named use Phase I",
     )
     min_subgroup_n: int = Field(default=20, ge=1, description="smaller subgroups are not charted")
-    sigma_limits: float = Field(
-        default=3.5,
+    sigma_limits: float | None = Field(
+        default=None,
         gt=0,
         description="p-chart alarm level as a one-sided normal tail (3.5 -> alpha 0.00023); "
-        "3.5 rather than the textbook 3 because hundreds of queues are charted hourly",
+        "unset: the tail that spends the p-chart's share of the false-alarm budget (10% of a "
+        "queue's share, over its subgroups a day: 4.31 sigma at the defaults)",
     )
     ewma_lambda: float = Field(description="EWMA smoothing constant", default=0.2, gt=0, le=1)
     ewma_l: float = Field(
         description="EWMA limit width in standard deviations of the statistic", default=3.2, gt=0
+    )
+    ewma_alerts: bool = Field(
+        default=False,
+        description="raise a breach when the hourly EWMA crosses its limit (it is charted "
+        "either way); outside the false-alarm budget: on small binomial subgroups its "
+        "normal-theory limit alarms far more often than designed (about 7 false alarms a day "
+        "over 500 queues at L = 3.2, measured by bench/fleet.py)",
     )
     cusum_shift_up: float = Field(
         default=2.0,
@@ -63,8 +71,9 @@ class ScorerSettings(BaseSettings):
         gt=0.0,
         le=1000.0,
         description="the false-alarm budget: expected false alarms a day across all queues, "
-        "shared equally by the expected queues and their four detectors; each queue's CUSUM "
-        "design follows from its share and the queue's measured verdict rate",
+        "shared equally by the expected queues and, within a queue, 70% to the upper CUSUM, "
+        "20% to the lower and 10% to the p-chart; each queue's CUSUM design "
+        "follows from its share and the queue's measured verdict rate",
     )
     expected_queues: int = Field(
         default=500,

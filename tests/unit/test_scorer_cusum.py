@@ -84,13 +84,22 @@ def test_the_lower_stream_chart_is_the_llr_cusum_for_a_drop(p0: float) -> None:
     budget=st.floats(0.01, 1000.0),
 )
 def test_the_budget_split_adds_up_to_the_budget(rates: list[float], budget: float) -> None:
-    """Each of N queues' k detectors, at its own rate, spends rate / ARL0 false alarms a day;
-    together they spend the budget, whatever the rates."""
+    """Each of N queues' CUSUMs, at the queue's own rate, spends rate / ARL0 false alarms a
+    day, its p-chart alpha per subgroup times its subgroups a day; together they spend the
+    budget, whatever the rates. (The split across detectors is by ``SHARES`` since the fleet
+    benchmark, no longer equal: the sum is what must hold.)"""
     n = len(rates)
-    spent = sum(r / live.arl0_for(r, budget, n) for r in rates) * live.DETECTORS
+    subgroups_per_day = 24.0
+    spent = sum(r / live.arl0_for(r, budget, n, side) for r in rates for side in live.SIDES)
+    spent += n * live.detector_share(budget, n, "p_chart")
     assert spent == pytest.approx(budget, rel=1e-9)
-    shares = {r / live.arl0_for(r, budget, n) for r in rates}
-    assert max(shares) == pytest.approx(min(shares), rel=1e-9)  # busy and quiet alike
+    alpha = live.pchart_alpha(budget, n, subgroups_per_day)
+    share = live.detector_share(budget, n, "p_chart") / subgroups_per_day
+    assert alpha == min(max(share, live.ALPHA_MIN), live.ALPHA_MAX)
+    assert sum(live.SHARES.values()) == pytest.approx(1.0)
+    for side in live.SIDES:
+        shares = {r / live.arl0_for(r, budget, n, side) for r in rates}
+        assert max(shares) == pytest.approx(min(shares), rel=1e-9)  # busy and quiet alike
 
 
 @given(
@@ -153,8 +162,9 @@ def _run(sc: Scorer, hours: list[list[dict[str, Any]]]) -> list[Breach]:
 
 
 def test_a_doubling_signals_within_bounded_verdicts_and_in_control_stays_quiet() -> None:
-    """Defaults (1 false alarm a day over 500 queues): a queue of 960 random verdicts a day
-    gets a CUSUM with an in-control ARL of ~1.9 million verdicts (5.5 years at that rate).
+    """Defaults (1 false alarm a day over 500 queues, 70% of it to the upper CUSUMs): a queue
+    of 960 random verdicts a day gets an upper CUSUM with an in-control ARL of ~0.7 million
+    verdicts (two years at that rate).
     Two days in control raise nothing; a doubling signals mid-subgroup, within the few
     hundred verdicts the design's ARL1 promises."""
     rng = random.Random(11)
@@ -174,7 +184,10 @@ def test_a_doubling_signals_within_bounded_verdicts_and_in_control_stays_quiet()
     assert snap.cusum_lower is not None
     assert snap.cusum_upper.arl0_days is not None
     assert snap.cusum_upper.arl0_days == pytest.approx(up.arl0 / rate)
-    assert snap.cusum_upper.arl0_days >= 2000  # N k / budget days, rounded up
+    # N / (budget w) days, rounded up: the upper CUSUM's share w of the budget (SHARES)
+    assert snap.cusum_upper.arl0_days >= 500 / live.SHARES["cusum_upper"]
+    assert snap.cusum_lower.arl0_days is not None
+    assert snap.cusum_lower.arl0_days >= 500 / live.SHARES["cusum_lower"]
     assert snap.cusum_upper.h == up.chart.design.h
     assert snap.verdict_rate_per_day == st.rate
     arl1 = bernoulli_cusum_arl(up.chart.design, 0.10)
