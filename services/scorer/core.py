@@ -31,7 +31,7 @@ from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
 from services.scorer.pending import PendingStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, QueueState
-from shared.batches import EventBatch
+from shared.batches import EventBatch, epoch
 from shared.events import (
     Breach,
     BreachKind,
@@ -58,8 +58,11 @@ Position = tuple[int, int]  # (partition, offset) of the input message
 Horizons = tuple[float, float]  # a queue record's (alive_from, pending_alive_from)
 
 
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
+def _epoch(t: float | str) -> float:
+    """An admitted event time in seconds: a v2 batch carries the number, v1 the text."""
+    if isinstance(t, str):
+        return datetime.fromisoformat(t).timestamp()
+    return t
 
 
 def _dt(epoch: float) -> datetime:
@@ -199,8 +202,13 @@ class Scorer:
         # Event times drive the watermark; one far in the future would close every open
         # subgroup. Ingest refuses them; a replay of older data must not slip one through.
         horizon = min(wall, ref_time if ref_time is not None else wall) + MAX_FUTURE_S
-        decisions = self._admit(batch["decisions"], _DECISION_KEYS, "decided_at", horizon, out)
-        verdicts = self._admit(batch["verdicts"], _VERDICT_KEYS, "reviewed_at", horizon, out)
+        numeric = batch["v"] >= 2  # v2 carries event times as numbers (shared/batches.py)
+        decisions = self._admit(
+            batch["decisions"], _DECISION_KEYS, "decided_at", horizon, out, numeric
+        )
+        verdicts = self._admit(
+            batch["verdicts"], _VERDICT_KEYS, "reviewed_at", horizon, out, numeric
+        )
 
         counted: dict[str, Record] = {}
         revised: set[int] = set()
@@ -336,11 +344,18 @@ class Scorer:
 
     @staticmethod
     def _admit(
-        events: list[Any], keys: frozenset[str], field: str, horizon: float, out: Output
+        events: list[Any],
+        keys: frozenset[str],
+        field: str,
+        horizon: float,
+        out: Output,
+        numeric: bool = False,
     ) -> list[dict[str, Any]]:
         """The events the scorer can use; the others go to the dead-letter topic. Ingest
-        validated them, so this is a cheap guard against a bad producer or a replay."""
+        validated them, so this is a cheap guard against a bad producer or a replay.
+        ``numeric``: the event time ``field`` is a number (v2), made a float here."""
         kept = []
+        texts = keys - {field} if numeric else keys
         for e in events:
             if not isinstance(e, dict):
                 out.rejected.append(
@@ -350,14 +365,20 @@ class Scorer:
             if not keys <= e.keys():
                 out.rejected.append((e, f"scorer: missing fields {sorted(keys - e.keys())}"))
                 continue
-            bad = [k for k in keys if not isinstance(e[k], str)]
+            bad = [k for k in texts if not isinstance(e[k], str)]
             if bad:
                 out.rejected.append((e, f"scorer: fields {sorted(bad)} must be strings"))
                 continue
-            try:
-                ok = _epoch(e[field]) <= horizon
-            except (TypeError, ValueError, OverflowError):
-                ok = False
+            if numeric:
+                t = epoch(e[field])
+                ok = t is not None and t <= horizon
+                if ok:
+                    e[field] = t  # a float from here on (an integer time too)
+            else:
+                try:
+                    ok = _epoch(e[field]) <= horizon
+                except (TypeError, ValueError, OverflowError):
+                    ok = False
             if ok:
                 kept.append(e)
             else:
