@@ -160,7 +160,7 @@ def queue_traffic(
     dup_d = rng.uniform(size=n) < cfg.dup_decision_share
     dup_v = rng.uniform(size=n) < cfg.dup_verdict_share
     again = rng.uniform(0, 3 * HOUR, n)
-    error_type = rng.choice(["false_positive", "false_negative", "wrong_policy"], n).tolist()
+    error_type = rng.choice(["over_enforcement", "under_enforcement", "wrong_policy"], n).tolist()
     decided_iso, reviewed_iso = _iso(t), _iso(reviewed)
     wrong_l, random_l = incorrect.tolist(), random_sample.tolist()
     # (arrival, kind, i): kind 0 decision, 1 verdict

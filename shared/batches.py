@@ -1,32 +1,51 @@
 """The message on ``qw.events.v1``: validated events of one queue, grouped.
 
 Faust's per-message machinery costs tens of microseconds, so the scorer receives events in
-batches, one message per queue per ingest poll, rather than one message per event. The body
-is::
+batches, one message per queue per ingest poll, rather than one message per event. Ingest
+writes version 2; the scorer decodes version 1 too (a topic written before an upgrade still
+holds it)::
 
-    {"v": 1, "queue_id": "...", "decisions": [Decision JSON...], "verdicts": [Verdict JSON...]}
+    {"v": 2, "queue_id": "...",
+     "decisions": [{"decision_id": ..., "decided_at": 1793786400.25, ...}, ...],
+     "verdicts": [{"verdict_id": ..., "reviewed_at": 1793790000.0, ...}, ...]}
+
+- **v2**: an event is its validated fields without ``v``, ``kind`` and ``queue_id`` (the
+  list and the batch say them; the events inside are of schema version 1) and its time
+  (``decided_at``, ``reviewed_at``) as a JSON number, seconds since the Unix epoch (UTC):
+  parsed once, at ingest, never again downstream. A number that is not a finite time of
+  years 1-9999 is refused by the scorer for that event alone, with the reason.
+- **v1**: every field as the event's JSON (``model_dump(mode="json")``), times as RFC 3339
+  text.
 
 Events inside are already validated by ingest. The decoder checks again what becomes a key:
-the batch's ``queue_id`` and, in every event, ``queue_id`` (the batch's), ``site_id`` and
-``policy_id`` follow the key-id grammar of ``shared/ids.py``, the one ingest and the APIs use; a
-batch that does not (or has an unknown ``v``) goes to the dead-letter topic whole, with the
-reason.
+the batch's ``queue_id`` and, in every event, ``queue_id`` (the batch's, where present),
+``site_id`` and ``policy_id`` follow the key-id grammar of ``shared/ids.py``, the one ingest
+and the APIs use; a batch that does not (or has an unknown ``v``) goes to the dead-letter
+topic whole, with the reason.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from shared import codec
 from shared.events import Decision, Verdict
 from shared.ids import is_key_id
 
-BATCH_VERSION = 1
-# 500 decisions and 500 verdicts with long ids encode to ~350 KB: well under the 1 MB a
-# broker accepts by default (the events topic also allows 8 MiB, see shared/topics.py)
-MAX_EVENTS_PER_MESSAGE = 500
+BATCH_VERSION = 2
+VERSIONS = frozenset({1, 2})
+# the fields a v2 event leaves out: the batch and its lists say them
+_IMPLIED = frozenset({"v", "kind", "queue_id"})
+# 2,000 decisions and 2,000 verdicts with every id at its longest encode to ~4 MB, under the
+# 8 MiB the events topic and the producer allow (shared/topics.py, shared/kafka.py); as ingest
+# sends them, ~200 B an event, 0.8 MB
+MAX_EVENTS_PER_MESSAGE = 2000
+# the event times a v2 batch may carry: those of an RFC 3339 text (years 1 to 9999)
+MIN_EPOCH = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+MAX_EPOCH = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC).timestamp()
 
 
 class EventBatch(TypedDict):
@@ -36,13 +55,31 @@ class EventBatch(TypedDict):
     verdicts: list[dict[str, Any]]
 
 
+def item(event: Decision | Verdict) -> dict[str, Any]:
+    """A validated event as a v2 batch carries it."""
+    out = {k: v for k, v in event.model_dump(mode="json").items() if k not in _IMPLIED}
+    if isinstance(event, Decision):
+        out["decided_at"] = event.decided_at.timestamp()
+    else:
+        out["reviewed_at"] = event.reviewed_at.timestamp()
+    return out
+
+
 def group_by_queue(events: Iterable[Decision | Verdict]) -> list[EventBatch]:
-    """Group validated events into batches per queue, each at most MAX_EVENTS_PER_MESSAGE."""
+    """Group validated events into v2 batches per queue (``pack``)."""
     decisions: dict[str, list[dict[str, Any]]] = defaultdict(list)
     verdicts: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in events:
         target = decisions if isinstance(e, Decision) else verdicts
-        target[e.queue_id].append(e.model_dump(mode="json"))
+        target[e.queue_id].append(item(e))
+    return pack(decisions, verdicts)
+
+
+def pack(
+    decisions: Mapping[str, list[dict[str, Any]]], verdicts: Mapping[str, list[dict[str, Any]]]
+) -> list[EventBatch]:
+    """v2 batches per queue from events already in v2 form (``item``), each at most
+    MAX_EVENTS_PER_MESSAGE decisions and as many verdicts."""
     out: list[EventBatch] = []
     for q in sorted(decisions.keys() | verdicts.keys()):
         ds, vs = decisions.get(q, []), verdicts.get(q, [])
@@ -63,14 +100,23 @@ def encode(batch: EventBatch) -> bytes:
     return codec.dumps(batch)
 
 
+def epoch(value: Any) -> float | None:
+    """A v2 event time as seconds, or None when it is not one: a JSON number (not a
+    boolean), finite, within the years 1-9999 that an RFC 3339 text can name."""
+    cls = value.__class__
+    if (cls is float or cls is int) and MIN_EPOCH <= value <= MAX_EPOCH:  # False for NaN
+        return float(value)
+    return None
+
+
 def decode(data: bytes) -> EventBatch:
     """Decode an events-topic message; ``ValueError`` if it is not a batch we know."""
     try:
         obj = codec.loads(data)
     except codec.JSONDecodeError as exc:
         raise ValueError(f"not an EventBatch: not JSON ({exc})") from exc
-    if not isinstance(obj, dict) or obj.get("v") != BATCH_VERSION:
-        raise ValueError(f"not an EventBatch v{BATCH_VERSION}")
+    if not isinstance(obj, dict) or obj.get("v").__class__ is not int or obj["v"] not in VERSIONS:
+        raise ValueError(f"not an EventBatch v{' or v'.join(map(str, sorted(VERSIONS)))}")
     queue_id = obj.get("queue_id")
     if not isinstance(queue_id, str):
         raise ValueError("EventBatch without queue_id")

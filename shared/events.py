@@ -33,6 +33,8 @@ AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 # RFC 3339 date-time with a zone, as JSON Schema's ``date-time`` format means it; pydantic
 # alone would also take a Unix number or a date without time
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# the same grammar anchored for a whole-text match by pydantic-core's (Rust) regex
+RFC3339_PATTERN = f"^(?:{_RFC3339.pattern})$"
 
 
 def _rfc3339_text(value: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -20,18 +20,29 @@ class Publisher:
 
     async def publish(self, events: Sequence[Decision | Verdict]) -> int:
         """Produce events grouped per queue; returns once the broker acknowledged all."""
-        futures = []
-        for batch in batches.group_by_queue(events):
-            futures.append(
-                await self._producer.send(
-                    self._topics.events,
-                    value=batches.encode(batch),
-                    key=queue_key(batch["queue_id"]),
-                )
+        await self._send(batches.group_by_queue(events))
+        return len(events)
+
+    async def publish_items(
+        self,
+        decisions: Mapping[str, list[dict[str, Any]]],
+        verdicts: Mapping[str, list[dict[str, Any]]],
+    ) -> None:
+        """Produce events already in batch form (``shared.batches.item``), per queue;
+        returns once the broker acknowledged all."""
+        await self._send(batches.pack(decisions, verdicts))
+
+    async def _send(self, out: list[batches.EventBatch]) -> None:
+        # every batch handed to the producer first (it packs them into as few requests as
+        # it can), then one wait for all acknowledgements
+        futures = [
+            await self._producer.send(
+                self._topics.events, value=batches.encode(b), key=queue_key(b["queue_id"])
             )
+            for b in out
+        ]
         if futures:
             await asyncio.gather(*futures)
-        return len(events)
 
     async def dead_letter(
         self,

@@ -31,7 +31,7 @@ from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
 from services.scorer.pending import PendingStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, QueueState
-from shared.batches import EventBatch
+from shared.batches import EventBatch, epoch
 from shared.events import (
     Breach,
     BreachKind,
@@ -66,8 +66,11 @@ Position = tuple[int, int]  # (partition, offset) of the input message
 Horizons = tuple[float, float]  # a queue record's (alive_from, pending_alive_from)
 
 
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
+def _epoch(t: float | str) -> float:
+    """An admitted event time in seconds: a v2 batch carries the number, v1 the text."""
+    if isinstance(t, str):
+        return datetime.fromisoformat(t).timestamp()
+    return t
 
 
 def _dt(epoch: float) -> datetime:
@@ -208,11 +211,24 @@ class Scorer:
         # Event times drive the watermark; one far in the future would close every open
         # subgroup. Ingest refuses them; a replay of older data must not slip one through.
         horizon = min(wall, ref_time if ref_time is not None else wall) + MAX_FUTURE_S
+        numeric = batch["v"] >= 2  # v2 carries event times as numbers (shared/batches.py)
         decisions = self._admit(
-            batch["decisions"], _DECISION_KEYS, "decided_at", horizon, out, _decision_fault
+            batch["decisions"],
+            _DECISION_KEYS,
+            "decided_at",
+            horizon,
+            out,
+            _decision_fault,
+            numeric,
         )
         verdicts = self._admit(
-            batch["verdicts"], _VERDICT_KEYS, "reviewed_at", horizon, out, _verdict_fault
+            batch["verdicts"],
+            _VERDICT_KEYS,
+            "reviewed_at",
+            horizon,
+            out,
+            _verdict_fault,
+            numeric,
         )
 
         counted: dict[str, Record] = {}
@@ -387,12 +403,15 @@ class Scorer:
         horizon: float,
         out: Output,
         fault: Callable[[dict[str, Any]], str | None],
+        numeric: bool = False,
     ) -> list[dict[str, Any]]:
         """The events the scorer can use; the others go to the dead-letter topic. Ingest
         validated them, so this is a cheap guard against a bad producer or a replay: every
         field the scorer reads is checked for type and range here (``fault``: the optional
-        ones), so that no event can make ``process`` raise."""
+        ones), so that no event can make ``process`` raise. ``numeric``: the event time
+        ``field`` is a number (v2), made a float here."""
         kept = []
+        texts = keys - {field} if numeric else keys
         for e in events:
             if not isinstance(e, dict):
                 out.rejected.append(
@@ -402,7 +421,7 @@ class Scorer:
             if not keys <= e.keys():
                 out.rejected.append((e, f"scorer: missing fields {sorted(keys - e.keys())}"))
                 continue
-            bad = [k for k in keys if not isinstance(e[k], str) or len(e[k]) > OPAQUE_ID_MAX]
+            bad = [k for k in texts if not isinstance(e[k], str) or len(e[k]) > OPAQUE_ID_MAX]
             if bad:
                 out.rejected.append(
                     (e, f"scorer: fields {sorted(bad)} must be strings of <= {OPAQUE_ID_MAX}")
@@ -412,10 +431,16 @@ class Scorer:
             if wrong is not None:
                 out.rejected.append((e, f"scorer: {wrong}"))
                 continue
-            try:
-                ok = _epoch(e[field]) <= horizon
-            except (TypeError, ValueError, OverflowError):
-                ok = False
+            if numeric:
+                t = epoch(e[field])
+                ok = t is not None and t <= horizon
+                if ok:
+                    e[field] = t  # a float from here on (an integer time too)
+            else:
+                try:
+                    ok = _epoch(e[field]) <= horizon
+                except (TypeError, ValueError, OverflowError):
+                    ok = False
             if ok:
                 kept.append(e)
             else:

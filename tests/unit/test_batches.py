@@ -28,7 +28,7 @@ def test_large_groups_are_split() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"[]", codec.dumps({"v": 2, "queue_id": "a", "decisions": [], "verdicts": []}),
+    [b"[]", codec.dumps({"v": 3, "queue_id": "a", "decisions": [], "verdicts": []}),
      codec.dumps({"v": 1, "decisions": [], "verdicts": []}), b"{bad"],
 )  # fmt: skip
 def test_decode_rejects_what_is_not_a_batch(raw: bytes) -> None:

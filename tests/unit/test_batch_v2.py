@@ -1,0 +1,190 @@
+"""The events topic's batch format v2 (event times as numbers) beside v1 (RFC 3339 text):
+v2 round-trips, v1 still decodes and scores to the same state, bad numbers are refused."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.ingest.validation import validate_items
+from services.scorer.core import Scorer
+from services.scorer.settings import ScorerSettings
+from shared import batches, codec
+from shared.events import Decision, Verdict
+from tests.factories import T0, decision, iso, verdict
+
+H = timedelta(hours=1)
+
+
+def scorer_settings() -> ScorerSettings:
+    return ScorerSettings(
+        subgroup_seconds=3600, grace_seconds=2 * 3600, phase1_subgroups=3, min_subgroup_n=5,
+        snapshot_interval_s=0.0,
+    )  # fmt: skip
+
+
+def v1_batches(events: list[Decision | Verdict]) -> list[batches.EventBatch]:
+    """What ingest wrote before v2: every field as the event's JSON, times as text."""
+    out: list[batches.EventBatch] = []
+    for q in sorted({e.queue_id for e in events}):
+        out.append(
+            batches.EventBatch(
+                v=1, queue_id=q,
+                decisions=[e.model_dump(mode="json") for e in events
+                           if isinstance(e, Decision) and e.queue_id == q],
+                verdicts=[e.model_dump(mode="json") for e in events
+                          if isinstance(e, Verdict) and e.queue_id == q],
+            )
+        )  # fmt: skip
+    return out
+
+
+def traffic(seed: int) -> list[list[Decision | Verdict]]:
+    """Hours of two queues' events with odd offsets, microseconds, late decisions, verdicts
+    before their decision and duplicates, as ingest validated them, one list per poll."""
+    rng = random.Random(seed)
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7))]
+    polls: list[list[dict[str, Any]]] = []
+    for hour in range(8):
+        items: list[dict[str, Any]] = []
+        for i in range(30):
+            for q in ("q1", "q2"):
+                k = f"{q}-{hour}-{i}"
+                at = T0 + hour * H + timedelta(microseconds=rng.randrange(3600 * 10**6))
+                zone = zones[rng.randrange(3)]
+                d = decision(k, q, decided_at=at.astimezone(zone).isoformat())
+                v = verdict(k, q, correct=rng.random() > 0.1,
+                            reviewed_at=iso(at + timedelta(minutes=rng.uniform(1, 150))))  # fmt: skip
+                items += [v, d] if rng.random() < 0.2 else [d, v]
+                if rng.random() < 0.05:
+                    items.append(v)  # a duplicate
+        rng.shuffle(items)
+        polls.append(items)
+    out = []
+    for items in polls:
+        result = validate_items(items, None)
+        assert not result.errors
+        out.append(result.events)
+    return out
+
+
+def test_v2_round_trips_with_times_as_numbers() -> None:
+    events = validate_items([decision(1, "a"), verdict(1, "a"), decision(2, "b")], None).events
+    out = batches.group_by_queue(events)
+    assert [b["v"] for b in out] == [2, 2]
+    a = out[0]
+    assert batches.decode(batches.encode(a)) == a
+    assert a["decisions"][0]["decided_at"] == T0.timestamp()
+    assert a["verdicts"][0]["reviewed_at"] == (T0 + H).timestamp()
+    # the batch and its lists say what the events no longer repeat
+    assert not {"v", "kind", "queue_id"} & (a["decisions"][0].keys() | a["verdicts"][0].keys())
+    assert len(batches.encode(a)) < len(codec.dumps(v1_batches(events)[0]))
+
+
+def test_a_v1_batch_still_decodes_and_scores_exactly_as_v2() -> None:
+    """Two scorers, one fed the old format, one the new, same traffic: same state."""
+    old, new = Scorer(scorer_settings(), {}), Scorer(scorer_settings(), {})
+    wall = (T0 + 40 * H).timestamp()
+    offset = 0
+    for poll in traffic(3):
+        for b1, b2 in zip(v1_batches(poll), batches.group_by_queue(poll), strict=True):
+            offset += 1
+            d1 = batches.decode(batches.encode(b1))
+            d2 = batches.decode(batches.encode(b2))
+            assert (d1["v"], d2["v"]) == (1, 2)
+            o1 = old.process(d1, wall, (0, offset))
+            o2 = new.process(d2, wall, (0, offset))
+            assert not o1.rejected
+            assert not o2.rejected
+            assert o1.points == o2.points
+            assert o1.breaches == o2.breaches
+            old.commit(b1["queue_id"])
+            new.commit(b2["queue_id"])
+    for q in ("q1", "q2"):
+        s1, s2 = old.state(q), new.state(q)
+        assert s1.to_dict() == s2.to_dict()
+        assert old.snapshot(s1, wall) == new.snapshot(s2, wall)
+        assert s1.decisions_total == 240
+        assert s1.closed_count > 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [True, None, "2026-11-02T00:00:00Z", [1], {"t": 1}, 1e300, -1e300, 10**30,
+     batches.MAX_EPOCH + 1, batches.MIN_EPOCH - 1],
+)  # fmt: skip
+def test_a_v2_event_time_that_is_no_time_is_refused_alone(bad: Any) -> None:
+    events = validate_items([decision(1, "q"), decision(2, "q"), verdict(1, "q")], None).events
+    b = batches.group_by_queue(events)[0]
+    b["decisions"][1]["decided_at"] = bad
+    b["verdicts"].append({**b["verdicts"][0], "verdict_id": "v9", "reviewed_at": bad})
+    sc = Scorer(scorer_settings(), {})
+    # the standard library's encoder writes integers of any size, as another producer may
+    out = sc.process(batches.decode(json.dumps(b).encode()), time.time(), (0, 0))
+    seen = codec.loads(json.dumps(bad))  # (orjson reads an integer past 64 bits as a float)
+    assert [(r[0]["decision_id"], r[1]) for r in out.rejected] == [
+        ("d2", f"scorer: decided_at {seen!r} is invalid or in the future"),
+        ("d1", f"scorer: reviewed_at {seen!r} is invalid or in the future"),
+    ]
+    st_ = sc.state("q")
+    assert (st_.decisions_total, st_.verdicts_total) == (1, 1)
+
+
+def test_a_v2_time_in_the_future_is_refused_and_an_integer_time_is_taken() -> None:
+    b = batches.group_by_queue(validate_items([decision(1, "q"), decision(2, "q")], None).events)[0]
+    b["decisions"][0]["decided_at"] = int(T0.timestamp())
+    b["decisions"][1]["decided_at"] = time.time() + 3600
+    sc = Scorer(scorer_settings(), {})
+    out = sc.process(b, time.time(), (0, 0))
+    assert [r[0]["decision_id"] for r in out.rejected] == ["d2"]
+    assert sc.state("q").watermark == T0.timestamp()
+
+
+def test_a_v1_batch_needs_its_times_as_text() -> None:
+    events = validate_items([decision(1, "q"), decision(2, "q")], None).events
+    b = v1_batches(events)[0]
+    b["decisions"][1]["decided_at"] = T0.timestamp()
+    out = Scorer(scorer_settings(), {}).process(b, time.time(), (0, 0))
+    assert [r[1] for r in out.rejected] == ["scorer: fields ['decided_at'] must be strings of <= 200"]
+
+
+@pytest.mark.parametrize("v", [3, 0, True, 2.0, "2", None])
+def test_decode_refuses_an_unknown_version(v: Any) -> None:
+    with pytest.raises(ValueError, match="not an EventBatch v1 or v2"):
+        batches.decode(codec.dumps({"v": v, "queue_id": "a", "decisions": [], "verdicts": []}))
+
+
+def test_epoch_takes_numbers_of_the_years_an_rfc3339_text_can_name() -> None:
+    assert batches.epoch(batches.MIN_EPOCH) == batches.MIN_EPOCH
+    assert batches.epoch(batches.MAX_EPOCH) == batches.MAX_EPOCH
+    assert batches.epoch(0) == 0.0
+    assert isinstance(batches.epoch(0), float)
+    for bad in (math.nan, math.inf, -math.inf, False, "0", None, 10**400):
+        assert batches.epoch(bad) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    at=st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)),
+                                   timezone(-timedelta(hours=23, minutes=59))]),
+    )
+)  # fmt: skip
+def test_the_v2_number_is_the_one_the_scorer_read_from_v1_text(at: datetime) -> None:
+    """For any instant, zone and microsecond, the number ingest now carries is exactly what
+    the scorer computed from the v1 text (so subgroup boundaries cannot move)."""
+    # (the model alone: ingest's clock check would refuse the times after now)
+    event = Decision.model_validate(decision(1, "q", decided_at=at.isoformat()))
+    carried = codec.loads(codec.dumps(batches.item(event)))["decided_at"]
+    text = event.model_dump(mode="json")["decided_at"]
+    assert carried == datetime.fromisoformat(text).timestamp()
+    assert batches.epoch(carried) == carried
