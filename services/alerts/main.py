@@ -18,7 +18,7 @@ from services.alerts.webhook_policy import parse_schedule
 from services.alerts.webhooks import Deliverer
 from shared.http_auth import policy
 from shared.kafka import ensure_topics, wait_for_broker
-from shared.runtime import http_server, supervise
+from shared.runtime import http_server, server_stack, supervise
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
         if settings.alertmanager_urls:
             pusher = AlertmanagerPusher(settings, sessions, client, metrics)
             tasks.append(asyncio.create_task(pusher.run(stop), name="alertmanager"))
-        log.info("alerts listening on http://%s:%d", settings.host, settings.port)
+        log.info(
+            "alerts listening on http://%s:%d (%s)", settings.host, settings.port, server_stack()
+        )
 
         def on_stop() -> None:
             server.should_exit = True
