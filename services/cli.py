@@ -194,12 +194,12 @@ def alerts() -> None:
     """Run the alerts service (metrics, webhooks, health API)."""
     from services.alerts.main import run
     from services.alerts.settings import AlertsSettings
-    from shared.runtime import run_until_signal, setup_logging
+    from shared.runtime import run_async, run_until_signal, setup_logging
 
     setup_logging()
     settings = AlertsSettings()
     with _kafka_refusals():
-        asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
+        run_async(run_until_signal(lambda stop: run(settings, stop)))
 
 
 @app.command()

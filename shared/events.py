@@ -49,7 +49,10 @@ def _rfc3339_text(value: Any) -> Any:
 
 
 def _integer(value: Any) -> Any:
-    # JSON Schema's integer: no booleans, no numeric strings (pydantic's lax mode takes both)
+    # JSON Schema's integer: no booleans, no numeric strings (pydantic's lax mode takes both);
+    # null passes on to the field's own type (allowed where it is optional, refused elsewhere)
+    if value is None:
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a JSON integer")
     return value

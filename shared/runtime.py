@@ -6,11 +6,36 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+
+T = TypeVar("T")
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, on uvloop's event loop when uvloop is installed (a dependency
+    on Linux): it takes about a fifth less CPU per HTTP request than asyncio's own loop
+    (bench/README.md, "Health API")."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a platform without uvloop
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def server_stack() -> str:
+    """The event loop and HTTP parser a service runs on, for its start-up log line."""
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    try:
+        import httptools  # noqa: F401 - uvicorn's "auto" uses it when it is importable
+
+        http = "httptools"
+    except ImportError:  # pragma: no cover
+        http = "h11"
+    return f"{'uvloop' if loop == 'uvloop' else 'asyncio'} loop, {http} parser"
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -1,12 +1,17 @@
 """The health API and the Prometheus endpoint.
 
-``GET /v1/queues``                    every queue with its health score and band
+``GET /v1/queues``                    queues with their health score and band: paged, filtered
+                                      by band and team, with an ETag
 ``GET /v1/queues/{queue_id}/health``  one queue: score, components, explanation
+``POST /v1/health:batch``             the health of up to 500 queues
 ``GET /v1/queues/{queue_id}/chart``   one queue's closed subgroups (p-chart points), paged
 ``GET /v1/alerts``                    recent alerts; ``?status=firing`` for the open ones
 ``POST /v1/alerts/{id}/ack``          acknowledge a firing alert
 ``GET /v1/webhooks``                  the webhook receivers, and which are disabled (410)
 ``GET /metrics``                      Prometheus exposition
+
+The health of queues is served from memory (``services/alerts/view.py``), not computed per
+request; the other endpoints read the database.
 """
 
 from __future__ import annotations
@@ -15,21 +20,40 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.alerts import db, incidents, wall
 from services.alerts.deps import Problem, SessionDep, SettingsDep, unprocessable
-from services.alerts.health import Health, health
+from services.alerts.health import Band
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
+from services.alerts.view import HealthView, QueueHealth
 from services.alerts.webhook_policy import describe
-from shared.apikeys import AuthPolicy
-from shared.events import Cause, EventTime, QualitySnapshot, SubgroupPoint
+from shared.apikeys import AuthError, AuthPolicy, authorize, token_from
+from shared.events import Cause, EventTime, SubgroupPoint
 from shared.http_auth import AUTH_RESPONSES, needs
-from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
+from shared.ids import (
+    INT_ID_MAX,
+    KEY_ID_DESCRIPTION,
+    KEY_ID_MAX,
+    KEY_ID_PATTERN,
+    KeyId,
+    is_key_id,
+)
 
 # path ids follow shared/ids.py: a queue id is a key id, an alert id a positive BIGINT; any
 # other value is a 422 naming the parameter, never a 500 or a miss of the route
@@ -50,12 +74,6 @@ def _lookup(missing: str, bad: str) -> dict[int | str, dict[str, Any]]:
 
 
 NOT_FOUND = "no data for queue {!r}: it is unknown, or nothing for it was scored yet"
-
-
-class QueueHealth(BaseModel):
-    queue_id: str
-    health: Health
-    snapshot: QualitySnapshot
 
 
 class AlertOut(BaseModel):
@@ -89,18 +107,6 @@ class AlertOut(BaseModel):
         return out.model_copy(update={"cause_summary": summary, "causes": ranked})
 
 
-async def _health(
-    session: AsyncSession, settings: AlertsSettings, snap: QualitySnapshot, received: datetime
-) -> Health:
-    firing = [a.rule for a in await db.firing_alerts(session, snap.queue_id)]
-    age = (datetime.now(UTC) - received).total_seconds()
-    return health(
-        snap, target=settings.quality.accuracy_target,
-        confidence=settings.quality.target_confidence, min_sample=settings.min_sample, age_s=age,
-        stale_after_s=settings.stale_after_s, firing=firing,
-    )  # fmt: skip
-
-
 # writes need their scope (route dependencies); reads a key with scope "read" when
 # QW_API_PROTECT_READS is set (added where the router is included, so the OpenAPI
 # document declares security exactly where it is asked for)
@@ -118,18 +124,119 @@ _ALERT_LINKS = {
 }
 
 
+def get_view(request: Request) -> HealthView:
+    view: HealthView = request.app.state.view
+    return view
+
+
+ViewDep = Annotated[HealthView, Depends(get_view)]
+
+
+async def _loaded(view: HealthView) -> HealthView:
+    # the service loads its view before it serves; an app built without one (create_app
+    # with no view: tests, embedding) reads the database on its first health request
+    if not view.loaded:
+        await view.load()
+    return view
+
+
+def _json(body: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, media_type="application/json", headers=headers)
+
+
+LIST_DEFAULT, LIST_MAX = 100, 1000
+TEAM_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_ETAG_HEADER = {
+    "description": "the page's entity tag: send it back as If-None-Match to get 304 while "
+    "the page is unchanged",
+    "schema": {"type": "string"},
+}
+_LIST_HEADERS = {
+    "ETag": _ETAG_HEADER,
+    "Link": {
+        "description": 'when another page follows: `</v1/queues?...&after=ID>; rel="next"`',
+        "schema": {"type": "string"},
+    },
+    "X-Next-After": {
+        "description": "when another page follows: the `after` of the next page (the last "
+        "queue id of this one)",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """If-None-Match (RFC 9110 13.1.2): ``*`` or a list of tags, compared weakly."""
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
 @router.get(
     "/queues",
     response_model=list[QueueHealth],
     operation_id="list_queues",
-    responses={200: {"description": "every queue with data", "links": _QUEUE_LINKS}},
+    responses={
+        200: {
+            "description": "a page of queues with data, by queue id; `Link` and "
+            "`X-Next-After` name the next page when one follows",
+            "links": _QUEUE_LINKS,
+            "headers": _LIST_HEADERS,
+        },
+        304: {
+            "description": "the page is unchanged since the ETag sent as If-None-Match",
+            "headers": {"ETag": _ETAG_HEADER},
+        },
+        422: unprocessable(
+            f"`limit` outside 1..{LIST_MAX}, `after` outside the key-id grammar, an unknown "
+            "`band`, or a `team` outside its grammar"
+        ),
+    },
 )
-async def list_queues(session: SessionDep, settings: SettingsDep) -> list[QueueHealth]:
-    out = []
-    for snap, received in await db.snapshots(session):
-        h = await _health(session, settings, snap, received)
-        out.append(QueueHealth(queue_id=snap.queue_id, health=h, snapshot=snap))
-    return out
+async def list_queues(
+    request: Request,
+    view: ViewDep,
+    limit: Annotated[int, Query(ge=1, le=LIST_MAX, description="queues per page")] = LIST_DEFAULT,
+    after: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=KEY_ID_MAX,
+            pattern=KEY_ID_PATTERN,
+            description="paging cursor: queues whose id sorts after this one (the previous "
+            "page's `X-Next-After`)",
+        ),
+    ] = None,
+    band: Annotated[
+        list[Band] | None,
+        Query(max_length=4, description="only queues in these bands (repeat for several)"),
+    ] = None,
+    team: Annotated[
+        str | None,
+        Query(
+            pattern=TEAM_PATTERN,
+            description="only queues of this team (QW_ALERTS_ALERTMANAGER_TEAMS, else "
+            "QW_ALERTS_ALERTMANAGER_DEFAULT_TEAM)",
+        ),
+    ] = None,
+    if_none_match: Annotated[
+        str | None,
+        Header(max_length=2000, description="an ETag of this page from an earlier answer"),
+    ] = None,
+) -> Response:
+    """Every queue with data, with its health score and band, sorted by queue id (a stable
+    order to page through: a worst-first order would move queues between pages as their
+    health changes; the wall's `/wall/tiles` is worst first). Snapshots carry no site, so
+    there is no site filter."""
+    view = await _loaded(view)
+    page = view.page(limit=limit, after=after, bands=band or (), team=team)
+    headers = {"ETag": page.etag}
+    if if_none_match is not None and _matches(if_none_match, page.etag):
+        return Response(status_code=304, headers=headers)
+    if page.next_after is not None:
+        nxt = request.url.include_query_params(after=page.next_after)
+        headers["Link"] = f'<{nxt.path}?{nxt.query}>; rel="next"'
+        headers["X-Next-After"] = page.next_after
+    return _json(page.json(), headers)
 
 
 @router.get(
@@ -138,16 +245,50 @@ async def list_queues(session: SessionDep, settings: SettingsDep) -> list[QueueH
     operation_id="queue_health",
     responses=_lookup("no data for this queue yet", "a queue id outside the key-id grammar"),
 )
-async def queue_health(
-    queue_id: QueueId, session: SessionDep, settings: SettingsDep
-) -> QueueHealth:
-    found = await db.snapshot(session, queue_id)
-    if found is None:
+async def queue_health(queue_id: QueueId, view: ViewDep) -> Response:
+    entry = (await _loaded(view)).get(queue_id)
+    if entry is None:
         raise HTTPException(404, NOT_FOUND.format(queue_id))
-    snap, received = found
-    return QueueHealth(
-        queue_id=queue_id, health=await _health(session, settings, snap, received), snapshot=snap
+    return _json(entry.body)
+
+
+BATCH_MAX = 500
+
+
+class HealthBatchRequest(BaseModel):
+    queue_ids: list[KeyId] = Field(
+        min_length=1, max_length=BATCH_MAX,
+        description=f"1 to {BATCH_MAX} queue ids (a repeated id is answered each time)",
+    )  # fmt: skip
+
+
+class HealthBatchItem(BaseModel):
+    queue_id: str
+    status: Literal["ok", "unknown"] = Field(
+        description="ok: `result` holds the queue's health; unknown: no data for this queue "
+        "(it is unknown, or nothing for it was scored yet)"
     )
+    result: QueueHealth | None = Field(description="what GET /v1/queues/{id}/health answers")
+
+
+class HealthBatch(BaseModel):
+    results: list[HealthBatchItem] = Field(description="one per id asked, in the same order")
+
+
+@router.post(
+    "/health:batch",
+    response_model=HealthBatch,
+    operation_id="health_batch",
+    responses={
+        422: unprocessable(
+            f"no ids or more than {BATCH_MAX}, or an id outside the key-id grammar (`loc` "
+            "names the item: `['body', 'queue_ids', 3]`)"
+        )
+    },
+)
+async def health_batch(body: HealthBatchRequest, view: ViewDep) -> Response:
+    """The health of up to 500 queues in one call, for routing services."""
+    return _json((await _loaded(view)).batch(body.queue_ids))
 
 
 class Chart(BaseModel):
@@ -282,15 +423,72 @@ async def list_webhook_receivers(
     return out
 
 
+class HealthFastPath:
+    """``GET /v1/queues/{id}/health`` answered before FastAPI's routing, dependencies and
+    validation: the id checked against the key-id grammar, the read key checked as
+    ``needs("read")`` checks it (``shared/apikeys.authorize``), the view's bytes sent. Only a
+    success is answered here; anything else (an unknown queue, a bad id, a missing or
+    refused key, a view not loaded yet) goes on to the route, which answers as documented.
+    The route stays the one the OpenAPI document describes; this is a shortcut to it."""
+
+    PREFIX, SUFFIX = "/v1/queues/", "/health"
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state  # the FastAPI app's state: view and auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            body = self._answer(scope)
+            if body is not None:
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                ]})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    def _answer(self, scope: Scope) -> bytes | None:
+        path: str = scope["path"]
+        if not (path.startswith(self.PREFIX) and path.endswith(self.SUFFIX)):
+            return None
+        queue_id = path[len(self.PREFIX) : -len(self.SUFFIX)]
+        view: HealthView = self.state.view
+        if not view.loaded or not is_key_id(queue_id):
+            return None
+        auth: AuthPolicy | None = self.state.auth
+        if auth is not None and auth.protect_reads and auth.enforced("read"):
+            key = bearer = None  # the first of each, as the route's dependency reads them
+            for name, value in scope["headers"]:
+                if name == b"x-api-key" and key is None:
+                    key = value
+                elif name == b"authorization" and bearer is None:
+                    bearer = value
+            try:
+                authorize(auth, "read", token_from(
+                    bearer.decode("latin-1") if bearer else None,
+                    key.decode("latin-1") if key else None,
+                ))  # fmt: skip
+            except AuthError:
+                return None
+        entry = view.get(queue_id)
+        return entry.body if entry is not None else None
+
+
 def create_app(
     settings: AlertsSettings,
     sessions: async_sessionmaker[AsyncSession],
     metrics: Metrics,
     auth: AuthPolicy | None = None,
+    view: HealthView | None = None,
 ) -> FastAPI:
-    """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in."""
+    """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in.
+    ``view``: the health view the service keeps current (``services/alerts/view.py``); None
+    makes one that loads from ``sessions`` on its first read and is not kept current."""
     app = FastAPI(title="QualityWatch alerts and health", version="1")
     app.state.settings = settings
+    app.state.view = view if view is not None else HealthView(settings, sessions)
     app.state.auth = auth
     app.state.sessions = sessions
     if auth is not None and auth.protect_reads:
@@ -301,6 +499,8 @@ def create_app(
         app.include_router(router)
         app.include_router(incidents.router)  # services/alerts/incidents.py
         wall.include(app)  # GET /wall: the page for the operations room (services/alerts/wall.py)
+
+    app.add_middleware(HealthFastPath, state=app.state)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

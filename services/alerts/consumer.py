@@ -35,6 +35,7 @@ from services.alerts import db
 from services.alerts.health import health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
+from services.alerts.view import HealthView
 from shared import codec
 from shared.events import QUEUE_ID_RE, Breach, QualitySnapshot, SubgroupPoint
 from shared.kafka import make_consumer
@@ -106,10 +107,12 @@ class AlertsConsumer:
         settings: AlertsSettings,
         sessions: async_sessionmaker[AsyncSession],
         metrics: Metrics,
+        view: HealthView | None = None,
     ) -> None:
         self.s = settings
         self._sessions = sessions
         self._m = metrics
+        self._view = view  # told what each poll committed (services/alerts/view.py)
         t = settings.kafka.topics
         self._models: dict[str, type[Message]] = {
             t.snapshots: QualitySnapshot,
@@ -229,6 +232,8 @@ class AlertsConsumer:
                     )
             firing = _by_queue(await db.firing_alerts(session))
             incidents = await db.open_incidents_by_severity(session)
+        if self._view is not None:  # committed: the health API serves it from now on
+            self._view.apply(((snap, now) for snap in latest.values()), firing)
         self._export_firing(firing, incidents)
         for snap in latest.values():
             q = snap.queue_id

@@ -571,6 +571,31 @@ async def snapshot(session: AsyncSession, queue_id: str) -> tuple[QualitySnapsho
     return QualitySnapshot.model_validate(row.snapshot), row.received_at
 
 
+async def snapshot_stamps(
+    session: AsyncSession, since: datetime | None = None
+) -> list[tuple[str, datetime]]:
+    """``(queue_id, received_at)`` of the stored snapshots received after ``since`` (all
+    when None): what the health view compares with the entries it holds."""
+    q = select(Snapshot.queue_id, Snapshot.received_at)
+    if since is not None:
+        q = q.where(Snapshot.received_at > since)
+    return [(queue_id, at) for queue_id, at in (await session.execute(q)).all()]
+
+
+async def snapshots_of(
+    session: AsyncSession, queue_ids: Iterable[str]
+) -> list[tuple[QualitySnapshot, datetime]]:
+    """The stored snapshots of these queues (those that have one)."""
+    ids = sorted(set(queue_ids))
+    out: list[tuple[QualitySnapshot, datetime]] = []
+    for i in range(0, len(ids), _UPSERT_ROWS):
+        q = select(Snapshot.snapshot, Snapshot.received_at).where(
+            Snapshot.queue_id.in_(ids[i : i + _UPSERT_ROWS])
+        )
+        out += [(QualitySnapshot.model_validate(s), at) for s, at in await session.execute(q)]
+    return out
+
+
 _UPSERT_ROWS = 500  # rows per INSERT statement: far below SQLite's bound-parameter limit
 _INSERTS: dict[str, Callable[[type[Subgroup]], postgresql.Insert | sqlite.Insert]] = {
     "postgresql": postgresql.insert,
@@ -654,6 +679,20 @@ async def firing_alerts(session: AsyncSession, queue_id: str | None = None) -> l
     if queue_id is not None:
         q = q.where(Alert.queue_id == queue_id)
     return list((await session.scalars(q.order_by(Alert.first_seen_at))).all())
+
+
+async def firing_rules(session: AsyncSession) -> dict[str, list[str]]:
+    """The rules of every queue's open alerts (firing or acknowledged), in the order of
+    ``firing_alerts``: what a queue's health counts, read without loading whole alerts."""
+    q = (
+        select(Alert.queue_id, Alert.rule)
+        .where(Alert.status.in_(("firing", "acknowledged")))
+        .order_by(Alert.first_seen_at)
+    )
+    out: dict[str, list[str]] = {}
+    for queue_id, rule in await session.execute(q):
+        out.setdefault(queue_id, []).append(rule)
+    return out
 
 
 async def recent_alerts(session: AsyncSession, limit: int = 100) -> list[Alert]:

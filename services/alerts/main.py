@@ -13,11 +13,12 @@ from services.alerts.api import create_app
 from services.alerts.consumer import AlertsConsumer, LagExporter
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
+from services.alerts.view import HealthView
 from services.alerts.webhook_policy import parse_schedule
 from services.alerts.webhooks import Deliverer
 from shared.http_auth import policy
 from shared.kafka import ensure_topics, wait_for_broker
-from shared.runtime import http_server, supervise
+from shared.runtime import http_server, server_stack, supervise
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,16 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
         )  # fmt: skip
         await deliverer.enable_configured()
         log.info("webhook deliveries are claimed as %s", deliverer.owner)
-        app = create_app(settings, sessions, metrics, auth)
+        view = HealthView(settings, sessions)  # health served from memory, loaded first
+        await view.load()
+        log.info("health view loaded: %d queue(s)", len(view))
+        app = create_app(settings, sessions, metrics, auth, view)
         server = http_server(app, settings.host, settings.port)
         tasks = [
             asyncio.create_task(
-                AlertsConsumer(settings, sessions, metrics).run(stop), name="consumer"
+                AlertsConsumer(settings, sessions, metrics, view).run(stop), name="consumer"
             ),
+            asyncio.create_task(view.run(stop), name="health-view"),
             asyncio.create_task(LagExporter(settings, metrics).run(stop), name="lag"),
             asyncio.create_task(deliverer.run(stop), name="webhooks"),
             asyncio.create_task(server.serve(), name="alerts-http"),
@@ -70,7 +75,9 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
         if settings.alertmanager_urls:
             pusher = AlertmanagerPusher(settings, sessions, client, metrics)
             tasks.append(asyncio.create_task(pusher.run(stop), name="alertmanager"))
-        log.info("alerts listening on http://%s:%d", settings.host, settings.port)
+        log.info(
+            "alerts listening on http://%s:%d (%s)", settings.host, settings.port, server_stack()
+        )
 
         def on_stop() -> None:
             server.should_exit = True

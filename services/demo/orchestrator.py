@@ -407,7 +407,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
                 while not stop.is_set():
                     services.check()
                     with contextlib.suppress(httpx.HTTPError, ValueError):
-                        r = await client.get(f"http://127.0.0.1:{opts.alerts_port}/v1/queues")
+                        r = await client.get(  # one page: the demo runs far fewer queues
+                            f"http://127.0.0.1:{opts.alerts_port}/v1/queues?limit=1000"
+                        )
                         queues = r.json()
                     if live is not None:
                         live.update(render(prog, queues, alerts, phase1))

@@ -1,10 +1,10 @@
-"""Reading topics back in tests."""
+"""Reading topics back in tests, and producing events as the scorer does."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -12,8 +12,27 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared import codec
+from shared.events import Breach, QualitySnapshot
+from shared.kafka import make_producer
+from shared.settings import KafkaSettings
+from shared.topics import queue_key
 
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config_source of a topic's own setting
+
+
+async def produce(kafka: KafkaSettings, events: Iterable[QualitySnapshot | Breach]) -> None:
+    """Snapshots and breaches on their topics, keyed by queue as the scorer sends them."""
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        for e in events:
+            topic = (
+                kafka.topics.snapshots if isinstance(e, QualitySnapshot) else kafka.topics.breaches
+            )
+            await producer.send(topic, codec.dumps(e), key=queue_key(e.queue_id))
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 async def read_topic(

@@ -27,11 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts import db
 from services.alerts.webhook_policy import generate_secret
 from services.demo.orchestrator import Services, wait_http
-from shared import codec
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics
 from shared.settings import KafkaSettings
-from shared.topics import queue_key
 from tests.alerts_cases import make_breach
+from tests.integration.kafka_helpers import produce
 from tests.integration.test_alerts_replicas_pg import SlowReceiver, pg_schema, serving
 from tests.integration.test_webhook_delivery import free_port
 
@@ -55,15 +54,7 @@ async def _until(
 
 async def _produce(kafka: KafkaSettings, queues: list[str]) -> set[str]:
     """One breach per queue on the breaches topic; their alerts' dedup keys."""
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        for q in queues:
-            breach = make_breach(q, 0)
-            await producer.send(kafka.topics.breaches, codec.dumps(breach), key=queue_key(q))
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce(kafka, [make_breach(q, 0) for q in queues])
     return {f"{q}:p_chart_ucl:0" for q in queues}
 
 

@@ -20,6 +20,18 @@ def test_valid_decision_and_verdict_pass() -> None:
     assert isinstance(result.events[1], Verdict)
 
 
+def test_an_optional_integer_may_be_null_and_a_required_one_may_not() -> None:
+    """The published schema allows ``"moderator_tenure_days": null`` (schemathesis sends it);
+    ``severity`` has no null in its schema and is refused."""
+    ok = validate_items([decision(1, moderator_tenure_days=None)], None)
+    assert ok.errors == []
+    assert ok.events[0].moderator_tenure_days is None  # type: ignore[union-attr]
+    bad = validate_items([decision(1, severity=None), decision(2, moderator_tenure_days="3")], None)
+    assert [(e.index, e.reason().split(":")[0]) for e in bad.errors] == [
+        (0, "decision.severity"), (1, "decision.moderator_tenure_days"),
+    ]  # fmt: skip
+
+
 def test_each_bad_item_is_named_with_its_index_and_field() -> None:
     items = [
         decision(1),
