@@ -92,11 +92,22 @@ class TrailEntry(BaseModel):
     action: Literal["opened", "signal", "escalated", "acknowledged", "note", "resolved"]
     actor: str = Field(description="`system`, `anonymous`, or `key <id> (<name>)`")
     note: str | None
-    alert_id: int | None
+    # (not named alert_id: a nullable field of that name reads, to link-inferring clients,
+    # as a link to /v1/alerts/{alert_id})
+    signal_id: int | None = Field(
+        description="the id of the signal (an alert of `signal_list`) the entry is about"
+    )
 
     @classmethod
     def of(cls, e: db.IncidentEvent) -> TrailEntry:
-        return cls.model_validate(e, from_attributes=True)
+        return cls(
+            id=e.id,
+            at=e.at,
+            action=e.action,
+            actor=e.actor,
+            note=e.note,
+            signal_id=e.alert_id,
+        )
 
 
 class IncidentDetail(IncidentOut):
