@@ -288,7 +288,9 @@ class QualitySnapshot(BaseModel):
     ewma: float | None = None
     ewma_ucl: float | None = None
     last_point: ChartPoint | None = None
-    in_control_streak: int = 0  # consecutive charted subgroups without an upper signal
+    in_control_streak: int = (
+        0  # charted subgroups without an upper signal since the last one or the last CUSUM signal
+    )
     dropped_verdicts: int = 0  # verdicts whose decision never arrived (expired or over cap)
     late_verdicts_total: int = 0  # verdicts counted after their subgroup had closed
     late_verdicts_24h: int = 0  # of those, in the subgroups of the last 24 h

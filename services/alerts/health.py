@@ -9,8 +9,9 @@ Components (each 0-100) and weights:
   below-target rule needs: the upper Wilson bound of the 24h accuracy (at the configured
   confidence) under the target, so a lead sees why a red-looking number has no alert yet.
 * ``stability`` (0.3): the control charts. 100 in control; 50 when the EWMA signals a
-  sustained shift (or its alert is still firing); 20 when the last subgroup is above the
-  p-chart's upper limit (or that alert is still firing).
+  sustained shift (or its alert is still firing) or the lower CUSUM's alert fires (errors
+  vanished: a broken QA feed?); 20 when the upper CUSUM's alert fires or the last subgroup
+  is above the p-chart's upper limit (or that alert is still firing).
 * ``freshness`` (0.1): 100 when a snapshot arrived within ``stale_after_s``; falls linearly
   to 0 at four times that.
 
@@ -110,9 +111,15 @@ def health(
         )  # fmt: skip
 
     signals = set(snap.last_point.signals) if snap.last_point else set()
-    if "p_chart_ucl" in signals or "p_chart_ucl" in firing:
+    if "cusum_upper" in firing:
+        stability = 20.0
+        reasons.append("the per-verdict CUSUM signals a rise in errors")
+    elif "p_chart_ucl" in signals or "p_chart_ucl" in firing:
         stability = 20.0
         reasons.append("the last subgroup's error rate is above its control limit")
+    elif "cusum_lower" in firing:
+        stability = 50.0
+        reasons.append("errors dropped suddenly (is the QA feed broken?)")
     elif "ewma_ucl" in signals or "ewma_ucl" in firing:
         stability = 50.0
         reasons.append("the EWMA shows a sustained rise in errors")

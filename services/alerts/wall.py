@@ -116,6 +116,10 @@ def sort_key(tile: Tile) -> tuple[int, float, int, str]:
 
 
 def _cause(breach: dict[str, Any]) -> str | None:
+    """The breach's root cause in words (``cause_summary``, services/scorer/causes.py)."""
+    summary = breach.get("cause_summary")
+    if isinstance(summary, str) and summary:
+        return summary
     cause = breach.get("cause")
     if isinstance(cause, str) and cause:
         return cause

@@ -237,8 +237,10 @@ _FAST: dict[EventKind, SchemaValidator] = {
             "decided_at": _TIME,
             "market": _field(cs.str_schema(max_length=32, strict=True), None, nullable=True),
             "severity": _field(cs.int_schema(strict=True, ge=1, le=4), 2),
-            # absent is None; an explicit null is refused by the model (``_integer``)
-            "moderator_tenure_days": _field(cs.int_schema(strict=True, ge=0, le=36500), None),
+            # absent or null: unknown
+            "moderator_tenure_days": _field(
+                cs.int_schema(strict=True, ge=0, le=36500), None, nullable=True
+            ),
         },
     ),
     "verdict": _fast(

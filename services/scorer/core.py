@@ -593,9 +593,12 @@ class Scorer:
     def _cusum_breach(
         self, st: QueueState, chart: live.LiveCusum, out: Output, wall: float
     ) -> None:
-        """A CUSUM signal: a breach now (no subgroup to wait for), then the chart restarts."""
+        """A CUSUM signal: a breach now (no subgroup to wait for), then the chart restarts.
+        The queue is not quiet: the alerts' hysteresis (quiet subgroups in a row) starts
+        again, so a drift the CUSUM keeps signalling holds its incident open."""
         info = self._cusum_info(st, chart)
         chart.reset()
+        st.quiet_streak = 0
         period = self.s.subgroup_seconds
         start = int(st.watermark // period) * period
         observed = info.errors / info.verdicts if info.verdicts else 0.0

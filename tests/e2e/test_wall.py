@@ -4,7 +4,8 @@ Ingest, scorer and alerts run as processes on the shared broker (as in test_pipe
 The page is opened before any traffic, so everything it shows afterwards arrives by its
 server-sent events, without a reload. The simulator then drifts one queue of four:
 
-- the drifted queue's tile turns red, with the band in words and its alert's rule;
+- the drifted queue's tile turns red, with the band in words, its alert's rule and its cause
+  (the drifted site);
 - tiles are sorted worst first;
 - a click opens the queue's control chart (points, limits, signals, Phase I) and its alerts;
 - the stream limit holds: one more stream than ``QW_ALERTS_WALL_MAX_STREAMS`` gets 503.
@@ -27,7 +28,7 @@ from playwright.async_api import Page, async_playwright
 
 from services.alerts.wall import BAND_RANK
 from services.demo.orchestrator import Services, wait_http
-from services.simulator.model import Drift, SimConfig, queue_profiles
+from services.simulator.model import SITES, Drift, SimConfig, queue_profiles
 from services.simulator.run import play
 from shared.settings import KafkaSettings
 from tests.deploy.artefacts import require_tool
@@ -59,7 +60,8 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
     ports = {name: free_port() for name in ("ingest", "alerts")}
     cfg = SimConfig(seed=11, queues=4, decisions_per_hour=800, random_qa_rate=0.2)
     drifted = queue_profiles(cfg)[1].queue_id
-    cfg = dataclasses.replace(cfg, drifts=(Drift(drifted, 8 * 3600, -0.3),))
+    # a new cohort at one of the four sites: the tile's alert names it (root cause)
+    cfg = dataclasses.replace(cfg, drifts=(Drift(drifted, 8 * 3600, -0.8, site_id=SITES[2]),))
     env = {
         **kafka_settings.as_env(),
         "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
@@ -113,7 +115,8 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                     assert third.headers["retry-after"]
                     assert "live walls are open" in third.json()["detail"]
 
-                await play(cfg, kafka_settings, duration_s=16 * 3600, speed=0)
+                # 24 drifted hours of 32: the 24 h accuracy falls far enough for red
+                await play(cfg, kafka_settings, duration_s=32 * 3600, speed=0)
 
                 # the drifted queue's tile turns red, live
                 red = page.locator(f'#tiles .tile[data-queue="{drifted}"][data-band="red"]')
@@ -137,6 +140,9 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 assert firing, f"no open alert for {drifted}"
                 alert_text = await red.locator(".alert").first.inner_text()
                 assert any(a["rule"] in alert_text for a in firing), alert_text
+                # and its cause: the drifted site, in words
+                causes = await red.locator(".alert .cause").all_inner_texts()
+                assert any(f"site {SITES[2]}" in c for c in causes), (causes, alert_text)
 
                 # worst first: the page's order is the bands' order, the red queue first
                 assert len(shown) == 4, shown

@@ -118,3 +118,20 @@ def test_below_with_confidence_agrees_with_the_scorers_rule(n: int) -> None:
     for correct in range(0, n + 1, max(1, n // 97)):
         r = h(snap(correct / n, n, []))
         assert r.below_target_with_confidence == (wilson_interval(correct, n, 0.95).upper < 0.9)
+
+
+@pytest.mark.parametrize(
+    ("firing", "stability", "words"),
+    [(["cusum_upper"], 20.0, "CUSUM signals a rise"), (["cusum_lower"], 50.0, "QA feed")],
+)
+def test_the_live_cusums_count_in_stability(
+    firing: list[str], stability: float, words: str
+) -> None:
+    """The CUSUMs are the primary detectors: their alert weighs like the p-chart's (up) or
+    as a warning (errors vanished)."""
+    r = health(snap(0.86, 500, []), target=0.9, min_sample=30, age_s=0, stale_after_s=300,
+               firing=firing)  # fmt: skip
+    assert r.components["stability"] == stability
+    assert words in r.explanation
+    if firing == ["cusum_upper"]:
+        assert r.band == "red"
