@@ -153,7 +153,9 @@ def test_a_v1_batch_needs_its_times_as_text() -> None:
     b = v1_batches(events)[0]
     b["decisions"][1]["decided_at"] = T0.timestamp()
     out = Scorer(scorer_settings(), {}).process(b, time.time(), (0, 0))
-    assert [r[1] for r in out.rejected] == ["scorer: fields ['decided_at'] must be strings of <= 200"]
+    assert [r[1] for r in out.rejected] == [
+        "scorer: fields ['decided_at'] must be strings of <= 200"
+    ]
 
 
 @pytest.mark.parametrize("v", [3, 0, True, 2.0, "2", None])
