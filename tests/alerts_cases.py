@@ -243,9 +243,16 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
         assert sorted(d.receiver for d in due) == URLS
         assert all(d.event == "firing" for d in due)
 
-    # the same dedup key again: no new alert, no new delivery
+    # the same dedup key again: no new alert, no new delivery. A copy of the breach (the
+    # same breach id: the scorer re-sent it after a restart) is not even an occurrence; a
+    # re-evaluation (a new breach id) is
     async with sessions() as s, s.begin():
         assert await db.record_breach(s, make_breach("q", 0), receivers=URLS, now=NOW) is None
+    async with sessions() as s, s.begin():
+        assert (await db.firing_alerts(s, "q"))[0].occurrences == 1
+        reevaluated = make_breach("q", 0).model_copy(update={"breach_id": "q:p_chart_ucl:0:y"})
+        for _ in range(2):
+            assert await db.record_breach(s, reevaluated, receivers=URLS, now=NOW) is None
     async with sessions() as s, s.begin():
         assert len(await db.due_deliveries(s, NOW)) == 2
         assert (await db.firing_alerts(s, "q"))[0].occurrences == 2

@@ -85,6 +85,7 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 # Row ids are INTEGER (32-bit on PostgreSQL): a larger id asked for over the API names no row,
 # and must be answered as such rather than sent to the database (which refuses it).
 ROW_ID_MAX = 2**31 - 1
+SEEN_BREACH_IDS = 100  # breach ids an alert remembers, to tell a copy from a new occurrence
 OPEN = ("firing", "acknowledged")  # an alert's or an incident's open states
 
 
@@ -142,6 +143,9 @@ class Alert(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    # the breach ids counted in ``occurrences`` (the newest SEEN_BREACH_IDS): a breach the
+    # scorer sends again after a restart (same id) is a copy, not a new occurrence
+    breach_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # the incident it belongs to (null only for alerts recorded by a version before incidents)
     incident_id: Mapped[int | None] = mapped_column(
         ForeignKey("qw_incidents.id"), nullable=True, index=True
@@ -295,8 +299,9 @@ async def record_breach(
 ) -> Alert | None:
     """Record a breach as an alert in its queue's incident, and queue its webhooks.
 
-    Returns the new alert, or None when the dedup key was seen before (a replay or a
-    re-evaluation: only ``occurrences`` and ``last_seen_at`` change). Without an open
+    Returns the new alert, or None when the dedup key was seen before: a re-evaluation (a
+    new breach id) adds to ``occurrences`` and moves ``last_seen_at``; a copy of a breach
+    already counted (the same id, re-sent after a scorer restart) changes nothing. Without an open
     incident on the queue the alert opens one and notifies. Within an open incident it
     notifies only when it raises the incident's severity (a critical after a warning: the
     page must go out); otherwise it is recorded, listed in the incident, and ``suppressed``:
@@ -305,6 +310,10 @@ async def record_breach(
     """
     existing = await session.scalar(select(Alert).where(Alert.dedup_key == breach.dedup_key))
     if existing is not None:
+        seen = existing.breach_ids or [str(existing.breach.get("breach_id", ""))]
+        if breach.breach_id in seen:
+            return None  # the same breach again (a replay after a restart): nothing changes
+        existing.breach_ids = [*seen, breach.breach_id][-SEEN_BREACH_IDS:]
         existing.occurrences += 1
         existing.last_seen_at = now
         return None
@@ -323,6 +332,7 @@ async def record_breach(
         first_seen_at=now,
         last_seen_at=now,
         occurrences=1,
+        breach_ids=[breach.breach_id],
     )
     if incident is None:
         incident = Incident(
