@@ -296,6 +296,7 @@ class QualitySnapshot(BaseModel):
     late_verdicts_24h: int = 0  # of those, in the subgroups of the last 24 h
     subgroups_closed: int = 0  # subgroups closed so far (each published on qw.subgroups.v1)
     failed_batches: int = 0  # batches dead-lettered whole because scoring them raised
+    rejected_items: int = 0  # events the scorer dead-lettered one by one (bad fields)
     cusum_upper: CusumInfo | None = None  # the live CUSUMs; None before baseline and rate
     cusum_lower: CusumInfo | None = None
     verdict_rate_per_day: float | None = None  # measured random verdicts a day (event time)

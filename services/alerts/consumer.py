@@ -90,6 +90,7 @@ def export_snapshot(
     m.dropped_verdicts.labels(q).set(snap.dropped_verdicts)
     m.late_verdicts.labels(q).set(snap.late_verdicts_total)
     m.failed_batches.labels(q).set(snap.failed_batches)
+    m.rejected_items.labels(q).set(snap.rejected_items)
     m.decisions_total.labels(q).set(snap.decisions_total)
     m.verdicts_total.labels(q).set(snap.verdicts_total)
     m.last_snapshot.labels(q).set(datetime.now(UTC).timestamp())

@@ -36,6 +36,7 @@ class Metrics:
     dropped_verdicts: Gauge
     late_verdicts: Gauge
     failed_batches: Gauge
+    rejected_items: Gauge
     decisions_total: Gauge
     verdicts_total: Gauge
     health_score: Gauge
@@ -56,7 +57,8 @@ class Metrics:
         per_queue = (
             self.baseline_error_rate, self.pchart_p, self.pchart_ucl, self.pchart_lcl,
             self.ewma, self.ewma_ucl, self.pending_verdicts, self.dropped_verdicts,
-            self.late_verdicts, self.failed_batches, self.decisions_total, self.verdicts_total,
+            self.late_verdicts, self.failed_batches, self.rejected_items, self.decisions_total,
+            self.verdicts_total,
             self.health_score, self.last_snapshot,
         )  # fmt: skip
         for gauge in per_queue:
@@ -115,6 +117,14 @@ class Metrics:
             failed_batches=Gauge(
                 "qw_queue_failed_batches",
                 "event batches the scorer could not score (dead-lettered whole)",
+                q,
+                registry=r,
+            ),
+            # Events of the queue the scorer refused one by one (the snapshot's rejected_items;
+            # each is on the dead-letter topic with its reason): a producer past ingest.
+            rejected_items=Gauge(
+                "qw_queue_rejected_items",
+                "events the scorer refused one by one (dead-lettered)",
                 q,
                 registry=r,
             ),

@@ -231,6 +231,7 @@ class Scorer:
             numeric,
         )
 
+        st.rejected_items += len(out.rejected)  # each dead-lettered with its reason
         counted: dict[str, Record] = {}
         revised: set[int] = set()
         if decisions:
@@ -520,11 +521,12 @@ class Scorer:
         period = self.s.subgroup_seconds
         start = int(decision[0] // period) * period
         bucket = st.buckets.setdefault(start, Bucket())
-        if start <= st.closed_through:
+        if start <= st.closed_through and bucket.rev >= 0:
+            # late: after its subgroup was published (a subgroup first seen after a later one
+            # closed is published with these verdicts as its first counts, not as late ones)
             bucket.late += 1
             st.late_total += 1
-            if bucket.rev >= 0:
-                revised.add(start)
+            revised.add(start)
         if verdict[3] != RANDOM:
             bucket.other += 1
             return
@@ -940,6 +942,7 @@ class Scorer:
             late_verdicts_24h=late_24h,
             subgroups_closed=st.closed_count,
             failed_batches=st.failed_batches,
+            rejected_items=st.rejected_items,
             last_point=st.last_point,
             cusum_upper=self._cusum_info(st, st.cusum["upper"]) if "upper" in st.cusum else None,
             cusum_lower=self._cusum_info(st, st.cusum["lower"]) if "lower" in st.cusum else None,

@@ -100,6 +100,8 @@ class QueueState:
     out_seq: int = 0
     # batches dead-lettered whole because scoring them raised
     failed_batches: int = 0
+    # events of the queue's batches the scorer refused one by one (dead-lettered, reason each)
+    rejected_items: int = 0
     # the live Bernoulli CUSUMs ("upper", "lower"), once the queue has a baseline and a
     # measured verdict rate (see cusum.py); optional in the record (absent: none yet)
     cusum: dict[str, LiveCusum] = field(default_factory=dict)
@@ -135,6 +137,7 @@ class QueueState:
             "outbox": self.outbox,
             "out_seq": self.out_seq,
             "failed_batches": self.failed_batches,
+            "rejected_items": self.rejected_items,
             "cusum": {side: c.to_dict() for side, c in self.cusum.items()},
             "rate": self.rate,
             "rate_from": self.rate_from,
@@ -172,6 +175,7 @@ class QueueState:
             outbox=[list(x) for x in d["outbox"]],
             out_seq=int(d["out_seq"]),
             failed_batches=int(d.get("failed_batches", 0)),
+            rejected_items=int(d.get("rejected_items", 0)),
             cusum={side: LiveCusum.from_dict(c) for side, c in (d.get("cusum") or {}).items()},
             rate=None if d.get("rate") is None else float(d["rate"]),
             rate_from=None if d.get("rate_from") is None else float(d["rate_from"]),

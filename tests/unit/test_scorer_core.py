@@ -394,6 +394,9 @@ def test_items_of_the_wrong_shape_go_to_the_dead_letter_topic(item: Any) -> None
     assert all(reason.startswith("scorer: ") for _, reason in out.rejected)
     sc.commit("q")
     assert sc.state("q").decisions_total == 1
+    # counted, and published: the snapshot (and so qw_queue_rejected_items) says how many
+    assert sc.snapshot(sc.state("q"), time.time()).rejected_items == 2
+    assert QueueState.from_dict(sc.state("q").to_dict()).rejected_items == 2
 
 
 def test_admission_refuses_every_field_it_would_use_with_a_wrong_type_or_range() -> None:
@@ -467,7 +470,12 @@ def test_a_subgroup_whose_events_come_after_a_later_one_closed_is_published(
         breaches += out.breaches
     h1 = [p for p in points if p.start == T0 + H]
     assert len(h1) == 1, [(p.start, p.revision) for p in points]
-    assert (h1[0].revision, h1[0].n, h1[0].errors, h1[0].late) == (0, 25, 10, 25)
+    assert (h1[0].revision, h1[0].n, h1[0].errors, h1[0].late) == (
+        0,
+        25,
+        10,
+        0,
+    )  # its first counts, not late ones
     st = sc.state("q")
     assert st.closed_count == 3 == len({p.start for p in points})
     assert st.buckets[int((T0 + H).timestamp())].rev == 0
