@@ -70,9 +70,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from services.alerts.db import recovered, recovered_kinds
+from services.alerts.settings import AlertsSettings
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
 from shared.batches import EventBatch
+from shared.events import Breach, QualitySnapshot
 
 DAY = 86400
 HOUR = 3600
@@ -121,6 +124,9 @@ class QueueResult:
     delay_verdicts: int | None = None  # None: not caught in the window
     delay_hours: float | None = None
     first_rule: str | None = None
+    # when each incident opened (event time), by the alerts service's rules (Incidents)
+    control_incidents: list[float] = field(default_factory=list)
+    drift_incidents: list[float] = field(default_factory=list)
     events: int = 0
     random_verdicts: int = 0  # delivered, duplicates included
 
@@ -212,12 +218,53 @@ def queue_traffic(
     return rate, drift_start, end, batches
 
 
+@dataclass(slots=True)
+class Incidents:
+    """One queue's incidents by the alerts service's own rules (services/alerts/db.py): a
+    breach whose dedup key is new opens an alert, and an incident if none is open; each
+    snapshot resolves the alerts whose condition it shows over (``recovered_kinds``,
+    ``recovered``), and the incident with the last of them. The snapshot before the
+    breaches, as the alerts service's consumer applies one poll."""
+
+    after_subgroups: int
+    target: float
+    min_sample: int
+    seen: set[str] = field(default_factory=set)
+    open: dict[str, tuple[str, datetime | None]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, s: AlertsSettings) -> Incidents:
+        return cls(s.resolve_after_subgroups, s.quality.accuracy_target, s.min_sample)
+
+    def snapshot(self, snap: QualitySnapshot) -> None:
+        kinds = recovered_kinds(
+            snap, after_subgroups=self.after_subgroups, target=self.target,
+            min_sample=self.min_sample,
+        )  # fmt: skip
+        for key, (kind, start) in list(self.open.items()):
+            if kind in kinds and recovered(kind, start, snap):
+                del self.open[key]
+
+    def breach(self, b: Breach) -> bool:
+        """Record a breach; True when it opens an incident."""
+        if b.dedup_key in self.seen:
+            return False
+        self.seen.add(b.dedup_key)
+        opens = not self.open
+        self.open[b.dedup_key] = (b.kind.value, b.subgroup_start)
+        return opens
+
+
 def _batch(qid: str, decisions: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> Any:
     return EventBatch(v=1, queue_id=qid, decisions=decisions, verdicts=verdicts)
 
 
 def run_queue(
-    cfg: FleetConfig, index: int, shift: float | None, settings: ScorerSettings | None = None
+    cfg: FleetConfig,
+    index: int,
+    shift: float | None,
+    settings: ScorerSettings | None = None,
+    alerts: AlertsSettings | None = None,
 ) -> QueueResult:
     """One queue through a fresh pure Scorer; its breaches before and after the drift."""
     qid = f"q{index:04d}"
@@ -225,6 +272,7 @@ def run_queue(
     s = s.model_copy(update={"baseline_p": {**s.baseline_p, qid: cfg.p0}})
     rate, drift_start, end, batches = queue_traffic(cfg, index, shift)
     scorer = Scorer(s, {})
+    incidents = Incidents.of(alerts or AlertsSettings())
     res = QueueResult(index, rate, shift, (min(drift_start, end) - T0) / DAY)
     res.drift_start = drift_start
     for offset, (at, batch) in enumerate(batches):
@@ -234,10 +282,15 @@ def run_queue(
             scorer.acked(qid, entry.seq)
         res.events += len(batch["decisions"]) + len(batch["verdicts"])
         res.random_verdicts += sum(v["sample_type"] == "random" for v in batch["verdicts"])
+        # the worker publishes a snapshot of the queue after its batch (throttled to one a
+        # second of wall time, far less than a batch of event time here)
+        incidents.snapshot(scorer.snapshot(scorer.state(qid), at))
         for b in out.breaches:
             # when the alert is raised, in event time: the scorer's watermark then (the
             # latest event time it had seen), at most the batch's end
             when = min(at, b.detected_at.timestamp())
+            if incidents.breach(b):
+                (res.control_incidents if when < drift_start else res.drift_incidents).append(when)
             if when < drift_start:
                 res.control_breaches.append((when, b.rule))
                 continue
@@ -308,6 +361,8 @@ def load_results(path: str) -> list[QueueResult]:
             d = json.loads(line)
             for k in ("control_breaches", "drift_breaches"):
                 d[k] = [(float(t), str(rule)) for t, rule in d[k]]
+            for k in ("control_incidents", "drift_incidents"):  # absent in older files
+                d[k] = [float(t) for t in d.get(k, [])]
             results.append(QueueResult(**d))
     return results
 
@@ -334,6 +389,7 @@ class Summary:
     by_rule: dict[str, int]
     alarms: int
     control_episodes: int
+    control_incidents: int
     per_shift: dict[float, dict[str, Any]]
 
 
@@ -353,6 +409,9 @@ def summarise(cfg: FleetConfig, results: Sequence[QueueResult], wall: int) -> Su
             "h50": quantile(h, 0.5), "h90": quantile(h, 0.9),
             "first": Counter(r.first_rule for r in rs if r.first_rule),
             "episodes_mean": statistics.fmean(eps), "episodes_max": max(eps),
+            "incidents_mean": statistics.fmean(len(r.drift_incidents) for r in rs),
+            "incidents_max": max(len(r.drift_incidents) for r in rs),
+            "incidents_over_1": sum(len(r.drift_incidents) > 1 for r in rs),
             "breaches_mean": statistics.fmean(len(r.drift_breaches) for r in rs),
             "rules": Counter(rule for r in rs for _, rule in r.drift_breaches),
         }  # fmt: skip
@@ -362,6 +421,7 @@ def summarise(cfg: FleetConfig, results: Sequence[QueueResult], wall: int) -> Su
         by_rule=dict(by_rule),
         alarms=sum(by_rule.values()),
         control_episodes=sum(episodes([t for t, _ in r.control_breaches], gap) for r in results),
+        control_incidents=sum(len(r.control_incidents) for r in results),
         per_shift=per_shift,
     )
 
@@ -393,6 +453,10 @@ def report(cfg: FleetConfig, s: Summary, settings: ScorerSettings) -> str:
         f"| episodes (gap {cfg.episode_gap_h:g} h) | {s.control_episodes} | "
         f"{_per_day(s.control_episodes, s)} |"
     )
+    lines.append(
+        f"| incidents (the alerts service's) | {s.control_incidents} | "
+        f"{_per_day(s.control_incidents, s)} |"
+    )
     lines += [
         "",
         f"drifts (from p0 {cfg.p0:.1%}, from the first drifted decision, window "
@@ -400,8 +464,9 @@ def report(cfg: FleetConfig, s: Summary, settings: ScorerSettings) -> str:
         "hours of event time):",
         "",
         "| shift | queues | caught | verdicts median | p90 | hours median | p90 "
-        "| first alert by | episodes mean (max) | breaches mean |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| first alert by | incidents mean (max; queues with > 1) | episodes mean (max) "
+        "| breaches mean |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for shift, d in s.per_shift.items():
         first = ", ".join(f"{RULE_NAMES[r]} {c}" for r, c in d["first"].most_common())
@@ -409,6 +474,7 @@ def report(cfg: FleetConfig, s: Summary, settings: ScorerSettings) -> str:
             f"| {cfg.p0:.0%} -> {shift:.1%} | {d['queues']} | {d['caught']} "
             f"| {_num(d['v50'], ',.0f')} | {_num(d['v90'], ',.0f')} "
             f"| {_num(d['h50'], '.1f')} | {_num(d['h90'], '.1f')} | {first} "
+            f"| {d['incidents_mean']:.2f} ({d['incidents_max']}; {d['incidents_over_1']}) "
             f"| {d['episodes_mean']:.2f} ({d['episodes_max']}) | {d['breaches_mean']:.1f} |"
         )
     return "\n".join(lines)

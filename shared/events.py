@@ -258,6 +258,13 @@ class CusumInfo(BaseModel):
     verdicts: int = Field(ge=0, description="random verdicts since the chart last restarted")
     errors: int = Field(ge=0, description="of those, incorrect")
     signals: int = Field(ge=0, description="signals so far (each restarts the chart)")
+    recovery: float | None = Field(
+        default=None,
+        ge=0,
+        description="after a signal, the mirror CUSUM's evidence (B units) that the rate is "
+        "back at p0: recovered, and null again, at h; while it runs the queue's in-control "
+        "streak stays 0, so the incident stays open. Null: not recovering",
+    )
     arl0_verdicts: float = Field(gt=0, description="designed in-control ARL, in verdicts")
     arl0_days: float | None = Field(description="the same in days at the measured rate")
     rate_per_day: float | None = Field(description="random verdicts a day it was designed for")

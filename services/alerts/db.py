@@ -466,6 +466,28 @@ def webhook_body(
     ).decode()
 
 
+def recovered_kinds(
+    snap: QualitySnapshot, *, after_subgroups: int, target: float, min_sample: int
+) -> list[str]:
+    """The alert kinds whose condition this snapshot shows over (``resolve_recovered``)."""
+    kinds: list[str] = []
+    if snap.last_point is not None and snap.in_control_streak >= after_subgroups:
+        kinds.append("spc")
+    acc = snap.accuracy_24h
+    if acc is not None and acc >= target and snap.n_24h >= min_sample:
+        kinds.append("below_target")
+    return kinds
+
+
+def recovered(kind: str, subgroup_start: datetime | None, snap: QualitySnapshot) -> bool:
+    """An open alert of a kind in ``recovered_kinds``: over, unless an SPC alert is about
+    the subgroup charted last (or later), which the quiet streak does not cover yet."""
+    lp = snap.last_point
+    return kind != "spc" or (
+        lp is not None and subgroup_start is not None and subgroup_start < lp.start
+    )
+
+
 async def resolve_recovered(
     session: AsyncSession,
     snap: QualitySnapshot,
@@ -484,12 +506,9 @@ async def resolve_recovered(
     least ``min_sample`` verdicts. The incident resolves when none of its alerts is open any
     more; then each alert of it that notified gets its "resolved" webhook.
     """
-    kinds: list[str] = []
-    if snap.last_point is not None and snap.in_control_streak >= after_subgroups:
-        kinds.append("spc")
-    acc = snap.accuracy_24h
-    if acc is not None and acc >= target and snap.n_24h >= min_sample:
-        kinds.append("below_target")
+    kinds = recovered_kinds(
+        snap, after_subgroups=after_subgroups, target=target, min_sample=min_sample
+    )
     if not kinds:
         return []
     firing = (
@@ -501,11 +520,7 @@ async def resolve_recovered(
             )
         )
     ).all()
-    lp = snap.last_point
-    resolved = [
-        a for a in firing
-        if a.kind != "spc" or (lp is not None and a.subgroup_start is not None and a.subgroup_start < lp.start)
-    ]  # fmt: skip
+    resolved = [a for a in firing if recovered(a.kind, a.subgroup_start, snap)]
     incidents: set[int] = set()
     for alert in resolved:
         alert.status = "resolved"

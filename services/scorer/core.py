@@ -587,6 +587,7 @@ class Scorer:
         return CusumInfo(
             side=chart.side, p0=p0, p1=p1, statistic=chart.chart.statistic, h=d.h,
             verdicts=chart.chart.t, errors=chart.errors, signals=chart.signals,
+            recovery=None if chart.recovery is None else chart.recovery / d.m,
             arl0_verdicts=chart.arl0,
             arl0_days=chart.arl0 / st.rate if st.rate else None,
             rate_per_day=st.rate, design=d.to_dict(),
@@ -718,7 +719,9 @@ class Scorer:
         )  # fmt: skip
         upper = [r for r in signals if not r.endswith("_lcl")]
         alerting = [r for r in upper if r != "ewma_ucl" or self.s.ewma_alerts]
-        st.quiet_streak = 0 if upper else st.quiet_streak + 1
+        # a CUSUM that signalled and has not shown the rate back at p0 holds the streak
+        recovering = any(c.recovering for c in st.cusum.values())
+        st.quiet_streak = 0 if upper or recovering else st.quiet_streak + 1
         for rule in alerting:
             observed, limit = (p, ucl) if rule == "p_chart_ucl" else (ewma_value, ewma_ucl)
             assert observed is not None

@@ -137,25 +137,55 @@ def observed_error_rate(side: Side, chart_design: BernoulliCusumDesign) -> tuple
 class LiveCusum:
     """One side of a queue's live CUSUM: the library's chart, the errors and verdicts since
     its last reset (for the breach's observed rate), its signal count and the ARL0 it was
-    designed for. Serialises to a plain dict inside the queue record."""
+    designed for, and its recovery test. Serialises to a plain dict inside the queue record.
 
-    __slots__ = ("arl0", "chart", "errors", "side", "signals")
+    **Recovery.** A signal says "the rate is p1, not p0"; the chart then restarts, and a
+    drift that persists signals again every few hundred verdicts. Whether the drift is
+    *over* is the mirror question, so after a signal the side runs the mirror CUSUM on the
+    same lattice: ``R = max(0, R - up)`` on an error, ``R + g`` on a correct verdict (the
+    log-likelihood ratio of p0 against p1, the chart's steps reversed), recovered when
+    ``R >= limit``, the same evidence the signal needed. Under the drift R falls (its
+    in-control run is as long as the chart's ARL0 scale), so a persisting drift holds one
+    incident open; back at p0 it rises and recovers in about the verdicts the chart takes
+    to detect p1. Each new signal restarts R at 0. ``recovery`` is R in lattice units, or
+    None when the side is not recovering."""
+
+    __slots__ = ("arl0", "chart", "errors", "recovery", "side", "signals")
 
     def __init__(
-        self, side: Side, chart: BernoulliCusum, arl0: float, errors: int = 0, signals: int = 0
+        self,
+        side: Side,
+        chart: BernoulliCusum,
+        arl0: float,
+        errors: int = 0,
+        signals: int = 0,
+        recovery: int | None = None,
     ) -> None:
         self.side = side
         self.chart = chart
         self.arl0 = arl0
         self.errors = errors
         self.signals = signals
+        self.recovery = recovery
+
+    @property
+    def recovering(self) -> bool:
+        """Signalled, and not yet shown back at p0 (``recovery``)."""
+        return self.recovery is not None
 
     def update(self, incorrect: bool) -> bool:
-        """Count one verdict; True on a signal, after which the chart restarts at 0."""
+        """Count one verdict; True on a signal, after which the chart restarts at 0 and the
+        recovery test starts (again) at 0."""
         self.errors += incorrect
-        point = self.chart.update(incorrect if self.side == "upper" else not incorrect)
+        x = incorrect if self.side == "upper" else not incorrect
+        point = self.chart.update(x)
+        if self.recovery is not None:
+            d = self.chart.design
+            r = max(0, self.recovery - d.up) if x else self.recovery + d.g
+            self.recovery = None if r >= d.limit else r
         if point.signal:
             self.signals += 1
+            self.recovery = 0
         return point.signal
 
     def reset(self) -> None:
@@ -177,6 +207,8 @@ class LiveCusum:
         else:
             self.chart = BernoulliCusum(chart_design)
             self.errors = 0
+            if self.recovery is not None:
+                self.recovery = 0  # its units changed: the evidence starts again
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,6 +217,7 @@ class LiveCusum:
             "arl0": self.arl0,
             "errors": self.errors,
             "signals": self.signals,
+            "recovery": self.recovery,
         }
 
     def __eq__(self, other: object) -> bool:
@@ -203,4 +236,6 @@ class LiveCusum:
             float(d["arl0"]),
             int(d["errors"]),
             int(d["signals"]),
+            # absent in a record written before the recovery test: not recovering
+            None if d.get("recovery") is None else int(d["recovery"]),
         )

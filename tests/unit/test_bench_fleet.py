@@ -55,6 +55,10 @@ def test_a_huge_drift_is_always_caught_and_a_quiet_budget_raises_nothing() -> No
         assert r.first_rule in ("cusum_upper", "p_chart_ucl")
         assert r.control_days == pytest.approx((r.drift_start - fleet.T0) / fleet.DAY)
         assert r.drift_breaches[0][0] >= r.drift_start
+        # a drift that lasts holds one incident open, however often the CUSUM re-signals
+        assert len(r.drift_incidents) == 1
+        assert len(r.drift_breaches) > 1
+        assert r.control_incidents == []
     s = fleet.summarise(TINY, results, wall=500)
     assert s.alarms == 0
     assert s.control_episodes == 0
@@ -62,6 +66,8 @@ def test_a_huge_drift_is_always_caught_and_a_quiet_budget_raises_nothing() -> No
     assert d["caught"] == 2
     assert d["v50"] == min(r.delay_verdicts or 0 for r in results)  # nearest rank
     assert d["episodes_mean"] >= 1
+    assert (d["incidents_mean"], d["incidents_max"], d["incidents_over_1"]) == (1, 1, 0)
+    assert s.control_incidents == 0
 
 
 def test_a_generous_budget_raises_false_alarms_and_they_are_counted() -> None:
@@ -78,6 +84,8 @@ def test_a_generous_budget_raises_false_alarms_and_they_are_counted() -> None:
     assert s.queue_days == pytest.approx(1.0)
     assert s.per_shift == {}
     assert 1 <= s.control_episodes <= s.alarms
+    # signals every hundred verdicts on both sides: one incident that never recovers
+    assert s.control_incidents == len(r.control_incidents) == 1
 
 
 def test_episodes_group_breaches_closer_than_the_gap() -> None:

@@ -272,3 +272,89 @@ def test_the_cusum_record_round_trips_and_an_old_record_reads_without_it() -> No
     old = QueueState.from_dict(d)  # a record written before the live CUSUM
     assert old.cusum == {}
     assert old.rate is None
+
+
+# -- recovery: the mirror CUSUM after a signal ---------------------------------------------------
+
+
+def _signalled(p0: float = 0.05, arl0: float = 2000.0) -> live.LiveCusum:
+    d = live.design("upper", p0, 2.0, arl0)
+    assert d is not None
+    chart = live.LiveCusum("upper", BernoulliCusum(d), arl0)
+    while not chart.update(True):
+        pass
+    chart.reset()  # as the scorer does on a signal (core: _cusum_breach)
+    return chart
+
+
+def test_after_a_signal_the_recovery_test_needs_the_same_evidence_reversed() -> None:
+    chart = _signalled()
+    d = chart.chart.design
+    assert chart.recovering
+    assert chart.recovery == 0
+    # errors keep it at its floor (and re-signal): a drift that persists never recovers
+    for _ in range(50):
+        if chart.update(True):
+            chart.reset()
+        assert chart.recovery == 0
+    chart = _signalled()
+    steps = math.ceil(d.limit / d.g)  # correct verdicts, g lattice units each
+    for i in range(steps - 1):
+        chart.update(False)
+        assert chart.recovery == (i + 1) * d.g
+    chart.update(False)
+    assert chart.recovery is None
+    assert not chart.recovering
+
+
+@given(st.lists(st.booleans(), max_size=400), st.floats(0.02, 0.3))
+@settings(max_examples=60, deadline=None)
+def test_recovery_is_the_upper_charts_steps_reversed(xs: list[bool], p0: float) -> None:
+    """R = max(0, R - up) on an error, R + g on a correct verdict; None at limit; a signal
+    restarts it at 0; the record round-trips it."""
+    chart = _signalled(p0)
+    d = chart.chart.design
+    r: int | None = 0
+    for x in xs:
+        signal = chart.update(x)
+        if signal:
+            chart.reset()
+        if r is not None:
+            r = max(0, r - d.up) if x else r + d.g
+            r = None if r >= d.limit else r
+        if signal:
+            r = 0
+        assert chart.recovery == r
+        back = live.LiveCusum.from_dict(chart.to_dict())
+        assert back == chart
+        assert back.recovery == r
+
+
+def test_a_persisting_drift_holds_the_streak_and_the_end_of_it_releases_it() -> None:
+    """5% -> 10% on 960 verdicts a day: from the first upper signal the queue's in-control
+    streak stays 0 while the drift lasts (the recovery test falls, the chart re-signals),
+    so its incident stays one; back at 5% the recovery test passes and the streak grows."""
+    rng = random.Random(7)
+    sc = Scorer(scorer_settings(baseline_p={"q": 0.05}), {})
+    _run(sc, _traffic("q", range(24), 40, lambda h: 0.05, rng))
+    signalled = False
+    for items in _traffic("q", range(24, 24 + 96), 40, lambda h: 0.10, rng):
+        out = feed(sc, items, wall=WALL)
+        signalled = signalled or any(b.rule == "cusum_upper" for b in out.breaches)
+        if signalled:
+            assert sc.state("q").quiet_streak == 0
+            assert sc.state("q").cusum["upper"].recovering
+    assert signalled
+    snap = sc.snapshot(sc.state("q"), WALL)
+    assert snap.cusum_upper is not None
+    assert snap.cusum_upper.recovery is not None
+    streaks = []
+    for items in _traffic("q", range(120, 120 + 48), 40, lambda h: 0.05, rng):
+        feed(sc, items, wall=WALL)
+        streaks.append(sc.state("q").quiet_streak)
+    d = sc.state("q").cusum["upper"].chart.design
+    assert not sc.state("q").cusum["upper"].recovering
+    # recovered within a few times the verdicts that the evidence needs at p0 (40 an hour)
+    drift_at_p0 = d.g - 0.05 * d.m  # lattice units a verdict, on average, at p0
+    assert streaks.index(1) <= 4 * d.limit / drift_at_p0 / 40 + 8
+    assert streaks[-1] >= 3
