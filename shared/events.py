@@ -261,9 +261,10 @@ class CusumInfo(BaseModel):
     recovery: float | None = Field(
         default=None,
         ge=0,
-        description="after a signal, the mirror CUSUM's evidence (B units) that the rate is "
-        "back at p0: recovered, and null again, at h; while it runs the queue's in-control "
-        "streak stays 0, so the incident stays open. Null: not recovering",
+        description="after a signal, the recovery CUSUM's evidence (B units) that the rate "
+        "is back nearer p0 than half the shift: recovered, and null again, at h; while it "
+        "runs the queue's in-control streak stays 0, so the incident stays open. Null: not "
+        "recovering",
     )
     arl0_verdicts: float = Field(gt=0, description="designed in-control ARL, in verdicts")
     arl0_days: float | None = Field(description="the same in days at the measured rate")

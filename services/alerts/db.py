@@ -395,6 +395,25 @@ async def open_incident(session: AsyncSession, queue_id: str) -> Incident | None
     return await session.scalar(q)
 
 
+class _Outbox:
+    """How many times this process wrote webhook rows: the deliverer claims promptly after
+    a change, and otherwise looks at the database only when a row is due (``next_due``)."""
+
+    writes = 0
+
+
+def outbox_writes() -> int:
+    return _Outbox.writes
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    """The earliest next attempt of any pending webhook row (leased or not), or None."""
+    due: datetime | None = await session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "pending")
+    )
+    return due
+
+
 async def _enqueue(
     session: AsyncSession, alert: Alert, event: str, receivers: list[str], now: datetime
 ) -> None:
@@ -414,6 +433,7 @@ async def _enqueue(
     await session.flush()  # the ids, which the body names
     for d in rows:
         d.body = webhook_body(alert, event, d.id, now, incident)
+    _Outbox.writes += 1
 
 
 def new_webhook_id() -> str:

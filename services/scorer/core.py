@@ -587,7 +587,7 @@ class Scorer:
         return CusumInfo(
             side=chart.side, p0=p0, p1=p1, statistic=chart.chart.statistic, h=d.h,
             verdicts=chart.chart.t, errors=chart.errors, signals=chart.signals,
-            recovery=None if chart.recovery is None else chart.recovery / d.m,
+            recovery=chart.recovery_b,
             arl0_verdicts=chart.arl0,
             arl0_days=chart.arl0 / st.rate if st.rate else None,
             rate_per_day=st.rate, design=d.to_dict(),

@@ -127,6 +127,27 @@ def design(side: Side, p0: float, ratio: float, arl0: float) -> BernoulliCusumDe
         return None
 
 
+@functools.lru_cache(maxsize=2048)
+def recovery_design(side: Side, chart: BernoulliCusumDesign) -> BernoulliCusumDesign:
+    """The recovery test of a side's chart (``LiveCusum``): the chart for p0 against half
+    the shift, p_r = p0 + (p1 - p0) / 2 (on the side's own scale: the lower side's is the
+    correct rate), with the chart's decision interval h in B units. Where that lattice
+    would be too fine (``MAX_LATTICE``), the chart's own design: its mirror."""
+    p_r = chart.p0 + (chart.p1 - chart.p0) / 2
+    try:
+        if side == "upper":
+            m, _ = BernoulliCusumDesign.lattice(chart.p0, p_r)
+            if m <= MAX_LATTICE:
+                return BernoulliCusumDesign.create(chart.p0, p_r, chart.h)
+        else:
+            resolution = _lower_resolution(1.0 - chart.p0, 1.0 - p_r)
+            if resolution is not None and resolution + 1 <= MAX_LATTICE:
+                return BernoulliCusumDesign.create(chart.p0, p_r, chart.h, resolution=resolution)
+    except StatsError:
+        pass
+    return chart
+
+
 def observed_error_rate(side: Side, chart_design: BernoulliCusumDesign) -> tuple[float, float]:
     """(p0, p1) on the error scale for a side's design."""
     if side == "upper":
@@ -141,14 +162,15 @@ class LiveCusum:
 
     **Recovery.** A signal says "the rate is p1, not p0"; the chart then restarts, and a
     drift that persists signals again every few hundred verdicts. Whether the drift is
-    *over* is the mirror question, so after a signal the side runs the mirror CUSUM on the
-    same lattice: ``R = max(0, R - up)`` on an error, ``R + g`` on a correct verdict (the
-    log-likelihood ratio of p0 against p1, the chart's steps reversed), recovered when
-    ``R >= limit``, the same evidence the signal needed. Under the drift R falls (its
-    in-control run is as long as the chart's ARL0 scale), so a persisting drift holds one
-    incident open; back at p0 it rises and recovers in about the verdicts the chart takes
-    to detect p1. Each new signal restarts R at 0. ``recovery`` is R in lattice units, or
-    None when the side is not recovering."""
+    *over* is the mirror question, so after a signal the side runs a recovery CUSUM: the
+    log-likelihood ratio of p0 against half the shift (``recovery_design``), the steps of
+    that chart reversed, ``R = max(0, R - up)`` on an error and ``R + g`` on a correct
+    verdict, recovered when ``R >= limit``: the same evidence, h, that the signal needed,
+    that the rate is nearer p0 than half the shift. Under a drift of half the shift or more
+    R falls, so a drift that persists holds one incident open; back at p0 it rises and
+    passes in about limit / (g - p0 m) verdicts. Each new signal restarts R at 0.
+    ``recovery`` is R in the recovery design's lattice units, or None when the side is not
+    recovering."""
 
     __slots__ = ("arl0", "chart", "errors", "recovery", "side", "signals")
 
@@ -169,6 +191,13 @@ class LiveCusum:
         self.recovery = recovery
 
     @property
+    def recovery_b(self) -> float | None:
+        """R in B units (its h is the chart's), or None when not recovering."""
+        if self.recovery is None:
+            return None
+        return self.recovery / recovery_design(self.side, self.chart.design).m
+
+    @property
     def recovering(self) -> bool:
         """Signalled, and not yet shown back at p0 (``recovery``)."""
         return self.recovery is not None
@@ -180,7 +209,7 @@ class LiveCusum:
         x = incorrect if self.side == "upper" else not incorrect
         point = self.chart.update(x)
         if self.recovery is not None:
-            d = self.chart.design
+            d = recovery_design(self.side, self.chart.design)
             r = max(0, self.recovery - d.up) if x else self.recovery + d.g
             self.recovery = None if r >= d.limit else r
         if point.signal:
@@ -208,7 +237,7 @@ class LiveCusum:
             self.chart = BernoulliCusum(chart_design)
             self.errors = 0
             if self.recovery is not None:
-                self.recovery = 0  # its units changed: the evidence starts again
+                self.recovery = 0  # its lattice may have changed: the evidence starts again
 
     def to_dict(self) -> dict[str, Any]:
         return {

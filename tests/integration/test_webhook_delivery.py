@@ -414,3 +414,56 @@ async def test_https_to_a_pinned_address_checks_the_certificate_against_the_name
     assert "CERTIFICATE_VERIFY_FAILED" in (by[wrong].last_error or "")
     ((headers, _),) = receiver.requests
     assert headers["host"] == f"hooks.example.test:{port}"
+
+
+async def test_an_idle_deliverer_claims_rarely_and_a_new_row_goes_out_at_once(
+    tmp_path: Path,
+) -> None:
+    """A claim is a write transaction on the loop the health API answers from: with nothing
+    pending the deliverer claims about once per ``idle_s``, not every ``interval_s``. A row
+    this process writes goes out within a few intervals; a row another replica wrote (here:
+    inserted without this process's outbox write) within ``idle_s``."""
+    receiver = Receiver([SECRET])
+    metrics = Metrics.create(CollectorRegistry())
+    claims: list[float] = []
+    async with serving(receiver.app()) as port, sqlite_sessions(tmp_path) as sessions:
+        url = f"http://127.0.0.1:{port}/hook"
+        async with httpx.AsyncClient(timeout=2) as client:
+            d = deliverer(sessions, client, metrics, [url])
+            claim = d._claim
+
+            async def counted(limit: int) -> Any:
+                claims.append(asyncio.get_running_loop().time())
+                return await claim(limit)
+
+            d._claim = counted  # type: ignore[method-assign]
+            stop = asyncio.Event()
+            run = asyncio.create_task(d.run(stop, interval_s=0.05, idle_s=1.5))
+            try:
+                await asyncio.sleep(1.0)
+                assert len(claims) <= 2, claims  # every 0.05 s would be 20
+                t0 = asyncio.get_running_loop().time()
+                async with sessions() as s, s.begin():
+                    await db.record_breach(
+                        s, make_breach("q", 0), receivers=[url], now=datetime.now(UTC)
+                    )
+                while not receiver.requests:
+                    assert asyncio.get_running_loop().time() - t0 < 1.0, "not sent promptly"
+                    await asyncio.sleep(0.01)
+                # another replica's row: this process did not write it
+                async with sessions() as s, s.begin():
+                    (row,) = await s.scalars(select(db.Delivery))
+                    s.add(db.Delivery(
+                        alert_id=row.alert_id, receiver=url, event="resolved", status="pending",
+                        attempts=0, next_attempt_at=datetime.now(UTC),
+                        created_at=datetime.now(UTC), webhook_id=db.new_webhook_id(),
+                        body=row.body,
+                    ))  # fmt: skip
+                t1 = asyncio.get_running_loop().time()
+                while len(receiver.requests) < 2:
+                    assert asyncio.get_running_loop().time() - t1 < 3.0, "not sent within idle_s"
+                    await asyncio.sleep(0.01)
+            finally:
+                stop.set()
+                await run
+    assert receiver.rejected == []

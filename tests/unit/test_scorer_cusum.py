@@ -287,9 +287,25 @@ def _signalled(p0: float = 0.05, arl0: float = 2000.0) -> live.LiveCusum:
     return chart
 
 
+@pytest.mark.parametrize("side", live.SIDES)
+@pytest.mark.parametrize("p0", [0.02, 0.05, 0.1, 0.3])
+def test_the_recovery_design_tests_p0_against_half_the_shift_with_the_charts_h(
+    side: live.Side, p0: float
+) -> None:
+    ratio = 2.0 if side == "upper" else 0.25
+    chart = live.design(side, p0, ratio, 1e5)
+    assert chart is not None
+    r = live.recovery_design(side, chart)
+    assert r.p0 == chart.p0
+    assert r.p1 == pytest.approx(chart.p0 + (chart.p1 - chart.p0) / 2)
+    assert r.h == pytest.approx(chart.h, abs=1 / r.m)
+    # its reference value lies between p0 and half the shift (on the side's own scale)
+    assert r.p0 < r.g / r.m < r.p1
+
+
 def test_after_a_signal_the_recovery_test_needs_the_same_evidence_reversed() -> None:
     chart = _signalled()
-    d = chart.chart.design
+    d = live.recovery_design("upper", chart.chart.design)
     assert chart.recovering
     assert chart.recovery == 0
     # errors keep it at its floor (and re-signal): a drift that persists never recovers
@@ -313,7 +329,7 @@ def test_recovery_is_the_upper_charts_steps_reversed(xs: list[bool], p0: float) 
     """R = max(0, R - up) on an error, R + g on a correct verdict; None at limit; a signal
     restarts it at 0; the record round-trips it."""
     chart = _signalled(p0)
-    d = chart.chart.design
+    d = live.recovery_design("upper", chart.chart.design)
     r: int | None = 0
     for x in xs:
         signal = chart.update(x)
@@ -352,7 +368,7 @@ def test_a_persisting_drift_holds_the_streak_and_the_end_of_it_releases_it() -> 
     for items in _traffic("q", range(120, 120 + 48), 40, lambda h: 0.05, rng):
         feed(sc, items, wall=WALL)
         streaks.append(sc.state("q").quiet_streak)
-    d = sc.state("q").cusum["upper"].chart.design
+    d = live.recovery_design("upper", sc.state("q").cusum["upper"].chart.design)
     assert not sc.state("q").cusum["upper"].recovering
     # recovered within a few times the verdicts that the evidence needs at p0 (40 an hour)
     drift_at_p0 = d.g - 0.05 * d.m  # lattice units a verdict, on average, at p0
