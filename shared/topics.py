@@ -9,6 +9,7 @@ Data flow::
                                                 └─► qw.deadletter.v1  (reason + original bytes)
     qw.events.v1 ──► scorer (Faust) ──► qw.snapshots.v1, qw.subgroups.v1, qw.breaches.v1
     qw.snapshots.v1, qw.subgroups.v1, qw.breaches.v1 ──► alerts (Prometheus, webhooks, API)
+    qw.queues.v1 (admitted queues, compacted) ──► every ingest process (shared/admission.py)
 
 Every topic that carries queue data is keyed by ``queue_id``: a queue's decisions, verdicts
 and state live on one partition, so one scorer worker owns a queue and the join of a verdict
@@ -73,6 +74,10 @@ class Topics:
     def subgroups(self) -> str:
         return self._n("qw.subgroups.v1")
 
+    @property
+    def queues(self) -> str:
+        return self._n("qw.queues.v1")
+
     def specs(self) -> list[TopicSpec]:
         p = self.partitions
         return [
@@ -88,6 +93,8 @@ class Topics:
             TopicSpec(self.snapshots, p, compact=True, doc="latest QualitySnapshot per queue"),
             TopicSpec(self.breaches, p, 30 * _DAY_MS, doc="Breach events"),
             TopicSpec(self.subgroups, p, compact=True, doc="SubgroupPoint, latest per queue@start"),
+            # small (one record per queue) and read whole by every ingest process: one partition
+            TopicSpec(self.queues, 1, compact=True, doc="admitted queues (tombstone: removed)"),
         ]
 
 

@@ -6,24 +6,39 @@ the service to it with schemathesis.
 
 A batch with invalid items is answered 422 naming each bad item (its index and errors); the
 valid items of that batch are still produced and counted in ``accepted``, so nothing valid
-is lost and the caller resends only what it must fix.
+is lost and the caller resends only what it must fix. An item of a queue that is not admitted
+(``services/ingest/admission.py``) is refused the same way (error type
+``queue_not_admitted``) and goes to the dead-letter topic too, re-encoded as JSON.
+
+``PUT``/``DELETE /v1/queues/{id}`` (scope ``admin``) admit a queue at run time and remove it,
+for every ingest process (``shared/admission.py``); ``GET /v1/queues`` lists what is admitted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
+from services.ingest.admission import HOW, QueueGate, QueueMode
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
 from services.ingest.validation import BodyError, EventKind, parse_body, validate_items
-from shared.apikeys import AuthPolicy
+from shared import codec
+from shared.apikeys import ApiKey, AuthPolicy
 from shared.codec import json_response
 from shared.events import Decision, Verdict
-from shared.http_auth import AUTH_RESPONSES, needs
+from shared.http_auth import AUTH_RESPONSES, needs, require
+from shared.ids import KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
+from shared.topics import queue_key
+
+log = logging.getLogger(__name__)
 
 
 class Rejected(BaseModel):
@@ -69,12 +84,34 @@ async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None
     except BodyError as exc:
         return json_response({"detail": str(exc)}, status_code=400)
     result = validate_items(items, kind)
-    accepted = await publisher.publish(result.events)
-    payload = IngestResult(
-        accepted=accepted,
-        rejected=[Rejected(index=e.index, errors=e.errors) for e in result.errors],
-    ).model_dump()
-    return json_response(payload, status_code=422 if result.errors else 202)
+    rejected = [Rejected(index=e.index, errors=e.errors) for e in result.errors]
+    events = result.events
+    gate: QueueGate | None = request.app.state.gate
+    refused = await gate.refused(e.queue_id for e in events) if gate else set()
+    if refused:
+        assert gate is not None
+        bad = {e.index for e in result.errors}
+        indexed = zip((i for i in range(len(items)) if i not in bad), events, strict=True)
+        events, dlq = [], []
+        for i, event in indexed:
+            if event.queue_id not in refused:
+                events.append(event)
+                continue
+            error = gate.policy.error(event.queue_id)
+            rejected.append(Rejected(index=i, errors=[error]))
+            sent = await publisher.dead_letter(
+                reason=error["msg"], errors=[error], value=codec.dumps(items[i]),
+                source_topic=None, key=queue_key(event.queue_id),
+            )  # fmt: skip
+            dlq.append(sent)
+        await asyncio.gather(*dlq)
+        rejected.sort(key=lambda r: r.index)
+    accepted = await publisher.publish(events)
+    metrics: IngestMetrics | None = request.app.state.metrics
+    if metrics is not None:
+        metrics.count("http", accepted, len(result.errors), len(rejected) - len(result.errors))
+    payload = IngestResult(accepted=accepted, rejected=rejected).model_dump()
+    return json_response(payload, status_code=422 if rejected else 202)
 
 
 class Problem(BaseModel):
@@ -106,14 +143,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {
         "model": IngestResult,
         "description": "some items are not valid events (any JSON value that is not an event, "
-        "e.g. `42`, is one such item): each is named by its index with its errors; the valid "
-        "items of the same body are accepted and counted",
+        "e.g. `42`, is one such item), or are events of a queue that is not admitted (error "
+        "type `queue_not_admitted`, also sent to the dead-letter topic): each is named by its "
+        "index with its errors; the other items of the same body are accepted and counted",
     },
 }
 
 _DOC = (
     "202 when every item is valid; 422 names each invalid item by its index, while the valid "
-    "items of the same body are accepted. Ids follow the grammar of docs/events.md; an event "
+    "items of the same body are accepted. Only admitted queues are taken (GET /v1/queues): an "
+    "event of another is an invalid item (`queue_not_admitted`). Ids follow the grammar of "
+    "docs/events.md; an event "
     "time more than 15 minutes ahead of the clock is an invalid item (`future_timestamp`)."
 )
 
@@ -163,20 +203,180 @@ async def post_events(request: Request, publisher: PublisherDep) -> Response:
     return await _ingest(request, publisher, None)
 
 
+# -- known queues ------------------------------------------------------------------------------
+
+QueueId = Annotated[
+    str,
+    Path(
+        min_length=1, max_length=KEY_ID_MAX, pattern=KEY_ID_PATTERN, description=KEY_ID_DESCRIPTION
+    ),
+]
+
+
+class QueueState(BaseModel):
+    queue_id: str
+    admitted: bool
+    how: HOW | None = Field(
+        description="static (QW_INGEST_QUEUES_ALLOW or the file), runtime (PUT), open (taken "
+        "on first sight in open mode), or null when not admitted"
+    )
+
+
+class QueueList(BaseModel):
+    mode: QueueMode = Field(description="QW_INGEST_QUEUES")
+    static: list[str] = Field(description="the static list: queue ids and globs")
+    runtime: list[str] = Field(description="queues admitted at run time, sorted")
+    open_taken: int = Field(description="open mode: distinct queues taken by this process")
+    open_max: int = Field(description="open mode: QW_INGEST_QUEUES_OPEN_MAX")
+
+
+class QueueAdmin:
+    """What the queue endpoints need beyond the gate: writing the admitted-queues log."""
+
+    def __init__(
+        self,
+        admit: Callable[[str, str], Awaitable[None]],
+        remove: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.admit = admit  # (queue id, by whom): returns once acknowledged and applied here
+        self.remove = remove  # (queue id): likewise
+
+
+def _gate(request: Request) -> QueueGate:
+    gate: QueueGate | None = request.app.state.gate
+    if gate is None:
+        raise HTTPException(404, "this ingest admits every queue (no queue policy)")
+    return gate
+
+
+def _admin(request: Request, gate: QueueGate) -> QueueAdmin:
+    admin: QueueAdmin | None = request.app.state.queue_admin
+    if not gate.policy.runtime_admission or admin is None:
+        raise HTTPException(
+            409,
+            f"run-time admission is off (QW_INGEST_QUEUES={gate.policy.mode}): add the queue "
+            "to QW_INGEST_QUEUES_ALLOW or QW_INGEST_QUEUES_FILE",
+        )
+    return admin
+
+
+def _state(gate: QueueGate, queue_id: str) -> QueueState:
+    how = gate.policy.how(queue_id, take=False)
+    return QueueState(queue_id=queue_id, admitted=how is not None, how=how)
+
+
+_Q_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    404: {"model": Problem, "description": "no such run-time admission (or no queue policy)"},
+    409: {
+        "model": Problem,
+        "description": "run-time admission is off (QW_INGEST_QUEUES=allowlist)",
+    },
+}
+
+
+@router.get(
+    "/queues",
+    response_model=QueueList,
+    responses={**AUTH_RESPONSES, 404: _Q_RESPONSES[404]},
+    dependencies=[needs("read")],
+    description="The admission mode, the static list and the queues admitted at run time.",
+)
+async def list_queues(request: Request) -> QueueList:
+    gate = _gate(request)
+    p = gate.policy
+    return QueueList(
+        mode=p.mode, static=list(p.allow), runtime=sorted(p.runtime), open_taken=len(p.seen),
+        open_max=p.open_max,
+    )  # fmt: skip
+
+
+@router.get(
+    "/queues/{queue_id}",
+    response_model=QueueState,
+    responses={**AUTH_RESPONSES, 404: _Q_RESPONSES[404]},
+    dependencies=[needs("read")],
+    description="Whether ingest takes events of this queue, and why.",
+)
+async def get_queue(request: Request, queue_id: QueueId) -> QueueState:
+    return _state(_gate(request), queue_id)
+
+
+@router.put(
+    "/queues/{queue_id}",
+    response_model=QueueState,
+    responses=_Q_RESPONSES,
+    description="Admit the queue at run time, for every ingest process and across restarts "
+    "(the compacted topic qw.queues.v1); answered once the broker acknowledged it and this "
+    "process applied it. Idempotent.",
+)
+async def admit_queue(
+    request: Request,
+    queue_id: QueueId,
+    key: Annotated[ApiKey | None, Depends(require("admin"))],
+) -> QueueState:
+    gate = _gate(request)
+    admin = _admin(request, gate)
+    by = f"key {key.id} ({key.name})" if key is not None else "no key (keys are off)"
+    await admin.admit(queue_id, by)
+    log.info("queue %s admitted by %s", queue_id, by)
+    return _state(gate, queue_id)
+
+
+@router.delete(
+    "/queues/{queue_id}",
+    response_model=QueueState,
+    responses=_Q_RESPONSES,
+    description="Remove the queue's run-time admission, for every ingest process; its events "
+    "are refused from then on (unless the static list admits it: the answer says).",
+)
+async def remove_queue(
+    request: Request,
+    queue_id: QueueId,
+    key: Annotated[ApiKey | None, Depends(require("admin"))],
+) -> QueueState:
+    gate = _gate(request)
+    admin = _admin(request, gate)
+    if queue_id not in gate.policy.runtime:
+        raise HTTPException(404, f"queue {queue_id!r} was not admitted at run time")
+    await admin.remove(queue_id)
+    log.info("queue %s removed by %s", queue_id, key.id if key is not None else "no key")
+    return _state(gate, queue_id)
+
+
 def create_app(
-    publisher: Publisher, max_body_bytes: int = 16 * 1024 * 1024, auth: AuthPolicy | None = None
+    publisher: Publisher,
+    max_body_bytes: int = 16 * 1024 * 1024,
+    auth: AuthPolicy | None = None,
+    *,
+    gate: QueueGate | None = None,
+    queue_admin: QueueAdmin | None = None,
+    metrics: IngestMetrics | None = None,
 ) -> FastAPI:
-    """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in."""
+    """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in.
+    ``gate``: the queues admitted; None takes every queue (tests of other concerns).
+    ``queue_admin``: writes run-time admissions (None: PUT and DELETE answer 409)."""
     app = FastAPI(title="QualityWatch ingest", version="1")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.publisher = publisher
     app.state.auth = auth
     app.state.max_body_bytes = max_body_bytes
+    app.state.gate = gate
+    app.state.queue_admin = queue_admin
+    app.state.metrics = metrics
     app.include_router(router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    if metrics is not None:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics_endpoint() -> Response:
+            if gate is not None:
+                metrics.set_admitted(gate.policy.counts())
+            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.ingest.api import create_app
+from services.ingest.admission import QueueGate, QueuePolicy
+from services.ingest.api import QueueAdmin, create_app
+from services.ingest.metrics import IngestMetrics
 from services.ingest.pipeline import RawValidator
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
+from shared import admission
 from shared.http_auth import policy
 from shared.kafka import ensure_topics, make_producer, wait_for_broker
 from shared.runtime import http_server, supervise
@@ -18,6 +21,7 @@ log = logging.getLogger(__name__)
 
 async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
     auth = policy()  # a bad key file stops the start here, before the broker is awaited
+    queues = QueuePolicy(settings.queues, settings.queue_patterns(), settings.queues_open_max)
     await wait_for_broker(settings.kafka)
     # said once the broker answered: a start that cannot reach it ends with that one line
     log.log(
@@ -26,17 +30,38 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
         auth.describe(),
     )
     await ensure_topics(settings.kafka)
+    # the admitted queues are read to the end before any event is validated
+    known = admission.AdmissionLog(settings.kafka, queues.apply)
+    await known.start()
+    log.info(
+        "queues: QW_INGEST_QUEUES=%s, static list %s, %d admitted at run time",
+        settings.queues, list(queues.allow) or "empty", len(queues.runtime),
+    )  # fmt: skip
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
         publisher = Publisher(producer, settings.kafka.topics)
-        validator = RawValidator(settings, publisher)
-        server = http_server(
-            create_app(publisher, settings.max_body_bytes, auth), settings.host, settings.port
-        )
+        gate = QueueGate(queues, known.catch_up)
+        metrics = IngestMetrics.create()
+
+        async def admit(queue_id: str, by: str) -> None:
+            await admission.admit(producer, settings.kafka, queue_id, by)
+            await known.catch_up()  # this process answers with it from now on
+
+        async def remove(queue_id: str) -> None:
+            await admission.remove(producer, settings.kafka, queue_id)
+            await known.catch_up()
+
+        validator = RawValidator(settings, publisher, gate, metrics)
+        app = create_app(
+            publisher, settings.max_body_bytes, auth, gate=gate,
+            queue_admin=QueueAdmin(admit, remove), metrics=metrics,
+        )  # fmt: skip
+        server = http_server(app, settings.host, settings.port)
         tasks = [
             asyncio.create_task(validator.run(), name="raw-validator"),
             asyncio.create_task(server.serve(), name="ingest-http"),
+            asyncio.create_task(known.run(stop), name="admitted-queues"),
         ]
         log.info("ingest listening on http://%s:%d", settings.host, settings.port)
 
@@ -47,3 +72,4 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
         await supervise(tasks, stop, on_stop)
     finally:
         await producer.stop()
+        await known.stop()

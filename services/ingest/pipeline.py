@@ -1,6 +1,7 @@
 """The raw-topic validator: upstream systems may produce one event per message to the raw
 topics. Each message is validated; valid events go on to the events topic grouped per queue,
-invalid ones to the dead-letter topic with their reason and original bytes.
+invalid ones, and those of a queue that is not admitted (``services/ingest/admission.py``), to
+the dead-letter topic with their reason and original bytes.
 
 Offsets are committed only after every produce of the poll was acknowledged, so a crash
 replays a poll rather than losing it (at-least-once; the scorer deduplicates by id).
@@ -19,6 +20,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from services.ingest.admission import QueueGate
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import MAX_FUTURE_S, EventKind, ItemError, validate_raw
@@ -32,12 +35,22 @@ class PipelineStats:
     consumed: int = 0
     valid: int = 0
     dead_lettered: int = 0
+    not_admitted: int = 0  # of dead_lettered: the queue is not admitted
 
 
 class RawValidator:
-    def __init__(self, settings: IngestSettings, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        publisher: Publisher,
+        gate: QueueGate | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        """``gate``: the queues admitted (None: every queue, for tests of other concerns)."""
         self._settings = settings
         self._publisher = publisher
+        self._gate = gate
+        self._metrics = metrics
         topics = settings.kafka.topics
         self._kinds: dict[str, EventKind] = {
             topics.decisions_raw: "decision",
@@ -108,31 +121,46 @@ class RawValidator:
         horizon = time.time() + MAX_FUTURE_S
         dlq = []
         consumed = 0
+        valid: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], str, dict[str, Any]]] = []
         for tp, records in polled.items():
-            kind = self._kinds[tp.topic]
-            target = per_kind[kind]
             consumed += len(records)
             for rec in records:
-                result = validate_raw(rec.value, kind, horizon)
+                result = validate_raw(rec.value, self._kinds[tp.topic], horizon)
                 if isinstance(result, ItemError):
-                    dlq.append(
-                        await self._publisher.dead_letter(
-                            reason=result.reason(),
-                            errors=result.errors,
-                            value=rec.value,
-                            source_topic=tp.topic,
-                            partition=tp.partition,
-                            offset=rec.offset,
-                            key=rec.key,
-                        )
-                    )
+                    dlq.append(await self._dead_letter(tp, rec, result.reason(), result.errors))
                 else:
-                    target[result[0]].append(result[1])
+                    valid.append((tp, rec, *result))
+        invalid = len(dlq)
+        refused = await self._gate.refused(q for _, _, q, _ in valid) if self._gate else set()
+        for tp, rec, queue, item in valid:
+            if queue in refused:
+                assert self._gate is not None
+                error = self._gate.policy.error(queue)
+                dlq.append(await self._dead_letter(tp, rec, error["msg"], [error]))
+            else:
+                per_kind[self._kinds[tp.topic]][queue].append(item)
         await self._publisher.publish_items(per_kind["decision"], per_kind["verdict"])
         if dlq:
             await asyncio.gather(*dlq)
         self.stats.consumed += consumed
         self.stats.valid += consumed - len(dlq)
         self.stats.dead_lettered += len(dlq)
+        self.stats.not_admitted += len(dlq) - invalid
+        if self._metrics is not None:
+            self._metrics.count("raw", consumed - len(dlq), invalid, len(dlq) - invalid)
         if dlq:
             log.warning("dead-lettered %d of %d raw messages", len(dlq), consumed)
+        if refused:
+            log.warning("refused the events of %d queues not admitted", len(refused))
+
+    async def _dead_letter(
+        self,
+        tp: TopicPartition,
+        rec: ConsumerRecord[bytes, bytes],
+        reason: str,
+        errors: list[dict[str, Any]],
+    ) -> asyncio.Future[Any]:
+        return await self._publisher.dead_letter(
+            reason=reason, errors=errors, value=rec.value, source_topic=tp.topic,
+            partition=tp.partition, offset=rec.offset, key=rec.key,
+        )  # fmt: skip

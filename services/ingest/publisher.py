@@ -50,12 +50,13 @@ class Publisher:
         reason: str,
         errors: list[dict[str, Any]],
         value: bytes | None,
-        source_topic: str,
+        source_topic: str | None,
         partition: int | None = None,
         offset: int | None = None,
         key: bytes | None = None,
     ) -> asyncio.Future[Any]:
-        """Send one record to the dead-letter topic: the reason and the original bytes."""
+        """Send one record to the dead-letter topic: the reason and the original bytes
+        (``source_topic`` None: an HTTP request's item)."""
         body = deadletter.record(
             stage="ingest", reason=reason, errors=errors, value=value, source_topic=source_topic,
             partition=partition, offset=offset, key=key,

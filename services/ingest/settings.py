@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.ingest.admission import read_queue_file
 from shared.settings import KafkaSettings
 
 
@@ -28,3 +32,30 @@ class IngestSettings(BaseSettings):
         description="after the first message of a batch, wait up to this long for more: "
         "larger per-queue batches make the scorer's per-message cost negligible",
     )
+    queues: Literal["admitted", "allowlist", "open"] = Field(
+        default="admitted",
+        description="which queues are taken: admitted (the static list plus queues admitted at "
+        "run time with PUT /v1/queues/{id}, scope admin), allowlist (the static list only) or "
+        "open (any, up to QW_INGEST_QUEUES_OPEN_MAX per process); an event of any other queue "
+        "goes to the dead-letter topic (docs/operations.md, 'Known queues')",
+    )
+    queues_allow: list[str] = Field(
+        default_factory=list,
+        description="the static list: queue ids or globs (`*`, `?`, `[...]`), a JSON list, e.g. "
+        '["spam-*", "hate-en"]',
+    )
+    queues_file: Path | None = Field(
+        default=None,
+        description="more of the static list: a file of queue ids or globs, one a line (`#` "
+        "comments), read at start",
+    )
+    queues_open_max: int = Field(
+        default=1000,
+        ge=1,
+        description="open mode: the most distinct queues one ingest process takes",
+    )
+
+    def queue_patterns(self) -> list[str]:
+        """The static list: ``queues_allow`` and the file's lines."""
+        extra = read_queue_file(self.queues_file.read_text()) if self.queues_file else []
+        return [*self.queues_allow, *extra]
