@@ -60,6 +60,7 @@ from services.demo.orchestrator import (
 )
 from services.ingest.settings import IngestSettings
 from services.scorer.settings import ScorerSettings
+from shared import admission
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import REPO_ROOT, KafkaSettings
 from shared.topics import TopicSpec, queue_key
@@ -208,6 +209,7 @@ def generate(events: int, n_queues: int, hours: int, seed: int) -> Raw:
 async def produce(kafka: KafkaSettings, raw: Raw, peer: str) -> float:
     """The raw messages to the raw topics and to the peer topic; returns seconds taken."""
     await ensure_topics(kafka, [*kafka.topics.specs(), TopicSpec(peer, kafka.partitions)])
+    await admission.admit_all(kafka, raw.queues, "bench")  # ingest takes admitted queues only
     topic = {"decision": kafka.topics.decisions_raw, "verdict": kafka.topics.verdicts_raw}
     producer = make_producer(kafka, linger_ms=50, max_batch_size=1024 * 1024)
     await producer.start()

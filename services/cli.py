@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from services.keys_cli import keys_app
+from services.queues_cli import queues_app
 from shared.apikeys import KeyFileError
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(keys_app)
+app.add_typer(queues_app)
 
 
 # exit status of a command that cannot reach what it needs (the broker), as for bad settings
@@ -214,6 +216,9 @@ def simulate(
         typer.Option(help="QUEUE:HOUR:DELTA, e.g. spam-en:12:-0.05 (repeatable)"),
     ] = None,
     invalid_every: Annotated[int, typer.Option(help="inject a malformed event every N")] = 0,
+    admit: Annotated[
+        bool, typer.Option(help="admit the simulated queues first (QW_INGEST_QUEUES=admitted)")
+    ] = True,
 ) -> None:
     """Produce simulated decisions and verdicts to the raw topics."""
     from datetime import UTC, datetime, timedelta
@@ -239,7 +244,14 @@ def simulate(
     _broker_answers(kafka)
     with _kafka_refusals():
         prog = asyncio.run(
-            play(cfg, kafka, duration_s=hours * 3600, speed=speed, invalid_every=invalid_every)
+            play(
+                cfg,
+                kafka,
+                duration_s=hours * 3600,
+                speed=speed,
+                invalid_every=invalid_every,
+                admit=admit,
+            )
         )
     typer.echo(
         f"sent {prog.decisions} decisions, {prog.verdicts} verdicts, {prog.invalid} malformed"

@@ -18,13 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared import codec
+from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 
@@ -49,6 +50,25 @@ async def admit(producer: AIOKafkaProducer, kafka: KafkaSettings, queue_id: str,
 async def remove(producer: AIOKafkaProducer, kafka: KafkaSettings, queue_id: str) -> None:
     """Remove ``queue_id``'s run-time admission (a tombstone); returns once acknowledged."""
     await producer.send_and_wait(kafka.topics.queues, None, key=queue_key(queue_id))
+
+
+async def admit_all(kafka: KafkaSettings, queue_ids: Iterable[str], by: str) -> int:
+    """Admit every queue of ``queue_ids`` (the topics created if need be) with a producer of
+    its own; returns how many, once all were acknowledged. For tools with the broker's trust
+    (``qwatch queues admit``, the simulator, benchmarks): the HTTP call is ingest's way."""
+    ids = list(dict.fromkeys(queue_ids))
+    await ensure_topics(kafka)
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(kafka.topics.queues, admission_record(q, by), key=queue_key(q))
+            for q in ids
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    return len(ids)
 
 
 class AdmissionLog:

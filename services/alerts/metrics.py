@@ -1,15 +1,32 @@
 """Every Prometheus metric QualityWatch's alerts service exports, declared once.
 
-Labels are bounded: ``queue`` (hundreds), ``window`` (3), ``rule`` (a handful),
-``receiver`` and ``alertmanager`` (configured URLs' index), ``topic``/``group`` (a few).
-Never moderator, auditor or content ids: those would explode the series count.
+Labels are bounded: ``queue`` (hundreds, and only admitted ones: ingest takes no other),
+``window`` (3), ``rule`` (a handful), ``receiver`` and ``alertmanager`` (configured URLs'
+index), ``topic``/``group`` (a few). Never moderator, auditor or content ids: those would
+explode the series count. A queue has at most ``SERIES_PER_QUEUE_MAX`` series
+(tests/unit/test_alerts_metrics.py holds every metric to it).
+
+The families labelled by queue are ``QueueFamily``: each keeps every series' exposition line
+rendered when its value changes, so a scrape joins lines instead of formatting some 20,000
+samples (prometheus_client's ``generate_latest`` took 300-900 ms for 1,000 queues on the
+reference machine, the bound is 250 ms; ``bench/metrics.py``). ``Metrics.exposition`` is the
+scrape's body; the registry still holds every metric, for ``get_sample_value`` and others.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+SERIES_PER_QUEUE_MAX = 50
+_number: Callable[[float], str] = floatToGoString  # the exposition's number: 1.0, NaN, +Inf
 
 WINDOWS = ("1h", "24h", "7d")  # the accuracy windows of a snapshot
 # qw_webhook_deliveries_total{outcome}: what each attempt did to its delivery.
@@ -21,28 +38,135 @@ WEBHOOK_RESULTS = (
 )  # fmt: skip
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+@dataclass(slots=True)
+class _Series:
+    value: float
+    line: str  # its exposition line(s), rendered when the value changed
+    created: float
+
+
+class QueueFamily(Collector):
+    """A gauge or counter whose first label is ``queue``, with the ``labels(...).set()``,
+    ``.inc()`` and ``remove(...)`` of prometheus_client's, and each series' exposition line
+    kept rendered (``render``). Used from one event loop, like the rest of the service."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        kind: Literal["gauge", "counter"] = "gauge",
+    ) -> None:
+        self.name, self.documentation, self.kind = name, documentation, kind
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], _Series] = {}
+        self._prefix: dict[tuple[str, ...], str] = {}
+        sample = f"{name}_total" if kind == "counter" else name
+        self._head = f"# HELP {sample} {documentation}\n# TYPE {sample} {kind}\n"
+        if kind == "counter":
+            self._created_head = (
+                f"# HELP {name}_created {documentation}\n# TYPE {name}_created gauge\n"
+            )
+
+    def labels(self, *values: str) -> _Child:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values}")
+        key = tuple(str(v) for v in values)
+        if key not in self._series:
+            self._put(key, 0.0, time.time())
+        return _Child(self, key)
+
+    def remove(self, *values: str) -> None:
+        key = tuple(str(v) for v in values)
+        self._series.pop(key, None)
+        self._prefix.pop(key, None)
+
+    def _labels_text(self, key: tuple[str, ...]) -> str:
+        pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(self.labelnames, key, strict=True))
+        return "{" + pairs + "}"
+
+    def _put(self, key: tuple[str, ...], value: float, created: float) -> None:
+        labels = self._prefix.get(key)
+        if labels is None:
+            labels = self._prefix[key] = self._labels_text(key)
+        if self.kind == "counter":
+            line = f"{self.name}_total{labels} {_number(value)}\n"
+        else:
+            line = f"{self.name}{labels} {_number(value)}\n"
+        self._series[key] = _Series(value, line, created)
+
+    def set(self, key: tuple[str, ...], value: float) -> None:
+        old = self._series.get(key)
+        if old is None or old.value != value or value != value:  # (NaN: always)
+            self._put(key, float(value), old.created if old else time.time())
+
+    def inc(self, key: tuple[str, ...], amount: float) -> None:
+        old = self._series[key]
+        self._put(key, old.value + amount, old.created)
+
+    def render(self) -> str:
+        """This family's exposition text (Prometheus text format 0.0.4)."""
+        body = self._head + "".join(s.line for s in self._series.values())
+        if self.kind == "counter":
+            created = "".join(
+                f"{self.name}_created{self._prefix[k]} {_number(s.created)}\n"
+                for k, s in self._series.items()
+            )
+            body += self._created_head + created
+        return body
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, self.kind)
+        for key, s in self._series.items():
+            labels = dict(zip(self.labelnames, key, strict=True))
+            if self.kind == "counter":
+                metric.add_sample(f"{self.name}_total", labels, s.value)
+                metric.add_sample(f"{self.name}_created", labels, s.created)
+            else:
+                metric.add_sample(self.name, labels, s.value)
+        yield metric
+
+
+@dataclass(frozen=True, slots=True)
+class _Child:
+    family: QueueFamily
+    key: tuple[str, ...]
+
+    def set(self, value: float) -> None:
+        self.family.set(self.key, value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        self.family.inc(self.key, amount)
+
+
 @dataclass(frozen=True)
 class Metrics:
     registry: CollectorRegistry
-    accuracy: Gauge
-    sample_size: Gauge
-    baseline_error_rate: Gauge
-    pchart_p: Gauge
-    pchart_ucl: Gauge
-    pchart_lcl: Gauge
-    ewma: Gauge
-    ewma_ucl: Gauge
-    pending_verdicts: Gauge
-    dropped_verdicts: Gauge
-    late_verdicts: Gauge
-    failed_batches: Gauge
-    rejected_items: Gauge
-    decisions_total: Gauge
-    verdicts_total: Gauge
-    health_score: Gauge
-    last_snapshot: Gauge
-    breaches: Counter
-    alerts_firing: Gauge
+    accuracy: QueueFamily
+    sample_size: QueueFamily
+    baseline_error_rate: QueueFamily
+    pchart_p: QueueFamily
+    pchart_ucl: QueueFamily
+    pchart_lcl: QueueFamily
+    ewma: QueueFamily
+    ewma_ucl: QueueFamily
+    pending_verdicts: QueueFamily
+    dropped_verdicts: QueueFamily
+    late_verdicts: QueueFamily
+    failed_batches: QueueFamily
+    rejected_items: QueueFamily
+    decisions_total: QueueFamily
+    verdicts_total: QueueFamily
+    health_score: QueueFamily
+    last_snapshot: QueueFamily
+    breaches: QueueFamily
+    alerts_firing: QueueFamily
     incidents_open: Gauge
     webhook_deliveries: Counter
     webhook_attempts: Counter
@@ -51,6 +175,14 @@ class Metrics:
     events_malformed: Counter
     consumer_lag: Gauge
     alertmanager_pushes: Counter
+    plain: CollectorRegistry = field(default_factory=CollectorRegistry)  # all but QueueFamily
+
+    def exposition(self) -> bytes:
+        """The body of ``GET /metrics``: the per-queue families' kept lines, and the other
+        metrics as prometheus_client renders them."""
+        families = [v for v in vars(self).values() if isinstance(v, QueueFamily)]
+        text = "".join(f.render() for f in families)
+        return generate_latest(self.plain) + text.encode()
 
     def forget_queue(self, queue: str) -> None:
         """Remove the queue's snapshot series (another replica exports them now)."""
@@ -71,80 +203,61 @@ class Metrics:
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
         r = registry if registry is not None else CollectorRegistry()
         q = ["queue"]
-        return cls(
+        m = cls(
             registry=r,
             # Share of RANDOM-sample QA verdicts judged correct, by decision time, per window.
-            accuracy=Gauge(
-                "qw_queue_accuracy", "QA accuracy (random sample)", [*q, "window"], registry=r
-            ),
+            accuracy=_q(r, "qw_queue_accuracy", "QA accuracy (random sample)", [*q, "window"]),
             # Number of random-sample verdicts behind qw_queue_accuracy.
-            sample_size=Gauge(
-                "qw_queue_sample_size", "verdicts in the window", [*q, "window"], registry=r
-            ),
+            sample_size=_q(r, "qw_queue_sample_size", "verdicts in the window", [*q, "window"]),
             # Frozen Phase I / configured baseline error rate (p-bar); absent during Phase I.
-            baseline_error_rate=Gauge(
-                "qw_queue_baseline_error_rate", "baseline p-bar", q, registry=r
-            ),
+            baseline_error_rate=_q(r, "qw_queue_baseline_error_rate", "baseline p-bar", q),
             # Last charted subgroup: error proportion and its p-chart limits.
-            pchart_p=Gauge("qw_queue_pchart_error_rate", "last subgroup error rate", q, registry=r),
-            pchart_ucl=Gauge(
-                "qw_queue_pchart_ucl", "last subgroup upper control limit", q, registry=r
-            ),
-            pchart_lcl=Gauge(
-                "qw_queue_pchart_lcl", "last subgroup lower control limit", q, registry=r
-            ),
+            pchart_p=_q(r, "qw_queue_pchart_error_rate", "last subgroup error rate", q),
+            pchart_ucl=_q(r, "qw_queue_pchart_ucl", "last subgroup upper control limit", q),
+            pchart_lcl=_q(r, "qw_queue_pchart_lcl", "last subgroup lower control limit", q),
             # EWMA of the subgroup error rate and its exact-variance upper limit.
-            ewma=Gauge("qw_queue_ewma_error_rate", "EWMA of the error rate", q, registry=r),
-            ewma_ucl=Gauge("qw_queue_ewma_ucl", "EWMA upper control limit", q, registry=r),
+            ewma=_q(r, "qw_queue_ewma_error_rate", "EWMA of the error rate", q),
+            ewma_ucl=_q(r, "qw_queue_ewma_ucl", "EWMA upper control limit", q),
             # Verdicts waiting for their decision to arrive (join backlog).
-            pending_verdicts=Gauge(
-                "qw_queue_pending_verdicts", "verdicts awaiting decision", q, registry=r
-            ),
+            pending_verdicts=_q(r, "qw_queue_pending_verdicts", "verdicts awaiting decision", q),
             # Verdicts dropped because their decision never arrived (TTL or per-queue cap).
-            dropped_verdicts=Gauge(
-                "qw_queue_dropped_verdicts", "verdicts without decision dropped", q, registry=r
+            dropped_verdicts=_q(
+                r, "qw_queue_dropped_verdicts", "verdicts without decision dropped", q
             ),
             # Verdicts counted after their subgroup had closed (the snapshot's
             # late_verdicts_total); each one republishes its subgroup as a new revision.
-            late_verdicts=Gauge(
-                "qw_queue_late_verdicts",
-                "verdicts counted after their subgroup closed",
-                q,
-                registry=r,
+            late_verdicts=_q(
+                r, "qw_queue_late_verdicts", "verdicts counted after their subgroup closed", q
             ),
             # Batches of the queue the scorer dead-lettered whole because scoring them raised
             # (the snapshot's failed_batches): each is a bug or a poison input to look at.
-            failed_batches=Gauge(
+            failed_batches=_q(
+                r,
                 "qw_queue_failed_batches",
                 "event batches the scorer could not score (dead-lettered whole)",
                 q,
-                registry=r,
             ),
             # Events of the queue the scorer refused one by one (the snapshot's rejected_items;
             # each is on the dead-letter topic with its reason): a producer past ingest.
-            rejected_items=Gauge(
+            rejected_items=_q(
+                r,
                 "qw_queue_rejected_items",
                 "events the scorer refused one by one (dead-lettered)",
                 q,
-                registry=r,
             ),
             # Cumulative unique events the scorer has counted for the queue.
-            decisions_total=Gauge("qw_queue_decisions", "unique decisions scored", q, registry=r),
-            verdicts_total=Gauge("qw_queue_verdicts", "unique verdicts joined", q, registry=r),
+            decisions_total=_q(r, "qw_queue_decisions", "unique decisions scored", q),
+            verdicts_total=_q(r, "qw_queue_verdicts", "unique verdicts joined", q),
             # 0-100 health score (docs/architecture.md, "Health score"); NaN when there is insufficient data.
-            health_score=Gauge("qw_queue_health_score", "health score 0-100", q, registry=r),
+            health_score=_q(r, "qw_queue_health_score", "health score 0-100", q),
             # Unix time the last snapshot for the queue arrived (wall clock): data-stall signal.
-            last_snapshot=Gauge(
-                "qw_queue_last_snapshot_timestamp_seconds", "last snapshot", q, registry=r
-            ),
+            last_snapshot=_q(r, "qw_queue_last_snapshot_timestamp_seconds", "last snapshot", q),
             # Breach events received, by rule (SPC rule or target).
-            breaches=Counter(
-                "qw_breaches", "breach events received", [*q, "rule", "severity"], registry=r
+            breaches=_q(
+                r, "qw_breaches", "breach events received", [*q, "rule", "severity"], "counter"
             ),
             # 1 while an alert for queue+rule is firing, 0 once resolved or absent.
-            alerts_firing=Gauge(
-                "qw_alerts_firing", "alerts currently firing", [*q, "rule"], registry=r
-            ),
+            alerts_firing=_q(r, "qw_alerts_firing", "alerts currently firing", [*q, "rule"]),
             # Open incidents (firing or acknowledged) by severity: one per queue in trouble.
             incidents_open=Gauge(
                 "qw_incidents_open", "open incidents by severity", ["severity"], registry=r
@@ -195,3 +308,19 @@ class Metrics:
                 registry=r,
             ),
         )
+        for metric in vars(m).values():  # the plain ones, for the scrape's generate_latest
+            if isinstance(metric, Gauge | Counter):
+                m.plain.register(metric)
+        return m
+
+
+def _q(
+    registry: CollectorRegistry,
+    name: str,
+    documentation: str,
+    labelnames: Sequence[str],
+    kind: Literal["gauge", "counter"] = "gauge",
+) -> QueueFamily:
+    family = QueueFamily(name, documentation, labelnames, kind)
+    registry.register(family)
+    return family

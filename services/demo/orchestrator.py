@@ -32,6 +32,7 @@ from services.alerts.webhook_policy import generate_secret
 from services.demo.receiver import Inbox
 from services.simulator.model import Drift, SimConfig, queue_profiles
 from services.simulator.run import SimProgress, play
+from shared import admission
 from shared.kafka import wait_for_broker
 from shared.runtime import http_server
 from shared.settings import REPO_ROOT, KafkaSettings, default_state_dir
@@ -175,6 +176,20 @@ async def wait_http(url: str, services: Services, timeout: float = 90.0) -> None
                     return
             await asyncio.sleep(0.3)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+async def admit_queues(ingest_url: str, kafka: KafkaSettings, queue_ids: list[str]) -> str:
+    """Admit the demo's queues on its ingest, as an operator would: ``PUT /v1/queues/{id}``
+    (ingest takes known queues only). Where API keys are on (a key exists in the key file)
+    the demo has none: it writes the admitted-queues topic directly instead. Says how."""
+    async with httpx.AsyncClient(base_url=ingest_url, timeout=10.0) as client:
+        for q in queue_ids:
+            r = await client.put(f"/v1/queues/{q}")
+            if r.status_code in (401, 403):
+                await admission.admit_all(kafka, queue_ids, "qwatch demo")
+                return "on the admitted-queues topic (API keys are on)"
+            r.raise_for_status()
+    return "with PUT /v1/queues/{id}"
 
 
 def kafka_script(*args: str) -> None:
@@ -375,7 +390,10 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             f"scenario: {len(profiles)} queues, {opts.hours:.0f} simulated hours; one queue "
             f"drifts from +{opts.drift_at_h:.0f} h on (which one is shown at the end)"
         )
-        await wait_http(f"http://127.0.0.1:{opts.ingest_port}/healthz", services)
+        ingest_url = f"http://127.0.0.1:{opts.ingest_port}"
+        await wait_http(f"{ingest_url}/healthz", services)
+        how = await admit_queues(ingest_url, kafka_demo, [p.queue_id for p in profiles])
+        console.print(f"admitted the {len(profiles)} simulated queues {how}")
         await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services)
         console.print(
             f"[bold]the wall: http://127.0.0.1:{opts.alerts_port}/wall[/]  (open it in a browser)"

@@ -279,7 +279,7 @@ _Q_RESPONSES: dict[int | str, dict[str, Any]] = {
     "/queues",
     response_model=QueueList,
     responses={**AUTH_RESPONSES, 404: _Q_RESPONSES[404]},
-    dependencies=[needs("read")],
+    dependencies=[needs("ingest")],  # a producer may ask what is taken
     description="The admission mode, the static list and the queues admitted at run time.",
 )
 async def list_queues(request: Request) -> QueueList:
@@ -295,7 +295,7 @@ async def list_queues(request: Request) -> QueueList:
     "/queues/{queue_id}",
     response_model=QueueState,
     responses={**AUTH_RESPONSES, 404: _Q_RESPONSES[404]},
-    dependencies=[needs("read")],
+    dependencies=[needs("ingest")],  # a producer may ask what is taken
     description="Whether ingest takes events of this queue, and why.",
 )
 async def get_queue(request: Request, queue_id: QueueId) -> QueueState:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.simulator.model import SimConfig, Simulation
-from shared import codec
+from shared import admission, codec
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
@@ -54,15 +54,20 @@ async def play(
     progress: SimProgress | None = None,
     on_progress: Callable[[SimProgress], None] | None = None,
     stop: asyncio.Event | None = None,
+    admit: bool = False,
 ) -> SimProgress:
     """Produce the simulation's events; returns when all were acknowledged.
 
-    ``speed`` 0 means as fast as possible (for benchmarks and tests).
+    ``speed`` 0 means as fast as possible (for benchmarks and tests). ``admit``: admit the
+    simulated queues first (on the admitted-queues topic, as an operator onboarding them
+    would), so an ingest running with the default QW_INGEST_QUEUES=admitted takes them.
     """
     topics = kafka.topics
     await ensure_topics(kafka)
     prog = progress or SimProgress()
     sim = Simulation(cfg)
+    if admit:
+        await admission.admit_all(kafka, (q.queue_id for q in sim.queues), "simulator")
     prog.sim_start = prog.sim_time = sim.t0
     producer = make_producer(kafka, linger_ms=20)
     await producer.start()

@@ -174,7 +174,7 @@ async def test_drift_reaches_the_team_through_alertmanager_silences_and_maintena
                     services.start(name)
                 await wait_http(f"http://127.0.0.1:{ports['ingest']}/healthz", services)
                 await wait_http(f"http://127.0.0.1:{ports['alerts']}/healthz", services)
-                await play(cfg, kafka_settings, duration_s=20 * 3600, speed=0)
+                await play(cfg, kafka_settings, duration_s=20 * 3600, speed=0, admit=True)
                 played = time.monotonic()
 
                 def arrived() -> bool:

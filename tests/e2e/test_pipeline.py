@@ -71,7 +71,9 @@ async def test_drifted_queue_alerts_and_stable_queue_stays_quiet(
         await wait_http(f"http://127.0.0.1:{ports['ingest']}/healthz", services)
         await wait_http(f"http://127.0.0.1:{ports['alerts']}/healthz", services)
 
-        prog = await play(cfg, kafka_settings, duration_s=26 * 3600, speed=0, invalid_every=3000)
+        prog = await play(
+            cfg, kafka_settings, duration_s=26 * 3600, speed=0, invalid_every=3000, admit=True
+        )
         assert prog.invalid > 0
 
         end = cfg.start.timestamp() + 26 * 3600

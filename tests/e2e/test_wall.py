@@ -116,7 +116,7 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                     assert "live walls are open" in third.json()["detail"]
 
                 # 24 drifted hours of 32: the 24 h accuracy falls far enough for red
-                await play(cfg, kafka_settings, duration_s=32 * 3600, speed=0)
+                await play(cfg, kafka_settings, duration_s=32 * 3600, speed=0, admit=True)
 
                 # the drifted queue's tile turns red, live
                 red = page.locator(f'#tiles .tile[data-queue="{drifted}"][data-band="red"]')

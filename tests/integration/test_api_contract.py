@@ -108,6 +108,12 @@ async def test_both_services_keep_their_openapi_contract(
         "QW_API_KEYS_FILE": str(tmp_path / "api-keys.json"),
         "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
         "QW_INGEST_PORT": str(ports["ingest"]),
+        # every schema-valid event must be taken (positive_data_acceptance), whatever queue
+        # schemathesis makes up (its coverage phase runs no hook that could change it): open
+        # mode with room for all; the refusal of unknown queues is tests/integration/
+        # test_ingest_admission.py's
+        "QW_INGEST_QUEUES": "open",
+        "QW_INGEST_QUEUES_OPEN_MAX": "1000000",
         "QW_ALERTS_PORT": str(ports["alerts"]),
     }
     services = Services(env, tmp_path / "logs")
