@@ -302,45 +302,46 @@ async def get_queue(request: Request, queue_id: QueueId) -> QueueState:
     return _state(_gate(request), queue_id)
 
 
-@router.put(
-    "/queues/{queue_id}",
-    response_model=QueueState,
-    responses=_Q_RESPONSES,
-    description="Admit the queue at run time, for every ingest process and across restarts "
-    "(the compacted topic qw.queues.v1); answered once the broker acknowledged it and this "
-    "process applied it. Idempotent.",
+AdminKey = Annotated[ApiKey | None, Depends(require("admin"))]
+
+
+def _queue_write(method: str, description: str) -> Callable[[Any], Any]:
+    """A route that writes the admitted-queues log (scope ``admin``)."""
+    return router.api_route(
+        "/queues/{queue_id}", methods=[method], response_model=QueueState,
+        responses=_Q_RESPONSES, description=description,
+    )  # fmt: skip
+
+
+def _who(key: ApiKey | None) -> str:
+    return f"key {key.id} ({key.name})" if key is not None else "no key (keys are off)"
+
+
+@_queue_write(
+    "PUT",
+    "Admit the queue at run time, for every ingest process and across restarts (the "
+    "compacted topic qw.queues.v1); answered once the broker acknowledged it and this process "
+    "applied it. Idempotent.",
 )
-async def admit_queue(
-    request: Request,
-    queue_id: QueueId,
-    key: Annotated[ApiKey | None, Depends(require("admin"))],
-) -> QueueState:
+async def admit_queue(request: Request, queue_id: QueueId, key: AdminKey) -> QueueState:
     gate = _gate(request)
-    admin = _admin(request, gate)
-    by = f"key {key.id} ({key.name})" if key is not None else "no key (keys are off)"
-    await admin.admit(queue_id, by)
-    log.info("queue %s admitted by %s", queue_id, by)
+    await _admin(request, gate).admit(queue_id, _who(key))
+    log.info("queue %s admitted by %s", queue_id, _who(key))
     return _state(gate, queue_id)
 
 
-@router.delete(
-    "/queues/{queue_id}",
-    response_model=QueueState,
-    responses=_Q_RESPONSES,
-    description="Remove the queue's run-time admission, for every ingest process; its events "
-    "are refused from then on (unless the static list admits it: the answer says).",
+@_queue_write(
+    "DELETE",
+    "Remove the queue's run-time admission, for every ingest process; its events are refused "
+    "from then on (unless the static list admits it: the answer says).",
 )
-async def remove_queue(
-    request: Request,
-    queue_id: QueueId,
-    key: Annotated[ApiKey | None, Depends(require("admin"))],
-) -> QueueState:
+async def remove_queue(request: Request, queue_id: QueueId, key: AdminKey) -> QueueState:
     gate = _gate(request)
     admin = _admin(request, gate)
     if queue_id not in gate.policy.runtime:
         raise HTTPException(404, f"queue {queue_id!r} was not admitted at run time")
     await admin.remove(queue_id)
-    log.info("queue %s removed by %s", queue_id, key.id if key is not None else "no key")
+    log.info("queue %s removed by %s", queue_id, _who(key))
     return _state(gate, queue_id)
 
 

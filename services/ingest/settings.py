@@ -37,7 +37,9 @@ class IngestSettings(BaseSettings):
         description="which queues are taken: admitted (the static list plus queues admitted at "
         "run time with PUT /v1/queues/{id}, scope admin), allowlist (the static list only) or "
         "open (any, up to QW_INGEST_QUEUES_OPEN_MAX per process); an event of any other queue "
-        "goes to the dead-letter topic (docs/operations.md, 'Known queues')",
+        "goes to the dead-letter topic. The default is admitted: nothing from outside creates "
+        "a queue (its state, series and tile), and onboarding one is an operator's call, not "
+        "a redeploy (docs/operations.md, 'Known queues')",
     )
     queues_allow: list[str] = Field(
         default_factory=list,
