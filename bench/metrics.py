@@ -1,6 +1,7 @@
 """``/metrics`` of the alerts service at 1,000 queues: series per queue and scrape time.
 
     .venv/bin/python bench/metrics.py [--queues 1000] [--scrapes 50] [--port 38011]
+                                      [--source DIR]
 
 1. Starts ``qwatch alerts`` as its own process (SQLite in a temporary directory) on the
    broker QW_KAFKA_BOOTSTRAP names (``deploy/local/kafka.sh`` is started when none answers),
@@ -17,7 +18,8 @@
    series without a queue label, the body's size, and the scrape time p50 / p99 / max
    (against the bound of 250 ms).
 
-Loopback only. The figures and the machine they came from: docs/operations.md, "Metrics".
+``--source DIR`` runs the alerts service of another checkout (e.g. a ``git worktree`` of
+an older revision) with this virtualenv, for a before/after. Loopback only. The figures and the machine they came from: docs/operations.md, "Metrics".
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ async def main(args: argparse.Namespace) -> int:
                 "QW_DB_URL": f"sqlite+aiosqlite:///{Path(tmp) / 'qw.db'}",
                 "QW_ALERTS_PORT": str(args.port),
             }
-            service = start_service(REPO_ROOT, env, Path(tmp) / "alerts.log", args.port)
+            service = start_service(args.source, env, Path(tmp) / "alerts.log", args.port)
             queues = queue_ids(args.queues)
             async with httpx.AsyncClient(base_url=service.base, timeout=30) as client:
                 await wait_until("alerts answering", lambda: _ok(client, "/healthz"), service, 120)
@@ -198,6 +200,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scrapes", type=int, default=50)
     p.add_argument("--port", type=int, default=38011)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--source", type=Path, default=REPO_ROOT, help="the checkout to run")
     return p.parse_args(argv)
 
 
