@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from services.cli import app
 from services.demo.orchestrator import Services, wait_http
 from shared import codec
 from shared.apikeys import KeyStore
@@ -108,3 +110,15 @@ async def test_only_admitted_queues_pass_and_admission_reaches_every_ingest(
         services.check()
     finally:
         services.stop()
+
+
+def test_qwatch_queues_admits_lists_and_removes(kafka_settings: KafkaSettings) -> None:
+    runner = CliRunner(env=kafka_settings.as_env())
+    admitted = runner.invoke(app, ["queues", "admit", "hate-en", "spam-de"])
+    assert admitted.exit_code == 0, admitted.output
+    assert runner.invoke(app, ["queues", "remove", "spam-de"]).exit_code == 0
+    listed = runner.invoke(app, ["queues", "list"])
+    assert [line.split()[0] for line in listed.output.splitlines()] == ["hate-en"]
+    assert "qwatch queues admit" in listed.output
+    bad = runner.invoke(app, ["queues", "admit", "bad id"])
+    assert bad.exit_code == 2
