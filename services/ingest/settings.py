@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ingest.admission import read_queue_file
@@ -56,6 +56,13 @@ class IngestSettings(BaseSettings):
         ge=1,
         description="open mode: the most distinct queues one ingest process takes",
     )
+
+    @field_validator("queues_file")
+    @classmethod
+    def _queues_file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path}: no such file (the static list of queues)")
+        return path
 
     def queue_patterns(self) -> list[str]:
         """The static list: ``queues_allow`` and the file's lines."""

@@ -71,6 +71,8 @@ def test_the_queue_file_and_settings_make_the_static_list(tmp_path: Path) -> Non
     s = IngestSettings(queues_allow=["spam-en"], queues_file=f)
     assert s.queues == "admitted"  # the default
     assert s.queue_patterns() == ["spam-en", "cse-*"]
+    with pytest.raises(ValueError, match="no such file"):
+        IngestSettings(queues_file=tmp_path / "missing.txt")
 
 
 async def test_gate_reads_the_log_to_its_end_before_refusing() -> None:
