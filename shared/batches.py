@@ -111,10 +111,19 @@ def epoch(value: Any) -> float | None:
 
 def decode(data: bytes) -> EventBatch:
     """Decode an events-topic message; ``ValueError`` if it is not a batch we know."""
+    return check(loads(data))
+
+
+def loads(data: bytes) -> Any:
+    """An events-topic message's JSON; ``ValueError`` if it is not JSON."""
     try:
-        obj = codec.loads(data)
+        return codec.loads(data)
     except codec.JSONDecodeError as exc:
         raise ValueError(f"not an EventBatch: not JSON ({exc})") from exc
+
+
+def check(obj: Any) -> EventBatch:
+    """A decoded events-topic message as a batch; ``ValueError`` if it is not one we know."""
     if not isinstance(obj, dict) or obj.get("v").__class__ is not int or obj["v"] not in VERSIONS:
         raise ValueError(f"not an EventBatch v{' or v'.join(map(str, sorted(VERSIONS)))}")
     queue_id = obj.get("queue_id")

@@ -203,7 +203,9 @@ class SubgroupStatus(StrEnum):
     CHARTED = "charted"  # Phase II: limits and signals against the frozen baseline
     PHASE1 = "phase1"  # part of the Phase I sample the baseline is being learned from
     TOO_SMALL = "too_small"  # fewer random verdicts than QW_SCORER_MIN_SUBGROUP_N: not charted
-    LEARNING_SKIPPED = "learning_skipped"  # too small while in Phase I: not in the baseline
+    # while in Phase I, not in the baseline: too small, or it starts before the Phase I a
+    # baseline reset began (its effective_at)
+    LEARNING_SKIPPED = "learning_skipped"
 
 
 class SubgroupPoint(BaseModel):
@@ -272,6 +274,40 @@ class CusumInfo(BaseModel):
     design: dict[str, Any] = Field(description="the library's BernoulliCusumDesign.to_dict()")
 
 
+class BaselineEvent(BaseModel):
+    """A change of a queue's baseline, published on ``qw.baselines.v1``: a ``reset`` (a new
+    Phase I begins, on an operator's request: who, when, why) or ``frozen`` (a Phase I
+    ended: the baseline the charts now run against). ``epoch`` numbers the queue's
+    baselines: 0 is its first, each reset adds one, and its ``frozen`` follows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = 1
+    queue_id: str
+    epoch: int = Field(ge=0)
+    event: Literal["reset", "frozen"]
+    at: datetime = Field(description="the queue's watermark (event time) when it happened")
+    emitted_at: datetime  # wall time
+    # a reset: the request (docs/events.md, "Control records")
+    request_id: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    requested_at: datetime | None = None
+    effective_at: datetime | None = None
+    phase1_from: datetime | None = Field(
+        default=None, description="a reset: the first subgroup start its Phase I may take"
+    )
+    previous_p: float | None = Field(default=None, description="a reset: the baseline it ended")
+    # frozen: the baseline and what it was estimated from
+    baseline_p: float | None = None
+    baseline_n: int = Field(default=0, ge=0, description="frozen: Phase I random verdicts")
+    baseline_errors: int = Field(default=0, ge=0)
+    subgroups: int = Field(default=0, ge=0, description="frozen: Phase I subgroups")
+    last_subgroup: datetime | None = Field(
+        default=None, description="frozen: the start of the subgroup that completed Phase I"
+    )
+
+
 class QualitySnapshot(BaseModel):
     """The scorer's view of one queue, produced whenever the queue's state changes."""
 
@@ -308,6 +344,14 @@ class QualitySnapshot(BaseModel):
     cusum_upper: CusumInfo | None = None  # the live CUSUMs; None before baseline and rate
     cusum_lower: CusumInfo | None = None
     verdict_rate_per_day: float | None = None  # measured random verdicts a day (event time)
+    # the baseline: where it came from (configured: a standard given by QW_SCORER_BASELINE_P;
+    # estimated: frozen from a Phase I; None while learning), how many resets the queue had,
+    # the Phase I's progress, and the last reset (who, when, why)
+    baseline_source: Literal["configured", "estimated"] | None = None
+    baseline_epoch: int = 0
+    phase1_subgroups: int = 0  # subgroups taken into the Phase I (under way, or frozen from)
+    phase1_length: int | None = None  # subgroups a Phase I takes (QW_SCORER_PHASE1_SUBGROUPS)
+    last_reset: BaselineEvent | None = None
 
 
 CauseDimension = Literal["site", "policy", "tenure", "severity", "site_policy"]

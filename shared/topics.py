@@ -7,8 +7,11 @@ Data flow::
     POST /v1/events (ingest API, validated) ────┤
                                                 ├─► qw.events.v1      (EventBatch per queue)
                                                 └─► qw.deadletter.v1  (reason + original bytes)
-    qw.events.v1 ──► scorer (Faust) ──► qw.snapshots.v1, qw.subgroups.v1, qw.breaches.v1
-    qw.snapshots.v1, qw.subgroups.v1, qw.breaches.v1 ──► alerts (Prometheus, webhooks, API)
+    alerts API (POST .../baseline:reset) ──────────► qw.events.v1      (control records)
+    qw.events.v1 ──► scorer (Faust) ──► qw.snapshots.v1, qw.subgroups.v1, qw.breaches.v1,
+                                        qw.baselines.v1
+    qw.snapshots.v1, qw.subgroups.v1, qw.breaches.v1, qw.baselines.v1
+        ──► alerts (Prometheus, webhooks, API)
     qw.queues.v1 (admitted queues, compacted) ──► every ingest process (shared/admission.py)
 
 Every topic that carries queue data is keyed by ``queue_id``: a queue's decisions, verdicts
@@ -78,6 +81,10 @@ class Topics:
     def queues(self) -> str:
         return self._n("qw.queues.v1")
 
+    @property
+    def baselines(self) -> str:
+        return self._n("qw.baselines.v1")
+
     def specs(self) -> list[TopicSpec]:
         p = self.partitions
         return [
@@ -95,6 +102,8 @@ class Topics:
             TopicSpec(self.subgroups, p, compact=True, doc="SubgroupPoint, latest per queue@start"),
             # small (one record per queue) and read whole by every ingest process: one partition
             TopicSpec(self.queues, 1, compact=True, doc="admitted queues (tombstone: removed)"),
+            # every baseline change of every queue, kept: one record per queue, epoch and event
+            TopicSpec(self.baselines, p, compact=True, doc="BaselineEvent per queue@epoch:event"),
         ]
 
 
@@ -107,3 +116,9 @@ def subgroup_key(queue_id: str, start_epoch: int) -> bytes:
     """The compaction key of one subgroup on ``qw.subgroups.v1``: ``queue@start`` with the
     start in epoch seconds (queue ids cannot contain ``@``, see ``QUEUE_ID_PATTERN``)."""
     return f"{queue_id}@{start_epoch}".encode()
+
+
+def baseline_key(queue_id: str, epoch: int, event: str) -> bytes:
+    """The compaction key of one baseline change on ``qw.baselines.v1``:
+    ``queue@epoch:event`` (``spam-en@2:reset``), so compaction keeps every change."""
+    return f"{queue_id}@{epoch}:{event}".encode()

@@ -1,7 +1,7 @@
 """The scorer's Faust worker: thin glue around ``services.scorer.core.Scorer``.
 
-One agent consumes ``qw.events.v1`` (batches of one queue's events), hands each batch to the
-pure ``Scorer``, makes its state durable and sends what it produced. State lives in one
+One agent consumes ``qw.events.v1`` (batches of one queue's events, and control records such
+as a baseline reset), hands each to the pure ``Scorer``, makes its state durable and sends what it produced. State lives in one
 changelogged table on the events topic's partitions (``state``: one record per queue, and
 write-once chunks of decisions, counted verdict ids and waiting verdicts; see
 ``services/scorer/chunks.py``), stored in RocksDB with its chunk index
@@ -16,7 +16,7 @@ Per message:
 3. rejected items go to the dead-letter topic, acknowledged before step 4 (a replay of an
    applied message would not reject them again);
 4. ``commit``: chunks, then the queue record with the position and the outbox;
-5. the outbox (closed subgroups, revisions, breaches) is sent; each acknowledgement lets the
+5. the outbox (closed subgroups, revisions, breaches, baseline changes) is sent; each acknowledgement lets the
    queue's next commit drop its entry, or, first, the next message of its partition
    (``Scorer.prune_acked``, before step 2); after a restart, what is left is sent again
    (consumers upsert by key, so a repeat changes nothing);
@@ -42,7 +42,7 @@ from services.scorer.core import Horizons, Position, Scorer
 from services.scorer.index import ChunkIndex
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import STORE_URL
-from shared import batches, codec, deadletter
+from shared import codec, control, deadletter
 from shared.topics import queue_key
 from shared.watchdog import exit_hard_after
 
@@ -94,8 +94,9 @@ def create_app(settings: ScorerSettings) -> faust.App:
     snapshots = app.topic(topics.snapshots, key_type=bytes, value_type=bytes)
     breaches = app.topic(topics.breaches, key_type=bytes, value_type=bytes)
     subgroups = app.topic(topics.subgroups, key_type=bytes, value_type=bytes)
+    baselines = app.topic(topics.baselines, key_type=bytes, value_type=bytes)
     deadletter_topic = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
-    outbox_topics = {"subgroup": subgroups, "breach": breaches}
+    outbox_topics = {"subgroup": subgroups, "breach": breaches, "baseline": baselines}
     # The app's default serializer is raw bytes (the topics carry our own orjson); the
     # table holds JSON-able Python values and serializes them for its changelog.
     schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
@@ -304,7 +305,8 @@ def create_app(settings: ScorerSettings) -> faust.App:
         """Score one message; returns the queue and horizons of the record it committed."""
         msg = event.message
         try:
-            batch = batches.decode(event.value)
+            # an event batch, or a control record (a baseline reset: shared/control.py)
+            batch = control.decode_input(event.value)
         except ValueError as exc:
             changelog_sends.append(await dead_letter(msg, event.key, event.value, str(exc)))
             return None

@@ -32,7 +32,9 @@ from services.scorer.pending import PendingStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, QueueState
 from shared.batches import EventBatch, epoch
+from shared.control import BaselineReset, is_control
 from shared.events import (
+    BaselineEvent,
     Breach,
     BreachKind,
     Cause,
@@ -50,7 +52,7 @@ from shared.stats.cusum import BernoulliCusum
 from shared.stats.ewma import EwmaState
 from shared.stats.intervals import wilson_interval
 from shared.stats.problimits import CountModel, alpha_for_sigmas
-from shared.topics import queue_key, subgroup_key
+from shared.topics import baseline_key, queue_key, subgroup_key
 
 _DECISION_KEYS = frozenset({"decision_id", "decided_at", "site_id", "moderator_id", "policy_id"})
 _VERDICT_KEYS = frozenset({"verdict_id", "decision_id", "reviewed_at", "outcome"})
@@ -64,6 +66,8 @@ WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 RANDOM = "random"
 Position = tuple[int, int]  # (partition, offset) of the input message
 Horizons = tuple[float, float]  # a queue record's (alive_from, pending_alive_from)
+OutKind = Literal["subgroup", "breach", "baseline"]  # what an outbox entry is, by topic
+RESET_IDS_KEPT = 32  # recent reset request ids a queue remembers (a retry resets once)
 
 
 def _epoch(t: float | str) -> float:
@@ -79,11 +83,12 @@ def _dt(epoch: float) -> datetime:
 
 @dataclass(slots=True)
 class OutboxEntry:
-    """An output that must reach its topic at least once: ``kind`` is ``subgroup`` or
-    ``breach``; the key and JSON value are final (a retry sends the same bytes)."""
+    """An output that must reach its topic at least once: ``kind`` is ``subgroup``,
+    ``breach`` or ``baseline``; the key and JSON value are final (a retry sends the same
+    bytes)."""
 
     seq: int
-    kind: Literal["subgroup", "breach"]
+    kind: OutKind
     key: bytes
     value: bytes
 
@@ -93,6 +98,7 @@ class Output:
     points: list[SubgroupPoint] = field(default_factory=list)
     breaches: list[Breach] = field(default_factory=list)
     snapshots: list[QualitySnapshot] = field(default_factory=list)
+    baselines: list[BaselineEvent] = field(default_factory=list)
     rejected: list[tuple[Any, str]] = field(default_factory=list)  # to dead letter
     skipped: bool = False  # the message was applied before (a replay)
 
@@ -152,7 +158,9 @@ class Scorer:
         if st is None:
             raw = self._table.get(QUEUE_PREFIX + queue_id)
             st = QueueState.from_dict(raw) if raw is not None else QueueState(queue_id)
-            if st.baseline_p is None and queue_id in self.s.baseline_p:
+            # a configured baseline seeds a queue that has none; once reset, the queue
+            # learns its own (a reset is the operator's word over the configuration)
+            if st.baseline_p is None and not st.baseline_epoch and queue_id in self.s.baseline_p:
                 st.baseline_p = self.s.baseline_p[queue_id]
             self._cache[queue_id] = st
         return st
@@ -194,9 +202,14 @@ class Scorer:
 
     # -- processing -------------------------------------------------------------------------
     def process(
-        self, batch: EventBatch, wall: float, position: Position, ref_time: float | None = None
+        self,
+        batch: EventBatch | BaselineReset,
+        wall: float,
+        position: Position,
+        ref_time: float | None = None,
     ) -> Output:
-        """Score one batch in memory and stage its writes; ``commit`` makes them durable.
+        """Score one batch (or apply one control record, ``shared/control.py``) in memory
+        and stage its writes; ``commit`` makes them durable.
 
         ``position`` identifies the input message (partition, offset). ``ref_time`` is the
         message's own timestamp: the clock that event times may not run ahead of, the same
@@ -204,13 +217,19 @@ class Scorer:
         queue_id = batch["queue_id"]
         if self.applied(queue_id, position):
             return Output(skipped=True)
-        batch_id = f"{position[0]}-{position[1]}"
         st = self._load(queue_id)
         out = Output()
-        period = self.s.subgroup_seconds
         # Event times drive the watermark; one far in the future would close every open
         # subgroup. Ingest refuses them; a replay of older data must not slip one through.
         horizon = min(wall, ref_time if ref_time is not None else wall) + MAX_FUTURE_S
+        if is_control(batch):
+            self._reset_baseline(st, cast(BaselineReset, batch), horizon, out, wall)
+            st.applied = position
+            self._dirty.add(queue_id)
+            return out
+        batch = cast(EventBatch, batch)
+        batch_id = f"{position[0]}-{position[1]}"
+        period = self.s.subgroup_seconds
         numeric = batch["v"] >= 2  # v2 carries event times as numbers (shared/batches.py)
         decisions = self._admit(
             batch["decisions"],
@@ -318,9 +337,7 @@ class Scorer:
         self._dirty.add(queue_id)
 
     # -- outputs ----------------------------------------------------------------------------
-    def _publish(
-        self, st: QueueState, kind: Literal["subgroup", "breach"], key: bytes, value: bytes
-    ) -> None:
+    def _publish(self, st: QueueState, kind: OutKind, key: bytes, value: bytes) -> None:
         st.out_seq += 1
         st.outbox.append([st.out_seq, kind, key.decode(), value.decode()])
 
@@ -639,13 +656,13 @@ class Scorer:
             st.closed_count += 1
             b.n0, b.e0 = b.n, b.e
             if st.baseline_p is None:
-                if b.n < self.s.min_subgroup_n:
+                if b.n < self.s.min_subgroup_n or not self._current(st, start):
                     self._point(st, start, b, SubgroupStatus.LEARNING_SKIPPED, out, wall)
                     continue
                 st.phase1.append((b.n, b.e))
                 self._point(st, start, b, SubgroupStatus.PHASE1, out, wall)
                 if len(st.phase1) >= self.s.phase1_subgroups:
-                    self._freeze_baseline(st)
+                    self._freeze_baseline(st, start, out, wall)
                 continue
             if b.n < self.s.min_subgroup_n:
                 self._point(st, start, b, SubgroupStatus.TOO_SMALL, out, wall)
@@ -654,7 +671,8 @@ class Scorer:
             else:
                 self._chart(st, start, b, out, wall)
 
-    def _freeze_baseline(self, st: QueueState) -> None:
+    def _freeze_baseline(self, st: QueueState, last: int, out: Output, wall: float) -> None:
+        """End Phase I with the subgroup starting at ``last``, and publish the baseline."""
         n = sum(x[0] for x in st.phase1)
         e = sum(x[1] for x in st.phase1)
         # A Phase I with no errors would give limits of zero width; fall back to half an
@@ -662,6 +680,61 @@ class Scorer:
         st.baseline_p = max(e, 0.5) / n
         st.baseline_n = n
         st.baseline_e = e
+        self._publish_baseline(
+            st, out, BaselineEvent(
+                queue_id=st.queue_id, epoch=st.baseline_epoch, event="frozen",
+                at=_dt(st.watermark), emitted_at=_dt(wall), baseline_p=st.baseline_p,
+                baseline_n=n, baseline_errors=e, subgroups=len(st.phase1),
+                last_subgroup=_dt(last),
+            ),
+        )  # fmt: skip
+
+    def _current(self, st: QueueState, start: int) -> bool:
+        """Does the subgroup starting at ``start`` belong to the baseline in force (or the
+        Phase I under way)? Not when it starts before the last reset's ``phase1_from``."""
+        return st.phase1_from is None or start >= st.phase1_from
+
+    def _reset_baseline(
+        self, st: QueueState, c: BaselineReset, horizon: float, out: Output, wall: float
+    ) -> None:
+        """A baseline reset (``shared/control.py``): a new Phase I from the first subgroup
+        starting at or after ``effective_at`` (or the watermark), the estimated baseline and
+        the charts that ran against it (EWMA, live CUSUMs, last point) cleared. Applied once
+        per request id; the below-target rule, the counts and the windows go on as they
+        were. An ``effective_at`` in the future is refused (dead-lettered, nothing reset)."""
+        if c["request_id"] in st.reset_ids:
+            return  # the same request again (a retry that was produced twice)
+        effective = c["effective_at"]
+        if effective is not None and effective > horizon:
+            out.rejected.append((c, f"scorer: effective_at {effective!r} is in the future"))
+            return
+        period = self.s.subgroup_seconds
+        at = st.watermark if effective is None else effective
+        previous = st.baseline_p
+        st.baseline_epoch += 1
+        st.phase1_from = math.ceil(at / period) * period
+        st.phase1 = []
+        st.baseline_p = None
+        st.baseline_n = st.baseline_e = 0
+        st.ewma = None
+        st.cusum = {}
+        st.last_point = None
+        st.quiet_streak = 0
+        st.reset_ids = [*st.reset_ids, c["request_id"]][-RESET_IDS_KEPT:]
+        event = BaselineEvent(
+            queue_id=st.queue_id, epoch=st.baseline_epoch, event="reset",
+            at=_dt(st.watermark), emitted_at=_dt(wall), request_id=c["request_id"],
+            reason=c["reason"], actor=c["actor"], requested_at=_dt(c["requested_at"]),
+            effective_at=None if effective is None else _dt(effective),
+            phase1_from=_dt(st.phase1_from), previous_p=previous,
+        )  # fmt: skip
+        st.last_reset = event.model_dump(mode="json", exclude={"emitted_at"})
+        self._publish_baseline(st, out, event)
+
+    def _publish_baseline(self, st: QueueState, out: Output, event: BaselineEvent) -> None:
+        out.baselines.append(event)
+        key = baseline_key(st.queue_id, event.epoch, event.event)
+        self._publish(st, "baseline", key, event.model_dump_json().encode())
 
     def _limits(self, st: QueueState, b: Bucket) -> tuple[float, float, list[str]]:
         """Probability limits for ``b.n`` and the p-chart's signal, if any.
@@ -780,6 +853,7 @@ class Scorer:
                 status is SubgroupStatus.TOO_SMALL
                 and st.baseline_p is not None
                 and b.n >= self.s.min_subgroup_n
+                and self._current(st, start)
             ):
                 status = SubgroupStatus.CHARTED
             self._replot(st, start, status, out, wall)
@@ -792,7 +866,10 @@ class Scorer:
         not step the EWMA (whose statistic runs in time order), is not the queue's last
         point, and raises no alert."""
         b = st.buckets[start]
-        if status is SubgroupStatus.CHARTED and b.n and st.baseline_p is not None:
+        # (a subgroup charted before a reset keeps its status, but the baseline it was
+        # charted against is gone: its revisions carry no limits)
+        current = st.baseline_p is not None and self._current(st, start)
+        if status is SubgroupStatus.CHARTED and b.n and current:
             lcl, ucl, signals = self._limits(st, b)
             self._point(st, start, b, status, out, w, (st.baseline_p, lcl, ucl), signals=signals)
         else:
@@ -950,7 +1027,18 @@ class Scorer:
             cusum_upper=self._cusum_info(st, st.cusum["upper"]) if "upper" in st.cusum else None,
             cusum_lower=self._cusum_info(st, st.cusum["lower"]) if "lower" in st.cusum else None,
             verdict_rate_per_day=st.rate,
-        )
+            baseline_source=(
+                None if st.baseline_p is None
+                else "configured" if st.baseline_n == 0 else "estimated"
+            ),
+            baseline_epoch=st.baseline_epoch,
+            phase1_subgroups=len(st.phase1),
+            phase1_length=self.s.phase1_subgroups,
+            last_reset=(
+                BaselineEvent.model_validate({**st.last_reset, "emitted_at": _dt(wall)})
+                if st.last_reset else None
+            ),
+        )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=4096)

@@ -110,6 +110,14 @@ class QueueState:
     rate: float | None = None
     rate_from: float | None = None
     rate_n: int = 0
+    # baseline resets (control records, shared/control.py): the queue's baseline epoch (0:
+    # its first baseline; +1 each reset), the first subgroup start the Phase I under way may
+    # take (a reset's effective_at; None: any), the last reset as published (who, when,
+    # why), and the request ids of recent resets (a request is applied once)
+    baseline_epoch: int = 0
+    phase1_from: int | None = None
+    last_reset: dict[str, Any] | None = None
+    reset_ids: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +150,10 @@ class QueueState:
             "rate": self.rate,
             "rate_from": self.rate_from,
             "rate_n": self.rate_n,
+            "baseline_epoch": self.baseline_epoch,
+            "phase1_from": self.phase1_from,
+            "last_reset": dict(self.last_reset) if self.last_reset else None,
+            "reset_ids": list(self.reset_ids),
         }
 
     @classmethod
@@ -180,6 +192,11 @@ class QueueState:
             rate=None if d.get("rate") is None else float(d["rate"]),
             rate_from=None if d.get("rate_from") is None else float(d["rate_from"]),
             rate_n=int(d.get("rate_n", 0)),
+            # (optional: a record written before baseline resets has none)
+            baseline_epoch=int(d.get("baseline_epoch", 0)),
+            phase1_from=None if d.get("phase1_from") is None else int(d["phase1_from"]),
+            last_reset=d.get("last_reset"),
+            reset_ids=[str(x) for x in d.get("reset_ids") or []],
         )
 
 
