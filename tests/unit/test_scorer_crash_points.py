@@ -24,7 +24,7 @@ import pytest
 from services.ingest.validation import validate_items
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
-from shared import batches, codec
+from shared import batches, codec, control
 from shared.batches import EventBatch
 from tests.factories import T0, decision, verdict
 
@@ -79,10 +79,11 @@ def settings() -> ScorerSettings:
     )  # fmt: skip
 
 
-def traffic(seed: int) -> list[EventBatch]:
+def traffic(seed: int) -> list[EventBatch | control.BaselineReset]:
     """Two queues over ~12 hours: verdicts before and long after their decisions,
-    duplicates, orphans that expire, late verdicts that revise closed subgroups, and a drift
-    that makes the charts signal."""
+    duplicates, orphans that expire, late verdicts that revise closed subgroups, a drift
+    that makes the charts signal, and a baseline reset (sent twice) that makes one queue
+    learn a new baseline."""
     rng = random.Random(seed)
     items: list[dict[str, Any]] = []
     for hour in range(12):
@@ -104,10 +105,18 @@ def traffic(seed: int) -> list[EventBatch]:
         keyed.append((t, rng.random(), item))
     keyed.sort(key=lambda x: (x[0][:13], x[1]))
     stream = [x[2] for x in keyed]
-    out: list[EventBatch] = []
+    out: list[EventBatch | control.BaselineReset] = []
     for i in range(0, len(stream), 9):
         events = validate_items(stream[i : i + 9], None).events
         out.extend(batches.group_by_queue(events))
+    # a baseline reset of qb (configured) a third of the way, and the same request again
+    # (a retried POST produced twice) half-way: qb learns a new baseline once
+    reset = control.baseline_reset(
+        "qb", request_id="r1", reason="policy change", actor="key 0000abcd (lead)",
+        requested_at=T0.timestamp(),
+    )  # fmt: skip
+    out.insert(len(out) // 3, reset)
+    out.insert(len(out) // 2, dict(reset))  # type: ignore[arg-type]
     return out
 
 
@@ -127,7 +136,12 @@ def send(scorer: Scorer, queue_id: str, published: Published) -> None:
         scorer.acked(queue_id, entry.seq)
 
 
-def run(scorer: Scorer, msgs: list[EventBatch], start: int, published: Published) -> None:
+def run(
+    scorer: Scorer,
+    msgs: list[EventBatch | control.BaselineReset],
+    start: int,
+    published: Published,
+) -> None:
     for queue_id in scorer.queues():  # a restarted worker sends what was left unacknowledged
         send(scorer, queue_id, published)
     for offset in range(start, len(msgs)):
@@ -183,6 +197,11 @@ def test_every_crash_point_replays_to_the_uninterrupted_result(seed: int) -> Non
     rules = {codec.loads(v)["rule"] for kind, _, v in published if kind == "breach"}
     assert "cusum_upper" in rules, rules
     assert all(reference.state(q).cusum for q in QUEUES)
+    changes = sorted(
+        (v["queue_id"], v["epoch"], v["event"])
+        for v in (codec.loads(v) for kind, _, v in published if kind == "baseline")
+    )
+    assert changes == [("qa", 0, "frozen"), ("qb", 1, "frozen"), ("qb", 1, "reset")], changes
     assert any(codec.loads(v)["revision"] > 0 for k, _, v in published if k == "subgroup")
     assert expected["qa:pending"] + expected["qb:pending"] > 0
     assert any(reference.state(q).expired_pending for q in QUEUES)
