@@ -66,10 +66,15 @@ def baseline_reset(
     one the scorer accepts)."""
     return validate(
         {
-            "v": CONTROL_VERSION, "kind": BASELINE_RESET, "queue_id": queue_id,
-            "request_id": request_id, "reason": reason, "actor": actor,
-            "requested_at": requested_at, "effective_at": effective_at,
-        }  # fmt: skip
+            "v": CONTROL_VERSION,
+            "kind": BASELINE_RESET,
+            "queue_id": queue_id,
+            "request_id": request_id,
+            "reason": reason,
+            "actor": actor,
+            "requested_at": requested_at,
+            "effective_at": effective_at,
+        }
     )
 
 

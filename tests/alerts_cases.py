@@ -218,7 +218,7 @@ async def case_chart_time_range(sessions: Sessions) -> None:
         # a known queue with nothing in the range: an empty page, not a 404
         r = await client.get("/v1/queues/r/chart", params={"from": iso(at(1))})
         assert r.status_code == 200
-        assert r.json() == {"queue_id": "r", "points": [], "next": None}
+        assert r.json() == {"queue_id": "r", "points": [], "next": None, "baseline_changes": []}
 
 
 SUBGROUP_CASES = [

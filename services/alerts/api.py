@@ -4,7 +4,10 @@
                                       by band and team, with an ETag
 ``GET /v1/queues/{queue_id}/health``  one queue: score, components, explanation
 ``POST /v1/health:batch``             the health of up to 500 queues
-``GET /v1/queues/{queue_id}/chart``   one queue's closed subgroups (p-chart points), paged
+``GET /v1/queues/{queue_id}/chart``   one queue's closed subgroups (p-chart points), paged,
+                                      and its baseline changes
+``POST /v1/queues/{queue_id}/baseline:reset``, ``GET /v1/queues/{queue_id}/baselines``
+                                      a new Phase I, and the audit trail (baselines.py)
 ``GET /v1/alerts``                    recent alerts; ``?status=firing`` for the open ones
 ``POST /v1/alerts/{id}/ack``          acknowledge a firing alert
 ``GET /v1/webhooks``                  the webhook receivers, and which are disabled (410)
@@ -36,7 +39,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.alerts import db, incidents, wall
+from services.alerts import baselines, db, incidents, wall
 from services.alerts.deps import Problem, SessionDep, SettingsDep, unprocessable
 from services.alerts.health import Band
 from services.alerts.metrics import Metrics
@@ -44,7 +47,7 @@ from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView, QueueHealth
 from services.alerts.webhook_policy import describe
 from shared.apikeys import AuthError, AuthPolicy, authorize, token_from
-from shared.events import Cause, EventTime, SubgroupPoint
+from shared.events import BaselineEvent, Cause, EventTime, SubgroupPoint
 from shared.http_auth import AUTH_RESPONSES, needs
 from shared.ids import (
     INT_ID_MAX,
@@ -300,6 +303,12 @@ class Chart(BaseModel):
         description="pass as `after` (with the same `from`, `to`, `limit`) for the next page; "
         "null on the last page"
     )
+    baseline_changes: list[BaselineEvent] = Field(
+        default_factory=list,
+        description="every baseline change of the queue, oldest first, to mark on the chart: "
+        "a `reset` at `phase1_from` (the first subgroup of its Phase I; who and why), a "
+        "`frozen` at `last_subgroup` (the Phase I's last subgroup; the new baseline)",
+    )
 
 
 def _cursor(start: datetime) -> str:
@@ -349,7 +358,10 @@ async def queue_chart(
         raise HTTPException(404, NOT_FOUND.format(queue_id))
     more = len(points) > limit
     points = points[:limit]
-    return Chart(queue_id=queue_id, points=points, next=_cursor(points[-1].start) if more else None)
+    return Chart(
+        queue_id=queue_id, points=points, next=_cursor(points[-1].start) if more else None,
+        baseline_changes=await db.baseline_changes(session, queue_id),
+    )  # fmt: skip
 
 
 @router.get(
@@ -482,22 +494,28 @@ def create_app(
     metrics: Metrics,
     auth: AuthPolicy | None = None,
     view: HealthView | None = None,
+    control: baselines.ControlSender | None = None,
 ) -> FastAPI:
     """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in.
     ``view``: the health view the service keeps current (``services/alerts/view.py``); None
-    makes one that loads from ``sessions`` on its first read and is not kept current."""
+    makes one that loads from ``sessions`` on its first read and is not kept current.
+    ``control``: produces a baseline reset onto the scorer's input topic (``main.py``);
+    None answers a reset with 503."""
     app = FastAPI(title="QualityWatch alerts and health", version="1")
     app.state.settings = settings
     app.state.view = view if view is not None else HealthView(settings, sessions)
     app.state.auth = auth
     app.state.sessions = sessions
+    app.state.control = control
     if auth is not None and auth.protect_reads:
         app.include_router(router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
         app.include_router(incidents.router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
+        app.include_router(baselines.router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
         wall.include(app, dependencies=[needs("read")], responses=AUTH_RESPONSES)
     else:
         app.include_router(router)
         app.include_router(incidents.router)  # services/alerts/incidents.py
+        app.include_router(baselines.router)  # services/alerts/baselines.py
         wall.include(app)  # GET /wall: the page for the operations room (services/alerts/wall.py)
 
     app.add_middleware(HealthFastPath, state=app.state)

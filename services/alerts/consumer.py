@@ -1,5 +1,5 @@
-"""Consume snapshots, breaches and subgroups: metrics, alert records, the webhook outbox and
-the chart points.
+"""Consume snapshots, breaches, subgroups and baseline changes: metrics, alert records, the
+webhook outbox, the chart points and the baselines' audit trail.
 
 One poll is one database transaction; offsets are committed after it, so a crash replays
 the poll, and the dedup key (breaches) and the revision (subgroups) make the replay harmless.
@@ -28,6 +28,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import Gauge
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,12 +38,19 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView
 from shared import codec
-from shared.events import QUEUE_ID_RE, Breach, QualitySnapshot, SubgroupPoint
+from shared.events import (
+    QUEUE_ID_RE,
+    BaselineEvent,
+    Breach,
+    BreachKind,
+    QualitySnapshot,
+    SubgroupPoint,
+)
 from shared.kafka import make_consumer
 
 log = logging.getLogger(__name__)
 
-Message = QualitySnapshot | Breach | SubgroupPoint
+Message = QualitySnapshot | Breach | SubgroupPoint | BaselineEvent
 _MAX_REVISION = 2**31 - 1  # the revision column is a 32-bit integer on every backend
 FIRING_REFRESH_S = 5.0  # without polls, qw_alerts_firing is re-read this often (other replicas)
 
@@ -63,6 +71,13 @@ def decode(model: type[Message], value: bytes | None) -> Message:
             raise ValueError(f"revision {msg.revision} exceeds {_MAX_REVISION}")
     elif isinstance(msg, Breach) and msg.subgroup_start and msg.subgroup_start.utcoffset() is None:
         raise ValueError("subgroup_start must carry a time zone")
+    elif isinstance(msg, BaselineEvent):
+        if not QUEUE_ID_RE.fullmatch(msg.queue_id):
+            raise ValueError(f"queue_id {msg.queue_id!r} does not match QUEUE_ID_PATTERN")
+        if msg.at.utcoffset() is None:
+            raise ValueError("at must carry a time zone")
+        if msg.epoch > _MAX_REVISION:
+            raise ValueError(f"epoch {msg.epoch} exceeds {_MAX_REVISION}")
     return msg
 
 
@@ -77,15 +92,18 @@ def export_snapshot(
     ):
         m.sample_size.labels(q, window).set(n)
         m.accuracy.labels(q, window).set(float("nan") if acc is None else acc)
-    if snap.baseline_p is not None:
-        m.baseline_error_rate.labels(q).set(snap.baseline_p)
-    if snap.last_point is not None:
-        m.pchart_p.labels(q).set(snap.last_point.p)
-        m.pchart_ucl.labels(q).set(snap.last_point.ucl)
-        m.pchart_lcl.labels(q).set(snap.last_point.lcl)
-    if snap.ewma is not None and snap.ewma_ucl is not None:
-        m.ewma.labels(q).set(snap.ewma)
-        m.ewma_ucl.labels(q).set(snap.ewma_ucl)
+    # a baseline reset ends the baseline and the charts against it: their series go
+    # (absent while learning), not left at the old baseline's values
+    _set_or_remove(m.baseline_error_rate, q, snap.baseline_p)
+    m.baseline_learning.labels(q).set(1 if snap.baseline_state == "phase1" else 0)
+    m.baseline_resets.labels(q).set(snap.baseline_epoch)
+    lp = snap.last_point
+    _set_or_remove(m.pchart_p, q, None if lp is None else lp.p)
+    _set_or_remove(m.pchart_ucl, q, None if lp is None else lp.ucl)
+    _set_or_remove(m.pchart_lcl, q, None if lp is None else lp.lcl)
+    charted = snap.ewma is not None and snap.ewma_ucl is not None
+    _set_or_remove(m.ewma, q, snap.ewma if charted else None)
+    _set_or_remove(m.ewma_ucl, q, snap.ewma_ucl if charted else None)
     m.pending_verdicts.labels(q).set(snap.pending_verdicts)
     m.dropped_verdicts.labels(q).set(snap.dropped_verdicts)
     m.late_verdicts.labels(q).set(snap.late_verdicts_total)
@@ -100,6 +118,13 @@ def export_snapshot(
         stale_after_s=settings.stale_after_s, firing=firing,
     )  # fmt: skip
     m.health_score.labels(q).set(float("nan") if h.score is None else h.score)
+
+
+def _set_or_remove(gauge: Gauge, queue: str, value: float | None) -> None:
+    if value is not None:
+        gauge.labels(queue).set(value)
+    else:
+        gauge.remove(queue)  # (nothing when it was never set)
 
 
 class AlertsConsumer:
@@ -119,6 +144,7 @@ class AlertsConsumer:
             t.snapshots: QualitySnapshot,
             t.breaches: Breach,
             t.subgroups: SubgroupPoint,
+            t.baselines: BaselineEvent,
         }
         for topic in self._models:  # the series exist at 0, so rate() sees the first one
             metrics.events_malformed.labels(topic)
@@ -186,6 +212,7 @@ class AlertsConsumer:
         partition: dict[str, int] = {}  # of each queue's latest snapshot
         breaches: list[Breach] = []
         points: list[SubgroupPoint] = []
+        changes: list[BaselineEvent] = []
         for rec in records:
             self._m.events_consumed.labels(rec.topic).inc()
             try:
@@ -204,15 +231,24 @@ class AlertsConsumer:
                 partition[msg.queue_id] = rec.partition
             elif isinstance(msg, Breach):
                 breaches.append(msg)
+            elif isinstance(msg, BaselineEvent):
+                changes.append(msg)
             else:
                 points.append(msg)
         now = datetime.now(UTC)
         receivers = self.s.webhook_urls
         async with self._sessions() as session, session.begin():
-            await db.lock_queues(
-                session, [*latest, *(b.queue_id for b in breaches), *(p.queue_id for p in points)]
-            )
+            await db.lock_queues(session, [
+                *latest, *(b.queue_id for b in breaches), *(p.queue_id for p in points),
+                *(c.queue_id for c in changes),
+            ])  # fmt: skip
             await db.upsert_subgroups(session, points, now)
+            # baseline changes first: a chart breach raised before a reset (read in this
+            # poll or a later one: the topics are read independently) opens no alert
+            resets = [
+                c for c in await db.record_baseline_changes(session, changes, now)
+                if c.event == "reset"
+            ]  # fmt: skip
             for snap in latest.values():
                 await db.upsert_snapshot(session, snap, now)
                 await db.resolve_recovered(
@@ -222,6 +258,11 @@ class AlertsConsumer:
                 )  # fmt: skip
             for br in breaches:
                 self._m.breaches.labels(br.queue_id, br.rule, br.severity).inc()
+                if br.kind is BreachKind.SPC and await _before_reset(session, br):
+                    log.info(
+                        "breach %s predates the queue's baseline reset: no alert", br.dedup_key
+                    )
+                    continue
                 new = await db.record_breach(session, br, receivers=receivers, now=now)
                 if new is not None:
                     log.warning(
@@ -231,6 +272,12 @@ class AlertsConsumer:
                         if new.suppressed
                         else f" (incident {new.incident_id})",
                     )
+            for reset in resets:  # the chart alerts raised against the old baseline end
+                ended = await db.resolve_for_reset(session, reset, receivers=receivers, now=now)
+                log.warning(
+                    "baseline of %s reset by %s (epoch %d): %s; %d chart alert(s) resolved",
+                    reset.queue_id, reset.actor, reset.epoch, reset.reason, len(ended),
+                )  # fmt: skip
             firing = _by_queue(await db.firing_alerts(session))
             incidents = await db.open_incidents_by_severity(session)
         if self._view is not None:  # committed: the health API serves it from now on
@@ -242,6 +289,13 @@ class AlertsConsumer:
                 continue  # revoked while this poll ran: the new owner exports it
             export_snapshot(self._m, snap, self.s, firing.get(q, []))
             self._exported[q] = partition[q]
+
+
+async def _before_reset(session: AsyncSession, breach: Breach) -> bool:
+    """Was the chart breach detected at or before the queue's last baseline reset (both
+    are the queue's watermark, which only moves forward)? Then its baseline is gone."""
+    at = await db.last_reset_at(session, breach.queue_id)
+    return at is not None and breach.detected_at <= at
 
 
 def _by_queue(alerts: list[db.Alert]) -> dict[str, list[str]]:

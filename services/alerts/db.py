@@ -1,6 +1,6 @@
 """Alert state in SQL: incidents and their audit trail, alerts, the webhook outbox, the latest
-snapshot per queue, and every closed subgroup of every queue (its newest revision) for the
-chart API.
+snapshot per queue, every closed subgroup of every queue (its newest revision) for the
+chart API, and the baseline resets asked (who, when, why) and the changes the scorer made.
 
 An incident is what people handle: per queue, one incident holds every signal (each signal
 an ``Alert``: p-chart, EWMA, CUSUM, below target) from the first until the last of them has
@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -55,7 +56,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from shared import codec
-from shared.events import Breach, Cause, QualitySnapshot, SubgroupPoint
+from shared.events import BaselineEvent, Breach, Cause, QualitySnapshot, SubgroupPoint
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -211,6 +212,44 @@ class Subgroup(Base):
     start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     revision: Mapped[int] = mapped_column(Integer)
     point: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BaselineRequest(Base):
+    """A baseline reset asked over the API (``POST /v1/queues/{id}/baseline:reset``): the
+    audit trail's who, when and why, written before its control record is produced.
+    ``status``: ``pending`` until the broker took the control record, then ``sent``; the
+    scorer's ``reset`` (``BaselineChange``, same ``request_id``) says when it applied it.
+    ``idempotency_key``: the client's, unique per queue: a retried POST finds this row."""
+
+    __tablename__ = "qw_baseline_requests"
+    __table_args__ = (UniqueConstraint("queue_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    queue_id: Mapped[str] = mapped_column(String(200), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    replace_configured: Mapped[bool] = mapped_column(default=False)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20))  # pending|sent
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BaselineChange(Base):
+    """A baseline change the scorer published on ``qw.baselines.v1`` (``BaselineEvent``):
+    one row per queue, epoch and event (``reset`` or ``frozen``), kept whole in ``record``."""
+
+    __tablename__ = "qw_baseline_changes"
+
+    queue_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[str] = mapped_column(String(10), primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # event time (the queue's watermark)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -1034,3 +1073,128 @@ async def enable_endpoints(session: AsyncSession, urls: Iterable[str]) -> list[s
 async def disabled_endpoints(session: AsyncSession) -> list[Endpoint]:
     q = select(Endpoint).where(Endpoint.disabled_at.is_not(None)).order_by(Endpoint.url)
     return list((await session.scalars(q)).all())
+
+
+# -- baselines -------------------------------------------------------------------------------
+
+
+async def baseline_request(
+    session: AsyncSession, queue_id: str, idempotency_key: str
+) -> BaselineRequest | None:
+    """The reset asked for the queue under this idempotency key, if any."""
+    q = select(BaselineRequest).where(
+        BaselineRequest.queue_id == queue_id, BaselineRequest.idempotency_key == idempotency_key
+    )
+    return await session.scalar(q)
+
+
+async def add_baseline_request(session: AsyncSession, row: BaselineRequest) -> BaselineRequest:
+    """Record a reset request; when a concurrent request with the same idempotency key won
+    the race, that one is returned instead (the unique constraint decides)."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        if row.idempotency_key is None:
+            raise
+        found = await baseline_request(session, row.queue_id, row.idempotency_key)
+        if found is None:
+            raise
+        return found
+    return row
+
+
+async def mark_baseline_request_sent(session: AsyncSession, request_id: str, now: datetime) -> None:
+    row = await session.scalar(
+        select(BaselineRequest).where(BaselineRequest.request_id == request_id)
+    )
+    if row is not None and row.status != "sent":
+        row.status = "sent"
+        row.sent_at = now
+
+
+async def record_baseline_changes(
+    session: AsyncSession, events: Iterable[BaselineEvent], now: datetime
+) -> list[BaselineEvent]:
+    """Store the scorer's baseline changes; returns those not stored before (a replayed
+    poll, or the scorer re-sending after a restart, brings the same ones again)."""
+    fresh = []
+    for e in events:
+        if await session.get(BaselineChange, (e.queue_id, e.epoch, e.event)) is not None:
+            continue
+        session.add(BaselineChange(
+            queue_id=e.queue_id, epoch=e.epoch, event=e.event, request_id=e.request_id,
+            at=e.at, record=e.model_dump(mode="json"), received_at=now,
+        ))  # fmt: skip
+        fresh.append(e)
+    if fresh:
+        await session.flush()
+    return fresh
+
+
+async def baseline_changes(session: AsyncSession, queue_id: str) -> list[BaselineEvent]:
+    """The queue's baseline changes, oldest first (epoch, then reset before frozen)."""
+    rows = (await session.scalars(
+        select(BaselineChange.record).where(BaselineChange.queue_id == queue_id)
+    )).all()  # fmt: skip
+    changes = [BaselineEvent.model_validate(r) for r in rows]
+    return sorted(changes, key=lambda e: (e.epoch, e.event != "reset"))
+
+
+async def baseline_requests(session: AsyncSession, queue_id: str) -> list[BaselineRequest]:
+    """The resets asked for the queue, oldest first."""
+    q = select(BaselineRequest).where(BaselineRequest.queue_id == queue_id)
+    return list((await session.scalars(q.order_by(BaselineRequest.id))).all())
+
+
+async def last_reset_at(session: AsyncSession, queue_id: str) -> datetime | None:
+    """The event time at which the scorer applied the queue's last baseline reset."""
+    q = select(func.max(BaselineChange.at)).where(
+        BaselineChange.queue_id == queue_id, BaselineChange.event == "reset"
+    )
+    at: datetime | None = await session.scalar(q)
+    return None if at is None else (at.replace(tzinfo=UTC) if at.tzinfo is None else at)
+
+
+async def resolve_for_reset(
+    session: AsyncSession,
+    reset: BaselineEvent,
+    *,
+    receivers: list[str],
+    now: datetime,
+) -> list[Alert]:
+    """A baseline reset ends the chart alerts raised against the old baseline: the queue's
+    open SPC alerts resolve (below-target ones stay: the target rule goes on), and its
+    incident with them when nothing else of it is open, each change in the trail under the
+    reset's actor."""
+    actor = reset.actor or SYSTEM
+    note = f"baseline reset (epoch {reset.epoch}): {reset.reason or ''}".strip()[:2000]
+    alerts = (await session.scalars(
+        select(Alert).where(
+            Alert.queue_id == reset.queue_id, Alert.status.in_(OPEN), Alert.kind == "spc"
+        ).order_by(Alert.id)
+    )).all()  # fmt: skip
+    incidents: set[int] = set()
+    for alert in alerts:
+        alert.status = "resolved"
+        alert.resolved_at = now
+        if alert.incident_id is not None:
+            incidents.add(alert.incident_id)
+        elif not alert.suppressed:
+            await _enqueue(session, alert, "resolved", receivers, now)
+    if alerts:
+        await session.flush()
+    for incident_id in sorted(incidents):
+        still_open = await session.scalar(
+            select(Alert.id)
+            .where(Alert.incident_id == incident_id, Alert.status.in_(OPEN))
+            .limit(1)
+        )
+        if still_open is None:
+            await _close_incident(
+                session, incident_id, receivers=receivers, now=now, actor=actor, note=note
+            )
+        else:
+            session.add(IncidentEvent(incident_id=incident_id, at=now, action="note",
+                                      actor=actor, note=note))  # fmt: skip
+    return list(alerts)

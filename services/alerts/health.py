@@ -17,6 +17,11 @@ Components (each 0-100) and weights:
 
 While any alert is firing for the queue the band is at best ``amber``.
 
+``baseline`` says where the charts stand: ``learning (5/24)`` during a Phase I (the queue's
+first, or the one a baseline reset began: the charts wait for it, the below-target rule
+does not), ``estimated`` or ``configured`` once they run; ``last_baseline_reset`` says when,
+by whom and why the baseline was last reset.
+
 With fewer than ``min_sample`` verdicts in 24h the score is ``None`` and the band
 ``insufficient_data``: too few verdicts to say.
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.events import QualitySnapshot
 from shared.stats.intervals import wilson_interval
@@ -46,6 +51,14 @@ class Health(BaseModel):
     n_24h: int
     target: float
     firing_alerts: list[str]
+    baseline: str = Field(
+        default="estimated",
+        description="`learning (n/N)` during Phase I (n of its N subgroups so far), else "
+        "`estimated` (frozen from a Phase I) or `configured` (a standard)",
+    )
+    last_baseline_reset: str | None = Field(
+        default=None, description="the last baseline reset: when (UTC), by whom, why"
+    )
 
 
 def band_for(score: float) -> Band:
@@ -54,6 +67,22 @@ def band_for(score: float) -> Band:
     if score >= 60:
         return "amber"
     return "red"
+
+
+def baseline_words(snap: QualitySnapshot) -> tuple[str, str | None]:
+    """The queue's baseline in words (``learning (5/24)``, ``estimated``, ``configured``)
+    and its last reset (``2026-11-25 10:05 UTC by key 3f9c0a1b (lead): policy v4``)."""
+    if snap.baseline_state == "phase1":
+        total = f"/{snap.phase1_length}" if snap.phase1_length else ""
+        state = f"learning ({snap.phase1_subgroups}{total})"
+    else:
+        state = snap.baseline_source or "estimated"
+    r = snap.last_reset
+    reset = None
+    if r is not None:
+        when = (r.requested_at or r.at).strftime("%Y-%m-%d %H:%M UTC")
+        reset = f"{when} by {r.actor or 'unknown'}: {r.reason or 'no reason given'}"
+    return state, reset
 
 
 def health(
@@ -75,11 +104,14 @@ def health(
     if freshness < 100:
         reasons.append(f"no new data for {age_s / 60:.0f} min")
 
+    baseline, last_reset = baseline_words(snap)
     if snap.accuracy_24h is None or snap.n_24h < min_sample:
         reasons.insert(
             0, f"only {snap.n_24h} random QA verdicts in 24h (need {min_sample}): too few to say"
         )
         return Health(
+            baseline=baseline,
+            last_baseline_reset=last_reset,
             queue_id=snap.queue_id,
             score=None,
             band="insufficient_data",
@@ -126,7 +158,10 @@ def health(
     else:
         stability = 100.0
         if snap.baseline_state == "phase1":
-            reasons.append("baseline still being estimated (Phase I)")
+            since = f" since the reset of {last_reset}" if last_reset else ""
+            reasons.append(
+                f"baseline {baseline}: Phase I{since}; the target rule applies meanwhile"
+            )
         else:
             reasons.append("control charts in control")
 
@@ -137,6 +172,8 @@ def health(
         band = "amber"  # a wall screen must not show green while an alert is open
         reasons.append(f"{len(firing)} alert(s) firing: {', '.join(sorted(set(firing)))}")
     return Health(
+        baseline=baseline,
+        last_baseline_reset=last_reset,
         queue_id=snap.queue_id,
         score=round(score, 1),
         band=band,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import httpx
@@ -17,10 +18,12 @@ from services.alerts.view import HealthView
 from services.alerts.webhook_policy import parse_schedule
 from services.alerts.webhooks import Deliverer
 from shared.http_auth import policy
-from shared.kafka import ensure_topics, wait_for_broker
+from shared.kafka import ensure_topics, make_producer, wait_for_broker
 from shared.runtime import http_server, server_stack, supervise
+from shared.topics import queue_key
 
 log = logging.getLogger(__name__)
+CONTROL_SEND_TIMEOUT_S = 15.0  # a baseline reset the broker has not taken by then: 503
 
 
 async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
@@ -43,9 +46,12 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
     await ensure_topics(settings.kafka)
     # No proxy from the environment (it would connect for us, past the address check) and
     # no redirects (a 3xx is a final answer: a redirect could point anywhere).
-    async with httpx.AsyncClient(
-        timeout=settings.webhook_timeout_s, trust_env=False, follow_redirects=False
-    ) as client:
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        httpx.AsyncClient(
+            timeout=settings.webhook_timeout_s, trust_env=False, follow_redirects=False
+        ) as client,
+    ):
         deliverer = Deliverer(
             sessions, client, metrics,
             keys=settings.webhook_keys(),
@@ -61,7 +67,21 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
         view = HealthView(settings, sessions)  # health served from memory, loaded first
         await view.load()
         log.info("health view loaded: %d queue(s)", len(view))
-        app = create_app(settings, sessions, metrics, auth, view)
+        # baseline resets go to the scorer's input topic, keyed by queue like its events
+        producer = make_producer(settings.kafka, client_id=f"{settings.kafka.client_id}-control")
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        events_topic = settings.kafka.topics.events
+
+        async def send_control(queue_id: str, value: bytes) -> None:
+            # bounded: the client is told 503 and retries with its Idempotency-Key (a copy
+            # that got through after all is applied once: the request id is the same)
+            await asyncio.wait_for(
+                producer.send_and_wait(events_topic, value, key=queue_key(queue_id)),
+                CONTROL_SEND_TIMEOUT_S,
+            )
+
+        app = create_app(settings, sessions, metrics, auth, view, control=send_control)
         server = http_server(app, settings.host, settings.port)
         tasks = [
             asyncio.create_task(

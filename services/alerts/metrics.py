@@ -151,6 +151,8 @@ class Metrics:
     accuracy: QueueFamily
     sample_size: QueueFamily
     baseline_error_rate: QueueFamily
+    baseline_learning: QueueFamily
+    baseline_resets: QueueFamily
     pchart_p: QueueFamily
     pchart_ucl: QueueFamily
     pchart_lcl: QueueFamily
@@ -187,7 +189,8 @@ class Metrics:
     def forget_queue(self, queue: str) -> None:
         """Remove the queue's snapshot series (another replica exports them now)."""
         per_queue = (
-            self.baseline_error_rate, self.pchart_p, self.pchart_ucl, self.pchart_lcl,
+            self.baseline_error_rate, self.baseline_learning, self.baseline_resets,
+            self.pchart_p, self.pchart_ucl, self.pchart_lcl,
             self.ewma, self.ewma_ucl, self.pending_verdicts, self.dropped_verdicts,
             self.late_verdicts, self.failed_batches, self.rejected_items, self.decisions_total,
             self.verdicts_total,
@@ -211,6 +214,16 @@ class Metrics:
             sample_size=_q(r, "qw_queue_sample_size", "verdicts in the window", [*q, "window"]),
             # Frozen Phase I / configured baseline error rate (p-bar); absent during Phase I.
             baseline_error_rate=_q(r, "qw_queue_baseline_error_rate", "baseline p-bar", q),
+            # 1 while the queue learns its baseline (Phase I: its first, or after a reset),
+            # else 0; the snapshot's phase1_subgroups of phase1_length say how far it is.
+            baseline_learning=_q(
+                r, "qw_queue_baseline_learning", "1 while the baseline is learnt (Phase I)", q
+            ),
+            # Baseline resets the scorer applied to the queue (its baseline epoch): each one
+            # started a new Phase I (who and why: GET /v1/queues/{id}/baselines).
+            baseline_resets=_q(
+                r, "qw_queue_baseline_resets", "baseline resets applied (new Phase I)", q
+            ),
             # Last charted subgroup: error proportion and its p-chart limits.
             pchart_p=_q(r, "qw_queue_pchart_error_rate", "last subgroup error rate", q),
             pchart_ucl=_q(r, "qw_queue_pchart_ucl", "last subgroup upper control limit", q),

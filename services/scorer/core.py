@@ -868,10 +868,10 @@ class Scorer:
         b = st.buckets[start]
         # (a subgroup charted before a reset keeps its status, but the baseline it was
         # charted against is gone: its revisions carry no limits)
-        current = st.baseline_p is not None and self._current(st, start)
-        if status is SubgroupStatus.CHARTED and b.n and current:
+        p0 = st.baseline_p if self._current(st, start) else None
+        if status is SubgroupStatus.CHARTED and b.n and p0 is not None:
             lcl, ucl, signals = self._limits(st, b)
-            self._point(st, start, b, status, out, w, (st.baseline_p, lcl, ucl), signals=signals)
+            self._point(st, start, b, status, out, w, (p0, lcl, ucl), signals=signals)
         else:
             self._point(st, start, b, status, out, w)
 

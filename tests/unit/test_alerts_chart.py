@@ -50,7 +50,7 @@ async def test_a_queue_with_only_a_snapshot_has_an_empty_chart(
     async with api_client(sessions) as client:
         r = await client.get("/v1/queues/fresh/chart")
     assert r.status_code == 200
-    assert r.json() == {"queue_id": "fresh", "points": [], "next": None}
+    assert r.json() == {"queue_id": "fresh", "points": [], "next": None, "baseline_changes": []}
 
 
 @pytest.mark.parametrize(

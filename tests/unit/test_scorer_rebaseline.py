@@ -71,8 +71,11 @@ def test_a_reset_in_the_middle_of_a_stream_learns_a_new_baseline() -> None:
     before = Output()
     hours(sc, before, 0, 10, 0.05)
     st = sc.state("q")
-    assert st.baseline_p is not None and 0.02 < st.baseline_p < 0.09
-    assert st.cusum and st.ewma and st.last_point
+    assert st.baseline_p is not None
+    assert 0.02 < st.baseline_p < 0.09
+    assert st.cusum
+    assert st.ewma
+    assert st.last_point
     (frozen,) = before.baselines
     assert (frozen.event, frozen.epoch, frozen.subgroups) == ("frozen", 0, 5)
     assert frozen.baseline_p == st.baseline_p
@@ -82,7 +85,8 @@ def test_a_reset_in_the_middle_of_a_stream_learns_a_new_baseline() -> None:
     reset(sc, after, reason="policy spam.v4 in force")
     st = sc.state("q")
     assert (st.baseline_p, st.baseline_n, st.phase1, st.ewma, st.cusum) == (None, 0, [], None, {})
-    assert st.last_point is None and st.baseline_epoch == 1
+    assert st.last_point is None
+    assert st.baseline_epoch == 1
     # the new Phase I takes the first subgroup starting at or after the watermark
     assert st.phase1_from == -(-int(st.watermark) // HOUR) * HOUR
     (event,) = after.baselines
@@ -90,18 +94,23 @@ def test_a_reset_in_the_middle_of_a_stream_learns_a_new_baseline() -> None:
         "reset", 1, "policy spam.v4 in force", "key 3f9c0a1b (ops lead)",
     )  # fmt: skip
     assert event.previous_p == frozen.baseline_p
-    assert event.phase1_from is not None and event.phase1_from.timestamp() == st.phase1_from
+    assert event.phase1_from is not None
+    assert event.phase1_from.timestamp() == st.phase1_from
     snap = sc.snapshot(st, time.time())
     assert (snap.baseline_state, snap.baseline_source, snap.baseline_epoch) == ("phase1", None, 1)
     assert (snap.phase1_subgroups, snap.phase1_length) == (0, 5)
-    assert snap.last_reset is not None and snap.last_reset.request_id == "r1"
-    assert snap.cusum_upper is None and snap.last_point is None
+    assert snap.last_reset is not None
+    assert snap.last_reset.request_id == "r1"
+    assert snap.cusum_upper is None
+    assert snap.last_point is None
 
     # the new policy confuses the queue: the new baseline learns its error rate, and no
     # chart alarms on it
     hours(sc, after, 10, 22, 0.30)
     st = sc.state("q")
-    assert st.baseline_p is not None and 0.24 < st.baseline_p < 0.36
+    assert st.baseline_p is not None
+    assert 0.24 < st.baseline_p < 0.36
+    assert st.phase1_from is not None
     first_new = st.phase1_from // HOUR - int(T0.timestamp()) // HOUR
     seen = statuses(after)
     # subgroups still open at the reset and those before its effective time are not learnt
@@ -114,7 +123,8 @@ def test_a_reset_in_the_middle_of_a_stream_learns_a_new_baseline() -> None:
     assert not [b for b in after.breaches if b.kind == "spc"], after.breaches
     # the target rule kept applying while the queue learned: 70% is under the 90% target
     target = [b for b in after.breaches if b.rule == "accuracy_24h_below_target"]
-    assert target and target[0].detected_at < new.at
+    assert target
+    assert target[0].detected_at < new.at
     snap = sc.snapshot(st, time.time())
     assert (snap.baseline_state, snap.baseline_source, snap.phase1_subgroups) == (
         "frozen", "estimated", 5,
@@ -129,7 +139,8 @@ def test_the_target_rule_applies_during_phase_one() -> None:
     hours(sc, out, 0, 4, 0.30)
     assert sc.state("q").baseline_p is None
     target = [b for b in out.breaches if b.rule == "accuracy_24h_below_target"]
-    assert len(target) == 1 and target[0].severity == "critical"
+    assert len(target) == 1
+    assert target[0].severity == "critical"
 
 
 def test_a_replayed_or_repeated_reset_is_applied_once() -> None:
@@ -180,7 +191,8 @@ def test_effective_at_in_the_future_is_refused_and_resets_nothing() -> None:
     hours(sc, out, 0, 9, 0.05)
     p = sc.state("q").baseline_p
     reset(sc, out, effective_at=time.time() + 86400)
-    assert len(out.rejected) == 1 and "in the future" in out.rejected[0][1]
+    assert len(out.rejected) == 1
+    assert "in the future" in out.rejected[0][1]
     st = sc.state("q")
     assert (st.baseline_p, st.baseline_epoch, st.reset_ids) == (p, 0, [])
 
@@ -229,7 +241,8 @@ def test_a_revision_of_a_subgroup_charted_before_the_reset_carries_no_limits() -
     item = decision("late-one", "q", charted + H / 2)  # a late decision revises it
     run(sc, [item], late)
     (point,) = [p for p in late.points if p.start == charted]
-    assert point.revision == 1 and point.status is SubgroupStatus.CHARTED
+    assert point.revision == 1
+    assert point.status is SubgroupStatus.CHARTED
     assert (point.center, point.lcl, point.ucl) == (None, None, None)
 
 
