@@ -16,6 +16,7 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from services.baseline_cli import baseline_app
 from services.keys_cli import keys_app
 from services.queues_cli import queues_app
 from shared.apikeys import KeyFileError
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(keys_app)
 app.add_typer(queues_app)
+app.add_typer(baseline_app)
 
 
 # exit status of a command that cannot reach what it needs (the broker), as for bad settings
