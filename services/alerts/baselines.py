@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from services.alerts import db
 from services.alerts.deps import Problem, SessionDep, unprocessable
@@ -68,7 +68,7 @@ class BaselineResetRequest(BaseModel):
         "Phase I learns from the first subgroup starting at or after it; absent: from the "
         "queue's latest event time when the scorer applies the reset. Not in the future.",
     )
-    replace_configured: bool = Field(
+    replace_configured: StrictBool = Field(
         default=False,
         description="reset a queue whose baseline is configured (QW_SCORER_BASELINE_P, a "
         "standard such as a contract's) and let it learn its own; without it such a queue "

@@ -164,7 +164,7 @@ def tile(
         explanation=h.explanation, accuracy_24h=snap.accuracy_24h, accuracy_low=low,
         accuracy_high=high, n_24h=snap.n_24h, target=h.target,
         baseline_state=snap.baseline_state,
-        phase1_subgroups=sum(1 for p in trend if p.get("status") == "phase1"),
+        phase1_subgroups=snap.phase1_subgroups,
         top_error=top,
         trend=[p.get("p") for p in trend], trend_ucl=[p.get("ucl") for p in trend],
         alerts=[wall_alert(a) for a in open_alerts], as_of=snap.as_of,

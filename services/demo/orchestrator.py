@@ -227,8 +227,10 @@ BANDS = {
 def _status(q: dict[str, Any], phase1: int) -> tuple[str, str]:
     s, h = q["snapshot"], q["health"]
     if s.get("baseline_p") is None:
-        done = min(int(s.get("subgroups_closed") or 0), phase1)
-        return f"learning ({done}/{phase1})", "grey50"
+        # the subgroups taken into the Phase I under way (a snapshot from before baseline
+        # resets has only the subgroups closed)
+        done = s.get("phase1_subgroups", s.get("subgroups_closed")) or 0
+        return f"learning ({min(int(done), phase1)}/{phase1})", "grey50"
     return BANDS.get(h["band"], (h["band"], "white"))
 
 

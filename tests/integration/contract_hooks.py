@@ -4,7 +4,8 @@
 * NDJSON: the ingest document describes an ``application/x-ndjson`` body as the array of its
   lines' values; this serializer writes that array one JSON value per line.
 * Event times: ingest refuses a time more than 15 minutes ahead of the clock (a 422 naming
-  the item, documented), a bound that depends on the clock and so cannot be stated in JSON
+  the item, documented), and so does the alerts service a baseline reset's ``effective_at``:
+  a bound that depends on the clock and so cannot be stated in JSON
   Schema. A valid generated time after that bound is moved to an hour ago (nothing else
   is changed), so ``positive_data_acceptance`` holds every schema-valid body to a 202.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import schemathesis
 
-_TIMES = ("decided_at", "reviewed_at")
+_TIMES = ("decided_at", "reviewed_at", "effective_at")  # (effective_at: a baseline reset)
 
 
 @schemathesis.serializer("application/x-ndjson")

@@ -161,6 +161,8 @@ async def test_refusals_say_what_is_wrong(sessions: Sessions) -> None:
             ({"reason": "x", "effective_at": future}, ["body", "effective_at"]),
             ({"reason": "x", "effective_at": "2026-11-02T10:00:00"}, ["body", "effective_at"]),
             ({"reason": "x", "effective_at": 1793613600}, ["body", "effective_at"]),
+            ({"reason": "x", "replace_configured": 0}, ["body", "replace_configured"]),
+            ({"reason": 7}, ["body", "reason"]),
         ):
             r = await c.post(RESET, json=body)
             assert r.status_code == 422, (body, r.text)

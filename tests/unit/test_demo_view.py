@@ -23,7 +23,7 @@ def _queue(qid: str, band: str, score: float | None, **snap: Any) -> dict[str, A
 QUEUES = [
     _queue("trust-spam-en-long-name", "green", 97.0),
     _queue("trust-hate-de", "red", 41.0, accuracy_24h=0.891, ewma=0.14),
-    _queue("trust-new-fr", "insufficient_data", None, baseline_p=None, subgroups_closed=3),
+    _queue("trust-new-fr", "insufficient_data", None, baseline_p=None, phase1_subgroups=3),
     _queue("trust-nudity-es", "amber", 72.0),
 ]
 
