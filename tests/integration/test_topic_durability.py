@@ -70,7 +70,7 @@ async def test_more_replicas_than_brokers_is_a_clear_error(
         await ensure_topics(settings)
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"cannot create topic {topic_prefix}qw.breaches.v1 and 7 more ")
+    assert message.startswith(f"cannot create topic {topic_prefix}qw.baselines.v1 and 8 more ")
     assert f"at {kafka_bootstrap}: QW_KAFKA_REPLICATION_FACTOR=3 needs 3 brokers" in message
     assert "the cluster has 1 " in message
     assert "QW_KAFKA_REPLICATION_FACTOR=1 QW_KAFKA_MIN_INSYNC_REPLICAS=1" in message
