@@ -18,6 +18,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from shared import codec
 from shared.events import (
+    BaselineEvent,
     Breach,
     BreachKind,
     ChartPoint,
@@ -221,7 +222,60 @@ async def case_chart_time_range(sessions: Sessions) -> None:
         assert r.json() == {"queue_id": "r", "points": [], "next": None, "baseline_changes": []}
 
 
+async def case_baseline_requests_and_changes(sessions: Sessions) -> None:
+    """The baselines' audit trail: a second request under an idempotency key finds the first
+    (the unique constraint decides a race), a change stored once however often it comes,
+    the last reset's time (aware UTC), and a reset resolving the chart alerts."""
+
+    def request(request_id: str, key: str | None) -> db.BaselineRequest:
+        return db.BaselineRequest(
+            request_id=request_id, queue_id="b", idempotency_key=key, actor="key 1 (lead)",
+            reason="policy v4", requested_at=NOW, status="pending",
+        )  # fmt: skip
+
+    async with sessions() as s, s.begin():
+        first = await db.add_baseline_request(s, request("r1", "k"))
+        await db.add_baseline_request(s, request("r0", None))
+        await db.add_baseline_request(s, request("r00", None))  # no key: each one is new
+    async with sessions() as s, s.begin():
+        again = await db.add_baseline_request(s, request("r2", "k"))  # the race's loser
+        assert again.request_id == first.request_id == "r1"
+        await db.mark_baseline_request_sent(s, "r1", NOW)
+    async with sessions() as s:
+        rows = await db.baseline_requests(s, "b")
+        assert [(r.request_id, r.status) for r in rows] == [
+            ("r1", "sent"), ("r0", "pending"), ("r00", "pending"),
+        ]  # fmt: skip
+        assert await db.last_reset_at(s, "b") is None
+    async with sessions() as s, s.begin():
+        await db.record_breach(s, make_breach("b", 0), receivers=URLS, now=NOW)
+    reset = BaselineEvent(
+        queue_id="b", epoch=1, event="reset", at=at(3), emitted_at=NOW, request_id="r1",
+        reason="policy v4", actor="key 1 (lead)", phase1_from=at(4),
+    )  # fmt: skip
+    frozen = BaselineEvent(
+        queue_id="b", epoch=0, event="frozen", at=at(1), emitted_at=NOW, baseline_p=0.05,
+        baseline_n=100, baseline_errors=5, subgroups=3, last_subgroup=at(0),
+    )  # fmt: skip
+    async with sessions() as s, s.begin():
+        fresh = await db.record_baseline_changes(s, [reset, frozen, reset], NOW)
+        assert fresh == [reset, frozen]
+        assert await db.record_baseline_changes(s, [reset], NOW) == []
+        ended = await db.resolve_for_reset(s, reset, receivers=URLS, now=NOW)
+        assert [a.rule for a in ended] == ["p_chart_ucl"]
+    async with sessions() as s:
+        assert [(c.epoch, c.event) for c in await db.baseline_changes(s, "b")] == [
+            (0, "frozen"), (1, "reset"),
+        ]  # fmt: skip
+        assert await db.last_reset_at(s, "b") == at(3)
+        assert (await db.last_reset_at(s, "b")).tzinfo is not None  # type: ignore[union-attr]
+        assert await db.firing_alerts(s, "b") == []
+        (incident,) = await db.incidents(s, queue_id="b")
+        assert (incident.status, incident.resolved_by) == ("resolved", "key 1 (lead)")
+
+
 SUBGROUP_CASES = [
+    case_baseline_requests_and_changes,
     case_an_older_revision_never_overwrites_a_newer,
     case_time_range_cursor_and_limit,
     case_a_queue_is_known_by_a_snapshot_or_a_subgroup,

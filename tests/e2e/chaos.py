@@ -3,7 +3,8 @@ the expected output of the pure ``Scorer`` on them, and an exact comparison with
 real worker published on the broker.
 
 The generator makes what upsets a stream processor: duplicates, verdicts before their
-decisions, decisions hours late, verdicts long after their subgroup closed (revisions).
+decisions, decisions hours late, verdicts long after their subgroup closed (revisions),
+and a baseline reset (a control record) of a stable queue in the middle of its input.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from aiokafka.partitioner import murmur2
 
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
-from shared import batches
+from shared import batches, control
 from shared.batches import EventBatch
 from shared.kafka import ensure_topics, group_progress, make_producer
 from shared.settings import KafkaSettings
@@ -51,11 +52,19 @@ class Truth:
     )
 
 
+Msg = EventBatch | control.BaselineReset  # a message of the events topic
+
+
+def encode(msg: Msg) -> bytes:
+    return control.encode(msg) if control.is_control(msg) else batches.encode(msg)  # type: ignore[arg-type]
+
+
 def generate(
     queues: list[str], seed: int, hours: int, per_hour: int
-) -> tuple[list[EventBatch], Truth, int]:
+) -> tuple[list[Msg], Truth, int]:
     """Batches in arrival order, the truth, and the number of events (with duplicates).
-    The first queue drifts (error rate x3) half-way through."""
+    The first queue drifts (error rate x3) half-way through; the last one (when there are
+    several) has its baseline reset two fifths of the way."""
     rng = random.Random(seed)
     truth = Truth()
     arrivals: dict[str, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
@@ -105,7 +114,7 @@ def generate(
                 if rng.random() < 0.03:
                     arrivals[q].append((at.timestamp() + lag + rng.uniform(0, 2 * HOUR), v))
     # ingest's shape: one batch per queue per poll window of 20 simulated minutes
-    out: list[EventBatch] = []
+    out: list[Msg] = []
     n_events = 0
     windows: dict[int, list[EventBatch]] = defaultdict(list)
     for q, items in arrivals.items():
@@ -127,6 +136,12 @@ def generate(
                 )
     for w in sorted(windows):
         out.extend(windows[w])
+    if len(queues) > 1:
+        reset = control.baseline_reset(
+            queues[-1], request_id=f"chaos-{seed}", reason="a policy change",
+            actor="key 0000abcd (chaos)", requested_at=T0.timestamp(),
+        )  # fmt: skip
+        out.insert(len(out) * 2 // 5, reset)
     return out, truth, n_events
 
 
@@ -137,12 +152,14 @@ class Expected:
     points: dict[tuple[str, str], dict[str, Any]]
     breaches: set[str]
     reference: Scorer
+    baselines: set[tuple[str, int, str]] = field(default_factory=set)  # queue, epoch, event
 
 
-def expected(settings: ScorerSettings, msgs: list[EventBatch]) -> Expected:
+def expected(settings: ScorerSettings, msgs: list[Msg]) -> Expected:
     reference = Scorer(settings, {})
     points: dict[tuple[str, str], dict[str, Any]] = {}
     breaches: set[str] = set()
+    changes: set[tuple[str, int, str]] = set()
     for offset, b in enumerate(msgs):
         out = reference.process(b, time.time(), (0, offset))
         reference.commit(b["queue_id"])
@@ -151,22 +168,24 @@ def expected(settings: ScorerSettings, msgs: list[EventBatch]) -> Expected:
                 mode="json"
             )
         breaches |= {br.dedup_key for br in out.breaches}
+        changes |= {(c.queue_id, c.epoch, c.event) for c in out.baselines}
     assert breaches, "the drifted queue must signal"
+    if any(control.is_control(m) for m in msgs):
+        assert any(event == "reset" for _, _, event in changes), "the reset must apply"
     assert any(":cusum_" in k for k in breaches), "the live CUSUMs must signal"
     assert any(p["revision"] > 0 for p in points.values()), "late verdicts must revise"
-    return Expected(points, breaches, reference)
+    return Expected(points, breaches, reference, changes)
 
 
-async def produce(kafka: KafkaSettings, msgs: list[EventBatch]) -> None:
-    """The backlog, on the events topic, keyed by queue as ingest keys it."""
+async def produce(kafka: KafkaSettings, msgs: list[Msg]) -> None:
+    """The backlog, on the events topic, keyed by queue as ingest (and, for a control
+    record, the alerts service) keys it."""
     await ensure_topics(kafka)
     producer = make_producer(kafka, linger_ms=20)
     await producer.start()
     try:
         sent = [
-            await producer.send(
-                kafka.topics.events, batches.encode(b), key=queue_key(b["queue_id"])
-            )
+            await producer.send(kafka.topics.events, encode(b), key=queue_key(b["queue_id"]))
             for b in msgs
         ]
         await asyncio.gather(*sent)
@@ -219,6 +238,7 @@ class Published:
     snapshots: dict[Any, dict[str, Any]]
     points: dict[Any, dict[str, Any]]
     breaches: set[str]
+    baselines: set[tuple[str, int, str]] = field(default_factory=set)
 
 
 async def collect(kafka: KafkaSettings, truth: Truth, queues: list[str]) -> Published:
@@ -239,7 +259,11 @@ async def collect(kafka: KafkaSettings, truth: Truth, queues: list[str]) -> Publ
         await read_topic(kafka.bootstrap, topics.subgroups, expect=10**9, timeout=5), "subgroup"
     )
     breaches = await read_topic(kafka.bootstrap, topics.breaches, expect=10**9, timeout=3)
-    return Published(snaps, points, {b["dedup_key"] for _, b in breaches})
+    changes = await read_topic(kafka.bootstrap, topics.baselines, expect=10**9, timeout=3)
+    return Published(
+        snaps, points, {b["dedup_key"] for _, b in breaches},
+        {(c["queue_id"], c["epoch"], c["event"]) for _, c in changes},
+    )  # fmt: skip
 
 
 def compare(
@@ -267,6 +291,7 @@ def compare(
         lost += max(0, t[0] - point["n"])
         doubled += max(0, point["n"] - t[0])
     assert got.breaches == exp.breaches, context
+    assert got.baselines == exp.baselines, context
     return lost, doubled
 
 
@@ -316,7 +341,7 @@ async def partition_progress(kafka: KafkaSettings) -> dict[int, tuple[int, int]]
 
 
 async def produce_paced(
-    kafka: KafkaSettings, msgs: list[EventBatch], per_second: float, release: asyncio.Event
+    kafka: KafkaSettings, msgs: list[Msg], per_second: float, release: asyncio.Event
 ) -> None:
     """The batches on the events topic in order, as a live stream of ``per_second`` a
     second; once ``release`` is set, the rest at once. The topics must exist (``produce``)."""
@@ -331,9 +356,7 @@ async def produce_paced(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(release.wait(), wait)
             sent.append(
-                await producer.send(
-                    kafka.topics.events, batches.encode(b), key=queue_key(b["queue_id"])
-                )
+                await producer.send(kafka.topics.events, encode(b), key=queue_key(b["queue_id"]))
             )
         await asyncio.gather(*sent)
     finally:
