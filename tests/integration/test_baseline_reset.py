@@ -3,13 +3,17 @@ the alerts service (its own processes, SQLite). An operator with an ``admin`` ke
 new Phase I over the API; the control record reaches the scorer on the queue's partition;
 the queue shows ``learning``, the audit trail lists who, when and why, the chart marks the
 change, the metrics say it, and once the queue has learnt, the new baseline is published.
-Also: the refusals (401, 403, 404, 409, 422), a retried request applied once, and a
-malformed control record on the input topic dead-lettered with its reason."""
+Also: the refusals (401, 403, 404, 409, 422), a retried request applied once, the CLI
+(``qwatch baseline list|reset``), and a malformed control record on the input topic
+dead-lettered with its reason."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -180,6 +184,35 @@ async def test_a_reset_through_the_api_starts_a_new_phase_one_in_the_scorer(
             # no chart alarmed on the new normal; the target rule went on: 80% < 90%
             rules = {a["rule"] for a in (await c.get("/v1/alerts")).json() if a["queue_id"] == "q"}
             assert rules == {"accuracy_24h_below_target"}
+
+        # the CLI: the trail, and a configured baseline reset only when asked to
+        def qwatch(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "services.cli", "baseline", *args, "--api", base],
+                env={**os.environ, "QW_API_KEY": admin}, capture_output=True, text=True,
+                timeout=60, check=False,
+            )  # fmt: skip
+
+        listed = qwatch("list", "q")
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()
+        assert lines[0].startswith("*  1 frozen"), lines
+        assert "policy spam.v4" in lines[0], lines
+        assert lines[1].startswith("   0 frozen"), lines
+        refused = qwatch("reset", "std", "--reason", "contract renegotiated")
+        assert refused.returncode == 1
+        assert "409" in refused.stderr
+        assert "replace_configured" in refused.stderr
+        done = qwatch("reset", "std", "--reason", "contract renegotiated", "--replace-configured")
+        assert done.returncode == 0, done.stderr
+        assert f"asked by key {admin_key.id} (ops lead)" in done.stdout
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+
+            async def std_learning() -> bool:
+                r = await c.get("/v1/queues/std/health")
+                return bool(r.json()["snapshot"]["baseline_epoch"] == 1)
+
+            await until("std reset through the CLI", std_learning, services)
 
         # a malformed control record on the input topic: dead-lettered with its reason
         await producer.send_and_wait(
