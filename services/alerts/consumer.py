@@ -28,13 +28,12 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import Gauge
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
 from services.alerts.health import health
-from services.alerts.metrics import Metrics
+from services.alerts.metrics import Metrics, QueueFamily
 from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView
 from shared import codec
@@ -120,7 +119,7 @@ def export_snapshot(
     m.health_score.labels(q).set(float("nan") if h.score is None else h.score)
 
 
-def _set_or_remove(gauge: Gauge, queue: str, value: float | None) -> None:
+def _set_or_remove(gauge: QueueFamily, queue: str, value: float | None) -> None:
     if value is not None:
         gauge.labels(queue).set(value)
     else:
