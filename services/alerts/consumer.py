@@ -61,22 +61,20 @@ def decode(model: type[Message], value: bytes | None) -> Message:
     if value is None:
         raise ValueError("no value (a tombstone)")
     msg = model.model_validate(codec.loads(value))
-    if isinstance(msg, SubgroupPoint):
+    # what becomes a key of a row: the queue id, a time, a 32-bit number
+    if isinstance(msg, SubgroupPoint | BaselineEvent):
         if not QUEUE_ID_RE.fullmatch(msg.queue_id):
             raise ValueError(f"queue_id {msg.queue_id!r} does not match QUEUE_ID_PATTERN")
-        if msg.start.utcoffset() is None:
-            raise ValueError("start must carry a time zone")
-        if msg.revision > _MAX_REVISION:
-            raise ValueError(f"revision {msg.revision} exceeds {_MAX_REVISION}")
+        (name, when), (counter, number) = (
+            (("start", msg.start), ("revision", msg.revision)) if isinstance(msg, SubgroupPoint)
+            else (("at", msg.at), ("epoch", msg.epoch))
+        )  # fmt: skip
+        if when.utcoffset() is None:
+            raise ValueError(f"{name} must carry a time zone")
+        if number > _MAX_REVISION:
+            raise ValueError(f"{counter} {number} exceeds {_MAX_REVISION}")
     elif isinstance(msg, Breach) and msg.subgroup_start and msg.subgroup_start.utcoffset() is None:
         raise ValueError("subgroup_start must carry a time zone")
-    elif isinstance(msg, BaselineEvent):
-        if not QUEUE_ID_RE.fullmatch(msg.queue_id):
-            raise ValueError(f"queue_id {msg.queue_id!r} does not match QUEUE_ID_PATTERN")
-        if msg.at.utcoffset() is None:
-            raise ValueError("at must carry a time zone")
-        if msg.epoch > _MAX_REVISION:
-            raise ValueError(f"epoch {msg.epoch} exceeds {_MAX_REVISION}")
     return msg
 
 

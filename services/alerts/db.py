@@ -580,15 +580,34 @@ async def resolve_recovered(
         )
     ).all()
     resolved = [a for a in firing if recovered(a.kind, a.subgroup_start, snap)]
+    await _resolve(session, resolved, receivers=receivers, now=now, actor=SYSTEM,
+                   note="every signal back in control")  # fmt: skip
+    return resolved
+
+
+async def _resolve(
+    session: AsyncSession,
+    alerts: Iterable[Alert],
+    *,
+    receivers: list[str],
+    now: datetime,
+    actor: str,
+    note: str,
+    note_open: bool = False,
+) -> None:
+    """Resolve these open alerts, and each incident of theirs that has nothing else open
+    (under ``actor``, with ``note``); ``note_open``: an incident left open gets the note in
+    its trail."""
+    alerts = list(alerts)
     incidents: set[int] = set()
-    for alert in resolved:
+    for alert in alerts:
         alert.status = "resolved"
         alert.resolved_at = now
         if alert.incident_id is not None:
             incidents.add(alert.incident_id)
         elif not alert.suppressed:  # recorded before incidents: resolves on its own
             await _enqueue(session, alert, "resolved", receivers, now)
-    if resolved:
+    if alerts:
         await session.flush()
     for incident_id in sorted(incidents):
         still_open = await session.scalar(
@@ -597,9 +616,12 @@ async def resolve_recovered(
             .limit(1)
         )
         if still_open is None:
-            await _close_incident(session, incident_id, receivers=receivers, now=now,
-                                  actor=SYSTEM, note="every signal back in control")  # fmt: skip
-    return resolved
+            await _close_incident(
+                session, incident_id, receivers=receivers, now=now, actor=actor, note=note
+            )
+        elif note_open:
+            session.add(IncidentEvent(incident_id=incident_id, at=now, action="note",
+                                      actor=actor, note=note))  # fmt: skip
 
 
 async def _close_incident(
@@ -1169,32 +1191,11 @@ async def resolve_for_reset(
     reset's actor."""
     actor = reset.actor or SYSTEM
     note = f"baseline reset (epoch {reset.epoch}): {reset.reason or ''}".strip()[:2000]
-    alerts = (await session.scalars(
+    alerts = list((await session.scalars(
         select(Alert).where(
             Alert.queue_id == reset.queue_id, Alert.status.in_(OPEN), Alert.kind == "spc"
         ).order_by(Alert.id)
-    )).all()  # fmt: skip
-    incidents: set[int] = set()
-    for alert in alerts:
-        alert.status = "resolved"
-        alert.resolved_at = now
-        if alert.incident_id is not None:
-            incidents.add(alert.incident_id)
-        elif not alert.suppressed:
-            await _enqueue(session, alert, "resolved", receivers, now)
-    if alerts:
-        await session.flush()
-    for incident_id in sorted(incidents):
-        still_open = await session.scalar(
-            select(Alert.id)
-            .where(Alert.incident_id == incident_id, Alert.status.in_(OPEN))
-            .limit(1)
-        )
-        if still_open is None:
-            await _close_incident(
-                session, incident_id, receivers=receivers, now=now, actor=actor, note=note
-            )
-        else:
-            session.add(IncidentEvent(incident_id=incident_id, at=now, action="note",
-                                      actor=actor, note=note))  # fmt: skip
-    return list(alerts)
+    )).all())  # fmt: skip
+    await _resolve(session, alerts, receivers=receivers, now=now, actor=actor, note=note,
+                   note_open=True)  # fmt: skip
+    return alerts
