@@ -18,7 +18,8 @@
 #
 # Environment:
 #   QW_KAFKA_PORT             client listener, 127.0.0.1 only (default 9092)
-#   QW_KAFKA_CONTROLLER_PORT  KRaft controller listener, 127.0.0.1 only (default 9093)
+#   QW_KAFKA_CONTROLLER_PORT  KRaft controller listener, 127.0.0.1 only (default 9095: not
+#                             Alertmanager's 9093 nor its cluster port 9094)
 #   QW_STATE_DIR              state root (default <repo>/var, gitignored); the broker uses
 #                             $QW_STATE_DIR/kafka/{data,logs,kafka.pid,server.properties,...}
 #   QW_KAFKA_VERSION          org.apache.kafka:kafka_2.13 version (default: pinned in pom.xml)
@@ -47,7 +48,7 @@ pinned_version() {
 
 KAFKA_VERSION=${QW_KAFKA_VERSION:-$(pinned_version)}
 KAFKA_PORT=${QW_KAFKA_PORT:-9092}
-CONTROLLER_PORT=${QW_KAFKA_CONTROLLER_PORT:-9093}
+CONTROLLER_PORT=${QW_KAFKA_CONTROLLER_PORT:-9095}
 STATE_DIR=${QW_STATE_DIR:-$REPO_ROOT/var}
 [[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"  # the pid lookup matches this path
 NUM_PARTITIONS=${QW_KAFKA_NUM_PARTITIONS:-8}

@@ -7,7 +7,9 @@ Opsgenie, webhooks). See docs/operations.md for the labels and a routing tree.
 What is pushed comes from the incident and alert tables the consumer keeps
 (services/alerts/db.py), read only: every alert that paged (not suppressed) of an open
 incident, with ``endsAt`` a few resend intervals ahead, and of every incident resolved within
-that horizon, with ``endsAt`` = the incident's resolution time. An incident is one queue's
+that horizon, with ``endsAt`` = the incident's resolution time plus a hold
+(``alertmanager_resolve_hold_s``: the pushed alert inhibits Prometheus' rule on the same
+signals until Prometheus has seen them end). An incident is one queue's
 trouble: its alerts are its detectors' signals, and they end together. The whole set goes to each Alertmanager whenever it changed, and at least
 every ``QW_ALERTS_ALERTMANAGER_RESEND_S`` otherwise, so:
 
@@ -134,7 +136,9 @@ def to_alertmanager(
         if others:
             annotations["summary"] += f"; also {', '.join(others)}"
     if status == "resolved" and resolved_at is not None:
-        ends = resolved_at
+        # still active for the hold, so that it inhibits Prometheus' rule on the same
+        # alerts (QueueSPCBreachFiring) until that has seen qw_alerts_firing drop
+        ends = resolved_at + timedelta(seconds=settings.alertmanager_resolve_hold_s)
     else:
         ends = now + timedelta(seconds=EXPIRY_RESENDS * settings.alertmanager_resend_s)
     return {
@@ -210,7 +214,8 @@ class AlertmanagerPusher:
     async def push_once(self) -> int:
         """One round; returns to how many Alertmanagers the set was pushed successfully."""
         now = datetime.now(UTC)
-        horizon = EXPIRY_RESENDS * self.settings.alertmanager_resend_s
+        s = self.settings
+        horizon = EXPIRY_RESENDS * s.alertmanager_resend_s + s.alertmanager_resolve_hold_s
         async with self.sessions() as session:
             alerts = await alerts_to_push(session, now, horizon)
         state = frozenset(

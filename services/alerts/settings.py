@@ -120,6 +120,16 @@ class AlertsSettings(BaseSettings):
         "this later (endsAt), so Alertmanager keeps them while pushes keep coming and resolves "
         "them on its own if no replica pushes for that long",
     )
+    alertmanager_resolve_hold_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=900,
+        description="a resolved incident's alert stays active in Alertmanager this long (0-900 s; "
+        "endsAt = resolution + this), so that it still inhibits Prometheus' QueueSPCBreachFiring "
+        "on the same signals until Prometheus has scraped qw_alerts_firing dropping and "
+        "evaluated its rule (scrape + evaluation interval, 15 s each in the shipped "
+        "prometheus.yml); without it the inhibition lifts first and the rule pages again",
+    )
     alertmanager_poll_s: float = Field(
         default=2.0,
         ge=0.2,

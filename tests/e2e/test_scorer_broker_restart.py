@@ -57,7 +57,7 @@ from tests.integration.kafka_helpers import wait_for_progress
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
-# Not the shared test broker's 19092/19093 nor the demo's 9092/9093; below the ephemeral
+# Not the shared test broker's 19092/19093 nor the demo's 9092/9095; below the ephemeral
 # range, so no outgoing connection takes them while the broker is down.
 PORT = int(os.environ.get("QW_TEST_RESTART_KAFKA_PORT", "29092"))
 CONTROLLER_PORT = int(os.environ.get("QW_TEST_RESTART_KAFKA_CONTROLLER_PORT", "29093"))

@@ -108,6 +108,13 @@ def test_a_pushed_alert_has_routing_labels_and_times() -> None:
     resolved = to_alertmanager(
         _alert(status="resolved", resolved_at=NOW + timedelta(minutes=3)), s, now=NOW
     )
-    assert resolved["endsAt"] == "2026-11-02T12:03:00Z"
+    # active for the hold after the resolution (QW_ALERTS_ALERTMANAGER_RESOLVE_HOLD_S, 60 s),
+    # so it inhibits Prometheus' rule on the same signals until that rule has resolved
+    assert resolved["endsAt"] == "2026-11-02T12:04:00Z"
+    s0 = s.model_copy(update={"alertmanager_resolve_hold_s": 0.0})
+    at_once = to_alertmanager(
+        _alert(status="resolved", resolved_at=NOW + timedelta(minutes=3)), s0, now=NOW
+    )
+    assert at_once["endsAt"] == "2026-11-02T12:03:00Z"
     unknown = to_alertmanager(_alert(kind="new_kind"), s, now=NOW)
     assert unknown["labels"]["alertname"] == "QualityWatchBreach"
