@@ -94,6 +94,14 @@ def demo(
         str, typer.Option(help="the site that drifts; 'all' for the whole queue")
     ] = "dublin",
     keep_kafka: Annotated[bool, typer.Option(help="leave a broker we started running")] = False,
+    alertmanager: Annotated[
+        bool,
+        typer.Option(
+            help="also run the real Prometheus and Alertmanager (Debian's packages; the "
+            "shipped rules and routing tree, every receiver a webhook to the demo) on "
+            "127.0.0.1:9090 and :9093"
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline locally with simulated traffic and a drift."""
     from services.demo.orchestrator import DemoOptions, local_kafka, run_demo
@@ -105,7 +113,7 @@ def demo(
         _broker_answers(local_kafka())
     opts = DemoOptions(
         hours=hours, speed=speed, seed=seed, drift_queue=drift_queue, drift_at_h=drift_at,
-        drift_delta=drift_delta, keep_kafka=keep_kafka,
+        drift_delta=drift_delta, keep_kafka=keep_kafka, alertmanager=alertmanager,
         drift_site=None if drift_site == "all" else drift_site,
     )  # fmt: skip
     try:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from services.alerts.webhook_policy import generate_secret
+from services.demo import monitoring
 from services.demo.receiver import Inbox
 from services.simulator.model import Drift, SimConfig, queue_profiles
 from services.simulator.run import SimProgress, play
@@ -77,6 +79,8 @@ class DemoOptions:
     alerts_port: int = 8002
     receiver_port: int = 8099
     keep_kafka: bool = False
+    # the real Prometheus and Alertmanager too (services/demo/monitoring.py)
+    alertmanager: bool = False
 
 
 def local_kafka(**values: Any) -> KafkaSettings:
@@ -363,9 +367,43 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         if plain:
             console.print(f"alert: {line}", highlight=False)
 
-    inbox = Inbox(secret=secret, on_alert=on_alert)
+    def on_notification(receiver_name: str, a: dict[str, Any]) -> None:
+        labels = a.get("labels") or {}
+        status = str(a.get("status", "?"))
+        colour = "red" if status == "firing" else "green"
+        shown = " ".join(
+            f"{k}={labels[k]}" for k in ("queue", "team", "site", "rule", "severity") if k in labels
+        )
+        line = (
+            f"[{colour}]{status.upper():8}[/] {datetime.now():%H:%M:%S} Alertmanager -> "
+            f"[bold]{receiver_name}[/]: {labels.get('alertname', '?')} {shown}"
+        )
+        alerts.append(line)
+        if plain:
+            console.print(f"alertmanager: {line}", highlight=False)
+
+    inbox = Inbox(secret=secret, on_alert=on_alert, on_notification=on_notification)
     receiver = http_server(inbox.app(), "127.0.0.1", opts.receiver_port)
     receiver_task = asyncio.create_task(receiver.serve())
+    stack: monitoring.Stack | None = None
+    if opts.alertmanager:
+        stack = monitoring.Stack(run_dir, f"http://127.0.0.1:{opts.receiver_port}/alertmanager")
+        console.print("starting Prometheus and Alertmanager (deploy/local/*.sh)...")
+        try:
+            await asyncio.to_thread(stack.start)
+        except subprocess.CalledProcessError as exc:
+            receiver.should_exit = True
+            await receiver_task
+            await asyncio.to_thread(stack.stop)
+            console.print(f"[red]could not start {Path(exc.cmd[1]).name}:[/] {exc.stderr.strip()}")
+            if started_kafka:
+                await asyncio.to_thread(kafka_script, "stop")
+            return 2
+        env = {**env, **stack.service_env()}
+        console.print(
+            f"Alertmanager {stack.alertmanager_url} (the shipped routing tree, every receiver "
+            f"a webhook to this demo)   Prometheus {stack.prometheus_url}"
+        )
     services = Services(env, run_dir / "logs")
     profiles = queue_profiles(SimConfig(seed=opts.seed, queues=opts.queues))
     drift = Drift(
@@ -466,10 +504,22 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             f"queue {drift.queue_id}{where}, {len(fired) - len(on_drift)} on the "
             f"{len(profiles) - 1} stable ones."
         )
+        if stack is not None:
+            by = Counter(
+                f"{r} {a.get('labels', {}).get('alertname', '?')}"
+                for r, a in inbox.notifications
+                if a.get("status") == "firing"
+            )
+            console.print(
+                f"Alertmanager notified {sum(by.values())} firing alert(s): "
+                + (", ".join(f"{k} x{n}" for k, n in sorted(by.items())) or "none")
+            )
         return 0
     finally:
         console.print("stopping services...")
         services.stop()
+        if stack is not None:
+            await asyncio.to_thread(stack.stop)
         receiver.should_exit = True
         await receiver_task
         with contextlib.suppress(Exception):  # the broker may be gone: nothing to free then

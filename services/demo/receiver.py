@@ -27,6 +27,9 @@ class Inbox:
     seen_keys: set[str] = field(default_factory=set)
     # another verifier (the tests pass the standardwebhooks package's); default ours
     verifier: Verifier | None = None
+    # Alertmanager's notifications (``qwatch demo --alertmanager``): (receiver, alert) each
+    notifications: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    on_notification: Callable[[str, dict[str, Any]], None] | None = None
 
     def app(self) -> FastAPI:
         app = FastAPI(title="webhook receiver")
@@ -54,6 +57,21 @@ class Inbox:
             self.received.append(payload)
             if self.on_alert is not None:
                 self.on_alert(payload)
+            return json_response({"status": "ok"}, status_code=200)
+
+        @app.post("/alertmanager/{receiver}")
+        async def alertmanager(receiver: str, request: Request) -> Response:
+            """Alertmanager's webhook (unsigned: it is the demo's own, on loopback), one
+            notification of a group; each alert in it is kept and handed on."""
+            payload = codec.loads(await request.body())
+            alerts = payload.get("alerts") if isinstance(payload, dict) else None
+            if not isinstance(alerts, list):
+                return json_response({"detail": "not an Alertmanager notification"}, 422)
+            for alert in alerts:
+                if isinstance(alert, dict):
+                    self.notifications.append((receiver, alert))
+                    if self.on_notification is not None:
+                        self.on_notification(receiver, alert)
             return json_response({"status": "ok"}, status_code=200)
 
         return app

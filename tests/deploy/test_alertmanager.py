@@ -219,3 +219,40 @@ def test_every_pushed_alertname_has_a_runbook_section() -> None:
     text = OPERATIONS_DOC.read_text(encoding="utf-8")
     for name in [*ALERTNAMES.values(), FALLBACK_ALERTNAME]:
         assert f'<a id="{name.lower()}"></a>' in text, name
+
+
+@pytest.mark.prometheus
+def test_the_demos_alertmanager_runs_the_shipped_tree_with_webhooks(tmp_path: Path) -> None:
+    """``qwatch demo --alertmanager``: the shipped routes, inhibitions and intervals, every
+    receiver a webhook to the demo's receiver under its own name; amtool accepts it and
+    routes as the shipped file does."""
+    from services.demo.monitoring import demo_config
+
+    shipped = _config()
+    config = demo_config("http://127.0.0.1:8099/alertmanager")
+    assert config["inhibit_rules"] == shipped["inhibit_rules"]
+    assert config["time_intervals"] == shipped["time_intervals"]
+    assert [r.get("matchers") for r in config["route"]["routes"]] == [
+        r.get("matchers") for r in shipped["route"]["routes"]
+    ]
+    assert {r["name"] for r in config["receivers"]} == {r["name"] for r in shipped["receivers"]}
+    for r in config["receivers"]:
+        assert r["webhook_configs"] == [
+            {"url": f"http://127.0.0.1:8099/alertmanager/{r['name']}", "send_resolved": True}
+        ]
+        assert set(r) == {"name", "webhook_configs"}
+    path = tmp_path / "alertmanager.yml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    check = subprocess.run(
+        [_amtool(), "check-config", str(path)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    routed = subprocess.run(
+        [_amtool(), "config", "routes", "test", f"--config.file={path}",
+         "service=qualitywatch", "team=trust-spam", "severity=critical"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert routed.stdout.strip() == "automation-webhook,trust-spam-pager,trust-spam-slack"
