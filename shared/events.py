@@ -208,6 +208,21 @@ class SubgroupStatus(StrEnum):
     LEARNING_SKIPPED = "learning_skipped"
 
 
+class SiteCounts(BaseModel):
+    """One site's share of a subgroup: its decisions and their random-sample verdicts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decisions: int = Field(ge=0)
+    n: int = Field(ge=0, description="random-sample verdicts")
+    errors: int = Field(ge=0)
+
+
+# the key of the sites a queue does not count by name (QW_SCORER_SITES_PER_QUEUE): outside
+# the key-id grammar, so never a real site's id
+OTHER_SITES = "(other)"
+
+
 class SubgroupPoint(BaseModel):
     """One closed subgroup of a queue, published on ``qw.subgroups.v1`` when it closes and
     again, as a new ``revision``, each time late verdicts change its counts.
@@ -244,6 +259,24 @@ class SubgroupPoint(BaseModel):
     original_errors: int = Field(ge=0)
     as_of: datetime  # the queue's watermark (event time) when this revision was made
     emitted_at: datetime  # wall time
+    sites: dict[str, SiteCounts] = Field(
+        default_factory=dict,
+        description="per site (`(other)`: the sites past the per-queue bound); they add up "
+        "to `decisions`, `n` and `errors`. Empty in records made before per-site counts",
+    )
+
+
+class SiteWindows(BaseModel):
+    """One site of a queue over the snapshot's 24 h and 7 d windows (the queue's own)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decisions_24h: int = Field(ge=0)
+    n_24h: int = Field(ge=0, description="random-sample verdicts")
+    errors_24h: int = Field(ge=0)
+    decisions_7d: int = Field(ge=0)
+    n_7d: int = Field(ge=0)
+    errors_7d: int = Field(ge=0)
 
 
 class CusumInfo(BaseModel):
@@ -352,6 +385,9 @@ class QualitySnapshot(BaseModel):
     phase1_subgroups: int = 0  # subgroups taken into the Phase I (under way, or frozen from)
     phase1_length: int | None = None  # subgroups a Phase I takes (QW_SCORER_PHASE1_SUBGROUPS)
     last_reset: BaselineEvent | None = None
+    # the sites with decisions or verdicts in the last 7 d, by id (`(other)`: those past the
+    # per-queue bound); each window adds up to the queue's n_24h and n_7d
+    sites: dict[str, SiteWindows] = Field(default_factory=dict)
 
 
 CauseDimension = Literal["site", "policy", "tenure", "severity", "site_policy"]

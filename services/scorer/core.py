@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from services.scorer import causes
+from services.scorer import causes, sites
 from services.scorer import cusum as live
 from services.scorer.chunks import ChunkStore, Record
 from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
@@ -44,6 +44,8 @@ from shared.events import (
     Outcome,
     QualitySnapshot,
     SampleType,
+    SiteCounts,
+    SiteWindows,
     SubgroupPoint,
     SubgroupStatus,
 )
@@ -511,6 +513,7 @@ class Scorer:
             start = int(t // period) * period
             bucket = st.buckets.setdefault(start, Bucket())
             bucket.decisions += 1
+            sites.count(st, bucket, str(rec[1]), self.s.sites_per_queue, decisions=1)
             if start <= st.closed_through and bucket.rev >= 0:
                 revised.add(start)  # a late decision: the published subgroup is republished
             for verdict_id, p in self._pending.release(st.queue_id, decision_id):
@@ -553,6 +556,8 @@ class Scorer:
             bucket.e += 1
             et = verdict[2] or "unknown"
             bucket.errors_by_type[et] = bucket.errors_by_type.get(et, 0) + 1
+        site = str(decision[1])
+        sites.count(st, bucket, site, self.s.sites_per_queue, n=1, errors=int(incorrect))
         if start + causes.KEEP_SECONDS > st.watermark:
             # (a decision record written before root cause has no tenure band)
             tenure = decision[5] if len(decision) > 5 else "unknown"
@@ -832,6 +837,7 @@ class Scorer:
             ucl=ucl, ewma=ewma[0], ewma_ucl=ewma[1], signals=signals or [],
             baseline_p=st.baseline_p, baseline_n=st.baseline_n, original_n=b.n0,
             original_errors=b.e0, as_of=_dt(st.watermark), emitted_at=_dt(wall),
+            sites={k: SiteCounts(decisions=d, n=n, errors=e) for k, (d, n, e) in b.sites.items()},
         )  # fmt: skip
         out.points.append(point)
         self._publish(
@@ -954,13 +960,29 @@ class Scorer:
 
     # -- windows and housekeeping -------------------------------------------------------------
     def _window(self, st: QueueState, seconds: int) -> tuple[int, int]:
-        lo = st.watermark - seconds
         n = e = 0
-        for start, b in st.buckets.items():
-            if start + self.s.subgroup_seconds > lo:
-                n += b.n
-                e += b.e
+        for b in self._in_window(st, seconds):
+            n += b.n
+            e += b.e
         return n, e
+
+    def _in_window(self, st: QueueState, seconds: int) -> list[Bucket]:
+        """The buckets of the last ``seconds`` of event time (the accuracy windows)."""
+        lo = st.watermark - seconds
+        return [b for start, b in st.buckets.items() if start + self.s.subgroup_seconds > lo]
+
+    def _site_windows(self, st: QueueState) -> dict[str, SiteWindows]:
+        """Per site, the 24 h and 7 d counts (sites with none in 7 d are left out)."""
+        day = sites.window(self._in_window(st, WINDOWS["24h"]))
+        week = sites.window(self._in_window(st, WINDOWS["7d"]))
+        out = {}
+        for site, (d, n, e) in sorted(week.items()):
+            if d or n:
+                d1, n1, e1 = day.get(site, (0, 0, 0))
+                out[site] = SiteWindows(
+                    decisions_24h=d1, n_24h=n1, errors_24h=e1, decisions_7d=d, n_7d=n, errors_7d=e
+                )
+        return out
 
     def _expire(self, st: QueueState) -> None:
         keep_from = (
@@ -968,6 +990,7 @@ class Scorer:
         )
         for start in [s for s in st.buckets if s < keep_from and s <= st.closed_through]:
             del st.buckets[start]
+            sites.forget_expired(st)
         slices_from = st.watermark - causes.KEEP_SECONDS - self.s.subgroup_seconds
         for start, b in st.buckets.items():
             if b.slices and start < slices_from:
@@ -1038,6 +1061,7 @@ class Scorer:
                 BaselineEvent.model_validate({**st.last_reset, "emitted_at": _dt(wall)})
                 if st.last_reset else None
             ),
+            sites=self._site_windows(st),
         )  # fmt: skip
 
 

@@ -83,6 +83,14 @@ class ScorerSettings(BaseSettings):
         "the budget is split by this; too low spends more than the budget, too high makes "
         "the CUSUMs slower than they could be",
     )
+    sites_per_queue: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="sites a queue counts by name in its subgroups and snapshots (per-site "
+        "accuracy); the counts of any further site are summed as `(other)` until a named site "
+        "has had no decision or verdict in the retained week",
+    )
     decision_ttl_seconds: int = Field(
         description="how long decisions (for the join) and counted verdict ids are kept",
         default=7 * 86400,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.scorer.cusum import LiveCusum
+from services.scorer.sites import OTHER
 from shared.events import ChartPoint
 
 STATE_VERSION = 3  # 3: chunk keys with zero-padded hours, in RocksDB
@@ -42,6 +43,8 @@ class Bucket:
     # the random verdicts by slice, for root cause (services/scorer/causes.py): kept for
     # the last day's buckets only
     slices: dict[str, list[Any]] = field(default_factory=dict)
+    # per site: [decisions, n, errors], adding up to the bucket's (services/scorer/sites.py)
+    sites: dict[str, list[int]] = field(default_factory=dict)
 
     def to_list(self) -> list[Any]:
         # copies of the mutable parts: the record written must not change with the live
@@ -50,6 +53,7 @@ class Bucket:
         return [
             self.n, self.e, self.decisions, self.other, self.late, dict(self.errors_by_type),
             self.rev, self.n0, self.e0, self.status, slices,
+            {k: list(c) for k, c in self.sites.items()},
         ]  # fmt: skip
 
     @classmethod
@@ -58,9 +62,15 @@ class Bucket:
         slices = (
             {k: [int(x[0]), int(x[1]), dict(x[2])] for k, x in v[10].items()} if len(v) > 10 else {}
         )
+        if len(v) > 11:
+            sites = {k: [int(x[0]), int(x[1]), int(x[2])] for k, x in v[11].items()}
+        elif v[0] or v[2]:  # written before per-site counts: its totals are "other" sites
+            sites = {OTHER: [int(v[2]), int(v[0]), int(v[1])]}
+        else:
+            sites = {}
         return cls(
             int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), dict(v[5]),
-            int(v[6]), int(v[7]), int(v[8]), str(v[9]), slices,
+            int(v[6]), int(v[7]), int(v[8]), str(v[9]), slices, sites,
         )  # fmt: skip
 
 
@@ -118,6 +128,8 @@ class QueueState:
     phase1_from: int | None = None
     last_reset: dict[str, Any] | None = None
     reset_ids: list[str] = field(default_factory=list)
+    # not stored: the sites named in the buckets, rebuilt from them (services/scorer/sites.py)
+    site_names: set[str] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,7 @@ from tests.factories import T0, decision, verdict
 
 H = timedelta(hours=1)
 QUEUES = ("qa", "qb")
+SITES = ("dublin", "manila", "austin")
 
 
 class LoggedTable(MutableMapping[str, Any]):
@@ -76,14 +77,15 @@ def settings() -> ScorerSettings:
         subgroup_seconds=3600, grace_seconds=3600, phase1_subgroups=3, min_subgroup_n=4,
         snapshot_interval_s=0.0, decision_ttl_seconds=5 * 3600, pending_ttl_seconds=4 * 3600,
         pending_max=40, baseline_p={"qb": 0.1}, false_alarms_per_day=1000.0, expected_queues=1,
+        sites_per_queue=2,
     )  # fmt: skip
 
 
 def traffic(seed: int) -> list[EventBatch | control.BaselineReset]:
     """Two queues over ~12 hours: verdicts before and long after their decisions,
     duplicates, orphans that expire, late verdicts that revise closed subgroups, a drift
-    that makes the charts signal, and a baseline reset (sent twice) that makes one queue
-    learn a new baseline."""
+    that makes the charts signal, a baseline reset (sent twice) that makes one queue learn a
+    new baseline, and three sites for two named ones."""
     rng = random.Random(seed)
     items: list[dict[str, Any]] = []
     for hour in range(12):
@@ -92,7 +94,8 @@ def traffic(seed: int) -> list[EventBatch | control.BaselineReset]:
             for i in range(8):
                 k = f"{q}-{hour}-{i}"
                 at = T0 + hour * H + timedelta(minutes=rng.uniform(0, 59))
-                items.append(decision(k, q, at))
+                # three sites, one past the bound of two named sites: summed as "(other)"
+                items.append(decision(k, q, at, site_id=SITES[i % 3]))
                 lag = H * rng.choice([0.2, 0.5, 1, 2.5, 3.5])  # some arrive after the close
                 items.append(verdict(k, q, at + lag, correct=rng.random() >= rate))
                 if rng.random() < 0.1:
@@ -203,6 +206,14 @@ def test_every_crash_point_replays_to_the_uninterrupted_result(seed: int) -> Non
     )
     assert changes == [("qa", 0, "frozen"), ("qb", 1, "frozen"), ("qb", 1, "reset")], changes
     assert any(codec.loads(v)["revision"] > 0 for k, _, v in published if k == "subgroup")
+    # the per-site counts are replayed too: in each queue two sites by name (its first two),
+    # the third summed as "(other)"
+    points = [codec.loads(v) for k, _, v in published if k == "subgroup"]
+    for q in QUEUES:
+        named = {s for p in points if p["queue_id"] == q for s in p["sites"]}
+        assert len(named) == 3, named
+        assert "(other)" in named, named
+        assert named < {*SITES, "(other)"}, named
     assert expected["qa:pending"] + expected["qb:pending"] > 0
     assert any(reference.state(q).expired_pending for q in QUEUES)
 
