@@ -7,14 +7,19 @@ time. Each service has its own settings class that nests these.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.ids import is_key_id
 from shared.topics import Topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SITE_TARGETS_MAX = 10_000
+# where a site's accuracy target comes from: QW_SITE_TARGETS by queue and site, by site, or
+# the queue's own target
+TargetSource = Literal["queue_site", "site", "queue"]
 
 
 def default_state_dir() -> Path:
@@ -114,6 +119,45 @@ class QualitySettings(BaseSettings):
         description="confidence of the Wilson bound compared with the target: a queue is "
         "below target when the upper bound of its 24h accuracy is",
     )
+
+    site_targets: dict[str, float] = Field(
+        default_factory=dict,
+        description="accuracy targets of partner sites (contracts), a JSON map: `site` for "
+        "that site in every queue, `queue/site` for one queue's site (it wins), e.g. "
+        '`{"manila": 0.92, "hate-en/manila": 0.95}`; a site not named has the queue\'s target '
+        f"(QW_ACCURACY_TARGET). Ids in the key-id grammar; targets in (0, 1); at most "
+        f"{SITE_TARGETS_MAX}. The health API reports each site against its target",
+    )
+
+    @field_validator("site_targets", mode="before")
+    @classmethod
+    def _site_targets_are_valid(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic refuses it as not a map
+        if len(value) > SITE_TARGETS_MAX:
+            raise ValueError(f"{len(value)} site targets, at most {SITE_TARGETS_MAX}")
+        for key, target in value.items():
+            queue, slash, site = str(key).rpartition("/")
+            if not is_key_id(site) or (slash and not is_key_id(queue)):
+                raise ValueError(
+                    f"key {str(key)[:200]!r}: expected `site` or `queue/site`, each a key id "
+                    "(an ASCII letter or digit, then letters, digits, `._:-`; 1-128)"
+                )
+            if isinstance(target, bool) or not isinstance(target, int | float):
+                raise ValueError(f"{key!r}: the target must be a number, not {target!r}")
+            if not 0 < target < 1:
+                raise ValueError(f"{key!r}: the target {target!r} must be in (0, 1), e.g. 0.95")
+        return value
+
+    def site_target(self, queue_id: str, site: str) -> tuple[float, TargetSource]:
+        """The accuracy target of ``site`` in ``queue_id``, and where it comes from."""
+        target = self.site_targets.get(f"{queue_id}/{site}")
+        if target is not None:
+            return target, "queue_site"
+        target = self.site_targets.get(site)
+        if target is not None:
+            return target, "site"
+        return self.accuracy_target, "queue"
 
 
 class AuthSettings(BaseSettings):

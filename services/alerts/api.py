@@ -1,7 +1,7 @@
 """The health API and the Prometheus endpoint.
 
 ``GET /v1/queues``                    queues with their health score and band: paged, filtered
-                                      by band and team, with an ETag
+                                      by band, team and site, with an ETag
 ``GET /v1/queues/{queue_id}/health``  one queue: score, components, explanation
 ``POST /v1/health:batch``             the health of up to 500 queues
 ``GET /v1/queues/{queue_id}/chart``   one queue's closed subgroups (p-chart points), paged,
@@ -190,8 +190,8 @@ def _matches(if_none_match: str, etag: str) -> bool:
             "headers": {"ETag": _ETAG_HEADER},
         },
         422: unprocessable(
-            f"`limit` outside 1..{LIST_MAX}, `after` outside the key-id grammar, an unknown "
-            "`band`, or a `team` outside its grammar"
+            f"`limit` outside 1..{LIST_MAX}, `after` or `site` outside the key-id grammar, an "
+            "unknown `band`, or a `team` outside its grammar"
         ),
     },
 )
@@ -221,6 +221,16 @@ async def list_queues(
             "QW_ALERTS_ALERTMANAGER_DEFAULT_TEAM)",
         ),
     ] = None,
+    site: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=KEY_ID_MAX,
+            pattern=KEY_ID_PATTERN,
+            description="only queues with decisions or verdicts of this site in the last 7 "
+            "days (one the queue counts by name: QW_SCORER_SITES_PER_QUEUE)",
+        ),
+    ] = None,
     if_none_match: Annotated[
         str | None,
         Header(max_length=2000, description="an ETag of this page from an earlier answer"),
@@ -228,10 +238,10 @@ async def list_queues(
 ) -> Response:
     """Every queue with data, with its health score and band, sorted by queue id (a stable
     order to page through: a worst-first order would move queues between pages as their
-    health changes; the wall's `/wall/tiles` is worst first). Snapshots carry no site, so
-    there is no site filter."""
+    health changes; the wall's `/wall/tiles` is worst first). Each queue's health lists
+    its sites against their targets (`health.sites`)."""
     view = await _loaded(view)
-    page = view.page(limit=limit, after=after, bands=band or (), team=team)
+    page = view.page(limit=limit, after=after, bands=band or (), team=team, site=site)
     headers = {"ETag": page.etag}
     if if_none_match is not None and _matches(if_none_match, page.etag):
         return Response(status_code=304, headers=headers)

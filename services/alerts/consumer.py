@@ -38,6 +38,7 @@ from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView
 from shared import codec
 from shared.events import (
+    OTHER_SITES,
     QUEUE_ID_RE,
     BaselineEvent,
     Breach,
@@ -113,8 +114,13 @@ def export_snapshot(
         snap, target=settings.quality.accuracy_target,
         confidence=settings.quality.target_confidence, min_sample=settings.min_sample, age_s=0.0,
         stale_after_s=settings.stale_after_s, firing=firing,
+        site_target=settings.quality.site_target,
     )  # fmt: skip
     m.health_score.labels(q).set(float("nan") if h.score is None else h.score)
+    m.sites.labels(q).set(sum(1 for s in h.sites if s.site != OTHER_SITES))
+    m.sites_below_target.labels(q).set(
+        sum(1 for s in h.sites if s.last_24h.below_target_with_confidence)
+    )
 
 
 def _set_or_remove(gauge: QueueFamily, queue: str, value: float | None) -> None:

@@ -24,19 +24,131 @@ by whom and why the baseline was last reset.
 
 With fewer than ``min_sample`` verdicts in 24h the score is ``None`` and the band
 ``insufficient_data``: too few verdicts to say.
+
+Per site (``sites``, from the snapshot's per-site windows; ``services/scorer/sites.py``):
+over the last 24 h and 7 d, the accuracy, its Wilson interval (at the target confidence),
+P(accuracy >= target) (Jeffreys posterior, ``shared.stats.prob_at_least``) and whether
+the interval's upper bound is under the target, against the site's own target
+(``QW_SITE_TARGETS``, else the queue's). The same three figures, by ``against_target``, for
+the queue's 24 h. Sites do not weigh in the score: a queue's score is the queue's.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.events import QualitySnapshot
-from shared.stats.intervals import wilson_interval
+from shared.events import OTHER_SITES, QualitySnapshot
+from shared.settings import TargetSource
+from shared.stats.intervals import prob_at_least, wilson_interval
 
 Band = Literal["green", "amber", "red", "insufficient_data"]
 WEIGHTS = {"accuracy": 0.6, "stability": 0.3, "freshness": 0.1}
+
+
+class AgainstTarget(BaseModel):
+    """Random-sample verdicts of a window against an accuracy target."""
+
+    decisions: int | None = Field(default=None, description="decisions in the window")
+    n: int = Field(description="random-sample QA verdicts")
+    errors: int
+    accuracy: float | None = Field(description="(n - errors) / n; null when n = 0")
+    interval: tuple[float, float] | None = Field(
+        description="Wilson interval of the accuracy at the target confidence; null when n = 0"
+    )
+    prob_at_least_target: float | None = Field(
+        description="P(accuracy >= target): Jeffreys Beta(1/2, 1/2) prior, binomial "
+        "likelihood; null when n = 0"
+    )
+    below_target_with_confidence: bool = Field(
+        description="the interval's upper bound is under the target (the below-target rule)"
+    )
+
+
+class SiteHealth(BaseModel):
+    """One site of a queue against its target, over the last day and week."""
+
+    site: str = Field(description="the site id; `(other)`: the sites past the per-queue bound")
+    target: float
+    target_source: TargetSource = Field(
+        description="queue_site: QW_SITE_TARGETS[queue/site]; site: QW_SITE_TARGETS[site]; "
+        "queue: the queue's target (QW_ACCURACY_TARGET)"
+    )
+    last_24h: AgainstTarget
+    last_7d: AgainstTarget
+    explanation: str
+
+
+SiteTarget = Callable[[str, str], tuple[float, TargetSource]]  # (queue, site) -> target
+
+
+@functools.lru_cache(maxsize=65536)
+def _against(
+    successes: int, n: int, target: float, confidence: float
+) -> tuple[float, float, float]:
+    """Wilson bounds and P(accuracy >= target), cached: a site's counts change far less
+    often than its queue's snapshot arrives."""
+    ci = wilson_interval(successes, n, confidence)
+    return ci.lower, ci.upper, prob_at_least(successes, n, target)
+
+
+def against_target(
+    n: int, errors: int, target: float, confidence: float, decisions: int | None = None
+) -> AgainstTarget:
+    """``n`` random verdicts with ``errors`` against ``target``: the accuracy, its Wilson
+    interval, P(accuracy >= target) and the below-target rule."""
+    if n == 0:
+        return AgainstTarget(
+            decisions=decisions, n=0, errors=0, accuracy=None, interval=None,
+            prob_at_least_target=None, below_target_with_confidence=False,
+        )  # fmt: skip
+    lower, upper, prob = _against(n - errors, n, target, confidence)
+    return AgainstTarget(
+        decisions=decisions, n=n, errors=errors, accuracy=(n - errors) / n,
+        interval=(lower, upper), prob_at_least_target=prob,
+        below_target_with_confidence=upper < target,
+    )  # fmt: skip
+
+
+def site_health(
+    snap: QualitySnapshot, site_target: SiteTarget, confidence: float, min_sample: int
+) -> list[SiteHealth]:
+    """Every site of the snapshot against its target, by site id (``(other)`` last)."""
+    out = []
+    for site in sorted(snap.sites, key=lambda s: (s == OTHER_SITES, s)):
+        w = snap.sites[site]
+        target, source = site_target(snap.queue_id, site)
+        day = against_target(w.n_24h, w.errors_24h, target, confidence, w.decisions_24h)
+        week = against_target(w.n_7d, w.errors_7d, target, confidence, w.decisions_7d)
+        out.append(SiteHealth(
+            site=site, target=target, target_source=source, last_24h=day, last_7d=week,
+            explanation=_site_words(site, target, confidence, min_sample, day, week),
+        ))  # fmt: skip
+    return out
+
+
+def _site_words(
+    site: str, target: float, confidence: float, min_sample: int, day: AgainstTarget,
+    week: AgainstTarget,
+) -> str:  # fmt: skip
+    def one(label: str, w: AgainstTarget) -> str:
+        if w.n == 0 or w.accuracy is None or w.interval is None:
+            return f"{label}: no random QA verdicts"
+        text = (
+            f"{label} accuracy {w.accuracy:.1%} ({confidence:.0%} interval "
+            f"{w.interval[0]:.1%}-{w.interval[1]:.1%}, n={w.n:,}), "
+            f"P(>= target) {w.prob_at_least_target:.0%}"
+        )
+        if w.n < min_sample:
+            return text + f": too few verdicts to say (need {min_sample})"
+        if w.below_target_with_confidence:
+            return text + ": below target with confidence"
+        return text
+
+    return f"site {site}, target {target:.1%}: {one('24h', day)}; {one('7d', week)}"
 
 
 class Health(BaseModel):
@@ -50,6 +162,7 @@ class Health(BaseModel):
     below_target_with_confidence: bool = False  # what the below-target rule alerts on
     n_24h: int
     target: float
+    prob_at_least_target: float | None = None  # P(24h accuracy >= target), as for a site
     firing_alerts: list[str]
     baseline: str = Field(
         default="estimated",
@@ -58,6 +171,9 @@ class Health(BaseModel):
     )
     last_baseline_reset: str | None = Field(
         default=None, description="the last baseline reset: when (UTC), by whom, why"
+    )
+    sites: list[SiteHealth] = Field(
+        default_factory=list, description="per site, last 24 h and 7 d, against its target"
     )
 
 
@@ -94,7 +210,11 @@ def health(
     age_s: float,
     stale_after_s: float,
     firing: list[str],
+    site_target: SiteTarget | None = None,
 ) -> Health:
+    """``site_target``: each site's target (``QualitySettings.site_target``); None leaves
+    the sites out."""
+    sites = [] if site_target is None else site_health(snap, site_target, confidence, min_sample)
     reasons: list[str] = []
     freshness = (
         100.0
@@ -121,14 +241,17 @@ def health(
             n_24h=snap.n_24h,
             target=target,
             firing_alerts=firing,
+            sites=sites,
         )
 
     acc = snap.accuracy_24h
     n = snap.n_24h
-    ci = wilson_interval(round(acc * n), n, confidence)
-    below = ci.upper < target
+    day = against_target(n, n - round(acc * n), target, confidence)
+    assert day.interval is not None
+    lower, upper = day.interval
+    below = day.below_target_with_confidence
     accuracy = 100.0 if acc >= target else max(0.0, 100.0 - (target - acc) * 1000.0)
-    bound = f"upper {confidence:.0%} bound {ci.upper:.1%}"
+    bound = f"upper {confidence:.0%} bound {upper:.1%}"
     if acc >= target:
         reasons.insert(0, f"24h accuracy {acc:.1%} meets the {target:.1%} target (n={n:,})")
     elif below:
@@ -180,9 +303,11 @@ def health(
         components={k: round(v, 1) for k, v in components.items()},
         explanation="; ".join(reasons),
         accuracy_24h=acc,
-        accuracy_24h_interval=(ci.lower, ci.upper),
+        accuracy_24h_interval=(lower, upper),
         below_target_with_confidence=below,
         n_24h=snap.n_24h,
         target=target,
+        prob_at_least_target=day.prob_at_least_target,
         firing_alerts=firing,
+        sites=sites,
     )

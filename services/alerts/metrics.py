@@ -3,8 +3,11 @@
 Labels are bounded: ``queue`` (hundreds, and only admitted ones: ingest takes no other),
 ``window`` (3), ``rule`` (a handful), ``receiver`` and ``alertmanager`` (configured URLs'
 index), ``topic``/``group`` (a few). Never moderator, auditor or content ids: those would
-explode the series count. A queue has at most ``SERIES_PER_QUEUE_MAX`` series
-(tests/unit/test_alerts_metrics.py holds every metric to it).
+explode the series count. Never a site either: a queue has up to
+``QW_SCORER_SITES_PER_QUEUE`` of them (32), which would multiply its series; per-site figures
+are in the health API and ``qw.subgroups.v1``, and here two counts a queue
+(``qw_queue_sites``, ``qw_queue_sites_below_target``). A queue has at most
+``SERIES_PER_QUEUE_MAX`` series (tests/unit/test_alerts_metrics.py holds every metric to it).
 
 The families labelled by queue are ``QueueFamily``: each keeps every series' exposition line
 rendered when its value changes, so a scrape joins lines instead of formatting some 20,000
@@ -166,6 +169,8 @@ class Metrics:
     decisions_total: QueueFamily
     verdicts_total: QueueFamily
     health_score: QueueFamily
+    sites: QueueFamily
+    sites_below_target: QueueFamily
     last_snapshot: QueueFamily
     breaches: QueueFamily
     alerts_firing: QueueFamily
@@ -194,7 +199,7 @@ class Metrics:
             self.ewma, self.ewma_ucl, self.pending_verdicts, self.dropped_verdicts,
             self.late_verdicts, self.failed_batches, self.rejected_items, self.decisions_total,
             self.verdicts_total,
-            self.health_score, self.last_snapshot,
+            self.health_score, self.sites, self.sites_below_target, self.last_snapshot,
         )  # fmt: skip
         for gauge in per_queue:
             gauge.remove(queue)
@@ -263,6 +268,17 @@ class Metrics:
             verdicts_total=_q(r, "qw_queue_verdicts", "unique verdicts joined", q),
             # 0-100 health score (docs/architecture.md, "Health score"); NaN when there is insufficient data.
             health_score=_q(r, "qw_queue_health_score", "health score 0-100", q),
+            # Sites the queue names (decisions or verdicts in the last 7 days; those past
+            # QW_SCORER_SITES_PER_QUEUE, summed as "(other)", are not counted).
+            sites=_q(r, "qw_queue_sites", "sites with data in 7 days", q),
+            # Sites (or "(other)") whose 24h accuracy is below their target with confidence
+            # (Wilson upper bound under QW_SITE_TARGETS, else the queue's target).
+            sites_below_target=_q(
+                r,
+                "qw_queue_sites_below_target",
+                "sites whose 24h accuracy is below their target with confidence",
+                q,
+            ),
             # Unix time the last snapshot for the queue arrived (wall clock): data-stall signal.
             last_snapshot=_q(r, "qw_queue_last_snapshot_timestamp_seconds", "last snapshot", q),
             # Breach events received, by rule (SPC rule or target).

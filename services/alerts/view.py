@@ -170,7 +170,7 @@ class HealthView:
         h = health(
             entry.snap, target=s.quality.accuracy_target,
             confidence=s.quality.target_confidence, min_sample=s.min_sample, age_s=age,
-            stale_after_s=s.stale_after_s, firing=entry.firing,
+            stale_after_s=s.stale_after_s, firing=entry.firing, site_target=s.quality.site_target,
         )  # fmt: skip
         body = QueueHealth.model_construct(
             queue_id=entry.snap.queue_id, health=h, snapshot=entry.snap
@@ -200,10 +200,11 @@ class HealthView:
         after: str | None = None,
         bands: Sequence[Band] = (),
         team: str | None = None,
+        site: str | None = None,
     ) -> Page:
-        """Up to ``limit`` queues by id, after ``after``, in one of ``bands`` (any when empty)
-        and of ``team`` (any when None). The ETag covers the page's bytes and whether another
-        page follows."""
+        """Up to ``limit`` queues by id, after ``after``, in one of ``bands`` (any when empty),
+        of ``team`` and with data of ``site`` in the last 7 days (any when None). The ETag
+        covers the page's bytes and whether another page follows."""
         start = bisect.bisect_right(self._ids, after) if after is not None else 0
         chosen: list[Entry] = []
         more = False
@@ -212,6 +213,8 @@ class HealthView:
             if entry is None or entry.health is None:
                 continue
             if (bands and entry.health.band not in bands) or (team and entry.team != team):
+                continue
+            if site is not None and site not in entry.snap.sites:
                 continue
             if len(chosen) == limit:
                 more = True
