@@ -25,6 +25,7 @@ import pytest
 from services.demo.orchestrator import Services, wait_http
 from shared import codec
 from shared.apikeys import KeyStore
+from shared.events import SiteWindows
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import REPO_ROOT, KafkaSettings
 from shared.topics import queue_key
@@ -74,7 +75,13 @@ async def _seed_alerts(kafka: KafkaSettings, base_url: str, services: Services) 
     producer = make_producer(kafka)
     await producer.start()
     try:
-        snap = make_snapshot("q-1", 3, ["p_chart_ucl"])
+        # with sites, so each site's health is in the answers whose schema is checked
+        site = SiteWindows(
+            decisions_24h=400, n_24h=100, errors_24h=7, decisions_7d=2800, n_7d=700, errors_7d=40
+        )
+        snap = make_snapshot("q-1", 3, ["p_chart_ucl"]).model_copy(
+            update={"sites": {"manila": site, "(other)": site.model_copy(update={"n_24h": 0, "errors_24h": 0})}}
+        )
         await producer.send_and_wait(
             kafka.topics.snapshots, codec.dumps(snap), key=queue_key("q-1")
         )
