@@ -80,7 +80,12 @@ async def _seed_alerts(kafka: KafkaSettings, base_url: str, services: Services) 
             decisions_24h=400, n_24h=100, errors_24h=7, decisions_7d=2800, n_7d=700, errors_7d=40
         )
         snap = make_snapshot("q-1", 3, ["p_chart_ucl"]).model_copy(
-            update={"sites": {"manila": site, "(other)": site.model_copy(update={"n_24h": 0, "errors_24h": 0})}}
+            update={
+                "sites": {
+                    "manila": site,
+                    "(other)": site.model_copy(update={"n_24h": 0, "errors_24h": 0}),
+                }
+            }
         )
         await producer.send_and_wait(
             kafka.topics.snapshots, codec.dumps(snap), key=queue_key("q-1")
