@@ -119,6 +119,19 @@ async def test_drifted_queue_alerts_and_stable_queue_stays_quiet(
             assert 0.85 < float(line.rsplit(" ", 1)[1]) < 1.0
             health = (await client.get(f"/v1/queues/{drifted}/health")).json()
             assert health["health"]["band"] in {"amber", "red"}
+            # per site: the drifted site is the least accurate of the drifted queue's sites
+            # today, and the only one below the target with confidence; the site filter
+            # finds the queues it works
+            sites = {x["site"]: x for x in health["health"]["sites"]}
+            assert site in sites, sites.keys()
+            assert set(sites) <= set(SITES), sites.keys()
+            day = {name: x["last_24h"] for name, x in sites.items()}
+            assert min(day, key=lambda k: day[k]["accuracy"]) == site, day
+            assert [k for k, w in day.items() if w["below_target_with_confidence"]] == [site]
+            assert day[site]["prob_at_least_target"] < 0.01, day[site]
+            assert sum(w["n"] for w in day.values()) == health["snapshot"]["n_24h"]
+            on_site = (await client.get("/v1/queues", params={"site": site})).json()
+            assert drifted in {q["queue_id"] for q in on_site}
             assert (await client.get("/v1/queues/nope/health")).status_code == 404
             # one incident holds the drifted queue's signals, each with its cause
             incidents = (await client.get("/v1/incidents", params={"queue_id": drifted})).json()
