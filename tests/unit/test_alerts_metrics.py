@@ -11,16 +11,28 @@ from prometheus_client import CollectorRegistry, generate_latest
 from services.alerts.consumer import export_snapshot
 from services.alerts.metrics import SERIES_PER_QUEUE_MAX, Metrics, QueueFamily
 from services.alerts.settings import AlertsSettings
+from shared.events import OTHER_SITES, SiteWindows
 from tests.alerts_cases import make_snapshot
 
 # every rule the scorer raises (services/scorer/core.py)
 RULES = ("p_chart_ucl", "ewma_ucl", "cusum_upper", "cusum_lower", "accuracy_24h_below_target")
 
 
+# the most sites a queue names (QW_SCORER_SITES_PER_QUEUE's default), and the rest
+SITES = {
+    f"site-{i:02d}": SiteWindows(
+        decisions_24h=400, n_24h=100, errors_24h=30, decisions_7d=2800, n_7d=700, errors_7d=90
+    )
+    for i in range(32)
+}
+SITES[OTHER_SITES] = SITES["site-00"]
+
+
 def _busiest_queue(m: Metrics, queue: str) -> None:
-    """Everything a queue can export: a full snapshot, every rule breached at both
-    severities and firing."""
-    export_snapshot(m, make_snapshot(queue, 3, ["p_chart_ucl"]), AlertsSettings(), list(RULES))
+    """Everything a queue can export: a full snapshot with every site it can name, every
+    rule breached at both severities and firing."""
+    snap = make_snapshot(queue, 3, ["p_chart_ucl"]).model_copy(update={"sites": SITES})
+    export_snapshot(m, snap, AlertsSettings(), list(RULES))
     for rule in RULES:
         for severity in ("warning", "critical"):
             m.breaches.labels(queue, rule, severity).inc()
@@ -60,6 +72,10 @@ def test_the_exposition_is_what_prometheus_client_renders() -> None:
     assert lines(m.exposition()) == lines(generate_latest(m.registry))
     assert 'qw_queue_accuracy{queue="a",window="1h"} NaN' in m.exposition().decode()
     assert _series(m.exposition(), "b") == 20 + 5  # its breach counters (and _created), firing
+    # the sites are two series, whatever their number: never one per site
+    assert 'qw_queue_sites{queue="a"} 32.0' in m.exposition().decode()
+    assert 'qw_queue_sites_below_target{queue="a"} 33.0' in m.exposition().decode()
+    assert "site=" not in m.exposition().decode()
 
 
 def test_queue_family_counts_and_reads_like_prometheus_client() -> None:
