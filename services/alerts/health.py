@@ -140,7 +140,7 @@ def _site_words(
         text = (
             f"{label} accuracy {w.accuracy:.1%} ({confidence:.0%} interval "
             f"{w.interval[0]:.1%}-{w.interval[1]:.1%}, n={w.n:,}), "
-            f"P(>= target) {w.prob_at_least_target:.0%}"
+            f"P(>= target) {_chance(w.prob_at_least_target)}"
         )
         if w.n < min_sample:
             return text + f": too few verdicts to say (need {min_sample})"
@@ -149,6 +149,17 @@ def _site_words(
         return text
 
     return f"site {site}, target {target:.1%}: {one('24h', day)}; {one('7d', week)}"
+
+
+def _chance(p: float | None) -> str:
+    """A probability in words that never rounds to a certainty it is not."""
+    if p is None:
+        return "unknown"
+    if p > 0.995:
+        return ">99%"
+    if p < 0.005:
+        return "<1%"
+    return f"{p:.0%}"
 
 
 class Health(BaseModel):

@@ -120,6 +120,10 @@ def test_each_site_is_reported_against_its_target_over_a_day_and_a_week() -> Non
     sites = site_health(s, TARGETS.site_target, 0.95, 30)
     assert [x.site for x in sites] == ["austin", "dublin", "manila", OTHER_SITES]
     by = {x.site: x for x in sites}
+
+    def by_site(s: QualitySnapshot) -> dict[str, Any]:
+        return {x.site: x for x in site_health(s, TARGETS.site_target, 0.95, 30)}
+
     m = by["manila"]
     assert (m.target, m.target_source) == (0.95, "queue_site")
     assert (m.last_24h.n, m.last_24h.errors, m.last_24h.decisions) == (400, 60, 1600)
@@ -129,6 +133,8 @@ def test_each_site_is_reported_against_its_target_over_a_day_and_a_week() -> Non
     assert m.last_24h.prob_at_least_target == prob_at_least(340, 400, 0.95)
     assert "site manila, target 95.0%: 24h accuracy 85.0%" in m.explanation
     assert "below target with confidence" in m.explanation
+    assert "P(>= target) <1%" in m.explanation  # never "0%": it is not impossible
+    assert "P(>= target) >99%" in by_site(s)["dublin"].explanation
     d = by["dublin"]
     assert (d.target, d.target_source, d.last_24h.below_target_with_confidence) == (
         0.8,
