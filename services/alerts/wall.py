@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
 from services.alerts import db
-from services.alerts.health import Band, health
+from services.alerts.health import Band, SiteHealth, health, site_health
 from services.alerts.settings import AlertsSettings
 from shared.events import QUEUE_ID_PATTERN, QualitySnapshot, SubgroupPoint
 from shared.stats.intervals import wilson_interval
@@ -101,6 +101,11 @@ class QueueDetail(BaseModel):
         description=f"the newest {CHART_POINTS} subgroups at their newest revision, oldest first"
     )
     alerts: list[WallAlert] = Field(description=f"the newest {ALERT_HISTORY} alerts, newest first")
+    sites: list[SiteHealth] = Field(
+        default_factory=list,
+        description="the queue's sites against their targets over 24 h and 7 d, as in the "
+        "health API's `health.sites`",
+    )
 
 
 class WallProblem(BaseModel):
@@ -418,10 +423,12 @@ async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
     snap, received = found
     points = [SubgroupPoint.model_validate(p) for p in reversed(newest)]
     raw = [p.model_dump(mode="json") for p in points[-TREND_POINTS:]]
+    s: AlertsSettings = request.app.state.settings
     return QueueDetail(
-        tile=tile(request.app.state.settings, snap, received, firing, raw, datetime.now(UTC)),
+        tile=tile(s, snap, received, firing, raw, datetime.now(UTC)),
         points=points,
         alerts=[wall_alert(a) for a in history],
+        sites=site_health(snap, s.quality.site_target, s.quality.target_confidence, s.min_sample),
     )
 
 

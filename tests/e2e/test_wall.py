@@ -7,7 +7,8 @@ server-sent events, without a reload. The simulator then drifts one queue of fou
 - the drifted queue's tile turns red, with the band in words, its alert's rule and its cause
   (the drifted site);
 - tiles are sorted worst first;
-- a click opens the queue's control chart (points, limits, signals, Phase I) and its alerts;
+- a click opens the queue's control chart (points, limits, signals, Phase I), its alerts
+  and its sites against their targets (the drifted site below, in words);
 - the stream limit holds: one more stream than ``QW_ALERTS_WALL_MAX_STREAMS`` gets 503.
 
 It takes the wall's screenshot; with QW_UPDATE_SCREENSHOTS=1 it refreshes docs/img/wall.png
@@ -165,7 +166,15 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 assert await dialog.locator("#chart svg rect.phase1").count() >= 8
                 history = await dialog.locator("#history tbody").inner_text()
                 assert firing[0]["rule"] in history
+                # and its sites against their targets: the drifted one below, in words
+                drifted_site = dialog.locator(f'#sites tr.site-row[data-site="{SITES[2]}"]')
+                assert await drifted_site.count() == 1
+                status = await drifted_site.locator(".site-status").inner_text()
+                assert status == "below target", status
                 await page.screenshot(path=str(tmp_path / "wall-chart.png"), animations="disabled")
+                sites = dialog.locator("#sites")
+                await sites.scroll_into_view_if_needed()
+                await sites.screenshot(path=str(tmp_path / "wall-sites.png"), animations="disabled")
                 assert outside == [], outside
             finally:
                 await browser.close()
@@ -173,9 +182,8 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
         if os.environ.get("QW_UPDATE_SCREENSHOTS") == "1":  # refresh the docs' pictures
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             SCREENSHOT.write_bytes((tmp_path / "wall.png").read_bytes())
-            (SCREENSHOT.parent / "wall-chart.png").write_bytes(
-                (tmp_path / "wall-chart.png").read_bytes()
-            )
+            for name in ("wall-chart.png", "wall-sites.png"):
+                (SCREENSHOT.parent / name).write_bytes((tmp_path / name).read_bytes())
     finally:
         services.stop()
     assert time.monotonic() - t0 < 150

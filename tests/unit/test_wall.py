@@ -26,7 +26,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.wall import STREAM_BACKLOG, TREND_POINTS, WallHub
 from shared.apikeys import AuthPolicy, KeyStore
-from shared.events import QualitySnapshot, SubgroupStatus
+from shared.events import QualitySnapshot, SiteWindows, SubgroupStatus
 from shared.settings import KafkaSettings
 from tests.alerts_cases import api_client, make_breach, make_point, make_snapshot, sqlite_sessions
 
@@ -115,6 +115,23 @@ async def test_a_click_gets_the_chart_and_the_alert_history(
     assert missing.status_code == 404
     assert "nope" in missing.json()["detail"]
     assert bad_id.status_code == 422
+
+
+async def test_a_click_gets_the_queues_sites_against_their_targets(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    w = SiteWindows(
+        decisions_24h=400, n_24h=400, errors_24h=60, decisions_7d=900, n_7d=900, errors_7d=70
+    )
+    await put(sessions, snapshot("sited", 0.9, 500).model_copy(update={"sites": {"manila": w}}))
+    (r,) = await fetch(sessions, "/wall/queues/sited")
+    assert r.status_code == 200, r.text
+    (site,) = r.json()["sites"]
+    assert (site["site"], site["target"], site["last_24h"]["n"]) == ("manila", 0.9, 400)
+    assert site["last_24h"]["below_target_with_confidence"]  # 85% of 400 against 90%
+    assert not site["last_7d"]["below_target_with_confidence"]  # 92.2% of 900
+    (r,) = await fetch(sessions, "/wall/queues/bad")
+    assert r.json()["sites"] == []  # a snapshot from before per-site counts
 
 
 def events(message: str | None) -> tuple[str, dict[str, Any]]:

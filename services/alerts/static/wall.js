@@ -219,6 +219,25 @@ function chart(points) {
   return s;
 }
 
+// each site against its target: the status in words, never by colour alone
+function siteRows(sites) {
+  const acc = (w) => (w.n ? `${pct(w.accuracy)} (${pct(w.interval[0])}–${pct(w.interval[1])}, n=${w.n})`
+    : "no QA verdicts");
+  const chance = (p) => (p === null ? "–" : p > 0.995 ? ">99%" : p < 0.005 ? "<1%" : pct(p, 0));
+  const rows = sites.map((s) => {
+    const day = s.last_24h;
+    const status = day.below_target_with_confidence ? "below target"
+      : day.accuracy === null ? "no data" : day.accuracy < s.target ? "under target, not yet with confidence" : "meets target";
+    return el("tr", { class: `site-row${day.below_target_with_confidence ? " site-below" : ""}`,
+      "data-site": s.site },
+      el("td", {}, s.site), el("td", {}, pct(s.target)), el("td", {}, acc(day)),
+      el("td", {}, chance(day.prob_at_least_target)), el("td", {}, acc(s.last_7d)),
+      el("td", { class: "site-status" }, status));
+  });
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "6" }, "no site data")));
+  return rows;
+}
+
 async function openDetail(queueId) {
   const dialog = document.getElementById("detail");
   state.open = queueId;
@@ -238,6 +257,7 @@ async function openDetail(queueId) {
     el("td", {}, a.message, a.cause ? el("span", { class: "cause" }, `cause: ${a.cause}`) : null)));
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "6" }, "no alert for this queue")));
   document.querySelector("#history tbody").replaceChildren(...rows);
+  document.querySelector("#sites tbody").replaceChildren(...siteRows(d.sites || []));
   if (!dialog.open) dialog.showModal();
 }
 
