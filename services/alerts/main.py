@@ -89,7 +89,9 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
             ),
             asyncio.create_task(view.run(stop), name="health-view"),
             asyncio.create_task(LagExporter(settings, metrics).run(stop), name="lag"),
-            asyncio.create_task(deliverer.run(stop), name="webhooks"),
+            asyncio.create_task(
+                deliverer.run(stop, idle_s=settings.webhook_idle_claim_s), name="webhooks"
+            ),
             asyncio.create_task(server.serve(), name="alerts-http"),
         ]
         if settings.alertmanager_urls:

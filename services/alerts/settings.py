@@ -83,6 +83,15 @@ class AlertsSettings(BaseSettings):
         "(a replica that dies holds its deliveries this long); more than "
         "QW_ALERTS_WEBHOOK_TIMEOUT_S: the rest is the time to claim and to record the result",
     )
+    webhook_idle_claim_s: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=60,
+        description="with nothing known to be due, the outbox is claimed this often (0.5-60 s): "
+        "rows another replica wrote, leases that ran out. Rows this process writes and retries "
+        "that come due are claimed at once (a claim is a write transaction on the loop the "
+        "health API answers from)",
+    )
 
     @model_validator(mode="after")
     def _webhooks_are_safe(self) -> AlertsSettings:

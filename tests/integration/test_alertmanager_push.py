@@ -38,6 +38,9 @@ def _settings(url: str) -> AlertsSettings:
         alertmanager_urls=[url], alertmanager_resend_s=5, alertmanager_poll_s=0.2,
         alertmanager_teams="spam-*=trust-spam",
         alertmanager_public_url="https://qw.example.test",
+        # a resolution ends the alert at once here (the hold that lets Prometheus' rule
+        # resolve first is tested in tests/unit/test_alertmanager_settings.py)
+        alertmanager_resolve_hold_s=0,
     )  # fmt: skip
 
 

@@ -75,6 +75,8 @@ async def test_two_replicas_deliver_each_webhook_once_when_one_is_killed(
             "QW_ALERTS_WEBHOOK_TIMEOUT_S": "3",
             "QW_ALERTS_WEBHOOK_LEASE_S": "5",
             "QW_ALERTS_WEBHOOK_CONCURRENCY": "4",
+            # both replicas look for due rows twice a second, as each may claim the other's
+            "QW_ALERTS_WEBHOOK_IDLE_CLAIM_S": "0.5",
             "QW_ALERTS_WEBHOOK_RETRY_SCHEDULE": "200ms 400ms 800ms 1s 1s 1s 1s 1s 1s 1s",
             "QW_ALERTS_LAG_GROUPS": '["qw-alerts"]',
         }
