@@ -19,6 +19,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from services.alerts.metrics import Metrics
+from services.ingest.metrics import IngestMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -62,14 +63,22 @@ def require_tool(binary: str, package: str) -> str:
     return path
 
 
+def exported_families() -> dict[str, str]:
+    """Every metric family the alerts service and ingest can expose (Prometheus scrapes
+    both, deploy/prometheus/prometheus.yml), name to type, from fresh registries."""
+    out: dict[str, str] = {}
+    for create in (Metrics.create, IngestMetrics.create):
+        registry = CollectorRegistry()
+        create(registry)
+        out.update({family.name: family.type for family in registry.collect()})
+    return out
+
+
 def exported_series_names() -> frozenset[str]:
-    """Every series name the alerts service can expose, from a fresh registry."""
-    registry = CollectorRegistry()
-    Metrics.create(registry)
-    names: set[str] = set()
-    for family in registry.collect():
-        names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
-    return frozenset(names)
+    """Every series name the alerts service and ingest can expose."""
+    return frozenset(
+        name + suffix for name, kind in exported_families().items() for suffix in _SUFFIXES[kind]
+    )
 
 
 # ---------------------------------------------------------------- PromQL identifiers
@@ -114,6 +123,29 @@ def variable_query_expr(query: str) -> str | None:
 
 
 # ---------------------------------------------------------------- files
+
+
+def dashboard_exprs(path: Path) -> list[tuple[str, str]]:
+    """(where, PromQL) for every panel target and variable query of a dashboard."""
+    dash = load_json(path)
+    out: list[tuple[str, str]] = []
+    for panel in iter_panels(dash["panels"]):
+        for target in panel.get("targets", []):
+            if "expr" in target:
+                out.append(
+                    (
+                        f"panel {panel['id']} {panel.get('title')!r} {target['refId']}",
+                        target["expr"],
+                    )
+                )
+    for var in dash.get("templating", {}).get("list", []):
+        if var.get("type") != "query":
+            continue
+        query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+        expr = variable_query_expr(query)
+        if expr is not None:
+            out.append((f"variable ${var['name']}", expr))
+    return out
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

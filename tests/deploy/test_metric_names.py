@@ -15,12 +15,11 @@ from tests.deploy.artefacts import (
     DASHBOARDS,
     PROMETHEUS_SYNTHETIC,
     RULE_FILES,
+    dashboard_exprs,
+    exported_families,
     exported_series_names,
-    iter_panels,
-    load_json,
     promql_metric_names,
     rules,
-    variable_query_expr,
 )
 
 EXPORTED = exported_series_names()
@@ -57,32 +56,9 @@ def test_exported_names_include_counter_suffixes() -> None:
     assert {"qw_queue_accuracy", "qw_alerts_firing", "qw_consumer_lag_messages"} <= EXPORTED
 
 
-def _dashboard_exprs(path: Path) -> list[tuple[str, str]]:
-    """(where, PromQL) for every panel target and variable query of a dashboard."""
-    dash = load_json(path)
-    out: list[tuple[str, str]] = []
-    for panel in iter_panels(dash["panels"]):
-        for target in panel.get("targets", []):
-            if "expr" in target:
-                out.append(
-                    (
-                        f"panel {panel['id']} {panel.get('title')!r} {target['refId']}",
-                        target["expr"],
-                    )
-                )
-    for var in dash.get("templating", {}).get("list", []):
-        if var.get("type") != "query":
-            continue
-        query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
-        expr = variable_query_expr(query)
-        if expr is not None:
-            out.append((f"variable ${var['name']}", expr))
-    return out
-
-
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_queries_use_only_exported_metrics(path: Path) -> None:
-    exprs = _dashboard_exprs(path)
+    exprs = dashboard_exprs(path)
     assert len(exprs) >= 10, "expected the dashboard's queries; found almost none"
     unknown = {
         where: sorted(promql_metric_names(expr) - EXPORTED)
@@ -94,6 +70,24 @@ def test_dashboard_queries_use_only_exported_metrics(path: Path) -> None:
     )
     used = set().union(*(promql_metric_names(e) for _, e in exprs))
     assert used, "no metric names found in any query"
+
+
+def test_every_exported_metric_is_charted_or_alerted_on() -> None:
+    """The other way round: a series a service exports that no panel and no rule reads is
+    one nobody looks at; when a metric is added, so is its panel (or a reason here)."""
+    used: set[str] = set()
+    for path in DASHBOARDS:
+        for _, expr in dashboard_exprs(path):
+            used |= promql_metric_names(expr)
+    for path in RULE_FILES:
+        for rule in rules(path):
+            used |= promql_metric_names(rule["expr"])
+    unread = sorted(
+        name
+        for name in exported_families()
+        if not any(name + suffix in used for suffix in ("", "_total", "_bucket", "_count"))
+    )
+    assert not unread, f"exported but on no dashboard panel and in no rule: {unread}"
 
 
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
