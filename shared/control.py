@@ -31,6 +31,7 @@ from typing import Any, Literal, TypedDict
 from shared import batches, codec
 from shared.batches import EventBatch, epoch
 from shared.ids import is_key_id
+from shared.text import clean_text
 
 CONTROL_VERSION = 1
 BASELINE_RESET = "baseline_reset"
@@ -110,6 +111,10 @@ def validate(obj: dict[str, Any]) -> BaselineReset:
         value = obj[name]
         if not isinstance(value, str) or not 1 <= len(value) <= limit or not value.strip():
             raise ValueError(f"baseline_reset: {name} must be a text of 1-{limit} characters")
+        try:
+            clean_text(value)
+        except ValueError as exc:
+            raise ValueError(f"baseline_reset: {name}: {exc}") from None
     if epoch(obj["requested_at"]) is None:
         raise ValueError("baseline_reset: requested_at must be a time in epoch seconds")
     if obj["effective_at"] is not None and epoch(obj["effective_at"]) is None:

@@ -34,6 +34,7 @@ from shared.apikeys import ApiKey
 from shared.events import BaselineEvent, EventTime
 from shared.http_auth import AUTH_RESPONSES, require
 from shared.ids import KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
+from shared.text import clean_text
 
 #: How the service hands a control record to the scorer's input topic: ``(queue_id,
 #: value)``, returning once the broker acknowledged it (``services/alerts/main.py``).
@@ -78,11 +79,9 @@ class BaselineResetRequest(BaseModel):
     @field_validator("reason")
     @classmethod
     def _text(cls, value: str) -> str:
-        value = value.strip()
+        value = clean_text(value)
         if not value:
             raise ValueError("a reason needs some text")
-        if any(ord(c) < 32 and c not in "\n\t" for c in value):
-            raise ValueError("control characters other than newline and tab are refused")
         return value
 
     @field_validator("effective_at")

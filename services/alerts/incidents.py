@@ -26,6 +26,7 @@ from shared.apikeys import ApiKey
 from shared.events import Cause
 from shared.http_auth import AUTH_RESPONSES, require
 from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
+from shared.text import clean_text
 
 NOTE_MAX = 2000
 IncidentId = Annotated[
@@ -115,16 +116,10 @@ class IncidentDetail(IncidentOut):
     trail: list[TrailEntry] = Field(description="who did what when, in order")
 
 
-def _clean_note(value: str) -> str:
-    value = value.strip()
-    if any(ord(c) < 32 and c not in "\n\t" for c in value):
-        raise ValueError("control characters other than newline and tab are refused")
-    return value
-
-
 class Note(BaseModel):
     """A note for the trail: 1-2,000 characters of text (leading and trailing blanks
-    dropped; no control characters but newline and tab)."""
+    dropped; shared.text.clean_text: no control characters but newline and tab, no
+    bidirectional controls)."""
 
     model_config = ConfigDict(extra="forbid")
     note: str = Field(min_length=1, max_length=NOTE_MAX)
@@ -132,7 +127,7 @@ class Note(BaseModel):
     @field_validator("note")
     @classmethod
     def _text(cls, value: str) -> str:
-        value = _clean_note(value)
+        value = clean_text(value)
         if not value:
             raise ValueError("a note needs some text")
         return value
@@ -147,7 +142,7 @@ class OptionalNote(BaseModel):
     @field_validator("note")
     @classmethod
     def _text(cls, value: str) -> str:
-        return _clean_note(value)
+        return clean_text(value)
 
 
 def _refusals(*extra: int) -> dict[int | str, dict[str, Any]]:

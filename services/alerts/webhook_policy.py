@@ -11,6 +11,7 @@ import binascii
 import ipaddress
 import re
 import secrets
+import socket
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -160,14 +161,33 @@ def check_url(url: str, *, allow_private: bool) -> str | None:
         return "has port 0"
     if allow_private:
         return None
+    host = host.rstrip(".")  # "localhost." is localhost, the root's trailing dot
     if host == "localhost" or host.endswith(".localhost"):
         return f"names localhost, a loopback address ({ALLOW_HINT})"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    ip = _numeric_host(host)
+    if ip is None:
         return None  # a name: its addresses are checked when connecting
     why = refused_address(ip)
     return None if why is None else f"is {why} ({ALLOW_HINT})"
+
+
+_INET_ATON = re.compile(r"(?:0[xX][0-9a-fA-F]*|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]*|[0-9]+)){0,3}")
+
+
+def _numeric_host(host: str) -> _IPAddress | None:
+    """The address a host written as numbers means, or None for a name. Besides the usual
+    forms, the spellings C's inet_aton (and so the resolver) accepts: ``2130706433``,
+    ``0x7f.1``, ``0177.0.0.1``, ``127.1`` are all 127.0.0.1."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _INET_ATON.fullmatch(host) is None:
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None  # numbers no resolver takes as an address either: refused when connecting
 
 
 ALLOW_HINT = "QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true allows it"

@@ -30,7 +30,7 @@ from services.ingest.admission import HOW, QueueGate, QueueMode
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
 from services.ingest.validation import BodyError, EventKind, parse_body, validate_items
-from shared import codec
+from shared import codec, http_errors
 from shared.apikeys import ApiKey, AuthPolicy
 from shared.codec import json_response
 from shared.events import Decision, Verdict
@@ -358,6 +358,7 @@ def create_app(
     ``gate``: the queues admitted; None takes every queue (tests of other concerns).
     ``queue_admin``: writes run-time admissions (None: PUT and DELETE answer 409)."""
     app = FastAPI(title="QualityWatch ingest", version="1")
+    http_errors.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.publisher = publisher
     app.state.auth = auth

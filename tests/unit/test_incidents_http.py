@@ -100,9 +100,14 @@ async def test_refusals_say_what_is_wrong(sessions: Sessions) -> None:
         assert (await c.get("/v1/incidents?status=burning")).status_code == 422
         assert (await c.get("/v1/incidents?queue_id=a%7Cb")).status_code == 422
         for body in ({}, {"note": "   "}, {"note": "x" * 2001}, {"note": "a\x00b"},
-                     {"note": "ok", "extra": 1}):  # fmt: skip
+                     {"note": "ok", "extra": 1}, {"note": "paid \u202eevil"}):  # fmt: skip
             r = await c.post(f"/v1/incidents/{incident}/notes", json=body)
             assert r.status_code == 422, (body, r.text)
+        # a lone surrogate (valid JSON escape, not text): a 422 naming it, never a 500
+        r = await c.post(f"/v1/incidents/{incident}/notes", content=b'{"note": "a\\ud800b"}',
+                         headers={"content-type": "application/json"})  # fmt: skip
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "note"]
         r = await c.post(f"/v1/incidents/{incident}/notes", content=b"{", headers={
             "content-type": "application/json"})  # fmt: skip
         assert r.status_code == 422

@@ -91,3 +91,16 @@ async def test_the_openapi_document_states_bodies_and_every_status() -> None:
     decision = doc["components"]["schemas"]["Decision"]
     assert decision["properties"]["queue_id"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
     assert decision["properties"]["decided_at"]["format"] == "date-time"
+
+
+async def test_lone_surrogates_are_refused_not_a_server_error() -> None:
+    """JSON can carry "\\ud800", which is not text: a 4xx that says so, never a 500."""
+    c, pub = client()
+    async with c:
+        body = codec.dumps([decision(1)]).replace(b'"d1"', b'"d\\ud800"')
+        assert b"\\ud800" in body
+        r = await c.post("/v1/decisions", content=body)
+        admin = await c.put("/v1/queues/q%ED%A0%80")
+    assert 400 <= r.status_code < 500, r.text
+    assert 400 <= admin.status_code < 500, admin.text
+    assert pub.events == []

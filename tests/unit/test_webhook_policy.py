@@ -50,6 +50,15 @@ def whsec(raw: bytes) -> str:
         ("http://0.0.0.0/h", "unspecified"),
         ("http://[::]/h", "unspecified"),
         ("http://example.com:99999/h", "not a valid URL"),
+        # the numeric spellings the resolver (inet_aton) takes, and the root's trailing dot
+        ("http://2130706433/h", "loopback"),
+        ("http://0x7f.1/h", "loopback"),
+        ("http://0177.0.0.1/h", "loopback"),
+        ("http://127.1/h", "loopback"),
+        ("http://localhost./h", "localhost"),
+        ("http://0xa9fea9fe/h", "link-local"),
+        ("http://3232235777/h", "private"),
+        ("http://10.1/h", "private"),
     ],
 )
 def test_refused_urls(url: str, why: str) -> None:
@@ -58,7 +67,8 @@ def test_refused_urls(url: str, why: str) -> None:
 
 @pytest.mark.parametrize(
     "url", ["https://hooks.example.com/q?token=abc", "http://93.184.216.34:8080/h",
-            "https://[2606:4700::1111]/h"],
+            "https://[2606:4700::1111]/h", "http://1558071330/h",
+            "https://1e3.example/h"],
 )  # fmt: skip
 def test_public_urls_pass(url: str) -> None:
     assert check_url(url, allow_private=False) is None

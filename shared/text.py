@@ -1,0 +1,30 @@
+"""One rule for the free text people write into QualityWatch (a baseline reset's reason,
+an incident note): what a later reader sees must be what was written.
+
+Refused, wherever it appears: control characters other than newline and tab (C0, DEL and
+C1), lone surrogates (not text; no database can store them), and the Unicode bidirectional
+controls (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069), with which a note can
+display differently from what it says (CVE-2021-42574, "Trojan Source"). Leading and trailing
+blanks are dropped. Everything else, any script and emoji (with their joiners), is kept.
+"""
+
+from __future__ import annotations
+
+import re
+
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_REFUSED = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff{_BIDI}]")
+
+
+def clean_text(value: str) -> str:
+    """``value`` without its leading and trailing blanks; ``ValueError`` naming the first
+    refused character (by code point) and where it is."""
+    value = value.strip()
+    bad = _REFUSED.search(value)
+    if bad is not None:
+        raise ValueError(
+            f"character U+{ord(bad.group()):04X} at position {bad.start()} is refused: "
+            "no control characters but newline and tab, no bidirectional controls, "
+            "no lone surrogates"
+        )
+    return value
