@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from services.baseline_cli import baseline_app
+from services.deadletters_cli import deadletters_app
 from services.keys_cli import keys_app
 from services.queues_cli import queues_app
 from shared.apikeys import KeyFileError
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(keys_app)
 app.add_typer(queues_app)
 app.add_typer(baseline_app)
+app.add_typer(deadletters_app)
 
 
 # exit status of a command that cannot reach what it needs (the broker), as for bad settings
@@ -45,17 +47,20 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 
 @contextlib.contextmanager
-def _kafka_refusals() -> Iterator[None]:
+def _kafka_refusals(quiet: bool = False) -> Iterator[None]:
     """The expected ways a command that needs the broker fails end it with one line, not a
     traceback: no broker answers at the address (exit 2, the address named), or the cluster
-    refuses to create a topic, e.g. more replicas than brokers (exit 1)."""
+    refuses to create a topic, e.g. more replicas than brokers (exit 1). ``quiet``: a
+    short command that reports its failure in that one line, without aiokafka's own error
+    logs of each refused connection (never for a service: its logs must keep them)."""
     from aiokafka.errors import KafkaConnectionError
 
-    from shared.kafka import BrokerUnreachableError, TopicCreationError
+    from shared.kafka import BrokerUnreachableError, TopicCreationError, quiet_client_logs
     from shared.settings import KafkaSettings
 
     try:
-        yield
+        with quiet_client_logs() if quiet else contextlib.nullcontext():
+            yield
     except BrokerUnreachableError as exc:
         raise _fail(
             f"cannot reach the Kafka broker at {exc.bootstrap} (QW_KAFKA_BOOTSTRAP): nothing "

@@ -54,11 +54,13 @@ async def read_admitted(kafka: KafkaSettings) -> dict[str, dict[str, Any]]:
 @queues_app.command("admit")
 def admit(queue_id: Annotated[list[str], typer.Argument(help="one or more queue ids")]) -> None:
     """Admit queues for every ingest process (takes effect within a second)."""
-    from services.cli import _kafka_refusals
+    from services.cli import _broker_answers, _kafka_refusals
 
     by = f"qwatch queues admit ({getpass.getuser()})"
-    with _kafka_refusals():
-        n = asyncio.run(admission.admit_all(KafkaSettings(), _ids(queue_id), by))
+    kafka = KafkaSettings()
+    _broker_answers(kafka)
+    with _kafka_refusals(quiet=True):
+        n = asyncio.run(admission.admit_all(kafka, _ids(queue_id), by))
     typer.echo(f"admitted {n} queue(s)")
 
 
@@ -66,10 +68,12 @@ def admit(queue_id: Annotated[list[str], typer.Argument(help="one or more queue 
 def list_queues() -> None:
     """The queues admitted at run time: id, when, by whom (the static list is ingest's
     QW_INGEST_QUEUES_ALLOW and QW_INGEST_QUEUES_FILE)."""
-    from services.cli import _kafka_refusals
+    from services.cli import _broker_answers, _kafka_refusals
 
-    with _kafka_refusals():
-        found = asyncio.run(read_admitted(KafkaSettings()))
+    kafka = KafkaSettings()
+    _broker_answers(kafka)
+    with _kafka_refusals(quiet=True):
+        found = asyncio.run(read_admitted(kafka))
     for q, rec in sorted(found.items()):
         typer.echo(f"{q:<40} {rec.get('admitted_at', '?')}  {rec.get('admitted_by', '?')}")
 
@@ -77,9 +81,10 @@ def list_queues() -> None:
 @queues_app.command("remove")
 def remove(queue_id: Annotated[list[str], typer.Argument(help="one or more queue ids")]) -> None:
     """Remove run-time admissions: ingest refuses those queues' events from then on."""
-    from services.cli import _kafka_refusals
+    from services.cli import _broker_answers, _kafka_refusals
 
     kafka = KafkaSettings()
+    _broker_answers(kafka)
 
     async def go() -> None:
         await ensure_topics(kafka)
@@ -91,6 +96,6 @@ def remove(queue_id: Annotated[list[str], typer.Argument(help="one or more queue
         finally:
             await producer.stop()
 
-    with _kafka_refusals():
+    with _kafka_refusals(quiet=True):
         asyncio.run(go())
     typer.echo(f"removed {len(queue_id)} queue(s)")

@@ -151,8 +151,9 @@ def make_producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProdu
 
 
 @contextlib.contextmanager
-def _quiet_client_logs() -> Iterator[None]:
-    """aiokafka logs every refused connection at ERROR; while probing that is expected."""
+def quiet_client_logs() -> Iterator[None]:
+    """aiokafka logs every refused connection at ERROR; while probing, or in a command that
+    reports the failure itself in one line, that is noise."""
     logger = logging.getLogger("aiokafka")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
@@ -165,7 +166,7 @@ def _quiet_client_logs() -> Iterator[None]:
 async def wait_for_broker(settings: KafkaSettings, timeout: float | None = None) -> None:
     """Block until the cluster answers a metadata request, or raise ``BrokerUnreachableError``
     (a ``TimeoutError``) after ``timeout`` seconds (default: ``QW_KAFKA_CONNECT_TIMEOUT_S``)."""
-    with _quiet_client_logs():
+    with quiet_client_logs():
         await _wait_for_broker(settings, settings.connect_timeout_s if timeout is None else timeout)
 
 

@@ -99,8 +99,9 @@ async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None
                 continue
             error = gate.policy.error(event.queue_id)
             rejected.append(Rejected(index=i, errors=[error]))
+            item = {"kind": event.kind, **items[i]}  # its kind: replayed to its raw topic
             sent = await publisher.dead_letter(
-                reason=error["msg"], errors=[error], value=codec.dumps(items[i]),
+                reason=error["msg"], errors=[error], value=codec.dumps(item),
                 source_topic=None, key=queue_key(event.queue_id),
             )  # fmt: skip
             dlq.append(sent)

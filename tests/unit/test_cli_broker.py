@@ -12,7 +12,11 @@ from pathlib import Path
 from shared.settings import REPO_ROOT
 
 # every qwatch command that talks to the broker (demo only probes a broker the user named)
-COMMANDS = [["ingest"], ["alerts"], ["scorer"], ["simulate", "--hours", "1"], ["run"], ["demo"]]
+COMMANDS = [
+    ["ingest"], ["alerts"], ["scorer"], ["simulate", "--hours", "1"], ["run"], ["demo"],
+    ["queues", "list"], ["queues", "admit", "q1"], ["queues", "remove", "q1"],
+    ["deadletters", "list"], ["deadletters", "replay", "--yes"],
+]  # fmt: skip
 
 
 def closed_port() -> int:
