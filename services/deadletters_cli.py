@@ -8,7 +8,8 @@ once the cause is fixed (a queue admitted, a producer corrected, a scorer bug fi
 * a raw-topic message goes back to its raw topic with its key;
 * an HTTP item (refused because its queue was not admitted) goes to the raw topic of its
   kind (``decision`` or ``verdict``), where ingest validates it like any other;
-* an events-topic batch the scorer could not score goes back to the events topic.
+* an events-topic batch the scorer could not score goes back to the events topic (an item
+  the scorer refused out of a batch is shown, not replayed: it came from past ingest).
 
 Replaying is safe to repeat: ingest validates again (a message still bad is dead-lettered
 again, with its reason) and the scorer counts each decision and verdict id once, so a
@@ -29,7 +30,7 @@ from typing import Annotated, Any
 import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared import codec
+from shared import codec, control
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import Topics
@@ -171,6 +172,14 @@ def target_of(letter: Letter, topics: Topics) -> str | None:
     if letter.value is None:
         return None
     ours = {topics.decisions_raw, topics.verdicts_raw, topics.events}
+    if letter.source_topic == topics.events:
+        # a whole batch the scorer could not score goes back; an item it refused from a
+        # batch (a producer writing past ingest) is not a batch, and is left on the topic
+        try:
+            control.decode_input(letter.value)
+        except ValueError:
+            return None
+        return topics.events
     if letter.source_topic is not None:
         return letter.source_topic if letter.source_topic in ours else None
     try:

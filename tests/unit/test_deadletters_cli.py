@@ -57,14 +57,16 @@ def test_replay_targets() -> None:
     raw = decode(0, _letter(TOPICS.verdicts_raw, b"{}"))
     http_decision = decode(1, _letter(None, codec.dumps({"kind": "decision", "a": 1})))
     http_verdict = decode(2, _letter(None, codec.dumps({"kind": "verdict"})))
-    batch = decode(3, _letter(TOPICS.events, b"batch", stage="scorer"))
+    good = {"v": 2, "queue_id": "spam-en", "decisions": [], "verdicts": []}
+    batch = decode(3, _letter(TOPICS.events, codec.dumps(good), stage="scorer"))
+    item = decode(7, _letter(TOPICS.events, codec.dumps({"decision_id": "d1"}), stage="scorer"))
     foreign = decode(4, _letter("someone.elses.topic", b"{}"))
     no_bytes = decode(5, _letter(TOPICS.decisions_raw, None))
     no_kind = decode(6, _letter(None, b'{"decision_id": "d1"}'))
     assert [target_of(x, TOPICS) for x in (raw, http_decision, http_verdict, batch)] == [  # type: ignore[arg-type]
         TOPICS.verdicts_raw, TOPICS.decisions_raw, TOPICS.verdicts_raw, TOPICS.events,
     ]  # fmt: skip
-    assert [target_of(x, TOPICS) for x in (foreign, no_bytes, no_kind)] == [None] * 3  # type: ignore[arg-type]
+    assert [target_of(x, TOPICS) for x in (foreign, no_bytes, no_kind, item)] == [None] * 4  # type: ignore[arg-type]
 
 
 def test_filters() -> None:
