@@ -420,6 +420,7 @@ async def path_a(
     env = {
         **kafka.as_env(),
         "QW_INGEST_PORT": str(_free_port()),
+        "QW_INGEST_MAX_AGE_DAYS": "3650",  # the generator's events are dated from T0
         "QW_SCORER_DATA_DIR": str(tmp / "scorer"),
         "QW_SCORER_GRACE_SECONDS": str(GRACE),
         "QW_SCORER_SNAPSHOT_INTERVAL_S": "1",

@@ -26,6 +26,9 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 os.environ["QW_API_KEYS_FILE"] = str(
     Path(os.environ.get("TMPDIR", "/tmp")) / f"qw-test-no-keys-{uuid.uuid4().hex}.json"
 )
+# The tests' events are dated from a fixed day (tests/factories.py, T0): the ingest processes
+# they start take ten years of history, so the suite does not age out of QW_INGEST_MAX_AGE_DAYS.
+os.environ["QW_INGEST_MAX_AGE_DAYS"] = "3650"
 
 
 def unavailable(what: str) -> None:

@@ -29,7 +29,13 @@ from pydantic import BaseModel, Field
 from services.ingest.admission import HOW, QueueGate, QueueMode
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
-from services.ingest.validation import BodyError, EventKind, parse_body, validate_items
+from services.ingest.validation import (
+    BodyError,
+    EventKind,
+    floor_for,
+    parse_body,
+    validate_items,
+)
 from shared import codec, http_errors
 from shared.apikeys import ApiKey, AuthPolicy
 from shared.codec import json_response
@@ -83,7 +89,8 @@ async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None
         items = parse_body(bytes(body), request.headers.get("content-type", "application/json"))
     except BodyError as exc:
         return json_response({"detail": str(exc)}, status_code=400)
-    result = validate_items(items, kind)
+    max_age: int | None = request.app.state.max_age_days
+    result = validate_items(items, kind, None if max_age is None else floor_for(max_age))
     rejected = [Rejected(index=e.index, errors=e.errors) for e in result.errors]
     events = result.events
     gate: QueueGate | None = request.app.state.gate
@@ -155,7 +162,8 @@ _DOC = (
     "items of the same body are accepted. Only admitted queues are taken (GET /v1/queues): an "
     "event of another is an invalid item (`queue_not_admitted`). Ids follow the grammar of "
     "docs/events.md; an event "
-    "time more than 15 minutes ahead of the clock is an invalid item (`future_timestamp`)."
+    "time more than 15 minutes ahead of the clock is an invalid item (`future_timestamp`), "
+    "and so is one before 2000-01-01 or older than QW_INGEST_MAX_AGE_DAYS (`past_timestamp`)."
 )
 
 
@@ -354,10 +362,12 @@ def create_app(
     gate: QueueGate | None = None,
     queue_admin: QueueAdmin | None = None,
     metrics: IngestMetrics | None = None,
+    max_age_days: int | None = None,
 ) -> FastAPI:
     """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in.
     ``gate``: the queues admitted; None takes every queue (tests of other concerns).
-    ``queue_admin``: writes run-time admissions (None: PUT and DELETE answer 409)."""
+    ``queue_admin``: writes run-time admissions (None: PUT and DELETE answer 409).
+    ``max_age_days``: QW_INGEST_MAX_AGE_DAYS (None: only times before 2000 are too old)."""
     app = FastAPI(title="QualityWatch ingest", version="1")
     http_errors.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -367,6 +377,7 @@ def create_app(
     app.state.gate = gate
     app.state.queue_admin = queue_admin
     app.state.metrics = metrics
+    app.state.max_age_days = max_age_days
     app.include_router(router)
 
     @app.get("/healthz")

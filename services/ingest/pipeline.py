@@ -24,7 +24,13 @@ from services.ingest.admission import QueueGate
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
-from services.ingest.validation import MAX_FUTURE_S, EventKind, ItemError, validate_raw
+from services.ingest.validation import (
+    MAX_FUTURE_S,
+    EventKind,
+    ItemError,
+    floor_for,
+    validate_raw,
+)
 from shared.kafka import make_consumer
 
 log = logging.getLogger(__name__)
@@ -119,13 +125,14 @@ class RawValidator:
             "verdict": defaultdict(list),
         }
         horizon = time.time() + MAX_FUTURE_S
+        floor = floor_for(self._settings.max_age_days)
         dlq = []
         consumed = 0
         valid: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], str, dict[str, Any]]] = []
         for tp, records in polled.items():
             consumed += len(records)
             for rec in records:
-                result = validate_raw(rec.value, self._kinds[tp.topic], horizon)
+                result = validate_raw(rec.value, self._kinds[tp.topic], horizon, floor)
                 if isinstance(result, ItemError):
                     dlq.append(await self._dead_letter(tp, rec, result.reason(), result.errors))
                 else:

@@ -32,6 +32,14 @@ class IngestSettings(BaseSettings):
         description="after the first message of a batch, wait up to this long for more: "
         "larger per-queue batches make the scorer's per-message cost negligible",
     )
+    max_age_days: int = Field(
+        default=400,
+        ge=1,
+        le=3650,
+        description="event times older than this many days are refused (past_timestamp), and "
+        "any before 2000-01-01: a time from long ago would open a subgroup there. Raise it "
+        "for a backfill of older history",
+    )
     queues: Literal["admitted", "allowlist", "open"] = Field(
         default="admitted",
         description="which queues are taken: admitted (the static list plus queues admitted at "

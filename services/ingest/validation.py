@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -60,19 +60,35 @@ def _format(exc: ValidationError) -> list[dict[str, Any]]:
 # open subgroup and expire the join's state. Times further ahead of the wall clock than a
 # clock skew are refused.
 MAX_FUTURE_S = 900.0
+# And a time from long ago would open a subgroup there, the first point of the queue's
+# chart: times before 2000 are refused always, and those older than QW_INGEST_MAX_AGE_DAYS
+# (a backfill's history fits in the default) too.
+EPOCH_FLOOR = 946_684_800.0  # 2000-01-01T00:00:00Z
+MAX_AGE_DAYS = 400
 
 
-class FutureTimestampError(ValueError):
-    def __init__(self, field: str, value: datetime) -> None:
-        super().__init__(f"{field} {value.isoformat()} is in the future")
+def floor_for(max_age_days: int = MAX_AGE_DAYS, now: float | None = None) -> float:
+    """The earliest event time accepted (epoch s) with ``max_age_days``."""
+    return max(EPOCH_FLOOR, (time.time() if now is None else now) - max_age_days * 86400.0)
+
+
+class TimestampRangeError(ValueError):
+    """An event time outside what ingest takes: too far ahead, or too old."""
+
+    def __init__(self, field: str, value: datetime, type_: str, detail: str) -> None:
+        super().__init__(f"{field} {value.isoformat()} {detail}")
         self.field = field
+        self.type = type_
 
 
-def validate_item(obj: Any, kind: EventKind | None) -> Decision | Verdict:
+def validate_item(
+    obj: Any, kind: EventKind | None, floor: float | None = None
+) -> Decision | Verdict:
     """Validate one decoded JSON value. ``kind=None`` reads the ``kind`` discriminator.
 
-    Raises ``ValidationError``, or ``FutureTimestampError`` for a time more than
-    ``MAX_FUTURE_S`` ahead of now.
+    Raises ``ValidationError``, or ``TimestampRangeError`` for a time more than
+    ``MAX_FUTURE_S`` ahead of now or before ``floor`` (default: 2000-01-01; the services
+    pass ``floor_for(QW_INGEST_MAX_AGE_DAYS)``).
     """
     event: Decision | Verdict
     if kind == "decision":
@@ -86,19 +102,23 @@ def validate_item(obj: Any, kind: EventKind | None) -> Decision | Verdict:
         if isinstance(event, Decision)
         else ("reviewed_at", event.reviewed_at)
     )
-    if when.timestamp() > time.time() + MAX_FUTURE_S:
-        raise FutureTimestampError(field, when)
+    t = when.timestamp()
+    if t > time.time() + MAX_FUTURE_S:
+        detail = f"is in the future (more than {MAX_FUTURE_S:.0f} s ahead of the clock)"
+        raise TimestampRangeError(field, when, "future_timestamp", detail)
+    floor = EPOCH_FLOOR if floor is None else floor
+    if t < floor:
+        detail = (
+            "is before 2000-01-01" if floor <= EPOCH_FLOOR
+            else f"is older than the oldest time taken, {datetime.fromtimestamp(floor, UTC).isoformat()} "
+            "(QW_INGEST_MAX_AGE_DAYS)"
+        )  # fmt: skip
+        raise TimestampRangeError(field, when, "past_timestamp", detail)
     return event
 
 
-def _future(exc: FutureTimestampError) -> list[dict[str, Any]]:
-    return [
-        {
-            "loc": [exc.field],
-            "msg": f"{exc} (more than {MAX_FUTURE_S:.0f} s ahead of the clock)",
-            "type": "future_timestamp",
-        }
-    ]
+def _out_of_range(exc: TimestampRangeError) -> list[dict[str, Any]]:
+    return [{"loc": [exc.field], "msg": str(exc), "type": exc.type}]
 
 
 class BodyError(ValueError):
@@ -141,8 +161,12 @@ class Undecodable:
     reason: str
 
 
-def validate_items(items: list[Any], kind: EventKind | None) -> ParseResult:
-    """Validate decoded items; ``Undecodable`` NDJSON lines become item errors too."""
+def validate_items(
+    items: list[Any], kind: EventKind | None, floor: float | None = None
+) -> ParseResult:
+    """Validate decoded items; ``Undecodable`` NDJSON lines become item errors too.
+    ``floor``: the earliest event time taken (default 2000-01-01)."""
+    floor = EPOCH_FLOOR if floor is None else floor
     result = ParseResult()
     for i, obj in enumerate(items):
         if isinstance(obj, Undecodable):
@@ -151,15 +175,17 @@ def validate_items(items: list[Any], kind: EventKind | None) -> ParseResult:
             )
             continue
         try:
-            result.events.append(validate_item(obj, kind))
+            result.events.append(validate_item(obj, kind, floor))
         except ValidationError as exc:
             result.errors.append(ItemError(i, _format(exc)))
-        except FutureTimestampError as exc:
-            result.errors.append(ItemError(i, _future(exc)))
+        except TimestampRangeError as exc:
+            result.errors.append(ItemError(i, _out_of_range(exc)))
     return result
 
 
-def validate_message(value: bytes | None, kind: EventKind) -> Decision | Verdict | ItemError:
+def validate_message(
+    value: bytes | None, kind: EventKind, floor: float | None = None
+) -> Decision | Verdict | ItemError:
     """Validate one raw Kafka message (one event per message)."""
     if value is None:
         return ItemError(0, [{"loc": [], "msg": "empty message (tombstone)", "type": "missing"}])
@@ -168,11 +194,11 @@ def validate_message(value: bytes | None, kind: EventKind) -> Decision | Verdict
     except codec.JSONDecodeError as exc:
         return ItemError(0, [{"loc": [], "msg": f"not JSON: {exc}", "type": "json_invalid"}])
     try:
-        return validate_item(obj, kind)
+        return validate_item(obj, kind, floor)
     except ValidationError as exc:
         return ItemError(0, _format(exc))
-    except FutureTimestampError as exc:
-        return ItemError(0, _future(exc))
+    except TimestampRangeError as exc:
+        return ItemError(0, _out_of_range(exc))
 
 
 # -- the raw topics' fast path ------------------------------------------------------------------
@@ -259,9 +285,12 @@ _FAST: dict[EventKind, SchemaValidator] = {
 _TIME_FIELD: dict[EventKind, str] = {"decision": "decided_at", "verdict": "reviewed_at"}
 
 
-def fast_item(value: bytes, kind: EventKind, horizon: float) -> tuple[str, dict[str, Any]] | None:
+def fast_item(
+    value: bytes, kind: EventKind, horizon: float, floor: float = EPOCH_FLOOR
+) -> tuple[str, dict[str, Any]] | None:
     """The message as its queue and a v2 batch item (``shared.batches``), or None when the
-    fast path does not accept it; ``horizon``: the latest event time accepted (epoch s)."""
+    fast path does not accept it; ``horizon`` and ``floor``: the latest and the earliest
+    event time accepted (epoch s)."""
     try:
         d: dict[str, Any] = _FAST[kind].validate_json(value)
     except ValidationError:
@@ -271,7 +300,7 @@ def fast_item(value: bytes, kind: EventKind, horizon: float) -> tuple[str, dict[
         return None
     field = _TIME_FIELD[kind]
     t = d[field].timestamp()
-    if t > horizon:
+    if t > horizon or t < floor:
         return None
     d[field] = t
     del d["v"], d["kind"]
@@ -279,17 +308,19 @@ def fast_item(value: bytes, kind: EventKind, horizon: float) -> tuple[str, dict[
 
 
 def validate_raw(
-    value: bytes | None, kind: EventKind, horizon: float | None = None
+    value: bytes | None, kind: EventKind, horizon: float | None = None, floor: float | None = None
 ) -> tuple[str, dict[str, Any]] | ItemError:
     """One raw Kafka message as (queue, v2 batch item), or why it is refused: the fast path
     first, ``validate_message`` for what it does not accept. ``horizon`` (default: now plus
     ``MAX_FUTURE_S``) may be computed once for a whole poll: it is never later than the one
-    ``validate_message`` then uses."""
+    ``validate_message`` then uses. ``floor``: the earliest event time (default 2000-01-01)."""
+    floor = EPOCH_FLOOR if floor is None else floor
     if value is not None:
-        fast = fast_item(value, kind, time.time() + MAX_FUTURE_S if horizon is None else horizon)
+        horizon = time.time() + MAX_FUTURE_S if horizon is None else horizon
+        fast = fast_item(value, kind, horizon, floor)
         if fast is not None:
             return fast
-    result = validate_message(value, kind)
+    result = validate_message(value, kind, floor)
     if isinstance(result, ItemError):
         return result
     return result.queue_id, batches.item(result)

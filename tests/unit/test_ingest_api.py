@@ -104,3 +104,16 @@ async def test_lone_surrogates_are_refused_not_a_server_error() -> None:
     assert 400 <= r.status_code < 500, r.text
     assert 400 <= admin.status_code < 500, admin.text
     assert pub.events == []
+
+
+async def test_times_older_than_the_setting_are_refused_by_name() -> None:
+    pub = MemoryPublisher()
+    app = create_app(cast(Publisher, pub), max_age_days=1)
+    c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://i")
+    async with c:
+        r = await c.post("/v1/decisions", json=[decision(1, decided_at="2020-01-01T00:00:00Z")])
+    assert r.status_code == 422
+    (error,) = r.json()["rejected"][0]["errors"]
+    assert (error["loc"], error["type"]) == (["decided_at"], "past_timestamp")
+    assert "QW_INGEST_MAX_AGE_DAYS" in error["msg"]
+    assert pub.events == []

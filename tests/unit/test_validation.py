@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from services.ingest.validation import (
+    EPOCH_FLOOR,
     BodyError,
+    ItemError,
+    floor_for,
     parse_body,
     validate_items,
     validate_message,
+    validate_raw,
 )
 from shared import codec
 from shared.events import Decision, Verdict
@@ -111,3 +117,32 @@ def test_far_future_timestamps_are_refused() -> None:
     bad = validate_message(codec.dumps(decision(1, decided_at="2099-01-01T00:00:00Z")), "decision")
     assert not isinstance(bad, Decision | Verdict)
     assert bad.errors[0]["type"] == "future_timestamp"
+
+
+def test_times_from_long_ago_are_refused() -> None:
+    """A time before 2000, or older than QW_INGEST_MAX_AGE_DAYS, would open a subgroup
+    there (the first point of the queue's chart): refused as past_timestamp."""
+    now = datetime(2026, 12, 2, tzinfo=UTC).timestamp()
+    floor = floor_for(400, now)
+    assert floor == now - 400 * 86400
+    assert floor_for(3650, now=datetime(2005, 1, 1, tzinfo=UTC).timestamp()) == EPOCH_FLOOR
+    items = [
+        decision(1, decided_at="0001-01-01T00:00:00Z"),
+        decision(2, decided_at="1969-12-31T23:00:00Z"),
+        verdict(3, reviewed_at="2025-10-01T00:00:00Z"),  # 427 days before now
+        decision(4, decided_at="2025-11-01T00:00:00Z"),  # 396 days: taken
+    ]
+    result = validate_items(items, None, floor)
+    assert [e.index for e in result.errors] == [0, 1, 2]
+    assert {e.errors[0]["type"] for e in result.errors} == {"past_timestamp"}
+    assert result.errors[0].errors[0]["loc"] == ["decided_at"]
+    assert "QW_INGEST_MAX_AGE_DAYS" in result.errors[2].reason()
+    assert [e.decision_id for e in result.events if isinstance(e, Decision)] == ["d4"]
+    # with a floor at 2000-01-01 (a long history allowed), 1969 is still refused
+    old = validate_items([decision(2, decided_at="1969-12-31T23:00:00Z")], None, EPOCH_FLOOR)
+    assert "before 2000-01-01" in old.errors[0].reason()
+    # the raw topics' path says the same, fast path or not
+    raw = validate_raw(codec.dumps(items[0]), "decision", floor=floor)
+    assert isinstance(raw, ItemError)
+    assert raw.errors[0]["type"] == "past_timestamp"
+    assert not isinstance(validate_raw(codec.dumps(items[3]), "decision", floor=floor), ItemError)
