@@ -568,7 +568,11 @@ class Scorer:
         st.rate_n += 1
         for chart in st.cusum.values():
             if chart.update(incorrect):
-                self._cusum_breach(st, chart, out, wall)
+                # when, in event time: this verdict's review (or its decision's arrival, for
+                # a verdict that waited for it), not the watermark, which a batch's
+                # decisions may already have moved hours on: the same signal, the same time
+                # and cause window, however the events were batched
+                self._cusum_breach(st, chart, out, wall, max(verdict[0], decision[0]))
 
     # -- live CUSUM -----------------------------------------------------------------------
     def _design_cusums(self, st: QueueState) -> None:
@@ -616,16 +620,17 @@ class Scorer:
         )  # fmt: skip
 
     def _cusum_breach(
-        self, st: QueueState, chart: live.LiveCusum, out: Output, wall: float
+        self, st: QueueState, chart: live.LiveCusum, out: Output, wall: float, at: float
     ) -> None:
-        """A CUSUM signal: a breach now (no subgroup to wait for), then the chart restarts.
-        The queue is not quiet: the alerts' hysteresis (quiet subgroups in a row) starts
-        again, so a drift the CUSUM keeps signalling holds its incident open."""
+        """A CUSUM signal at event time ``at``: a breach now (no subgroup to wait for), then
+        the chart restarts. The queue is not quiet: the alerts' hysteresis (quiet subgroups
+        in a row) starts again, so a drift the CUSUM keeps signalling holds its incident
+        open. Its root cause is ranked over the subgroups of the hours up to ``at``."""
         info = self._cusum_info(st, chart)
         chart.reset()
         st.quiet_streak = 0
         period = self.s.subgroup_seconds
-        start = int(st.watermark // period) * period
+        start = int(at // period) * period
         observed = info.errors / info.verdicts if info.verdicts else 0.0
         if chart.side == "upper":
             rule, what = "cusum_upper", "up"
@@ -639,7 +644,7 @@ class Scorer:
             f"{info.verdicts} verdicts with {info.errors} errors ({observed:.1%}); designed "
             f"for one false alarm in {info.arl0_verdicts:,.0f} verdicts",
             cusum=info, verdicts_total=st.verdicts_total,
-            window=(start - (causes.SHORT_WINDOW - 1) * period, start),
+            window=(start - (causes.SHORT_WINDOW - 1) * period, start), detected=at,
         )  # fmt: skip
 
     # -- SPC ------------------------------------------------------------------------------
@@ -918,9 +923,11 @@ class Scorer:
         cusum: CusumInfo | None = None,
         verdicts_total: int | None = None,
         window: tuple[float, int] | None = None,
+        detected: float | None = None,
     ) -> None:
         """``window``: the bucket starts ``lo <= start <= hi`` whose slices explain it (root
-        cause, against ``expected``); a lower CUSUM ranks the missing errors."""
+        cause, against ``expected``); a lower CUSUM ranks the missing errors. ``detected``:
+        the event time of the detection (default: the watermark)."""
         dedup = f"{st.queue_id}:{rule}:{start}"
         ranked: list[Cause] = []
         said = None
@@ -946,7 +953,7 @@ class Scorer:
             ucl=ucl,
             n=n,
             message=message,
-            detected_at=_dt(st.watermark),
+            detected_at=_dt(st.watermark if detected is None else detected),
             emitted_at=_dt(wall),
             cusum=cusum,
             verdicts_total=verdicts_total,

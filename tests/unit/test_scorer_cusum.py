@@ -374,3 +374,27 @@ def test_a_persisting_drift_holds_the_streak_and_the_end_of_it_releases_it() -> 
     drift_at_p0 = d.g - 0.05 * d.m  # lattice units a verdict, on average, at p0
     assert streaks.index(1) <= 4 * d.limit / drift_at_p0 / 40 + 8
     assert streaks[-1] >= 3
+
+
+def test_a_signal_is_timed_by_its_verdict_however_the_events_are_batched() -> None:
+    """A batch adds its decisions (moving the watermark) before it counts its verdicts, so a
+    CUSUM signal in a batch of twelve hours was stamped with the batch's end and ranked the
+    causes of hours with nothing counted yet. It is timed by the verdict that signalled."""
+    rng = random.Random(11)
+    quiet = _traffic("q", range(48), 40, lambda h: 0.05, rng)
+    drift = _traffic("q", range(48, 96), 40, lambda h: 0.12, rng)
+    hourly = Scorer(scorer_settings(baseline_p={"q": 0.05}), {})
+    bulk = Scorer(scorer_settings(baseline_p={"q": 0.05}), {})
+    assert _run(hourly, quiet) == _run(bulk, quiet) == []
+    by_hour = [b for b in _run(hourly, drift) if b.rule == "cusum_upper"]
+    chunks = [[e for h in drift[i : i + 12] for e in h] for i in range(0, len(drift), 12)]
+    in_bulk = [b for b in _run(bulk, chunks) if b.rule == "cusum_upper"]
+    assert by_hour
+    assert in_bulk
+    first, first_bulk = by_hour[0], in_bulk[0]
+    # the same verdicts, the same time; the watermark of its batch was hours later
+    assert first_bulk.verdicts_total == first.verdicts_total
+    assert first_bulk.detected_at == first.detected_at
+    assert first_bulk.subgroup_start == first.subgroup_start
+    chunk_end = T0 + 48 * H + 12 * H * (1 + (first.detected_at - T0 - 48 * H) // (12 * H))
+    assert chunk_end - first_bulk.detected_at > 2 * H
