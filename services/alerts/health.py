@@ -15,7 +15,9 @@ Components (each 0-100) and weights:
 * ``freshness`` (0.1): 100 when a snapshot arrived within ``stale_after_s``; falls linearly
   to 0 at four times that.
 
-While any alert is firing for the queue the band is at best ``amber``.
+While any alert is firing for the queue the band is at best ``amber``; while the 24h
+accuracy is below the target with confidence (the below-target rule holds) it is ``red``,
+whatever the score.
 
 ``baseline`` says where the charts stand: ``learning (5/24)`` during a Phase I (the queue's
 first, or the one a baseline reset began: the charts wait for it, the below-target rule
@@ -302,9 +304,16 @@ def health(
     components = {"accuracy": accuracy, "stability": stability, "freshness": freshness}
     score = sum(WEIGHTS[k] * v for k, v in components.items())
     band = band_for(score)
+    if below:
+        band = "red"  # failing its target, shown so: not "watch" because the score is 74
     if firing and band == "green":
         band = "amber"  # a wall screen must not show green while an alert is open
-        reasons.append(f"{len(firing)} alert(s) firing: {', '.join(sorted(set(firing)))}")
+    if firing:
+        counts = {rule: firing.count(rule) for rule in dict.fromkeys(firing)}
+        reasons.append(
+            "alerts firing: "
+            + ", ".join(f"{r} ({k} signals)" if k > 1 else r for r, k in counts.items())
+        )
     return Health(
         baseline=baseline,
         last_baseline_reset=last_reset,

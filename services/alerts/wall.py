@@ -80,6 +80,9 @@ class Tile(BaseModel):
     target: float
     baseline_state: str = Field(description="phase1 (learning the baseline) or frozen")
     phase1_subgroups: int = Field(description="subgroups learned from so far, while in Phase I")
+    baseline: str = Field(
+        default="", description="the health's words for it: learning (5/24), estimated, configured"
+    )
     top_error: str | None = Field(description="the most frequent error type in 24 h")
     trend: list[float | None] = Field(
         description=f"error rate of the last {TREND_POINTS} published subgroups, oldest first "
@@ -164,12 +167,15 @@ def tile(
         low, high = ci.lower, ci.upper
     errors = snap.errors_24h_by_type
     top = max(sorted(errors), key=lambda k: errors[k]) if any(errors.values()) else None
+    text = BAND_TEXT[h.band]
+    if h.band == "green" and snap.baseline_state == "phase1":
+        text = "GREEN: on target, learning"  # the charts wait for Phase I: not "in control"
     return Tile(
-        queue_id=snap.queue_id, band=h.band, band_text=BAND_TEXT[h.band], score=h.score,
+        queue_id=snap.queue_id, band=h.band, band_text=text, score=h.score,
         explanation=h.explanation, accuracy_24h=snap.accuracy_24h, accuracy_low=low,
         accuracy_high=high, n_24h=snap.n_24h, target=h.target,
         baseline_state=snap.baseline_state,
-        phase1_subgroups=snap.phase1_subgroups,
+        phase1_subgroups=snap.phase1_subgroups, baseline=h.baseline,
         top_error=top,
         trend=[p.get("p") for p in trend], trend_ucl=[p.get("ucl") for p in trend],
         alerts=[wall_alert(a) for a in open_alerts], as_of=snap.as_of,

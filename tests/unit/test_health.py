@@ -135,3 +135,22 @@ def test_the_live_cusums_count_in_stability(
     assert words in r.explanation
     if firing == ["cusum_upper"]:
         assert r.band == "red"
+
+
+def test_a_queue_below_target_with_confidence_is_red_whatever_its_score() -> None:
+    """85.7% against 90% on 500 verdicts scores 74 (amber by score): failing its target
+    with confidence, it is red; 89.5% (not below with confidence) stays by its score."""
+    failing = h(snap(0.857, 500, []))
+    assert failing.score is not None
+    assert failing.score >= 60
+    assert failing.below_target_with_confidence
+    assert failing.band == "red"
+    close = h(snap(0.895, 500, []))
+    assert not close.below_target_with_confidence
+    assert close.band == band_for(close.score or 0)
+
+
+def test_repeated_signals_of_one_rule_are_one_line() -> None:
+    r = health(snap(0.95, 500, []), target=0.9, min_sample=30, age_s=0, stale_after_s=300,
+               firing=["cusum_lower"] * 5 + ["ewma_ucl"])  # fmt: skip
+    assert "alerts firing: cusum_lower (5 signals), ewma_ucl" in r.explanation

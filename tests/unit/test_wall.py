@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.alerts import db
+from services.alerts import db, wall
 from services.alerts.api import create_app
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
@@ -249,3 +249,14 @@ async def test_the_wall_is_protected_when_reads_are(
                 assert (await c.get(path)).status_code == status, (protect, path)
                 r = await c.get(path, headers={"X-API-Key": reader})
                 assert r.status_code == 200, (protect, path)
+
+
+def test_the_band_badges_colours_do_not_reach_the_tiles_text() -> None:
+    """A tile carries its band's class too: a bare `.band-amber { color: #111 }` drew every
+    amber tile's text near-black on dark olive (contrast 1.5:1). Badge colours are scoped
+    to `.band.band-*`; a tile's rule sets its background only."""
+    css = (Path(wall.__file__).parent / "static" / "wall.css").read_text()
+    for selector, body in re.findall(r"([^{}]+)\{([^}]*)\}", css):
+        for sel in (s.strip() for s in selector.split(",")):
+            if re.fullmatch(r"\.band-\w+", sel) or sel.startswith(".tile.band-"):
+                assert not re.search(r"(^|;)\s*color\s*:", body), (sel, body)

@@ -60,7 +60,7 @@ function renderTile(tile) {
     sparkline(tile),
   );
   const meta = [];
-  if (tile.baseline_state === "phase1") meta.push(`learning (${tile.phase1_subgroups} subgroups)`);
+  if (tile.baseline_state === "phase1") meta.push(tile.baseline || `learning (${tile.phase1_subgroups})`);
   if (tile.top_error) meta.push(`top error 24h: ${tile.top_error.replaceAll("_", " ")}`);
   if (meta.length) node.append(el("p", { class: "meta" }, meta.join(" · ")));
   // open alerts, one line per rule (newest first): the rule, how many, the cause or message
