@@ -21,6 +21,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from shared.ids import KEY_ID_DESCRIPTION, is_key_id
+
 baseline_app = typer.Typer(
     name="baseline", help="Reset a queue's baseline (a new Phase I), and its audit trail.",
     no_args_is_help=True,
@@ -48,13 +50,21 @@ def _refused(r: httpx.Response) -> typer.Exit:
         detail = r.text
     if isinstance(detail, list):  # a 422: each bad field
         detail = "; ".join(f"{'.'.join(map(str, d['loc'][1:]))}: {d['msg']}" for d in detail)
+    # the API's words for its fields, as this command's options
+    detail = str(detail).replace("replace_configured=true", "--replace-configured")
     typer.echo(f"qwatch: {r.status_code}: {detail}", err=True)
     return typer.Exit(1)
 
 
+def _queue(queue_id: str) -> str:
+    if not is_key_id(queue_id):
+        raise typer.BadParameter(f"{queue_id[:60]!r} is not a queue id ({KEY_ID_DESCRIPTION})")
+    return queue_id
+
+
 @baseline_app.command("reset")
 def reset(
-    queue: Annotated[str, typer.Argument(help="the queue id")],
+    queue: Annotated[str, typer.Argument(help="the queue id", callback=_queue)],
     reason: Annotated[str, typer.Option(help="why: kept in the audit trail")],
     effective_at: Annotated[
         str | None,
@@ -109,7 +119,7 @@ def reset(
 
 @baseline_app.command("list")
 def list_baselines(
-    queue: Annotated[str, typer.Argument(help="the queue id")],
+    queue: Annotated[str, typer.Argument(help="the queue id", callback=_queue)],
     api: Api = None,
     key: Key = None,
 ) -> None:
@@ -122,7 +132,10 @@ def list_baselines(
             raise typer.Exit(2) from None
     if r.status_code != 200:
         raise _refused(r)
-    for b in r.json()["baselines"]:
+    found = r.json()["baselines"]
+    if not found:
+        typer.echo(f"{queue}: no baseline yet (nothing scored, or its first Phase I not begun)")
+    for b in found:
         epoch = "-" if b["epoch"] is None else str(b["epoch"])
         p = "" if b["baseline_p"] is None else f" p={b['baseline_p']:.2%} from {b['subgroups']}"
         who = f" by {b['actor']}: {b['reason']}" if b["actor"] else ""

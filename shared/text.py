@@ -28,3 +28,14 @@ def clean_text(value: str) -> str:
             "no lone surrogates"
         )
     return value
+
+
+def percent_apart(value: float, other: float) -> str:
+    """``value`` as a percentage with one decimal, or as many more (up to three) as it takes
+    to read differently from ``other`` at the same precision: a bound of 89.96% under a
+    target of 90% reads "89.96%", not "90.0%" under "90.0%"."""
+    for digits in (1, 2, 3):
+        text = f"{value:.{digits}%}"
+        if text != f"{other:.{digits}%}":
+            return text
+    return f"{value:.3%}"

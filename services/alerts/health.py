@@ -46,6 +46,7 @@ from pydantic import BaseModel, Field
 from shared.events import OTHER_SITES, QualitySnapshot
 from shared.settings import TargetSource
 from shared.stats.intervals import prob_at_least, wilson_interval
+from shared.text import percent_apart
 
 Band = Literal["green", "amber", "red", "insufficient_data"]
 WEIGHTS = {"accuracy": 0.6, "stability": 0.3, "freshness": 0.1}
@@ -264,7 +265,7 @@ def health(
     lower, upper = day.interval
     below = day.below_target_with_confidence
     accuracy = 100.0 if acc >= target else max(0.0, 100.0 - (target - acc) * 1000.0)
-    bound = f"upper {confidence:.0%} bound {upper:.1%}"
+    bound = f"upper {confidence:.0%} bound {percent_apart(upper, target)}"
     if acc >= target:
         reasons.insert(0, f"24h accuracy {acc:.1%} meets the {target:.1%} target (n={n:,})")
     elif below:

@@ -54,6 +54,7 @@ from shared.stats.cusum import BernoulliCusum
 from shared.stats.ewma import EwmaState
 from shared.stats.intervals import wilson_interval
 from shared.stats.problimits import CountModel, alpha_for_sigmas
+from shared.text import percent_apart
 from shared.topics import baseline_key, queue_key, subgroup_key
 
 _DECISION_KEYS = frozenset({"decision_id", "decided_at", "site_id", "moderator_id", "policy_id"})
@@ -901,7 +902,8 @@ class Scorer:
             st, out, BreachKind.BELOW_TARGET, "accuracy_24h_below_target", "critical", day,
             e / n, 1 - self.s.quality.accuracy_target, None, n, wall,
             f"queue {st.queue_id}: 24h accuracy {1 - e / n:.1%} (upper "
-            f"{self.s.quality.target_confidence:.0%} bound {ci.upper:.1%}) is under the target "
+            f"{self.s.quality.target_confidence:.0%} bound "
+            f"{percent_apart(ci.upper, self.s.quality.accuracy_target)}) is under the target "
             f"{self.s.quality.accuracy_target:.1%}, n={n}",
             window=(st.watermark - WINDOWS["24h"] - self.s.subgroup_seconds, int(st.watermark)),
         )  # fmt: skip

@@ -49,7 +49,7 @@ class ScorerSettings(BaseSettings):
         default=False,
         description="raise a breach when the hourly EWMA crosses its limit (it is charted "
         "either way); outside the false-alarm budget: on small binomial subgroups its "
-        "normal-theory limit alarms far more often than designed (about 7 false alarms a day "
+        "normal-theory limit alarms far more often than designed (about 12 false alarms a day "
         "over 500 queues at L = 3.2, measured by bench/fleet.py)",
     )
     cusum_shift_up: float = Field(

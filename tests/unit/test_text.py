@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.text import clean_text
+from shared.text import clean_text, percent_apart
 
 REFUSED = (
     [chr(c) for c in range(0x20) if chr(c) not in "\n\t"]
@@ -44,3 +44,17 @@ def test_anything_else_is_kept_as_written_but_its_outer_blanks(text: str) -> Non
 def test_a_refused_character_anywhere_is_refused(head: str, char: str, tail: str) -> None:
     with pytest.raises(ValueError, match="is refused"):
         clean_text(f"x{head}{char}{tail}x")
+
+
+def test_a_bound_never_reads_as_its_target() -> None:
+    assert percent_apart(0.8996, 0.90) == "89.96%"
+    assert percent_apart(0.8990, 0.90) == "89.9%"
+    assert percent_apart(0.89999, 0.90) == "89.999%"
+    assert percent_apart(0.913, 0.90) == "91.3%"
+
+
+@given(st.floats(0, 1), st.floats(0, 1))
+def test_percent_apart_reads_apart_when_the_values_differ_enough(a: float, b: float) -> None:
+    text = percent_apart(a, b)
+    if abs(a - b) >= 0.0001:
+        assert text not in {f"{b:.1%}", f"{b:.2%}", f"{b:.3%}"}
