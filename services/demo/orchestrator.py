@@ -58,6 +58,24 @@ def caught_up(queues: list[dict[str, Any]], expected: int, end: float) -> bool:
     return min(as_of) >= end - 3600
 
 
+def scored_through(queues: list[dict[str, Any]], start: float) -> float | None:
+    """Hours of simulated traffic every queue is scored through (the slowest queue's latest
+    snapshot, in event time, since ``start``), or None before every queue has one."""
+    try:
+        as_of = [datetime.fromisoformat(q["snapshot"]["as_of"]).timestamp() for q in queues]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (min(as_of) - start) / 3600 if as_of else None
+
+
+def _scored(prog: SimProgress, queues: list[dict[str, Any]]) -> str:
+    """ "scored +20.5 h" beside the simulator's clock: how far behind the scorer is."""
+    if not prog.sim_time:
+        return ""
+    through = scored_through(queues, prog.sim_start)
+    return "" if through is None else f", scored +{max(0.0, through):.1f} h"
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     hours: float = 34.0  # simulated hours
@@ -279,7 +297,10 @@ def render(
     """The terminal view, readable at 100 columns."""
     sim_now = datetime.fromtimestamp(prog.sim_time, UTC) if prog.sim_time else None
     head = (
-        f"simulated [bold]{sim_now:%a %H:%M}[/] (+{prog.sim_elapsed_h:.1f} h)  " if sim_now else ""
+        f"simulated [bold]{sim_now:%a %H:%M}[/] (+{prog.sim_elapsed_h:.1f} h"
+        f"{_scored(prog, queues)})  "
+        if sim_now
+        else ""
     ) + (
         f"decisions [bold]{prog.decisions:,}[/]  verdicts [bold]{prog.verdicts:,}[/]  "
         f"malformed {prog.invalid} (to dead letter)"
@@ -314,7 +335,10 @@ def plain_line(prog: SimProgress, queues: list[dict[str, Any]], phase1: int) -> 
         text = _status(q, phase1)[0].split(" (")[0]
         counts[text] = counts.get(text, 0) + 1
     bands = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no queue yet"
-    when = f"simulated {sim_now:%a %H:%M} (+{prog.sim_elapsed_h:.1f} h)" if sim_now else "starting"
+    when = (
+        f"simulated {sim_now:%a %H:%M} (+{prog.sim_elapsed_h:.1f} h{_scored(prog, queues)})"
+        if sim_now else "starting"
+    )  # fmt: skip
     return f"{datetime.now():%H:%M:%S} {when}: {prog.decisions:,} decisions, {prog.verdicts:,} verdicts; queues: {bands}"
 
 
@@ -504,6 +528,18 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             f"queue {drift.queue_id}{where}, {len(fired) - len(on_drift)} on the "
             f"{len(profiles) - 1} stable ones."
         )
+        through = scored_through(queues, cfg.start.timestamp())
+        if through is not None and through < opts.hours - 1:
+            drifted = (
+                f"the drift (from +{opts.drift_at_h:g} h) was never scored"
+                if through < opts.drift_at_h
+                else f"only {through - opts.drift_at_h:.1f} h of the drift were scored"
+            )
+            console.print(
+                f"the scorer had scored the traffic through +{through:.1f} h of "
+                f"{opts.hours:g}: {drifted}. This machine was too busy for the demo's speed; "
+                "run it again slower: .venv/bin/qwatch demo --speed 300"
+            )
         if stack is not None:
             by = Counter(
                 f"{r} {a.get('labels', {}).get('alertname', '?')}"

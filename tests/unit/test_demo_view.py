@@ -4,11 +4,12 @@ shown as learning, nothing that gives the drifted queue away; a plain line for l
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 
-from services.demo.orchestrator import plain_line, queue_rows, render
+from services.demo.orchestrator import plain_line, queue_rows, render, scored_through
 from services.simulator.run import SimProgress
 
 
@@ -64,3 +65,19 @@ def test_plain_line_counts_queues_by_status() -> None:
     for part in ("1 ALERT", "1 learning", "1 ok", "1 watch"):
         assert part in line
     assert "[" not in line  # no markup in a log line
+
+
+def test_the_progress_says_how_far_the_scorer_has_scored() -> None:
+    """On a busy machine the scorer falls behind the simulator: the line says so, beside the
+    simulator's clock (a new user saw '+34.0 h' for minutes while nothing past +20 h was
+    scored, then '0 alerts' with no word of why)."""
+    start = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
+    prog = SimProgress(sim_time=start + 34 * 3600, sim_start=start)
+    behind = [
+        {**q, "snapshot": {**q["snapshot"], "as_of": datetime.fromtimestamp(start + h * 3600, UTC).isoformat()}}
+        for q, h in zip(QUEUES, (20.5, 21.0, 20.0, 30.0), strict=True)
+    ]  # fmt: skip
+    assert scored_through(behind, start) == 20.0
+    assert "(+34.0 h, scored +20.0 h)" in plain_line(prog, behind, 16)
+    assert scored_through(QUEUES, start) is None  # a queue without as_of yet: not said
+    assert "scored" not in plain_line(prog, QUEUES, 16)
