@@ -221,16 +221,20 @@ def alerts() -> None:
 
 @app.command()
 def simulate(
-    hours: Annotated[float, typer.Option(help="simulated hours")] = 24.0,
-    speed: Annotated[float, typer.Option(help="simulated s per real s; 0 = flat out")] = 600.0,
+    hours: Annotated[float, typer.Option(help="simulated hours", min=0.01, max=24 * 400)] = 24.0,
+    speed: Annotated[
+        float, typer.Option(help="simulated s per real s; 0 = flat out", min=0.0)
+    ] = 600.0,
     seed: Annotated[int, typer.Option()] = 7,
-    queues: Annotated[int, typer.Option()] = 20,
-    decisions_per_hour: Annotated[float, typer.Option(help="per queue")] = 1000.0,
+    queues: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    decisions_per_hour: Annotated[float, typer.Option(help="per queue", min=0.0)] = 1000.0,
     drift: Annotated[
         list[str] | None,
         typer.Option(help="QUEUE:HOUR:DELTA, e.g. spam-en:12:-0.05 (repeatable)"),
     ] = None,
-    invalid_every: Annotated[int, typer.Option(help="inject a malformed event every N")] = 0,
+    invalid_every: Annotated[
+        int, typer.Option(help="inject a malformed event every N (0: none)", min=0)
+    ] = 0,
     admit: Annotated[
         bool, typer.Option(help="admit the simulated queues first (QW_INGEST_QUEUES=admitted)")
     ] = True,
@@ -238,7 +242,7 @@ def simulate(
     """Produce simulated decisions and verdicts to the raw topics."""
     from datetime import UTC, datetime, timedelta
 
-    from services.simulator.model import Drift, SimConfig
+    from services.simulator.model import Drift, SimConfig, queue_profiles
     from services.simulator.run import play
     from shared.settings import KafkaSettings
 
@@ -249,6 +253,15 @@ def simulate(
             drifts.append(Drift(queue_id=q, at_s=float(h) * 3600, delta=float(d)))
         except ValueError as exc:
             raise typer.BadParameter(f"--drift {spec!r}: expected QUEUE:HOUR:DELTA") from exc
+    names = {p.queue_id for p in queue_profiles(SimConfig(seed=seed, queues=queues))}
+    for one in drifts:
+        if one.queue_id not in names:
+            raise typer.BadParameter(
+                f"--drift {one.queue_id!r}: not a simulated queue (with --seed {seed} "
+                f"--queues {queues}: {', '.join(sorted(names)[:5])}, ...)"
+            )
+        if not -1.0 <= one.delta <= 1.0 or one.at_s < 0:
+            raise typer.BadParameter(f"--drift {one.queue_id}: HOUR >= 0 and DELTA in [-1, 1]")
     # simulated time ends about now: ingest refuses event times in the future
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
     cfg = SimConfig(

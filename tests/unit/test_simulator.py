@@ -61,3 +61,21 @@ def test_verdicts_follow_their_decisions_by_the_qa_lag() -> None:
     lags.sort()
     median = lags[len(lags) // 2]
     assert 1.5 * 3600 < median < 2.5 * 3600
+
+
+def test_simulate_refuses_arguments_outside_their_range_before_the_broker() -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    runner = CliRunner(env={"QW_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    for args, says in (
+        (["--queues", "-1"], "--queues"),
+        (["--hours", "-1"], "--hours"),
+        (["--speed", "-5"], "--speed"),
+        (["--drift", "nosuch:1:0.5"], "not a simulated queue"),
+        (["--drift", "hate-en:1:5"], "DELTA in [-1, 1]"),
+    ):
+        r = runner.invoke(app, ["simulate", *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert says in r.output, (args, r.output)
