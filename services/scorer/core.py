@@ -564,16 +564,18 @@ class Scorer:
             tenure = decision[5] if len(decision) > 5 else "unknown"
             keys = causes.keys_of(str(decision[1]), str(decision[3]), tenure, decision[4])
             causes.count(bucket.slices, keys, incorrect, verdict[2])
+        # when, in event time: this verdict's review (or its decision's arrival, for a
+        # verdict that waited for it), not the watermark, which a batch's decisions may
+        # already have moved hours on: the same rate, signal, time and cause window,
+        # however the events were batched
+        at = max(verdict[0], decision[0])
         if st.rate_from is None:
-            st.rate_from = st.watermark
+            st.rate_from = at
         st.rate_n += 1
+        st.rate_to = at if st.rate_to is None else max(st.rate_to, at)
         for chart in st.cusum.values():
             if chart.update(incorrect):
-                # when, in event time: this verdict's review (or its decision's arrival, for
-                # a verdict that waited for it), not the watermark, which a batch's
-                # decisions may already have moved hours on: the same signal, the same time
-                # and cause window, however the events were batched
-                self._cusum_breach(st, chart, out, wall, max(verdict[0], decision[0]))
+                self._cusum_breach(st, chart, out, wall, at)
 
     # -- live CUSUM -----------------------------------------------------------------------
     def _design_cusums(self, st: QueueState) -> None:
@@ -582,11 +584,13 @@ class Scorer:
         frozen, design the CUSUMs for their share of the false-alarm budget (cusum.py)."""
         changed = False
         if st.rate_from is not None:
-            span = st.watermark - st.rate_from
+            # (a record from before rate_to: the watermark, as it was measured then)
+            to = st.watermark if st.rate_to is None else st.rate_to
+            span = to - st.rate_from
             if span >= live.RATE_SPAN_S or (st.rate is None and span >= live.RATE_FIRST_SPAN_S):
                 measured = st.rate_n * 86400.0 / span
                 st.rate = measured if st.rate is None else (st.rate + measured) / 2
-                st.rate_from, st.rate_n = st.watermark, 0
+                st.rate_from, st.rate_n = to, 0
                 changed = True
         if st.baseline_p is None or st.rate is None or not (changed or not st.cusum):
             return

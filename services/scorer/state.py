@@ -116,10 +116,14 @@ class QueueState:
     # measured verdict rate (see cusum.py); optional in the record (absent: none yet)
     cusum: dict[str, LiveCusum] = field(default_factory=dict)
     # random verdicts a day (event time) the designs in force were made for, and the
-    # measurement under way: random verdicts counted since the watermark ``rate_from``
+    # measurement under way: ``rate_n`` random verdicts counted from the event time
+    # ``rate_from`` to ``rate_to`` (each verdict's own time: its review, or its decision's
+    # arrival, as the CUSUM signal is timed; not the watermark, which a batch's decisions
+    # move before its verdicts are counted)
     rate: float | None = None
     rate_from: float | None = None
     rate_n: int = 0
+    rate_to: float | None = None
     # baseline resets (control records, shared/control.py): the queue's baseline epoch (0:
     # its first baseline; +1 each reset), the first subgroup start the Phase I under way may
     # take (a reset's effective_at; None: any), the last reset as published (who, when,
@@ -162,6 +166,7 @@ class QueueState:
             "rate": self.rate,
             "rate_from": self.rate_from,
             "rate_n": self.rate_n,
+            "rate_to": self.rate_to,
             "baseline_epoch": self.baseline_epoch,
             "phase1_from": self.phase1_from,
             "last_reset": dict(self.last_reset) if self.last_reset else None,
@@ -204,6 +209,8 @@ class QueueState:
             rate=None if d.get("rate") is None else float(d["rate"]),
             rate_from=None if d.get("rate_from") is None else float(d["rate_from"]),
             rate_n=int(d.get("rate_n", 0)),
+            # (optional: a record written before it measured by verdict times has none)
+            rate_to=None if d.get("rate_to") is None else float(d["rate_to"]),
             # (optional: a record written before baseline resets has none)
             baseline_epoch=int(d.get("baseline_epoch", 0)),
             phase1_from=None if d.get("phase1_from") is None else int(d["phase1_from"]),
