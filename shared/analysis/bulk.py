@@ -312,9 +312,7 @@ def join_rows(count: int, pieces: list[Piece]) -> str:
         else:
             rows[:, at : at + width] = block if shown is None else block * shown[:, None]
         at += width
-    flat = rows.ravel()
-    kept: Bytes = flat[flat != 0]
-    return kept.tobytes().decode("ascii")
+    return rows.tobytes().translate(None, b"\0").decode("ascii")
 
 
 def _width(block: bytes | Bytes) -> int:
