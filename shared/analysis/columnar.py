@@ -552,6 +552,8 @@ class _CsvRows:
     def bulk(self, chunk: bytes) -> bool:
         """The rows of ``chunk`` (whole lines), in bulk; ``False`` (nothing read) if the chunk
         needs the csv module."""
+        if not chunk:
+            return True  # the header was the whole first chunk
         fields = split_lines(chunk, self.width)
         if fields is None:
             return False
