@@ -13,6 +13,11 @@ through the reference path (``load_verdicts`` + ``build_report`` + ``report_json
 object per verdict; only up to ``--old-max-rows`` rows, it needs about 1 KB a verdict).
 Peak RSS is the child's ``ru_maxrss``.  Both outputs are hashed: the table says whether
 they are identical, byte for byte.
+
+``--before DIR`` also runs ``qwatch analyze`` from another checkout of the code (e.g.
+``git archive main | tar -x -C /tmp/analyze-before``; the same venv, ``PYTHONPATH=DIR``)
+beside each new run, so that before and after are measured in the same session, on the
+same files, and their outputs compared.
 """
 
 from __future__ import annotations
@@ -91,11 +96,13 @@ def _shift(seconds: int, zone: str) -> str:
     return str(np.datetime64(local, "s")) + zone
 
 
-def measure(command: list[str]) -> tuple[float, float, str, int, float]:
+def measure(
+    command: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, str, int, float]:
     """Wall seconds, peak RSS (MB), sha256 of stdout, exit code and CPU seconds of a child."""
     digest = hashlib.sha256()
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     assert proc.stdout is not None
     while block := proc.stdout.read(1 << 20):
         digest.update(block)
@@ -111,11 +118,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--charts", nargs="+", default=list(CHART_KINDS), choices=CHART_KINDS)
     parser.add_argument("--old-max-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--before", type=Path, help="a checkout of the code to run qwatch from as well"
+    )
     args = parser.parse_args()
     BENCH_DIR.mkdir(exist_ok=True)
     qwatch = str(Path(sys.executable).with_name("qwatch"))
     print(
-        f"{'rows':>11} {'chart':<16} {'path':<4} {'wall s':>8} {'CPU s':>7} {'peak MB':>8} "
+        f"{'rows':>11} {'chart':<16} {'path':<6} {'wall s':>8} {'CPU s':>7} {'peak MB':>8} "
         f"{'output':<13}"
     )
     for rows in args.rows:
@@ -128,19 +138,34 @@ def main() -> None:
         for chart in args.charts:
             new = measure([qwatch, "analyze", str(path), "--chart", chart, "--json"])
             line = (
-                f"{rows:>11,} {chart:<16} new  {new[0]:>8.1f} {new[4]:>7.1f} {new[1]:>8.0f} "
+                f"{rows:>11,} {chart:<16} new    {new[0]:>8.1f} {new[4]:>7.1f} {new[1]:>8.0f} "
                 f"{new[2]:<13}"
             )
             print(line + ("" if new[3] == 0 else f" exit {new[3]}"), flush=True)
+            if args.before is not None:
+                env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
+                old = measure([qwatch, "analyze", str(path), "--chart", chart, "--json"], env)
+                _compare(rows, chart, "before", new, old)
             if rows <= args.old_max_rows:
-                old = measure([sys.executable, "-c", _OLD, str(path), chart])
-                same = "identical" if old[2] == new[2] else "DIFFERENT"
-                print(
-                    f"{rows:>11,} {chart:<16} old  {old[0]:>8.1f} {old[4]:>7.1f} {old[1]:>8.0f} "
-                    f"{old[2]:<13} {same}; new/old: wall {new[0] / old[0]:.2f}, CPU "
-                    f"{new[4] / old[4]:.2f}, memory {new[1] / old[1]:.2f}",
-                    flush=True,
+                _compare(
+                    rows, chart, "old", new, measure([sys.executable, "-c", _OLD, str(path), chart])
                 )
+
+
+def _compare(
+    rows: int,
+    chart: str,
+    name: str,
+    new: tuple[float, float, str, int, float],
+    old: tuple[float, float, str, int, float],
+) -> None:
+    same = "identical" if old[2] == new[2] else "DIFFERENT"
+    print(
+        f"{rows:>11,} {chart:<16} {name:<6} {old[0]:>8.1f} {old[4]:>7.1f} {old[1]:>8.0f} "
+        f"{old[2]:<13} {same}; new/{name}: wall {new[0] / old[0]:.2f}, CPU "
+        f"{new[4] / old[4]:.2f}, memory {new[1] / old[1]:.2f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,15 @@ two on generated files): a value that cannot be read is looked at again by
 path.  What it adds are bounds a streaming reader needs: a line longer than
 :data:`MAX_LINE_BYTES` is refused instead of read into memory.
 
-Repeated ``verdict_id`` values are found by two independent 64-bit hashes of the id (a
-128-bit fingerprint): two different ids would have to collide in both for a verdict to be
-dropped wrongly, a chance of about n² / 2¹²⁹ (10⁻²⁵ for 10 million verdicts).
+CSV is read in bulk where it can be (:mod:`shared.analysis.bulk`: numpy on each chunk;
+the rows and chunks it leaves are read as before), which is what makes 10 million rows a
+matter of seconds.
+
+Repeated ``verdict_id`` values are found by a 128-bit fingerprint of the id's UTF-8 bytes:
+an id of at most 8 bytes is its own (its bytes as a word, and its length: exact); a longer
+one gets two independent 64-bit hashes, and two different ids would have to collide in both
+for a verdict to be dropped wrongly, a chance of about n² / 2¹²⁹ (10⁻²⁵ for 10 million
+verdicts).
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 
+from shared.analysis.bulk import Fields, iso_micros, split_lines, text_column, words
 from shared.analysis.errors import InputError
 from shared.analysis.load import (
     _FALSE,
@@ -75,7 +82,7 @@ _LATEST_US = (LATEST - EPOCH) // US
 _GROUP_COLUMN = {"queue": "queue_id", "site": "site_id", "policy": "policy_id"}
 _TEXT_COLUMNS = ("queue_id", "site_id", "policy_id", "error_type", "sample_type", "verdict_id")
 _BOM = b"\xef\xbb\xbf"
-_ID_SALT = "\x00qwatch-dedup"
+_ID_SALT = b"\x00qwatch-dedup"
 
 Int64s = npt.NDArray[np.int64]
 
@@ -152,8 +159,14 @@ class _Lines:
             "no verdict is that long"
         )
 
-    def chunks(self) -> Iterator[str]:
-        """Decoded text, each chunk ending with ``\n`` but the last.
+    @overload
+    def chunks(self, raw: Literal[False] = False) -> Iterator[str]: ...
+    @overload
+    def chunks(self, raw: Literal[True]) -> Iterator[bytes]: ...
+
+    def chunks(self, raw: bool = False) -> Iterator[str] | Iterator[bytes]:
+        """Decoded text (``raw``: the bytes, checked to be UTF-8), each chunk ending with
+        ``\n`` but the last.
 
         A line longer than :data:`MAX_LINE_BYTES` is refused: a line inside one block is
         shorter than a block, so only the line carried over from the previous block (the
@@ -194,7 +207,7 @@ class _Lines:
                 ) from exc
             if not self.nonblank and text.strip():
                 self.nonblank = True
-            yield text
+            yield piece if raw else text
             self.offset += len(piece)
             self.line += piece.count(b"\n")
 
@@ -258,8 +271,9 @@ class _Builder:
             self.id_hash2.append(0)
         else:
             self.has_id.append(1)
-            self.id_hash.append(hash(verdict_id))
-            self.id_hash2.append(hash(verdict_id + _ID_SALT))
+            first, second = _fingerprint(verdict_id.encode("utf-8", "surrogatepass"))
+            self.id_hash.append(first)
+            self.id_hash2.append(second)
 
     def add_row(self, row: VerdictRow) -> None:
         """A row validated by the reference ``parse_row`` (the slow path)."""
@@ -357,6 +371,19 @@ class _Builder:
         )
 
 
+def _fingerprint(ident: bytes) -> tuple[int, int]:
+    """The two 64-bit numbers that stand for a verdict id (UTF-8) in the duplicate check.
+
+    An id of at most 8 bytes is its own fingerprint (its bytes as a little-endian word, and
+    its length): exact, and what :mod:`shared.analysis.bulk` computes for a whole column at
+    once.  A longer one gets two independent hashes.
+    """
+    if len(ident) <= 8:
+        value = int.from_bytes(ident, "little")
+        return (value - (1 << 64) if value >= 1 << 63 else value), len(ident)
+    return hash(ident), hash(ident + _ID_SALT)
+
+
 def _empty(dtype: Any) -> Any:
     return np.zeros(0, dtype=dtype)
 
@@ -414,96 +441,254 @@ def _finish_checks(
 
 
 def _load_csv(path: Path, lines: _Lines, options: LoadOptions, builder: _Builder) -> VerdictColumns:
-    # io.StringIO(newline="") splits at \r, \n and \r\n, as load_verdicts' reader does
-    text_lines = itertools.chain.from_iterable(
-        io.StringIO(text, newline="") for text in lines.chunks()
-    )
-    reader = csv.reader(text_lines)
-    columns = read_csv_header(reader, f"{path.name} is empty")  # no line at all
-    width = len(columns)
-    where = {name: i for i, name in enumerate(columns)}  # the last of repeated blank names
-    try:
-        check_columns(columns, options.time_column, path.name, True)
-        columns_ok = True
-    except InputError:
-        columns_ok = False
-
-    def index(name: str) -> int:
-        return where.get(name, width)  # width: past every row, so "no value"
-
-    iq, it, ic = index("queue_id"), index(options.time_column), index("correct")
-    ist, iv = index("sample_type"), index("verdict_id")
-    ig = index(builder.by_column)
-    top = max(i for i in (iq, it, ic, ist, iv, ig) if i < width) if columns_ok else width
-    # the fast path, inlined: this loop runs once per verdict
-    true_words, false_words = _TRUE, _FALSE
-    fromisoformat, epoch, us = datetime.fromisoformat, EPOCH, US
-    low, high = _EARLIEST_US, _LATEST_US
-    all_samples, left_out, codes, new_code = (
-        options.all_samples,
-        builder.left_out,
-        builder.codes,
-        builder.code,
-    )
-    group_append, time_append = builder.group.append, builder.time.append
-    incorrect_append, unsampled_append = builder.incorrect.append, builder.no_sample_type.append
-    has_id_append = builder.has_id.append
-    hash1_append, hash2_append = builder.id_hash.append, builder.id_hash2.append
-    salt = _ID_SALT
-    rows_read = 0
-    pending: InputError | None = None
-    try:
-        for values in reader:
-            line = reader.line_num
-            if not values or (not values[0].strip() and all(not v.strip() for v in values)):
-                continue  # blank line
-            if len(values) > width:
-                raise InputError(
-                    f"line {line}: {len(values)} values but the header has {width} "
-                    f"columns (an unquoted comma?)"
-                )
-            rows_read += 1
-            if pending is not None or not columns_ok:
-                continue
-            if len(values) > top:
-                queue = values[iq].strip()
-                word = values[ic].strip().lower() if ic < width else ""
-                try:
-                    parsed = fromisoformat(values[it].strip())
-                    micros = (parsed - epoch) // us if parsed.utcoffset() is not None else low - 1
-                except (ValueError, TypeError, OverflowError):
-                    micros = low - 1
-                if queue and low <= micros < high and (word in true_words or word in false_words):
-                    sample = values[ist].strip().lower() if ist < width else ""
-                    if sample and sample != RANDOM and not all_samples:
-                        left_out[sample] += 1
-                        continue
-                    value = (values[ig].strip() if ig < width else "") or None
-                    code = codes.get(value)
-                    group_append(new_code(value) if code is None else code)
-                    time_append(micros)
-                    incorrect_append(word in false_words)
-                    unsampled_append(not sample)
-                    ident = values[iv].strip() if iv < width else ""
-                    if ident:
-                        has_id_append(1)
-                        hash1_append(hash(ident))
-                        hash2_append(hash(ident + salt))
-                    else:
-                        has_id_append(0)
-                        hash1_append(0)
-                        hash2_append(0)
-                    continue
-            try:
-                builder.add_row(parse_row(line, dict(zip(columns, values, strict=False)),
-                                          options, "line"))  # fmt: skip
-            except InputError as exc:
-                pending = exc
-    except csv.Error as exc:
-        raise InputError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
+    blocks = lines.chunks(raw=True)
+    first = next(blocks, b"")
+    header_end = first.find(b"\n")
+    header = first[:header_end]
+    if header_end < 0 or b'"' in header or b"\r" in header or b"\x00" in header:
+        # a header the fast split might read otherwise: the csv module reads the whole file
+        whole = _csv_reader(itertools.chain((first,), blocks))
+        reader = _CsvRows(path, options, builder, whole)
+        reader.rows(whole)
+    else:
+        reader = _CsvRows(path, options, builder, csv.reader([header.decode("utf-8")]))
+        reader.line = 1
+        for block in itertools.chain((first[header_end + 1 :],), blocks):
+            if not reader.bulk(block):
+                reader.rows(_csv_reader(itertools.chain((block,), blocks)))
+                break
     if not lines.nonblank:
         raise lines.empty_error()
-    return _finish_checks(builder, path.name, rows_read, columns, True, pending)
+    return _finish_checks(
+        builder, path.name, reader.rows_read, reader.columns, True, reader.pending
+    )
+
+
+def _csv_reader(blocks: Iterator[bytes]) -> Iterator[list[str]]:
+    # io.StringIO(newline="") splits at \r, \n and \r\n, as load_verdicts' reader does
+    return csv.reader(
+        itertools.chain.from_iterable(
+            io.StringIO(block.decode("utf-8"), newline="") for block in blocks
+        )
+    )
+
+
+class _CsvRows:
+    """The CSV rows after the header: in bulk where :mod:`shared.analysis.bulk` can read them,
+    else row by row (a row the bulk parse leaves, or the rest of the file after a chunk it
+    cannot split), with the reference's checks and messages either way."""
+
+    def __init__(
+        self, path: Path, options: LoadOptions, builder: _Builder, header: Iterator[list[str]]
+    ) -> None:
+        self.builder = builder
+        self.options = options
+        self.columns = columns = read_csv_header(header, f"{path.name} is empty")  # no line at all
+        self.width = width = len(columns)
+        self.line = 0  # lines before the rows being read
+        self.rows_read = 0
+        self.pending: InputError | None = None
+        where = {name: i for i, name in enumerate(columns)}  # the last of repeated blank names
+        try:
+            check_columns(columns, options.time_column, path.name, True)
+            self.columns_ok = True
+        except InputError:
+            self.columns_ok = False
+
+        def index(name: str) -> int:
+            return where.get(name, width)  # width: past every row, so "no value"
+
+        self.iq, self.it, self.ic = index("queue_id"), index(options.time_column), index("correct")
+        self.ist, self.iv = index("sample_type"), index("verdict_id")
+        self.ig = index(builder.by_column)
+        indices = (self.iq, self.it, self.ic, self.ist, self.iv, self.ig)
+        self.top = max(i for i in indices if i < width) if self.columns_ok else width
+
+    def rows(self, reader: Iterator[list[str]]) -> None:
+        """Every row of ``reader`` (the rest of the file), row by row."""
+        row = self.row
+        try:
+            for values in reader:
+                row(self.line + reader.line_num, values)  # type: ignore[attr-defined]
+        except csv.Error as exc:
+            line = self.line + reader.line_num  # type: ignore[attr-defined]
+            raise InputError(f"line {line}: not valid CSV ({exc})") from exc
+
+    def row(self, line: int, values: list[str]) -> None:
+        """One row, as the reference reads it (a fast path for well-formed rows, inlined)."""
+        if not values or (not values[0].strip() and all(not v.strip() for v in values)):
+            return  # blank line
+        width = self.width
+        if len(values) > width:
+            raise InputError(
+                f"line {line}: {len(values)} values but the header has {width} "
+                f"columns (an unquoted comma?)"
+            )
+        self.rows_read += 1
+        if self.pending is not None or not self.columns_ok:
+            return
+        builder = self.builder
+        if len(values) > self.top:
+            ic, ist, iv, ig = self.ic, self.ist, self.iv, self.ig
+            queue = values[self.iq].strip()
+            word = values[ic].strip().lower() if ic < width else ""
+            try:
+                parsed = datetime.fromisoformat(values[self.it].strip())
+                micros = (parsed - EPOCH) // US if parsed.utcoffset() is not None else -(1 << 63)
+            except (ValueError, TypeError, OverflowError):
+                micros = -(1 << 63)
+            if queue and _EARLIEST_US <= micros < _LATEST_US and (word in _TRUE or word in _FALSE):
+                sample = values[ist].strip().lower() if ist < width else ""
+                value = (values[ig].strip() if ig < width else "") or None
+                ident = values[iv].strip() if iv < width else ""
+                builder.add(value, micros, word in _FALSE, sample or None, ident or None)
+                return
+        try:
+            builder.add_row(parse_row(line, dict(zip(self.columns, values, strict=False)),
+                                      self.options, "line"))  # fmt: skip
+        except InputError as exc:
+            self.pending = exc
+
+    def bulk(self, chunk: bytes) -> bool:
+        """The rows of ``chunk`` (whole lines), in bulk; ``False`` (nothing read) if the chunk
+        needs the csv module."""
+        if not chunk:
+            return True  # the header was the whole first chunk
+        fields = split_lines(chunk, self.width)
+        if fields is None:
+            return False
+        lines = fields.ends.size
+        fast = _Fast.read(self, fields) if self.columns_ok and self.pending is None else None
+        slow = (
+            np.arange(lines)
+            if fast is None
+            else np.setdiff1d(np.arange(lines), fast.lines, assume_unique=True)
+        )
+        done = 0  # fast rows taken so far
+        for line in [*slow.tolist(), lines]:
+            if fast is not None:
+                upto = int(np.searchsorted(fast.lines, line))
+                if upto > done:
+                    if self.pending is None:
+                        fast.take(self.builder, done, upto)
+                    self.rows_read += upto - done
+                    done = upto
+            if line < lines:
+                text = chunk[int(fields.starts[line]) : int(fields.ends[line])].decode("utf-8")
+                self.row(self.line + line + 1, text.split(","))
+        self.line += lines
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Fast:
+    """The rows of a chunk that the bulk parse read, as columns (file order)."""
+
+    lines: Int64s  # the line (in the chunk) of each row
+    group: npt.NDArray[np.int32]
+    time: Int64s
+    incorrect: npt.NDArray[np.bool_]
+    unsampled: npt.NDArray[np.bool_]
+    left_out: Int64s  # -1, or the index in left_out_names of a sample type not counted
+    left_out_names: list[str]
+    has_id: npt.NDArray[np.bool_]
+    hash1: Int64s
+    hash2: Int64s
+
+    @classmethod
+    def read(cls, rows: _CsvRows, fields: Fields) -> _Fast | None:
+        width = rows.width
+        if rows.ic >= width or not fields.regular.size:
+            return None  # no correct column: outcome is read the reference way
+        data = fields.data
+        builder = rows.builder
+        time, ok = iso_micros(data, *fields.field(rows.it), _EARLIEST_US, _LATEST_US)
+        queue = text_column(data, *fields.field(rows.iq))
+        ok &= ~queue.long & np.array([bool(v.strip()) for v in queue.values])[queue.code]
+        correct = text_column(data, *fields.field(rows.ic))
+        spelled = [v.strip().lower() for v in correct.values]
+        ok &= ~correct.long & np.array([w in _TRUE or w in _FALSE for w in spelled])[correct.code]
+        incorrect = np.array([w in _FALSE for w in spelled])[correct.code]
+        left_out_names: list[str] = []
+        if rows.ist < width:
+            sample = text_column(data, *fields.field(rows.ist))
+            ok &= ~sample.long
+            kinds = [v.strip().lower() for v in sample.values]
+            unsampled = np.array([not kind for kind in kinds])[sample.code]
+            counted = [
+                -1 if not kind or kind == RANDOM or rows.options.all_samples else 0
+                for kind in kinds
+            ]
+            for i, kind in enumerate(kinds):
+                if counted[i] == 0:
+                    counted[i] = len(left_out_names)
+                    left_out_names.append(kind)
+            left_out = np.array(counted, dtype=np.int64)[sample.code]
+        else:
+            unsampled = np.ones(ok.size, dtype=np.bool_)
+            left_out = np.full(ok.size, -1, dtype=np.int64)
+        if rows.ig < width:
+            group = text_column(data, *fields.field(rows.ig))
+            ok &= ~group.long
+            codes = np.array(
+                [builder.code(v.strip() or None) for v in group.values], dtype=np.int32
+            )
+            group_code = codes[group.code]
+        else:
+            group_code = np.full(ok.size, builder.code(None), dtype=np.int32)
+        take = np.flatnonzero(ok)
+        counted_rows = take[left_out[take] < 0]
+        has_id = np.zeros(take.size, dtype=np.bool_)
+        hash1 = np.zeros(take.size, dtype=np.int64)
+        hash2 = np.zeros(take.size, dtype=np.int64)
+        if rows.iv < width and counted_rows.size:
+            start, end = fields.field(rows.iv)
+            where = np.searchsorted(take, counted_rows)
+            start, end = start[counted_rows], end[counted_rows]
+            length = end - start
+            edges = np.stack((data[start], data[np.maximum(end - 1, start)]), axis=1)
+            # plain: nothing at either end that str.strip strips
+            plain = np.logical_and.reduce((edges > 0x20) & (edges < 0x7F), axis=1)
+            short = plain & (length > 0) & (length <= 8)
+            hash1[where] = np.where(short, words(data, start, end).view(np.int64), 0)
+            hash2[where] = np.where(short, length, 0)
+            has_id[where] = short
+            for i in np.flatnonzero(~short & (length > 0)).tolist():
+                ident = data[int(start[i]) : int(end[i])].tobytes()
+                if not plain[i]:
+                    ident = ident.decode("utf-8").strip().encode("utf-8")
+                if ident:
+                    has_id[where[i]] = True
+                    hash1[where[i]], hash2[where[i]] = _fingerprint(ident)
+        return cls(
+            lines=fields.regular[take],
+            group=group_code[take],
+            time=time[take],
+            incorrect=incorrect[take],
+            unsampled=unsampled[take],
+            left_out=left_out[take],
+            left_out_names=left_out_names,
+            has_id=has_id,
+            hash1=hash1,
+            hash2=hash2,
+        )
+
+    def take(self, builder: _Builder, lo: int, hi: int) -> None:
+        """Rows ``lo`` to ``hi`` into the builder (the sample types not counted: counted)."""
+        left_out = self.left_out[lo:hi]
+        counted = left_out < 0
+        if not counted.all():
+            for index, count in enumerate(np.bincount(left_out[~counted]).tolist()):
+                if count:
+                    builder.left_out[self.left_out_names[index]] += count
+        keep = slice(lo, hi) if counted.all() else np.flatnonzero(counted) + lo
+        builder.group.frombytes(self.group[keep].tobytes())
+        builder.time.frombytes(self.time[keep].tobytes())
+        builder.incorrect += self.incorrect[keep].tobytes()
+        builder.no_sample_type += self.unsampled[keep].tobytes()
+        builder.has_id += self.has_id[keep].tobytes()
+        builder.id_hash.frombytes(self.hash1[keep].tobytes())
+        builder.id_hash2.frombytes(self.hash2[keep].tobytes())
 
 
 def _load_ndjson(

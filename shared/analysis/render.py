@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from shared.analysis.bulk import digits, iso_text, join_rows
 from shared.analysis.charts import (
     CHART_TITLES,
     ChartPoint,
@@ -295,6 +296,7 @@ def write_report_json(report: Report, out: TextIO) -> None:
     assert isinstance(groups, list)
     head = _dumps(document)
     out.write(head[:-1] + ', "groups": [')
+    zones: dict[Any, _Zones] = {}
     for number, (entry, group) in enumerate(zip(groups, report.groups, strict=True)):
         text = _dumps(entry)
         out.write((", " if number else "") + text[:-1] + ', "subgroups": [')
@@ -303,15 +305,19 @@ def write_report_json(report: Report, out: TextIO) -> None:
         for lo in range(0, len(points), step):
             hi = min(lo + step, len(points))
             if isinstance(points, VerdictPoints):
-                batch = _verdict_points_json(points, lo, hi)
+                text = _verdict_points_text(
+                    points, lo, hi, zones.setdefault(points.tz, _Zones(points.tz))
+                )
             else:
-                batch = [_dumps(_point_json(pt)) for pt in points[lo:hi]]
-            out.write((", " if lo else "") + ", ".join(batch))
+                text = ", ".join(_dumps(_point_json(pt)) for pt in points[lo:hi])
+            out.write((", " if lo else "") + text)
         out.write("]}")
     out.write("]}\n")
 
 
-def _verdict_points_json(points: VerdictPoints, lo: int, hi: int) -> list[str]:
+def _verdict_points_json(
+    points: VerdictPoints, lo: int, hi: int, zones: _Zones | None = None
+) -> list[str]:
     """``_dumps(_point_json(points[i]))`` for i in [lo, hi), without making the points.
 
     The start times are formatted by numpy from their wall time where the zone's offset is
@@ -319,7 +325,8 @@ def _verdict_points_json(points: VerdictPoints, lo: int, hi: int) -> list[str]:
     elsewhere a point is made and dumped as usual.
     """
     time = points.time[lo:hi]
-    offsets, plain = _offsets(time, points.tz)
+    offsets, formattable = (zones or _Zones(points.tz))(time)
+    plain = formattable.tolist()
     wall = (time + offsets).astype("datetime64[us]")
     text = np.datetime_as_string(wall, unit="us").tolist()
     signs = np.where(offsets < 0, "-", "+")
@@ -366,17 +373,101 @@ def _verdict_points_json(points: VerdictPoints, lo: int, hi: int) -> list[str]:
     return result
 
 
+def _verdict_points_text(points: VerdictPoints, lo: int, hi: int, zones: _Zones) -> str:
+    """``", ".join(_verdict_points_json(points, lo, hi))``, assembled in bulk as byte columns
+    (:func:`shared.analysis.bulk.join_rows`) when every start time's zone offset is a whole
+    minute, constant over its hour (else point by point)."""
+    time = points.time[lo:hi]
+    offsets, formattable = zones(time)
+    if not formattable.all():
+        return ", ".join(_verdict_points_json(points, lo, hi, zones))
+    count = hi - lo
+    index = np.arange(lo + 1, hi + 1, dtype=np.int64)
+    sub = points.subgroup[lo:hi].astype(np.int64)
+    signal = points.signal[lo:hi]
+    bad = points.incorrect[lo:hi]
+    minutes = np.abs(offsets) // 60_000_000
+    zone = np.empty((count, 6), dtype=np.uint8)
+    zone[:, 0] = np.where(offsets < 0, ord("-"), ord("+"))
+    zone[:, 1:3] = digits(minutes // 60, 2, zero_fill=True)
+    zone[:, 3] = ord(":")
+    zone[:, 4:6] = digits(minutes % 60, 2, zero_fill=True)
+    values, which = np.unique(points.statistic[lo:hi], return_inverse=True)
+    texts = [_dumps(_finite(v / points.m)).encode("ascii") for v in values.tolist()]
+    statistic = np.array(texts).view(np.uint8).reshape(len(texts), -1)[which.ravel()]
+    width = max(len(str(hi)), len(str(int(sub.max()) if count else 0)), 1)
+    onset = points.onset[lo:hi].astype(np.int64)
+    text = join_rows(
+        count,
+        [
+            b', {"index": ',
+            digits(index, width),
+            b', "start": "',
+            iso_text(time + offsets),
+            zone,
+            b'", "n": 1, "errors": ',
+            np.where(
+                bad[:, None],
+                np.frombuffer(b'1, "p": 1.0, "accuracy": 0.0', dtype=np.uint8),
+                np.frombuffer(b'0, "p": 0.0, "accuracy": 1.0', dtype=np.uint8),
+            ),
+            b', "statistic": ',
+            statistic,
+            f', "center": 0.0, "lcl": null, "ucl": {_dumps(_finite(points.h))}, "signals": ['.encode(
+                "ascii"
+            ),
+            (b'"ucl"', signal),
+            b'], "phase": "I',
+            (b"I", sub > points.phase1_count),
+            b'", "excluded": ',
+            np.where(
+                np.isin(sub, list(points.excluded))[:, None],
+                np.frombuffer(b"true\0", dtype=np.uint8),
+                np.frombuffer(b"false", dtype=np.uint8),
+            ),
+            b', "z": null',
+            (b', "subgroup": ', sub != index),
+            (digits(sub, width), sub != index),
+            (b', "onset": ', signal),
+            (
+                digits(np.maximum(onset, 0), max(len(str(int(onset.max()) if count else 0)), 1)),
+                signal,
+            ),
+            b"}",
+        ],
+    )
+    return text[2:]
+
+
 SIGNALLED = '["ucl"]'
 PHASE_I = '"I"'
 PHASE_II = '"II"'
 _HOUR_US = 3_600_000_000
 
 
-def _offsets(time: Any, tz: Any) -> tuple[Any, list[bool]]:
-    """Per time (µs, UTC): the zone's offset in µs, and whether numpy may format it."""
-    hours, hour_of = np.unique(time // _HOUR_US, return_inverse=True)
-    offsets, _, _, formattable = zone_hours(hours, tz)
-    return offsets[hour_of], formattable[hour_of].tolist()
+class _Zones:
+    """Per UTC hour: the zone's offset (µs) and whether numpy may format its wall times
+    (:func:`~shared.analysis.charts.zone_hours`), worked out once per hour and kept: the
+    batches of a long chart mostly share their hours."""
+
+    def __init__(self, tz: Any) -> None:
+        self.tz = tz
+        self.hours = np.zeros(0, dtype=np.int64)
+        self.offsets = np.zeros(0, dtype=np.int64)
+        self.formattable = np.zeros(0, dtype=np.bool_)
+
+    def __call__(self, time: Any) -> tuple[Any, Any]:
+        """Per time (µs, UTC): the zone's offset in µs, and whether numpy may format it."""
+        hours, hour_of = np.unique(time // _HOUR_US, return_inverse=True)
+        new = hours[~np.isin(hours, self.hours)]
+        if new.size:
+            offsets, _, _, formattable = zone_hours(new, self.tz)
+            order = np.argsort(np.concatenate((self.hours, new)))
+            self.hours = np.concatenate((self.hours, new))[order]
+            self.offsets = np.concatenate((self.offsets, offsets))[order]
+            self.formattable = np.concatenate((self.formattable, formattable))[order]
+        at = np.searchsorted(self.hours, hours)[hour_of.ravel()]
+        return self.offsets[at], self.formattable[at]
 
 
 def _dumps(value: object) -> str:
