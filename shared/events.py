@@ -293,6 +293,13 @@ class CusumInfo(BaseModel):
     verdicts: int = Field(ge=0, description="random verdicts since the chart last restarted")
     errors: int = Field(ge=0, description="of those, incorrect")
     signals: int = Field(ge=0, description="signals so far (each restarts the chart)")
+    run_verdicts: int = Field(
+        default=0,
+        ge=0,
+        description="random verdicts since the statistic last stood at 0: the chart's own "
+        "estimate of when a change began (a signal's observed rate is over these)",
+    )
+    run_errors: int = Field(default=0, ge=0, description="of those, incorrect")
     recovery: float | None = Field(
         default=None,
         ge=0,

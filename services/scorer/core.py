@@ -618,7 +618,7 @@ class Scorer:
         return CusumInfo(
             side=chart.side, p0=p0, p1=p1, statistic=chart.chart.statistic, h=d.h,
             verdicts=chart.chart.t, errors=chart.errors, signals=chart.signals,
-            recovery=chart.recovery_b,
+            run_verdicts=chart.run_n, run_errors=chart.run_errors, recovery=chart.recovery_b,
             arl0_verdicts=chart.arl0,
             arl0_days=chart.arl0 / st.rate if st.rate else None,
             rate_per_day=st.rate, design=d.to_dict(),
@@ -636,18 +636,22 @@ class Scorer:
         st.quiet_streak = 0
         period = self.s.subgroup_seconds
         start = int(at // period) * period
-        observed = info.errors / info.verdicts if info.verdicts else 0.0
+        # the rate since the statistic last left 0 (the chart's estimate of the change
+        # point), not since it last restarted: after days in control that is the baseline
+        n, e = (info.run_verdicts, info.run_errors) if info.run_verdicts else (
+            info.verdicts, info.errors)  # fmt: skip
+        observed = e / n if n else 0.0
         if chart.side == "upper":
             rule, what = "cusum_upper", "up"
         else:
             rule, what = "cusum_lower", "down (is the QA feed broken?)"
         self._breach(
             st, out, BreachKind.SPC, rule, "warning", start, observed, info.p0, None,
-            info.verdicts, wall,
-            f"queue {st.queue_id}: error rate {what}: the per-verdict CUSUM tuned to "
-            f"{info.p1:.1%} (baseline {info.p0:.1%}) reached h={info.h:.2f} after "
-            f"{info.verdicts} verdicts with {info.errors} errors ({observed:.1%}); designed "
-            f"for one false alarm in {info.arl0_verdicts:,.0f} verdicts",
+            n, wall,
+            f"queue {st.queue_id}: error rate {what}: {e} errors in the last {n} verdicts "
+            f"({observed:.1%} against the baseline {info.p0:.1%}) took the per-verdict CUSUM "
+            f"tuned to {info.p1:.1%} to h={info.h:.2f}; designed for one false alarm in "
+            f"{info.arl0_verdicts:,.0f} verdicts",
             cusum=info, verdicts_total=st.verdicts_total,
             window=(start - (causes.SHORT_WINDOW - 1) * period, start), detected=at,
         )  # fmt: skip

@@ -172,7 +172,7 @@ class LiveCusum:
     ``recovery`` is R in the recovery design's lattice units, or None when the side is not
     recovering."""
 
-    __slots__ = ("arl0", "chart", "errors", "recovery", "side", "signals")
+    __slots__ = ("arl0", "chart", "errors", "recovery", "run_errors", "run_n", "side", "signals")
 
     def __init__(
         self,
@@ -182,6 +182,8 @@ class LiveCusum:
         errors: int = 0,
         signals: int = 0,
         recovery: int | None = None,
+        run_n: int = 0,
+        run_errors: int = 0,
     ) -> None:
         self.side = side
         self.chart = chart
@@ -189,6 +191,10 @@ class LiveCusum:
         self.errors = errors
         self.signals = signals
         self.recovery = recovery
+        # the verdicts (and errors) since the statistic last stood at 0: the CUSUM's own
+        # estimate of when the change began, and so the rate a signal reports
+        self.run_n = run_n
+        self.run_errors = run_errors
 
     @property
     def recovery_b(self) -> float | None:
@@ -208,6 +214,11 @@ class LiveCusum:
         self.errors += incorrect
         x = incorrect if self.side == "upper" else not incorrect
         point = self.chart.update(x)
+        if self.chart.s == 0:
+            self.run_n = self.run_errors = 0
+        else:
+            self.run_n += 1
+            self.run_errors += incorrect
         if self.recovery is not None:
             d = recovery_design(self.side, self.chart.design)
             r = max(0, self.recovery - d.up) if x else self.recovery + d.g
@@ -220,6 +231,7 @@ class LiveCusum:
     def reset(self) -> None:
         self.chart.reset()
         self.errors = 0
+        self.run_n = self.run_errors = 0
 
     def redesign(self, chart_design: BernoulliCusumDesign, arl0: float) -> None:
         """A new decision interval for the same shift: the statistic carries over (same
@@ -236,6 +248,7 @@ class LiveCusum:
         else:
             self.chart = BernoulliCusum(chart_design)
             self.errors = 0
+            self.run_n = self.run_errors = 0
             if self.recovery is not None:
                 self.recovery = 0  # its lattice may have changed: the evidence starts again
 
@@ -247,6 +260,8 @@ class LiveCusum:
             "errors": self.errors,
             "signals": self.signals,
             "recovery": self.recovery,
+            "run_n": self.run_n,
+            "run_errors": self.run_errors,
         }
 
     def __eq__(self, other: object) -> bool:
@@ -267,4 +282,7 @@ class LiveCusum:
             int(d["signals"]),
             # absent in a record written before the recovery test: not recovering
             None if d.get("recovery") is None else int(d["recovery"]),
+            # absent in a record written before: no run known (the next 0 starts one)
+            int(d.get("run_n", 0)),
+            int(d.get("run_errors", 0)),
         )

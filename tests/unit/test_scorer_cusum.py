@@ -202,7 +202,13 @@ def test_a_doubling_signals_within_bounded_verdicts_and_in_control_stays_quiet()
     delay = first.verdicts_total - before
     assert delay <= 4 * arl1, (delay, arl1)
     assert first.cusum.statistic >= first.cusum.h
-    assert first.cusum.verdicts == first.n
+    # its rate is the run since the statistic last left 0 (the change point's estimate),
+    # not every verdict since the chart last restarted (days in control: the baseline)
+    assert first.n == first.cusum.run_verdicts
+    assert 0 < first.cusum.run_verdicts < first.cusum.verdicts
+    assert first.observed_p == first.cusum.run_errors / first.cusum.run_verdicts
+    assert first.observed_p > 0.08
+    assert first.cusum.errors / first.cusum.verdicts < first.observed_p
     # the design in force then: the one for its ARL0 (redesigned daily as the rate moves)
     in_force = live.design("upper", 0.05, 2.0, first.cusum.arl0_verdicts)
     assert in_force is not None
