@@ -8,8 +8,9 @@ once the cause is fixed (a queue admitted, a producer corrected, a scorer bug fi
 * a raw-topic message goes back to its raw topic with its key;
 * an HTTP item (refused because its queue was not admitted) goes to the raw topic of its
   kind (``decision`` or ``verdict``), where ingest validates it like any other;
-* an events-topic batch the scorer could not score goes back to the events topic (an item
-  the scorer refused out of a batch is shown, not replayed: it came from past ingest).
+* an events-topic batch the scorer could not score goes back to the events topic, under its
+  queue's key (a batch refused for a wrong key lands in its queue's partition this time; an
+  item the scorer refused out of a batch is shown, not replayed: it came from past ingest).
 
 Replaying is safe to repeat: ingest validates again (a message still bad is dead-lettered
 again, with its reason) and the scorer counts each decision and verdict id once, so a
@@ -33,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from shared import codec, control
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
-from shared.topics import Topics
+from shared.topics import Topics, queue_key
 
 deadletters_app = typer.Typer(
     name="deadletters",
@@ -176,7 +177,7 @@ def target_of(letter: Letter, topics: Topics) -> str | None:
         # a whole batch the scorer could not score goes back; an item it refused from a
         # batch (a producer writing past ingest) is not a batch, and is left on the topic
         try:
-            control.decode_input(letter.value)
+            control.decode_record(letter.value)
         except ValueError:
             return None
         return topics.events
@@ -202,6 +203,10 @@ async def replay(kafka: KafkaSettings, letters: list[Letter]) -> Counter[str]:
             if target is None:
                 continue
             key = letter.key.encode() if letter.key is not None else None
+            if target == kafka.topics.events and letter.value is not None:
+                # under its queue's key, whatever key it was refused under (the scorer
+                # refuses a batch keyed otherwise: it would land on another partition)
+                key = queue_key(control.decode_record(letter.value)["queue_id"])
             futures.append(await producer.send(target, letter.value, key=key))
             sent[target] += 1
         await asyncio.gather(*futures)

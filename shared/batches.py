@@ -17,7 +17,8 @@ holds it)::
 - **v1**: every field as the event's JSON (``model_dump(mode="json")``), times as RFC 3339
   text.
 
-Events inside are already validated by ingest. The decoder checks again what becomes a key:
+Events inside are already validated by ingest. The decoder refuses a batch of more than
+``MAX_EVENTS_PER_MESSAGE`` events of a kind, and checks again what becomes a key:
 the batch's ``queue_id`` and, in every event, ``queue_id`` (the batch's, where present),
 ``site_id`` and ``policy_id`` follow the key-id grammar of ``shared/ids.py``, the one ingest
 and the APIs use; a batch that does not (or has an unknown ``v``) goes to the dead-letter
@@ -46,6 +47,11 @@ MAX_EVENTS_PER_MESSAGE = 2000
 # the event times a v2 batch may carry: those of an RFC 3339 text (years 1 to 9999)
 MIN_EPOCH = datetime(1, 1, 1, tzinfo=UTC).timestamp()
 MAX_EPOCH = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC).timestamp()
+# The earliest event time the scorer counts: an event before it is refused alone, with the
+# reason (a time of year 1 or 1969 is a producer's bug, and opening a subgroup there would
+# put an hour bucket at a negative epoch into the state, whose keys sort by hour)
+MIN_EVENT_TIME = "2000-01-01T00:00:00Z"
+MIN_EVENT_EPOCH = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 
 
 class EventBatch(TypedDict):
@@ -134,6 +140,13 @@ def check(obj: Any) -> EventBatch:
     decisions, verdicts = obj.get("decisions"), obj.get("verdicts")
     if not isinstance(decisions, list) or not isinstance(verdicts, list):
         raise ValueError("EventBatch without decisions/verdicts lists")
+    for kind, events in (("decisions", decisions), ("verdicts", verdicts)):
+        # ingest never writes more; a producer writing to the topic directly could, and the
+        # scorer's state for one batch must stay bounded (services/scorer/chunks.py)
+        if len(events) > MAX_EVENTS_PER_MESSAGE:
+            raise ValueError(
+                f"EventBatch with {len(events)} {kind}, more than {MAX_EVENTS_PER_MESSAGE}"
+            )
     for kind, events, keys in (("decision", decisions, _DECISION_KEYS), ("verdict", verdicts, ())):
         for i, e in enumerate(events):
             if not isinstance(e, dict):

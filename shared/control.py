@@ -32,6 +32,7 @@ from shared import batches, codec
 from shared.batches import EventBatch, epoch
 from shared.ids import is_key_id
 from shared.text import clean_text
+from shared.topics import queue_key
 
 CONTROL_VERSION = 1
 BASELINE_RESET = "baseline_reset"
@@ -126,8 +127,30 @@ def validate(obj: dict[str, Any]) -> BaselineReset:
     return out  # type: ignore[return-value]
 
 
-def decode_input(data: bytes) -> EventBatch | BaselineReset:
-    """An events-topic message: an event batch (``shared.batches``) or a control record;
-    ``ValueError`` saying why when it is neither (the scorer dead-letters it whole)."""
+def decode_record(data: bytes) -> EventBatch | BaselineReset:
+    """An events-topic message's value: an event batch or a control record; ``ValueError``
+    saying why when it is neither. (Its key is checked by ``decode_input``.)"""
     obj = batches.loads(data)
     return validate(obj) if is_control(obj) else batches.check(obj)
+
+
+def decode_input(data: bytes, key: bytes | None) -> EventBatch | BaselineReset:
+    """An events-topic message with its Kafka key: an event batch (``shared.batches``) or a
+    control record; ``ValueError`` saying why when it is neither, or when its key is not its
+    queue's (the scorer dead-letters it whole).
+
+    The key decides the partition, and one queue's state lives in one partition: a message
+    of queue ``q`` under another key lands where ``q``'s other messages are not, is scored
+    into a second state for ``q``, and one of the two is lost after a restart. A producer
+    writing to the topic directly with the wrong key is refused instead."""
+    record = decode_record(data)
+    expected = queue_key(record["queue_id"])
+    if key != expected:
+        what = BASELINE_RESET if is_control(record) else "EventBatch"
+        shown = "no key" if key is None else f"key {key[:200]!r}"
+        raise ValueError(
+            f"{what} of queue {record['queue_id']!r} under {shown}, not {expected!r}: "
+            "a queue's messages must be keyed by its id (shared.topics.queue_key), or they "
+            "land on another partition than its state"
+        )
+    return record

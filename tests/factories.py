@@ -48,3 +48,27 @@ def verdict(
     }
     v.update(kw)
     return v
+
+
+def longest_id(i: int, length: int, pad: str = "x") -> str:
+    """A distinct id of ``length`` characters (the grammar's longest: 200 for an opaque id,
+    128 for a key id); ``pad`` '"' or '\\' makes an opaque id's JSON twice as long."""
+    return f"{i:06d}".ljust(length, pad)
+
+
+def longest_decisions(queue: str, n: int = 2000, at: datetime = T0) -> list[dict[str, Any]]:
+    """``n`` valid decisions with every id at the grammar's maximum (a new user's trial: one
+    such ingest request made a 1.39 MB state record that the scorer could not write)."""
+    return [
+        decision(
+            i,
+            queue,
+            at + timedelta(seconds=i),
+            decision_id=longest_id(i, 200),
+            content_id=longest_id(i, 200),
+            moderator_id=longest_id(i, 200, '"'),
+            site_id=longest_id(i, 128),
+            policy_id=longest_id(i, 128),
+        )
+        for i in range(n)
+    ]

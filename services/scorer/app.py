@@ -58,6 +58,12 @@ class RevokedError(Exception):
 #: works nor exits: nothing more can be acknowledged anyway, and the state it leaves is
 #: what a SIGKILL leaves, which a restart recovers exactly).
 FATAL_EXIT_GRACE_S = 30.0
+#: The most a record the worker sends may be: the producer's request size and the
+#: changelog's max.message.bytes (the events and dead-letter topics allow as much).
+SEND_MAX_BYTES = 8 * 1024 * 1024
+#: A refused message larger than this is dead-lettered without its bytes (base64 and the
+#: record around them would pass SEND_MAX_BYTES), with where it stays on the topic.
+DEAD_LETTER_VALUE_MAX = (SEND_MAX_BYTES - 64 * 1024) * 3 // 4
 
 
 def create_app(settings: ScorerSettings) -> faust.App:
@@ -87,6 +93,9 @@ def create_app(settings: ScorerSettings) -> faust.App:
         # several per partition per round trip
         consumer_max_fetch_size=16 * 1024 * 1024,
         producer_linger=0.005,
+        # as every QualityWatch producer (shared/kafka.py): a dead letter carries a refused
+        # batch whole. State records are far smaller by construction (chunks.MAX_RECORD_BYTES)
+        producer_max_request_size=SEND_MAX_BYTES,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -103,6 +112,13 @@ def create_app(settings: ScorerSettings) -> faust.App:
     table = app.Table(
         "state",
         schema=schema,
+        # the changelog is created like the other topics (docs/operations.md, "Kafka
+        # durability"): an acks=all write needs min.insync.replicas copies; and it accepts
+        # what the producer may send (a topic that exists keeps its own configuration)
+        extra_topic_configs={
+            "min.insync.replicas": str(settings.kafka.min_insync_replicas),
+            "max.message.bytes": str(SEND_MAX_BYTES),
+        },
         # Faust's defaults (a 2 GiB block cache and 3 x 64 MiB memtables per partition)
         # would let memory grow with the state for a long time; these bound it
         # (bench/recovery.py rss)
@@ -165,8 +181,17 @@ def create_app(settings: ScorerSettings) -> faust.App:
             await snapshots.send(key=queue_key(queue_id), value=codec.dumps(snap))
 
     async def dead_letter(msg: Any, key: Any, value: bytes, reason: str) -> Any:
+        copied: bytes | None = value
+        if len(value) > DEAD_LETTER_VALUE_MAX:
+            # base64 makes it a third larger: past the topic's and the producer's limit, a
+            # refused send would stop the worker at this message after every restart
+            copied = None
+            reason = (
+                f"{reason} (the message, {len(value)} bytes, is too large to copy here: "
+                f"it stays at {msg.topic} partition {msg.partition} offset {msg.offset})"
+            )
         body = deadletter.record(
-            stage="scorer", reason=reason, value=value, source_topic=msg.topic,
+            stage="scorer", reason=reason, value=copied, source_topic=msg.topic,
             partition=msg.partition, offset=msg.offset, key=key,
         )  # fmt: skip
         return await deadletter_topic.send(key=key, value=body)
@@ -305,8 +330,9 @@ def create_app(settings: ScorerSettings) -> faust.App:
         """Score one message; returns the queue and horizons of the record it committed."""
         msg = event.message
         try:
-            # an event batch, or a control record (a baseline reset: shared/control.py)
-            batch = control.decode_input(event.value)
+            # an event batch, or a control record (a baseline reset: shared/control.py),
+            # keyed by its queue (another key would put it beside another state of it)
+            batch = control.decode_input(event.value, event.key)
         except ValueError as exc:
             changelog_sends.append(await dead_letter(msg, event.key, event.value, str(exc)))
             return None

@@ -3,7 +3,9 @@ the verdicts waiting for their decision.
 
 Storing one table entry per decision would cost one changelog record per decision, the
 dominant cost at 10^8 decisions a day. Instead each batch's new ids of a queue become one
-*chunk*: one table entry, one changelog record. A chunk's key is
+*chunk*: one table entry, one changelog record (several when it is larger than
+``MAX_RECORD_BYTES``: its *parts*, ``...|partition-offset.1`` and on after the first, so
+that no state record nears the producer's request size). A chunk's key is
 ``kind|queue|hour|partition-offset``: its store, its queue, the hour of the queue's
 watermark when it was written, and the input message it came from. So a chunk is unique
 without any counter in the queue's state, is identical when its message is replayed (its
@@ -39,13 +41,21 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.scorer.index import ChunkIndex, chunk_fields
+import orjson
+
+from services.scorer.index import PART_SEP, ChunkIndex, chunk_fields
 
 Record = list[Any]
 Position = tuple[int, int]  # (partition, offset) of an input message
 Chunk = dict[str, Any]  # {"q": queue_id, "r": {id: Record}}
 HOUR = 3600
 CACHE_RECORDS = 50_000  # records of decoded chunks kept per store (the join's hot set)
+# The most a chunk's changelog record may hold (its JSON value): a larger chunk is written as
+# several records (parts). 2,000 decisions with every id at its longest are ~1.4 MB as one
+# record, past the producer's 1 MB request size; a worker that cannot write its state dies
+# and replays the same message after every restart. A part stays far below that whatever
+# the input (one record is at most ~1.5 KB: ids of at most 200 characters).
+MAX_RECORD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -54,6 +64,7 @@ class ChunkKey:
     queue_id: str
     hour: int
     batch: str  # "partition-offset" of the input message that wrote it
+    part: int = 0  # which of the records a chunk larger than MAX_RECORD_BYTES was cut into
     position: Position = field(init=False, repr=False)
     text: str = field(init=False, repr=False)  # the table key
 
@@ -62,7 +73,12 @@ class ChunkKey:
         object.__setattr__(self, "position", (int(partition), int(offset)))
         # the hour zero-padded: keys of one queue sort by hour in the store
         key = f"{self.kind}|{self.queue_id}|{self.hour:011d}|{self.batch}"
+        if self.part:
+            key += f"{PART_SEP}{self.part}"
         object.__setattr__(self, "text", key)
+
+    def with_part(self, part: int) -> ChunkKey:
+        return ChunkKey(self.kind, self.queue_id, self.hour, self.batch, part)
 
     def __str__(self) -> str:
         return self.text
@@ -83,6 +99,31 @@ class ChunkKey:
 
 def hour_of(t: float) -> int:
     return int(t // HOUR) * HOUR
+
+
+def split(chunk: Chunk, limit: int | None = None) -> list[Chunk]:
+    """The chunk as the records it is written in: itself when its JSON fits in ``limit``
+    bytes (``MAX_RECORD_BYTES``), otherwise parts of consecutive records, each within it.
+    A function of the chunk alone (its records in their order), so a message applied again
+    after a crash cuts its chunk the same way and its parts replace the earlier ones."""
+    limit = MAX_RECORD_BYTES if limit is None else limit
+    if len(orjson.dumps(chunk)) <= limit:
+        return [chunk]
+    queue_id = chunk["q"]
+    overhead = len(orjson.dumps({"q": queue_id, "r": {}}))
+    parts: list[Chunk] = []
+    current: dict[str, Record] = {}
+    size = overhead
+    for record_id, record in chunk["r"].items():
+        # "id":[...], with its comma
+        n = len(orjson.dumps(record_id)) + len(orjson.dumps(record)) + 2
+        if current and size + n > limit:
+            parts.append({"q": queue_id, "r": current})
+            current, size = {}, overhead
+        current[record_id] = record
+        size += n
+    parts.append({"q": queue_id, "r": current})
+    return parts
 
 
 def written_by_applied(key: ChunkKey, applied: Position) -> bool:
@@ -188,7 +229,7 @@ class ChunkStore:
         for key, chunk in self._staged.items():
             if key.queue_id == queue_id and key.hour < limit:
                 out[key] = chunk
-        return sorted(out.items(), key=lambda kv: (kv[0].hour, kv[0].batch))
+        return sorted(out.items(), key=lambda kv: (kv[0].hour, kv[0].batch, kv[0].part))
 
     # -- reads ------------------------------------------------------------------------------
     def key_of(self, queue_id: str, record_id: str, alive_from: float) -> ChunkKey | None:
@@ -272,10 +313,22 @@ class ChunkStore:
         self._floor[queue_id] = limit  # deleted by flush_deletes, in this same commit
 
     def flush(self) -> None:
-        """Write the staged chunks to the table."""
+        """Write the staged chunks to the table, each as one record or, when larger than
+        ``MAX_RECORD_BYTES``, as several (its parts, keyed ``...|batch.1``, ``...|batch.2``
+        after the first): a state record must stay far below the producer's request size
+        whatever the input. Parts of an earlier, cut-short application of the message that
+        this one does not write again are deleted, so none can outlive it."""
         for key, chunk in self._staged.items():
-            self._table[str(key)] = chunk
-            self._remember(key, chunk)
+            parts = split(chunk)
+            for i, part in enumerate(parts):
+                part_key = key.with_part(i)
+                self._table[str(part_key)] = part
+                self._remember(part_key, part)
+            stale = f"{key.text}{PART_SEP}"
+            for raw in self._index.batch_chunks(key.batch):
+                if raw.startswith(stale) and self._key(raw).part >= len(parts):
+                    self._forget(self._key(raw))
+                    self._table.pop(raw, None)
         self._staged.clear()
         self._staged_ids.clear()
 

@@ -31,7 +31,7 @@ from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
 from services.scorer.pending import PendingStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, QueueState
-from shared.batches import EventBatch, epoch
+from shared.batches import MIN_EVENT_EPOCH, MIN_EVENT_TIME, EventBatch, epoch
 from shared.control import BaselineReset, is_control
 from shared.events import (
     BaselineEvent,
@@ -452,22 +452,27 @@ class Scorer:
             if wrong is not None:
                 out.rejected.append((e, f"scorer: {wrong}"))
                 continue
+            t: float | None
             if numeric:
                 t = epoch(e[field])
-                ok = t is not None and t <= horizon
-                if ok:
-                    e[field] = t  # a float from here on (an integer time too)
             else:
                 try:
-                    ok = _epoch(e[field]) <= horizon
+                    t = float(_epoch(e[field]))
                 except (TypeError, ValueError, OverflowError):
-                    ok = False
-            if ok:
-                kept.append(e)
-            else:
+                    t = None
+                if t is not None and not math.isfinite(t):
+                    t = None
+            if t is not None and t < MIN_EVENT_EPOCH:
+                # (a subgroup is never opened before it: no hour bucket at a negative epoch)
+                out.rejected.append((e, f"scorer: {field} {e[field]!r} is before {MIN_EVENT_TIME}"))
+            elif t is None or t > horizon:
                 out.rejected.append(
                     (e, f"scorer: {field} {e[field]!r} is invalid or in the future")
                 )
+            else:
+                if numeric:
+                    e[field] = t  # a float from here on (an integer time too)
+                kept.append(e)
         return kept
 
     def _hold(self, st: QueueState, v: dict[str, Any], batch_id: str) -> None:

@@ -8,7 +8,7 @@ changelog), ``IndexedTable`` below keeps it in memory for tests and benchmarks. 
 is never behind or ahead of the chunks it describes, needs no rebuild after a restart, and
 does not have to fit in memory: nothing is read at start-up.
 
-Only chunk keys (``kind|queue|hour|batch``, see ``chunks.py``) and queue records (``q|queue``)
+Only chunk keys (``kind|queue|hour|batch[.part]``, see ``chunks.py``) and queue records (``q|queue``)
 are indexed. Record ids are scoped by queue: the same decision id in two queues is two
 decisions (queues share partitions). A record id may be listed for a chunk that no longer holds it (a chunk rewritten
 by the replay of a cut-short batch): readers check the chunk's content.
@@ -24,14 +24,25 @@ CHUNK_KINDS = frozenset({"d", "v", "p"})
 QUEUE_PREFIX = "q|"
 
 
-def chunk_fields(key: str) -> tuple[str, str, int, str] | None:
-    """(kind, queue, hour, batch) of a chunk key, or None for any other key. The queue id
-    sits between the first separator and the last two, so it cannot shift the fields."""
+PART_SEP = "."  # between a chunk key's batch and its part number (parts after the first)
+
+
+def split_batch(field: str) -> tuple[str, int]:
+    """The input message (``partition-offset``) and part number of a chunk key's last field:
+    ``3-17`` is part 0 of message 3-17, ``3-17.2`` its part 2."""
+    batch, _, part = field.partition(PART_SEP)
+    return batch, int(part) if part else 0
+
+
+def chunk_fields(key: str) -> tuple[str, str, int, str, int] | None:
+    """(kind, queue, hour, batch, part) of a chunk key, or None for any other key. The queue
+    id sits between the first separator and the last two, so it cannot shift the fields."""
     kind, sep, rest = key.partition("|")
     if not sep or kind not in CHUNK_KINDS:
         return None
-    queue_id, hour, batch = rest.rsplit("|", 2)
-    return kind, queue_id, int(hour), batch
+    queue_id, hour, field = rest.rsplit("|", 2)
+    batch, part = split_batch(field)
+    return kind, queue_id, int(hour), batch, part
 
 
 @runtime_checkable
@@ -40,7 +51,8 @@ class ChunkIndex(Protocol):
         """The key of the queue's chunk the record id was last written in, if any."""
 
     def batch_chunks(self, batch: str) -> list[str]:
-        """Keys of the chunks written from input message ``batch`` (``partition-offset``)."""
+        """Keys of the chunks written from input message ``batch`` (``partition-offset``),
+        every part of each."""
 
     def queue_chunks(
         self, kind: str, queue_id: str, before_hour: int, from_hour: int = 0
@@ -85,7 +97,7 @@ class IndexedTable(MutableMapping[str, Any]):
     def _index(self, key: str, value: Any) -> None:
         fields = chunk_fields(key)
         if fields is not None:
-            kind, queue_id, hour, batch = fields
+            kind, queue_id, hour, batch, _ = fields
             for record_id in value["r"]:
                 self._ids[(kind, queue_id, record_id)] = key
             self._batches[batch].add(key)
@@ -100,7 +112,7 @@ class IndexedTable(MutableMapping[str, Any]):
     def _unindex(self, key: str) -> None:
         fields = chunk_fields(key)
         if fields is not None:
-            kind, queue_id, hour, batch = fields
+            kind, queue_id, hour, batch, _ = fields
             for record_id in self.data[key]["r"]:
                 if self._ids.get((kind, queue_id, record_id)) == key:
                     del self._ids[(kind, queue_id, record_id)]

@@ -12,13 +12,14 @@ does, and are hidden from the table's own iteration:
 
 - ``\\0k|kind|queue|record_id`` -> the chunk's table key (JSON bytes): record ids are
   scoped by queue (queue ids hold no ``|``);
-- ``\\0b|batch|<chunk key>`` -> empty: the chunks written from one input message.
+- ``\\0b|batch|<chunk key>`` -> empty: the chunks written from one input message (every
+  part of each: a chunk larger than ``chunks.MAX_RECORD_BYTES`` is written as several).
 
 A database written before ids were scoped by queue has ``\\0i|kind|record_id`` entries
 instead; ``upgrade_index`` rewrites them when the partition's database is opened (one pass
 over its chunks, restartable: the old entries go last).
 
-Chunk keys are JSON strings ``"kind|queue|hour|batch"`` with a zero-padded hour, so one
+Chunk keys are JSON strings ``"kind|queue|hour|batch[.part]"`` with a zero-padded hour, so one
 queue's chunks of one kind sort by hour, and queue records ``"q|queue"`` sort together:
 both are read by seeking to a prefix.
 """
@@ -36,7 +37,7 @@ from faust.streams import current_event
 from faust.types import TP, EventT
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-from services.scorer.index import CHUNK_KINDS, QUEUE_PREFIX
+from services.scorer.index import CHUNK_KINDS, QUEUE_PREFIX, split_batch
 
 log = logging.getLogger(__name__)
 NUL = b"\x00"
@@ -52,12 +53,13 @@ def _json_key(key: str) -> bytes:
 
 
 def _chunk_parts(key: bytes) -> tuple[str, str, str] | None:
-    """(kind, queue, batch) of a JSON-encoded chunk key, or None."""
+    """(kind, queue, batch) of a JSON-encoded chunk key, or None; ``batch`` is the input
+    message (``partition-offset``), whichever part of its chunk the key names."""
     if not key.startswith(_CHUNK_PREFIXES):
         return None
     text: str = orjson.loads(key)
-    queue_id, _, batch = text[2:].rsplit("|", 2)
-    return text[0], queue_id, batch
+    queue_id, _, field = text[2:].rsplit("|", 2)
+    return text[0], queue_id, split_batch(field)[0]
 
 
 def _id_key(kind: str, queue_id: str, record_id: str) -> bytes:

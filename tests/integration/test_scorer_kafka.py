@@ -10,16 +10,20 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.demo.orchestrator import Services
 from services.ingest.validation import validate_items
-from shared import batches
+from services.scorer.app import SEND_MAX_BYTES
+from shared import batches, codec
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
-from tests.factories import T0, decision, verdict
+from tests.factories import T0, decision, longest_decisions, verdict
 from tests.integration.faulty_scorer import FAULT_ID
 from tests.integration.kafka_helpers import read_topic
 
@@ -153,3 +157,111 @@ async def test_a_batch_that_raises_is_dead_lettered_once_and_skipped(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def _latest_snapshots(
+    kafka: KafkaSettings, services: Services, until: Any, timeout: float = 120
+) -> dict[str, dict[str, Any]]:
+    """Each queue's latest snapshot, read until ``until(latest)`` holds (or the timeout)."""
+    last: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(last):
+        for _, snap in await read_topic(
+            kafka.bootstrap, kafka.topics.snapshots, expect=10**6, timeout=2
+        ):
+            last[snap["queue_id"]] = snap
+        services.check()
+    return last
+
+
+async def _changelog_config(kafka: KafkaSettings, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        names = {"min.insync.replicas": None, "max.message.bytes": None}
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=names)]
+        )
+    finally:
+        await admin.close()
+    (resource,) = response.to_object()["resources"]
+    return {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+
+
+async def test_poison_input_stops_no_queue_and_state_records_stay_small(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A new user's trial, through the real worker: 2,000 decisions with every id at its
+    longest in one batch made a 1.39 MB changelog record; the worker died on
+    MessageSizeTooLargeError and again after every restart. Now the batch is counted, in
+    records of at most 256 KiB, and the worker lives on through a restart. With it, what a
+    producer writing to the events topic directly could send: more than 2,000 decisions in
+    a batch (dead-lettered whole), a batch under another queue's key (it would be scored
+    into a second state of its queue on another partition, lost after a restart: now
+    dead-lettered whole, counted nowhere) and an event dated 1969 (refused alone)."""
+    await ensure_topics(kafka_settings)
+    topics = kafka_settings.topics
+
+    def batch_of(items: list[dict[str, Any]]) -> batches.EventBatch:
+        (b,) = batches.group_by_queue(validate_items(items, None).events)
+        return b
+
+    trial = batch_of(longest_decisions("bigq"))
+    assert len(batches.encode(trial)) > 1_000_000
+    over = batch_of([decision(f"o{i}", "bigq") for i in range(2000)])
+    over["decisions"].append({**over["decisions"][0], "decision_id": "o2000"})
+    misrouted = batch_of([decision(f"m{i}", "lostq") for i in range(30)])
+    old = batch_of([decision("new", "bigq", T0 + timedelta(hours=1))])
+    old["decisions"].append({**old["decisions"][0], "decision_id": "old", "decided_at": -3600})
+
+    services = Services(scorer_env(kafka_settings, tmp_path), tmp_path / "logs")
+    services.start("scorer")
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        send = producer.send_and_wait
+        await send(topics.events, batches.encode(trial), key=queue_key("bigq"))
+        await send(topics.events, codec.dumps(over), key=queue_key("bigq"))
+        await send(topics.events, batches.encode(misrouted), key=b"elsewhere")
+        await send(topics.events, codec.dumps(old), key=queue_key("bigq"))
+
+        def counted(n: int) -> Any:
+            return lambda last: last.get("bigq", {}).get("decisions_total") == n
+
+        last = await _latest_snapshots(kafka_settings, services, counted(2001))
+        assert last.get("bigq", {}).get("decisions_total") == 2001, (
+            last.get("bigq"),
+            (tmp_path / "logs/scorer.log").read_text()[-3000:],
+        )
+        assert last["bigq"]["rejected_items"] == 1
+        assert "lostq" not in last
+        dead = {
+            v["offset"]: v["reason"]
+            for _, v in await read_topic(
+                kafka_settings.bootstrap, topics.deadletter, expect=3, timeout=30
+            )
+        }
+        reasons = sorted(dead.values())
+        assert len(reasons) == 3, reasons
+        assert any("EventBatch with 2001 decisions, more than 2000" in r for r in reasons)
+        assert any("queue 'lostq' under key b'elsewhere', not b'lostq'" in r for r in reasons), (
+            reasons
+        )
+        assert any("decided_at -3600 is before 2000-01-01T00:00:00Z" in r for r in reasons)
+
+        # the changelog takes the durability settings and a record as large as any send
+        changelog = f"{kafka_settings.topic_prefix}qw-scorer-state-changelog"
+        config = await _changelog_config(kafka_settings, changelog)
+        assert config["min.insync.replicas"] == str(kafka_settings.min_insync_replicas)
+        assert config["max.message.bytes"] == str(SEND_MAX_BYTES)
+
+        # a restart replays from the committed offset and the worker carries on
+        assert services.end("scorer") == 0
+        services.start("scorer")
+        more = batch_of([decision("after", "bigq", T0 + timedelta(hours=2))])
+        await send(topics.events, batches.encode(more), key=queue_key("bigq"))
+        last = await _latest_snapshots(kafka_settings, services, counted(2002))
+        assert last["bigq"]["decisions_total"] == 2002, last.get("bigq")
+    finally:
+        await producer.stop()
+        services.stop()

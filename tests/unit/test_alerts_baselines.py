@@ -26,6 +26,7 @@ from services.alerts.metrics import Metrics
 from shared import codec, control
 from shared.apikeys import AuthPolicy, KeyStore
 from shared.events import BaselineEvent, BreachKind, QualitySnapshot
+from shared.topics import queue_key
 from tests.alerts_cases import NOW, at, make_breach, make_snapshot, sqlite_sessions
 from tests.unit.test_alerts_consumer import BREACH, SETTINGS, SNAP, rec
 
@@ -51,7 +52,7 @@ class Broker:
     async def __call__(self, queue_id: str, value: bytes) -> None:
         if self.down:
             raise TimeoutError("no broker")
-        self.sent.append((queue_id, control.decode_input(value)))
+        self.sent.append((queue_id, control.decode_input(value, queue_key(queue_id))))
 
 
 def _client(

@@ -190,3 +190,40 @@ def test_the_v2_number_is_the_one_the_scorer_read_from_v1_text(at: datetime) -> 
     text = event.model_dump(mode="json")["decided_at"]
     assert carried == datetime.fromisoformat(text).timestamp()
     assert batches.epoch(carried) == carried
+
+
+def test_a_batch_of_more_than_2000_events_of_a_kind_is_refused_whole() -> None:
+    """Ingest never writes more; a producer writing to the events topic directly could (the
+    topic takes 8 MiB), and the scorer's state for one batch must stay bounded."""
+    item = {"decision_id": "d", "decided_at": 1.8e9}
+    limit = batches.MAX_EVENTS_PER_MESSAGE
+    for kind in ("decisions", "verdicts"):
+        ok = {"v": 2, "queue_id": "q", "decisions": [], "verdicts": [], kind: [item] * limit}
+        assert batches.check(ok) is ok
+        over = {**ok, kind: [item] * (limit + 1)}
+        with pytest.raises(ValueError, match=f"EventBatch with {limit + 1} {kind}, more than"):
+            batches.decode(codec.dumps(over))
+
+
+@pytest.mark.parametrize("t", [-62135596800, -3600, 0, 946684799.999])
+def test_an_event_time_before_2000_is_refused_alone(t: float) -> None:
+    good = {"decision_id": "ok", "content_id": "c", "moderator_id": "m", "site_id": "s",
+            "policy_id": "p", "action": "remove", "decided_at": 1.8e9, "severity": 2}  # fmt: skip
+    old = {**good, "decision_id": "old", "decided_at": t}
+    v1 = {**good, "decision_id": "old1", "decided_at": "1969-12-31T23:00:00Z"}
+    scorer = Scorer(ScorerSettings(), {})
+    out = scorer.process(
+        {"v": 2, "queue_id": "q", "decisions": [good, old], "verdicts": []}, 1.9e9, (0, 0)
+    )
+    assert [(e["decision_id"], r) for e, r in out.rejected] == [
+        ("old", f"scorer: decided_at {t!r} is before 2000-01-01T00:00:00Z")
+    ]
+    out = scorer.process(
+        {"v": 1, "queue_id": "q", "decisions": [v1], "verdicts": []}, 1.9e9, (0, 1)
+    )
+    assert [r for _, r in out.rejected] == [
+        "scorer: decided_at '1969-12-31T23:00:00Z' is before 2000-01-01T00:00:00Z"
+    ]
+    st = scorer.state("q")
+    assert st.decisions_total == 1
+    assert min(st.buckets) > 0

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from services.ingest.validation import validate_items
+from services.scorer import chunks
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
 from shared import batches, codec, control
@@ -180,8 +181,16 @@ def fingerprint(scorer: Scorer) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_every_crash_point_replays_to_the_uninterrupted_result(seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "record_bytes"), [(1, None), (2, None), (3, 300)], ids=["1", "2", "3-split"]
+)
+def test_every_crash_point_replays_to_the_uninterrupted_result(
+    seed: int, record_bytes: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``record_bytes``: chunks cut into records of at most that many bytes (most chunks
+    of this traffic are written in several parts, and a crash falls between them)."""
+    if record_bytes is not None:
+        monkeypatch.setattr(chunks, "MAX_RECORD_BYTES", record_bytes)
     msgs = traffic(seed)
     table = LoggedTable()
     reference = Scorer(settings(), table)
@@ -230,6 +239,8 @@ def test_every_crash_point_replays_to_the_uninterrupted_result(seed: int) -> Non
             assert after == published, f"crash after write {k}: published differs"
             tried += 1
     assert tried > 2 * len(msgs)
+    if record_bytes is not None:
+        assert any("." in key.rsplit("|", 1)[-1] for _, key, _ in table.log), "no chunk split"
 
 
 @pytest.mark.parametrize("seed", [1, 2])

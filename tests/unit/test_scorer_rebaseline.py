@@ -277,18 +277,31 @@ def test_a_malformed_control_record_is_refused_with_its_reason(
 ) -> None:
     bad = {**GOOD, **change}
     with pytest.raises(ValueError, match=reason):
-        control.decode_input(codec.dumps(bad))
+        control.decode_record(codec.dumps(bad))
 
 
 def test_a_control_record_without_a_field_is_refused() -> None:
     bad = {k: v for k, v in GOOD.items() if k != "reason"}
     with pytest.raises(ValueError, match="missing fields"):
-        control.decode_input(codec.dumps(bad))
+        control.decode_record(codec.dumps(bad))
 
 
 def test_decode_input_tells_batches_from_control_records() -> None:
-    assert control.decode_input(control.encode(GOOD)) == GOOD
+    assert control.decode_input(control.encode(GOOD), b"spam-en") == GOOD
     batch = batches.group_by_queue(validate_items([decision(1, "q")], None).events)[0]
-    assert control.decode_input(batches.encode(batch)) == batch
+    assert control.decode_input(batches.encode(batch), b"q") == batch
     with pytest.raises(ValueError, match="not JSON"):
-        control.decode_input(b"{")
+        control.decode_input(b"{", b"q")
+
+
+@pytest.mark.parametrize("key", [b"spam-fr", b"SPAM-EN", b"spam-en ", b"", None])
+def test_a_record_keyed_otherwise_than_its_queue_is_refused(key: bytes | None) -> None:
+    """The key decides the partition: a batch or reset of queue q under another key would
+    be scored into a second state of q on another partition (and lost after a restart)."""
+    batch = batches.group_by_queue(validate_items([decision(1, "spam-en")], None).events)[0]
+    for value, what in ((batches.encode(batch), "EventBatch"), (control.encode(GOOD), "baseline")):
+        with pytest.raises(ValueError, match="'spam-en' under") as refused:
+            control.decode_input(value, key)
+        reason = str(refused.value)
+        assert what in reason, reason
+        assert ("no key" if key is None else repr(key)) in reason, reason

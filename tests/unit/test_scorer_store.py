@@ -36,8 +36,8 @@ def chunk(queue: str, ids: list[str]) -> dict[str, Any]:
     return {"q": queue, "r": {i: [1.0] for i in ids}}
 
 
-def k(kind: str, queue: str, hour: int, batch: str) -> str:
-    return str(ChunkKey(kind, queue, hour, batch))
+def k(kind: str, queue: str, hour: int, batch: str, part: int = 0) -> str:
+    return str(ChunkKey(kind, queue, hour, batch, part))
 
 
 def table_keys(store: IndexedRocksDBStore) -> list[str]:
@@ -75,6 +75,23 @@ def test_index_follows_puts_and_deletes(tmp_path: Path) -> None:
     assert store.chunk_of("d", "q1", "x") is None
     assert store.batch_chunks("0-1") == []
     assert store.queue_chunks("d", "q1", 10**10) == [b]
+
+
+def test_the_parts_of_a_chunk_are_indexed_under_their_message(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    parts = [k("d", "q", 3600, "0-1", i) for i in range(3)]
+    assert parts[1].endswith("|0-1.1")
+    for i, key in enumerate(parts):
+        put(store, key, chunk("q", [f"x{i}", f"y{i}"]))
+    put(store, k("d", "q", 3600, "0-10"), chunk("q", ["z"]))
+    assert store.batch_chunks("0-1") == sorted(parts)  # not 0-10's
+    assert store.chunk_of("d", "q", "y2") == parts[2]
+    assert store.queue_chunks("d", "q", 7200) == sorted([*parts, k("d", "q", 3600, "0-10")])
+    assert ChunkKey.parse(parts[2]) == ChunkKey("d", "q", 3600, "0-1", 2)
+    assert ChunkKey.parse(parts[2]).position == (0, 1)
+    put(store, parts[2], None)
+    assert store.chunk_of("d", "q", "y2") is None
+    assert store.batch_chunks("0-1") == sorted(parts[:2])
 
 
 def test_deleting_an_old_chunk_keeps_the_id_of_a_newer_one(tmp_path: Path) -> None:
@@ -137,9 +154,10 @@ def test_same_answers_as_the_in_memory_index(tmp_path: Path, seed: int) -> None:
             rng.choice("dvp"),
             rng.choice(["q", "q2", "q:x"]),
             rng.randrange(5) * 3600,
-            f"0-{rng.randrange(6)}",
+            f"0-{rng.randrange(12)}",
+            rng.choice([0, 0, 1, 2]),  # the parts of a chunk written as several records
         )
-        for _ in range(25)
+        for _ in range(40)
     ] + ["q|q", "q|q2"]
     ids = [f"id{i}" for i in range(30)]
     for _ in range(300):
@@ -157,7 +175,7 @@ def test_same_answers_as_the_in_memory_index(tmp_path: Path, seed: int) -> None:
                 assert store.chunk_of(kind, q, i) == memory.chunk_of(kind, q, i), (kind, q, i)
             for before in (0, 7200, 10**10):
                 assert store.queue_chunks(kind, q, before) == memory.queue_chunks(kind, q, before)
-    for batch in range(6):
+    for batch in range(12):
         assert store.batch_chunks(f"0-{batch}") == memory.batch_chunks(f"0-{batch}")
     assert store.queue_ids() == memory.queue_ids()
     assert table_keys(store) == sorted(memory.keys())
