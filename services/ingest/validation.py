@@ -63,7 +63,7 @@ MAX_FUTURE_S = 900.0
 # And a time from long ago would open a subgroup there, the first point of the queue's
 # chart: times before 2000 are refused always, and those older than QW_INGEST_MAX_AGE_DAYS
 # (a backfill's history fits in the default) too.
-EPOCH_FLOOR = 946_684_800.0  # 2000-01-01T00:00:00Z
+EPOCH_FLOOR = batches.MIN_EVENT_EPOCH  # 2000-01-01T00:00:00Z, the scorer's bound too
 MAX_AGE_DAYS = 400
 
 
