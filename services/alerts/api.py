@@ -513,7 +513,7 @@ def create_app(
     ``control``: produces a baseline reset onto the scorer's input topic (``main.py``);
     None answers a reset with 503."""
     app = FastAPI(title="QualityWatch alerts and health", version="1")
-    http_errors.install(app)
+    http_errors.install(app, max_body_bytes=settings.max_body_bytes)
     app.state.settings = settings
     app.state.view = view if view is not None else HealthView(settings, sessions)
     app.state.auth = auth
