@@ -10,6 +10,11 @@ The echo is bounded too: FastAPI puts the whole offending value in ``input``, so
 ``msg``, ``type`` (and ``ctx``); its ``input`` is kept only when it is a scalar, a string cut
 to ``ECHO_MAX`` characters, and dropped when it is an object or an array.
 
+An id never holds a ``/`` (docs/events.md, "Identifiers and times"), but an encoded one
+(``/v1/queues/a%2Fb/health``) is decoded before routing and missed every route: a 404 of the
+router. ``EncodedSlash`` answers such a path 422 naming the parameter, as for any other id
+outside its grammar.
+
 ``BodyLimit`` refuses a request body larger than a limit with 413, from its Content-Length
 before reading anything, and while it is read when it has none (chunked): never held whole.
 """
@@ -17,7 +22,9 @@ before reading anything, and while it is read when it has none (chunked): never 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -41,10 +48,15 @@ class SafeJSONResponse(JSONResponse):
 
 
 def bounded(error: dict[str, Any]) -> dict[str, Any]:
-    """One validation error with its echoed ``input`` bounded (see the module's doc)."""
+    """One validation error with its echoed ``input`` bounded (see the module's doc); an
+    encoded slash in a path id said as such."""
     out = {k: v for k, v in error.items() if k != "input"}
     if "input" in error:
         value = error["input"]
+        if isinstance(value, str) and SLASH_MARK in value:
+            value = value.replace(SLASH_MARK, "/")
+            out.update(type="slash_in_id", msg=SLASH_MSG)
+            out.pop("ctx", None)
         if isinstance(value, str):
             out["input"] = value if len(value) <= ECHO_MAX else value[:ECHO_MAX] + "…"
         elif value is None or isinstance(value, bool | int | float):
@@ -56,6 +68,31 @@ async def _unprocessable(request: Request, exc: Exception) -> SafeJSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [bounded(e) for e in exc.errors()]
     return SafeJSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+
+_SLASH = re.compile(rb"%2f", re.IGNORECASE)
+# what an encoded slash is routed as: inside its path segment, and outside every id grammar
+# (each path id has a pattern or is an integer), so the route's own validation refuses it
+SLASH_MARK = "\x00%2F\x00"
+SLASH_MSG = "ids have no '/': an encoded slash (%2F) is not part of any id"
+
+
+class EncodedSlash:
+    """Pure ASGI middleware: a path whose raw form holds an encoded slash is routed with the
+    slash kept inside its segment (``SLASH_MARK``), so a route taking an id there is found
+    and refuses it as it refuses any id outside its grammar: 422 naming the parameter
+    (``_unprocessable`` says why); a path that takes no id there stays a 404."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw: bytes = (scope.get("raw_path") or b"") if scope["type"] == "http" else b""
+        if _SLASH.search(raw):
+            pieces = _SLASH.split(raw.split(b"?", 1)[0])  # (an ASGI client may send the query)
+            path = SLASH_MARK.join(unquote(p.decode("latin-1")) for p in pieces)
+            scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
 
 
 class BodyTooLarge(HTTPException):
@@ -126,8 +163,10 @@ async def _refuse(send: Send, detail: str) -> None:
 
 def install(app: FastAPI, *, max_body_bytes: int | None = None) -> None:
     """Answer request validation errors with ``SafeJSONResponse`` (FastAPI's shape, the echo
-    bounded); with ``max_body_bytes``, refuse larger request bodies with 413."""
+    bounded), and an encoded slash in a path id likewise; with ``max_body_bytes``, refuse
+    larger request bodies with 413."""
     app.add_exception_handler(RequestValidationError, _unprocessable)
+    app.add_middleware(EncodedSlash)
     if max_body_bytes is not None:
         app.add_middleware(BodyLimit, limit=max_body_bytes)
         _document_limit(app, max_body_bytes)

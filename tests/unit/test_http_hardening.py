@@ -1,6 +1,7 @@
 """What both HTTP services refuse, and how, whatever a client sends: a body over the limit
-(413, not read whole), a 422 whose echo of the input is bounded. In process: ingest with an
-in-memory publisher, alerts on SQLite."""
+(413, not read whole), a 422 whose echo of the input is bounded, an encoded slash in a path
+id (422 naming the parameter, not the router's 404). In process: ingest with an in-memory
+publisher, alerts on SQLite."""
 
 from __future__ import annotations
 
@@ -101,3 +102,50 @@ async def test_a_422_echoes_no_container_and_cuts_long_strings(
     r = await ingest.get("/v1/queues/" + "y" * 200)
     assert r.status_code == 422
     assert r.json()["detail"][0]["input"] == "y" * ECHO_MAX + "…"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("GET", "/v1/queues/a%2Fb/health", "queue_id"),
+        ("GET", "/v1/queues/a%2fb/chart", "queue_id"),
+        ("GET", "/wall/queues/a%2Fb", "queue_id"),
+        ("GET", "/v1/incidents/1%2F2", "incident_id"),
+        ("POST", "/v1/alerts/1%2F2/ack", "alert_id"),
+        ("GET", "/v1/queues/%2F/baselines", "queue_id"),
+    ],
+)
+async def test_an_encoded_slash_in_an_alerts_id_is_a_422_naming_it(
+    alerts: httpx.AsyncClient, method: str, path: str, name: str
+) -> None:
+    r = await alerts.request(method, path)
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["path", name]
+    assert "ids have no '/'" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/queues/a%2Fb"), ("PUT", "/v1/queues/a%2Fb"), ("DELETE", "/v1/queues/A%2F")],
+)
+async def test_an_encoded_slash_in_an_ingest_queue_id_is_a_422_naming_it(
+    ingest: httpx.AsyncClient, method: str, path: str
+) -> None:
+    r = await ingest.request(method, path)
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["path", "queue_id"]
+    assert "/" in error["input"]
+
+
+async def test_an_encoded_slash_elsewhere_is_left_to_the_router(
+    alerts: httpx.AsyncClient, ingest: httpx.AsyncClient
+) -> None:
+    # no route takes an id there: the router's 404 as for any unknown path
+    assert (await alerts.get("/v1/nothing%2Fhere")).status_code == 404
+    assert (await ingest.post("/v1/decisions%2Fx", json=[])).status_code == 404
+    # a query string may hold one: not a path id
+    r = await alerts.get("/v1/queues", params={"after": "a/b"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "after"]
