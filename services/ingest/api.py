@@ -37,7 +37,7 @@ from services.ingest.validation import (
     parse_body,
     validate_items,
 )
-from shared import codec, http_errors
+from shared import codec, http_docs, http_errors
 from shared.apikeys import ApiKey, AuthPolicy
 from shared.codec import json_response
 from shared.events import Decision, Verdict
@@ -378,7 +378,7 @@ def create_app(
     ``queue_admin``: writes run-time admissions (None: PUT and DELETE answer 409).
     ``max_age_days``: QW_INGEST_MAX_AGE_DAYS (None: only times before 2000 are too old).
     ``max_items``: QW_INGEST_MAX_ITEMS, the most items one request body may hold."""
-    app = FastAPI(title="QualityWatch ingest", version="1")
+    app = http_docs.service_app("QualityWatch ingest")  # /docs offline (shared/http_docs.py)
     http_errors.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.publisher = publisher

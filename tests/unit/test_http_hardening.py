@@ -1,10 +1,11 @@
 """What both HTTP services refuse, and how, whatever a client sends: a body over the limit
 (413, not read whole), a 422 whose echo of the input is bounded, an encoded slash in a path
-id (422 naming the parameter, not the router's 404). In process: ingest with an in-memory
-publisher, alerts on SQLite."""
+id (422 naming the parameter, not the router's 404); and ``/docs`` needs no other origin.
+In process: ingest with an in-memory publisher, alerts on SQLite."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.ingest.api import create_app as ingest_app
 from services.ingest.publisher import Publisher
+from shared.http_docs import DOCS_STATIC
 from shared.http_errors import ECHO_MAX
 from shared.settings import KafkaSettings
 from tests.alerts_cases import sqlite_sessions
@@ -149,3 +151,27 @@ async def test_an_encoded_slash_elsewhere_is_left_to_the_router(
     r = await alerts.get("/v1/queues", params={"after": "a/b"})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["query", "after"]
+
+
+_LINKS = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url:\s*'([^']+)'""")
+
+
+@pytest.mark.parametrize("service", ["ingest", "alerts"])
+async def test_the_docs_page_names_only_this_service(
+    service: str, ingest: httpx.AsyncClient, alerts: httpx.AsyncClient
+) -> None:
+    client = ingest if service == "ingest" else alerts
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    links = [a or b for a, b in _LINKS.findall(page.text)]
+    assert len(links) == 4, links  # style sheet, favicon, script, the OpenAPI document
+    assert "://" not in page.text  # no absolute URL anywhere (the CDN, Google's fonts)
+    for link in links:
+        assert link.startswith("/"), link  # same origin
+        assert not link.startswith("//"), link
+        r = await client.get(link)
+        assert r.status_code == 200, link
+        assert r.content
+    assert "SwaggerUIBundle" in (await client.get(f"{DOCS_STATIC}/swagger-ui-bundle.js")).text
+    assert (await client.get("/redoc")).status_code == 404
+    assert (await client.get("/docs/oauth2-redirect")).status_code == 200
