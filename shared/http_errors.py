@@ -169,26 +169,31 @@ def install(app: FastAPI, *, max_body_bytes: int | None = None) -> None:
     app.add_middleware(EncodedSlash)
     if max_body_bytes is not None:
         app.add_middleware(BodyLimit, limit=max_body_bytes)
-        _document_limit(app, max_body_bytes)
+        _document_body_refusals(app, max_body_bytes)
 
 
-def _document_limit(app: FastAPI, limit: int) -> None:
-    """State the 413 in the OpenAPI document, on every operation that takes a body."""
+def _document_body_refusals(app: FastAPI, limit: int) -> None:
+    """State the refusals of a body as a whole in the OpenAPI document, on every operation
+    that takes one: 413 over the limit, and FastAPI's own 400 for bytes it cannot decode at
+    all (not UTF-8: "There was an error parsing the body"; JSON that does not parse is a
+    422 naming the position)."""
     build = app.openapi
+    problem = {"application/json": {"schema": {
+        "type": "object", "properties": {"detail": {"type": "string"}},
+        "required": ["detail"], "title": "Problem",
+    }}}  # fmt: skip
+    refusals = {
+        "400": {"description": "the body is not UTF-8 text", "content": problem},
+        "413": {"description": f"the body is larger than {limit} bytes", "content": problem},
+    }
 
     def openapi() -> dict[str, Any]:
         doc = build()
-        refusal = {
-            "description": f"the body is larger than {limit} bytes",
-            "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"detail": {"type": "string"}},
-                "required": ["detail"], "title": "Problem",
-            }}},
-        }  # fmt: skip
         for operations in doc.get("paths", {}).values():
             for op in operations.values():
                 if isinstance(op, dict) and "requestBody" in op:
-                    op["responses"].setdefault("413", refusal)
+                    for status, refusal in refusals.items():
+                        op["responses"].setdefault(status, refusal)
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
