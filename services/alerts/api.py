@@ -46,7 +46,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView, QueueHealth
 from services.alerts.webhook_policy import describe
-from shared import http_errors
+from shared import http_docs, http_errors
 from shared.apikeys import AuthError, AuthPolicy, authorize, token_from
 from shared.events import BaselineEvent, Cause, EventTime, SubgroupPoint
 from shared.http_auth import AUTH_RESPONSES, needs
@@ -512,8 +512,10 @@ def create_app(
     makes one that loads from ``sessions`` on its first read and is not kept current.
     ``control``: produces a baseline reset onto the scorer's input topic (``main.py``);
     None answers a reset with 503."""
-    app = FastAPI(title="QualityWatch alerts and health", version="1")
-    http_errors.install(app)
+    app = http_docs.service_app(
+        "QualityWatch alerts and health"
+    )  # /docs offline (shared/http_docs.py)
+    http_errors.install(app, max_body_bytes=settings.max_body_bytes)
     app.state.settings = settings
     app.state.view = view if view is not None else HealthView(settings, sessions)
     app.state.auth = auth

@@ -26,6 +26,13 @@ class AlertsSettings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     host: str = Field(default="127.0.0.1", description="HTTP bind address")
     port: int = Field(default=8002, description="HTTP port (health API and /metrics)")
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest accepted request body (413 above, refused from its "
+        "Content-Length before reading, or once that many bytes were read); the largest "
+        "legitimate one, a health batch of 500 ids, is about 70 KB",
+    )
     consumer_group: str = Field(
         default="qw-alerts", description="consumer group of the alerts consumer"
     )

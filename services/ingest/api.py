@@ -32,11 +32,12 @@ from services.ingest.publisher import Publisher
 from services.ingest.validation import (
     BodyError,
     EventKind,
+    TooManyItemsError,
     floor_for,
     parse_body,
     validate_items,
 )
-from shared import codec, http_errors
+from shared import codec, http_docs, http_errors
 from shared.apikeys import ApiKey, AuthPolicy
 from shared.codec import json_response
 from shared.events import Decision, Verdict
@@ -85,8 +86,11 @@ async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None
             {"detail": f"body exceeds the limit of {max_bytes} bytes"},
             status_code=413,
         )
+    content_type = request.headers.get("content-type", "application/json")
     try:
-        items = parse_body(bytes(body), request.headers.get("content-type", "application/json"))
+        items = parse_body(bytes(body), content_type, request.app.state.max_items)
+    except TooManyItemsError as exc:
+        return json_response({"detail": str(exc)}, status_code=413)
     except BodyError as exc:
         return json_response({"detail": str(exc)}, status_code=400)
     max_age: int | None = request.app.state.max_age_days
@@ -147,7 +151,11 @@ def _event_body(item: dict[str, Any], what: str) -> dict[str, Any]:
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": IngestResult, "description": "every item valid: all accepted"},
     400: {"model": Problem, "description": "the body is empty or not JSON at all"},
-    413: {"model": Problem, "description": "the body is larger than QW_INGEST_MAX_BODY_BYTES"},
+    413: {
+        "model": Problem,
+        "description": "the body is larger than QW_INGEST_MAX_BODY_BYTES, or holds more items "
+        "than QW_INGEST_MAX_ITEMS (refused whole, before any item is validated: split it)",
+    },
     422: {
         "model": IngestResult,
         "description": "some items are not valid events (any JSON value that is not an event, "
@@ -363,12 +371,14 @@ def create_app(
     queue_admin: QueueAdmin | None = None,
     metrics: IngestMetrics | None = None,
     max_age_days: int | None = None,
+    max_items: int = 10_000,
 ) -> FastAPI:
     """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in.
     ``gate``: the queues admitted; None takes every queue (tests of other concerns).
     ``queue_admin``: writes run-time admissions (None: PUT and DELETE answer 409).
-    ``max_age_days``: QW_INGEST_MAX_AGE_DAYS (None: only times before 2000 are too old)."""
-    app = FastAPI(title="QualityWatch ingest", version="1")
+    ``max_age_days``: QW_INGEST_MAX_AGE_DAYS (None: only times before 2000 are too old).
+    ``max_items``: QW_INGEST_MAX_ITEMS, the most items one request body may hold."""
+    app = http_docs.service_app("QualityWatch ingest")  # /docs offline (shared/http_docs.py)
     http_errors.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.publisher = publisher
@@ -378,6 +388,7 @@ def create_app(
     app.state.queue_admin = queue_admin
     app.state.metrics = metrics
     app.state.max_age_days = max_age_days
+    app.state.max_items = max_items
     app.include_router(router)
 
     @app.get("/healthz")

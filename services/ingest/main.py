@@ -56,7 +56,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
         app = create_app(
             publisher, settings.max_body_bytes, auth, gate=gate,
             queue_admin=QueueAdmin(admit, remove), metrics=metrics,
-            max_age_days=settings.max_age_days,
+            max_age_days=settings.max_age_days, max_items=settings.max_items,
         )  # fmt: skip
         server = http_server(app, settings.host, settings.port)
         tasks = [

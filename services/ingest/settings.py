@@ -19,6 +19,12 @@ class IngestSettings(BaseSettings):
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, description="largest accepted request body (413 above)"
     )
+    max_items: int = Field(
+        default=10_000,
+        ge=1,
+        description="most items (events) in one request body: more is refused with 413 before "
+        "any item is validated (a body of tiny items under the byte limit held millions)",
+    )
     consumer_group: str = Field(
         default="qw-ingest", description="consumer group of the raw-topic validator"
     )

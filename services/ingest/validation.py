@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -125,9 +127,14 @@ class BodyError(ValueError):
     """The request body as a whole could not be read (empty, or not JSON)."""
 
 
-def parse_body(body: bytes, content_type: str) -> list[Any]:
+class TooManyItemsError(ValueError):
+    """The request body holds more items than one request may (QW_INGEST_MAX_ITEMS)."""
+
+
+def parse_body(body: bytes, content_type: str, max_items: int | None = None) -> list[Any]:
     """Decode a request body: a JSON array (any other JSON value is one item), or NDJSON
-    (one per line).
+    (one per line). More than ``max_items`` items raises ``TooManyItemsError`` before any item is
+    validated (NDJSON: before the line after the limit is decoded).
 
     NDJSON lines that are not JSON become ``_Undecodable`` items so that the caller reports
     them per line instead of rejecting the whole batch.
@@ -135,9 +142,11 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
     if "ndjson" in content_type or "jsonl" in content_type:
         # no line at all is no event, as ``[]`` is in JSON
         items: list[Any] = []
-        for lineno, line in enumerate(body.splitlines(), start=1):
+        for lineno, line in _lines(body):
             if not line.strip():
                 continue
+            if max_items is not None and len(items) >= max_items:
+                raise TooManyItemsError(_too_many(max_items))
             try:
                 items.append(codec.loads(line))
             except codec.JSONDecodeError as exc:
@@ -151,7 +160,33 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
         raise BodyError(f"body is not JSON: {exc}") from exc
     # any JSON value that is not an array is one item: ``42`` is refused like ``[42]`` (422,
     # the item named), and 400 stays for a body that is not JSON at all
-    return obj if isinstance(obj, list) else [obj]
+    if isinstance(obj, list):
+        if max_items is not None and len(obj) > max_items:
+            raise TooManyItemsError(_too_many(max_items, len(obj)))
+        return obj
+    return [obj]
+
+
+def _too_many(limit: int, found: int | None = None) -> str:
+    held = f"{found} items, more" if found is not None else "more items"
+    return (
+        f"body holds {held} than the limit of {limit} per request (QW_INGEST_MAX_ITEMS): "
+        "split it into smaller requests"
+    )
+
+
+_LINE = re.compile(rb"[^\r\n]+")
+
+
+def _lines(body: bytes) -> Iterator[tuple[int, bytes]]:
+    """The non-empty lines of ``body`` with their numbers as ``body.splitlines()`` counts
+    them, one at a time (a body of millions of lines is not split whole to refuse it)."""
+    lineno, pos = 1, 0
+    for m in _LINE.finditer(body):
+        gap = body[pos : m.start()]  # the line breaks since the last line: \n, \r or \r\n
+        lineno += gap.count(b"\n") + gap.count(b"\r") - gap.count(b"\r\n")
+        pos = m.end()
+        yield lineno, m.group()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,18 @@
 
 * NDJSON: the ingest document describes an ``application/x-ndjson`` body as the array of its
   lines' values; this serializer writes that array one JSON value per line.
-* Event times: ingest refuses a time more than 15 minutes ahead of the clock (a 422 naming
-  the item, documented), and so does the alerts service a baseline reset's ``effective_at``:
-  a bound that depends on the clock and so cannot be stated in JSON
-  Schema. A valid generated time after that bound is moved to an hour ago (nothing else
-  is changed), so ``positive_data_acceptance`` holds every schema-valid body to a 202.
+* Event times: ingest refuses a time more than 15 minutes ahead of the clock, or older than
+  ``QW_INGEST_MAX_AGE_DAYS`` (a 422 naming the item, documented), and so does the alerts
+  service a baseline reset's ``effective_at`` ahead of the clock: bounds that depend on the
+  clock and so cannot be stated in JSON Schema. A valid generated time outside them is moved
+  to an hour ago (nothing else is changed), so ``positive_data_acceptance`` holds every
+  schema-valid body to a 202. (The coverage phase runs no hook.)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,26 +34,32 @@ def ndjson(ctx: Any, value: Any) -> bytes:
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
-def _future(value: Any, horizon: datetime) -> bool:
+def _outside(value: Any, earliest: datetime, horizon: datetime) -> bool:
     if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
         return False
     try:
-        return datetime.fromisoformat(value.upper().replace(" ", "T")) > horizon
+        when = datetime.fromisoformat(value.upper().replace(" ", "T"))
     except (ValueError, OverflowError):
         return False
+    return when > horizon or when < earliest
 
 
-def _in_the_past(item: Any, horizon: datetime, past: str) -> Any:
+def _in_the_past(item: Any, earliest: datetime, horizon: datetime, past: str) -> Any:
     if not isinstance(item, dict):
         return item
-    return {k: past if k in _TIMES and _future(v, horizon) else v for k, v in item.items()}
+    return {
+        k: past if k in _TIMES and _outside(v, earliest, horizon) else v for k, v in item.items()
+    }
 
 
 @schemathesis.hook
 def map_body(ctx: Any, body: Any) -> Any:
-    # a valid event time after the bound becomes a valid one an hour ago; nothing else changes
+    # a valid event time outside the bounds becomes a valid one an hour ago; nothing else
+    # changes (the oldest bound with a day to spare; tests/conftest.py sets the days)
     now = datetime.now(UTC)
-    horizon, past = now + timedelta(minutes=5), (now - timedelta(hours=1)).isoformat()
+    days = int(os.environ.get("QW_INGEST_MAX_AGE_DAYS", "400"))
+    earliest, horizon = now - timedelta(days=days - 1), now + timedelta(minutes=5)
+    past = (now - timedelta(hours=1)).isoformat()
     if isinstance(body, list):
-        return [_in_the_past(item, horizon, past) for item in body]
-    return _in_the_past(body, horizon, past)
+        return [_in_the_past(item, earliest, horizon, past) for item in body]
+    return _in_the_past(body, earliest, horizon, past)

@@ -23,9 +23,11 @@ class MemoryPublisher:
         return len(events)
 
 
-def client(max_body: int = 1 << 20) -> tuple[httpx.AsyncClient, MemoryPublisher]:
+def client(
+    max_body: int = 1 << 20, max_items: int = 10_000
+) -> tuple[httpx.AsyncClient, MemoryPublisher]:
     pub = MemoryPublisher()
-    app = create_app(cast(Publisher, pub), max_body)
+    app = create_app(cast(Publisher, pub), max_body, max_items=max_items)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://i"), pub
 
 
@@ -62,6 +64,27 @@ async def test_oversized_and_unreadable_bodies() -> None:
     assert garbage.status_code == 400
     assert "not JSON" in garbage.json()["detail"]
     assert pub.events == []
+
+
+async def test_a_body_of_more_items_than_the_limit_is_refused_whole_before_validation() -> None:
+    c, pub = client(max_items=3)
+    ndjson = {"content-type": "application/x-ndjson"}
+    async with c:
+        at_limit = await c.post("/v1/decisions", json=[decision(i) for i in range(3)])
+        many = await c.post("/v1/decisions", json=[decision(i) for i in range(4)])
+        # items that are not even events: refused for their number, none validated
+        empties = await c.post("/v1/decisions", content=b"[" + b",".join([b"{}"] * 50) + b"]")
+        lines = await c.post("/v1/decisions", content=b"{}\n" * 4, headers=ndjson)
+        blank = await c.post("/v1/decisions", content=b"{}\n\n\n{}\n", headers=ndjson)
+    assert at_limit.status_code == 202
+    for r in (many, empties, lines):
+        assert r.status_code == 413
+        assert set(r.json()) == {"detail"}
+        assert "limit of 3 per request (QW_INGEST_MAX_ITEMS)" in r.json()["detail"]
+        assert "\n" not in r.json()["detail"]
+    assert "holds 50 items, more than the limit" in empties.json()["detail"]
+    assert blank.status_code == 422  # blank lines are no items: two, both invalid
+    assert len(pub.events) == 3  # only the batch at the limit
 
 
 async def test_a_bare_value_is_refused_like_the_same_value_in_an_array() -> None:

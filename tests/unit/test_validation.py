@@ -8,6 +8,7 @@ from services.ingest.validation import (
     EPOCH_FLOOR,
     BodyError,
     ItemError,
+    Undecodable,
     floor_for,
     parse_body,
     validate_items,
@@ -146,3 +147,12 @@ def test_times_from_long_ago_are_refused() -> None:
     assert isinstance(raw, ItemError)
     assert raw.errors[0]["type"] == "past_timestamp"
     assert not isinstance(validate_raw(codec.dumps(items[3]), "decision", floor=floor), ItemError)
+
+
+def test_ndjson_lines_are_numbered_as_splitlines_numbers_them() -> None:
+    body = b'{"a": 1}\n\nnot json\r\n  \r{"b": 2}\rbad\n'
+    items = parse_body(body, "application/x-ndjson")
+    assert [i.reason.split(" is ")[0] if isinstance(i, Undecodable) else i for i in items] == [
+        {"a": 1}, "line 3", {"b": 2}, "line 6",
+    ]  # fmt: skip
+    assert len(body.splitlines()) == 6

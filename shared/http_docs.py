@@ -1,0 +1,30 @@
+"""The FastAPI app of each HTTP service, with its interactive documentation served offline.
+
+FastAPI's ``/docs`` and ``/redoc`` load Swagger UI and ReDoc from a public CDN (and ReDoc
+its fonts from Google): on a network without the internet they were blank. Here ``/docs``
+is Swagger UI from the files the ``fastapi-offline`` package ships (swagger-ui-dist 5, its
+style sheet and a favicon), served by the service itself under ``/docs/static``; the page
+names no other origin. ``/redoc`` is not served: the same document is at ``/docs`` and
+``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+
+DOCS_URL = "/docs"
+DOCS_STATIC = "/docs/static"
+
+
+def service_app(title: str) -> FastAPI:
+    """A FastAPI app titled ``title`` (version 1) whose ``/docs`` needs no other origin."""
+    return FastAPIOffline(
+        DOCS_URL,
+        None,  # no /redoc
+        title=title,
+        version="1",
+        static_url=DOCS_STATIC,
+        # no badge from the public validator (Swagger UI sends the document there)
+        swagger_ui_parameters={"validatorUrl": None},
+    )
