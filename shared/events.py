@@ -401,9 +401,11 @@ CauseDimension = Literal["site", "policy", "tenure", "severity", "site_policy"]
 
 
 class Cause(BaseModel):
-    """One slice of a queue's random-sample verdicts in a breach's window, against the
-    baseline: how many errors it has beyond what the baseline expects, and its share of the
-    whole window's excess. ``site_policy`` values are ``<site>/<policy>``."""
+    """One slice of a queue's random-sample verdicts in a breach's window whose error rate
+    is above the rest of the queue's (below, for a lower CUSUM): its errors, those the
+    baseline expects, and the share of the window's excess over the baseline that would
+    vanish were it at the rest's rate. ``site_policy`` values are ``<site>/<policy>``;
+    services/scorer/causes.py."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -412,11 +414,16 @@ class Cause(BaseModel):
     n: int
     errors: int
     expected_errors: float
-    excess_share: float | None  # of the window's excess (None: the window has no excess)
+    # of the window's excess it explains, in [0, 1] (None: the window has no excess)
+    excess_share: float | None
     p: float
     p_interval: tuple[float, float]  # Wilson, 95%
-    significant: bool  # the interval excludes the baseline on the breach's side
+    # it stands out from the rest of the queue on the breach's side (Fisher's exact test,
+    # one-sided, Holm-corrected across the slices tested, at 95%)
+    significant: bool
     error_types: dict[str, int] = Field(default_factory=dict)
+    rest_p: float | None = None  # the rest of the queue's error rate (None: before it)
+    p_value: float | None = None  # the test's, Holm-adjusted (None: before it)
 
 
 class BreachKind(StrEnum):

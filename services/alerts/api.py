@@ -98,7 +98,7 @@ class AlertOut(BaseModel):
         default=None, description="its incident (null: recorded before incidents existed)"
     )
     cause_summary: str | None = Field(
-        default=None, description="the root cause in words, when one slice explains most"
+        default=None, description="the root cause in words (what stands out, or queue-wide)"
     )
     causes: list[Cause] = Field(
         default_factory=list, description="the slices behind it, most first (root cause)"

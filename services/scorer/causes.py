@@ -1,15 +1,24 @@
-"""Root cause: which slices of a queue explain a breach's excess errors. Pure.
+"""Root cause: which slices of a queue stand out in a breach's window, and how much of its
+excess errors they explain. Pure.
 
 Every random-sample verdict is counted, in its subgroup's bucket, into one slice per
 dimension of its decision: ``site``, ``policy``, moderator ``tenure`` band, content
 ``severity``, and the ``site_policy`` pair (a confusing policy at one partner site is the
-commonest story). A breach ranks the slices of its window (the p-chart: its subgroup; the
-EWMA and the CUSUMs: the last ``SHORT_WINDOW`` subgroups; below target: the last 24 h) by
-their excess errors over the baseline, ``errors - n * p0``: what the queue would not have
-had if that slice had been at the baseline. A slice's ``excess_share`` is its excess over the
-whole window's; shares of the slices of one dimension add up to one when every slice of it
-is above the baseline. For ``cusum_lower`` (errors dropping: often a broken QA feed) the
-ranking is by missing errors instead.
+commonest story). A breach looks at the slices of its window (the p-chart: its subgroup; the
+EWMA and the CUSUMs: the last ``SHORT_WINDOW`` subgroups; below target: the last 24 h).
+
+A slice is a cause only when it stands out from the REST of the queue in the same window,
+not from the baseline: when the whole queue shifts (a policy change, a dead QA feed) every
+large slice is above the baseline, and naming the largest would blame whoever holds most
+verdicts. So each slice is tested against its complement in its dimension (Fisher's exact
+test, one-sided in the breach's direction), with Holm's correction across all the slices
+tested, at ``CONFIDENCE``: that is ``significant``. Its ``excess_share`` is the share of the
+window's excess over the baseline, ``E - N * p0``, that would vanish were the slice at the
+rest of the queue's rate: ``min(errors - n * rest_p, E - N * p0) / (E - N * p0)``, within
+[0, 1] (1 when the rest of the queue is at or under the baseline: the slice explains all of
+it). Two equally bad sites out of four each explain a third (each one's rest holds the
+other); a whole-queue shift leaves every slice near 0. For ``cusum_lower`` (errors
+dropping: often a broken QA feed) the same holds of the missing errors.
 
 Bounded by design: at most ``MAX_VALUES`` values per dimension per bucket (further values
 count as ``(other)``), slices kept for the buckets of the last day only, and individual
@@ -20,6 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any, Literal, cast
+
+import numpy as np
+from scipy.stats import hypergeom
 
 from shared.events import Cause, CauseDimension
 from shared.stats.intervals import wilson_interval
@@ -78,41 +90,87 @@ def count(slices: Slices, keys: Iterable[str], incorrect: bool, error_type: str 
             entry[2][et] = entry[2].get(et, 0) + 1
 
 
-def rank(windows: Iterable[Slices], p0: float, *, lower: bool = False) -> list[Cause]:
-    """The slices of the summed ``windows`` that explain the excess (``lower``: the missing)
-    errors against ``p0``, most first, at most ``TOP``. A ``site_policy`` pair that explains
-    nearly as much as the best single slice (90%) comes first: it is the more precise
-    story."""
-    total: Slices = {}
+def total(windows: Iterable[Slices]) -> Slices:
+    """The slices of ``windows`` summed."""
+    out: Slices = {}
     for slices in windows:
         for key, (n, e, types) in slices.items():
-            into = total.setdefault(key, [0, 0, {}])
+            into = out.setdefault(key, [0, 0, {}])
             into[0] += n
             into[1] += e
             for t, c in types.items():
                 into[2][t] = into[2].get(t, 0) + c
-    sign = -1.0 if lower else 1.0
+    return out
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error rate, any dependence)."""
+    m = len(p_values)
+    adjusted = [1.0] * m
+    running = 0.0
+    for i, at in enumerate(sorted(range(m), key=lambda j: p_values[j])):
+        running = max(running, min(1.0, (m - i) * p_values[at]))
+        adjusted[at] = running
+    return adjusted
+
+
+def _fisher(rows: list[tuple[int, int, int, int]], lower: bool) -> list[float]:
+    """One-sided Fisher exact p-values of ``(n, errors, N, E)`` rows: a slice of ``n``
+    verdicts with ``errors`` against the rest of ``N`` verdicts with ``E`` errors in all;
+    under the null its errors are hypergeometric. Upper: P(X >= errors); lower: P(X <=
+    errors)."""
+    if not rows:
+        return []
+    n, e, big_n, big_e = (np.array(col, dtype=np.int64) for col in zip(*rows, strict=True))
+    tail = hypergeom.cdf(e, big_n, big_e, n) if lower else hypergeom.sf(e - 1, big_n, big_e, n)
+    return [min(1.0, max(0.0, float(x))) for x in np.atleast_1d(tail)]
+
+
+def rank(windows: Iterable[Slices], p0: float, *, lower: bool = False) -> list[Cause]:
+    """The slices of the summed ``windows`` above the rest of the queue (``lower``: below
+    it), by the excess (missing) errors over ``p0`` they explain, most first, at most
+    ``TOP``. A ``site_policy`` pair that explains nearly as much as the best single slice
+    (90%) with fewer verdicts comes first: it is the more precise story."""
+    return _rank(total(windows), p0, lower)
+
+
+def _dimensions(slices: Slices) -> dict[str, tuple[int, int]]:
     by_dim: dict[str, tuple[int, int]] = {}
-    for key, (n, e, _) in total.items():
+    for key, (n, e, _) in slices.items():
         dim = key.split("=", 1)[0]
         dn, de = by_dim.get(dim, (0, 0))
         by_dim[dim] = (dn + n, de + e)
+    return by_dim
+
+
+def _rank(slices: Slices, p0: float, lower: bool) -> list[Cause]:
+    sign = -1 if lower else 1
+    by_dim = _dimensions(slices)
+    # every slice with a rest to compare with is tested (one family for Holm); a slice of
+    # every verdict (one tenure band for all) has none and explains nothing
+    tested = [k for k, (n, _, _) in slices.items() if 0 < n < by_dim[k.split("=", 1)[0]][0]]
+    rows = [(slices[k][0], slices[k][1], *by_dim[k.split("=", 1)[0]]) for k in tested]
+    adjusted = dict(zip(tested, holm(_fisher(rows, lower)), strict=True))
     causes: list[tuple[float, Cause]] = []
-    for key, (n, e, types) in total.items():
+    for key in tested:
+        n, e, types = slices[key]
         dim, value = key.split("=", 1)
-        excess = sign * (e - n * p0)
-        if excess <= 0 or n == 0 or n == by_dim[dim][0]:
-            continue  # (a slice of every verdict, e.g. one tenure band for all, explains nothing)
         dn, de = by_dim[dim]
+        rn, re = dn - n, de - e
+        if sign * (e * rn - re * n) <= 0:
+            continue  # not above the rest (below it, for the missing errors): no cause
+        rest_p = re / rn
+        explained = sign * (e - n * rest_p)  # > 0
         whole = sign * (de - dn * p0)
         ci = wilson_interval(e, n, CONFIDENCE)
-        significant = ci.upper < p0 if lower else ci.lower > p0
-        causes.append((excess, Cause(
+        causes.append((explained, Cause(
             dimension=cast(CauseDimension, dim), value=value, n=n, errors=e,
             expected_errors=round(n * p0, 3),
-            excess_share=round(excess / whole, 4) if whole > 0 else None,
-            p=e / n, p_interval=(ci.lower, ci.upper), significant=significant,
+            excess_share=round(min(explained, whole) / whole, 4) if whole > 0 else None,
+            p=e / n, p_interval=(ci.lower, ci.upper),
+            significant=adjusted[key] <= 1 - CONFIDENCE,
             error_types=dict(sorted(types.items(), key=lambda kv: -kv[1])),
+            rest_p=rest_p, p_value=adjusted[key],
         )))  # fmt: skip
     # the same verdicts seen through two dimensions (one policy at a site; a cohort that is
     # a whole site) tie: the more actionable dimension first
@@ -131,6 +189,17 @@ def rank(windows: Iterable[Slices], p0: float, *, lower: bool = False) -> list[C
     return [c for _, c in causes[:TOP]]
 
 
+def explain(
+    windows: Iterable[Slices], p0: float, *, lower: bool = False
+) -> tuple[list[Cause], str | None]:
+    """A breach's causes (``rank``) and their ``summary``, saying "queue-wide" when no
+    slice stands out."""
+    slices = total(windows)
+    n, e = max(_dimensions(slices).values(), default=(0, 0))
+    ranked = _rank(slices, p0, lower)
+    return ranked, summary(ranked, lower=lower, window=(n, e, p0))
+
+
 def _words(cause: Cause) -> str:
     if cause.dimension == "site_policy":
         site, _, policy = cause.value.partition("/")
@@ -140,29 +209,56 @@ def _words(cause: Cause) -> str:
     return f"{cause.dimension} {cause.value}"
 
 
-def summary(causes: list[Cause], *, lower: bool = False) -> str | None:
-    """The top cause in words: "62% of the excess errors are site manila on policy hate.v3
-    (41 errors, 12.3 expected), mostly under_enforcement (80%)"; None when no slice
-    explains at least ``MIN_SHARE`` of it with confidence."""
-    top = next((c for c in causes if c.significant), None)
-    if top is None or top.excess_share is None or top.excess_share < MIN_SHARE:
-        return None
+def _against_rest(cause: Cause) -> str:
+    return "" if cause.rest_p is None else f"{cause.p:.1%} against {cause.rest_p:.1%} elsewhere"
+
+
+def summary(
+    causes: list[Cause], *, lower: bool = False, window: tuple[int, int, float] | None = None
+) -> str | None:
+    """The causes in words: "62% of the excess errors are site manila on policy hate.v3
+    (41 errors, 12.3 expected, n=200; 20.5% against 4.1% elsewhere), mostly
+    under_enforcement (80%)", with any further slice of the same dimension explaining at
+    least ``MIN_SHARE`` ("; 33% are site dublin (...)"). When slices stand out but none
+    explains ``MIN_SHARE``: "spread: ... stand out, none explains 30% ...". When none stands
+    out and the ``window`` (its verdicts, errors and baseline) is given: "queue-wide: ...";
+    else None."""
     what = "missing errors" if lower else "excess errors"
-    text = (
-        f"{min(top.excess_share, 1.0):.0%} of the {what} are {_words(top)} "
-        f"({top.errors} errors, {top.expected_errors:.1f} expected, n={top.n})"
+    standing = [c for c in causes if c.significant]
+    named = [c for c in standing if c.excess_share is not None and c.excess_share >= MIN_SHARE]
+    if named:
+        top = named[0]
+        text = f"{top.excess_share or 0:.0%} of the {what} are {_words(top)} ({_counts(top)})"
+        if top.errors and top.error_types and not lower:
+            kind, k = next(iter(top.error_types.items()))
+            if k / top.errors >= 0.5:
+                text += f", mostly {kind} ({k / top.errors:.0%})"
+        for c in [c for c in named[1:] if c.dimension == top.dimension][: TOP - 1]:
+            text += f"; {c.excess_share or 0:.0%} are {_words(c)} ({_counts(c)})"
+        return text
+    if standing:
+        which = "; ".join(f"{_words(c)} ({_against_rest(c)})" for c in standing[:3])
+        return f"spread: {which} stand out, none explains {MIN_SHARE:.0%} of the {what}"
+    if window is None or not window[0]:
+        return None
+    n, e, p0 = window
+    return (
+        "queue-wide: no site, policy, tenure band or severity stands out from the rest of "
+        f"the queue (errors {e / n:.1%} against the {p0:.1%} baseline, n={n})"
     )
-    if top.errors and top.error_types and not lower:
-        kind, k = next(iter(top.error_types.items()))
-        if k / top.errors >= 0.5:
-            text += f", mostly {kind} ({k / top.errors:.0%})"
-    return text
+
+
+def _counts(cause: Cause) -> str:
+    text = f"{cause.errors} errors, {cause.expected_errors:.1f} expected, n={cause.n}"
+    rest = _against_rest(cause)
+    return f"{text}; {rest}" if rest else text
 
 
 def label(causes: list[Cause], dimension: Literal["site", "policy"]) -> str | None:
     """The one site (or policy) behind the breach, for routing: the value of the first
     significant cause naming one (directly or in a ``site_policy`` pair) when it explains at
-    least ``LABEL_SHARE`` of the excess."""
+    least ``LABEL_SHARE`` of the excess. None for a queue-wide shift (nothing stands out) or
+    one spread over sites: a site's team is paged only for its own."""
     for c in causes:
         if not c.significant or c.excess_share is None or c.excess_share < LABEL_SHARE:
             continue

@@ -941,7 +941,8 @@ class Scorer:
         detected: float | None = None,
     ) -> None:
         """``window``: the bucket starts ``lo <= start <= hi`` whose slices explain it (root
-        cause, against ``expected``); a lower CUSUM ranks the missing errors. ``detected``:
+        cause: the slices standing out from the rest of the queue, their shares of the
+        excess over ``expected``); a lower CUSUM ranks the missing errors. ``detected``:
         the event time of the detection (default: the watermark)."""
         dedup = f"{st.queue_id}:{rule}:{start}"
         ranked: list[Cause] = []
@@ -949,10 +950,9 @@ class Scorer:
         if window is not None:
             lo, hi = window
             lower = rule == "cusum_lower"
-            ranked = causes.rank(
+            ranked, said = causes.explain(
                 (b.slices for s, b in st.buckets.items() if lo <= s <= hi), expected, lower=lower
             )
-            said = causes.summary(ranked, lower=lower)
             if said:
                 message = f"{message}. Cause: {said}"
         breach = Breach(
