@@ -15,6 +15,13 @@ import re
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _REFUSED = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff{_BIDI}]")
 
+# The same rule for the OpenAPI documents (JSON Schema patterns, ECMA-262 and Python alike):
+# what clean_text refuses, escaped; TEXT_PATTERN also needs one character that is not blank.
+# (Lone surrogates are left out: not text, a JSON parser refuses them before any pattern.)
+_BAD = r"\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+TEXT_PATTERN = rf"^[ \t\n]*[^\s{_BAD}][^{_BAD}]*$"
+OPTIONAL_TEXT_PATTERN = rf"^[^{_BAD}]*$"
+
 
 def clean_text(value: str) -> str:
     """``value`` without its leading and trailing blanks; ``ValueError`` naming the first

@@ -34,7 +34,7 @@ from shared.apikeys import ApiKey
 from shared.events import BaselineEvent, EventTime
 from shared.http_auth import AUTH_RESPONSES, require
 from shared.ids import KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
-from shared.text import clean_text
+from shared.text import TEXT_PATTERN, clean_text
 
 #: How the service hands a control record to the scorer's input topic: ``(queue_id,
 #: value)``, returning once the broker acknowledged it (``services/alerts/main.py``).
@@ -60,6 +60,7 @@ class BaselineResetRequest(BaseModel):
 
     reason: str = Field(
         min_length=1, max_length=control.REASON_MAX,
+        json_schema_extra={"pattern": TEXT_PATTERN},
         description="why (a policy change, a migration, an accepted shift): 1-2,000 "
         "characters, kept in the audit trail",
     )  # fmt: skip

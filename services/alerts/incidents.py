@@ -26,7 +26,7 @@ from shared.apikeys import ApiKey
 from shared.events import Cause
 from shared.http_auth import AUTH_RESPONSES, require
 from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
-from shared.text import clean_text
+from shared.text import OPTIONAL_TEXT_PATTERN, TEXT_PATTERN, clean_text
 
 NOTE_MAX = 2000
 IncidentId = Annotated[
@@ -122,7 +122,9 @@ class Note(BaseModel):
     bidirectional controls)."""
 
     model_config = ConfigDict(extra="forbid")
-    note: str = Field(min_length=1, max_length=NOTE_MAX)
+    note: str = Field(
+        min_length=1, max_length=NOTE_MAX, json_schema_extra={"pattern": TEXT_PATTERN}
+    )
 
     @field_validator("note")
     @classmethod
@@ -137,7 +139,9 @@ class OptionalNote(BaseModel):
     """An optional note for the trail (as ``Note``; empty or absent: none)."""
 
     model_config = ConfigDict(extra="forbid")
-    note: str = Field(default="", max_length=NOTE_MAX)
+    note: str = Field(
+        default="", max_length=NOTE_MAX, json_schema_extra={"pattern": OPTIONAL_TEXT_PATTERN}
+    )
 
     @field_validator("note")
     @classmethod

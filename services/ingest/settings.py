@@ -41,7 +41,7 @@ class IngestSettings(BaseSettings):
     max_age_days: int = Field(
         default=400,
         ge=1,
-        le=3650,
+        le=36500,
         description="event times older than this many days are refused (past_timestamp), and "
         "any before 2000-01-01: a time from long ago would open a subgroup there. Raise it "
         "for a backfill of older history",

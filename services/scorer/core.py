@@ -825,8 +825,8 @@ class Scorer:
             assert limit is not None
             self._breach(
                 st, out, BreachKind.SPC, rule, "warning", start, observed, p0, limit, b.n, wall,
-                f"queue {st.queue_id}: error rate {observed:.1%} above the control limit "
-                f"{limit:.1%} (baseline {p0:.1%}, n={b.n}) for the subgroup starting "
+                f"queue {st.queue_id}: error rate {percent_apart(observed, limit)} above the "
+                f"control limit {limit:.1%} (baseline {p0:.1%}, n={b.n}) for the subgroup starting "
                 f"{_dt(start):%Y-%m-%d %H:%M} UTC",
                 window=(start, start) if rule == "p_chart_ucl" else (
                     start - (causes.SHORT_WINDOW - 1) * self.s.subgroup_seconds, start),

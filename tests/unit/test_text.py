@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.text import clean_text, percent_apart
+from shared.text import OPTIONAL_TEXT_PATTERN, TEXT_PATTERN, clean_text, percent_apart
 
 REFUSED = (
     [chr(c) for c in range(0x20) if chr(c) not in "\n\t"]
@@ -58,3 +58,14 @@ def test_percent_apart_reads_apart_when_the_values_differ_enough(a: float, b: fl
     text = percent_apart(a, b)
     if abs(a - b) >= 0.0001:
         assert text not in {f"{b:.1%}", f"{b:.2%}", f"{b:.3%}"}
+
+
+@given(st.from_regex(TEXT_PATTERN, fullmatch=True))
+def test_what_the_schema_pattern_allows_the_rule_takes(text: str) -> None:
+    """The OpenAPI documents state the rule as a pattern: whatever matches it is taken."""
+    assert clean_text(text)
+
+
+@given(st.from_regex(OPTIONAL_TEXT_PATTERN, fullmatch=True))
+def test_what_the_optional_pattern_allows_the_rule_takes(text: str) -> None:
+    clean_text(text)
