@@ -38,3 +38,30 @@ def record(
             "dead_lettered_at": datetime.now(UTC),
         }
     )
+
+
+STAGES = ("ingest", "scorer", "other")
+# what a dead letter is, for a metric label (bounded): the time and admission refusals by
+# name, any other refusal of an event as "invalid", a scorer's as "refused"
+KINDS = ("queue_not_admitted", "future_timestamp", "past_timestamp", "invalid", "refused")
+
+
+def classify(raw: bytes | None) -> tuple[str, str]:
+    """(stage, kind) of a dead-letter record, each from a fixed set (``STAGES``, ``KINDS``):
+    labels for counting them, whatever the topic holds."""
+    try:
+        obj = codec.loads(raw) if raw is not None else None
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        return "other", "invalid"
+    stage = obj.get("stage")
+    if stage == "scorer":
+        return "scorer", "refused"
+    errors = obj.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    kind = first.get("type") if isinstance(first, dict) else None
+    return (
+        "ingest" if stage == "ingest" else "other",
+        kind if kind in KINDS[:3] else "invalid",
+    )

@@ -36,7 +36,7 @@ from services.alerts.health import health
 from services.alerts.metrics import Metrics, QueueFamily
 from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView
-from shared import codec
+from shared import codec, deadletter
 from shared.events import (
     OTHER_SITES,
     QUEUE_ID_RE,
@@ -151,6 +151,10 @@ class AlertsConsumer:
         }
         for topic in self._models:  # the series exist at 0, so rate() sees the first one
             metrics.events_malformed.labels(topic)
+        self._deadletters = t.deadletter  # counted, not stored (qw_deadletters)
+        for stage, kind in (("ingest", k) for k in deadletter.KINDS[:4]):
+            metrics.deadletters.labels(stage, kind)
+        metrics.deadletters.labels("scorer", "refused")
         self._firing_labels: set[tuple[str, str]] = set()
         self._firing_at = 0.0  # time.monotonic() of the last qw_alerts_firing export
         # snapshot partitions this replica reads (None: not in a group, e.g. handle() alone),
@@ -160,7 +164,7 @@ class AlertsConsumer:
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         consumer = make_consumer(self.s.kafka, self.s.consumer_group)
-        consumer.subscribe(list(self._models), listener=_Rebalance(self))
+        consumer.subscribe([*self._models, self._deadletters], listener=_Rebalance(self))
         await consumer.start()
         if ready is not None:
             ready.set()
@@ -218,6 +222,9 @@ class AlertsConsumer:
         changes: list[BaselineEvent] = []
         for rec in records:
             self._m.events_consumed.labels(rec.topic).inc()
+            if rec.topic == self._deadletters:
+                self._m.deadletters.labels(*deadletter.classify(rec.value)).inc()
+                continue
             try:
                 msg = decode(self._models[rec.topic], rec.value)
             except (ValueError, ValidationError) as exc:

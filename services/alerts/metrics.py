@@ -180,6 +180,7 @@ class Metrics:
     webhook_endpoint_disabled: Gauge
     events_consumed: Counter
     events_malformed: Counter
+    deadletters: Counter
     consumer_lag: Gauge
     alertmanager_pushes: Counter
     plain: CollectorRegistry = field(default_factory=CollectorRegistry)  # all but QueueFamily
@@ -323,6 +324,13 @@ class Metrics:
             # skipped: the scorer produces them, so any is a bug to look into).
             events_malformed=Counter(
                 "qw_events_malformed", "messages not decodable or valid", ["topic"], registry=r
+            ),
+            # Records on the dead-letter topic, by the stage that refused them (ingest,
+            # scorer) and kind (shared/deadletter.py KINDS): every refusal, including the
+            # scorer's of a batch no queue can be named for; `qwatch deadletters list` has
+            # the reasons. Counted as this replica reads them (its share of the topic).
+            deadletters=Counter(
+                "qw_deadletters", "dead-lettered messages", ["stage", "kind"], registry=r
             ),
             # Consumer lag (end offset minus committed offset) summed over partitions.
             consumer_lag=Gauge(

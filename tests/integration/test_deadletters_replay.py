@@ -49,8 +49,13 @@ async def test_refused_events_are_listed_and_replayed_after_the_fix(
 ) -> None:
     await ensure_topics(kafka_settings)
     topics = kafka_settings.topics
-    port = free_port()
-    services = Services(kafka_settings.as_env(), tmp_path / "logs")
+    port, alerts_port = free_port(), free_port()
+    env = {
+        **kafka_settings.as_env(),
+        "QW_ALERTS_PORT": str(alerts_port),
+        "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}",
+    }
+    services = Services(env, tmp_path / "logs")
     runner = CliRunner(env=kafka_settings.as_env())
 
     async def qwatch(*args: str) -> Result:  # the CLI runs its own event loop: in a thread
@@ -59,7 +64,9 @@ async def test_refused_events_are_listed_and_replayed_after_the_fix(
     url = f"http://127.0.0.1:{port}"
     try:
         services.start("ingest", env={"QW_INGEST_PORT": str(port)})
+        services.start("alerts")  # counts every dead letter (qw_deadletters_total)
         await wait_http(f"{url}/healthz", services)
+        await wait_http(f"http://127.0.0.1:{alerts_port}/healthz", services)
         producer = make_producer(kafka_settings)
         await producer.start()
         try:
@@ -119,6 +126,17 @@ async def test_refused_events_are_listed_and_replayed_after_the_fix(
         await _until(six_letters, "the malformed event dead-lettered again")
         again = await qwatch("deadletters", "list", "--reason", "action", "--json")
         assert len(again.output.splitlines()) == 2
+
+        # the alerts service counted all six, by stage and kind
+        async def counted() -> bool:
+            async with httpx.AsyncClient(timeout=10) as c:
+                text = (await c.get(f"http://127.0.0.1:{alerts_port}/metrics")).text
+            return (
+                'qw_deadletters_total{kind="queue_not_admitted",stage="ingest"} 4.0' in text
+                and 'qw_deadletters_total{kind="invalid",stage="ingest"} 2.0' in text
+            )
+
+        await _until(counted, "qw_deadletters_total on the alerts service's /metrics")
         bad = await qwatch("deadletters", "list", "--since", "yesterday")
         assert bad.exit_code == 2
         assert "a duration" in bad.output

@@ -16,7 +16,7 @@ from services.alerts import db
 from services.alerts.consumer import AlertsConsumer
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
-from shared import codec
+from shared import codec, deadletter
 from shared.settings import KafkaSettings
 from tests.alerts_cases import make_breach, make_point, make_snapshot, sqlite_sessions
 
@@ -197,3 +197,35 @@ async def test_firing_gauges_follow_alerts_another_replica_raised_and_resolved(
     await busy.handle([rec(SNAP, codec.dumps(make_snapshot("q", 3, [], streak=3)), 1)])
     await idle.refresh_firing()
     assert firing() == 0
+
+
+async def test_every_dead_letter_is_counted_by_stage_and_kind(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Refusals no queue can be named for (the scorer's undecodable batch) are counted too."""
+    m = Metrics.create(CollectorRegistry())
+    consumer = AlertsConsumer(SETTINGS, sessions, m)
+
+    def count(stage: str, kind: str) -> float | None:
+        return m.registry.get_sample_value("qw_deadletters_total", {"stage": stage, "kind": kind})
+
+    assert count("ingest", "queue_not_admitted") == 0
+    assert count("scorer", "refused") == 0
+    letters = [
+        deadletter.record(stage="scorer", reason="EventBatch: not JSON", value=b"{",
+                          source_topic=TOPICS.events),
+        deadletter.record(stage="ingest", reason="queue 'x' is not admitted", value=b"{}",
+                          source_topic=None, errors=[{"type": "queue_not_admitted"}]),
+        deadletter.record(stage="ingest", reason="decided_at ... before 2000", value=b"{}",
+                          source_topic=TOPICS.decisions_raw, errors=[{"type": "past_timestamp"}]),
+        deadletter.record(stage="ingest", reason="outcome: ...", value=b"{}",
+                          source_topic=TOPICS.verdicts_raw, errors=[{"type": "enum"}]),
+        b"not a dead letter at all",
+    ]  # fmt: skip
+    await consumer.handle([rec(TOPICS.deadletter, v, i) for i, v in enumerate(letters)])
+    assert count("scorer", "refused") == 1
+    assert count("ingest", "queue_not_admitted") == 1
+    assert count("ingest", "past_timestamp") == 1
+    assert count("ingest", "invalid") == 1
+    assert count("other", "invalid") == 1
+    assert deadletter.classify(None) == ("other", "invalid")
