@@ -202,7 +202,7 @@ async def test_a_reset_through_the_api_starts_a_new_phase_one_in_the_scorer(
         refused = qwatch("reset", "std", "--reason", "contract renegotiated")
         assert refused.returncode == 1
         assert "409" in refused.stderr
-        assert "replace_configured" in refused.stderr
+        assert "--replace-configured" in refused.stderr  # the option, in the CLI's words
         done = qwatch("reset", "std", "--reason", "contract renegotiated", "--replace-configured")
         assert done.returncode == 0, done.stderr
         assert f"asked by key {admin_key.id} (ops lead)" in done.stdout
