@@ -80,11 +80,15 @@ from shared.events import Breach, QualitySnapshot
 DAY = 86400
 HOUR = 3600
 T0 = datetime(2026, 1, 5, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
-RULES = ("p_chart_ucl", "ewma_ucl", "cusum_upper", "cusum_lower", "accuracy_24h_below_target")
+RULES = (
+    "p_chart_ucl", "ewma_ucl", "cusum_upper", "cusum_site_upper", "cusum_lower",
+    "accuracy_24h_below_target",
+)  # fmt: skip
 RULE_NAMES = {
     "p_chart_ucl": "p-chart",
     "ewma_ucl": "EWMA",
     "cusum_upper": "CUSUM upper",
+    "cusum_site_upper": "CUSUM of a site",
     "cusum_lower": "CUSUM lower",
     "accuracy_24h_below_target": "below target",
 }

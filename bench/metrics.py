@@ -54,6 +54,7 @@ RULES = {
     "p_chart_ucl": "warning",
     "ewma_ucl": "warning",
     "cusum_upper": "warning",
+    "cusum_site_upper": "warning",
     "cusum_lower": "warning",
     "accuracy_24h_below_target": "critical",
 }

@@ -312,6 +312,11 @@ class CusumInfo(BaseModel):
     arl0_days: float | None = Field(description="the same in days at the measured rate")
     rate_per_day: float | None = Field(description="random verdicts a day it was designed for")
     design: dict[str, Any] = Field(description="the library's BernoulliCusumDesign.to_dict()")
+    site: str | None = Field(
+        default=None,
+        description="a per-site chart's site (its p0 is the site's Phase I baseline, its "
+        "verdicts the site's); null: the queue's chart",
+    )
 
 
 class BaselineEvent(BaseModel):
@@ -395,6 +400,9 @@ class QualitySnapshot(BaseModel):
     # the sites with decisions or verdicts in the last 7 d, by id (`(other)`: those past the
     # per-queue bound); each window adds up to the queue's n_24h and n_7d
     sites: dict[str, SiteWindows] = Field(default_factory=dict)
+    # the per-site upper CUSUMs, by site: sites with enough verdicts in the Phase I of an
+    # estimated baseline (docs/statistics.md); empty for a configured baseline
+    site_cusums: dict[str, CusumInfo] = Field(default_factory=dict)
 
 
 CauseDimension = Literal["site", "policy", "tenure", "severity", "site_policy"]

@@ -283,6 +283,11 @@ def health(
     if "cusum_upper" in firing:
         stability = 20.0
         reasons.append("the per-verdict CUSUM signals a rise in errors")
+    elif "cusum_site_upper" in firing:
+        stability = 20.0
+        at = [s for s, c in snap.site_cusums.items() if c.recovery is not None]
+        where = f" at site {', '.join(at)}" if at else " at one of its sites"
+        reasons.append(f"the per-verdict CUSUM signals a rise in errors{where}")
     elif "p_chart_ucl" in signals or "p_chart_ucl" in firing:
         stability = 20.0
         reasons.append("the last subgroup's error rate is above its control limit")

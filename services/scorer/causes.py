@@ -200,6 +200,24 @@ def explain(
     return ranked, summary(ranked, lower=lower, window=(n, e, p0))
 
 
+def site_stands_out(slices: Slices, site: str) -> tuple[bool, str]:
+    """For a site chart's signal: does ``site`` stand out from the rest of the queue over
+    the summed window ``slices``? One pre-specified test (the chart chose the site), so no
+    multiplicity correction: one-sided Fisher at ``CONFIDENCE``. Returns the answer and its
+    words: "site manila stands out (31.0% errors, n=410, against 6.1% elsewhere)", or that
+    the rise is the queue's."""
+    n, e = (slices.get(f"site={site}") or [0, 0])[:2]
+    total_n, total_e = _dimensions(slices).get("site", (0, 0))
+    rest_n, rest_e = total_n - n, total_e - e
+    if not n or not rest_n:
+        return False, f"site {site} is the window's only site"
+    (p_value,) = _fisher([(n, e, total_n, total_e)], lower=False)
+    rates = f"{e / n:.1%} errors, n={n}, against {rest_e / rest_n:.1%} elsewhere"
+    if p_value <= 1 - CONFIDENCE and e * rest_n > rest_e * n:
+        return True, f"site {site} stands out ({rates})"
+    return False, f"site {site}'s rise is the queue's too ({rates})"
+
+
 def _words(cause: Cause) -> str:
     if cause.dimension == "site_policy":
         site, _, policy = cause.value.partition("/")

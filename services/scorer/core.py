@@ -581,6 +581,9 @@ class Scorer:
         for chart in st.cusum.values():
             if chart.update(incorrect):
                 self._cusum_breach(st, chart, out, wall, at)
+        site_chart = st.site_cusum.get(site)
+        if site_chart is not None and site_chart.update(incorrect):
+            self._cusum_breach(st, site_chart, out, wall, at, site)
 
     # -- live CUSUM -----------------------------------------------------------------------
     def _design_cusums(self, st: QueueState) -> None:
@@ -601,42 +604,53 @@ class Scorer:
             return
         if st.cusum and st.rate == 0:
             return  # no verdicts this day: keep the design in force
+        budget, queues = self.s.false_alarms_per_day, self.s.expected_queues
+        sites = bool(st.site_base)
         for side, ratio in (("upper", self.s.cusum_shift_up), ("lower", self.s.cusum_shift_down)):
             arl0 = live.design_arl0(
-                live.arl0_for(
-                    st.rate, self.s.false_alarms_per_day, self.s.expected_queues,
-                    cast(live.Side, side),
-                )
-            )  # fmt: skip
-            d = live.design(cast(live.Side, side), st.baseline_p, ratio, arl0)
-            chart = st.cusum.get(side)
-            if d is None:
-                continue
-            if chart is None:
-                st.cusum[side] = live.LiveCusum(cast(live.Side, side), BernoulliCusum(d), arl0)
-            elif chart.chart.design != d:
-                chart.redesign(d, arl0)
+                live.arl0_for(st.rate, budget, queues, cast(live.Side, side), sites)
+            )
+            _set_design(st.cusum, side, cast(live.Side, side), st.baseline_p, ratio, arl0)
+        for site, (n, e) in st.site_base.items():
+            rate = self._site_rate(st, site)
+            assert rate is not None
+            arl0 = live.design_arl0(live.site_arl0_for(rate, budget, queues, len(st.site_base)))
+            p0 = live.site_p0(n, e, st.baseline_p)
+            _set_design(st.site_cusum, site, "upper", p0, self.s.cusum_shift_up, arl0)
 
-    def _cusum_info(self, st: QueueState, chart: live.LiveCusum) -> CusumInfo:
+    def _site_rate(self, st: QueueState, site: str) -> float | None:
+        """A site chart's verdicts a day: the queue's rate times the site's share of the
+        charted sites' Phase I verdicts."""
+        total = sum(c[0] for c in st.site_base.values())
+        if st.rate is None or site not in st.site_base or not total:
+            return None
+        return st.rate * st.site_base[site][0] / total
+
+    def _cusum_info(
+        self, st: QueueState, chart: live.LiveCusum, site: str | None = None
+    ) -> CusumInfo:
         d = chart.chart.design
         p0, p1 = live.observed_error_rate(chart.side, d)
+        rate = st.rate if site is None else self._site_rate(st, site)
         return CusumInfo(
             side=chart.side, p0=p0, p1=p1, statistic=chart.chart.statistic, h=d.h,
             verdicts=chart.chart.t, errors=chart.errors, signals=chart.signals,
             run_verdicts=chart.run_n, run_errors=chart.run_errors, recovery=chart.recovery_b,
             arl0_verdicts=chart.arl0,
-            arl0_days=chart.arl0 / st.rate if st.rate else None,
-            rate_per_day=st.rate, design=d.to_dict(),
+            arl0_days=chart.arl0 / rate if rate else None,
+            rate_per_day=rate, design=d.to_dict(), site=site,
         )  # fmt: skip
 
     def _cusum_breach(
-        self, st: QueueState, chart: live.LiveCusum, out: Output, wall: float, at: float
-    ) -> None:
+        self, st: QueueState, chart: live.LiveCusum, out: Output, wall: float, at: float,
+        site: str | None = None,
+    ) -> None:  # fmt: skip
         """A CUSUM signal at event time ``at``: a breach now (no subgroup to wait for), then
         the chart restarts. The queue is not quiet: the alerts' hysteresis (quiet subgroups
         in a row) starts again, so a drift the CUSUM keeps signalling holds its incident
-        open. Its root cause is ranked over the subgroups of the hours up to ``at``."""
-        info = self._cusum_info(st, chart)
+        open. Its root cause is ranked over the subgroups of the hours up to ``at``. A
+        ``site`` chart's breach names its site (rule ``cusum_site_upper``)."""
+        info = self._cusum_info(st, chart, site)
         chart.reset()
         st.quiet_streak = 0
         period = self.s.subgroup_seconds
@@ -646,19 +660,23 @@ class Scorer:
         n, e = (info.run_verdicts, info.run_errors) if info.run_verdicts else (
             info.verdicts, info.errors)  # fmt: skip
         observed = e / n if n else 0.0
-        if chart.side == "upper":
-            rule, what = "cusum_upper", "up"
+        if site is not None:
+            rule, what, of = "cusum_site_upper", f"up at site {site}", f" of site {site}"
+        elif chart.side == "upper":
+            rule, what, of = "cusum_upper", "up", ""
         else:
-            rule, what = "cusum_lower", "down (is the QA feed broken?)"
+            rule, what, of = "cusum_lower", "down (is the QA feed broken?)", ""
+        base = "the site's baseline" if site is not None else "the baseline"
         self._breach(
             st, out, BreachKind.SPC, rule, "warning", start, observed, info.p0, None,
             n, wall,
-            f"queue {st.queue_id}: error rate {what}: {e} errors in the last {n} verdicts "
-            f"({observed:.1%} against the baseline {info.p0:.1%}) took the per-verdict CUSUM "
+            f"queue {st.queue_id}: error rate {what}: {e} errors in the last {n} verdicts{of} "
+            f"({observed:.1%} against {base} {info.p0:.1%}) took the per-verdict CUSUM "
             f"tuned to {info.p1:.1%} to h={info.h:.2f}; designed for one false alarm in "
             f"{info.arl0_verdicts:,.0f} verdicts",
             cusum=info, verdicts_total=st.verdicts_total,
             window=(start - (causes.SHORT_WINDOW - 1) * period, start), detected=at,
+            site=site,
         )  # fmt: skip
 
     # -- SPC ------------------------------------------------------------------------------
@@ -704,6 +722,12 @@ class Scorer:
         st.baseline_p = max(e, 0.5) / n
         st.baseline_n = n
         st.baseline_e = e
+        st.site_base = {
+            site: [n_s, e_s]
+            for site, (n_s, e_s) in live.site_bases(
+                self._phase1_sites(st, last), sites.OTHER
+            ).items()
+        }
         self._publish_baseline(
             st, out, BaselineEvent(
                 queue_id=st.queue_id, epoch=st.baseline_epoch, event="frozen",
@@ -712,6 +736,22 @@ class Scorer:
                 last_subgroup=_dt(last),
             ),
         )  # fmt: skip
+
+    def _phase1_sites(self, st: QueueState, last: int) -> dict[str, tuple[int, int]]:
+        """Per site, the random verdicts and errors of the Phase I ending with the subgroup
+        starting at ``last``: the ``len(st.phase1)`` latest subgroups of the baseline under
+        way that were large enough to chart, as their counts stand now."""
+        starts = sorted(
+            (s for s, b in st.buckets.items()
+             if s <= last and self._current(st, s) and b.n0 >= self.s.min_subgroup_n),
+            reverse=True,
+        )[: len(st.phase1)]  # fmt: skip
+        total: dict[str, tuple[int, int]] = {}
+        for start in starts:
+            for site, (_, n, e) in st.buckets[start].sites.items():
+                n0, e0 = total.get(site, (0, 0))
+                total[site] = (n0 + n, e0 + e)
+        return total
 
     def _current(self, st: QueueState, start: int) -> bool:
         """Does the subgroup starting at ``start`` belong to the baseline in force (or the
@@ -742,6 +782,8 @@ class Scorer:
         st.baseline_n = st.baseline_e = 0
         st.ewma = None
         st.cusum = {}
+        st.site_base = {}
+        st.site_cusum = {}
         st.last_point = None
         st.quiet_streak = 0
         st.reset_ids = [*st.reset_ids, c["request_id"]][-RESET_IDS_KEPT:]
@@ -817,7 +859,7 @@ class Scorer:
         upper = [r for r in signals if not r.endswith("_lcl")]
         alerting = [r for r in upper if r != "ewma_ucl" or self.s.ewma_alerts]
         # a CUSUM that signalled and has not shown the rate back at p0 holds the streak
-        recovering = any(c.recovering for c in st.cusum.values())
+        recovering = any(c.recovering for c in [*st.cusum.values(), *st.site_cusum.values()])
         st.quiet_streak = 0 if upper or recovering else st.quiet_streak + 1
         for rule in alerting:
             observed, limit = (p, ucl) if rule == "p_chart_ucl" else (ewma_value, ewma_ucl)
@@ -939,20 +981,36 @@ class Scorer:
         verdicts_total: int | None = None,
         window: tuple[float, int] | None = None,
         detected: float | None = None,
+        site: str | None = None,
     ) -> None:
         """``window``: the bucket starts ``lo <= start <= hi`` whose slices explain it (root
         cause: the slices standing out from the rest of the queue, their shares of the
         excess over ``expected``); a lower CUSUM ranks the missing errors. ``detected``:
-        the event time of the detection (default: the watermark)."""
-        dedup = f"{st.queue_id}:{rule}:{start}"
+        the event time of the detection (default: the watermark). ``site``: the site a
+        site chart signalled on (in its dedup key; the breach's site label is the cause
+        ranking's, as for any breach: a site whose rise is the whole queue's is not named)."""
+        dedup = f"{st.queue_id}:{rule}:{start}" + ("" if site is None else f":{site}")
         ranked: list[Cause] = []
         said = None
+        site_label = None
         if window is not None:
             lo, hi = window
             lower = rule == "cusum_lower"
-            ranked, said = causes.explain(
-                (b.slices for s, b in st.buckets.items() if lo <= s <= hi), expected, lower=lower
-            )
+            slices = causes.total(b.slices for s, b in st.buckets.items() if lo <= s <= hi)
+            ranked, said = causes.explain([slices], expected, lower=lower)
+            site_label = causes.label(ranked, "site")
+            if site is not None:
+                # a site chart chose its site: named when it stands out from the rest of
+                # the queue (not when its rise is the whole queue's), whatever the ranking
+                # of all slices (which a drift just begun may not yet pass) says
+                stands_out, words = causes.site_stands_out(slices, site)
+                if not said:
+                    said = words
+                elif not stands_out:
+                    said = f"{said}; {words}"
+                elif site_label != site:  # (else the ranking says it, in more words)
+                    said = f"{words}; {said}"
+                site_label = site if stands_out else None
             if said:
                 message = f"{message}. Cause: {said}"
         breach = Breach(
@@ -974,7 +1032,7 @@ class Scorer:
             verdicts_total=verdicts_total,
             causes=ranked,
             cause_summary=said,
-            site=causes.label(ranked, "site"),
+            site=site_label,
             policy=causes.label(ranked, "policy"),
         )
         out.breaches.append(breach)
@@ -1071,6 +1129,9 @@ class Scorer:
             last_point=st.last_point,
             cusum_upper=self._cusum_info(st, st.cusum["upper"]) if "upper" in st.cusum else None,
             cusum_lower=self._cusum_info(st, st.cusum["lower"]) if "lower" in st.cusum else None,
+            site_cusums={
+                site: self._cusum_info(st, c, site) for site, c in sorted(st.site_cusum.items())
+            },
             verdict_rate_per_day=st.rate,
             baseline_source=(
                 None if st.baseline_p is None
@@ -1085,6 +1146,22 @@ class Scorer:
             ),
             sites=self._site_windows(st),
         )  # fmt: skip
+
+
+def _set_design(
+    charts: dict[str, live.LiveCusum], key: str, side: live.Side, p0: float, ratio: float,
+    arl0: float,
+) -> None:  # fmt: skip
+    """Put the design for (side, p0, ratio, arl0) in force on ``charts[key]``: a new chart,
+    or a new decision interval for the one running (its statistic carries over)."""
+    d = live.design(side, p0, ratio, arl0)
+    if d is None:
+        return
+    chart = charts.get(key)
+    if chart is None:
+        charts[key] = live.LiveCusum(side, BernoulliCusum(d), arl0)
+    elif chart.chart.design != d:
+        chart.redesign(d, arl0)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -4,6 +4,9 @@ Each queue with a baseline p0 runs two one-sided Bernoulli CUSUMs over its rando
 verdicts, in the scorer's counting order:
 
 - **upper**: the library's ``BernoulliCusum`` for p0 -> p1 = ``shift_up`` x p0 (errors up);
+- **per site** (``site_bases``): a queue with an estimated baseline also runs an upper chart
+  per site with enough verdicts in its Phase I, against the site's own baseline
+  (``site_p0``), over the site's verdicts: a drift at one site is diluted in the queue's rate.
 - **lower**: errors down to p1 = ``shift_down`` x p0 (often a broken QA feed). The library's
   chart detects increases only; a drop of the error rate is a rise of the *correct* rate, so
   the lower CUSUM is the library's chart for 1 - p0 -> 1 - p1 fed with "the verdict was
@@ -12,7 +15,8 @@ verdicts, in the scorer's counting order:
 
 **The budget.** ``false_alarms_per_day`` is shared equally by ``expected_queues`` queues and,
 within a queue, by its alerting detectors in the proportions ``SHARES``: CUSUM up 70%, CUSUM
-down 20%, hourly p-chart 10%. The per-verdict CUSUM up is the fastest detector of a rise at
+down 20%, hourly p-chart 10% (``SHARES_WITH_SITES`` with site charts: up 55%, the sites 15%
+split equally between them, ``site_arl0_for``). The per-verdict CUSUM up is the fastest detector of a rise at
 any false-alarm rate, so it gets most of the budget; the hourly EWMA, whose normal-theory
 limits on small binomial subgroups alarm several times more often than designed, stays on
 the chart but raises no breach by default. Measured on a simulated wall by
@@ -41,10 +45,17 @@ from shared.stats.errors import StatsError
 
 Side = Literal["upper", "lower"]
 SIDES: tuple[Side, Side] = ("upper", "lower")
-Detector = Literal["cusum_upper", "cusum_lower", "p_chart"]
+Detector = Literal["cusum_upper", "cusum_site", "cusum_lower", "p_chart"]
 # a queue's share of the budget, split by detector (adds up to 1)
 # (the EWMA raises no breach by default and has no share: see ScorerSettings.ewma_alerts)
 SHARES: dict[Detector, float] = {"cusum_upper": 0.7, "cusum_lower": 0.2, "p_chart": 0.1}
+# ... and for a queue that runs per-site charts (``site_bases``): the sites' charts share 15%,
+# taken from the queue's upper CUSUM
+SHARES_WITH_SITES: dict[Detector, float] = {
+    "cusum_upper": 0.55, "cusum_site": 0.15, "cusum_lower": 0.2, "p_chart": 0.1,
+}  # fmt: skip
+SITE_MIN_N = 300  # random verdicts of a site in Phase I for it to get its own chart
+SITE_PRIOR_N = 100  # a site's baseline is shrunk towards the queue's by this many verdicts
 ALPHA_MIN = 1e-9  # the p-chart's tail per subgroup: at most 6 sigma ...
 ALPHA_MAX = 0.0228  # ... and at least 2 sigma
 ARL0_MIN = 100.0  # verdicts: below, a chart would alarm on a handful of errors
@@ -55,22 +66,52 @@ RATE_SPAN_S = 86400  # then the rate is re-measured once a day of event time
 ARL0_STEPS_PER_DECADE = 20
 
 
-def detector_share(budget_per_day: float, queues: int, detector: Detector) -> float:
-    """Expected false alarms a day allowed to one detector of one queue."""
+def detector_share(
+    budget_per_day: float, queues: int, detector: Detector, sites: bool = False
+) -> float:
+    """Expected false alarms a day allowed to one detector of one queue (``sites``: of a
+    queue that runs per-site charts; ``cusum_site`` is then all its sites' charts)."""
     if budget_per_day <= 0 or queues < 1:
         raise ValueError("budget must be > 0 and queues >= 1")
-    return budget_per_day * SHARES[detector] / queues
+    return budget_per_day * (SHARES_WITH_SITES if sites else SHARES).get(detector, 0.0) / queues
 
 
 def arl0_for(
-    rate_per_day: float, budget_per_day: float, queues: int, side: Side = "upper"
-) -> float:
+    rate_per_day: float, budget_per_day: float, queues: int, side: Side = "upper",
+    sites: bool = False,
+) -> float:  # fmt: skip
     """The in-control ARL, in verdicts, that spends the ``side`` CUSUM's share of the budget
     at ``rate_per_day`` verdicts a day: r N / (budget w) (unclamped)."""
     if rate_per_day < 0:
         raise ValueError("rate must be >= 0")
     detector: Detector = "cusum_upper" if side == "upper" else "cusum_lower"
-    return rate_per_day / detector_share(budget_per_day, queues, detector)
+    return rate_per_day / detector_share(budget_per_day, queues, detector, sites)
+
+
+def site_bases(counts: dict[str, tuple[int, int]], exclude: str) -> dict[str, tuple[int, int]]:
+    """The sites of a Phase I's counts ``{site: (n, errors)}`` that get their own chart: at
+    least ``SITE_MIN_N`` random verdicts, not ``exclude`` (the sites summed as "other"),
+    and at least two of them (one site's chart would repeat the queue's)."""
+    chosen = {s: c for s, c in counts.items() if s != exclude and c[0] >= SITE_MIN_N}
+    return chosen if len(chosen) >= 2 else {}
+
+
+def site_p0(n: int, errors: int, queue_p0: float) -> float:
+    """A site's baseline error rate from its Phase I counts, shrunk towards the queue's by
+    ``SITE_PRIOR_N`` verdicts (a small site's estimate is noisy, and a chart run against an
+    underestimate alarms more often than designed)."""
+    return (errors + SITE_PRIOR_N * queue_p0) / (n + SITE_PRIOR_N)
+
+
+def site_arl0_for(
+    site_rate_per_day: float, budget_per_day: float, queues: int, sites: int
+) -> float:
+    """The in-control ARL, in the site's verdicts, of one of a queue's ``sites`` site charts:
+    the sites' share split equally between them, r_s N S / (budget w_site)."""
+    if site_rate_per_day < 0 or sites < 1:
+        raise ValueError("rate must be >= 0 and sites >= 1")
+    share = detector_share(budget_per_day, queues, "cusum_site", sites=True) / sites
+    return site_rate_per_day / share
 
 
 def pchart_alpha(budget_per_day: float, queues: int, subgroups_per_day: float) -> float:

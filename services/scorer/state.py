@@ -115,6 +115,11 @@ class QueueState:
     # the live Bernoulli CUSUMs ("upper", "lower"), once the queue has a baseline and a
     # measured verdict rate (see cusum.py); optional in the record (absent: none yet)
     cusum: dict[str, LiveCusum] = field(default_factory=dict)
+    # per-site upper CUSUMs (cusum.py, ``site_bases``): each chosen site's Phase I counts
+    # [n, errors] (its baseline and its share of the queue's verdicts), set when an
+    # estimated baseline is frozen, and its chart once the queue's rate is measured
+    site_base: dict[str, list[int]] = field(default_factory=dict)
+    site_cusum: dict[str, LiveCusum] = field(default_factory=dict)
     # random verdicts a day (event time) the designs in force were made for, and the
     # measurement under way: ``rate_n`` random verdicts counted from the event time
     # ``rate_from`` to ``rate_to`` (each verdict's own time: its review, or its decision's
@@ -163,6 +168,8 @@ class QueueState:
             "failed_batches": self.failed_batches,
             "rejected_items": self.rejected_items,
             "cusum": {side: c.to_dict() for side, c in self.cusum.items()},
+            "site_base": {site: list(c) for site, c in self.site_base.items()},
+            "site_cusum": {site: c.to_dict() for site, c in self.site_cusum.items()},
             "rate": self.rate,
             "rate_from": self.rate_from,
             "rate_n": self.rate_n,
@@ -206,6 +213,13 @@ class QueueState:
             failed_batches=int(d.get("failed_batches", 0)),
             rejected_items=int(d.get("rejected_items", 0)),
             cusum={side: LiveCusum.from_dict(c) for side, c in (d.get("cusum") or {}).items()},
+            # (optional: a record written before per-site charts has none)
+            site_base={
+                str(s): [int(c[0]), int(c[1])] for s, c in (d.get("site_base") or {}).items()
+            },
+            site_cusum={
+                str(s): LiveCusum.from_dict(c) for s, c in (d.get("site_cusum") or {}).items()
+            },
             rate=None if d.get("rate") is None else float(d["rate"]),
             rate_from=None if d.get("rate_from") is None else float(d["rate_from"]),
             rate_n=int(d.get("rate_n", 0)),

@@ -119,6 +119,12 @@ async def test_drifted_queue_alerts_and_stable_queue_stays_quiet(
             assert 0.85 < float(line.rsplit(" ", 1)[1]) < 1.0
             health = (await client.get(f"/v1/queues/{drifted}/health")).json()
             assert health["health"]["band"] in {"amber", "red"}
+            # the drifted site's own chart (the queue's baseline was estimated) signalled,
+            # and the others' stayed quiet
+            charts = health["snapshot"]["site_cusums"]
+            assert site in charts, charts.keys()
+            assert charts[site]["signals"] >= 1, charts[site]
+            assert all(c["signals"] == 0 for s, c in charts.items() if s != site), charts
             # per site: the drifted site is the least accurate of the drifted queue's sites
             # today, and the only one below the target with confidence; the site filter
             # finds the queues it works

@@ -15,7 +15,12 @@ from shared.events import OTHER_SITES, SiteWindows
 from tests.alerts_cases import make_snapshot
 
 # every rule the scorer raises (services/scorer/core.py)
-RULES = ("p_chart_ucl", "ewma_ucl", "cusum_upper", "cusum_lower", "accuracy_24h_below_target")
+# every rule the scorer raises, at the one severity it raises it with (services/scorer/core.py)
+RULES = {
+    "p_chart_ucl": "warning", "ewma_ucl": "warning", "cusum_upper": "warning",
+    "cusum_site_upper": "warning", "cusum_lower": "warning",
+    "accuracy_24h_below_target": "critical",
+}  # fmt: skip
 
 
 # the most sites a queue names (QW_SCORER_SITES_PER_QUEUE's default), and the rest
@@ -30,12 +35,11 @@ SITES[OTHER_SITES] = SITES["site-00"]
 
 def _busiest_queue(m: Metrics, queue: str) -> None:
     """Everything a queue can export: a full snapshot with every site it can name, every
-    rule breached at both severities and firing."""
+    rule breached (at its severity) and firing."""
     snap = make_snapshot(queue, 3, ["p_chart_ucl"]).model_copy(update={"sites": SITES})
     export_snapshot(m, snap, AlertsSettings(), list(RULES))
-    for rule in RULES:
-        for severity in ("warning", "critical"):
-            m.breaches.labels(queue, rule, severity).inc()
+    for rule, severity in RULES.items():
+        m.breaches.labels(queue, rule, severity).inc()
         m.alerts_firing.labels(queue, rule).set(1)
 
 
@@ -71,7 +75,8 @@ def test_the_exposition_is_what_prometheus_client_renders() -> None:
 
     assert lines(m.exposition()) == lines(generate_latest(m.registry))
     assert 'qw_queue_accuracy{queue="a",window="1h"} NaN' in m.exposition().decode()
-    assert _series(m.exposition(), "b") == 20 + 5  # its breach counters (and _created), firing
+    # its breach counters (and _created) and firing, one each per rule
+    assert _series(m.exposition(), "b") == 3 * len(RULES)
     # the sites are two series, whatever their number: never one per site
     assert 'qw_queue_sites{queue="a"} 32.0' in m.exposition().decode()
     assert 'qw_queue_sites_below_target{queue="a"} 33.0' in m.exposition().decode()

@@ -268,7 +268,7 @@ def test_properties(rows: list[tuple[str, str, int, int]], p0: float) -> None:
         else:
             assert 0 <= c.excess_share <= 1  # never more than all of it
     # the order is by the errors explained (but a near-best pair may lead)
-    rest = [c.errors - c.n * (c.rest_p or 0) for c in ranked[1:]]
+    rest = [round(c.errors - c.n * (c.rest_p or 0), 9) for c in ranked[1:]]  # as ranked
     assert rest == sorted(rest, reverse=True)
     # a label only for a cause that stands out and explains at least half
     for dim in ("site", "policy"):

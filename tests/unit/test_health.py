@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from services.alerts.health import band_for, health
-from shared.events import ChartPoint, QualitySnapshot
+from shared.events import ChartPoint, CusumInfo, QualitySnapshot
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -154,3 +154,22 @@ def test_repeated_signals_of_one_rule_are_one_line() -> None:
     r = health(snap(0.95, 500, []), target=0.9, min_sample=30, age_s=0, stale_after_s=300,
                firing=["cusum_lower"] * 5 + ["ewma_ucl"])  # fmt: skip
     assert "alerts firing: cusum_lower (5 signals), ewma_ucl" in r.explanation
+
+
+def test_a_site_charts_signal_says_which_site() -> None:
+    def chart(site: str, recovery: float | None) -> CusumInfo:
+        return CusumInfo(
+            side="upper", p0=0.05, p1=0.1, statistic=0.0, h=12.0, verdicts=10, errors=1,
+            signals=1 if recovery is not None else 0, recovery=recovery, arl0_verdicts=1e6,
+            arl0_days=1000.0, rate_per_day=1000.0, design={}, site=site,
+        )  # fmt: skip
+
+    s = snap(
+        0.95, 500, [], site_cusums={"manila": chart("manila", 1.5), "dublin": chart("dublin", None)}
+    )
+    r = health(
+        s, target=0.9, min_sample=30, age_s=0, stale_after_s=300, firing=["cusum_site_upper"]
+    )
+    assert r.components["stability"] == 20.0
+    assert "rise in errors at site manila" in r.explanation
+    assert r.band != "green"

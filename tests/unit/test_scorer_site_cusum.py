@@ -1,0 +1,218 @@
+"""The per-site upper CUSUMs (services/scorer/cusum.py, core.py): which sites get a chart, its
+baseline from the Phase I, its share of the false-alarm budget, and a drift on one site of a
+queue alerting on that site's chart, named, before the queue's own chart."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.scorer import causes
+from services.scorer import cusum as live
+from services.scorer.core import Scorer
+from services.scorer.state import QueueState
+from shared import control
+from shared.stats.cusum import BernoulliCusum
+from tests.factories import T0, decision, verdict
+from tests.unit.test_scorer_core import feed
+from tests.unit.test_scorer_core import settings as scorer_settings
+from tests.unit.test_scorer_cusum import WALL, _run
+
+H = timedelta(hours=1)
+SITES = ("dublin", "manila", "austin", "lisbon")
+
+
+def _hours(
+    hours: range, per_hour: int, rate_of: Any, rng: random.Random, queue: str = "q"
+) -> list[list[dict[str, Any]]]:
+    """Per hour, ``per_hour`` decisions spread over the four sites, each reviewed (random
+    sample) 30 minutes later; ``rate_of(hour, site)`` its error rate."""
+    out = []
+    for h in hours:
+        items: list[dict[str, Any]] = []
+        times = sorted(rng.uniform(0, 1799) for _ in range(per_hour))  # counted in time order
+        for i, t in enumerate(times):
+            site = SITES[i % len(SITES)]
+            k = f"{queue}-{h}-{i}"
+            at = T0 + h * H + timedelta(seconds=t)
+            items.append(decision(k, queue, at, site_id=site))
+            correct = rng.random() >= rate_of(h, site)
+            items.append(verdict(k, queue, at + H / 2, correct=correct))
+        out.append(items)
+    return out
+
+
+def _learned(seed: int = 1) -> tuple[Scorer, random.Random]:
+    """A queue through a Phase I of 5 hours of 320 verdicts (80 a site) at 6%, then more
+    hours: baseline frozen, the rate measured, the site charts designed."""
+    rng = random.Random(seed)
+    sc = Scorer(scorer_settings(), {})
+    assert _run(sc, _hours(range(12), 320, lambda h, s: 0.06, rng)) == []
+    return sc, rng
+
+
+def test_site_choice_needs_enough_verdicts_and_two_sites() -> None:
+    counts = {"a": (400, 20), "b": (299, 10), "(other)": (900, 50), "c": (300, 30)}
+    assert live.site_bases(counts, "(other)") == {"a": (400, 20), "c": (300, 30)}
+    assert live.site_bases({"a": (5000, 20), "b": (10, 1)}, "(other)") == {}
+    # shrunk towards the queue's baseline by SITE_PRIOR_N verdicts
+    assert live.site_p0(400, 40, 0.05) == pytest.approx((40 + 5) / 500)
+    assert live.site_p0(0, 0, 0.05) == pytest.approx(0.05)
+
+
+@given(
+    rate=st.floats(1.0, 1e6),
+    budget=st.floats(0.01, 1000.0),
+    queues=st.integers(1, 100_000),
+    sizes=st.lists(st.integers(live.SITE_MIN_N, 100_000), min_size=2, max_size=32),
+)
+def test_with_site_charts_the_queue_still_spends_its_share_of_the_budget(
+    rate: float, budget: float, queues: int, sizes: list[int]
+) -> None:
+    """A queue running site charts: its upper and lower CUSUMs, its p-chart and every site's
+    chart (at the site's share of the queue's verdicts) spend budget / N a day together, and
+    the sites' charts a share equal between them."""
+    total = sum(sizes)
+    spent = sum(rate / live.arl0_for(rate, budget, queues, side, True) for side in live.SIDES)
+    spent += live.detector_share(budget, queues, "p_chart", sites=True)
+    per_site = []
+    for n in sizes:
+        r = rate * n / total
+        per_site.append(r / live.site_arl0_for(r, budget, queues, len(sizes)))
+    spent += sum(per_site)
+    assert spent == pytest.approx(budget / queues, rel=1e-9)
+    assert max(per_site) == pytest.approx(min(per_site), rel=1e-9)
+    assert sum(live.SHARES_WITH_SITES.values()) == pytest.approx(1.0)
+
+
+def test_an_estimated_baseline_gives_each_site_its_own_chart_from_its_phase1() -> None:
+    sc, _ = _learned()
+    q = sc.state("q")
+    assert q.baseline_p is not None
+    assert set(q.site_base) == set(SITES)
+    # the Phase I's counts of each site: its 5 subgroups of 80 verdicts
+    assert all(n == 400 for n, _ in q.site_base.values())
+    assert sum(n for n, _ in q.site_base.values()) == q.baseline_n
+    assert sum(e for _, e in q.site_base.values()) == q.baseline_e
+    assert set(q.site_cusum) == set(SITES)
+    rate = q.rate
+    assert rate is not None
+    for site, (n, e) in q.site_base.items():
+        chart = q.site_cusum[site]
+        assert chart.chart.design.p0 == pytest.approx(live.site_p0(n, e, q.baseline_p))
+        assert chart.chart.design.p1 == pytest.approx(2 * chart.chart.design.p0)
+        want = live.site_arl0_for(rate * n / q.baseline_n, 1.0, 500, len(SITES))
+        assert chart.arl0 == live.design_arl0(want)
+    # the queue's upper CUSUM gave the sites their share
+    up = q.cusum["upper"]
+    assert up.arl0 == live.design_arl0(live.arl0_for(rate, 1.0, 500, "upper", True))
+    snap = sc.snapshot(q, WALL)
+    assert set(snap.site_cusums) == set(SITES)
+    info = snap.site_cusums["dublin"]
+    assert info.site == "dublin"
+    assert info.rate_per_day == pytest.approx(rate * q.site_base["dublin"][0] / q.baseline_n)
+    assert info.rate_per_day is not None
+    assert info.arl0_days == pytest.approx(info.arl0_verdicts / info.rate_per_day)
+
+
+def test_a_configured_baseline_runs_no_site_charts() -> None:
+    rng = random.Random(4)
+    sc = Scorer(scorer_settings(baseline_p={"q": 0.06}), {})
+    _run(sc, _hours(range(8), 320, lambda h, s: 0.06, rng))
+    q = sc.state("q")
+    assert q.site_base == {}
+    assert q.site_cusum == {}
+    assert q.cusum["upper"].arl0 == live.design_arl0(live.arl0_for(q.rate or 0, 1.0, 500))
+
+
+def test_the_site_chart_is_the_librarys_chart_on_the_sites_verdicts() -> None:
+    """The scorer's site chart sees exactly the site's random verdicts in counting order:
+    the library's chart fed with them stands where it stands."""
+    sc, rng = _learned(2)
+    q = sc.state("q")
+    was = q.site_cusum["manila"].chart
+    ref = BernoulliCusum(was.design, s=was.s, t=was.t)
+    hours = _hours(range(12, 16), 320, lambda h, s: 0.06, rng)
+    for items in hours:
+        feed(sc, items, wall=WALL)
+    xs = [
+        v["outcome"] == "incorrect"
+        for items in hours
+        for d, v in zip(items[::2], items[1::2], strict=True)
+        if d["site_id"] == "manila"
+    ]
+    for x in xs:
+        ref.update(x)
+    assert q.site_cusum["manila"].chart.s == ref.s
+    assert q.site_cusum["manila"].chart.t == ref.t
+
+
+def test_a_drift_at_one_site_alerts_on_its_chart_first_and_names_it() -> None:
+    """Manila's error rate goes from 6% to 30% (the queue's from 6% to 12%): its own chart
+    signals first, the breach names the site (label and message), and the queue's chart,
+    diluted by the three sites in control, comes later if at all."""
+    sc, rng = _learned(3)
+    drift = _run(sc, _hours(range(12, 40), 320, lambda h, s: 0.30 if s == "manila" else 0.06, rng))
+    cusums = [b for b in drift if b.rule.startswith("cusum")]
+    assert cusums, "a drift of one site must signal"
+    first = cusums[0]
+    assert first.rule == "cusum_site_upper"
+    assert first.site == "manila"
+    assert "site manila" in first.message
+    assert first.cusum is not None
+    assert first.cusum.site == "manila"
+    assert first.cusum.statistic >= first.cusum.h
+    assert first.causes
+    assert first.causes[0].value.startswith("manila")
+    assert not [b for b in cusums if b.rule == "cusum_site_upper" and b.site != "manila"]
+    queue_wide = [b for b in cusums if b.rule == "cusum_upper"]
+    if queue_wide:
+        assert first.detected_at <= queue_wide[0].detected_at
+    # one incident's worth: the dedup keys of a site's signals name the site
+    assert all(b.dedup_key.endswith(":manila") for b in cusums if b.rule == "cusum_site_upper")
+    # the site chart's recovery holds the queue's quiet streak at 0 while the drift lasts
+    assert sc.state("q").quiet_streak == 0
+
+
+def test_site_charts_round_trip_in_the_record_and_a_reset_clears_them() -> None:
+    sc, _ = _learned(5)
+    q = sc.state("q")
+    d = q.to_dict()
+    back = QueueState.from_dict(d)
+    assert back.site_cusum == q.site_cusum
+    assert back.site_base == q.site_base
+    assert back.to_dict() == d
+    del d["site_base"], d["site_cusum"]
+    old = QueueState.from_dict(d)  # a record written before site charts
+    assert old.site_cusum == {}
+    assert old.site_base == {}
+    # a baseline reset starts a new Phase I: the site charts go with the queue's
+    record = control.baseline_reset(
+        "q", request_id="r1", reason="policy spam.v4", actor="key 3f9c0a1b (ops lead)",
+        requested_at=T0.timestamp(),
+    )  # fmt: skip
+    sc.process(record, WALL, (0, 10**9))  # after every batch fed
+    q = sc.state("q")
+    assert q.baseline_p is None
+    assert q.site_base == {}
+    assert q.site_cusum == {}
+    assert sc.snapshot(q, WALL).site_cusums == {}
+
+
+def test_a_site_stands_out_only_against_the_rest_of_the_queue() -> None:
+    """The site a chart chose is named when its window's error rate is above the rest of
+    the queue's (one-sided Fisher, 95%), not when the whole queue rose with it."""
+    alone = {"site=manila": [400, 120, {}], "site=dublin": [1200, 72, {}]}
+    named, words = causes.site_stands_out(alone, "manila")
+    assert named
+    assert words == "site manila stands out (30.0% errors, n=400, against 6.0% elsewhere)"
+    everywhere = {"site=manila": [400, 48, {}], "site=dublin": [1200, 144, {}]}
+    named, words = causes.site_stands_out(everywhere, "manila")
+    assert not named
+    assert "rise is the queue's too" in words
+    assert not causes.site_stands_out({"site=manila": [400, 48, {}]}, "manila")[0]
