@@ -46,6 +46,12 @@ BAND_TEXT: dict[str, str] = {
     "green": "GREEN: in control",
     "insufficient_data": "NO DATA: too few verdicts",
 }
+BAND_LABEL: dict[str, str] = {  # the compact tile's words for the band
+    "red": "RED",
+    "amber": "AMBER",
+    "green": "GREEN",
+    "insufficient_data": "NO DATA",
+}
 BAND_RANK: dict[str, int] = {"red": 0, "amber": 1, "insufficient_data": 2, "green": 3}
 
 
@@ -71,6 +77,10 @@ class Tile(BaseModel):
     queue_id: str
     band: Band
     band_text: str = Field(description="the band in words: colour is never the only signal")
+    band_label: str = Field(
+        default="",
+        description="the band in one word (RED, AMBER, GREEN, NO DATA): the compact tile's",
+    )
     score: float | None
     explanation: str
     accuracy_24h: float | None
@@ -171,7 +181,8 @@ def tile(
     if h.band == "green" and snap.baseline_state == "phase1":
         text = "GREEN: on target, learning"  # the charts wait for Phase I: not "in control"
     return Tile(
-        queue_id=snap.queue_id, band=h.band, band_text=text, score=h.score,
+        queue_id=snap.queue_id, band=h.band, band_text=text, band_label=BAND_LABEL[h.band],
+        score=h.score,
         explanation=h.explanation, accuracy_24h=snap.accuracy_24h, accuracy_low=low,
         accuracy_high=high, n_24h=snap.n_24h, target=h.target,
         baseline_state=snap.baseline_state,
