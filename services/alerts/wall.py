@@ -376,6 +376,7 @@ router = APIRouter(prefix="/wall", tags=["wall"])
 
 @router.get(
     "",
+    operation_id="wall_page",
     response_class=HTMLResponse,
     responses={200: {"content": {"text/html": {}}, "description": "the wall page"}},
 )
@@ -386,6 +387,7 @@ async def wall_page() -> HTMLResponse:
 
 @router.get(
     "/wall.css",
+    operation_id="wall_css",
     response_class=Response,
     responses={200: {"content": {"text/css": {}}, "description": "the wall's style sheet"}},
 )
@@ -395,6 +397,7 @@ async def wall_css() -> Response:
 
 @router.get(
     "/wall.js",
+    operation_id="wall_js",
     response_class=Response,
     responses={200: {"content": {"text/javascript": {}}, "description": "the wall's script"}},
 )
@@ -402,7 +405,7 @@ async def wall_js() -> Response:
     return Response(_static("wall.js"), media_type="text/javascript; charset=utf-8")
 
 
-@router.get("/tiles", response_model=WallState)
+@router.get("/tiles", response_model=WallState, operation_id="wall_tiles")
 async def wall_tiles(request: Request) -> WallState:
     """Every queue as a tile, worst first (what the page's first ``snapshot`` event holds)."""
     return await wall_state(request.app.state.sessions, request.app.state.settings)
@@ -410,6 +413,7 @@ async def wall_tiles(request: Request) -> WallState:
 
 @router.get(
     "/queues/{queue_id}",
+    operation_id="wall_queue",
     response_model=QueueDetail,
     responses={404: {"model": WallProblem, "description": "no snapshot of this queue yet"}},
 )
@@ -451,6 +455,7 @@ async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
 
 @router.get(
     "/events",
+    operation_id="wall_events",
     response_class=StreamingResponse,
     responses={
         200: {
