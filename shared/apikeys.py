@@ -210,10 +210,14 @@ class AuthPolicy:
         self.environment = environment
         self.protect_reads = protect_reads
 
+    def keys_on(self) -> bool:
+        """Are keys checked at all: outside development, or once a key exists."""
+        return self.environment != "development" or self.store.active()
+
     def enforced(self, scope: Scope) -> bool:
         if scope == "read" and not self.protect_reads:
             return False
-        return self.environment != "development" or self.store.active()
+        return self.keys_on()
 
     def describe(self) -> str:
         if self.environment != "development":

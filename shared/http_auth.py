@@ -3,14 +3,21 @@
 ``Authorization: Bearer qw_...`` or ``X-API-Key: qw_...``; 401 when a key is needed and
 missing, unknown or revoked, 403 when the key lacks the scope. Both are in the OpenAPI
 documents, with the two security schemes.
+
+An operation declares ``security`` in the published document only while the service
+enforces its scope (``publish_security``): in development with no key, or for reads that are
+not protected, a call without a key is served, and a document that still asked for a key
+would be wrong about it (a generated client would demand one; schemathesis' ignored-auth
+check said so). The document is computed per request, so it follows the first key created.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -56,6 +63,33 @@ def require(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
             ) from None
 
     return dependency
+
+
+def publish_security(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document declare ``security`` only while ``app.state.auth``
+    checks keys (``AuthPolicy.keys_on``; no policy: never). The operations that declare it
+    are those with a ``require`` dependency, which a service adds for reads only when they
+    are protected, so every such operation is enforced exactly when keys are on. The 401
+    and 403 answers stay documented: they apply as soon as a key exists."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = base()
+        policy: AuthPolicy | None = getattr(app.state, "auth", None)
+        if policy is not None and policy.keys_on():
+            return doc
+        doc = copy.copy(doc)
+        doc["paths"] = {
+            path: {
+                method: {k: v for k, v in op.items() if k != "security"}
+                if isinstance(op, dict) else op
+                for method, op in ops.items()
+            }
+            for path, ops in doc.get("paths", {}).items()
+        }  # fmt: skip
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def needs(scope: Scope) -> Any:

@@ -10,11 +10,29 @@ names no other origin. ``/redoc`` is not served: the same document is at ``/docs
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 
 DOCS_URL = "/docs"
 DOCS_STATIC = "/docs/static"
+
+# ``GET /metrics`` in each service's OpenAPI document: Prometheus' text exposition format
+METRICS_ROUTE: dict[str, Any] = {
+    "operation_id": "metrics",
+    "response_class": Response,
+    "summary": "Prometheus metrics",
+    "description": "The service's metrics in Prometheus' text exposition format (0.0.4), "
+    "for a Prometheus scrape; never behind an API key. Series: docs/operations.md.",
+    "responses": {
+        200: {
+            "description": "the metrics, `text/plain; version=0.0.4; charset=utf-8`",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+}
 
 
 def service_app(title: str) -> FastAPI:

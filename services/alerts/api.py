@@ -46,7 +46,7 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView, QueueHealth
 from services.alerts.webhook_policy import describe
-from shared import http_docs, http_errors
+from shared import http_auth, http_docs, http_errors
 from shared.apikeys import AuthError, AuthPolicy, authorize, token_from
 from shared.events import BaselineEvent, Cause, EventTime, SubgroupPoint
 from shared.http_auth import AUTH_RESPONSES, needs
@@ -534,12 +534,13 @@ def create_app(
 
     app.add_middleware(HealthFastPath, state=app.state)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", **http_docs.METRICS_ROUTE)
     async def metrics_endpoint() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz")
+    @app.get("/healthz", operation_id="healthz")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
+    http_auth.publish_security(app)  # security where keys are enforced (shared/http_auth.py)
     return app

@@ -12,8 +12,12 @@ Components (each 0-100) and weights:
   sustained shift (or its alert is still firing) or the lower CUSUM's alert fires (errors
   vanished: a broken QA feed?); 20 when the upper CUSUM's alert fires or the last subgroup
   is above the p-chart's upper limit (or that alert is still firing).
-* ``freshness`` (0.1): 100 when a snapshot arrived within ``stale_after_s``; falls linearly
-  to 0 at four times that.
+* ``freshness`` (0.1): 100 when a snapshot arrived within ``stale_after_s``; then it falls
+  in ``FRESHNESS_STEPS`` steps of 25 (``staleness_step``), one each three quarters of
+  ``stale_after_s``, to 0 at four times it. In steps, not with every second: a health (and
+  the list's ETag) changes when the data or its staleness band does, not with the clock, so
+  a client polling with If-None-Match gets 304 while nothing changed. The exact age is the
+  client's to compute from the snapshot's ``emitted_at``.
 
 While any alert is firing for the queue the band is at best ``amber``; while the 24h
 accuracy is below the target with confidence (the below-target rule holds) it is ``red``,
@@ -38,6 +42,7 @@ the queue's 24 h. Sites do not weigh in the score: a queue's score is the queue'
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -50,6 +55,26 @@ from shared.text import percent_apart
 
 Band = Literal["green", "amber", "red", "insufficient_data"]
 WEIGHTS = {"accuracy": 0.6, "stability": 0.3, "freshness": 0.1}
+FRESHNESS_STEPS = 4  # staleness bands past stale_after_s, each 3/4 of it long
+
+
+def staleness_step(age_s: float, stale_after_s: float) -> int:
+    """0 while the newest snapshot arrived within ``stale_after_s``; then 1, 2, ... up to
+    ``FRESHNESS_STEPS``, one more each ``3 * stale_after_s / FRESHNESS_STEPS`` (step k for
+    an age in ``(staleness_step_starts(k), staleness_step_starts(k + 1)]``)."""
+    if age_s <= stale_after_s:
+        return 0
+    width = 3 * stale_after_s / FRESHNESS_STEPS
+    return min(FRESHNESS_STEPS, math.ceil((age_s - stale_after_s) / width))
+
+
+def staleness_step_starts(step: int, stale_after_s: float) -> float:
+    """The age after which ``step`` begins; infinite past the last step."""
+    if step <= 0:
+        return 0.0
+    if step > FRESHNESS_STEPS:
+        return math.inf
+    return stale_after_s + (step - 1) * 3 * stale_after_s / FRESHNESS_STEPS
 
 
 class AgainstTarget(BaseModel):
@@ -230,13 +255,11 @@ def health(
     the sites out."""
     sites = [] if site_target is None else site_health(snap, site_target, confidence, min_sample)
     reasons: list[str] = []
-    freshness = (
-        100.0
-        if age_s <= stale_after_s
-        else max(0.0, 100.0 * (1 - (age_s - stale_after_s) / (3 * stale_after_s)))
-    )
-    if freshness < 100:
-        reasons.append(f"no new data for {age_s / 60:.0f} min")
+    step = staleness_step(age_s, stale_after_s)
+    freshness = 100.0 * (1 - step / FRESHNESS_STEPS)
+    if step:  # the band's lower edge: the words change with the band, not every minute
+        edge = staleness_step_starts(step, stale_after_s)
+        reasons.append(f"no new data for over {edge / 60:.0f} min")
 
     baseline, last_reset = baseline_words(snap)
     if snap.accuracy_24h is None or snap.n_24h < min_sample:

@@ -22,9 +22,9 @@ and one database, so one replica's consumer sees only some queues):
 * A sync never undoes a newer local write: an entry (or the firing map) the consumer wrote
   after the sync's read began is left as it is; the next sync compares again.
 
-Freshness depends on the snapshot's age, so a cached health is exact until the snapshot turns
-stale (``stale_after_s`` after it was received); past that, it is recomputed lazily, on the
-first read that finds it older than ``RECOMPUTE_S``.
+Freshness depends on the snapshot's age in steps (``health.staleness_step``), so a cached
+health is exact until the age enters the next step; then it is recomputed lazily, on the
+first read after that. Between steps the bytes, and so the list's ETag, stay the same.
 
 Each entry keeps the snapshot, when it was received, its firing rules, the computed
 ``Health``, the response's JSON bytes and an 8-byte digest of them (for the list's ETag).
@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
 from services.alerts.alertmanager import team_for
-from services.alerts.health import Band, Health, health
+from services.alerts.health import Band, Health, health, staleness_step, staleness_step_starts
 from services.alerts.settings import AlertsSettings
 from shared import codec
 from shared.events import QualitySnapshot
@@ -55,7 +55,6 @@ from shared.events import QualitySnapshot
 log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0  # the database is read for other replicas' snapshots and alerts this often
-RECOMPUTE_S = 1.0  # a health that depends on the age is recomputed when older than this
 OVERLAP_S = 10.0  # how far behind the watermark the overlapping read reaches
 OVERLAP_EVERY_S = 10.0  # ... and how often it does
 FULL_SCAN_S = 60.0  # every row's received_at is compared this often
@@ -178,9 +177,9 @@ class HealthView:
         entry.health = h
         entry.body = body.__pydantic_serializer__.to_json(body)
         entry.tag = hashlib.blake2b(entry.body, digest_size=8).digest()
-        # the health depends on the age only once the snapshot is stale
-        stale_at = entry.received_ts + s.stale_after_s
-        entry.until = stale_at if now <= stale_at else now + RECOMPUTE_S
+        # the health depends on the age only through its staleness step: exact until the next
+        step = staleness_step(age, s.stale_after_s)
+        entry.until = entry.received_ts + staleness_step_starts(step + 1, s.stale_after_s)
         self.recomputed += 1
 
     # -- reads ----------------------------------------------------------------------------

@@ -46,6 +46,12 @@ BAND_TEXT: dict[str, str] = {
     "green": "GREEN: in control",
     "insufficient_data": "NO DATA: too few verdicts",
 }
+BAND_LABEL: dict[str, str] = {  # the compact tile's words for the band
+    "red": "RED",
+    "amber": "AMBER",
+    "green": "GREEN",
+    "insufficient_data": "NO DATA",
+}
 BAND_RANK: dict[str, int] = {"red": 0, "amber": 1, "insufficient_data": 2, "green": 3}
 
 
@@ -71,6 +77,10 @@ class Tile(BaseModel):
     queue_id: str
     band: Band
     band_text: str = Field(description="the band in words: colour is never the only signal")
+    band_label: str = Field(
+        default="",
+        description="the band in one word (RED, AMBER, GREEN, NO DATA): the compact tile's",
+    )
     score: float | None
     explanation: str
     accuracy_24h: float | None
@@ -171,7 +181,8 @@ def tile(
     if h.band == "green" and snap.baseline_state == "phase1":
         text = "GREEN: on target, learning"  # the charts wait for Phase I: not "in control"
     return Tile(
-        queue_id=snap.queue_id, band=h.band, band_text=text, score=h.score,
+        queue_id=snap.queue_id, band=h.band, band_text=text, band_label=BAND_LABEL[h.band],
+        score=h.score,
         explanation=h.explanation, accuracy_24h=snap.accuracy_24h, accuracy_low=low,
         accuracy_high=high, n_24h=snap.n_24h, target=h.target,
         baseline_state=snap.baseline_state,
@@ -365,6 +376,7 @@ router = APIRouter(prefix="/wall", tags=["wall"])
 
 @router.get(
     "",
+    operation_id="wall_page",
     response_class=HTMLResponse,
     responses={200: {"content": {"text/html": {}}, "description": "the wall page"}},
 )
@@ -375,6 +387,7 @@ async def wall_page() -> HTMLResponse:
 
 @router.get(
     "/wall.css",
+    operation_id="wall_css",
     response_class=Response,
     responses={200: {"content": {"text/css": {}}, "description": "the wall's style sheet"}},
 )
@@ -384,6 +397,7 @@ async def wall_css() -> Response:
 
 @router.get(
     "/wall.js",
+    operation_id="wall_js",
     response_class=Response,
     responses={200: {"content": {"text/javascript": {}}, "description": "the wall's script"}},
 )
@@ -391,7 +405,7 @@ async def wall_js() -> Response:
     return Response(_static("wall.js"), media_type="text/javascript; charset=utf-8")
 
 
-@router.get("/tiles", response_model=WallState)
+@router.get("/tiles", response_model=WallState, operation_id="wall_tiles")
 async def wall_tiles(request: Request) -> WallState:
     """Every queue as a tile, worst first (what the page's first ``snapshot`` event holds)."""
     return await wall_state(request.app.state.sessions, request.app.state.settings)
@@ -399,6 +413,7 @@ async def wall_tiles(request: Request) -> WallState:
 
 @router.get(
     "/queues/{queue_id}",
+    operation_id="wall_queue",
     response_model=QueueDetail,
     responses={404: {"model": WallProblem, "description": "no snapshot of this queue yet"}},
 )
@@ -440,6 +455,7 @@ async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
 
 @router.get(
     "/events",
+    operation_id="wall_events",
     response_class=StreamingResponse,
     responses={
         200: {

@@ -37,7 +37,7 @@ from services.ingest.validation import (
     parse_body,
     validate_items,
 )
-from shared import codec, http_docs, http_errors
+from shared import codec, http_auth, http_docs, http_errors
 from shared.apikeys import ApiKey, AuthPolicy
 from shared.codec import json_response
 from shared.events import Decision, Verdict
@@ -182,9 +182,12 @@ def _ref(name: str) -> dict[str, Any]:
 Endpoint = Callable[[Request, Publisher], Awaitable[Response]]
 
 
-def _post(path: str, ref: dict[str, Any], what: str, doc: str) -> Callable[[Endpoint], Endpoint]:
+def _post(
+    path: str, ref: dict[str, Any], what: str, doc: str, operation_id: str
+) -> Callable[[Endpoint], Endpoint]:
     return router.post(
         path,
+        operation_id=operation_id,
         status_code=202,
         response_model=IngestResult,
         responses={**_RESPONSES, **AUTH_RESPONSES},
@@ -194,12 +197,12 @@ def _post(path: str, ref: dict[str, Any], what: str, doc: str) -> Callable[[Endp
     )
 
 
-@_post("/decisions", _ref("Decision"), "decisions", _DOC)
+@_post("/decisions", _ref("Decision"), "decisions", _DOC, "post_decisions")
 async def post_decisions(request: Request, publisher: PublisherDep) -> Response:
     return await _ingest(request, publisher, "decision")
 
 
-@_post("/verdicts", _ref("Verdict"), "verdicts", _DOC)
+@_post("/verdicts", _ref("Verdict"), "verdicts", _DOC, "post_verdicts")
 async def post_verdicts(request: Request, publisher: PublisherDep) -> Response:
     return await _ingest(request, publisher, "verdict")
 
@@ -215,6 +218,7 @@ async def post_verdicts(request: Request, publisher: PublisherDep) -> Response:
     },
     "decisions and verdicts mixed, each naming its `kind`",
     _DOC + ' Each item names its type in "kind": "decision" or "verdict".',
+    "post_events",
 )
 async def post_events(request: Request, publisher: PublisherDep) -> Response:
     return await _ingest(request, publisher, None)
@@ -294,6 +298,7 @@ _Q_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get(
     "/queues",
+    operation_id="list_admitted_queues",
     response_model=QueueList,
     responses={**AUTH_RESPONSES, 404: _Q_RESPONSES[404]},
     dependencies=[needs("ingest")],  # a producer may ask what is taken
@@ -310,6 +315,7 @@ async def list_queues(request: Request) -> QueueList:
 
 @router.get(
     "/queues/{queue_id}",
+    operation_id="get_queue_admission",
     response_model=QueueState,
     responses={**AUTH_RESPONSES, 404: _Q_RESPONSES[404]},
     dependencies=[needs("ingest")],  # a producer may ask what is taken
@@ -322,11 +328,11 @@ async def get_queue(request: Request, queue_id: QueueId) -> QueueState:
 AdminKey = Annotated[ApiKey | None, Depends(require("admin"))]
 
 
-def _queue_write(method: str, description: str) -> Callable[[Any], Any]:
+def _queue_write(method: str, description: str, operation_id: str) -> Callable[[Any], Any]:
     """A route that writes the admitted-queues log (scope ``admin``)."""
     return router.api_route(
         "/queues/{queue_id}", methods=[method], response_model=QueueState,
-        responses=_Q_RESPONSES, description=description,
+        responses=_Q_RESPONSES, description=description, operation_id=operation_id,
     )  # fmt: skip
 
 
@@ -339,6 +345,7 @@ def _who(key: ApiKey | None) -> str:
     "Admit the queue at run time, for every ingest process and across restarts (the "
     "compacted topic qw.queues.v1); answered once the broker acknowledged it and this process "
     "applied it. Idempotent.",
+    "admit_queue",
 )
 async def admit_queue(request: Request, queue_id: QueueId, key: AdminKey) -> QueueState:
     gate = _gate(request)
@@ -351,6 +358,7 @@ async def admit_queue(request: Request, queue_id: QueueId, key: AdminKey) -> Que
     "DELETE",
     "Remove the queue's run-time admission, for every ingest process; its events are refused "
     "from then on (unless the static list admits it: the answer says).",
+    "remove_queue",
 )
 async def remove_queue(request: Request, queue_id: QueueId, key: AdminKey) -> QueueState:
     gate = _gate(request)
@@ -391,18 +399,19 @@ def create_app(
     app.state.max_items = max_items
     app.include_router(router)
 
-    @app.get("/healthz")
+    @app.get("/healthz", operation_id="healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     if metrics is not None:
 
-        @app.get("/metrics", include_in_schema=False)
+        @app.get("/metrics", **http_docs.METRICS_ROUTE)
         async def metrics_endpoint() -> Response:
             if gate is not None:
                 metrics.set_admitted(gate.policy.counts())
             return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    http_auth.publish_security(app)  # security where keys are enforced (shared/http_auth.py)
     return app
 
 

@@ -13,6 +13,12 @@ server-sent events, without a reload. The simulator then drifts one queue of fou
 
 It takes the wall's screenshot; with QW_UPDATE_SCREENSHOTS=1 it refreshes docs/img/wall.png
 (the README shows it). A missing chromium fails the test under CI=true and skips it elsewhere.
+
+A second test is the operations room's wall of 501 queues (snapshots and breaches on the
+broker, as bench/api.py seeds them, read by a running alerts service) on a 1920x1080 screen:
+compact tiles, chosen by themselves, hold every queue inside the screen, worst first, the
+drifted queue first and red in words; on a smaller screen, and with full tiles pinned, the
+wall pages ("page 1 of N") and flips without a request.
 """
 
 from __future__ import annotations
@@ -20,18 +26,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Page, async_playwright
 
+from bench.api import breach as bench_breach
+from bench.api import publish as bench_publish
+from bench.api import snapshot as bench_snapshot
 from services.alerts.wall import BAND_RANK
 from services.demo.orchestrator import Services, wait_http
 from services.simulator.model import SITES, Drift, SimConfig, queue_profiles
 from services.simulator.run import play
+from shared import codec
+from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
+from shared.topics import queue_key
 from tests.deploy.artefacts import require_tool
 from tests.monitoring import free_port
 
@@ -39,6 +54,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "img" / "wall.png"
+DENSE_SCREENSHOT = REPO / "docs" / "img" / "wall-compact.png"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -187,3 +203,175 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
     finally:
         services.stop()
     assert time.monotonic() - t0 < 150
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    queue: str
+    band: str
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
+async def visible_tiles(page: Page) -> list[Box]:
+    """Every tile the screen shows (not on another page), in page order, with its box."""
+    rows: list[list[Any]] = await page.eval_on_selector_all(
+        "#tiles .tile:not(.off-page)",
+        """ns => ns.map(n => { const r = n.getBoundingClientRect();
+             return [n.dataset.queue, n.dataset.band, r.left, r.top, r.right, r.bottom]; })""",
+    )
+    return [Box(str(q), str(b), float(x0), float(y0), float(x1), float(y1))
+            for q, b, x0, y0, x1, y1 in rows]  # fmt: skip
+
+
+def outside(tiles: list[Box], width: int, height: int) -> list[Box]:
+    """The tiles that are not wholly inside the screen."""
+    return [
+        t for t in tiles
+        if t.left < 0 or t.top < 0 or t.right > width or t.bottom > height
+    ]  # fmt: skip
+
+
+async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    chromium = require_tool("chromium", "chromium")
+    port = free_port()
+    env = {
+        **kafka_settings.as_env(),
+        "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
+        "QW_ALERTS_PORT": str(port),
+        "QW_ALERTS_WALL_REFRESH_S": "1",
+        "QW_API_KEYS_FILE": str(tmp_path / "no-keys.json"),
+    }
+    base = f"http://127.0.0.1:{port}"
+    services = Services(env, tmp_path / "logs")
+    queues = [f"{a}-{m}-{i:04d}" for i, (a, m) in enumerate(
+        (a, m) for m in ("en", "de", "pt", "es", "fr") for a in ("spam", "hate", "cse", "fraud")
+        for _ in range(25)
+    )]  # fmt: skip
+    assert len(queues) == 500
+    drifted = "cse-pt-drifted"
+    await ensure_topics(kafka_settings)
+    services.start("alerts")
+    try:
+        await wait_http(f"{base}/healthz", services)
+        # 500 queues as bench/api.py seeds them (most green, some amber, red or without
+        # enough verdicts, 5% with a breach), and one drifted far below its target
+        await bench_publish(kafka_settings, queues, seed=7)
+        now = datetime.now(UTC)
+        bad = bench_snapshot(random.Random(1), drifted, now).model_copy(
+            update={"accuracy_24h": 0.55, "n_24h": 3000, "accuracy_1h": 0.5}
+        )
+        producer = make_producer(kafka_settings)
+        await producer.start()
+        try:
+            key = queue_key(drifted)
+            await producer.send(kafka_settings.topics.snapshots, codec.dumps(bad), key=key)
+            await producer.send(
+                kafka_settings.topics.breaches, codec.dumps(bench_breach(drifted, now)), key=key
+            )
+            await producer.flush()
+        finally:
+            await producer.stop()
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                services.check()
+                tiles = (await client.get("/wall/tiles")).json()["tiles"]
+                if len(tiles) == 501 and tiles[0]["alerts"]:
+                    break
+                await asyncio.sleep(0.5)
+            assert len(tiles) == 501, len(tiles)
+            assert tiles[0]["queue_id"] == drifted, tiles[:2]
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=chromium,
+                args=CHROMIUM_ARGS, viewport={"width": 1920, "height": 1080},
+            )  # fmt: skip
+            try:
+                page = browser.pages[0] if browser.pages else await browser.new_page()
+                requests: list[str] = []
+                page.on("request", lambda r: requests.append(r.url))
+                await page.goto(f"{base}/wall?page_seconds=2")
+                await page.wait_for_function(
+                    "document.getElementById('summary').textContent.startsWith('501 queues')",
+                    timeout=20_000,
+                )
+                # auto: full tiles do not fit, compact ones do: every queue on the screen
+                assert await page.evaluate("document.body.dataset.density") == "compact"
+                assert await page.evaluate("document.body.dataset.pages") == "1"
+                assert await page.locator("#page").is_hidden()
+                shown = await visible_tiles(page)
+                assert len(shown) == 501
+                assert outside(shown, 1920, 1080) == [], outside(shown, 1920, 1080)[:3]
+                assert min(t.bottom - t.top for t in shown) >= 30
+                assert await page.evaluate(
+                    "document.documentElement.scrollHeight <= window.innerHeight"
+                )
+                # worst first: the drifted queue first, red in words too; then by band
+                assert (shown[0].queue, shown[0].band) == (drifted, "red"), shown[:3]
+                ranks = [BAND_RANK[t.band] for t in shown]
+                assert ranks == sorted(ranks)
+                first = page.locator(f'#tiles .tile[data-queue="{drifted}"]')
+                assert await first.locator(".compact-view .tag").inner_text() == "RED"
+                assert "55.0%" in await first.locator(".compact-view").inner_text()
+                assert await first.locator(".full-view").is_hidden()
+                await page.screenshot(
+                    path=str(tmp_path / "wall-compact.png"), animations="disabled"
+                )
+                # a click opens the details
+                await first.click()
+                dialog = page.locator("dialog#detail[open]")
+                await dialog.wait_for(timeout=10_000)
+                assert await dialog.locator("#detail-title").inner_text() == drifted
+                assert "accuracy 24h 55.0%" in await dialog.locator("#detail-accuracy").inner_text()
+                await page.locator("#detail-close").click()
+
+                # a smaller screen: compact tiles at their smallest do not fit, so it pages
+                await page.set_viewport_size({"width": 1280, "height": 720})
+                await page.wait_for_function("Number(document.body.dataset.pages) > 1")
+                pages, text = await page.evaluate(
+                    "[Number(document.body.dataset.pages), document.getElementById('page').textContent]"
+                )
+                assert pages > 1, pages
+                assert text == f"page 1 of {pages}", text
+                one = await visible_tiles(
+                    page
+                )  # page 1 shows a whole turn (2 s) once paging starts
+                assert one[0].queue == drifted, one[:2]
+                assert outside(one, 1280, 720) == [], one[:2]
+                before = len(requests)
+                await page.wait_for_function(
+                    "document.getElementById('page').textContent.startsWith('page 2 of')",
+                    timeout=6_000,
+                )
+                two = await visible_tiles(page)
+                assert two
+                assert outside(two, 1280, 720) == [], two[:2]
+                order = [t.queue for t in shown]
+                assert order.index(two[0].queue) == order.index(one[-1].queue) + 1
+                assert len(one) + len(two) <= 501
+                assert requests[before:] == [], requests[before:]  # a flip asks nothing
+
+                # full tiles pinned on the big screen: they page as well
+                await page.set_viewport_size({"width": 1920, "height": 1080})
+                await page.goto(f"{base}/wall?density=full&page_seconds=30")
+                await page.wait_for_function("Number(document.body.dataset.pages) > 1")
+                assert await page.evaluate("document.body.dataset.density") == "full"
+                full = await visible_tiles(page)
+                assert full[0].queue == drifted, full[:2]
+                assert outside(full, 1920, 1080) == [], full[:2]
+                assert len(full) < 100
+                fulltext = await page.locator("#page").inner_text()
+                assert fulltext.startswith("page 1 of "), fulltext
+                assert all(u.startswith(base) for u in requests), requests
+            finally:
+                await browser.close()
+        if os.environ.get("QW_UPDATE_SCREENSHOTS") == "1":
+            DENSE_SCREENSHOT.write_bytes((tmp_path / "wall-compact.png").read_bytes())
+    finally:
+        services.stop()

@@ -6,7 +6,8 @@
 * Event times: ingest refuses a time more than 15 minutes ahead of the clock, or older than
   ``QW_INGEST_MAX_AGE_DAYS`` (a 422 naming the item, documented), and so does the alerts
   service a baseline reset's ``effective_at`` ahead of the clock: bounds that depend on the
-  clock and so cannot be stated in JSON Schema. A valid generated time outside them is moved
+  clock and so cannot be stated in JSON Schema; so does ingest a time before 2000-01-01,
+  whatever the days. A valid generated time outside them is moved
   to an hour ago (nothing else is changed), so ``positive_data_acceptance`` holds every
   schema-valid body to a 202. (The coverage phase runs no hook.)
 """
@@ -58,7 +59,9 @@ def map_body(ctx: Any, body: Any) -> Any:
     # changes (the oldest bound with a day to spare; tests/conftest.py sets the days)
     now = datetime.now(UTC)
     days = int(os.environ.get("QW_INGEST_MAX_AGE_DAYS", "400"))
-    earliest, horizon = now - timedelta(days=days - 1), now + timedelta(minutes=5)
+    # and never before 2000-01-01, which ingest refuses whatever QW_INGEST_MAX_AGE_DAYS says
+    floor = datetime(2000, 1, 2, tzinfo=UTC)
+    earliest, horizon = max(now - timedelta(days=days - 1), floor), now + timedelta(minutes=5)
     past = (now - timedelta(hours=1)).isoformat()
     if isinstance(body, list):
         return [_in_the_past(item, earliest, horizon, past) for item in body]

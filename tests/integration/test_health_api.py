@@ -220,3 +220,56 @@ async def test_pages_filters_etag_and_batch_through_the_running_service(
         services.check()
     finally:
         services.stop()
+
+
+async def test_a_stale_list_answers_304_until_a_staleness_step_changes(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """The list's ETag follows the data, not the clock: with QW_ALERTS_STALE_AFTER_S=2 a
+    queue is fresh for 2 s, then stale in four steps of 1.5 s; a client polling with
+    If-None-Match every 0.1 s sees at most five tags (each step once) and, past the last
+    step, 304 for good. (Freshness used to fall with every second: a new tag each second.)"""
+    await ensure_topics(kafka_settings)
+    port = free_port()
+    env = {
+        **kafka_settings.as_env(),
+        "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}",
+        "QW_ALERTS_PORT": str(port),
+        "QW_API_KEYS_FILE": str(tmp_path / "no-keys.json"),
+        "QW_ALERTS_STALE_AFTER_S": "2",
+    }
+    services = Services(env, tmp_path / "logs")
+    base = f"http://127.0.0.1:{port}"
+    queues = ["spam-00", "spam-01", "cse-00"]
+    try:
+        services.start("alerts")
+        await wait_http(f"{base}/healthz", services)
+        await publish(kafka_settings, [snap(q) for q in queues], set())
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+            async def served() -> bool:
+                return len((await client.get("/v1/queues")).json()) == len(queues)
+
+            await until("the queues served", served, services)
+            t0 = time.monotonic()
+            tag = (await client.get("/v1/queues")).headers["etag"]
+            tags, answers = [tag], {200: 0, 304: 0}
+            while time.monotonic() - t0 < 9.5:  # past the last step (2 + 4 x 1.5 s)
+                r = await client.get("/v1/queues", headers={"If-None-Match": tag})
+                answers[r.status_code] += 1
+                if r.status_code == 200:
+                    assert r.headers["etag"] != tag
+                    tag = r.headers["etag"]
+                    tags.append(tag)
+                await asyncio.sleep(0.1)
+            assert 2 <= len(tags) <= 5, tags
+            assert answers[304] > 10 * answers[200], answers
+            body = (await client.get("/v1/queues")).json()
+            assert {q["health"]["components"]["freshness"] for q in body} == {0.0}
+            assert all("no new data for over" in q["health"]["explanation"] for q in body)
+            for _ in range(10):  # the last step: unchanged for good
+                r = await client.get("/v1/queues", headers={"If-None-Match": tag})
+                assert r.status_code == 304
+                await asyncio.sleep(0.1)
+    finally:
+        services.stop()

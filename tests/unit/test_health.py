@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from services.alerts.health import band_for, health
+from services.alerts.health import band_for, health, staleness_step, staleness_step_starts
 from shared.events import ChartPoint, CusumInfo, QualitySnapshot
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
@@ -55,6 +56,21 @@ def test_below_target_and_out_of_control_is_red() -> None:
 def test_stale_data_lowers_freshness() -> None:
     assert h(snap(0.95, 500, []), age=600).components["freshness"] < 100
     assert h(snap(0.95, 500, []), age=10_000).components["freshness"] == 0
+
+
+def test_staleness_counts_in_steps_not_seconds() -> None:
+    """Fresh up to stale_after_s (300), then four steps of 225 s: 75, 50, 25, 0. Within a
+    step the health is the same, words and all, so its bytes and an ETag do not age."""
+    assert [staleness_step(a, 300) for a in (0, 300, 301, 525, 526, 750, 751, 975, 976, 1e9)] == [
+        0, 0, 1, 1, 2, 2, 3, 3, 4, 4
+    ]  # fmt: skip
+    assert [staleness_step_starts(k, 300) for k in range(6)] == [0, 300, 525, 750, 975, math.inf]
+    fresh = [h(snap(0.95, 500, []), age=a) for a in (301, 400, 525)]
+    assert all(r == fresh[0] for r in fresh)
+    assert fresh[0].components["freshness"] == 75
+    assert "no new data for over 5 min" in fresh[0].explanation
+    assert h(snap(0.95, 500, []), age=526).components["freshness"] == 50
+    assert "no new data for over 9 min" in h(snap(0.95, 500, []), age=526).explanation
 
 
 def test_score_monotone_in_accuracy() -> None:

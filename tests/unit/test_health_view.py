@@ -21,7 +21,7 @@ from services.alerts.api import HealthFastPath, create_app, get_view
 from services.alerts.health import health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
-from services.alerts.view import OVERLAP_S, RECOMPUTE_S, HealthView, QueueHealth
+from services.alerts.view import OVERLAP_S, HealthView, QueueHealth
 from shared.apikeys import AuthPolicy, KeyStore
 from shared.events import QualitySnapshot
 from shared.settings import KafkaSettings
@@ -83,6 +83,8 @@ def test_the_consumers_snapshots_and_firing_rules_are_served_as_computed_per_req
 
 
 def test_health_is_recomputed_only_once_the_age_changes_it() -> None:
+    """Staleness counts in steps (300 s fresh, then a step each 225 s): a health, and so
+    its bytes, changes when its step does, not with every second."""
     s, clock = settings(stale_after_s=300), Clock()
     view = HealthView(s, clock=clock)
     a = snap("a")
@@ -95,14 +97,42 @@ def test_health_is_recomputed_only_once_the_age_changes_it() -> None:
     body = served(view, "a")
     assert view.recomputed == computed + 1
     assert body == per_request(s, a, 420, [])
-    assert body["health"]["components"]["freshness"] < 100
-    clock.t = T0 + 420 + RECOMPUTE_S / 2  # within RECOMPUTE_S: the cached answer
-    assert served(view, "a") == body
+    assert body["health"]["components"]["freshness"] == 75
+    assert "no new data for over 5 min" in body["health"]["explanation"]
+    for t in (421, 480, 525):  # the same step: the cached answer, nothing recomputed
+        clock.t = T0 + t
+        assert served(view, "a") == body == per_request(s, a, t, [])
     assert view.recomputed == computed + 1
-    clock.t = T0 + 600  # later again: recomputed, lower again
+    clock.t = T0 + 600  # the next step: recomputed, lower
     later = served(view, "a")
     assert view.recomputed == computed + 2
-    assert later["health"]["components"]["freshness"] < body["health"]["components"]["freshness"]
+    assert later == per_request(s, a, 600, [])
+    assert later["health"]["components"]["freshness"] == 50
+    clock.t = T0 + 10**6  # the last step: no further change, ever
+    last = served(view, "a")
+    assert last["health"]["components"]["freshness"] == 0
+    clock.t = T0 + 10**9
+    assert served(view, "a") == last
+    assert view.recomputed == computed + 3
+
+
+def test_a_stale_page_keeps_its_etag_until_a_staleness_step_changes() -> None:
+    """A client polling with If-None-Match gets the same tag while nothing changes, stale
+    or not; a new step or new data changes it."""
+    s, clock = settings(stale_after_s=300), Clock()
+    view = HealthView(s, clock=clock)
+    view.apply([(snap(q), NOW) for q in ("a", "b")])
+    clock.t = T0 + 301
+    tag = view.page(limit=10).etag
+    for t in range(302, 526, 7):
+        clock.t = T0 + t
+        assert view.page(limit=10).etag == tag, t
+    clock.t = T0 + 526
+    assert view.page(limit=10).etag != tag
+    clock.t = T0 + 530
+    tag = view.page(limit=10).etag
+    view.apply([(snap("b", accuracy=0.96), NOW)])
+    assert view.page(limit=10).etag != tag
 
 
 def test_pages_by_id_with_filters_and_an_etag_that_follows_the_bytes() -> None:

@@ -3,7 +3,18 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const state = { tiles: new Map(), order: [], open: null };
+const state = { tiles: new Map(), order: [], open: null, pages: [], page: 0 };
+
+// The view. ?density=auto (default) shows full tiles while they fit the screen, else compact
+// tiles (name, band in words, 24 h accuracy; the rest on click) sized to fit every queue;
+// when even compact tiles at their smallest do not fit, the wall pages through the queues,
+// worst first, flipping every ?page_seconds (default 15). ?density=compact|full pins a view
+// (a full view that does not fit pages too). Paging is local: no request per flip.
+const params = new URLSearchParams(location.search);
+const DENSITY = ["auto", "compact", "full"].includes(params.get("density"))
+  ? params.get("density") : "auto";
+const PAGE_S = Math.max(1, Number(params.get("page_seconds")) || 15);
+const COMPACT = { minW: 96, minH: 30, idealW: 240, idealH: 80, gap: 3 };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -46,10 +57,24 @@ function sparkline(tile) {
   return s;
 }
 
+// the compact tile: the queue, its band in one word (colour is never the only signal) and its
+// 24 h accuracy; its title says the open alerts, the click opens the rest
+function compactView(tile) {
+  return el("span", { class: "compact-view" },
+    el("span", { class: "name" }, tile.queue_id),
+    el("span", { class: "line" },
+      el("span", { class: `tag band-${tile.band}` }, tile.band_label || tile.band_text.split(":")[0]),
+      el("span", { class: "acc-short" }, pct(tile.accuracy_24h))));
+}
+
 function renderTile(tile) {
   const node = el("button", { type: "button", class: `tile band-${tile.band}`,
-    "data-queue": tile.queue_id, "data-band": tile.band });
-  node.append(
+    "data-queue": tile.queue_id, "data-band": tile.band,
+    title: `${tile.queue_id}: ${tile.band_text}, accuracy 24h ${pct(tile.accuracy_24h)}, ` +
+      `${tile.alerts.length} open alert(s)` });
+  const full = el("span", { class: "full-view" });
+  node.append(compactView(tile), full);
+  full.append(
     el("span", { class: "score", title: "health score 0-100" },
       tile.score === null ? "–" : String(Math.round(tile.score))),
     el("h2", {}, tile.queue_id),
@@ -62,7 +87,7 @@ function renderTile(tile) {
   const meta = [];
   if (tile.baseline_state === "phase1") meta.push(tile.baseline || `learning (${tile.phase1_subgroups})`);
   if (tile.top_error) meta.push(`top error 24h: ${tile.top_error.replaceAll("_", " ")}`);
-  if (meta.length) node.append(el("p", { class: "meta" }, meta.join(" · ")));
+  if (meta.length) full.append(el("p", { class: "meta" }, meta.join(" · ")));
   // open alerts, one line per rule (newest first): the rule, how many, the cause or message
   const byRule = new Map();
   for (const a of [...tile.alerts].reverse()) {
@@ -72,7 +97,7 @@ function renderTile(tile) {
   for (const [rule, alerts] of byRule) {
     const a = alerts[0];
     const acked = alerts.every((x) => x.status === "acknowledged") ? ", acknowledged" : "";
-    node.append(el("p", { class: "alert" },
+    full.append(el("p", { class: "alert" },
       el("span", { class: "rule" }, `ALERT ${rule}${alerts.length > 1 ? ` ×${alerts.length}` : ""}`),
       ` (${a.severity}${acked})`,
       el("span", { class: "cause" }, a.cause ? `cause: ${a.cause}` : a.message)));
@@ -101,8 +126,124 @@ function render(changed) {
   document.getElementById("summary").textContent =
     `${state.order.length} queues: ${count("red")} red, ${count("amber")} amber, ` +
     `${count("green")} green, ${count("insufficient_data")} without enough data`;
+  layout();
   if (state.open && changed.has(state.open)) openDetail(state.open);
 }
+
+// The most columns x rows of compact tiles that hold n tiles in w x h, the tiles as large as
+// possible (never under COMPACT.minW x minH); null when n do not fit even at that size.
+function fit(n, w, h) {
+  let best = null;
+  const g = COMPACT.gap;
+  for (let cols = 1; cols <= Math.max(1, n); cols++) {
+    const rows = Math.ceil(n / cols);
+    const tw = Math.floor((w - g * (cols + 1)) / cols), th = Math.floor((h - g * (rows + 1)) / rows);
+    if (tw < COMPACT.minW) break;
+    if (th < COMPACT.minH) continue;
+    const scale = Math.min(tw / COMPACT.idealW, th / COMPACT.idealH);
+    if (!best || scale > best.scale) best = { cols, rows, tw, th, scale };
+  }
+  return best;
+}
+
+function setView(density) {
+  document.body.classList.toggle("density-compact", density === "compact");
+  document.body.classList.toggle("density-full", density === "full");
+  document.body.dataset.density = density;
+}
+
+// Choose the view for the screen as it is, then split the tiles into pages of whole rows.
+function layout() {
+  const main = document.getElementById("tiles");
+  const tiles = [...main.querySelectorAll(".tile")];
+  main.classList.remove("paged");
+  main.style.removeProperty("height");
+  for (const v of ["--cols", "--row-h", "--font"]) main.style.removeProperty(v);
+  for (const t of tiles) t.classList.remove("off-page");
+  main.scrollTop = 0;
+  const room = () => Math.floor(window.innerHeight - main.getBoundingClientRect().top);
+  const width = document.documentElement.clientWidth;
+  let density = DENSITY === "compact" ? "compact" : "full";
+  setView(density);
+  if (DENSITY === "auto" && main.scrollHeight > room()) setView((density = "compact"));
+  if (density === "compact") {
+    const f = fit(tiles.length, width, room());
+    const cols = f ? f.cols : Math.max(1, Math.floor((width - COMPACT.gap) / (COMPACT.minW + COMPACT.gap)));
+    const th = f ? f.th : COMPACT.minH;
+    // as large as the row allows, small enough for the longest name (cut with … beyond 24)
+    const longest = Math.min(24, Math.max(8, ...state.order.map((id) => id.length)));
+    const font = Math.max(10, Math.min(th / 2.6, (width / cols - 12) / (0.62 * longest), 40));
+    main.style.setProperty("--cols", String(cols));
+    main.style.setProperty("--row-h", `${th}px`);
+    main.style.setProperty("--font", `${font.toFixed(1)}px`);
+  }
+  document.getElementById("view").textContent = `${density} view${DENSITY === "auto" ? " (auto)" : ""}`;
+  paginate(main, tiles, room());
+}
+
+function paginate(main, tiles, height) {
+  const pageEl = document.getElementById("page");
+  state.pages = [];
+  if (!tiles.length || main.scrollHeight <= height) {
+    state.page = 0;
+    pageEl.hidden = true;
+    document.body.dataset.pages = "1";
+    return;
+  }
+  main.classList.add("paged");
+  main.style.height = `${height}px`;
+  const pad = parseFloat(getComputedStyle(main).paddingTop) || 0;
+  // rows of the grid (tiles sharing a top), then pages of whole rows
+  const rows = [];
+  for (const [i, t] of tiles.entries()) {
+    const top = t.offsetTop, bottom = top + t.offsetHeight;
+    const row = rows.length && rows[rows.length - 1].top === top ? rows[rows.length - 1] : null;
+    if (row) { row.last = i; row.bottom = Math.max(row.bottom, bottom); }
+    else rows.push({ top, bottom, first: i, last: i });
+  }
+  let page = null;
+  for (const r of rows) {
+    if (!page || r.bottom - page.top + pad > height) {
+      page = { top: r.top, first: r.first, last: r.last };
+      state.pages.push(page);
+    } else page.last = r.last;
+  }
+  if (state.page >= state.pages.length) state.page = 0;
+  if (document.body.dataset.pages === "1") flipLater(); // paging starts: page 1 a full turn
+  document.body.dataset.pages = String(state.pages.length);
+  pageEl.hidden = false;
+  showPage(main, tiles);
+}
+
+function showPage(main, tiles) {
+  const p = state.pages[state.page];
+  if (!p) return;
+  tiles.forEach((t, i) => t.classList.toggle("off-page", i < p.first || i > p.last));
+  const pad = parseFloat(getComputedStyle(main).paddingTop) || 0;
+  main.scrollTop = p.top - pad;
+  document.getElementById("page").textContent = `page ${state.page + 1} of ${state.pages.length}`;
+  document.body.dataset.page = String(state.page + 1);
+}
+
+// the pages flip on a timer, in the page: the data still comes only by the event stream
+let flipping = null;
+function flipLater() {
+  clearTimeout(flipping);
+  flipping = setTimeout(() => {
+    if (state.pages.length > 1 && !document.getElementById("detail").open) {
+      state.page = (state.page + 1) % state.pages.length;
+      const main = document.getElementById("tiles");
+      showPage(main, [...main.querySelectorAll(".tile")]);
+    }
+    flipLater();
+  }, PAGE_S * 1000);
+}
+flipLater();
+let resizing = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(layout, 150);
+});
 
 function onSnapshot(data) {
   state.tiles = new Map(data.tiles.map((t) => [t.queue_id, t]));
@@ -250,6 +391,10 @@ async function openDetail(queueId) {
   band.textContent = d.tile.band_text;
   band.className = `band band-${d.tile.band}`;
   document.getElementById("detail-explanation").textContent = d.tile.explanation;
+  document.getElementById("detail-accuracy").textContent =
+    `accuracy 24h ${pct(d.tile.accuracy_24h)} (95% CI ${pct(d.tile.accuracy_low)}–` +
+    `${pct(d.tile.accuracy_high)}, n=${d.tile.n_24h}, target ${pct(d.tile.target, 0)})` +
+    (d.tile.top_error ? ` · top error 24h: ${d.tile.top_error.replaceAll("_", " ")}` : "");
   document.getElementById("chart").replaceChildren(chart(d.points));
   const rows = d.alerts.map((a) => el("tr", { class: `alert-row status-${a.status}` },
     el("td", {}, a.status), el("td", {}, a.rule), el("td", {}, a.severity),

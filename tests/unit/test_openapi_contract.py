@@ -1,0 +1,135 @@
+"""Both services' OpenAPI documents: every operation has a stable operationId of its own
+(not FastAPI's path-derived default), ``/metrics`` is documented as Prometheus text, and
+``security`` is declared exactly where the service enforces a key at that moment."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.alerts.api import create_app as alerts_app
+from services.alerts.metrics import Metrics
+from services.alerts.settings import AlertsSettings
+from services.ingest.api import create_app as ingest_app
+from services.ingest.metrics import IngestMetrics
+from services.ingest.publisher import Publisher
+from shared import apikeys
+from shared.apikeys import AuthPolicy, KeyStore
+from shared.settings import KafkaSettings
+from tests.alerts_cases import sqlite_sessions
+from tests.unit.test_ingest_api import MemoryPublisher
+
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    async with sqlite_sessions(tmp_path) as sessions:
+        yield sessions
+
+
+def apps(policy: AuthPolicy | None, sessions: async_sessionmaker[AsyncSession]) -> list[FastAPI]:
+    ingest = ingest_app(
+        cast(Publisher, MemoryPublisher()), 1 << 20, policy,
+        metrics=IngestMetrics.create(CollectorRegistry()),
+    )  # fmt: skip
+    alerts = alerts_app(
+        AlertsSettings(kafka=KafkaSettings()), sessions, Metrics.create(CollectorRegistry()), policy
+    )
+    return [ingest, alerts]
+
+
+async def document(app: FastAPI) -> dict[str, Any]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+        r = await c.get("/openapi.json")
+        assert r.status_code == 200
+        doc: dict[str, Any] = r.json()
+        return doc
+
+
+def operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method, path): op
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+        if method in METHODS
+    }
+
+
+async def test_every_operation_has_a_stable_id_of_its_own(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    for app in apps(None, sessions):
+        ops = operations(await document(app))
+        ids = [op["operationId"] for op in ops.values()]
+        assert len(ids) == len(set(ids)), ids
+        for (method, path), op in ops.items():
+            oid = op["operationId"]
+            # FastAPI's default is the function's name, the path and the method run together
+            assert re.fullmatch(r"[a-z][a-z_]*", oid), (method, path, oid)
+            assert not oid.endswith(f"_{method}"), (method, path, oid)
+    ingest = operations(await document(apps(None, sessions)[0]))
+    assert {op["operationId"] for op in ingest.values()} == {
+        "post_decisions", "post_verdicts", "post_events", "list_admitted_queues",
+        "get_queue_admission", "admit_queue", "remove_queue", "healthz", "metrics",
+    }  # fmt: skip
+
+
+async def test_metrics_is_documented_as_prometheus_text_in_both(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    for app in apps(None, sessions):
+        doc = await document(app)
+        op = doc["paths"]["/metrics"]["get"]
+        assert op["operationId"] == "metrics"
+        assert set(op["responses"]) == {"200"}
+        assert op["responses"]["200"]["content"] == {"text/plain": {"schema": {"type": "string"}}}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s") as c:
+            r = await c.get("/metrics")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/plain")
+
+
+def secured(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {key for key, op in operations(doc).items() if "security" in op}
+
+
+async def test_security_is_declared_where_a_key_is_enforced_and_follows_the_first_key(
+    tmp_path: Path, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Development without a key file serves every call without a key: the documents say
+    so (no ``security``), while 401/403 stay documented; once a key exists, writes declare
+    it at once; reads only when protected; production always."""
+    store = KeyStore(tmp_path / "keys.json")
+    dev = apps(AuthPolicy(store, "development", protect_reads=False), sessions)
+    for app in dev:
+        doc = await document(app)
+        assert secured(doc) == set(), secured(doc)
+    ingest_doc, alerts_doc = [await document(app) for app in dev]
+    assert "401" in ingest_doc["paths"]["/v1/events"]["post"]["responses"]
+    assert "401" in alerts_doc["paths"]["/v1/alerts/{alert_id}/ack"]["post"]["responses"]
+    store.create("first", ["admin"])  # the first key: writes need one from now on
+    await asyncio.sleep(apikeys.RELOAD_CHECK_S + 0.05)  # as the services see a new key file
+    ingest_doc, alerts_doc = [await document(app) for app in dev]
+    assert secured(ingest_doc) == set(operations(ingest_doc)) - {
+        ("get", "/healthz"), ("get", "/metrics")
+    }  # fmt: skip
+    assert ("post", "/v1/alerts/{alert_id}/ack") in secured(alerts_doc)
+    assert ("get", "/v1/queues") not in secured(alerts_doc)  # reads stay open
+    assert all(m == "post" for m, _ in secured(alerts_doc)), secured(alerts_doc)
+    protected = apps(AuthPolicy(KeyStore(tmp_path / "none.json"), "production", True), sessions)
+    alerts_doc = await document(protected[1])
+    assert ("get", "/v1/queues") in secured(alerts_doc)
+    assert ("get", "/wall/tiles") in secured(alerts_doc)
+    assert ("get", "/metrics") not in secured(alerts_doc)
