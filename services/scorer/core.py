@@ -610,13 +610,20 @@ class Scorer:
             arl0 = live.design_arl0(
                 live.arl0_for(st.rate, budget, queues, cast(live.Side, side), sites)
             )
-            _set_design(st.cusum, side, cast(live.Side, side), st.baseline_p, ratio, arl0)
+            # an estimated baseline's charts meet their ARL0 up to its guard bound; a
+            # configured one is a standard, known without estimation error
+            at = (
+                live.guard(cast(live.Side, side), st.baseline_e, st.baseline_n)
+                if st.baseline_n else None
+            )  # fmt: skip
+            _set_design(st.cusum, side, cast(live.Side, side), st.baseline_p, ratio, arl0, at)
         for site, (n, e) in st.site_base.items():
             rate = self._site_rate(st, site)
             assert rate is not None
             arl0 = live.design_arl0(live.site_arl0_for(rate, budget, queues, len(st.site_base)))
             p0 = live.site_p0(n, e, st.baseline_p)
-            _set_design(st.site_cusum, site, "upper", p0, self.s.cusum_shift_up, arl0)
+            at = live.guard("upper", e, n, st.baseline_p, live.SITE_PRIOR_N)
+            _set_design(st.site_cusum, site, "upper", p0, self.s.cusum_shift_up, arl0, at)
 
     def _site_rate(self, st: QueueState, site: str) -> float | None:
         """A site chart's verdicts a day: the queue's rate times the site's share of the
@@ -1150,11 +1157,11 @@ class Scorer:
 
 def _set_design(
     charts: dict[str, live.LiveCusum], key: str, side: live.Side, p0: float, ratio: float,
-    arl0: float,
+    arl0: float, at: float | None,
 ) -> None:  # fmt: skip
-    """Put the design for (side, p0, ratio, arl0) in force on ``charts[key]``: a new chart,
-    or a new decision interval for the one running (its statistic carries over)."""
-    d = live.design(side, p0, ratio, arl0)
+    """Put the design for (side, p0, ratio, arl0, at) in force on ``charts[key]``: a new
+    chart, or a new decision interval for the one running (its statistic carries over)."""
+    d = live.design(side, p0, ratio, arl0, at)
     if d is None:
         return
     chart = charts.get(key)

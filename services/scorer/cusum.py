@@ -40,6 +40,8 @@ import functools
 import math
 from typing import Any, Literal
 
+from scipy.stats import beta as beta_dist
+
 from shared.stats.cusum import BernoulliCusum, BernoulliCusumDesign, choose_h, llr_gamma
 from shared.stats.errors import StatsError
 
@@ -56,6 +58,8 @@ SHARES_WITH_SITES: dict[Detector, float] = {
 }  # fmt: skip
 SITE_MIN_N = 300  # random verdicts of a site in Phase I for it to get its own chart
 SITE_PRIOR_N = 100  # a site's baseline is shrunk towards the queue's by this many verdicts
+GUARD_QUANTILE = 0.975  # an estimated baseline's charts meet their ARL0 up to this bound
+WIDER = (1.0, 1.25, 1.5, 2.0, 3.0)  # ... tuned to a shift this much wider where they must
 ALPHA_MIN = 1e-9  # the p-chart's tail per subgroup: at most 6 sigma ...
 ALPHA_MAX = 0.0228  # ... and at least 2 sigma
 ARL0_MIN = 100.0  # verdicts: below, a chart would alarm on a handful of errors
@@ -148,22 +152,63 @@ def _lower_resolution(p0: float, p1: float) -> int | None:
     return None
 
 
+def guard(
+    side: Side, errors: int, n: int, prior_p: float | None = None, prior_n: float = 0.0
+) -> float:
+    """The error rate a chart on an *estimated* baseline is designed to meet its ARL0 at:
+    the ``GUARD_QUANTILE`` bound of the baseline on the side's alarm side (upper for the
+    upper chart, lower for the lower one), from the Beta posterior of ``errors`` in ``n``
+    (Jeffreys' prior, or ``prior_n`` verdicts at ``prior_p`` for a site shrunk towards its
+    queue). A chart run against an underestimated p0 alarms far more often than designed
+    (an estimate from 1,000 verdicts at 5% spends 60 times its share on average), so its h
+    is chosen to meet the ARL0 even if p0 is as high as this bound (guaranteed conditional
+    performance, Gandy & Kvaløy 2013); docs/statistics.md."""
+    if prior_p is None:
+        a, b = errors + 0.5, n - errors + 0.5
+    else:
+        a, b = errors + prior_n * prior_p, n - errors + prior_n * (1.0 - prior_p)
+    q = GUARD_QUANTILE if side == "upper" else 1.0 - GUARD_QUANTILE
+    return round(float(beta_dist.ppf(q, a, b)), 6)
+
+
 @functools.lru_cache(maxsize=2048)
-def design(side: Side, p0: float, ratio: float, arl0: float) -> BernoulliCusumDesign | None:
+def design(
+    side: Side, p0: float, ratio: float, arl0: float, at: float | None = None
+) -> BernoulliCusumDesign | None:
     """The side's chart for the queue's baseline ``p0`` and ``arl0`` (from
-    :func:`design_arl0`), or None where no chart is run (the lattice would be too fine: p0
-    too small for the shift to be represented at a bounded cost)."""
+    :func:`design_arl0`), its ARL0 met at the error rate ``at`` (default p0; for an
+    estimated baseline its :func:`guard`), or None where no chart is run (the lattice would
+    be too fine: p0 too small for the shift to be represented at a bounded cost). Where
+    ``at`` is at or past the reference value of the chart for ``ratio`` (a baseline too
+    uncertain to hold a chart for that shift to its ARL0), the chart is tuned to the next
+    larger shift of ``WIDER`` that it can be held to: its p1 says which."""
+    if at is None:
+        return _design(side, p0, ratio, arl0, None)
+    for wider in WIDER:
+        r = ratio * wider if side == "upper" else ratio / wider
+        d = _design(side, p0, r, arl0, at)
+        if d is not None:
+            return d
+    return None
+
+
+def _design(
+    side: Side, p0: float, ratio: float, arl0: float, at: float | None
+) -> BernoulliCusumDesign | None:
     p1 = _p1(side, p0, ratio)
     try:
         if side == "upper":
             m, _ = BernoulliCusumDesign.lattice(p0, p1)
             if m > MAX_LATTICE:
                 return None
-            return choose_h(p0, p1, arl0)
+            return choose_h(p0, p1, arl0, in_control=at)
         resolution = _lower_resolution(p0, p1)
         if resolution is None or resolution + 1 > MAX_LATTICE:
             return None
-        return choose_h(1.0 - p0, 1.0 - p1, arl0, resolution=resolution)
+        return choose_h(
+            1.0 - p0, 1.0 - p1, arl0, resolution=resolution,
+            in_control=None if at is None else 1.0 - at,
+        )  # fmt: skip
     except StatsError:
         return None
 

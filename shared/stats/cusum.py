@@ -431,11 +431,17 @@ def choose_h(
     p1: float,
     target_arl0: float,
     resolution: int | None = None,
+    in_control: float | None = None,
 ) -> BernoulliCusumDesign:
     """The Bernoulli CUSUM design with the smallest decision interval whose ARL0 >= target.
 
     The in-control ARL (in verdicts) is computed exactly on the lattice, and it grows with
     the decision interval, so the result is the most sensitive chart that meets the target.
+    ``in_control`` (default ``p0``) is the proportion the ARL0 is evaluated at: for a p0
+    estimated from a sample, an upper confidence bound of it gives a chart whose ARL0 meets
+    the target unless p0 was underestimated by more than the bound allows (guaranteed
+    conditional performance, Gandy & Kvaløy 2013); it must lie below the chart's reference
+    value, else no interval reaches the target.
 
     Args:
         p0: in-control error proportion.
@@ -448,8 +454,16 @@ def choose_h(
     m, g = BernoulliCusumDesign.lattice(p0, p1, resolution)
     up = m - g
 
+    at = p0 if in_control is None else float(in_control)
+    check_open_probability("in_control", at)
+    if at * m >= g:  # the statistic drifts up at ``at``: no interval holds it for long
+        raise StatsError(
+            f"in_control {at:g} is at or above the chart's reference value {g / m:g}: no "
+            "decision interval gives it a long in-control run"
+        )
+
     def arl0(limit: int) -> float:
-        return _lattice_arl(up, g, limit, p0)
+        return _lattice_arl(up, g, limit, at)
 
     top = max_lattice_limit(up, g)
     hi = 1

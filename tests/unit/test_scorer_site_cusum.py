@@ -4,6 +4,7 @@ queue alerting on that site's chart, named, before the queue's own chart."""
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import timedelta
 from typing import Any
@@ -11,13 +12,15 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.stats import beta, binom
 
 from services.scorer import causes
 from services.scorer import cusum as live
 from services.scorer.core import Scorer
 from services.scorer.state import QueueState
 from shared import control
-from shared.stats.cusum import BernoulliCusum
+from shared.stats.cusum import BernoulliCusum, BernoulliCusumDesign, bernoulli_cusum_arl, choose_h
+from shared.stats.errors import StatsError
 from tests.factories import T0, decision, verdict
 from tests.unit.test_scorer_core import feed
 from tests.unit.test_scorer_core import settings as scorer_settings
@@ -48,11 +51,11 @@ def _hours(
 
 
 def _learned(seed: int = 1) -> tuple[Scorer, random.Random]:
-    """A queue through a Phase I of 5 hours of 320 verdicts (80 a site) at 6%, then more
+    """A queue through a Phase I of 10 hours of 320 verdicts (80 a site) at 6%, then more
     hours: baseline frozen, the rate measured, the site charts designed."""
     rng = random.Random(seed)
-    sc = Scorer(scorer_settings(), {})
-    assert _run(sc, _hours(range(12), 320, lambda h, s: 0.06, rng)) == []
+    sc = Scorer(scorer_settings(phase1_subgroups=10), {})
+    assert _run(sc, _hours(range(16), 320, lambda h, s: 0.06, rng)) == []
     return sc, rng
 
 
@@ -95,8 +98,8 @@ def test_an_estimated_baseline_gives_each_site_its_own_chart_from_its_phase1() -
     q = sc.state("q")
     assert q.baseline_p is not None
     assert set(q.site_base) == set(SITES)
-    # the Phase I's counts of each site: its 5 subgroups of 80 verdicts
-    assert all(n == 400 for n, _ in q.site_base.values())
+    # the Phase I's counts of each site: its 10 subgroups of 80 verdicts
+    assert all(n == 800 for n, _ in q.site_base.values())
     assert sum(n for n, _ in q.site_base.values()) == q.baseline_n
     assert sum(e for _, e in q.site_base.values()) == q.baseline_e
     assert set(q.site_cusum) == set(SITES)
@@ -137,7 +140,7 @@ def test_the_site_chart_is_the_librarys_chart_on_the_sites_verdicts() -> None:
     q = sc.state("q")
     was = q.site_cusum["manila"].chart
     ref = BernoulliCusum(was.design, s=was.s, t=was.t)
-    hours = _hours(range(12, 16), 320, lambda h, s: 0.06, rng)
+    hours = _hours(range(16, 20), 320, lambda h, s: 0.06, rng)
     for items in hours:
         feed(sc, items, wall=WALL)
     xs = [
@@ -152,16 +155,18 @@ def test_the_site_chart_is_the_librarys_chart_on_the_sites_verdicts() -> None:
     assert q.site_cusum["manila"].chart.t == ref.t
 
 
-def test_a_drift_at_one_site_alerts_on_its_chart_first_and_names_it() -> None:
+def test_a_drift_at_one_site_signals_on_its_chart_and_names_it() -> None:
     """Manila's error rate goes from 6% to 30% (the queue's from 6% to 12%): its own chart
-    signals first, the breach names the site (label and message), and the queue's chart,
-    diluted by the three sites in control, comes later if at all."""
+    signals, the breach names the site (label, chart and message), no other site's chart
+    signals, and the first alert of any chart names manila."""
     sc, rng = _learned(3)
-    drift = _run(sc, _hours(range(12, 40), 320, lambda h, s: 0.30 if s == "manila" else 0.06, rng))
+    drift = _run(sc, _hours(range(16, 44), 320, lambda h, s: 0.30 if s == "manila" else 0.06, rng))
     cusums = [b for b in drift if b.rule.startswith("cusum")]
     assert cusums, "a drift of one site must signal"
-    first = cusums[0]
-    assert first.rule == "cusum_site_upper"
+    assert cusums[0].site == "manila"
+    on_site = [b for b in cusums if b.rule == "cusum_site_upper"]
+    assert on_site, "the site's own chart must signal"
+    first = on_site[0]
     assert first.site == "manila"
     assert "site manila" in first.message
     assert first.cusum is not None
@@ -169,12 +174,9 @@ def test_a_drift_at_one_site_alerts_on_its_chart_first_and_names_it() -> None:
     assert first.cusum.statistic >= first.cusum.h
     assert first.causes
     assert first.causes[0].value.startswith("manila")
-    assert not [b for b in cusums if b.rule == "cusum_site_upper" and b.site != "manila"]
-    queue_wide = [b for b in cusums if b.rule == "cusum_upper"]
-    if queue_wide:
-        assert first.detected_at <= queue_wide[0].detected_at
+    assert all(b.site == "manila" for b in on_site)
     # one incident's worth: the dedup keys of a site's signals name the site
-    assert all(b.dedup_key.endswith(":manila") for b in cusums if b.rule == "cusum_site_upper")
+    assert all(b.dedup_key.endswith(":manila") for b in on_site)
     # the site chart's recovery holds the queue's quiet streak at 0 while the drift lasts
     assert sc.state("q").quiet_streak == 0
 
@@ -216,3 +218,48 @@ def test_a_site_stands_out_only_against_the_rest_of_the_queue() -> None:
     assert not named
     assert "rise is the queue's too" in words
     assert not causes.site_stands_out({"site=manila": [400, 48, {}]}, "manila")[0]
+
+
+def test_choose_h_meets_its_arl0_at_the_in_control_rate_it_is_given() -> None:
+    plain = choose_h(0.05, 0.10, 1e5)
+    guarded = choose_h(0.05, 0.10, 1e5, in_control=0.06)
+    assert (guarded.p0, guarded.p1, guarded.m, guarded.g) == (plain.p0, plain.p1, plain.m, plain.g)
+    assert bernoulli_cusum_arl(guarded, 0.06) >= 1e5
+    assert guarded.h > plain.h
+    smaller = BernoulliCusumDesign(0.05, 0.10, guarded.m, guarded.g, guarded.limit - 1)
+    assert bernoulli_cusum_arl(smaller, 0.06) < 1e5  # the smallest that does
+    with pytest.raises(StatsError, match="reference value"):
+        choose_h(0.05, 0.10, 1e5, in_control=0.08)
+
+
+def test_the_guard_is_the_baselines_bound_on_its_alarm_side() -> None:
+    up, low = live.guard("upper", 50, 1000), live.guard("lower", 50, 1000)
+    assert low < 0.05 < up
+    assert up == pytest.approx(beta.ppf(live.GUARD_QUANTILE, 50.5, 950.5), abs=1e-6)
+    # a site's: its counts with SITE_PRIOR_N verdicts at the queue's rate
+    site = live.guard("upper", 50, 1000, 0.04, live.SITE_PRIOR_N)
+    assert site == pytest.approx(beta.ppf(live.GUARD_QUANTILE, 54, 1046), abs=1e-6)
+    assert live.guard("upper", 50, 10_000) < up  # more verdicts, a tighter bound
+
+
+@pytest.mark.parametrize(("n", "bound"), [(3000, 0.5), (10_000, 0.5)])
+def test_a_guarded_chart_on_an_estimated_baseline_spends_no_more_than_its_share(
+    n: int, bound: float
+) -> None:
+    """Averaged over the Phase I's sampling (errors ~ Binomial(n, 5%)), the false alarms a
+    day of an upper chart designed on the estimate: unguarded more than its share,
+    guarded within it (docs/statistics.md, "Estimated baselines")."""
+    p, rate = 0.05, 1000.0
+    arl0 = live.design_arl0(live.arl0_for(rate, 1.0, 500, "upper", True))
+    share = live.detector_share(1.0, 500, "cusum_upper", sites=True)
+    spent = {False: 0.0, True: 0.0}
+    sd = math.sqrt(n * p)
+    for e in range(int(n * p - 4 * sd), int(n * p + 4 * sd) + 1):
+        w = float(binom.pmf(e, n, p))
+        for guarded in (False, True):
+            at = live.guard("upper", e, n) if guarded else None
+            d = live.design("upper", e / n, 2.0, arl0, at)
+            assert d is not None
+            spent[guarded] += w * rate / bernoulli_cusum_arl(d, p)
+    assert spent[False] > share
+    assert spent[True] <= bound * share
