@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -93,12 +94,73 @@ class DemoOptions:
     drift_delta: float = -0.24
     drift_site: str | None = "dublin"  # None: the whole queue drifts
     invalid_every: int = 5000
+    # on 127.0.0.1; qwatch demo --ingest-port/--alerts-port/--receiver-port or the
+    # QW_DEMO_INGEST_PORT/QW_DEMO_ALERTS_PORT/QW_DEMO_RECEIVER_PORT variables change them
     ingest_port: int = 8001
     alerts_port: int = 8002
     receiver_port: int = 8099
     keep_kafka: bool = False
     # the real Prometheus and Alertmanager too (services/demo/monitoring.py)
     alertmanager: bool = False
+
+
+def busy_ports(opts: DemoOptions) -> list[str]:
+    """Why the demo cannot have its ports, one reason per port ([] when it can): each is
+    bound once on 127.0.0.1 (as uvicorn does, SO_REUSEADDR) and let go at once, before
+    anything starts, so another server there (``qwatch run`` still up, an earlier demo) is
+    never taken for the demo's own."""
+    ports = {
+        "ingest": (opts.ingest_port, "--ingest-port", "QW_DEMO_INGEST_PORT"),
+        "alerts": (opts.alerts_port, "--alerts-port", "QW_DEMO_ALERTS_PORT"),
+        "webhook receiver": (opts.receiver_port, "--receiver-port", "QW_DEMO_RECEIVER_PORT"),
+    }
+    reasons: list[str] = []
+    seen: dict[int, str] = {}
+    for name, (port, flag, var) in ports.items():
+        if port in seen:
+            reasons.append(f"{name} and {seen[port]} cannot share port {port}: set {flag} or {var}")
+            continue
+        seen[port] = name
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as exc:
+                reasons.append(
+                    f"port {port} (the demo's {name}) on 127.0.0.1 is taken ({exc.strerror}; "
+                    f"another qwatch run or demo?): stop what listens there, or choose "
+                    f"another port with {flag} or {var}"
+                )
+    return reasons
+
+
+def listener_pid_owns(port: int, pid: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on TCP ``port`` (Linux's /proc;
+    True where /proc cannot tell), so the demo talks to the service it started and not to
+    another one that answers on the same port."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            # local address "0100007F:1F41", state 0A = LISTEN, inode in column 10
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rpartition(":")[2], 16) == port:
+                inodes.add(f[9])
+    if not inodes and not Path("/proc/net/tcp").exists():
+        return True
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    return False
 
 
 def local_kafka(**values: Any) -> KafkaSettings:
@@ -136,6 +198,17 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+class ServiceExitError(RuntimeError):
+    """A service the demo (or ``qwatch run``) started has ended on its own."""
+
+    def __init__(self, name: str, code: int, log: Path) -> None:
+        self.name, self.code, self.log = name, code, log
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        lines = [ln for ln in tail.splitlines() if ln.strip()]
+        self.last_line = lines[-1].strip() if lines else ""
+        super().__init__(f"service {name} exited with {code}:\n{tail}")
+
+
 class Services:
     """The three services as child processes, with logs in files."""
 
@@ -161,8 +234,7 @@ class Services:
     def check(self) -> None:
         for name, p in self.procs.items():
             if p.poll() is not None:
-                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"service {name} exited with {p.returncode}:\n{tail}")
+                raise ServiceExitError(name, p.returncode, self.log_dir / f"{name}.log")
 
     def end(self, label: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal one instance (SIGKILL for a crash), wait for it and forget it; its exit
@@ -188,13 +260,23 @@ class Services:
                 p.wait()
 
 
-async def wait_http(url: str, services: Services, timeout: float = 90.0) -> None:
+async def wait_http(
+    url: str, services: Services, timeout: float = 90.0, *, owner: str | None = None
+) -> None:
+    """Wait until ``url`` answers 200 (a started service dying meanwhile raises
+    ``ServiceExitError``). With ``owner`` (a label in ``services.procs``) only an answer from
+    that child counts: it must hold the port's listening socket, not some other server."""
     deadline = time.monotonic() + timeout
+    port = httpx.URL(url).port
     async with httpx.AsyncClient(timeout=2.0) as client:
         while time.monotonic() < deadline:
             services.check()
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url)).status_code == 200:
+                if (await client.get(url)).status_code == 200 and (
+                    owner is None
+                    or port is None
+                    or listener_pid_owns(port, services.procs[owner].pid)
+                ):
                     return
             await asyncio.sleep(0.3)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
@@ -359,6 +441,10 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     console = console or Console()
     if not console.is_terminal:
         console.soft_wrap = True  # a log: one line per line, whatever the width
+    busy = busy_ports(opts)
+    if busy:
+        console.print(f"[red]cannot start the demo:[/] {busy[0]}", highlight=False)
+        return 2
     kafka = local_kafka()
     state = default_state_dir()
     started_kafka = False
@@ -446,6 +532,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    sim: asyncio.Task[SimProgress] | None = None
     try:
         for name in ("ingest", "scorer", "alerts"):
             services.start(name)
@@ -455,10 +542,10 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             f"drifts from +{opts.drift_at_h:.0f} h on (which one is shown at the end)"
         )
         ingest_url = f"http://127.0.0.1:{opts.ingest_port}"
-        await wait_http(f"{ingest_url}/healthz", services)
+        await wait_http(f"{ingest_url}/healthz", services, owner="ingest")
         how = await admit_queues(ingest_url, kafka_demo, [p.queue_id for p in profiles])
         console.print(f"admitted the {len(profiles)} simulated queues {how}")
-        await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services)
+        await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services, owner="alerts")
         console.print(
             f"[bold]the wall: http://127.0.0.1:{opts.alerts_port}/wall[/]  (open it in a browser)"
         )
@@ -551,7 +638,23 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
                 + (", ".join(f"{k} x{n}" for k, n in sorted(by.items())) or "none")
             )
         return 0
+    except ServiceExitError as exc:
+        console.print(
+            f"[red]the demo's {exc.name} service stopped (exit code {exc.code}):[/] "
+            f"{exc.last_line or 'no message'}; its log: {exc.log}",
+            highlight=False,
+        )
+        return 1
+    except TimeoutError as exc:  # a service that never answered
+        console.print(f"[red]{exc}[/]; the services' logs: {services.log_dir}", highlight=False)
+        return 1
     finally:
+        if sim is not None and not sim.done():
+            # the simulator's producer first: left running (it retries) it would recreate
+            # the raw topics deleted below
+            stop.set()
+            with contextlib.suppress(Exception):  # a failure of its own is not the one told
+                await asyncio.wait_for(sim, 30)  # cancelled after that
         console.print("stopping services...")
         services.stop()
         if stack is not None:

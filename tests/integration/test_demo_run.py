@@ -1,0 +1,65 @@
+"""``qwatch demo`` run for real (the shared broker, its three services on free ports): a
+service that dies mid-run ends the demo with one line naming it and its log, exit 1, and the
+run's topics, deleted at the end, are not recreated by the simulator's producer."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import signal
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from rich.console import Console
+
+from services.demo.orchestrator import DemoOptions, listener_pid_owns, run_demo
+from tests.monitoring import free_port
+
+pytestmark = pytest.mark.kafka
+
+
+def listener_pid(port: int) -> int:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid() and listener_pid_owns(port, int(entry)):
+            return int(entry)
+    raise AssertionError(f"no process listens on {port}")
+
+
+async def _topics(bootstrap: str, prefix: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t for t in await admin.list_topics() if t.startswith(prefix)}
+    finally:
+        await admin.close()
+
+
+async def test_a_service_dying_mid_run_ends_the_demo_in_one_line(kafka_bootstrap: str) -> None:
+    opts = DemoOptions(ingest_port=free_port(), alerts_port=free_port(), receiver_port=free_port())
+    out = io.StringIO()
+    demo = asyncio.create_task(run_demo(opts, Console(file=out, width=100)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 180
+    while "health API" not in out.getvalue():  # printed once both services answer
+        assert not demo.done(), out.getvalue()
+        assert loop.time() < deadline, out.getvalue()
+        await asyncio.sleep(0.3)
+    text = out.getvalue()
+    run = re.search(r"demo\d{14}", text)
+    assert run, text
+    await asyncio.sleep(3)  # the simulator is producing
+    os.kill(listener_pid(opts.alerts_port), signal.SIGKILL)
+    assert await asyncio.wait_for(demo, 120) == 1
+    text = out.getvalue()
+    assert "Traceback" not in text, text
+    (line,) = [ln for ln in text.splitlines() if "service stopped" in ln]
+    assert "the demo's alerts service stopped (exit code -9)" in line
+    assert f"{run.group()}/logs/alerts.log" in line
+    prefix = run.group() + "-"
+    while await _topics(kafka_bootstrap, prefix):  # deletion reaches the metadata async
+        assert loop.time() < deadline + 60
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(5)
+    assert not await _topics(kafka_bootstrap, prefix)  # nothing recreated them
