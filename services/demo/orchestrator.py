@@ -445,6 +445,10 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     if busy:
         console.print(f"[red]cannot start the demo:[/] {busy[0]}", highlight=False)
         return 2
+    console.print(
+        f"[bold]wall: http://127.0.0.1:{opts.alerts_port}/wall[/] (opens once the services are up)",
+        highlight=False,
+    )
     kafka = local_kafka()
     state = default_state_dir()
     started_kafka = False
@@ -547,7 +551,8 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         console.print(f"admitted the {len(profiles)} simulated queues {how}")
         await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services, owner="alerts")
         console.print(
-            f"[bold]the wall: http://127.0.0.1:{opts.alerts_port}/wall[/]  (open it in a browser)"
+            f"[bold]services up: the wall is ready at http://127.0.0.1:{opts.alerts_port}/wall[/]",
+            highlight=False,
         )
         console.print(
             f"health API http://127.0.0.1:{opts.alerts_port}/v1/queues   metrics "

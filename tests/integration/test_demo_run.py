@@ -47,6 +47,8 @@ async def test_a_service_dying_mid_run_ends_the_demo_in_one_line(kafka_bootstrap
         assert loop.time() < deadline, out.getvalue()
         await asyncio.sleep(0.3)
     text = out.getvalue()
+    # the wall's address comes first, before the broker and the services
+    assert text.splitlines()[0].startswith(f"wall: http://127.0.0.1:{opts.alerts_port}/wall")
     run = re.search(r"demo\d{14}", text)
     assert run, text
     await asyncio.sleep(3)  # the simulator is producing
