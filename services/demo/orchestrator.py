@@ -2,7 +2,7 @@
 
 Starts (unless already there) a local Kafka broker with the project's own script, then the
 three services as subprocesses, a signed-webhook receiver, and the traffic simulator with a
-drift on one queue; shows live progress, accuracy per queue and each alert as it arrives;
+drift on one queue; shows live progress, error rates per queue and each alert as it arrives;
 stops everything it started on exit or Ctrl-C.
 """
 
@@ -342,10 +342,15 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+ERROR_RATES = (
+    "error rates: the share of randomly sampled decisions reviewers judged wrong, as in the alerts"
+)
+
+
 def queue_rows(queues: list[dict[str, Any]], phase1: int) -> list[tuple[str, ...]]:
-    """One row per queue, worst first: queue, status, accuracy 24h, its 95% interval, n
-    24h, baseline accuracy, recent accuracy (1 - EWMA of the error rate), health score.
-    Accuracies only, never error rates beside them."""
+    """One row per queue, worst first: queue, status, error rate 24h, its 95% interval,
+    n 24h, baseline error rate, recent error rate (EWMA), health score. Error rates only,
+    as the alerts say them ("13.8% against the baseline 7.5%"), never accuracies beside."""
     order = {"red": 0, "amber": 1, "green": 2, "insufficient_data": 3}
 
     def worst_first(q: dict[str, Any]) -> tuple[int, float, str]:
@@ -356,21 +361,26 @@ def queue_rows(queues: list[dict[str, Any]], phase1: int) -> list[tuple[str, ...
     for q in sorted(queues, key=worst_first):
         s, h = q["snapshot"], q["health"]
         acc, n = s.get("accuracy_24h"), int(s.get("n_24h") or 0)
+        err = None if acc is None else 1 - acc
         interval = "-"
-        if acc is not None and n > 0:
-            ci = wilson_interval(acc * n, n)
+        if err is not None and n > 0:
+            ci = wilson_interval(err * n, n)
             interval = f"{ci.lower:.1%}-{ci.upper:.1%}"
-        base = s.get("baseline_p")
-        ewma = s.get("ewma")
         text, colour = _status(q, phase1)
         rows.append(
             (
-                q["queue_id"], f"[{colour}]{text}[/]", _pct(acc), interval, f"{n:,}",
-                _pct(None if base is None else 1 - base), _pct(None if ewma is None else 1 - ewma),
+                q["queue_id"], f"[{colour}]{text}[/]", _pct(err), interval, f"{n:,}",
+                _pct(s.get("baseline_p")), _pct(s.get("ewma")),
                 "-" if h.get("score") is None else f"{h['score']:.0f}",
             )
         )  # fmt: skip
     return rows
+
+
+COLUMNS = (
+    "queue", "status", "error\n24h", "95%\ninterval", "n\n24h", "baseline\nerror",
+    "recent\nerror", "health",
+)  # fmt: skip
 
 
 def render(
@@ -387,17 +397,8 @@ def render(
         f"decisions [bold]{prog.decisions:,}[/]  verdicts [bold]{prog.verdicts:,}[/]  "
         f"malformed {prog.invalid} (to dead letter)"
     )
-    table = Table(box=None, pad_edge=False, padding=(0, 1))
-    for col in (
-        "queue",
-        "status",
-        "acc 24h",
-        "95% interval",
-        "n 24h",
-        "baseline",
-        "recent",
-        "health",
-    ):
+    table = Table(box=None, pad_edge=False, padding=(0, 1), caption=ERROR_RATES)
+    for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("queue", "status") else "right")
     for row in queue_rows(queues, phase1):
         table.add_row(*row)
@@ -410,7 +411,8 @@ def render(
 
 
 def plain_line(prog: SimProgress, queues: list[dict[str, Any]], phase1: int) -> str:
-    """One progress line for a log (stdout not a terminal)."""
+    """One progress line for a log (stdout not a terminal): queues by status and the worst
+    queue's error rates (24 h, baseline, recent), as the terminal table shows them."""
     sim_now = datetime.fromtimestamp(prog.sim_time, UTC) if prog.sim_time else None
     counts: dict[str, int] = {}
     for q in queues:
@@ -421,7 +423,15 @@ def plain_line(prog: SimProgress, queues: list[dict[str, Any]], phase1: int) -> 
         f"simulated {sim_now:%a %H:%M} (+{prog.sim_elapsed_h:.1f} h{_scored(prog, queues)})"
         if sim_now else "starting"
     )  # fmt: skip
-    return f"{datetime.now():%H:%M:%S} {when}: {prog.decisions:,} decisions, {prog.verdicts:,} verdicts; queues: {bands}"
+    worst = ""
+    rows = [r for r in queue_rows(queues, phase1) if r[5] != "-"]  # past Phase I
+    if rows:
+        qid, _, err, _, _, base, recent, _ = rows[0]
+        worst = f"; worst {qid}: error rate 24h {err}, baseline {base}, recent {recent}"
+    return (
+        f"{datetime.now():%H:%M:%S} {when}: {prog.decisions:,} decisions, "
+        f"{prog.verdicts:,} verdicts; queues: {bands}{worst}"
+    )
 
 
 async def delete_run_topics(kafka: KafkaSettings) -> int:
