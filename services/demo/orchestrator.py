@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -434,6 +435,21 @@ def plain_line(prog: SimProgress, queues: list[dict[str, Any]], phase1: int) -> 
     )
 
 
+def remove_run_files(run_dir: Path, *, keep_logs: bool) -> None:
+    """Remove a demo run's directory (the scorer's RocksDB, the SQLite database, logs: some
+    45 MB a run), all of it, or all but ``logs/`` when the run failed and they tell why."""
+    if not keep_logs:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir() if run_dir.is_dir() else ():
+        if child.name == "logs":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 async def delete_run_topics(kafka: KafkaSettings) -> int:
     """Delete the topics of one demo run (its prefix), so runs leave no broker data behind."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
@@ -520,6 +536,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             await receiver_task
             await asyncio.to_thread(stack.stop)
             console.print(f"[red]could not start {Path(exc.cmd[1]).name}:[/] {exc.stderr.strip()}")
+            remove_run_files(run_dir, keep_logs=True)
             if started_kafka:
                 await asyncio.to_thread(kafka_script, "stop")
             return 2
@@ -547,10 +564,11 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     sim: asyncio.Task[SimProgress] | None = None
+    ok = False  # the run's files go at the end; its logs stay when it failed
     try:
         for name in ("ingest", "scorer", "alerts"):
             services.start(name)
-        console.print(f"services starting (logs in {run_dir / 'logs'})...")
+        console.print(f"services starting (logs in {run_dir / 'logs'}, kept if the run fails)...")
         console.print(
             f"scenario: {len(profiles)} queues, {opts.hours:.0f} simulated hours; one queue "
             f"drifts from +{opts.drift_at_h:.0f} h on (which one is shown at the end)"
@@ -652,6 +670,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
                 f"Alertmanager notified {sum(by.values())} firing alert(s): "
                 + (", ".join(f"{k} x{n}" for k, n in sorted(by.items())) or "none")
             )
+        ok = True
         return 0
     except ServiceExitError as exc:
         console.print(
@@ -679,6 +698,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         with contextlib.suppress(Exception):  # the broker may be gone: nothing to free then
             n = await asyncio.wait_for(delete_run_topics(kafka_demo), 30)
             console.print(f"deleted this run's {n} topics from the broker")
+        remove_run_files(run_dir, keep_logs=not ok)
+        if not ok:
+            console.print(f"this run's logs are kept in {run_dir / 'logs'}", highlight=False)
         if started_kafka:
             console.print("stopping the local Kafka broker...")
             await asyncio.to_thread(kafka_script, "stop")

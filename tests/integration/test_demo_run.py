@@ -8,6 +8,7 @@ import asyncio
 import io
 import os
 import re
+import shutil
 import signal
 
 import pytest
@@ -15,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
 from services.demo.orchestrator import DemoOptions, listener_pid_owns, run_demo
+from shared.settings import REPO_ROOT
 from tests.monitoring import free_port
 
 pytestmark = pytest.mark.kafka
@@ -59,9 +61,37 @@ async def test_a_service_dying_mid_run_ends_the_demo_in_one_line(kafka_bootstrap
     (line,) = [ln for ln in text.splitlines() if "service stopped" in ln]
     assert "the demo's alerts service stopped (exit code -9)" in line
     assert f"{run.group()}/logs/alerts.log" in line
+    # the failed run's files are gone but its logs, and the demo says where they are
+    run_dir = REPO_ROOT / "var" / "demo" / run.group()
+    assert [p.name for p in run_dir.iterdir()] == ["logs"]
+    assert f"this run's logs are kept in {run_dir / 'logs'}" in text
+    shutil.rmtree(run_dir)
     prefix = run.group() + "-"
     while await _topics(kafka_bootstrap, prefix):  # deletion reaches the metadata async
         assert loop.time() < deadline + 60
         await asyncio.sleep(0.5)
     await asyncio.sleep(5)
     assert not await _topics(kafka_bootstrap, prefix)  # nothing recreated them
+
+
+async def test_a_finished_run_leaves_neither_files_nor_topics(kafka_bootstrap: str) -> None:
+    """A short scenario played to its end: exit 0, the run's directory (scorer state,
+    database, logs) removed, its topics deleted."""
+    opts = DemoOptions(
+        hours=3, speed=1800, queues=4, ingest_port=free_port(), alerts_port=free_port(),
+        receiver_port=free_port(),
+    )  # fmt: skip
+    out = io.StringIO()
+    assert await asyncio.wait_for(run_demo(opts, Console(file=out, width=100)), 600) == 0
+    text = out.getvalue()
+    assert "Traceback" not in text, text
+    assert "scenario over" in text, text
+    run = re.search(r"demo\d{14}", text)
+    assert run, text
+    assert not (REPO_ROOT / "var" / "demo" / run.group()).exists()
+    assert "logs are kept" not in text
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while await _topics(kafka_bootstrap, run.group() + "-"):
+        assert loop.time() < deadline
+        await asyncio.sleep(0.5)

@@ -23,6 +23,7 @@ from services.demo.orchestrator import (
     Services,
     busy_ports,
     listener_pid_owns,
+    remove_run_files,
     run_demo,
     wait_http,
 )
@@ -134,3 +135,18 @@ async def test_listening_is_logged_once_bound_not_before(caplog: pytest.LogCaptu
     assert f"listening on {port}" in caplog.text
     server.should_exit = True
     await task
+
+
+def test_run_files_go_and_only_a_failed_runs_logs_stay(tmp_path: Path) -> None:
+    for run in ("ok", "failed"):
+        d = tmp_path / run
+        (d / "logs").mkdir(parents=True)
+        (d / "logs" / "scorer.log").write_text("x")
+        (d / "demo-scorer" / "rocksdb").mkdir(parents=True)
+        (d / "qualitywatch.db").write_text("x")
+    remove_run_files(tmp_path / "ok", keep_logs=False)
+    remove_run_files(tmp_path / "failed", keep_logs=True)
+    assert not (tmp_path / "ok").exists()
+    assert [p.name for p in (tmp_path / "failed").iterdir()] == ["logs"]
+    assert (tmp_path / "failed" / "logs" / "scorer.log").read_text() == "x"
+    remove_run_files(tmp_path / "gone", keep_logs=True)  # nothing there: nothing to do
