@@ -107,8 +107,24 @@ def demo(
             "127.0.0.1:9090 and :9093"
         ),
     ] = False,
+    ingest_port: Annotated[
+        int, typer.Option(envvar="QW_DEMO_INGEST_PORT", help="ingest's port on 127.0.0.1")
+    ] = 8001,
+    alerts_port: Annotated[
+        int,
+        typer.Option(
+            envvar="QW_DEMO_ALERTS_PORT", help="the alerts service's port (the wall, the API)"
+        ),
+    ] = 8002,
+    receiver_port: Annotated[
+        int,
+        typer.Option(envvar="QW_DEMO_RECEIVER_PORT", help="the demo's webhook receiver's port"),
+    ] = 8099,
 ) -> None:
-    """Run the whole pipeline locally with simulated traffic and a drift."""
+    """Run the whole pipeline locally with simulated traffic and a drift.
+
+    Its three ports on 127.0.0.1 must be free: the demo refuses to start (exit 2) when one
+    is taken, e.g. by `qwatch run` still up."""
     from services.demo.orchestrator import DemoOptions, local_kafka, run_demo
     from shared.runtime import setup_logging
 
@@ -119,7 +135,8 @@ def demo(
     opts = DemoOptions(
         hours=hours, speed=speed, seed=seed, drift_queue=drift_queue, drift_at_h=drift_at,
         drift_delta=drift_delta, keep_kafka=keep_kafka, alertmanager=alertmanager,
-        drift_site=None if drift_site == "all" else drift_site,
+        drift_site=None if drift_site == "all" else drift_site, ingest_port=ingest_port,
+        alerts_port=alerts_port, receiver_port=receiver_port,
     )  # fmt: skip
     try:
         code = asyncio.run(run_demo(opts))
@@ -143,7 +160,7 @@ def run() -> None:
     import signal
     import time
 
-    from services.demo.orchestrator import Services
+    from services.demo.orchestrator import ServiceExitError, Services
     from shared.settings import KafkaSettings, default_state_dir
 
     _broker_answers(KafkaSettings())
@@ -164,10 +181,9 @@ def run() -> None:
         while not stop:
             services.check()
             time.sleep(0.5)
-    except RuntimeError as exc:  # a service ended: its log's last line says why
-        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    except ServiceExitError as exc:  # a service ended: its log's last line says why
         raise _fail(
-            f"{str(exc).splitlines()[0].rstrip(':')} ({last}); logs in {log_dir}", 1
+            f"service {exc.name} exited with {exc.code} ({exc.last_line}); logs in {log_dir}", 1
         ) from None
     finally:
         services.stop()

@@ -67,6 +67,15 @@ EventTime = Annotated[
     Field(json_schema_extra={"format": "date-time"}),
 ]
 
+# what an event time's JSON Schema cannot say (the bounds move with the clock), said in its
+# description so that a generated client's user reads it (services/ingest/validation.py)
+_TIME_BOUNDS = (
+    "when {what} happened: RFC 3339 with a zone. Ingest refuses (422 past_timestamp or "
+    "future_timestamp; a raw-topic event goes to the dead-letter topic) a time more than "
+    "15 minutes ahead of its clock, older than QW_INGEST_MAX_AGE_DAYS (default 400 days), or "
+    "before 2000-01-01"
+)
+
 # the schema version: 1 exactly (pydantic's lax mode would also take ``true``)
 Version1 = Annotated[Literal[1], BeforeValidator(_integer)]
 
@@ -127,7 +136,7 @@ class Decision(_Event):
     site_id: KeyId
     policy_id: KeyId
     action: Action
-    decided_at: EventTime
+    decided_at: Annotated[EventTime, Field(description=_TIME_BOUNDS.format(what="the decision"))]
     market: str | None = Field(default=None, max_length=32)
     severity: Annotated[int, BeforeValidator(_integer)] = Field(
         default=2, ge=1, le=4, description="1 = highest (e.g. child safety)"
@@ -168,7 +177,7 @@ class Verdict(_Event):
     decision_id: OpaqueId
     queue_id: QueueId
     auditor_id: OpaqueId
-    reviewed_at: EventTime
+    reviewed_at: Annotated[EventTime, Field(description=_TIME_BOUNDS.format(what="the review"))]
     outcome: Outcome
     error_type: ErrorType | None = None
     sample_type: SampleType = SampleType.RANDOM

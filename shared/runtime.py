@@ -52,6 +52,21 @@ def http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     return _Server(config)
 
 
+def log_when_listening(
+    server: uvicorn.Server, log: logging.Logger, message: str, *args: object
+) -> asyncio.Task[None]:
+    """Log ``message`` once ``server`` has bound its socket and serves, not before: a port
+    already in use must not be preceded by a "listening" line. The caller cancels the task
+    when it stops (a server that never binds never logs)."""
+
+    async def wait() -> None:
+        while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag, has no event
+            await asyncio.sleep(0.05)
+        log.info(message, *args)
+
+    return asyncio.create_task(wait(), name="listening-log")
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to the service (``run_until_signal``), so a
     SIGTERM drains every task of the process, not just the HTTP server."""

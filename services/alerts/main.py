@@ -19,7 +19,7 @@ from services.alerts.webhook_policy import parse_schedule
 from services.alerts.webhooks import Deliverer
 from shared.http_auth import policy
 from shared.kafka import ensure_topics, make_producer, wait_for_broker
-from shared.runtime import http_server, server_stack, supervise
+from shared.runtime import http_server, log_when_listening, server_stack, supervise
 from shared.topics import queue_key
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,10 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
         if settings.alertmanager_urls:
             pusher = AlertmanagerPusher(settings, sessions, client, metrics)
             tasks.append(asyncio.create_task(pusher.run(stop), name="alertmanager"))
-        log.info(
-            "alerts listening on http://%s:%d (%s)", settings.host, settings.port, server_stack()
-        )
+        listening = log_when_listening(
+            server, log, "alerts listening on http://%s:%d (%s)",
+            settings.host, settings.port, server_stack(),
+        )  # fmt: skip
 
         def on_stop() -> None:
             server.should_exit = True
@@ -108,4 +109,5 @@ async def run(settings: AlertsSettings, stop: asyncio.Event) -> None:
         try:
             await supervise(tasks, stop, on_stop)
         finally:
+            listening.cancel()
             await engine.dispose()

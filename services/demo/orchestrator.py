@@ -2,7 +2,7 @@
 
 Starts (unless already there) a local Kafka broker with the project's own script, then the
 three services as subprocesses, a signed-webhook receiver, and the traffic simulator with a
-drift on one queue; shows live progress, accuracy per queue and each alert as it arrives;
+drift on one queue; shows live progress, error rates per queue and each alert as it arrives;
 stops everything it started on exit or Ctrl-C.
 """
 
@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -93,12 +95,73 @@ class DemoOptions:
     drift_delta: float = -0.24
     drift_site: str | None = "dublin"  # None: the whole queue drifts
     invalid_every: int = 5000
+    # on 127.0.0.1; qwatch demo --ingest-port/--alerts-port/--receiver-port or the
+    # QW_DEMO_INGEST_PORT/QW_DEMO_ALERTS_PORT/QW_DEMO_RECEIVER_PORT variables change them
     ingest_port: int = 8001
     alerts_port: int = 8002
     receiver_port: int = 8099
     keep_kafka: bool = False
     # the real Prometheus and Alertmanager too (services/demo/monitoring.py)
     alertmanager: bool = False
+
+
+def busy_ports(opts: DemoOptions) -> list[str]:
+    """Why the demo cannot have its ports, one reason per port ([] when it can): each is
+    bound once on 127.0.0.1 (as uvicorn does, SO_REUSEADDR) and let go at once, before
+    anything starts, so another server there (``qwatch run`` still up, an earlier demo) is
+    never taken for the demo's own."""
+    ports = {
+        "ingest": (opts.ingest_port, "--ingest-port", "QW_DEMO_INGEST_PORT"),
+        "alerts": (opts.alerts_port, "--alerts-port", "QW_DEMO_ALERTS_PORT"),
+        "webhook receiver": (opts.receiver_port, "--receiver-port", "QW_DEMO_RECEIVER_PORT"),
+    }
+    reasons: list[str] = []
+    seen: dict[int, str] = {}
+    for name, (port, flag, var) in ports.items():
+        if port in seen:
+            reasons.append(f"{name} and {seen[port]} cannot share port {port}: set {flag} or {var}")
+            continue
+        seen[port] = name
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as exc:
+                reasons.append(
+                    f"port {port} (the demo's {name}) on 127.0.0.1 is taken ({exc.strerror}; "
+                    f"another qwatch run or demo?): stop what listens there, or choose "
+                    f"another port with {flag} or {var}"
+                )
+    return reasons
+
+
+def listener_pid_owns(port: int, pid: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on TCP ``port`` (Linux's /proc;
+    True where /proc cannot tell), so the demo talks to the service it started and not to
+    another one that answers on the same port."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            # local address "0100007F:1F41", state 0A = LISTEN, inode in column 10
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rpartition(":")[2], 16) == port:
+                inodes.add(f[9])
+    if not inodes and not Path("/proc/net/tcp").exists():
+        return True
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    return False
 
 
 def local_kafka(**values: Any) -> KafkaSettings:
@@ -136,6 +199,17 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+class ServiceExitError(RuntimeError):
+    """A service the demo (or ``qwatch run``) started has ended on its own."""
+
+    def __init__(self, name: str, code: int, log: Path) -> None:
+        self.name, self.code, self.log = name, code, log
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        lines = [ln for ln in tail.splitlines() if ln.strip()]
+        self.last_line = lines[-1].strip() if lines else ""
+        super().__init__(f"service {name} exited with {code}:\n{tail}")
+
+
 class Services:
     """The three services as child processes, with logs in files."""
 
@@ -161,8 +235,7 @@ class Services:
     def check(self) -> None:
         for name, p in self.procs.items():
             if p.poll() is not None:
-                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"service {name} exited with {p.returncode}:\n{tail}")
+                raise ServiceExitError(name, p.returncode, self.log_dir / f"{name}.log")
 
     def end(self, label: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal one instance (SIGKILL for a crash), wait for it and forget it; its exit
@@ -188,13 +261,23 @@ class Services:
                 p.wait()
 
 
-async def wait_http(url: str, services: Services, timeout: float = 90.0) -> None:
+async def wait_http(
+    url: str, services: Services, timeout: float = 90.0, *, owner: str | None = None
+) -> None:
+    """Wait until ``url`` answers 200 (a started service dying meanwhile raises
+    ``ServiceExitError``). With ``owner`` (a label in ``services.procs``) only an answer from
+    that child counts: it must hold the port's listening socket, not some other server."""
     deadline = time.monotonic() + timeout
+    port = httpx.URL(url).port
     async with httpx.AsyncClient(timeout=2.0) as client:
         while time.monotonic() < deadline:
             services.check()
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url)).status_code == 200:
+                if (await client.get(url)).status_code == 200 and (
+                    owner is None
+                    or port is None
+                    or listener_pid_owns(port, services.procs[owner].pid)
+                ):
                     return
             await asyncio.sleep(0.3)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
@@ -260,10 +343,15 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+ERROR_RATES = (
+    "error rates: the share of randomly sampled decisions reviewers judged wrong, as in the alerts"
+)
+
+
 def queue_rows(queues: list[dict[str, Any]], phase1: int) -> list[tuple[str, ...]]:
-    """One row per queue, worst first: queue, status, accuracy 24h, its 95% interval, n
-    24h, baseline accuracy, recent accuracy (1 - EWMA of the error rate), health score.
-    Accuracies only, never error rates beside them."""
+    """One row per queue, worst first: queue, status, error rate 24h, its 95% interval,
+    n 24h, baseline error rate, recent error rate (EWMA), health score. Error rates only,
+    as the alerts say them ("13.8% against the baseline 7.5%"), never accuracies beside."""
     order = {"red": 0, "amber": 1, "green": 2, "insufficient_data": 3}
 
     def worst_first(q: dict[str, Any]) -> tuple[int, float, str]:
@@ -274,21 +362,26 @@ def queue_rows(queues: list[dict[str, Any]], phase1: int) -> list[tuple[str, ...
     for q in sorted(queues, key=worst_first):
         s, h = q["snapshot"], q["health"]
         acc, n = s.get("accuracy_24h"), int(s.get("n_24h") or 0)
+        err = None if acc is None else 1 - acc
         interval = "-"
-        if acc is not None and n > 0:
-            ci = wilson_interval(acc * n, n)
+        if err is not None and n > 0:
+            ci = wilson_interval(err * n, n)
             interval = f"{ci.lower:.1%}-{ci.upper:.1%}"
-        base = s.get("baseline_p")
-        ewma = s.get("ewma")
         text, colour = _status(q, phase1)
         rows.append(
             (
-                q["queue_id"], f"[{colour}]{text}[/]", _pct(acc), interval, f"{n:,}",
-                _pct(None if base is None else 1 - base), _pct(None if ewma is None else 1 - ewma),
+                q["queue_id"], f"[{colour}]{text}[/]", _pct(err), interval, f"{n:,}",
+                _pct(s.get("baseline_p")), _pct(s.get("ewma")),
                 "-" if h.get("score") is None else f"{h['score']:.0f}",
             )
         )  # fmt: skip
     return rows
+
+
+COLUMNS = (
+    "queue", "status", "error\n24h", "95%\ninterval", "n\n24h", "baseline\nerror",
+    "recent\nerror", "health",
+)  # fmt: skip
 
 
 def render(
@@ -305,17 +398,8 @@ def render(
         f"decisions [bold]{prog.decisions:,}[/]  verdicts [bold]{prog.verdicts:,}[/]  "
         f"malformed {prog.invalid} (to dead letter)"
     )
-    table = Table(box=None, pad_edge=False, padding=(0, 1))
-    for col in (
-        "queue",
-        "status",
-        "acc 24h",
-        "95% interval",
-        "n 24h",
-        "baseline",
-        "recent",
-        "health",
-    ):
+    table = Table(box=None, pad_edge=False, padding=(0, 1), caption=ERROR_RATES)
+    for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("queue", "status") else "right")
     for row in queue_rows(queues, phase1):
         table.add_row(*row)
@@ -328,7 +412,8 @@ def render(
 
 
 def plain_line(prog: SimProgress, queues: list[dict[str, Any]], phase1: int) -> str:
-    """One progress line for a log (stdout not a terminal)."""
+    """One progress line for a log (stdout not a terminal): queues by status and the worst
+    queue's error rates (24 h, baseline, recent), as the terminal table shows them."""
     sim_now = datetime.fromtimestamp(prog.sim_time, UTC) if prog.sim_time else None
     counts: dict[str, int] = {}
     for q in queues:
@@ -339,7 +424,30 @@ def plain_line(prog: SimProgress, queues: list[dict[str, Any]], phase1: int) -> 
         f"simulated {sim_now:%a %H:%M} (+{prog.sim_elapsed_h:.1f} h{_scored(prog, queues)})"
         if sim_now else "starting"
     )  # fmt: skip
-    return f"{datetime.now():%H:%M:%S} {when}: {prog.decisions:,} decisions, {prog.verdicts:,} verdicts; queues: {bands}"
+    worst = ""
+    rows = [r for r in queue_rows(queues, phase1) if r[5] != "-"]  # past Phase I
+    if rows:
+        qid, _, err, _, _, base, recent, _ = rows[0]
+        worst = f"; worst {qid}: error rate 24h {err}, baseline {base}, recent {recent}"
+    return (
+        f"{datetime.now():%H:%M:%S} {when}: {prog.decisions:,} decisions, "
+        f"{prog.verdicts:,} verdicts; queues: {bands}{worst}"
+    )
+
+
+def remove_run_files(run_dir: Path, *, keep_logs: bool) -> None:
+    """Remove a demo run's directory (the scorer's RocksDB, the SQLite database, logs: some
+    45 MB a run), all of it, or all but ``logs/`` when the run failed and they tell why."""
+    if not keep_logs:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir() if run_dir.is_dir() else ():
+        if child.name == "logs":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 async def delete_run_topics(kafka: KafkaSettings) -> int:
@@ -359,6 +467,14 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     console = console or Console()
     if not console.is_terminal:
         console.soft_wrap = True  # a log: one line per line, whatever the width
+    busy = busy_ports(opts)
+    if busy:
+        console.print(f"[red]cannot start the demo:[/] {busy[0]}", highlight=False)
+        return 2
+    console.print(
+        f"[bold]wall: http://127.0.0.1:{opts.alerts_port}/wall[/] (opens once the services are up)",
+        highlight=False,
+    )
     kafka = local_kafka()
     state = default_state_dir()
     started_kafka = False
@@ -420,6 +536,7 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
             await receiver_task
             await asyncio.to_thread(stack.stop)
             console.print(f"[red]could not start {Path(exc.cmd[1]).name}:[/] {exc.stderr.strip()}")
+            remove_run_files(run_dir, keep_logs=True)
             if started_kafka:
                 await asyncio.to_thread(kafka_script, "stop")
             return 2
@@ -446,21 +563,24 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    sim: asyncio.Task[SimProgress] | None = None
+    ok = False  # the run's files go at the end; its logs stay when it failed
     try:
         for name in ("ingest", "scorer", "alerts"):
             services.start(name)
-        console.print(f"services starting (logs in {run_dir / 'logs'})...")
+        console.print(f"services starting (logs in {run_dir / 'logs'}, kept if the run fails)...")
         console.print(
             f"scenario: {len(profiles)} queues, {opts.hours:.0f} simulated hours; one queue "
             f"drifts from +{opts.drift_at_h:.0f} h on (which one is shown at the end)"
         )
         ingest_url = f"http://127.0.0.1:{opts.ingest_port}"
-        await wait_http(f"{ingest_url}/healthz", services)
+        await wait_http(f"{ingest_url}/healthz", services, owner="ingest")
         how = await admit_queues(ingest_url, kafka_demo, [p.queue_id for p in profiles])
         console.print(f"admitted the {len(profiles)} simulated queues {how}")
-        await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services)
+        await wait_http(f"http://127.0.0.1:{opts.alerts_port}/healthz", services, owner="alerts")
         console.print(
-            f"[bold]the wall: http://127.0.0.1:{opts.alerts_port}/wall[/]  (open it in a browser)"
+            f"[bold]services up: the wall is ready at http://127.0.0.1:{opts.alerts_port}/wall[/]",
+            highlight=False,
         )
         console.print(
             f"health API http://127.0.0.1:{opts.alerts_port}/v1/queues   metrics "
@@ -550,8 +670,25 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
                 f"Alertmanager notified {sum(by.values())} firing alert(s): "
                 + (", ".join(f"{k} x{n}" for k, n in sorted(by.items())) or "none")
             )
+        ok = True
         return 0
+    except ServiceExitError as exc:
+        console.print(
+            f"[red]the demo's {exc.name} service stopped (exit code {exc.code}):[/] "
+            f"{exc.last_line or 'no message'}; its log: {exc.log}",
+            highlight=False,
+        )
+        return 1
+    except TimeoutError as exc:  # a service that never answered
+        console.print(f"[red]{exc}[/]; the services' logs: {services.log_dir}", highlight=False)
+        return 1
     finally:
+        if sim is not None and not sim.done():
+            # the simulator's producer first: left running (it retries) it would recreate
+            # the raw topics deleted below
+            stop.set()
+            with contextlib.suppress(Exception):  # a failure of its own is not the one told
+                await asyncio.wait_for(sim, 30)  # cancelled after that
         console.print("stopping services...")
         services.stop()
         if stack is not None:
@@ -561,6 +698,9 @@ async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         with contextlib.suppress(Exception):  # the broker may be gone: nothing to free then
             n = await asyncio.wait_for(delete_run_topics(kafka_demo), 30)
             console.print(f"deleted this run's {n} topics from the broker")
+        remove_run_files(run_dir, keep_logs=not ok)
+        if not ok:
+            console.print(f"this run's logs are kept in {run_dir / 'logs'}", highlight=False)
         if started_kafka:
             console.print("stopping the local Kafka broker...")
             await asyncio.to_thread(kafka_script, "stop")

@@ -14,7 +14,7 @@ from services.ingest.settings import IngestSettings
 from shared import admission
 from shared.http_auth import policy
 from shared.kafka import ensure_topics, make_producer, wait_for_broker
-from shared.runtime import http_server, supervise
+from shared.runtime import http_server, log_when_listening, supervise
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,19 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             asyncio.create_task(server.serve(), name="ingest-http"),
             asyncio.create_task(known.run(stop), name="admitted-queues"),
         ]
-        log.info("ingest listening on http://%s:%d", settings.host, settings.port)
+        log.info("ingest starting on http://%s:%d", settings.host, settings.port)
+        listening = log_when_listening(
+            server, log, "ingest listening on http://%s:%d", settings.host, settings.port
+        )
 
         def on_stop() -> None:
             validator.stop()
             server.should_exit = True
 
-        await supervise(tasks, stop, on_stop)
+        try:
+            await supervise(tasks, stop, on_stop)
+        finally:
+            listening.cancel()
     finally:
         await producer.stop()
         await known.stop()

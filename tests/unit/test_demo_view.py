@@ -1,4 +1,5 @@
-"""The demo's terminal view: readable at 100 columns, accuracies only, worst first, Phase I
+"""The demo's terminal view: readable at 100 columns, error rates only (as the alerts say
+them), worst first, Phase I
 shown as learning, nothing that gives the drifted queue away; a plain line for logs."""
 
 from __future__ import annotations
@@ -42,29 +43,38 @@ def test_fits_in_100_columns_and_hides_the_drift() -> None:
     assert max(len(line) for line in text.splitlines()) <= 100, text
     assert "drift" not in text.lower()
     assert "learning (3/16)" in text
-    for col in ("acc 24h", "95% interval", "baseline", "recent"):
-        assert col in text
-    assert "err" not in text.split("alerts received")[0].lower()
+    table = text.split("alerts received")[0]
+    for col in ("error", "24h", "95%", "interval", "baseline", "recent", "error rates:"):
+        assert col in table
+    # error rates, as the alerts say them: no accuracy beside them
+    assert "acc" not in table.lower()
+    assert "89.1%" not in table
 
 
-def test_rows_worst_first_with_text_bands_and_accuracies() -> None:
+def test_rows_worst_first_with_text_bands_and_error_rates() -> None:
     rows = queue_rows(QUEUES, 16)
     assert [r[0] for r in rows] == [
         "trust-hate-de", "trust-nudity-es", "trust-spam-en-long-name", "trust-new-fr",
     ]  # fmt: skip
     red = rows[0]
     assert "ALERT" in red[1]
-    assert red[2] == "89.1%"
-    assert red[6] == "86.0%"  # recent accuracy = 1 - EWMA error rate
+    assert red[2] == "10.9%"  # 1 - accuracy 24h 89.1%
+    assert red[5] == "5.0%"  # baseline error rate
+    assert red[6] == "14.0%"  # recent = the EWMA of the error rate
     lo, hi = (float(x.rstrip("%")) for x in red[3].split("-"))
-    assert lo < 89.1 < hi
+    assert lo < 10.9 < hi
+    assert rows[3][5] == "-"  # in Phase I: no baseline yet
 
 
-def test_plain_line_counts_queues_by_status() -> None:
+def test_plain_line_counts_queues_by_status_and_names_the_worst_error_rate() -> None:
     line = plain_line(SimProgress(), QUEUES, 16)
     for part in ("1 ALERT", "1 learning", "1 ok", "1 watch"):
         assert part in line
+    assert "worst trust-hate-de: error rate 24h 10.9%, baseline 5.0%, recent 14.0%" in line
+    assert "acc" not in line
     assert "[" not in line  # no markup in a log line
+    learning = [q for q in QUEUES if q["snapshot"]["baseline_p"] is None]
+    assert "worst" not in plain_line(SimProgress(), learning, 16)
 
 
 def test_the_progress_says_how_far_the_scorer_has_scored() -> None:

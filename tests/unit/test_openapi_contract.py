@@ -133,3 +133,18 @@ async def test_security_is_declared_where_a_key_is_enforced_and_follows_the_firs
     assert ("get", "/v1/queues") in secured(alerts_doc)
     assert ("get", "/wall/tiles") in secured(alerts_doc)
     assert ("get", "/metrics") not in secured(alerts_doc)
+
+
+async def test_event_times_say_the_bounds_their_format_cannot(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A generated client's user reads in the ingest document which times are refused:
+    15 minutes ahead, QW_INGEST_MAX_AGE_DAYS back, 2000-01-01 (bounds that move with the
+    clock, which JSON Schema's date-time cannot express)."""
+    doc = await document(apps(None, sessions)[0])
+    schemas = doc["components"]["schemas"]
+    for model, field in (("Decision", "decided_at"), ("Verdict", "reviewed_at")):
+        prop = schemas[model]["properties"][field]
+        assert prop["format"] == "date-time"
+        for bound in ("15 minutes ahead", "QW_INGEST_MAX_AGE_DAYS", "400 days", "2000-01-01"):
+            assert bound in prop["description"], (model, prop)
