@@ -166,10 +166,13 @@ def tile(
     trend: list[dict[str, Any]],
     now: datetime,
 ) -> Tile:
+    # as the health API computes it (services/alerts/view.py): the same band and words,
+    # a site below its target with confidence included
     h = health(
-        snap, target=settings.quality.accuracy_target, min_sample=settings.min_sample,
+        snap, target=settings.quality.accuracy_target,
+        confidence=settings.quality.target_confidence, min_sample=settings.min_sample,
         age_s=(now - received).total_seconds(), stale_after_s=settings.stale_after_s,
-        firing=[a.rule for a in open_alerts],
+        firing=[a.rule for a in open_alerts], site_target=settings.quality.site_target,
     )  # fmt: skip
     low = high = None
     if snap.accuracy_24h is not None and snap.n_24h > 0:

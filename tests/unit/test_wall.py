@@ -130,6 +130,11 @@ async def test_a_click_gets_the_queues_sites_against_their_targets(
     assert (site["site"], site["target"], site["last_24h"]["n"]) == ("manila", 0.9, 400)
     assert site["last_24h"]["below_target_with_confidence"]  # 85% of 400 against 90%
     assert not site["last_7d"]["below_target_with_confidence"]  # 92.2% of 900
+    # the queue meets its 90% (score 100), but its site fails its target: the tile is red,
+    # as the health API says, and names the site
+    tile = r.json()["tile"]
+    assert (tile["score"], tile["band"]) == (100.0, "red")
+    assert "site manila: 24h accuracy 85.0% is below its 90.0% target" in tile["explanation"]
     (r,) = await fetch(sessions, "/wall/queues/bad")
     assert r.json()["sites"] == []  # a snapshot from before per-site counts
 
