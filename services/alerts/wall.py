@@ -34,6 +34,7 @@ from services.alerts.health import Band, SiteHealth, health, site_health
 from services.alerts.incidents import IncidentOut
 from services.alerts.settings import AlertsSettings
 from shared.events import QUEUE_ID_PATTERN, QualitySnapshot, SubgroupPoint
+from shared.http_head import is_head
 from shared.stats.intervals import wilson_interval
 
 TREND_POINTS = 48  # subgroups in a tile's sparkline
@@ -517,7 +518,11 @@ async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
 async def wall_events(request: Request) -> Response:
     """The live wall: one stream per open page, fed by one computation for all of them."""
     wall = hub(request)
-    q = wall.subscribe()
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if is_head(request.scope) and wall.streams < wall.max_streams:
+        # a HEAD (shared/http_head.py): the stream's headers, without taking a stream's slot
+        return Response(media_type="text/event-stream", headers=headers)
+    q = None if is_head(request.scope) else wall.subscribe()
     if q is None:
         return JSONResponse(
             {"detail": f"{wall.max_streams} live walls are open; retry later"},
@@ -543,7 +548,7 @@ async def wall_events(request: Request) -> Response:
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers=headers,
         background=BackgroundTask(wall.unsubscribe, q),
     )
 
