@@ -42,6 +42,18 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The same refusals with their content type said outright: for routes whose own answer is
+# not JSON (the wall's HTML page), where FastAPI would file a ``model`` under the route's
+# media type (``text/html``) although the refusal is JSON (schemathesis: ST105)
+AUTH_RESPONSES_JSON: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": r["description"],
+        "content": {"application/json": {"schema": AuthProblem.model_json_schema()}},
+    }
+    for status, r in AUTH_RESPONSES.items()
+}
+
+
 def require(scope: Scope) -> Callable[..., Awaitable[ApiKey | None]]:
     """A dependency that lets the call through when ``scope`` is not enforced or the caller's
     key has it; the key (or None) is its value, for audit trails."""

@@ -36,7 +36,8 @@ METRICS_ROUTE: dict[str, Any] = {
 
 
 def service_app(title: str) -> FastAPI:
-    """A FastAPI app titled ``title`` (version 1) whose ``/docs`` needs no other origin."""
+    """A FastAPI app titled ``title`` (version 1) whose ``/docs`` needs no other origin and
+    which never redirects a trailing slash."""
     return FastAPIOffline(
         DOCS_URL,
         None,  # no /redoc
@@ -45,4 +46,8 @@ def service_app(title: str) -> FastAPI:
         static_url=DOCS_STATIC,
         # no badge from the public validator (Swagger UI sends the document there)
         swagger_ui_parameters={"validatorUrl": None},
+        # a path with a trailing slash is no route, answered 404 like any unknown path: not
+        # an undocumented 307 to the path without it (which every client would have to
+        # follow, and which a contract cannot state)
+        redirect_slashes=False,
     )

@@ -274,7 +274,35 @@ async def case_baseline_requests_and_changes(sessions: Sessions) -> None:
         assert (incident.status, incident.resolved_by) == ("resolved", "key 1 (lead)")
 
 
+async def case_incident_history(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """A queue's incidents for the wall, newest first: signals by rule, the top cause (the
+    first signal with one), people's notes counted (the service's own entries not)."""
+    cause = "site dublin stands out"
+    async with sessions() as s, s.begin():
+        await db.record_breach(s, make_breach("h", 1), receivers=[], now=at(1))
+        (first,) = await db.incidents(s, queue_id="h")
+        await db.annotate_incident(s, first.id, actor="key 1 (lead)", note="looking", now=at(1))
+        await db.resolve_incident(s, first.id, actor="key 1 (lead)", note="fixed", receivers=[],
+                                  now=at(2))  # fmt: skip
+        for hour, rule in ((3, "cusum_upper"), (4, "cusum_upper"), (5, "p_chart_ucl")):
+            b = make_breach("h", hour, rule)
+            if hour > 3:
+                b = b.model_copy(update={"cause_summary": cause})
+            await db.record_breach(s, b, receivers=[], now=at(hour))
+    async with sessions() as s:
+        newest, old = await db.incident_history(s, "h", 20)
+        assert newest.incident.id > old.incident.id
+        assert newest.rule_signals == {"cusum_upper": 2, "p_chart_ucl": 1}
+        assert (newest.top_cause, newest.notes, newest.last_note) == (cause, 0, None)
+        assert (old.rule_signals, old.top_cause, old.notes) == ({"p_chart_ucl": 1}, None, 2)
+        assert old.last_note is not None
+        assert (old.last_note.note, old.last_note.actor) == ("fixed", "key 1 (lead)")
+        assert [h.incident.id for h in await db.incident_history(s, "h", 1)] == [newest.incident.id]
+        assert await db.incident_history(s, "nobody", 20) == []
+
+
 SUBGROUP_CASES = [
+    case_incident_history,
     case_baseline_requests_and_changes,
     case_an_older_revision_never_overwrites_a_newer,
     case_time_range_cursor_and_limit,

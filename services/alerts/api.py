@@ -46,10 +46,11 @@ from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView, QueueHealth
 from services.alerts.webhook_policy import describe
-from shared import http_auth, http_docs, http_errors
+from shared import http_auth, http_docs, http_errors, http_head
 from shared.apikeys import AuthError, AuthPolicy, authorize, token_from
 from shared.events import BaselineEvent, Cause, EventTime, SubgroupPoint
 from shared.http_auth import AUTH_RESPONSES, needs
+from shared.http_head import HeadAsGet
 from shared.ids import (
     INT_ID_MAX,
     KEY_ID_DESCRIPTION,
@@ -525,7 +526,8 @@ def create_app(
         app.include_router(router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
         app.include_router(incidents.router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
         app.include_router(baselines.router, dependencies=[needs("read")], responses=AUTH_RESPONSES)
-        wall.include(app, dependencies=[needs("read")], responses=AUTH_RESPONSES)
+        # (its page is HTML, its refusals JSON: said outright, not under the page's type)
+        wall.include(app, dependencies=[needs("read")], responses=http_auth.AUTH_RESPONSES_JSON)
     else:
         app.include_router(router)
         app.include_router(incidents.router)  # services/alerts/incidents.py
@@ -533,6 +535,7 @@ def create_app(
         wall.include(app)  # GET /wall: the page for the operations room (services/alerts/wall.py)
 
     app.add_middleware(HealthFastPath, state=app.state)
+    app.add_middleware(HeadAsGet)  # HEAD on every GET (shared/http_head.py): outermost
 
     @app.get("/metrics", **http_docs.METRICS_ROUTE)
     async def metrics_endpoint() -> Response:
@@ -542,5 +545,6 @@ def create_app(
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
+    http_head.document_head(app)  # a head operation beside every get, in the document
     http_auth.publish_security(app)  # security where keys are enforced (shared/http_auth.py)
     return app

@@ -21,6 +21,7 @@ serves one process only.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import secrets
@@ -863,6 +864,88 @@ async def incident_detail(
         .order_by(IncidentEvent.id)
     )).all()  # fmt: skip
     return incident, list(alerts), list(events)
+
+
+CAUSE_SCAN = 10  # signals per incident looked at for its top cause (the first with one)
+# a person's notes in an incident's trail: a note, and the note of an acknowledgement or a
+# resolution by hand (never the service's own entries, which quote each signal)
+NOTE_ACTIONS = ("note", "acknowledged", "resolved")
+
+
+@dataclasses.dataclass(frozen=True)
+class IncidentHistory:
+    """An incident as a queue's history shows it: what it groups, its top cause, its notes."""
+
+    incident: Incident
+    rule_signals: dict[str, int]  # rule -> alerts (signals) of that rule, in order of first
+    top_cause: str | None  # the cause of its first signal carrying one
+    notes: int
+    last_note: IncidentEvent | None
+
+
+async def incident_history(
+    session: AsyncSession, queue_id: str, limit: int
+) -> list[IncidentHistory]:
+    """The queue's newest ``limit`` incidents, newest first, each with its signals counted by
+    rule, its top cause (the first of its first ``CAUSE_SCAN`` signals that carries one: the
+    cause that opened it, or the first one found) and its notes (``NOTE_ACTIONS`` with a note
+    by someone: how many, the last): five queries whatever the number of incidents, signals
+    and notes."""
+    found = await incidents(session, queue_id=queue_id, limit=limit)
+    ids = [i.id for i in found]
+    if not ids:
+        return []
+    rules: dict[int, dict[str, int]] = {}
+    per_rule = (
+        select(Alert.incident_id, Alert.rule, func.count(), func.min(Alert.id))
+        .where(Alert.incident_id.in_(ids))
+        .group_by(Alert.incident_id, Alert.rule)
+        .order_by(func.min(Alert.id))
+    )
+    for incident_id, rule, n, _ in await session.execute(per_rule):
+        rules.setdefault(int(incident_id or 0), {})[rule] = int(n)
+    rn = func.row_number().over(partition_by=Alert.incident_id, order_by=Alert.id).label("rn")
+    first = (
+        select(Alert.incident_id, Alert.id, Alert.breach, rn)
+        .where(Alert.incident_id.in_(ids))
+        .subquery()
+    )
+    causes: dict[int, str] = {}
+    scan = select(first.c.incident_id, first.c.breach).where(first.c.rn <= CAUSE_SCAN)
+    for incident_id, breach in await session.execute(scan.order_by(first.c.id)):
+        summary = breach.get("cause_summary") if isinstance(breach, dict) else None
+        if isinstance(summary, str) and summary and incident_id not in causes:
+            causes[incident_id] = summary
+    counted = (
+        select(IncidentEvent.incident_id, func.count(), func.max(IncidentEvent.id))
+        .where(
+            IncidentEvent.incident_id.in_(ids),
+            IncidentEvent.action.in_(NOTE_ACTIONS),
+            IncidentEvent.note.is_not(None),
+            IncidentEvent.actor != SYSTEM,
+        )
+        .group_by(IncidentEvent.incident_id)
+    )
+    notes = {i: (int(n), last) for i, n, last in await session.execute(counted)}
+    last_notes = {
+        e.id: e
+        for e in await session.scalars(
+            select(IncidentEvent).where(IncidentEvent.id.in_([m for _, m in notes.values()]))
+        )
+    } if notes else {}  # fmt: skip
+    out = []
+    for i in found:
+        count, last = notes.get(i.id, (0, 0))
+        out.append(
+            IncidentHistory(
+                incident=i,
+                rule_signals=rules.get(i.id, {}),
+                top_cause=causes.get(i.id),
+                notes=count,
+                last_note=last_notes.get(last),
+            )
+        )
+    return out
 
 
 class IncidentClosedError(Exception):

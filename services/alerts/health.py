@@ -21,7 +21,11 @@ Components (each 0-100) and weights:
 
 While any alert is firing for the queue the band is at best ``amber``; while the 24h
 accuracy is below the target with confidence (the below-target rule holds) it is ``red``,
-whatever the score.
+whatever the score; and so it is while a partner site of the queue is below its own target
+with confidence over 24 h on at least ``min_sample`` verdicts (``sites_below_target``: the
+explanation names each such site; the ``(other)`` aggregate of unnamed sites is no site and
+never counts). A site's contract failing with confidence is a red condition for an
+operations room even when the queue as a whole meets its target.
 
 ``baseline`` says where the charts stand: ``learning (5/24)`` during a Phase I (the queue's
 first, or the one a baseline reset began: the charts wait for it, the below-target rule
@@ -36,7 +40,8 @@ over the last 24 h and 7 d, the accuracy, its Wilson interval (at the target con
 P(accuracy >= target) (Jeffreys posterior, ``shared.stats.prob_at_least``) and whether
 the interval's upper bound is under the target, against the site's own target
 (``QW_SITE_TARGETS``, else the queue's). The same three figures, by ``against_target``, for
-the queue's 24 h. Sites do not weigh in the score: a queue's score is the queue's.
+the queue's 24 h. Sites do not weigh in the score (a queue's score is the queue's), only
+in the band, as said above.
 """
 
 from __future__ import annotations
@@ -177,6 +182,27 @@ def _site_words(
         return text
 
     return f"site {site}, target {target:.1%}: {one('24h', day)}; {one('7d', week)}"
+
+
+def sites_below_target(sites: list[SiteHealth], min_sample: int) -> list[SiteHealth]:
+    """The named sites whose 24 h accuracy is below their target with confidence, on at
+    least ``min_sample`` random verdicts: what makes a queue's band red. ``(other)``, the
+    sum of the sites past the per-queue bound, is not a site with a contract: never one."""
+    return [
+        s for s in sites
+        if s.site != OTHER_SITES and s.last_24h.below_target_with_confidence
+        and s.last_24h.n >= min_sample
+    ]  # fmt: skip
+
+
+def site_below_words(site: SiteHealth) -> str:
+    """``site dublin: 24h accuracy 74.1% is below its 95.0% target with confidence (n=412)``"""
+    day = site.last_24h
+    acc = day.accuracy if day.accuracy is not None else 0.0
+    return (
+        f"site {site.site}: 24h accuracy {acc:.1%} is below its {site.target:.1%} target "
+        f"with confidence (n={day.n:,})"
+    )
 
 
 def _chance(p: float | None) -> str:
@@ -333,8 +359,11 @@ def health(
     components = {"accuracy": accuracy, "stability": stability, "freshness": freshness}
     score = sum(WEIGHTS[k] * v for k, v in components.items())
     band = band_for(score)
-    if below:
-        band = "red"  # failing its target, shown so: not "watch" because the score is 74
+    failing_sites = sites_below_target(sites, min_sample)
+    reasons.extend(site_below_words(site) for site in failing_sites)
+    if below or failing_sites:
+        band = "red"  # failing its target (or a site its contract), shown so: not "watch"
+        # because the score is 74
     if firing and band == "green":
         band = "amber"  # a wall screen must not show green while an alert is open
     if firing:

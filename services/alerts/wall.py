@@ -3,7 +3,8 @@
 ``GET /wall``                        the page (HTML; its CSS and JavaScript ship in ``static/``)
 ``GET /wall/wall.css``, ``wall.js``  the page's style and script: no CDN, works offline
 ``GET /wall/tiles``                  every queue as a tile, worst first (JSON)
-``GET /wall/queues/{queue_id}``      one queue's control chart (newest subgroups) and alerts
+``GET /wall/queues/{queue_id}``      one queue's control chart (newest subgroups), its
+                                     incident history and its sites
 ``GET /wall/events``                 server-sent events: the tiles, then what changes
 
 One task per process (the ``WallHub``) recomputes the tiles every ``wall_refresh_s`` while
@@ -30,13 +31,16 @@ from starlette.background import BackgroundTask
 
 from services.alerts import db
 from services.alerts.health import Band, SiteHealth, health, site_health
+from services.alerts.incidents import IncidentOut
 from services.alerts.settings import AlertsSettings
 from shared.events import QUEUE_ID_PATTERN, QualitySnapshot, SubgroupPoint
+from shared.http_head import is_head
 from shared.stats.intervals import wilson_interval
 
 TREND_POINTS = 48  # subgroups in a tile's sparkline
 CHART_POINTS = 200  # subgroups in the chart a click opens
 ALERT_HISTORY = 50  # alerts in the history a click opens
+INCIDENT_HISTORY = 20  # incidents in the history a click opens
 KEEPALIVE_S = 15.0  # an SSE comment line this often, so proxies keep the stream open
 STREAM_BACKLOG = 64  # messages a slow page may lag behind before its stream is closed
 
@@ -71,6 +75,37 @@ class WallAlert(BaseModel):
     last_seen_at: datetime
     resolved_at: datetime | None
     occurrences: int
+
+
+class WallIncident(IncidentOut):
+    """An incident of the queue as its history shows it: what ``GET /v1/incidents`` says of
+    it, with its signals by rule, its top cause and its notes (``GET /v1/incidents/{id}``
+    has the rest)."""
+
+    signals_by_rule: dict[str, int] = Field(
+        description="the detectors that signalled in it: rule -> its alerts (signals), in "
+        "order of first signal"
+    )
+    top_cause: str | None = Field(
+        description="the root cause in words of its first signal that carries one"
+    )
+    notes: int = Field(
+        description="notes people wrote in its trail (as a note, or on an acknowledgement or "
+        "a resolution)"
+    )
+    last_note: str | None = Field(description="the newest of those notes")
+    last_note_by: str | None
+    last_note_at: datetime | None
+
+
+def wall_incident(h: db.IncidentHistory) -> WallIncident:
+    note = h.last_note
+    return WallIncident(
+        **IncidentOut.of(h.incident).model_dump(),
+        signals_by_rule=h.rule_signals or dict.fromkeys(h.incident.rules, 0),
+        top_cause=h.top_cause, notes=h.notes, last_note=note.note if note else None,
+        last_note_by=note.actor if note else None, last_note_at=note.at if note else None,
+    )  # fmt: skip
 
 
 class Tile(BaseModel):
@@ -112,6 +147,11 @@ class QueueDetail(BaseModel):
     tile: Tile
     points: list[SubgroupPoint] = Field(
         description=f"the newest {CHART_POINTS} subgroups at their newest revision, oldest first"
+    )
+    incidents: list[WallIncident] = Field(
+        default_factory=list,
+        description=f"the newest {INCIDENT_HISTORY} incidents of the queue, newest first: "
+        "what the dialog shows as its history",
     )
     alerts: list[WallAlert] = Field(description=f"the newest {ALERT_HISTORY} alerts, newest first")
     sites: list[SiteHealth] = Field(
@@ -166,10 +206,13 @@ def tile(
     trend: list[dict[str, Any]],
     now: datetime,
 ) -> Tile:
+    # as the health API computes it (services/alerts/view.py): the same band and words,
+    # a site below its target with confidence included
     h = health(
-        snap, target=settings.quality.accuracy_target, min_sample=settings.min_sample,
+        snap, target=settings.quality.accuracy_target,
+        confidence=settings.quality.target_confidence, min_sample=settings.min_sample,
         age_s=(now - received).total_seconds(), stale_after_s=settings.stale_after_s,
-        firing=[a.rule for a in open_alerts],
+        firing=[a.rule for a in open_alerts], site_target=settings.quality.site_target,
     )  # fmt: skip
     low = high = None
     if snap.accuracy_24h is not None and snap.n_24h > 0:
@@ -418,7 +461,8 @@ async def wall_tiles(request: Request) -> WallState:
     responses={404: {"model": WallProblem, "description": "no snapshot of this queue yet"}},
 )
 async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
-    """What a click on a tile opens: the control chart's newest subgroups and the alerts."""
+    """What a click on a tile opens: the control chart's newest subgroups, the queue's
+    incidents (its history) and alerts, its sites."""
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     async with sessions() as session, session.begin():
         found = await db.snapshot(session, queue_id)
@@ -441,6 +485,7 @@ async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
             )
         ).all()
         firing = await db.firing_alerts(session, queue_id)
+        history_of_incidents = await db.incident_history(session, queue_id, INCIDENT_HISTORY)
     snap, received = found
     points = [SubgroupPoint.model_validate(p) for p in reversed(newest)]
     raw = [p.model_dump(mode="json") for p in points[-TREND_POINTS:]]
@@ -448,6 +493,7 @@ async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
     return QueueDetail(
         tile=tile(s, snap, received, firing, raw, datetime.now(UTC)),
         points=points,
+        incidents=[wall_incident(h) for h in history_of_incidents],
         alerts=[wall_alert(a) for a in history],
         sites=site_health(snap, s.quality.site_target, s.quality.target_confidence, s.min_sample),
     )
@@ -472,7 +518,11 @@ async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
 async def wall_events(request: Request) -> Response:
     """The live wall: one stream per open page, fed by one computation for all of them."""
     wall = hub(request)
-    q = wall.subscribe()
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if is_head(request.scope) and wall.streams < wall.max_streams:
+        # a HEAD (shared/http_head.py): the stream's headers, without taking a stream's slot
+        return Response(media_type="text/event-stream", headers=headers)
+    q = None if is_head(request.scope) else wall.subscribe()
     if q is None:
         return JSONResponse(
             {"detail": f"{wall.max_streams} live walls are open; retry later"},
@@ -498,7 +548,7 @@ async def wall_events(request: Request) -> Response:
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers=headers,
         background=BackgroundTask(wall.unsubscribe, q),
     )
 

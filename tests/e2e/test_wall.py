@@ -115,6 +115,9 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 await wait_http(f"{base}/healthz", services)
                 page = browser.pages[0] if browser.pages else await browser.new_page()
                 outside: list[str] = []  # the page must need nothing but this service
+                errors: list[str] = []  # nor log an error (a missing favicon's 404 did)
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
                 page.on(
                     "request",
                     lambda r: None if r.url.startswith(base) else outside.append(r.url),
@@ -180,8 +183,28 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 assert await dialog.locator("#chart svg path.center").count() == 1
                 assert await dialog.locator("#chart svg .signal").count() >= 1
                 assert await dialog.locator("#chart svg rect.phase1").count() >= 8
+                # its incident history: the open incident first, with its id, status, the
+                # detectors it groups and its top cause, said once
+                incidents = (await client.get("/v1/incidents", params={"queue_id": drifted})).json()
+                assert incidents, f"no incident for {drifted}"
+                row = dialog.locator(
+                    f'#incidents tr.incident-row[data-incident="{incidents[0]["id"]}"]'
+                )
+                assert await row.count() == 1
+                assert await dialog.locator("#incidents tr.incident-row").first.get_attribute(
+                    "data-incident"
+                ) == str(incidents[0]["id"])  # newest first
+                text = await row.inner_text()
+                assert f"#{incidents[0]['id']}" in text, text
+                assert "open" in await row.locator(".incident-status").inner_text()
+                assert firing[0]["rule"] in await row.locator(".incident-signals").inner_text()
+                assert f"site {SITES[2]}" in text, text
+                # the alerts behind it, one click further; each cause printed once
+                await dialog.locator("#alerts-history > summary").click()
                 history = await dialog.locator("#history tbody").inner_text()
                 assert firing[0]["rule"] in history
+                for cell in await dialog.locator("#history tbody tr").all_inner_texts():
+                    assert cell.lower().count("cause:") <= 1, cell
                 # and its sites against their targets: the drifted one below, in words
                 drifted_site = dialog.locator(f'#sites tr.site-row[data-site="{SITES[2]}"]')
                 assert await drifted_site.count() == 1
@@ -192,6 +215,7 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 await sites.scroll_into_view_if_needed()
                 await sites.screenshot(path=str(tmp_path / "wall-sites.png"), animations="disabled")
                 assert outside == [], outside
+                assert errors == [], errors
             finally:
                 await browser.close()
         assert (tmp_path / "wall.png").stat().st_size > 10_000  # a rendered page, not blank

@@ -69,7 +69,9 @@ def verdict(proc: subprocess.CompletedProcess[str]) -> str:
     return out if proc.returncode else out[-1500:]
 
 
-async def _seed_alerts(kafka: KafkaSettings, base_url: str, services: Services) -> None:
+async def _seed_alerts(
+    kafka: KafkaSettings, base_url: str, services: Services, auth: tuple[str, ...] = ()
+) -> None:
     """A snapshot and a breach of queue ``q-1``, produced as the scorer does; back when the
     alerts API serves both."""
     producer = make_producer(kafka)
@@ -97,7 +99,8 @@ async def _seed_alerts(kafka: KafkaSettings, base_url: str, services: Services) 
     finally:
         await producer.stop()
     deadline = time.monotonic() + 60
-    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+    headers = dict([auth[1].split(": ", 1)]) if auth else {}
+    async with httpx.AsyncClient(base_url=base_url, timeout=5, headers=headers) as client:
         while time.monotonic() < deadline:
             services.check()
             if (await client.get("/v1/queues")).json() and (await client.get("/v1/alerts")).json():
@@ -106,14 +109,21 @@ async def _seed_alerts(kafka: KafkaSettings, base_url: str, services: Services) 
     pytest.fail("the alerts service did not serve the seeded snapshot and breach within 60 s")
 
 
-@pytest.mark.parametrize("keys", [True, False], ids=["with-a-key", "development-without-keys"])
+@pytest.mark.parametrize(
+    ("keys", "protect_reads"),
+    [(True, False), (False, False), (True, True)],
+    ids=["with-a-key", "development-without-keys", "reads-protected"],
+)
 async def test_both_services_keep_their_openapi_contract(
-    kafka_settings: KafkaSettings, tmp_path: Path, keys: bool
+    kafka_settings: KafkaSettings, tmp_path: Path, keys: bool, protect_reads: bool
 ) -> None:
     """With a key (as in production): every phase, and schemathesis checks that no key or a
     bad one is refused where the documents declare security. Without a key file (the default
     development set-up, where every call is served without a key): the documents declare no
-    security, so the ignored-auth check has nothing to flag; a short run (fuzzing) says so."""
+    security, so the ignored-auth check has nothing to flag; a short run (fuzzing) says so.
+    With reads protected (QW_API_PROTECT_READS), every read of the alerts service declares
+    and enforces a key: its refusals, the wall's HTML page's included (ST105: its 401 was
+    documented as text/html), are checked by the examples and coverage phases."""
     await ensure_topics(kafka_settings)
     ports = {"ingest": free_port(), "alerts": free_port()}
     auth: tuple[str, ...] = ()
@@ -135,6 +145,7 @@ async def test_both_services_keep_their_openapi_contract(
         "QW_INGEST_QUEUES": "open",
         "QW_INGEST_QUEUES_OPEN_MAX": "1000000",
         "QW_ALERTS_PORT": str(ports["alerts"]),
+        "QW_API_PROTECT_READS": "true" if protect_reads else "false",
     }
     services = Services(env, tmp_path / "logs")
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
@@ -150,21 +161,25 @@ async def test_both_services_keep_their_openapi_contract(
         for name in ("ingest", "alerts"):
             services.start(name)
         await wait_http(f"{urls['ingest']}/healthz", services)
-        if keys:
+        if protect_reads:  # (ingest has no reads to protect: its runs are the others')
+            pass
+        elif keys:
             # the coverage phase tries every boundary case of a schema: on /v1/events, whose
             # body is both event schemas (the two other endpoints take one each, the same
             # components)
             start("ingest-coverage", "ingest", "coverage", "--include-path", "/v1/events", *auth)
-        start("ingest", "ingest", "examples,fuzzing" if keys else "fuzzing", *auth)
+        if not protect_reads:
+            start("ingest", "ingest", "examples,fuzzing" if keys else "fuzzing", *auth)
         await wait_http(f"{urls['alerts']}/healthz", services)
-        await _seed_alerts(kafka_settings, urls["alerts"], services)
+        await _seed_alerts(kafka_settings, urls["alerts"], services, auth)
         # stateful where the document has links: a queue from the list to its health and
         # chart, an alert from the list to its acknowledgement
         # /wall/events is an endless server-sent event stream, which a request/response
         # checker can only time out on: its document is checked in tests/unit/test_wall.py
         # and its behaviour in a browser in tests/e2e/test_wall.py
+        phases = "examples,coverage,fuzzing,stateful" if keys else "fuzzing"
         start(
-            "alerts", "alerts", "examples,coverage,fuzzing,stateful" if keys else "fuzzing",
+            "alerts", "alerts", "examples,coverage" if protect_reads else phases,
             "--exclude-path", "/wall/events", *auth,
         )  # fmt: skip
         await asyncio.gather(*runs.values())

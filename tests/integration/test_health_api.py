@@ -203,6 +203,57 @@ async def test_pages_filters_etag_and_batch_through_the_running_service(
                 ):
                     assert (await call).status_code == 401
 
+            # HEAD on the GET endpoints: the GET's status and headers (ETag, length), no body
+            listed = await client.get("/v1/queues", params={"limit": 5})
+            head = await client.head("/v1/queues", params={"limit": 5})
+            assert (head.status_code, head.content) == (200, b"")
+            for name in ("etag", "content-type", "x-next-after", "link"):
+                assert head.headers[name] == listed.headers[name], name
+            assert int(head.headers["content-length"]) == len(listed.content)
+            tag = listed.headers["etag"]
+            r = await client.head("/v1/queues", params={"limit": 5}, headers={"If-None-Match": tag})
+            assert (r.status_code, r.content, r.headers["etag"]) == (304, b"", tag)
+            one = await client.get("/v1/queues/spam-07/health")
+            head = await client.head("/v1/queues/spam-07/health")  # the fast path's answer
+            assert (head.status_code, head.content) == (200, b"")
+            assert int(head.headers["content-length"]) == len(one.content)
+            head = await client.head("/v1/queues/nobody/health")
+            assert (head.status_code, head.content) == (404, b"")
+            for path in ("/v1/alerts", "/v1/incidents", "/wall", "/wall/tiles", "/healthz"):
+                r = await client.head(path)
+                assert (r.status_code, r.content) == (200, b""), path
+            # HEAD on the wall's endless event stream: its headers, and the stream is let go
+            # (more HEADs than QW_ALERTS_WALL_MAX_STREAMS, 32, and a GET is still served)
+            for _ in range(40):
+                r = await client.head("/wall/events")
+                assert r.status_code == 200
+                assert r.headers["content-type"].startswith("text/event-stream")
+            async with client.stream("GET", "/wall/events") as live:
+                assert live.status_code == 200
+            r = await client.post("/v1/health:batch", json={"queue_ids": ["x"]})
+            assert r.status_code == 200  # (a POST-only path: HEAD stays a 405)
+            r = await client.head("/v1/health:batch")
+            assert (r.status_code, r.headers["allow"]) == (405, "POST")
+
+            # a trailing slash is no route: a plain 404, not a redirect to the path without it
+            for path in ("/v1/queues/spam-07/health/", "/v1/queues/", "/wall/"):
+                r = await client.get(path)
+                assert r.status_code == 404, (path, r.status_code)
+                assert "location" not in r.headers, path
+
+            # the refusals are JSON, as the document says, the wall's HTML page's too
+            doc = (await client.get("/openapi.json")).json()
+            async with httpx.AsyncClient(base_url=base, timeout=10) as anonymous:
+                for path in ("/wall", "/wall/tiles", "/v1/queues"):
+                    r = await anonymous.get(path)
+                    assert r.status_code == 401, path
+                    assert r.headers["content-type"] == "application/json", path
+                    documented = doc["paths"][path]["get"]["responses"]["401"]["content"]
+                    assert list(documented) == ["application/json"], (path, documented)
+                    assert (await anonymous.head(path)).status_code == 401, path
+                assert "head" in doc["paths"]["/v1/queues"]
+                assert "head" not in doc["paths"]["/v1/health:batch"]
+
             # a snapshot another replica's consumer wrote: served after the next sync
             engine = db.make_engine(env["QW_DB_URL"])
             try:

@@ -148,3 +148,89 @@ async def test_event_times_say_the_bounds_their_format_cannot(
         assert prop["format"] == "date-time"
         for bound in ("15 minutes ahead", "QW_INGEST_MAX_AGE_DAYS", "400 days", "2000-01-01"):
             assert bound in prop["description"], (model, prop)
+
+
+async def test_refusals_are_documented_as_the_json_they_are_when_reads_are_protected(
+    tmp_path: Path, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """With QW_API_PROTECT_READS the wall's HTML page answers 401 as JSON: the document said
+    text/html (FastAPI files a model under the route's own media type; schemathesis ST105).
+    Every refusal of every operation of both documents is application/json, and is served so."""
+    store = KeyStore(tmp_path / "keys.json")
+    store.create("reader", ["read"])
+    for app in apps(AuthPolicy(store, "production", protect_reads=True), sessions):
+        doc = await document(app)
+        for path, ops in doc["paths"].items():
+            for method, op in ops.items():
+                for status, r in op["responses"].items():
+                    if status.startswith(("4", "5")):
+                        assert list(r.get("content", {})) in (["application/json"], []), (
+                            method, path, status, r.get("content"),
+                        )  # fmt: skip
+    alerts = apps(AuthPolicy(store, "production", protect_reads=True), sessions)[1]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=alerts), base_url="http://s"
+    ) as c:
+        for path in ("/wall", "/wall/wall.js", "/wall/tiles"):
+            r = await c.get(path)
+            assert (r.status_code, r.headers["content-type"]) == (401, "application/json"), path
+            assert set(r.json()) == {"detail"}
+
+
+async def test_a_trailing_slash_is_a_plain_404_in_both_not_a_redirect(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    paths = ["/v1/queues/hate-en/health/", "/v1/queues/", "/wall/", "/healthz/", "/metrics/"]
+    for app, extra in zip(apps(None, sessions), (["/v1/events/"], paths), strict=True):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://s"
+        ) as c:
+            for path in (*extra, "/healthz/", "/docs/"):
+                for call in (c.get(path), c.post(path, json={})):
+                    r = await call
+                    assert r.status_code == 404, (path, r.status_code)
+                    assert "location" not in r.headers, path
+            assert (await c.get("/healthz")).status_code == 200
+
+
+async def test_head_is_answered_and_documented_beside_every_get_of_the_alerts_api(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """HEAD answers what GET answers (status, headers incl. ETag), without a body; the
+    document lists a head operation beside every get, with the get's parameters and statuses
+    and no content; the wall's endless stream ends after its headers and lets its slot go."""
+    app = apps(None, sessions)[1]
+    doc = await document(app)
+    ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)), ids
+    for path, ops in doc["paths"].items():
+        assert ("get" in ops) == ("head" in ops), path
+        if "get" in ops:
+            head, get = ops["head"], ops["get"]
+            assert head["operationId"] == f"{get['operationId']}_head"
+            assert head.get("parameters") == get.get("parameters")
+            assert set(head["responses"]) == set(get["responses"])
+            assert all("content" not in r for r in head["responses"].values()), path
+    assert doc["paths"]["/v1/queues"]["head"]["responses"]["200"]["headers"]["ETag"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c:
+        for path in (
+            "/v1/queues",
+            "/v1/alerts",
+            "/v1/incidents",
+            "/wall",
+            "/wall/tiles",
+            "/healthz",
+        ):
+            got, head = await c.get(path), await c.head(path)
+            assert (head.status_code, head.content) == (got.status_code, b""), path
+            assert head.headers.get("etag") == got.headers.get("etag"), path
+            assert int(head.headers["content-length"]) == len(got.content), path
+        r = await c.head("/v1/queues/nobody/health")
+        assert (r.status_code, r.content) == (404, b"")
+        r = await c.head("/wall/events")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        await asyncio.sleep(0.05)
+        assert app.state.wall.streams == 0
+        r = await c.head("/v1/health:batch")
+        assert (r.status_code, r.headers["allow"]) == (405, "POST")

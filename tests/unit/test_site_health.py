@@ -164,6 +164,46 @@ def test_each_site_is_reported_against_its_target_over_a_day_and_a_week() -> Non
     assert h.sites == sites
 
 
+def test_a_site_below_its_target_with_confidence_makes_the_band_red_and_is_named() -> None:
+    """A partner site failing its contract with confidence is a red condition even while the
+    queue meets its own target and the score says amber; the explanation names the site.
+    The ``(other)`` aggregate and a site under ``min_sample`` verdicts never count."""
+    targets = QualitySettings(accuracy_target=0.9, site_targets={"dublin": 0.95})
+    dublin = windows(412, 107)  # 74.0% against 95%: the upper bound is far under the target
+    s = snap("hate-en", {"dublin": dublin, "manila": windows(400, 8)}, accuracy=0.95)
+
+    def of(s: QualitySnapshot, firing: list[str]) -> Any:
+        return health(
+            s, target=0.9, min_sample=30, age_s=0, stale_after_s=300, firing=firing,
+            site_target=targets.site_target,
+        )  # fmt: skip
+
+    r = of(s, ["cusum_site_upper"])
+    assert r.score is not None
+    assert 60 <= r.score < 80  # amber by its score (the site's CUSUM fires)
+    assert r.band == "red"
+    assert not r.below_target_with_confidence  # the queue itself meets its target
+    assert (
+        "site dublin: 24h accuracy 74.0% is below its 95.0% target with confidence (n=412)"
+        in r.explanation
+    )
+    assert "site manila" not in r.explanation
+    quiet = of(s, [])  # no alert at all (score 100): the site alone makes it red
+    assert (quiet.score, quiet.band) == (100.0, "red")
+    # without the per-site targets (no site_target), the band is the score's
+    assert health(s, target=0.9, min_sample=30, age_s=0, stale_after_s=300, firing=[]).band == (
+        "green"
+    )
+    # the (other) aggregate of unnamed sites is no partner site: never red for it
+    other = snap("hate-en", {OTHER_SITES: dublin, "manila": windows(400, 8)}, accuracy=0.95)
+    assert (of(other, []).band, "site (other)" in of(other, []).explanation) == ("green", False)
+    # too few verdicts at the site to say, even if its bound is under the target
+    thin = snap("hate-en", {"dublin": windows(20, 20), "manila": windows(400, 8)}, accuracy=0.95)
+    day = site_health(thin, targets.site_target, 0.95, 30)[0].last_24h
+    assert day.below_target_with_confidence
+    assert of(thin, []).band == "green"
+
+
 def settings(**kw: Any) -> AlertsSettings:
     return AlertsSettings(kafka=KafkaSettings(), quality=TARGETS, **kw)
 

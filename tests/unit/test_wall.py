@@ -117,6 +117,58 @@ async def test_a_click_gets_the_chart_and_the_alert_history(
     assert bad_id.status_code == 422
 
 
+async def test_a_click_gets_the_queues_incident_history_newest_first(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Per incident: id, status, times, the detectors it groups (rule -> signals), its top
+    cause, who acknowledged, and its people's notes (how many, the last); newest first, at
+    most INCIDENT_HISTORY."""
+    cause = "78% of the excess errors are site dublin (33 errors, 15.0 expected, n=174)"
+    now = datetime.now(UTC)
+    async with sessions() as s, s.begin():
+        # "bad" has one open incident of two rules; it is acknowledged and annotated
+        (first,) = await db.incidents(s, queue_id="bad")
+        await db.acknowledge_incident(s, first.id, actor="key k1 (lead)", note="on it", now=now)
+        await db.annotate_incident(s, first.id, actor="key k1 (lead)", note="new cohort", now=now)
+        await db.resolve_incident(s, first.id, actor="key k1 (lead)", note=None, receivers=[],
+                                  now=now)  # fmt: skip
+        # then a second one: the same rule signals three times, with a cause from the second
+        for hour in (61, 62, 63):
+            b = make_breach("bad", hour, "cusum_upper")
+            if hour > 61:
+                b = b.model_copy(update={"cause_summary": cause, "message": f"up. Cause: {cause}"})
+            await db.record_breach(s, b, receivers=[], now=now)
+        for hour in range(wall.INCIDENT_HISTORY + 2):  # more than the history holds
+            b = make_breach("many", hour)
+            await db.record_breach(s, b, receivers=[], now=now)
+            (i,) = await db.incidents(s, queue_id="many", status="open")
+            await db.resolve_incident(s, i.id, actor="system", note=None, receivers=[], now=now)
+    await put(sessions, snapshot("many", 0.97, 500))
+    (r, many) = await fetch(sessions, "/wall/queues/bad", "/wall/queues/many")
+    assert r.status_code == 200, r.text
+    newest, old = r.json()["incidents"]
+    assert newest["id"] > old["id"]
+    assert (newest["status"], newest["signals_by_rule"]) == ("firing", {"cusum_upper": 3})
+    assert newest["top_cause"] == cause
+    assert (newest["notes"], newest["last_note"], newest["acknowledged_by"]) == (0, None, None)
+    assert old["status"] == "resolved"
+    assert old["signals_by_rule"] == {"p_chart_ucl": 1, "accuracy_24h_below_target": 1}
+    assert (old["acknowledged_by"], old["resolved_by"]) == ("key k1 (lead)", "key k1 (lead)")
+    assert old["acknowledged_at"] is not None
+    assert old["resolved_at"] is not None
+    assert (old["notes"], old["last_note"], old["last_note_by"]) == (
+        2,
+        "new cohort",
+        "key k1 (lead)",
+    )
+    assert old["top_cause"] is None
+    ids = [i["id"] for i in many.json()["incidents"]]
+    assert len(ids) == wall.INCIDENT_HISTORY
+    assert ids == sorted(ids, reverse=True)
+    assert {i["resolved_by"] for i in many.json()["incidents"]} == {"system"}
+    assert all(i["notes"] == 0 for i in many.json()["incidents"])
+
+
 async def test_a_click_gets_the_queues_sites_against_their_targets(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -130,6 +182,11 @@ async def test_a_click_gets_the_queues_sites_against_their_targets(
     assert (site["site"], site["target"], site["last_24h"]["n"]) == ("manila", 0.9, 400)
     assert site["last_24h"]["below_target_with_confidence"]  # 85% of 400 against 90%
     assert not site["last_7d"]["below_target_with_confidence"]  # 92.2% of 900
+    # the queue meets its 90% (score 100), but its site fails its target: the tile is red,
+    # as the health API says, and names the site
+    tile = r.json()["tile"]
+    assert (tile["score"], tile["band"]) == (100.0, "red")
+    assert "site manila: 24h accuracy 85.0% is below its 90.0% target" in tile["explanation"]
     (r,) = await fetch(sessions, "/wall/queues/bad")
     assert r.json()["sites"] == []  # a snapshot from before per-site counts
 
@@ -208,7 +265,9 @@ async def test_the_page_and_its_assets_ship_with_the_package_and_need_no_network
     assert css.headers["content-type"].startswith("text/css")
     assert js.headers["content-type"].startswith("text/javascript")
     links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-    assert set(links) == {"wall/wall.css", "wall/wall.js", "wall/tiles"}
+    icons = [link for link in links if link.startswith("data:image/svg+xml,")]
+    assert len(icons) == 1  # the favicon, inline: no request, no 404
+    assert set(links) - set(icons) == {"wall/wall.css", "wall/wall.js", "wall/tiles"}
     for text in (page.text, css.text, js.text):  # no URL but the SVG namespace
         assert set(re.findall(r"\w+://[^\s\"'`]+", text)) <= {"http://www.w3.org/2000/svg"}
     assert "@import" not in css.text

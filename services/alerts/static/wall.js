@@ -29,6 +29,12 @@ function svg(tag, attrs) {
 }
 const pct = (x, d = 1) => (x === null || x === undefined ? "–" : (100 * x).toFixed(d) + "%");
 const when = (iso) => (iso ? iso.replace("T", " ").slice(0, 16) + " UTC" : "–");
+// a scorer's message ends ". Cause: <its cause>" when it has one: say the cause once, apart
+const said = (message, cause) => {
+  const tail = `. Cause: ${cause}`;
+  return cause && message.endsWith(tail) ? message.slice(0, -tail.length) : message;
+};
+const STATUS = { firing: "open", acknowledged: "acknowledged", resolved: "resolved" };
 
 function sparkline(tile) {
   const w = 300, h = 46, pad = 3;
@@ -379,6 +385,32 @@ function siteRows(sites) {
   return rows;
 }
 
+// the queue's incidents, newest first: status in words (who acknowledged, who resolved), the
+// detectors it groups, its top cause (said once) and its notes
+function incidentRows(incidents) {
+  const rows = incidents.map((i) => {
+    const status = [STATUS[i.status] || i.status];
+    if (i.acknowledged_by) status.push(`acknowledged by ${i.acknowledged_by} ${when(i.acknowledged_at)}`);
+    if (i.resolved_by) status.push(`by ${i.resolved_by}`);
+    const signals = Object.entries(i.signals_by_rule)
+      .map(([rule, n]) => (n > 1 ? `${rule} ×${n}` : rule)).join(", ");
+    const notes = i.notes
+      ? el("span", {}, `${i.notes} note${i.notes > 1 ? "s" : ""}, last: `,
+        el("q", { class: "note" }, i.last_note), ` (${i.last_note_by}, ${when(i.last_note_at)})`)
+      : "no note";
+    return el("tr", { class: `incident-row status-${i.status}`, "data-incident": String(i.id) },
+      el("td", {}, `#${i.id}`, el("small", { class: "muted" }, ` ${i.severity}`)),
+      el("td", { class: "incident-status" }, status.join(", ")),
+      el("td", {}, when(i.opened_at)), el("td", {}, when(i.resolved_at)),
+      el("td", { class: "incident-signals" }, signals),
+      el("td", {}, i.top_cause ? el("span", { class: "cause" }, i.top_cause)
+        : said(i.summary, i.top_cause)),
+      el("td", { class: "incident-notes" }, notes));
+  });
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "7" }, "no incident for this queue")));
+  return rows;
+}
+
 async function openDetail(queueId) {
   const dialog = document.getElementById("detail");
   state.open = queueId;
@@ -396,10 +428,12 @@ async function openDetail(queueId) {
     `${pct(d.tile.accuracy_high)}, n=${d.tile.n_24h}, target ${pct(d.tile.target, 0)})` +
     (d.tile.top_error ? ` · top error 24h: ${d.tile.top_error.replaceAll("_", " ")}` : "");
   document.getElementById("chart").replaceChildren(chart(d.points));
+  document.querySelector("#incidents tbody").replaceChildren(...incidentRows(d.incidents || []));
   const rows = d.alerts.map((a) => el("tr", { class: `alert-row status-${a.status}` },
     el("td", {}, a.status), el("td", {}, a.rule), el("td", {}, a.severity),
     el("td", {}, when(a.first_seen_at)), el("td", {}, when(a.resolved_at)),
-    el("td", {}, a.message, a.cause ? el("span", { class: "cause" }, `cause: ${a.cause}`) : null)));
+    el("td", {}, said(a.message, a.cause),
+      a.cause ? el("span", { class: "cause" }, `cause: ${a.cause}`) : null)));
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "6" }, "no alert for this queue")));
   document.querySelector("#history tbody").replaceChildren(...rows);
   document.querySelector("#sites tbody").replaceChildren(...siteRows(d.sites || []));
