@@ -147,6 +147,7 @@ def check(obj: Any) -> EventBatch:
             raise ValueError(
                 f"EventBatch with {len(events)} {kind}, more than {MAX_EVENTS_PER_MESSAGE}"
             )
+    valid: set[str] = set()  # key ids checked already (a batch has few sites and policies)
     for kind, events, keys in (("decision", decisions, _DECISION_KEYS), ("verdict", verdicts, ())):
         for i, e in enumerate(events):
             if not isinstance(e, dict):
@@ -155,10 +156,14 @@ def check(obj: Any) -> EventBatch:
                 raise ValueError(f"EventBatch {kind} {i} belongs to queue {e['queue_id']!r:.200}")
             for key in keys:
                 value = e.get(key)
-                if isinstance(value, str) and not is_key_id(value):
-                    raise ValueError(
-                        f"EventBatch {kind} {i}: {key} {value[:200]!r} is not a valid key id"
-                    )
+                if value.__class__ is str and value in valid:
+                    continue
+                if isinstance(value, str):
+                    if not is_key_id(value):
+                        raise ValueError(
+                            f"EventBatch {kind} {i}: {key} {value[:200]!r} is not a valid key id"
+                        )
+                    valid.add(value)
     return obj  # type: ignore[return-value]
 
 

@@ -28,6 +28,7 @@ from services.ingest.validation import (
     MAX_FUTURE_S,
     EventKind,
     ItemError,
+    fast_item,
     floor_for,
     validate_raw,
 )
@@ -131,8 +132,16 @@ class RawValidator:
         valid: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], str, dict[str, Any]]] = []
         for tp, records in polled.items():
             consumed += len(records)
+            kind = self._kinds[tp.topic]
             for rec in records:
-                result = validate_raw(rec.value, self._kinds[tp.topic], horizon, floor)
+                # the fast path, then (for what it does not take) validate_raw, which tries
+                # it again and decides with the models: validate_raw's result either way
+                value = rec.value
+                fast = None if value is None else fast_item(value, kind, horizon, floor)
+                if fast is not None:
+                    valid.append((tp, rec, fast[0], fast[1]))
+                    continue
+                result = validate_raw(value, kind, horizon, floor)
                 if isinstance(result, ItemError):
                     dlq.append(await self._dead_letter(tp, rec, result.reason(), result.errors))
                 else:

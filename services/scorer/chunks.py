@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,9 +157,12 @@ class ChunkStore:
         # queue -> the hour below which this worker deleted every chunk: scans start there
         # instead of stepping over deletions RocksDB has not compacted away yet
         self._floor: dict[str, int] = {}
+        # (queue, id -> chunk key or None) of ``prefetch``, until the index changes
+        self._prefetched: tuple[str, dict[str, str | None]] = ("", {})
 
     def invalidate(self) -> None:
         """Drop what is staged and cached (partitions moved, or a batch failed)."""
+        self._prefetched = ("", {})
         self._staged.clear()
         self._staged_ids.clear()
         self._deleted.clear()
@@ -232,16 +235,37 @@ class ChunkStore:
         return sorted(out.items(), key=lambda kv: (kv[0].hour, kv[0].batch, kv[0].part))
 
     # -- reads ------------------------------------------------------------------------------
-    def key_of(self, queue_id: str, record_id: str, alive_from: float) -> ChunkKey | None:
-        """The queue's chunk holding ``record_id``, unless it expired (logically) at
-        ``alive_from``. Ids are scoped by queue: another queue's record of the same id is
-        another record."""
+    def prefetch(self, queue_id: str, record_ids: Iterable[str]) -> None:
+        """Look the batch's ids up in the index at once (``ChunkIndex.chunks_of``), for the
+        ``key_of`` and ``get`` calls that follow. Valid until the next ``flush``,
+        ``flush_deletes`` or ``invalidate``, the only times the index changes: staged
+        records are looked up before it, as always."""
+        ids = [r for r in record_ids if (queue_id, r) not in self._staged_ids]
+        self._prefetched = (queue_id, self._index.chunks_of(self.kind, queue_id, ids))
+
+    def end_prefetch(self) -> None:
+        self._prefetched = ("", {})
+
+    def _find(
+        self, queue_id: str, record_id: str, alive_from: float
+    ) -> tuple[ChunkKey, Chunk | None] | None:
+        """The key of the queue's chunk holding ``record_id``, and the chunk, unless it
+        expired (logically) at ``alive_from``."""
         key = self._staged_ids.get((queue_id, record_id))
-        if key is None:
-            raw = self._index.chunk_of(self.kind, queue_id, record_id)
+        chunk: Chunk | None
+        if key is not None:
+            chunk = self._staged.get(key)
+        else:
+            pf_queue, found = self._prefetched
+            if pf_queue == queue_id and record_id in found:
+                raw = found[record_id]
+            else:
+                raw = self._index.chunk_of(self.kind, queue_id, record_id)
             if raw is None:
                 return None
-            key = self._key(raw)
+            key = self._keys.get(raw)
+            if key is None:
+                key = ChunkKey.parse(raw)
             if not self._visible(key):
                 return None
             chunk = self._chunk(key)
@@ -249,16 +273,23 @@ class ChunkStore:
                 return None
         if key.hour + HOUR <= alive_from:
             return None
-        return key
+        return key, chunk
+
+    def key_of(self, queue_id: str, record_id: str, alive_from: float) -> ChunkKey | None:
+        """The queue's chunk holding ``record_id``, unless it expired (logically) at
+        ``alive_from``. Ids are scoped by queue: another queue's record of the same id is
+        another record."""
+        found = self._find(queue_id, record_id, alive_from)
+        return None if found is None else found[0]
 
     def get(
         self, queue_id: str, record_id: str, alive_from: float = float("-inf")
     ) -> Record | None:
-        key = self.key_of(queue_id, record_id, alive_from)
-        if key is None:
+        found = self._find(queue_id, record_id, alive_from)
+        if found is None or found[1] is None:
             return None
-        chunk = self._chunk(key)
-        return None if chunk is None else chunk["r"].get(record_id)
+        record: Record | None = found[1]["r"].get(record_id)
+        return record
 
     # -- writes -----------------------------------------------------------------------------
     def add(

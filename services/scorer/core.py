@@ -31,7 +31,7 @@ from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
 from services.scorer.pending import PendingStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, QueueState
-from shared.batches import MIN_EVENT_EPOCH, MIN_EVENT_TIME, EventBatch, epoch
+from shared.batches import MAX_EPOCH, MIN_EVENT_EPOCH, MIN_EVENT_TIME, EventBatch, epoch
 from shared.control import BaselineReset, is_control
 from shared.events import (
     BaselineEvent,
@@ -232,7 +232,6 @@ class Scorer:
             return out
         batch = cast(EventBatch, batch)
         batch_id = f"{position[0]}-{position[1]}"
-        period = self.s.subgroup_seconds
         numeric = batch["v"] >= 2  # v2 carries event times as numbers (shared/batches.py)
         decisions = self._admit(
             batch["decisions"],
@@ -254,10 +253,37 @@ class Scorer:
         )
 
         st.rejected_items += len(out.rejected)  # each dead-lettered with its reason
+        # the batch's ids looked up in the index at once; the index does not change until
+        # commit, and the lookups are forgotten when this returns (chunks.ChunkStore.prefetch)
+        self._decisions.prefetch(
+            queue_id, [d["decision_id"] for d in decisions] + [v["decision_id"] for v in verdicts]
+        )
+        self._counted.prefetch(queue_id, [v["verdict_id"] for v in verdicts])
+        try:
+            self._apply(st, decisions, verdicts, batch_id, out, wall)
+        finally:
+            self._decisions.end_prefetch()
+            self._counted.end_prefetch()
+        st.applied = position
+        self._dirty.add(queue_id)
+        return out
+
+    def _apply(
+        self,
+        st: QueueState,
+        decisions: list[dict[str, Any]],
+        verdicts: list[dict[str, Any]],
+        batch_id: str,
+        out: Output,
+        wall: float,
+    ) -> None:
+        queue_id = st.queue_id
         counted: dict[str, Record] = {}
         revised: set[int] = set()
         if decisions:
-            self._add_decisions(st, decisions, period, counted, revised, batch_id, out, wall)
+            self._add_decisions(
+                st, decisions, self.s.subgroup_seconds, counted, revised, batch_id, out, wall
+            )
         for v in verdicts:
             st.watermark = max(st.watermark, _epoch(v["reviewed_at"]))
             record = self._decisions.get(queue_id, v["decision_id"], st.alive_from)
@@ -276,9 +302,6 @@ class Scorer:
         self._revise(st, revised, out, wall)
         self._check_target(st, out, wall)
         self._expire(st)
-        st.applied = position
-        self._dirty.add(queue_id)
-        return out
 
     def commit(self, queue_id: str) -> Horizons:
         """Write what ``process`` staged: chunks, then the queue's record, then deletions
@@ -430,10 +453,16 @@ class Scorer:
         validated them, so this is a cheap guard against a bad producer or a replay: every
         field the scorer reads is checked for type and range here (``fault``: the optional
         ones), so that no event can make ``process`` raise. ``numeric``: the event time
-        ``field`` is a number (v2), made a float here."""
+        ``field`` is a number (v2), made a float here; such an event is first offered to
+        the kind's quick check (``_quick_decision``, ``_quick_verdict``), which keeps the
+        common case at a fraction of the cost and leaves every other to the checks below."""
         kept = []
         texts = keys - {field} if numeric else keys
+        quick = _QUICK.get(field) if numeric else None
         for e in events:
+            if quick is not None and quick(e, horizon):
+                kept.append(e)  # (its time a float now)
+                continue
             if not isinstance(e, dict):
                 out.rejected.append(
                     (e, f"scorer: an event must be an object, not {type(e).__name__}")
@@ -517,7 +546,9 @@ class Scorer:
             t = rec[0]
             st.watermark = max(st.watermark, t)
             start = int(t // period) * period
-            bucket = st.buckets.setdefault(start, Bucket())
+            bucket = st.buckets.get(start)
+            if bucket is None:  # (not setdefault: it would build a Bucket every time)
+                bucket = st.buckets[start] = Bucket()
             bucket.decisions += 1
             sites.count(st, bucket, str(rec[1]), self.s.sites_per_queue, decisions=1)
             if start <= st.closed_through and bucket.rev >= 0:
@@ -546,7 +577,9 @@ class Scorer:
         st.verdicts_total += 1
         period = self.s.subgroup_seconds
         start = int(decision[0] // period) * period
-        bucket = st.buckets.setdefault(start, Bucket())
+        bucket = st.buckets.get(start)
+        if bucket is None:
+            bucket = st.buckets[start] = Bucket()
         if start <= st.closed_through and bucket.rev >= 0:
             # late: after its subgroup was published (a subgroup first seen after a later one
             # closed is published with these verdicts as its first counts, not as late ones)
@@ -1209,6 +1242,67 @@ def _verdict_fault(v: dict[str, Any]) -> str | None:
     if sample is not None and not (isinstance(sample, str) and sample in _SAMPLE_TYPES):
         return f"sample_type {str(sample)[:100]!r} is not one of {sorted(_SAMPLE_TYPES)}"
     return None
+
+
+def _quick_decision(e: Any, horizon: float) -> bool:
+    """True when ``e`` is a v2 decision that ``_admit`` keeps as it is (its time is then
+    made a float, as ``_admit`` does); False leaves it to ``_admit``'s full checks, which
+    decide and say why. Only exact ``str``/``int``/``float`` values pass (what a JSON
+    decoder makes), so this accepts a subset of what they accept, with the same effect
+    (tests/unit/test_scorer_core.py holds the two together)."""
+    if e.__class__ is not dict or not e.keys() >= _DECISION_KEYS:
+        return False
+    t = e["decided_at"]
+    if not ((t.__class__ is float or t.__class__ is int) and MIN_EVENT_EPOCH <= t <= horizon):
+        return False
+    a, b, c, d = e["decision_id"], e["site_id"], e["moderator_id"], e["policy_id"]
+    if not (
+        a.__class__ is str and b.__class__ is str and c.__class__ is str and d.__class__ is str
+        and len(a) <= OPAQUE_ID_MAX and len(b) <= OPAQUE_ID_MAX
+        and len(c) <= OPAQUE_ID_MAX and len(d) <= OPAQUE_ID_MAX
+        and t <= MAX_EPOCH
+    ):  # fmt: skip
+        return False
+    severity = e.get("severity", 2)
+    if severity.__class__ is not int or not 1 <= severity <= 4:
+        return False
+    tenure = e.get("moderator_tenure_days")
+    if tenure is not None and (tenure.__class__ is not int or not 0 <= tenure <= MAX_TENURE_DAYS):
+        return False
+    e["decided_at"] = float(t)
+    return True
+
+
+def _quick_verdict(e: Any, horizon: float) -> bool:
+    """``_quick_decision`` for a v2 verdict."""
+    if e.__class__ is not dict or not e.keys() >= _VERDICT_KEYS:
+        return False
+    t = e["reviewed_at"]
+    if not ((t.__class__ is float or t.__class__ is int) and MIN_EVENT_EPOCH <= t <= horizon):
+        return False
+    a, b, outcome = e["verdict_id"], e["decision_id"], e["outcome"]
+    if not (
+        a.__class__ is str and b.__class__ is str and outcome.__class__ is str
+        and len(a) <= OPAQUE_ID_MAX and len(b) <= OPAQUE_ID_MAX
+        and outcome in _OUTCOMES and t <= MAX_EPOCH
+    ):  # fmt: skip
+        return False
+    error_type = e.get("error_type")
+    if error_type is not None and (
+        error_type.__class__ is not str or error_type not in _ERROR_TYPES
+    ):
+        return False
+    sample = e.get("sample_type")
+    if sample is not None and (sample.__class__ is not str or sample not in _SAMPLE_TYPES):
+        return False
+    e["reviewed_at"] = float(t)
+    return True
+
+
+_QUICK: dict[str, Callable[[Any, float], bool]] = {
+    "decided_at": _quick_decision,
+    "reviewed_at": _quick_verdict,
+}
 
 
 def _tenure(days: Any) -> int | None:

@@ -17,7 +17,7 @@ by the replay of a cut-short batch): readers check the chunk's content.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, Protocol, runtime_checkable
 
 CHUNK_KINDS = frozenset({"d", "v", "p"})
@@ -49,6 +49,11 @@ def chunk_fields(key: str) -> tuple[str, str, int, str, int] | None:
 class ChunkIndex(Protocol):
     def chunk_of(self, kind: str, queue_id: str, record_id: str) -> str | None:
         """The key of the queue's chunk the record id was last written in, if any."""
+
+    def chunks_of(
+        self, kind: str, queue_id: str, record_ids: Iterable[str]
+    ) -> dict[str, str | None]:
+        """``chunk_of`` for many ids of one queue at once (a batch's), by id."""
 
     def batch_chunks(self, batch: str) -> list[str]:
         """Keys of the chunks written from input message ``batch`` (``partition-offset``),
@@ -129,6 +134,12 @@ class IndexedTable(MutableMapping[str, Any]):
     # -- ChunkIndex -------------------------------------------------------------------------
     def chunk_of(self, kind: str, queue_id: str, record_id: str) -> str | None:
         return self._ids.get((kind, queue_id, record_id))
+
+    def chunks_of(
+        self, kind: str, queue_id: str, record_ids: Iterable[str]
+    ) -> dict[str, str | None]:
+        ids = self._ids
+        return {r: ids.get((kind, queue_id, r)) for r in record_ids}
 
     def batch_chunks(self, batch: str) -> list[str]:
         return sorted(self._batches.get(batch, ()))

@@ -62,6 +62,17 @@ def _chunk_parts(key: bytes) -> tuple[str, str, str] | None:
     return text[0], queue_id, split_batch(field)[0]
 
 
+def _key_text(raw: bytes | None) -> str | None:
+    """A table key (JSON) as its text: the chunk keys have nothing to escape (queue ids
+    follow the key-id grammar), so the quotes are cut off; anything else is parsed."""
+    if raw is None:
+        return None
+    if raw[:1] == b'"' and b"\\" not in raw:
+        return raw[1:-1].decode()
+    key: str = orjson.loads(raw)
+    return key
+
+
 def _id_key(kind: str, queue_id: str, record_id: str) -> bytes:
     return ID_PREFIX + f"{kind}|{queue_id}|{record_id}".encode()
 
@@ -106,8 +117,12 @@ class _Batch:
         self.put(key, value)
         if parts is not None:
             kind, queue_id, batch = parts
+            prefix = _id_key(kind, queue_id, "")
+            put, view = self.wb.put, self.view  # (self.put, inlined: one entry per id)
             for record_id in orjson.loads(value)["r"]:
-                self.put(_id_key(kind, queue_id, record_id), key)
+                id_key = prefix + record_id.encode()
+                put(id_key, key)
+                view[id_key] = key
             self.put(BATCH_PREFIX + batch.encode() + b"|" + key, b"")
 
 
@@ -256,13 +271,21 @@ class IndexedRocksDBStore(rocksdb.Store):
         return list(self._dbs.values())
 
     def chunk_of(self, kind: str, queue_id: str, record_id: str) -> str | None:
-        id_key = _id_key(kind, queue_id, record_id)
-        for db in self._dbs_to_search():
-            raw = db.get(id_key)
-            if raw is not None:
-                key: str = orjson.loads(raw)
-                return key
-        return None
+        return self.chunks_of(kind, queue_id, (record_id,))[record_id]
+
+    def chunks_of(
+        self, kind: str, queue_id: str, record_ids: Iterable[str]
+    ) -> dict[str, str | None]:
+        prefix = _id_key(kind, queue_id, "")
+        dbs = self._dbs_to_search()
+        if len(dbs) == 1:  # the agent's case: one partition, one get per id
+            get = dbs[0].get
+            return {r: _key_text(get(prefix + r.encode())) for r in record_ids}
+        out: dict[str, str | None] = {}
+        for r in record_ids:
+            id_key = prefix + r.encode()
+            out[r] = next((_key_text(v) for db in dbs if (v := db.get(id_key)) is not None), None)
+        return out
 
     def batch_chunks(self, batch: str) -> list[str]:
         prefix = BATCH_PREFIX + batch.encode() + b"|"

@@ -227,3 +227,108 @@ def test_an_event_time_before_2000_is_refused_alone(t: float) -> None:
     st = scorer.state("q")
     assert st.decisions_total == 1
     assert min(st.buckets) > 0
+
+
+class _Text(str):
+    """A str subclass (a StrEnum's values are): not what a JSON decoder makes."""
+
+
+_ODD_VALUES: list[Any] = [
+    None, True, False, 0, 2, 5, -1, 36500, 36501, 2.0, "", "x" * 200, "x" * 201, [], {},
+    _Text("ok"), _Text("correct"), math.nan, math.inf, -math.inf,
+]  # fmt: skip
+_ODD = st.sampled_from(_ODD_VALUES)
+_TIMES = st.one_of(
+    st.sampled_from(
+        [batches.MIN_EVENT_EPOCH, batches.MIN_EVENT_EPOCH - 0.001, 1.9e9 + 900, 1.9e9 + 900.001,
+         batches.MAX_EPOCH, batches.MAX_EPOCH + 1, 10**300, 1.8e9, int(1.8e9), True, "1.8e9",
+         math.nan]
+    ),
+    st.floats(allow_nan=True),
+    st.integers(),
+)  # fmt: skip
+_GOOD_DECISION = {
+    "decision_id": "d1", "site_id": "s1", "moderator_id": "m1", "policy_id": "p.v1",
+    "decided_at": 1.8e9, "severity": 2, "moderator_tenure_days": 30,
+}  # fmt: skip
+_GOOD_VERDICT = {
+    "verdict_id": "v1", "decision_id": "d1", "reviewed_at": 1.8e9, "outcome": "incorrect",
+    "error_type": "over_enforcement", "sample_type": "random",
+}  # fmt: skip
+_CHOICES = {
+    "decided_at": _TIMES, "reviewed_at": _TIMES,
+    "severity": st.one_of(st.sampled_from([1, 3, 4]), _ODD),
+    "moderator_tenure_days": st.one_of(st.sampled_from([0, 36500]), _ODD),
+    "outcome": st.one_of(st.sampled_from(["correct", "wrong"]), _ODD),
+    "error_type": st.one_of(st.sampled_from(["under_enforcement", "nope"]), _ODD),
+    "sample_type": st.one_of(st.sampled_from(["targeted", "appeal", "nope"]), _ODD),
+}  # fmt: skip
+
+
+@st.composite
+def _event(draw: Any, good: dict[str, Any]) -> Any:
+    """A good event with none, one or a few fields changed to odd values or left out."""
+    event = dict(good)
+    for name in draw(st.lists(st.sampled_from(sorted(good)), max_size=3)):
+        if draw(st.booleans()):
+            event.pop(name, None)
+            continue
+        event[name] = draw(_CHOICES.get(name, _ODD))
+    return event
+
+
+def _events(good: dict[str, Any]) -> Any:
+    return st.lists(st.one_of(_event(good), _event(good), _ODD), max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(decisions=_events(_GOOD_DECISION), verdicts=_events(_GOOD_VERDICT))
+def test_the_scorers_quick_admission_keeps_what_the_full_checks_keep(
+    decisions: list[Any], verdicts: list[Any]
+) -> None:
+    """``_admit`` first offers a v2 event to a quick check of the common case; whatever the
+    event, the kept events (times made floats), the refusals and their reasons are those of
+    the full checks alone."""
+    _same_admission(decisions, verdicts)
+
+
+def _same_admission(decisions: list[Any], verdicts: list[Any]) -> None:
+    from services.scorer import core
+
+    def admit(quick: bool) -> tuple[list[Any], list[tuple[Any, str]]]:
+        with pytest.MonkeyPatch.context() as m:
+            if not quick:
+                m.setattr(core, "_QUICK", {})
+            out = core.Output()
+            kept = []
+            for events, keys, field, fault in (
+                (decisions, core._DECISION_KEYS, "decided_at", core._decision_fault),
+                (verdicts, core._VERDICT_KEYS, "reviewed_at", core._verdict_fault),
+            ):
+                copies = [dict(e) if isinstance(e, dict) else e for e in events]
+                kept += core.Scorer._admit(copies, keys, field, 1.9e9 + 900, out, fault, True)
+            return kept, out.rejected
+
+    quick, full = admit(True), admit(False)
+    assert repr(quick) == repr(full)  # (repr: NaN is not equal to itself)
+    assert [type(e[f]) for e in quick[0] for f in ("decided_at", "reviewed_at") if f in e] == [
+        float for e in full[0] for f in ("decided_at", "reviewed_at") if f in e
+    ]
+
+
+_VALUES = [
+    *_ODD_VALUES,
+    batches.MIN_EVENT_EPOCH, batches.MIN_EVENT_EPOCH - 0.001, 1.9e9 + 900, 1.9e9 + 900.001,
+    batches.MAX_EPOCH, 10**300, int(1.8e9), 1, 3, 4, 36499, "correct", "wrong", "targeted",
+    "appeal", "nope", "under_enforcement",
+]  # fmt: skip
+
+
+def test_the_scorers_quick_admission_agrees_on_every_single_change() -> None:
+    """Every good event with one field changed to each of many values, or left out."""
+    for good, side in ((_GOOD_DECISION, "decisions"), (_GOOD_VERDICT, "verdicts")):
+        changed: list[Any] = [dict(good)]
+        for name in good:
+            changed.append({k: v for k, v in good.items() if k != name})
+            changed += [{**good, name: value} for value in _VALUES]
+        _same_admission(**{"decisions": [], "verdicts": [], side: changed})

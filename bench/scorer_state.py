@@ -1,0 +1,208 @@
+"""The scorer's state path in one process: ``Scorer.process`` and ``commit`` on the
+worker's own RocksDB store (with its chunk index), no broker and no Faust.
+
+    .venv/bin/python bench/scorer_state.py [--events 100000] [--reps 3] [--profile FILE]
+
+The data is ``bench/pipeline.py``'s (seeded: raw per-event JSON with duplicates and late
+data), validated by ingest's fast path and packed into the batches ingest produces, one
+poll of ``--poll`` messages at a time; each batch goes to the partition its key hashes to.
+The table is a mapping over ``IndexedRocksDBStore``'s write and lookup code (the same
+``_write``, write batches and index entries as the worker), with its values JSON-encoded
+twice per write as Faust encodes them for the store and for the changelog. It prints the
+CPU time of each repetition per event and checks the queues' totals against the
+generator's truth; ``--profile`` writes cProfile statistics of the last one.
+
+It isolates what ``bench/pipeline.py`` cannot: the scorer's own per-event cost, without
+the consumer, the producer and start-up. For instruction counts that do not move with the
+machine's load, run it under ``valgrind --tool=callgrind --collect-atstart=no
+--toggle-collect=functools_reduce`` with ``--reduce`` (the last repetition runs inside
+``functools.reduce``, so only it is counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rocksdict import Rdict
+
+from bench.pipeline import generate
+from services.ingest.validation import fast_item
+from services.scorer import store as rocks
+from services.scorer.core import Scorer
+from services.scorer.settings import ScorerSettings
+from shared import batches, control
+from shared.topics import queue_key
+
+PARTITIONS = 4
+_FAUST_JSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z  # faust.utils.json.dumps
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, option=_FAUST_JSON)
+
+
+class Store(rocks.IndexedRocksDBStore):
+    """The worker's store code on databases in ``path``, one per partition, without Faust:
+    ``partition`` plays the message in hand."""
+
+    def __init__(self, path: str) -> None:  # (Faust's own set-up is not needed)
+        self._dbs: dict[int, Rdict] = {}
+        self.dir = Path(path)
+        self.partition = 0
+        self.rocksdb_options = rocks.BoundedRocksDBOptions(
+            block_cache_size=8 << 20, write_buffer_size=4 << 20, max_write_buffer_number=3,
+            use_rocksdict=True,
+        )  # fmt: skip
+
+    def _db_for_partition(self, partition: int) -> Rdict:
+        db = self._dbs.get(partition)
+        if db is None:
+            db = self._dbs[partition] = self.rocksdb_options.open(
+                self.dir / f"p{partition}", read_only=False
+            )
+        return db
+
+    def _dbs_to_search(self) -> list[Rdict]:
+        return [self._db_for_partition(self.partition)]
+
+
+class Table(MutableMapping[str, Any]):
+    """The scorer's table over ``Store``: JSON values, written with their index entries."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.writes = 0
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.store._db_for_partition(self.store.partition).get(_json(key))
+        if value is None:
+            raise KeyError(key)
+        return orjson.loads(value)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _json(value)  # Faust encodes the value for the changelog too
+        self.writes += 1
+        self.store._write(self.store.partition, [(_json(key), _json(value))])
+
+    def __delitem__(self, key: str) -> None:
+        self.writes += 1
+        self.store._write(self.store.partition, [(_json(key), None)])
+
+    def __iter__(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+Message = tuple[int, bytes, bytes]  # partition, key, value
+
+
+def messages(events: int, seed: int, poll: int) -> tuple[list[Message], dict[str, tuple[int, int]]]:
+    """The events topic's messages as ingest would write them, and each queue's true
+    (decisions, verdicts) totals."""
+    raw = generate(events, 20, 24, seed)
+    horizon = time.time() + 900
+    out: list[Message] = []
+    for i in range(0, len(raw.messages), poll):
+        per_kind: dict[str, dict[str, list[dict[str, Any]]]] = {
+            "decision": defaultdict(list), "verdict": defaultdict(list),
+        }  # fmt: skip
+        for kind, _, value in raw.messages[i : i + poll]:
+            item = fast_item(value, kind, horizon, 0)  # type: ignore[arg-type]
+            assert item is not None, value
+            per_kind[kind][item[0]].append(item[1])
+        for b in batches.pack(per_kind["decision"], per_kind["verdict"]):
+            key = queue_key(b["queue_id"])
+            out.append((zlib.crc32(key) % PARTITIONS, key, batches.encode(b)))
+    truth = {q: (raw.truth.decisions[q], raw.truth.verdicts[q]) for q in raw.queues}
+    return out, truth
+
+
+def run(msgs: list[Message], settings: ScorerSettings, path: str) -> tuple[Scorer, int, int]:
+    """Every message through process and commit; returns the scorer, events and writes."""
+    store = Store(path)
+    table = Table(store)
+    scorer = Scorer(settings, table, index=store)
+    offsets: dict[int, int] = defaultdict(int)
+    events = 0
+    for partition, key, value in msgs:
+        store.partition = partition
+        position = (partition, offsets[partition])
+        offsets[partition] += 1
+        batch = control.decode_input(value, key)
+        assert batch.get("v") in batches.VERSIONS
+        events += len(batch["decisions"]) + len(batch["verdicts"])  # type: ignore[typeddict-item]
+        scorer.process(batch, time.time(), position)
+        scorer.commit(batch["queue_id"])
+        scorer.unsent(batch["queue_id"])
+        scorer.snapshot_if_due(batch["queue_id"], time.time())
+    return scorer, events, table.writes
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--events", type=int, default=100_000, help="about this many raw messages")
+    p.add_argument("--poll", type=int, default=20_000, help="raw messages per ingest poll")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--profile", help="cProfile statistics of the last repetition to this file")
+    p.add_argument("--reduce", action="store_true", help="the last repetition in reduce()")
+    args = p.parse_args(argv)
+    msgs, truth = messages(args.events, args.seed, args.poll)
+    settings = ScorerSettings(grace_seconds=7200, snapshot_interval_s=1)
+    ok = True
+    for rep in range(args.reps):
+        last = rep == args.reps - 1
+        path = tempfile.mkdtemp(prefix="qw-scorer-state-")
+        prof = cProfile.Profile() if args.profile and last else None
+        try:
+            t = cpu()
+            if prof is not None:
+                prof.enable()
+            if args.reduce and last:
+                scorer, events, writes = functools.reduce(
+                    lambda acc, _: run(msgs, settings, path), [0], run([], settings, path)
+                )
+            else:
+                scorer, events, writes = run(msgs, settings, path)
+            if prof is not None:
+                prof.disable()
+            spent = cpu() - t
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        got = {q: (scorer.state(q).decisions_total, scorer.state(q).verdicts_total) for q in truth}
+        ok = ok and got == truth
+        print(
+            f"{len(msgs):,} batches, {events:,} events: CPU {spent:.2f} s, "
+            f"{spent / events * 1e6:.1f} µs an event; {writes:,} table writes; totals "
+            f"{'exact' if got == truth else 'WRONG'}",
+            flush=True,
+        )
+        if prof is not None:
+            prof.dump_stats(args.profile)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
