@@ -60,6 +60,7 @@ SITE_MIN_N = 300  # random verdicts of a site in Phase I for it to get its own c
 SITE_PRIOR_N = 100  # a site's baseline is shrunk towards the queue's by this many verdicts
 GUARD_QUANTILE = 0.975  # an estimated baseline's charts meet their ARL0 up to this bound
 WIDER = (1.0, 1.25, 1.5, 2.0, 3.0)  # ... tuned to a shift this much wider where they must
+H_GROWTH_MAX = 3.0  # ... that is, where the guard would take h past this many times its own
 ALPHA_MIN = 1e-9  # the p-chart's tail per subgroup: at most 6 sigma ...
 ALPHA_MAX = 0.0228  # ... and at least 2 sigma
 ARL0_MIN = 100.0  # verdicts: below, a chart would alarm on a handful of errors
@@ -179,17 +180,24 @@ def design(
     :func:`design_arl0`), its ARL0 met at the error rate ``at`` (default p0; for an
     estimated baseline its :func:`guard`), or None where no chart is run (the lattice would
     be too fine: p0 too small for the shift to be represented at a bounded cost). Where
-    ``at`` is at or past the reference value of the chart for ``ratio`` (a baseline too
-    uncertain to hold a chart for that shift to its ARL0), the chart is tuned to the next
-    larger shift of ``WIDER`` that it can be held to: its p1 says which."""
+    ``at`` is at or past the reference value of the chart for ``ratio``, or so near it that
+    holding the ARL0 there takes more than ``H_GROWTH_MAX`` times the h the chart needs at
+    p0 (a baseline too uncertain to hold a chart for that shift: its h, and so its delay,
+    would explode), the chart is tuned to the next larger shift of ``WIDER`` that it can be
+    held to: its p1 says which. If none can, the one with the smallest h."""
     if at is None:
         return _design(side, p0, ratio, arl0, None)
+    held: list[BernoulliCusumDesign] = []
     for wider in WIDER:
         r = ratio * wider if side == "upper" else ratio / wider
         d = _design(side, p0, r, arl0, at)
-        if d is not None:
+        if d is None:
+            continue
+        plain = _design(side, p0, r, arl0, None)
+        if plain is not None and d.h <= H_GROWTH_MAX * plain.h:
             return d
-    return None
+        held.append(d)
+    return min(held, key=lambda d: d.h, default=None)
 
 
 def _design(

@@ -263,3 +263,21 @@ def test_a_guarded_chart_on_an_estimated_baseline_spends_no_more_than_its_share(
             spent[guarded] += w * rate / bernoulli_cusum_arl(d, p)
     assert spent[False] > share
     assert spent[True] <= bound * share
+
+
+def test_a_guard_just_under_the_reference_value_widens_rather_than_going_blind() -> None:
+    """A new user's site: 16 errors in 320 Phase I verdicts, queue at 4.5%. The guard fell
+    just under the doubling chart's reference value (1/14), and holding the ARL0 there took
+    h = 951 (a signal after tens of thousands of verdicts). Now the chart is tuned to the
+    first wider shift whose h is at most H_GROWTH_MAX times what it needs at its estimate."""
+    at = live.guard("upper", 16, 320, 58 / 1280, live.SITE_PRIOR_N)
+    p0 = live.site_p0(320, 16, 58 / 1280)
+    doubling = choose_h(p0, 2 * p0, 1.41e7)
+    assert at < doubling.g / doubling.m  # just under the reference value: it can be held ...
+    d = live.design("upper", p0, 2.0, 1.41e7, at)
+    assert d is not None
+    assert d.p1 > 2 * p0  # ... but only at an h that explodes: tuned wider
+    plain = live.design("upper", p0, d.p1 / p0, 1.41e7)
+    assert plain is not None
+    assert d.h <= live.H_GROWTH_MAX * plain.h
+    assert bernoulli_cusum_arl(d, at) >= 1.41e7
