@@ -17,8 +17,9 @@ for every ingest process (``shared/admission.py``); ``GET /v1/queues`` lists wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
@@ -68,6 +69,54 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 router = APIRouter(prefix="/v1")
 
 
+class BodyBudget:
+    """The bytes of request bodies the process holds at once, across requests
+    (QW_INGEST_MAX_INFLIGHT_BYTES): a request's bytes are taken as they arrive (or at once,
+    as its Content-Length declares) and given back when it is answered."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[Claim]:
+        claim = Claim(self)
+        try:
+            yield claim
+        finally:
+            self.held -= claim.held
+
+
+class Claim:
+    """One request's share of the ``BodyBudget``."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget, self.held = budget, 0
+
+    def grow_to(self, n: int) -> bool:
+        """Hold ``n`` bytes in all (False, holding no more, if the budget has not room)."""
+        more = n - self.held
+        if more <= 0:
+            return True
+        if self.budget.held + more > self.budget.limit:
+            return False
+        self.budget.held += more
+        self.held = n
+        return True
+
+
+def _busy(budget: BodyBudget) -> Response:
+    response = json_response(
+        {
+            "detail": f"busy: {budget.held} bytes of request bodies are already held, and this "
+            f"one would pass the limit of {budget.limit} (QW_INGEST_MAX_INFLIGHT_BYTES): "
+            "retry after Retry-After seconds"
+        },
+        status_code=503,
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None) -> Response:
     max_bytes: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length", "")
@@ -76,9 +125,22 @@ async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None
             {"detail": f"body of {declared} bytes exceeds the limit of {max_bytes}"},
             status_code=413,
         )
+    budget: BodyBudget = request.app.state.body_budget
+    with budget.claim() as claim:
+        if not claim.grow_to(int(declared) if declared.isdigit() else 0):
+            return _busy(budget)
+        return await _take_body(request, publisher, kind, claim)
+
+
+async def _take_body(
+    request: Request, publisher: Publisher, kind: EventKind | None, claim: Claim
+) -> Response:
+    max_bytes: int = request.app.state.max_body_bytes
     body = bytearray()
     async for chunk in request.stream():  # never hold more than the limit in memory
         body += chunk
+        if not claim.grow_to(len(body)):  # more than declared, or nothing was
+            return _busy(claim.budget)
         if len(body) > max_bytes:
             break
     if len(body) > max_bytes:
@@ -155,6 +217,18 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": Problem,
         "description": "the body is larger than QW_INGEST_MAX_BODY_BYTES, or holds more items "
         "than QW_INGEST_MAX_ITEMS (refused whole, before any item is validated: split it)",
+    },
+    503: {
+        "model": Problem,
+        "description": "busy: taking this body would pass QW_INGEST_MAX_INFLIGHT_BYTES of "
+        "request bodies held at once (others are being read, validated or sent to the "
+        "broker); nothing of it was taken: send it again after Retry-After seconds",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before sending the request again",
+                "schema": {"type": "integer"},
+            }
+        },
     },
     422: {
         "model": IngestResult,
@@ -380,12 +454,14 @@ def create_app(
     metrics: IngestMetrics | None = None,
     max_age_days: int | None = None,
     max_items: int = 10_000,
+    max_inflight_bytes: int = 64 * 1024 * 1024,
 ) -> FastAPI:
     """``auth``: the API-key policy (``shared/http_auth.py``); None lets every call in.
     ``gate``: the queues admitted; None takes every queue (tests of other concerns).
     ``queue_admin``: writes run-time admissions (None: PUT and DELETE answer 409).
     ``max_age_days``: QW_INGEST_MAX_AGE_DAYS (None: only times before 2000 are too old).
-    ``max_items``: QW_INGEST_MAX_ITEMS, the most items one request body may hold."""
+    ``max_items``: QW_INGEST_MAX_ITEMS, the most items one request body may hold.
+    ``max_inflight_bytes``: QW_INGEST_MAX_INFLIGHT_BYTES, request bodies held at once."""
     app = http_docs.service_app("QualityWatch ingest")  # /docs offline (shared/http_docs.py)
     http_errors.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -397,6 +473,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.max_age_days = max_age_days
     app.state.max_items = max_items
+    app.state.body_budget = BodyBudget(max_inflight_bytes)
     app.include_router(router)
 
     @app.get("/healthz", operation_id="healthz")

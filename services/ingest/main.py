@@ -57,6 +57,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             publisher, settings.max_body_bytes, auth, gate=gate,
             queue_admin=QueueAdmin(admit, remove), metrics=metrics,
             max_age_days=settings.max_age_days, max_items=settings.max_items,
+            max_inflight_bytes=settings.max_inflight_bytes,
         )  # fmt: skip
         server = http_server(app, settings.host, settings.port)
         tasks = [

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ingest.admission import read_queue_file
@@ -17,7 +17,16 @@ class IngestSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="HTTP bind address")
     port: int = Field(default=8001, description="HTTP port")
     max_body_bytes: int = Field(
-        default=16 * 1024 * 1024, description="largest accepted request body (413 above)"
+        default=16 * 1024 * 1024, ge=1, description="largest accepted request body (413 above)"
+    )
+    max_inflight_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="most bytes of request bodies one process holds at once, across requests "
+        "(read, being validated or waiting for the broker); a request that would pass it is "
+        "refused with 503 and Retry-After, so a flood of large bodies, or a broker that is "
+        "slow to take them, costs a bounded amount of memory. At least "
+        "QW_INGEST_MAX_BODY_BYTES",
     )
     max_items: int = Field(
         default=10_000,
@@ -70,6 +79,16 @@ class IngestSettings(BaseSettings):
         ge=1,
         description="open mode: the most distinct queues one ingest process takes",
     )
+
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> IngestSettings:
+        if self.max_inflight_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"QW_INGEST_MAX_INFLIGHT_BYTES ({self.max_inflight_bytes}) is less than "
+                f"QW_INGEST_MAX_BODY_BYTES ({self.max_body_bytes}): a body at the limit could "
+                "never be taken"
+            )
+        return self
 
     @field_validator("queues_file")
     @classmethod

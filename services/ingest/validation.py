@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import CoreSchema, SchemaValidator
 from pydantic_core import core_schema as cs
@@ -154,6 +155,10 @@ def parse_body(body: bytes, content_type: str, max_items: int | None = None) -> 
         return items
     if not body.strip():
         raise BodyError("empty body: send a JSON array of events or NDJSON, one event per line")
+    if max_items is not None and len(body) > SCAN_ABOVE_BYTES and body.lstrip()[:1] == b"[":
+        found = top_level_items(body)
+        if found > max_items:
+            raise TooManyItemsError(_too_many(max_items, found))
     try:
         obj = codec.loads(body)
     except codec.JSONDecodeError as exc:
@@ -165,6 +170,42 @@ def parse_body(body: bytes, content_type: str, max_items: int | None = None) -> 
             raise TooManyItemsError(_too_many(max_items, len(obj)))
         return obj
     return [obj]
+
+
+# A JSON body larger than this has its items counted before it is decoded: decoding costs
+# memory and time per item, and 16 MiB of ``{"a":0},`` are 2 million dicts (~320 MB and
+# 0.5 s of the event loop) to refuse at the end. Below it, the worst a body can cost to
+# decode is ~20 MB and ~40 ms. The count costs ~12 ns a byte (about what decoding costs),
+# so only bodies above this size pay it.
+SCAN_ABOVE_BYTES = 1024 * 1024
+
+# +1 for an opening bracket or brace, -1 for a closing one
+_NESTING = np.zeros(256, dtype=np.int8)
+_NESTING[[ord("["), ord("{")]] = 1
+_NESTING[[ord("]"), ord("}")]] = -1
+
+
+def top_level_items(body: bytes) -> int:
+    """The items of a JSON array, counted without decoding it: the commas outside strings
+    at nesting depth 1, plus one. Exact for a valid JSON array of at least one item; for
+    anything else a number that decoding (which comes next) makes moot. Escapes are removed first
+    (``\\\\`` pairs, then ``\\"``, scanning left to right as JSON pairs them), so the
+    quotes left open and close the strings."""
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    a = np.frombuffer(body, dtype=np.uint8)
+    nesting = _NESTING[a]
+    quotes = a == ord('"')
+    in_string = np.logical_xor.accumulate(quotes) if quotes.any() else None
+    if in_string is not None:
+        nesting[in_string] = 0
+    # int16 wraps past a nesting of 32,767; the decoder refuses anything past 1,024
+    depth = np.cumsum(nesting, dtype=np.int16)
+    separators = a == ord(",")
+    separators &= depth == 1
+    if in_string is not None:
+        separators &= ~in_string
+    return int(np.count_nonzero(separators)) + 1
 
 
 def _too_many(limit: int, found: int | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -108,7 +109,7 @@ async def test_the_openapi_document_states_bodies_and_every_status() -> None:
         doc = (await c.get("/openapi.json")).json()
     for path in ("/v1/decisions", "/v1/verdicts", "/v1/events"):
         op = doc["paths"][path]["post"]
-        assert set(op["responses"]) == {"202", "400", "401", "403", "413", "422"}
+        assert set(op["responses"]) == {"202", "400", "401", "403", "413", "422", "503"}
         content = op["requestBody"]["content"]
         assert set(content) == {"application/json", "application/x-ndjson"}
     decision = doc["components"]["schemas"]["Decision"]
@@ -140,3 +141,38 @@ async def test_times_older_than_the_setting_are_refused_by_name() -> None:
     assert (error["loc"], error["type"]) == (["decided_at"], "past_timestamp")
     assert "QW_INGEST_MAX_AGE_DAYS" in error["msg"]
     assert pub.events == []
+
+
+class HeldPublisher(MemoryPublisher):
+    """Holds every publish until released: a broker slow to take the events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def publish(self, events: Sequence[Decision | Verdict]) -> int:
+        self.waiting.set()
+        await self.release.wait()
+        return await super().publish(events)
+
+
+async def test_bodies_held_at_once_are_bounded_and_the_one_past_it_is_told_to_retry() -> None:
+    pub = HeldPublisher()
+    one = codec.dumps([decision(i) for i in range(3)])
+    app = create_app(cast(Publisher, pub), 1 << 20, max_inflight_bytes=len(one) + 10)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://i") as c:
+        first = asyncio.create_task(c.post("/v1/decisions", content=one))
+        await asyncio.wait_for(pub.waiting.wait(), 5)  # its body read, held at the broker
+        busy = await c.post("/v1/decisions", content=codec.dumps([decision(9)]))
+        pub.release.set()
+        assert (await first).status_code == 202
+        after = await c.post("/v1/decisions", content=codec.dumps([decision(9)]))
+    assert busy.status_code == 503
+    assert busy.headers["retry-after"] == "1"
+    assert "QW_INGEST_MAX_INFLIGHT_BYTES" in busy.json()["detail"]
+    assert after.status_code == 202  # the first one's bytes were given back
+    assert app.state.body_budget.held == 0
+    assert sorted(e.decision_id for e in pub.events) == sorted(
+        [decision(i)["decision_id"] for i in (0, 1, 2, 9)]
+    )

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.ingest.validation import (
     EPOCH_FLOOR,
+    SCAN_ABOVE_BYTES,
     BodyError,
     ItemError,
+    TooManyItemsError,
     Undecodable,
     floor_for,
     parse_body,
+    top_level_items,
     validate_items,
     validate_message,
     validate_raw,
@@ -156,3 +162,34 @@ def test_ndjson_lines_are_numbered_as_splitlines_numbers_them() -> None:
         {"a": 1}, "line 3", {"b": 2}, "line 6",
     ]  # fmt: skip
     assert len(body.splitlines()) == 6
+
+
+# any JSON value, with strings full of what the count must not be fooled by
+_TRICKY = st.text(alphabet='\\"[]{},: ab\u00e9\n', max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TRICKY,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(items=st.lists(_JSON, min_size=1, max_size=8), indent=st.booleans())
+def test_top_level_items_counts_a_json_array_without_decoding_it(
+    items: list[object], indent: bool
+) -> None:
+    body = json.dumps(items, indent=2 if indent else None, ensure_ascii=False).encode()
+    assert top_level_items(body) == len(items)
+
+
+def test_a_large_body_of_too_many_items_is_refused_before_it_is_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def never(_: bytes) -> object:
+        raise AssertionError("decoded")
+
+    body = b"[" + b",".join([b'{"a":"x,\\"[{"}'] * 100_000) + b"]"
+    assert len(body) > SCAN_ABOVE_BYTES
+    monkeypatch.setattr(codec, "loads", never)
+    with pytest.raises(TooManyItemsError, match="holds 100000 items, more than the limit of 10"):
+        parse_body(body, "application/json", max_items=10)
