@@ -32,7 +32,7 @@ from shared import batches, codec
 from shared.batches import EventBatch, epoch
 from shared.ids import is_key_id
 from shared.text import clean_text
-from shared.topics import queue_key
+from shared.topics import partition_of, queue_key
 
 CONTROL_VERSION = 1
 BASELINE_RESET = "baseline_reset"
@@ -134,7 +134,9 @@ def decode_record(data: bytes) -> EventBatch | BaselineReset:
     return validate(obj) if is_control(obj) else batches.check(obj)
 
 
-def decode_input(data: bytes, key: bytes | None) -> EventBatch | BaselineReset:
+def decode_input(
+    data: bytes, key: bytes | None, partition: int | None = None, partitions: int | None = None
+) -> EventBatch | BaselineReset:
     """An events-topic message with its Kafka key: an event batch (``shared.batches``) or a
     control record; ``ValueError`` saying why when it is neither, or when its key is not its
     queue's (the scorer dead-letters it whole).
@@ -142,7 +144,9 @@ def decode_input(data: bytes, key: bytes | None) -> EventBatch | BaselineReset:
     The key decides the partition, and one queue's state lives in one partition: a message
     of queue ``q`` under another key lands where ``q``'s other messages are not, is scored
     into a second state for ``q``, and one of the two is lost after a restart. A producer
-    writing to the topic directly with the wrong key is refused instead."""
+    writing to the topic directly with the wrong key is refused instead; so is one that
+    chose the partition itself, under the right key but on another partition than the key
+    goes to (``partition``, of the topic's ``partitions``; unchecked when either is None)."""
     record = decode_record(data)
     expected = queue_key(record["queue_id"])
     if key != expected:
@@ -152,5 +156,13 @@ def decode_input(data: bytes, key: bytes | None) -> EventBatch | BaselineReset:
             f"{what} of queue {record['queue_id']!r} under {shown}, not {expected!r}: "
             "a queue's messages must be keyed by its id (shared.topics.queue_key), or they "
             "land on another partition than its state"
+        )
+    if partition is not None and partitions and partition_of(key, partitions) != partition:
+        what = BASELINE_RESET if is_control(record) else "EventBatch"
+        raise ValueError(
+            f"{what} of queue {record['queue_id']!r} on partition {partition}, but its key goes "
+            f"to partition {partition_of(key, partitions)} of {partitions}: the producer chose "
+            "the partition itself, and a queue's messages must all be on the one its key "
+            "picks, beside its state (replaying this dead letter sends it there)"
         )
     return record

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -110,6 +112,25 @@ class Topics:
 def queue_key(queue_id: str) -> bytes:
     """The partition key of everything that belongs to a queue."""
     return queue_id.encode()
+
+
+_PARTITION_OF: dict[tuple[bytes, int], int] = {}
+_PARTITION_OF_MAX = 65_536
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition a keyed record goes to when its producer does not choose one: the
+    Java client's default partitioner (murmur2 of the key, made positive, modulo the
+    partition count), which aiokafka's and so every writer of the internal topics here
+    uses. (librdkafka's default, ``consistent_random``, hashes differently: a producer
+    built on it that writes to an internal topic must set ``partitioner=murmur2_random``.)"""
+    found = _PARTITION_OF.get((key, partitions))
+    if found is None:
+        if len(_PARTITION_OF) >= _PARTITION_OF_MAX:
+            _PARTITION_OF.clear()
+        found = (murmur2(key) & 0x7FFFFFFF) % partitions
+        _PARTITION_OF[key, partitions] = found
+    return found
 
 
 def subgroup_key(queue_id: str, start_epoch: int) -> bytes:

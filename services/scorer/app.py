@@ -332,7 +332,9 @@ def create_app(settings: ScorerSettings) -> faust.App:
         try:
             # an event batch, or a control record (a baseline reset: shared/control.py),
             # keyed by its queue (another key would put it beside another state of it)
-            batch = control.decode_input(event.value, event.key)
+            batch = control.decode_input(
+                event.value, event.key, msg.partition, app.consumer.topic_partitions(msg.topic)
+            )
         except ValueError as exc:
             changelog_sends.append(await dead_letter(msg, event.key, event.value, str(exc)))
             return None

@@ -22,7 +22,7 @@ from services.scorer.app import SEND_MAX_BYTES
 from shared import batches, codec
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
-from shared.topics import queue_key
+from shared.topics import partition_of, queue_key
 from tests.factories import T0, decision, longest_decisions, verdict
 from tests.integration.faulty_scorer import FAULT_ID
 from tests.integration.kafka_helpers import read_topic
@@ -122,15 +122,15 @@ async def test_a_batch_that_raises_is_dead_lettered_once_and_skipped(
     try:
         send = producer.send_and_wait
         ev = topics.events
-        poisoned = await send(
-            ev, batch("q", ["a1", FAULT_ID.removeprefix("d")]), key=b"q", partition=0
-        )
-        await send(ev, batch("q", ["a2", "a3"]), key=b"q", partition=0)
-        await send(ev, batch("r", ["b1"]), key=b"r", partition=1)
+        # "q" and "p" are on different partitions (asserted below)
+        poisoned = await send(ev, batch("q", ["a1", FAULT_ID.removeprefix("d")]), key=b"q")
+        await send(ev, batch("q", ["a2", "a3"]), key=b"q")
+        other = await send(ev, batch("p", ["b1"]), key=b"p")
+        assert other.partition != poisoned.partition
         last: dict[str, dict[str, object]] = {}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
-            last.get("q", {}).get("decisions_total") == 2 and "r" in last
+            last.get("q", {}).get("decisions_total") == 2 and "p" in last
         ):
             for _, snap in await read_topic(
                 kafka_settings.bootstrap, topics.snapshots, expect=10**6, timeout=2
@@ -139,7 +139,7 @@ async def test_a_batch_that_raises_is_dead_lettered_once_and_skipped(
             assert proc.poll() is None, log_path.read_text()[-3000:]
         assert last.get("q", {}).get("decisions_total") == 2, log_path.read_text()[-3000:]
         assert last["q"]["failed_batches"] == 1
-        assert last["r"]["decisions_total"] == 1
+        assert last["p"]["decisions_total"] == 1
         await asyncio.sleep(3)  # a loop would have dead-lettered it hundreds of times by now
         dead = [
             v
@@ -147,7 +147,9 @@ async def test_a_batch_that_raises_is_dead_lettered_once_and_skipped(
                 kafka_settings.bootstrap, topics.deadletter, expect=10**6, timeout=3
             )
         ]
-        assert [(d["partition"], d["offset"]) for d in dead] == [(0, poisoned.offset)], dead
+        assert [(d["partition"], d["offset"]) for d in dead] == [
+            (poisoned.partition, poisoned.offset)
+        ], dead
         assert "injected fault" in dead[0]["reason"]
     finally:
         await producer.stop()
@@ -211,6 +213,9 @@ async def test_poison_input_stops_no_queue_and_state_records_stay_small(
     over = batch_of([decision(f"o{i}", "bigq") for i in range(2000)])
     over["decisions"].append({**over["decisions"][0], "decision_id": "o2000"})
     misrouted = batch_of([decision(f"m{i}", "lostq") for i in range(30)])
+    # right key, but a partition the producer chose itself: not the one its key goes to
+    astray = batch_of([decision(f"a{i}", "strayq") for i in range(30)])
+    astray_to = (partition_of(b"strayq", kafka_settings.partitions) + 1) % kafka_settings.partitions
     old = batch_of([decision("new", "bigq", T0 + timedelta(hours=1))])
     old["decisions"].append({**old["decisions"][0], "decision_id": "old", "decided_at": -3600})
 
@@ -223,6 +228,9 @@ async def test_poison_input_stops_no_queue_and_state_records_stay_small(
         await send(topics.events, batches.encode(trial), key=queue_key("bigq"))
         await send(topics.events, codec.dumps(over), key=queue_key("bigq"))
         await send(topics.events, batches.encode(misrouted), key=b"elsewhere")
+        await send(
+            topics.events, batches.encode(astray), key=queue_key("strayq"), partition=astray_to
+        )
         await send(topics.events, codec.dumps(old), key=queue_key("bigq"))
 
         def counted(n: int) -> Any:
@@ -235,19 +243,24 @@ async def test_poison_input_stops_no_queue_and_state_records_stay_small(
         )
         assert last["bigq"]["rejected_items"] == 1
         assert "lostq" not in last
+        assert "strayq" not in last
         dead = {
             v["offset"]: v["reason"]
             for _, v in await read_topic(
-                kafka_settings.bootstrap, topics.deadletter, expect=3, timeout=30
+                kafka_settings.bootstrap, topics.deadletter, expect=4, timeout=30
             )
         }
         reasons = sorted(dead.values())
-        assert len(reasons) == 3, reasons
+        assert len(reasons) == 4, reasons
         assert any("EventBatch with 2001 decisions, more than 2000" in r for r in reasons)
         assert any("queue 'lostq' under key b'elsewhere', not b'lostq'" in r for r in reasons), (
             reasons
         )
         assert any("decided_at -3600 is before 2000-01-01T00:00:00Z" in r for r in reasons)
+        assert any(
+            f"queue 'strayq' on partition {astray_to}, but its key goes to partition" in r
+            for r in reasons
+        ), reasons
 
         # the changelog takes the durability settings and a record as large as any send
         changelog = f"{kafka_settings.topic_prefix}qw-scorer-state-changelog"

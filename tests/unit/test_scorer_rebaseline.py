@@ -10,12 +10,16 @@ import time
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.ingest.validation import validate_items
 from services.scorer.core import Output, Scorer
 from services.scorer.state import QueueState
 from shared import batches, codec, control
 from shared.events import SubgroupStatus
+from shared.topics import partition_of
 from tests.factories import T0, decision
 from tests.unit.test_scorer_core import H, hour_of_traffic, settings
 
@@ -292,6 +296,28 @@ def test_decode_input_tells_batches_from_control_records() -> None:
     assert control.decode_input(batches.encode(batch), b"q") == batch
     with pytest.raises(ValueError, match="not JSON"):
         control.decode_input(b"{", b"q")
+
+
+@given(key=st.binary(min_size=0, max_size=200), partitions=st.integers(1, 1000))
+def test_partition_of_is_the_producers_default_partitioner(key: bytes, partitions: int) -> None:
+    every = list(range(partitions))
+    assert partition_of(key, partitions) == DefaultPartitioner()(key, every, every)
+
+
+def test_a_record_on_another_partition_than_its_key_goes_to_is_refused() -> None:
+    """A producer that chose the partition itself, under the right key: scored there, it
+    would be a second state of the queue beside the one on its key's partition."""
+    batch = batches.group_by_queue(validate_items([decision(1, "spam-en")], None).events)[0]
+    home = partition_of(b"spam-en", 12)
+    for value, what in ((batches.encode(batch), "EventBatch"), (control.encode(GOOD), "baseline")):
+        assert control.decode_input(value, b"spam-en", home, 12)  # its own partition
+        assert control.decode_input(value, b"spam-en", (home + 1) % 12, None)  # count unknown
+        with pytest.raises(
+            ValueError, match=f"on partition {(home + 1) % 12}, but its key goes "
+        ) as refused:
+            control.decode_input(value, b"spam-en", (home + 1) % 12, 12)
+        assert what in str(refused.value)
+        assert f"to partition {home} of 12" in str(refused.value)
 
 
 @pytest.mark.parametrize("key", [b"spam-fr", b"SPAM-EN", b"spam-en ", b"", None])
