@@ -4,7 +4,8 @@ read its audit trail, through the alerts service's API (``services/alerts/baseli
     qwatch baseline reset spam-en --reason "policy spam.v4 in force (CHG-1234)"
     qwatch baseline list spam-en
 
-The API's address is ``--api`` or ``QW_ALERTS_URL`` (default ``http://127.0.0.1:8002``); the
+The API's address is ``--api`` or ``QW_ALERTS_URL`` (default ``http://127.0.0.1:8002``, or the
+port of ``QW_ALERTS_PORT`` where that is set: the one the alerts service listens on); the
 key (scope ``admin`` to reset) ``--key`` or ``QW_API_KEY``. A reset is sent with an
 ``Idempotency-Key`` of its own and retried with it (up to ``RETRIES`` times, on no answer or
 a 503), so however often it is tried, the queue is reset once.
@@ -31,7 +32,11 @@ RETRIES = 3
 DEFAULT_API = "http://127.0.0.1:8002"
 
 Api = Annotated[
-    str | None, typer.Option(help=f"the alerts service (QW_ALERTS_URL, default {DEFAULT_API})")
+    str | None,
+    typer.Option(
+        help=f"the alerts service (QW_ALERTS_URL; default {DEFAULT_API}, on QW_ALERTS_PORT "
+        "where set)"
+    ),
 ]
 Key = Annotated[str | None, typer.Option(help="an API key (QW_API_KEY)")]
 
@@ -39,8 +44,19 @@ Key = Annotated[str | None, typer.Option(help="an API key (QW_API_KEY)")]
 def _client(api: str | None, key: str | None) -> httpx.Client:
     token = key or os.environ.get("QW_API_KEY")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    base = api or os.environ.get("QW_ALERTS_URL") or DEFAULT_API
+    base = api or os.environ.get("QW_ALERTS_URL") or _local_api()
     return httpx.Client(base_url=base, headers=headers, timeout=30.0, trust_env=False)
+
+
+def _local_api() -> str:
+    """The alerts service on this machine, on the port it takes from QW_ALERTS_PORT."""
+    port = os.environ.get("QW_ALERTS_PORT", "").strip()
+    if not port:
+        return DEFAULT_API
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        typer.echo(f"qwatch: QW_ALERTS_PORT={port!r} is not a port (1-65535)", err=True)
+        raise typer.Exit(2)
+    return f"http://127.0.0.1:{int(port)}"
 
 
 def _refused(r: httpx.Response) -> typer.Exit:
