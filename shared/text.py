@@ -46,3 +46,42 @@ def percent_apart(value: float, other: float) -> str:
         if text != f"{other:.{digits}%}":
             return text
     return f"{value:.3%}"
+
+
+def percents_apart(value: float, other: float) -> tuple[str, str]:
+    """``value`` and ``other`` as percentages at the same precision: one decimal, or as many
+    more (up to six) as it takes to read them apart when they differ, so "above" or "below"
+    between them is what a reader sees: 14.375% and 14.37% read "14.375%" and "14.370%",
+    not "14.375%" against "14.4%". Equal values read alike, with as many decimals (up to
+    three) as they need: 14.375% and 14.375% read "14.375%"."""
+    if value == other:
+        digits = next((d for d in (1, 2) if abs(round(value * 100, d) - value * 100) < 1e-9), 3)
+        return f"{value:.{digits}%}", f"{other:.{digits}%}"
+    for digits in range(1, 7):
+        a, b = f"{value:.{digits}%}", f"{other:.{digits}%}"
+        if a != b:
+            return a, b
+    return a, b
+
+
+def rate_against_limit(rate: float, limit: float) -> str:
+    """``error rate 14.6% above the control limit 14.4%``, or ``... at the control limit
+    14.375%`` when the rate is the limit (the p-chart signals at or above its limit, the
+    EWMA only above): both at one precision, the word the comparison's."""
+    a, b = percents_apart(rate, limit)
+    where = "at" if rate == limit else "above" if rate > limit else "below"
+    return f"error rate {a} {where} the control limit {b}"
+
+
+def below_target_words(
+    queue_id: str, n: int, errors: int, target: float, upper: float, confidence: float
+) -> str:
+    """The below-target alert in error rates, as every other alert speaks, with the accuracy
+    target stated as targets are set: ``queue spam-en: 24h error rate 10.9% (accuracy 89.1%,
+    upper 95% bound 89.997%) is over the 10.0% the 90.0% accuracy target allows, n=4389``."""
+    rate, allowed = percents_apart(errors / n, 1 - target)
+    return (
+        f"queue {queue_id}: 24h error rate {rate} (accuracy {1 - errors / n:.1%}, upper "
+        f"{confidence:.0%} bound {percent_apart(upper, target)}) is over the {allowed} the "
+        f"{target:.1%} accuracy target allows, n={n}"
+    )

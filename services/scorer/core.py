@@ -54,7 +54,7 @@ from shared.stats.cusum import BernoulliCusum
 from shared.stats.ewma import EwmaState
 from shared.stats.intervals import wilson_interval
 from shared.stats.problimits import CountModel, alpha_for_sigmas
-from shared.text import percent_apart
+from shared.text import below_target_words, rate_against_limit
 from shared.topics import baseline_key, queue_key, subgroup_key
 
 _DECISION_KEYS = frozenset({"decision_id", "decided_at", "site_id", "moderator_id", "policy_id"})
@@ -907,8 +907,8 @@ class Scorer:
             assert limit is not None
             self._breach(
                 st, out, BreachKind.SPC, rule, "warning", start, observed, p0, limit, b.n, wall,
-                f"queue {st.queue_id}: error rate {percent_apart(observed, limit)} above the "
-                f"control limit {limit:.1%} (baseline {p0:.1%}, n={b.n}) for the subgroup starting "
+                f"queue {st.queue_id}: {rate_against_limit(observed, limit)} "
+                f"(baseline {p0:.1%}, n={b.n}) for the subgroup starting "
                 f"{_dt(start):%Y-%m-%d %H:%M} UTC",
                 window=(start, start) if rule == "p_chart_ucl" else (
                     start - (causes.SHORT_WINDOW - 1) * self.s.subgroup_seconds, start),
@@ -996,10 +996,10 @@ class Scorer:
         self._breach(
             st, out, BreachKind.BELOW_TARGET, "accuracy_24h_below_target", "critical", day,
             e / n, 1 - self.s.quality.accuracy_target, None, n, wall,
-            f"queue {st.queue_id}: 24h accuracy {1 - e / n:.1%} (upper "
-            f"{self.s.quality.target_confidence:.0%} bound "
-            f"{percent_apart(ci.upper, self.s.quality.accuracy_target)}) is under the target "
-            f"{self.s.quality.accuracy_target:.1%}, n={n}",
+            below_target_words(
+                st.queue_id, n, e, self.s.quality.accuracy_target, ci.upper,
+                self.s.quality.target_confidence,
+            ),
             window=(st.watermark - WINDOWS["24h"] - self.s.subgroup_seconds, int(st.watermark)),
         )  # fmt: skip
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.ingest.validation import validate_items
-from services.scorer.core import Output, Scorer
+from services.scorer.core import Output, Scorer, _limit_counts
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import QueueState
 from shared import batches, codec
@@ -124,6 +125,42 @@ def test_configured_baseline_skips_phase1() -> None:
         out.breaches += o.breaches
     assert sc.state("q").baseline_p == 0.05
     assert any(b.rule == "p_chart_ucl" for b in out.breaches)
+
+
+def test_a_subgroup_exactly_at_the_limit_signals_and_says_at_not_above() -> None:
+    """The p-chart signals at or above its upper limit (errors >= the limit count): a
+    subgroup exactly at it says so, both rates at one precision (it once read "error rate
+    14.375% above the control limit 14.4%")."""
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {})
+    n = 160
+    _, k = _limit_counts(0.05, 0, 0, n, sc._pchart_alpha())
+    items: list[dict[str, Any]] = []
+    for i in range(n):
+        at = T0 + timedelta(seconds=10 + i)
+        items += [decision(i, "q", at), verdict(i, "q", at + H, correct=i >= k)]
+    out = feed(sc, items)
+    out.breaches += feed(sc, [decision("late", "q", T0 + 4 * H)]).breaches  # closes hour 0
+    [b] = [b for b in out.breaches if b.rule == "p_chart_ucl"]
+    assert b.observed_p == b.ucl == k / n
+    said = re.search(r"error rate ([\d.]+)% at the control limit ([\d.]+)% ", b.message)
+    assert said is not None, b.message
+    assert said[1] == said[2]
+    assert float(said[1]) == pytest.approx(100 * k / n, abs=0.0005)
+    assert "above" not in b.message
+
+
+def test_the_below_target_alert_speaks_error_rates_and_states_the_accuracy_target() -> None:
+    rng = random.Random(2)
+    sc = Scorer(settings(quality=QualitySettings(accuracy_target=0.95)), {})
+    out = Output()
+    for hour in range(6):
+        out.breaches += feed(sc, hour_of_traffic(hour * 1000, hour, 100, 0.20, rng)).breaches
+    [b] = [b for b in out.breaches if b.rule == "accuracy_24h_below_target"]
+    rate = b.observed_p
+    assert b.message.startswith(
+        f"queue q: 24h error rate {rate:.1%} (accuracy {1 - rate:.1%}, upper 95% bound "
+    ), b.message
+    assert "is over the 5.0% the 95.0% accuracy target allows, n=" in b.message, b.message
 
 
 def test_small_subgroups_are_not_charted() -> None:

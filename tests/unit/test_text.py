@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.text import OPTIONAL_TEXT_PATTERN, TEXT_PATTERN, clean_text, percent_apart
+from shared.text import (
+    OPTIONAL_TEXT_PATTERN,
+    TEXT_PATTERN,
+    clean_text,
+    percent_apart,
+    percents_apart,
+    rate_against_limit,
+)
 
 REFUSED = (
     [chr(c) for c in range(0x20) if chr(c) not in "\n\t"]
@@ -69,3 +78,26 @@ def test_what_the_schema_pattern_allows_the_rule_takes(text: str) -> None:
 @given(st.from_regex(OPTIONAL_TEXT_PATTERN, fullmatch=True))
 def test_what_the_optional_pattern_allows_the_rule_takes(text: str) -> None:
     clean_text(text)
+
+
+def test_two_rates_read_apart_at_one_precision_or_alike_when_equal() -> None:
+    assert percents_apart(0.14375, 0.1437) == ("14.375%", "14.370%")
+    assert percents_apart(0.146, 0.144) == ("14.6%", "14.4%")
+    assert percents_apart(0.14375, 0.14375) == ("14.375%", "14.375%")
+    assert percents_apart(0.15, 0.15) == ("15.0%", "15.0%")
+    assert rate_against_limit(0.14375, 0.14375) == "error rate 14.375% at the control limit 14.375%"
+    assert (
+        rate_against_limit(0.14376, 0.14375) == "error rate 14.38% above the control limit 14.37%"
+    )
+
+
+@given(st.floats(0, 1), st.floats(0, 1))
+def test_the_word_between_two_rates_is_what_the_printed_numbers_show(a: float, b: float) -> None:
+    text = rate_against_limit(a, b)
+    said = re.fullmatch(r"error rate ([\d.]+)% (at|above|below) the control limit ([\d.]+)%", text)
+    assert said is not None, text
+    if abs(a - b) >= 1e-8:
+        shown = {"at": float(said[1]) == float(said[3]), "above": float(said[1]) > float(said[3]),
+                 "below": float(said[1]) < float(said[3])}  # fmt: skip
+        assert shown[said[2]], text
+    assert (said[2] == "at") == (a == b)
