@@ -836,6 +836,17 @@ async def incidents(
     return list((await session.scalars(q.order_by(Incident.id.desc()).limit(limit))).all())
 
 
+async def open_incidents_by_queue(
+    session: AsyncSession, queue_id: str | None = None
+) -> dict[str, Incident]:
+    """Every queue's open incident (firing or acknowledged), by queue id (the newest, should
+    a race have left two)."""
+    q = select(Incident).where(Incident.status.in_(OPEN))
+    if queue_id is not None:
+        q = q.where(Incident.queue_id == queue_id)
+    return {i.queue_id: i for i in (await session.scalars(q.order_by(Incident.id))).all()}
+
+
 async def open_incidents_by_severity(session: AsyncSession) -> dict[str, int]:
     """How many incidents are open, by severity (every severity present, 0 included)."""
     q = (

@@ -21,11 +21,23 @@ Components (each 0-100) and weights:
 
 While any alert is firing for the queue the band is at best ``amber``; while the 24h
 accuracy is below the target with confidence (the below-target rule holds) it is ``red``,
-whatever the score; and so it is while a partner site of the queue is below its own target
-with confidence over 24 h on at least ``min_sample`` verdicts (``sites_below_target``: the
-explanation names each such site; the ``(other)`` aggregate of unnamed sites is no site and
-never counts). A site's contract failing with confidence is a red condition for an
+whatever the components; and so it is while a partner site of the queue is below its own
+target with confidence over 24 h on at least ``min_sample`` verdicts (``sites_below_target``:
+the explanation names each such site; the ``(other)`` aggregate of unnamed sites is no site
+and never counts). A site's contract failing with confidence is a red condition for an
 operations room even when the queue as a whole meets its target.
+
+The score never contradicts the band: ``band_for(score) == band`` always. When one of those
+conditions holds the band down, the score is capped at the top of that band (``SCORE_CAP``:
+59 for red, 79 for amber) and ``band_reason`` says why in one line (``site dublin below
+target 90.0%: 84.1% (95% upper bound 88.0%)``); the components stay what they are, so their
+weighted sum shows the score before the cap. Capped rather than shown beside the band with
+a note, because other services threshold on the score in their hot paths (routing,
+automation): a red queue must not read 100 to them any more than to the wall.
+
+``firing_alerts`` is the rules of the open alerts, each once, by name (two
+``cusum_site_upper`` alerts for two sites are one rule; the explanation counts the signals,
+``GET /v1/alerts`` names each alert's ``site``).
 
 ``baseline`` says where the charts stand: ``learning (5/24)`` during a Phase I (the queue's
 first, or the one a baseline reset began: the charts wait for it, the below-target rule
@@ -60,6 +72,7 @@ from shared.text import percent_apart
 
 Band = Literal["green", "amber", "red", "insufficient_data"]
 WEIGHTS = {"accuracy": 0.6, "stability": 0.3, "freshness": 0.1}
+SCORE_CAP: dict[str, float] = {"red": 59.0, "amber": 79.0}  # the top of a band (band_for)
 FRESHNESS_STEPS = 4  # staleness bands past stale_after_s, each 3/4 of it long
 
 
@@ -205,6 +218,18 @@ def site_below_words(site: SiteHealth) -> str:
     )
 
 
+def site_band_words(site: SiteHealth, confidence: float) -> str:
+    """Why a site makes the band red, in one line: ``site dublin below target 90.0%: 84.1%
+    (95% upper bound 88.0%)``."""
+    day = site.last_24h
+    acc = day.accuracy if day.accuracy is not None else 0.0
+    upper = day.interval[1] if day.interval is not None else acc
+    return (
+        f"site {site.site} below target {site.target:.1%}: {acc:.1%} "
+        f"({confidence:.0%} upper bound {percent_apart(upper, site.target)})"
+    )
+
+
 def _chance(p: float | None) -> str:
     """A probability in words that never rounds to a certainty it is not."""
     if p is None:
@@ -228,7 +253,16 @@ class Health(BaseModel):
     n_24h: int
     target: float
     prob_at_least_target: float | None = None  # P(24h accuracy >= target), as for a site
-    firing_alerts: list[str]
+    band_reason: str | None = Field(
+        default=None,
+        description="why the band is worse than the components' score alone would make it "
+        "(a site or the queue below its target with confidence, an open alert), in one line; "
+        "the score is then capped at the band's top (59 red, 79 amber); null otherwise",
+    )
+    firing_alerts: list[str] = Field(
+        description="the rules of the queue's open alerts (firing or acknowledged), each once, "
+        "by name; `GET /v1/alerts?status=firing` has every alert, with its `site`"
+    )
     baseline: str = Field(
         default="estimated",
         description="`learning (n/N)` during Phase I (n of its N subgroups so far), else "
@@ -303,7 +337,7 @@ def health(
             accuracy_24h=snap.accuracy_24h,
             n_24h=snap.n_24h,
             target=target,
-            firing_alerts=firing,
+            firing_alerts=sorted(set(firing)),
             sites=sites,
         )
 
@@ -361,11 +395,25 @@ def health(
     band = band_for(score)
     failing_sites = sites_below_target(sites, min_sample)
     reasons.extend(site_below_words(site) for site in failing_sites)
+    held: list[str] = []  # what holds the band below the score's
     if below or failing_sites:
-        band = "red"  # failing its target (or a site its contract), shown so: not "watch"
-        # because the score is 74
+        # failing its target (or a site its contract), shown so: not "watch" because the
+        # score is 74
+        if below:
+            held.append(
+                f"24h accuracy {acc:.1%} below target {target:.1%} ({confidence:.0%} upper "
+                f"bound {percent_apart(upper, target)})"
+            )
+        held.extend(site_band_words(site, confidence) for site in failing_sites)
+        band = "red"
     if firing and band == "green":
         band = "amber"  # a wall screen must not show green while an alert is open
+        held.append(f"alert firing: {', '.join(sorted(set(firing)))}")
+    band_reason = None
+    if band in SCORE_CAP and score > SCORE_CAP[band]:
+        band_reason = "; ".join(held)
+        score = SCORE_CAP[band]
+        reasons.append(f"score capped at {score:.0f} ({band}): {band_reason}")
     if firing:
         counts = {rule: firing.count(rule) for rule in dict.fromkeys(firing)}
         reasons.append(
@@ -386,6 +434,7 @@ def health(
         n_24h=snap.n_24h,
         target=target,
         prob_at_least_target=day.prob_at_least_target,
-        firing_alerts=firing,
+        band_reason=band_reason,
+        firing_alerts=sorted(set(firing)),
         sites=sites,
     )

@@ -116,7 +116,16 @@ class Tile(BaseModel):
         default="",
         description="the band in one word (RED, AMBER, GREEN, NO DATA): the compact tile's",
     )
-    score: float | None
+    score: float | None = Field(
+        description="the health score, as the health API gives it: capped at the band's top "
+        "(59 red, 79 amber) when `band_reason` holds the band down, so it never reads 100 "
+        "beside a red band"
+    )
+    band_reason: str | None = Field(
+        default=None,
+        description="why the band is worse than the score alone would make it, in one line "
+        "(the health's `band_reason`: a site or the queue below target, an open alert)",
+    )
     explanation: str
     accuracy_24h: float | None
     accuracy_low: float | None = Field(description="95% Wilson interval of the 24h accuracy")
@@ -135,6 +144,11 @@ class Tile(BaseModel):
     )
     trend_ucl: list[float | None] = Field(description="each trend point's upper limit")
     alerts: list[WallAlert] = Field(description="open alerts (firing or acknowledged)")
+    incident: IncidentOut | None = Field(
+        default=None,
+        description="the queue's open incident (firing or acknowledged: who acknowledged it "
+        "and when), if any",
+    )
     as_of: datetime = Field(description="the queue's event-time watermark")
 
 
@@ -205,6 +219,7 @@ def tile(
     open_alerts: list[db.Alert],
     trend: list[dict[str, Any]],
     now: datetime,
+    incident: db.Incident | None = None,
 ) -> Tile:
     # as the health API computes it (services/alerts/view.py): the same band and words,
     # a site below its target with confidence included
@@ -225,14 +240,15 @@ def tile(
         text = "GREEN: on target, learning"  # the charts wait for Phase I: not "in control"
     return Tile(
         queue_id=snap.queue_id, band=h.band, band_text=text, band_label=BAND_LABEL[h.band],
-        score=h.score,
+        score=h.score, band_reason=h.band_reason,
         explanation=h.explanation, accuracy_24h=snap.accuracy_24h, accuracy_low=low,
         accuracy_high=high, n_24h=snap.n_24h, target=h.target,
         baseline_state=snap.baseline_state,
         phase1_subgroups=snap.phase1_subgroups, baseline=h.baseline,
         top_error=top,
         trend=[p.get("p") for p in trend], trend_ucl=[p.get("ucl") for p in trend],
-        alerts=[wall_alert(a) for a in open_alerts], as_of=snap.as_of,
+        alerts=[wall_alert(a) for a in open_alerts],
+        incident=None if incident is None else IncidentOut.of(incident), as_of=snap.as_of,
     )  # fmt: skip
 
 
@@ -262,13 +278,14 @@ async def wall_state(
         snaps = await db.snapshots(session)
         firing = await db.firing_alerts(session)
         trends = await _trends(session, TREND_POINTS)
+        incidents = await db.open_incidents_by_queue(session)
     by_queue: dict[str, list[db.Alert]] = {}
     for a in firing:
         by_queue.setdefault(a.queue_id, []).append(a)
     now = datetime.now(UTC)
     tiles = [
         tile(settings, snap, received, by_queue.get(snap.queue_id, []),
-             trends.get(snap.queue_id, []), now)
+             trends.get(snap.queue_id, []), now, incidents.get(snap.queue_id))
         for snap, received in snaps
     ]  # fmt: skip
     return WallState(generated_at=now, tiles=sorted(tiles, key=sort_key))
@@ -485,13 +502,14 @@ async def wall_queue(queue_id: QueueId, request: Request) -> QueueDetail:
             )
         ).all()
         firing = await db.firing_alerts(session, queue_id)
+        open_incident = (await db.open_incidents_by_queue(session, queue_id)).get(queue_id)
         history_of_incidents = await db.incident_history(session, queue_id, INCIDENT_HISTORY)
     snap, received = found
     points = [SubgroupPoint.model_validate(p) for p in reversed(newest)]
     raw = [p.model_dump(mode="json") for p in points[-TREND_POINTS:]]
     s: AlertsSettings = request.app.state.settings
     return QueueDetail(
-        tile=tile(s, snap, received, firing, raw, datetime.now(UTC)),
+        tile=tile(s, snap, received, firing, raw, datetime.now(UTC), open_incident),
         points=points,
         incidents=[wall_incident(h) for h in history_of_incidents],
         alerts=[wall_alert(a) for a in history],

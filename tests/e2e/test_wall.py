@@ -14,11 +14,14 @@ server-sent events, without a reload. The simulator then drifts one queue of fou
 It takes the wall's screenshot; with QW_UPDATE_SCREENSHOTS=1 it refreshes docs/img/wall.png
 (the README shows it). A missing chromium fails the test under CI=true and skips it elsewhere.
 
-A second test is the operations room's wall of 501 queues (snapshots and breaches on the
+A second test is the operations room's wall of 502 queues (snapshots and breaches on the
 broker, as bench/api.py seeds them, read by a running alerts service) on a 1920x1080 screen:
 compact tiles, chosen by themselves, hold every queue inside the screen, worst first, the
 drifted queue first and red in words; on a smaller screen, and with full tiles pinned, the
-wall pages ("page 1 of N") and flips without a request.
+wall pages ("page 1 of N") and flips without a request. Its drifted queue's incident is
+acknowledged: the tile says by whom, the dialog says it once. One queue meets its target but
+one of its sites does not: its tile is red, says why in words, and its score (capped at the
+top of red, as the health API's) does not read 100.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from services.demo.orchestrator import Services, wait_http
 from services.simulator.model import SITES, Drift, SimConfig, queue_profiles
 from services.simulator.run import play
 from shared import codec
+from shared.events import SiteWindows
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
@@ -278,6 +282,8 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
     )]  # fmt: skip
     assert len(queues) == 500
     drifted = "cse-pt-drifted"
+    sited = "hate-en-site-below"  # the queue meets its target; its site dublin does not
+    total = len(queues) + 2
     await ensure_topics(kafka_settings)
     services.start("alerts")
     try:
@@ -289,9 +295,21 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
         bad = bench_snapshot(random.Random(1), drifted, now).model_copy(
             update={"accuracy_24h": 0.55, "n_24h": 3000, "accuracy_1h": 0.5}
         )
+        day = SiteWindows(decisions_24h=400, n_24h=400, errors_24h=64, decisions_7d=400,
+                          n_7d=400, errors_7d=64)  # 84.0% of 400 against 90%  # fmt: skip
+        good = bench_snapshot(random.Random(1), sited, now).model_copy(
+            update={"accuracy_24h": 0.96, "n_24h": 3000, "sites": {"dublin": day}}
+        )
+        good = good.model_copy(
+            update={"last_point": good.last_point.model_copy(update={"p": 0.04, "errors": 5})}
+            if good.last_point else {}
+        )  # fmt: skip
         producer = make_producer(kafka_settings)
         await producer.start()
         try:
+            await producer.send(
+                kafka_settings.topics.snapshots, codec.dumps(good), key=queue_key(sited)
+            )
             key = queue_key(drifted)
             await producer.send(kafka_settings.topics.snapshots, codec.dumps(bad), key=key)
             await producer.send(
@@ -305,11 +323,19 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
             while time.monotonic() < deadline:
                 services.check()
                 tiles = (await client.get("/wall/tiles")).json()["tiles"]
-                if len(tiles) == 501 and tiles[0]["alerts"]:
+                if len(tiles) == total and tiles[0]["alerts"]:
                     break
                 await asyncio.sleep(0.5)
-            assert len(tiles) == 501, len(tiles)
+            assert len(tiles) == total, len(tiles)
             assert tiles[0]["queue_id"] == drifted, tiles[:2]
+            # someone owns the drifted queue's incident (anonymous: no key file here)
+            incident = tiles[0]["incident"]
+            ack = await client.post(f"/v1/incidents/{incident['id']}/ack", json={"note": "on it"})
+            assert ack.status_code == 200, ack.text
+            health = (await client.get(f"/v1/queues/{sited}/health")).json()["health"]
+            assert (health["band"], health["score"]) == ("red", 59.0), health
+            reason = "site dublin below target 90.0%: 84.0% (95% upper bound "
+            assert health["band_reason"].startswith(reason), health
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch_persistent_context(
@@ -322,7 +348,13 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
                 page.on("request", lambda r: requests.append(r.url))
                 await page.goto(f"{base}/wall?page_seconds=2")
                 await page.wait_for_function(
-                    "document.getElementById('summary').textContent.startsWith('501 queues')",
+                    f"document.getElementById('summary').textContent.startsWith('{total} queues')",
+                    timeout=20_000,
+                )
+                # the acknowledgement arrives by the stream (the page opened before it or not)
+                await page.wait_for_selector(
+                    f'#tiles .tile[data-queue="{drifted}"][data-incident="acknowledged"]',
+                    state="attached",
                     timeout=20_000,
                 )
                 # auto: full tiles do not fit, compact ones do: every queue on the screen
@@ -330,7 +362,7 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
                 assert await page.evaluate("document.body.dataset.pages") == "1"
                 assert await page.locator("#page").is_hidden()
                 shown = await visible_tiles(page)
-                assert len(shown) == 501
+                assert len(shown) == total
                 assert outside(shown, 1920, 1080) == [], outside(shown, 1920, 1080)[:3]
                 assert min(t.bottom - t.top for t in shown) >= 30
                 assert await page.evaluate(
@@ -353,7 +385,21 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
                 await dialog.wait_for(timeout=10_000)
                 assert await dialog.locator("#detail-title").inner_text() == drifted
                 assert "accuracy 24h 55.0%" in await dialog.locator("#detail-accuracy").inner_text()
+                # its incident: acknowledged, said once, with by whom
+                said = await dialog.locator(
+                    "#incidents tr.incident-row .incident-status"
+                ).first.inner_text()
+                assert said.startswith("acknowledged by anonymous "), said
+                assert said.count("acknowledged") == 1, said
                 await page.locator("#detail-close").click()
+
+                # the site-only red queue: red in words, why in words, no 100 beside it
+                site_tile = page.locator(f'#tiles .tile[data-queue="{sited}"]')
+                assert await site_tile.get_attribute("data-band") == "red"
+                assert reason in (await site_tile.get_attribute("title") or "")
+                full_text = await site_tile.locator(".full-view .band-reason").text_content()
+                assert (full_text or "").startswith(reason), full_text
+                assert await site_tile.locator(".full-view .score").text_content() == "59"
 
                 # a smaller screen: compact tiles at their smallest do not fit, so it pages
                 await page.set_viewport_size({"width": 1280, "height": 720})
@@ -378,7 +424,7 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
                 assert outside(two, 1280, 720) == [], two[:2]
                 order = [t.queue for t in shown]
                 assert order.index(two[0].queue) == order.index(one[-1].queue) + 1
-                assert len(one) + len(two) <= 501
+                assert len(one) + len(two) <= total
                 assert requests[before:] == [], requests[before:]  # a flip asks nothing
 
                 # full tiles pinned on the big screen: they page as well
@@ -388,6 +434,13 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
                 assert await page.evaluate("document.body.dataset.density") == "full"
                 full = await visible_tiles(page)
                 assert full[0].queue == drifted, full[:2]
+                # the full tile says who acknowledged the incident, once, and only there
+                first_full = page.locator(f'#tiles .tile[data-queue="{drifted}"] .full-view')
+                owned = await first_full.locator(".incident").inner_text()
+                assert owned.startswith(f"incident #{incident['id']} acknowledged by anonymous"), (
+                    owned
+                )
+                assert (await first_full.inner_text()).count("acknowledged") == 1
                 assert outside(full, 1920, 1080) == [], full[:2]
                 assert len(full) < 100
                 fulltext = await page.locator("#page").inner_text()

@@ -5,8 +5,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.alerts.health import band_for, health, staleness_step, staleness_step_starts
+from services.alerts.health import (
+    WEIGHTS,
+    band_for,
+    health,
+    staleness_step,
+    staleness_step_starts,
+)
 from shared.events import ChartPoint, CusumInfo, QualitySnapshot
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
@@ -103,10 +111,11 @@ def test_band_is_not_green_while_an_alert_fires() -> None:
         stale_after_s=300,
         firing=["accuracy_24h_below_target"],
     )
-    assert r.score is not None
-    assert r.score >= 80
-    assert r.band == "amber"
+    assert r.components == {"accuracy": 100.0, "stability": 100.0, "freshness": 100.0}
+    assert (r.score, r.band) == (79.0, "amber")  # capped: the score never reads green
+    assert r.band_reason == "alert firing: accuracy_24h_below_target"
     assert "firing" in r.explanation
+    assert "score capped at 79 (amber): alert firing" in r.explanation
 
 
 def test_below_target_rule_is_legible() -> None:
@@ -157,10 +166,11 @@ def test_a_queue_below_target_with_confidence_is_red_whatever_its_score() -> Non
     """85.7% against 90% on 500 verdicts scores 74 (amber by score): failing its target
     with confidence, it is red; 89.5% (not below with confidence) stays by its score."""
     failing = h(snap(0.857, 500, []))
-    assert failing.score is not None
-    assert failing.score >= 60
+    assert sum(WEIGHTS[k] * v for k, v in failing.components.items()) >= 60
     assert failing.below_target_with_confidence
-    assert failing.band == "red"
+    assert (failing.score, failing.band) == (59.0, "red")  # capped at red's top
+    assert failing.band_reason is not None
+    assert failing.band_reason.startswith("24h accuracy 85.7% below target 90.0% (95% upper bound ")
     close = h(snap(0.895, 500, []))
     assert not close.below_target_with_confidence
     assert close.band == band_for(close.score or 0)
@@ -189,3 +199,38 @@ def test_a_site_charts_signal_says_which_site() -> None:
     assert r.components["stability"] == 20.0
     assert "rise in errors at site manila" in r.explanation
     assert r.band != "green"
+
+
+RULES = ["p_chart_ucl", "ewma_ucl", "cusum_upper", "cusum_lower", "cusum_site_upper",
+         "accuracy_24h_below_target"]  # fmt: skip
+
+
+@given(
+    st.floats(0.5, 1.0), st.integers(30, 5000), st.lists(st.sampled_from(RULES), max_size=6),
+    st.floats(0, 3000), st.lists(st.sampled_from(["p_chart_ucl", "ewma_ucl"]), max_size=2),
+)  # fmt: skip
+def test_the_score_never_contradicts_the_band(
+    acc: float, n: int, firing: list[str], age: float, signals: list[str]
+) -> None:
+    r = health(snap(acc, n, signals), target=0.9, min_sample=30, age_s=age, stale_after_s=300,
+               firing=firing)  # fmt: skip
+    assert r.score is not None
+    assert band_for(r.score) == r.band
+    parts = sum(WEIGHTS[k] * v for k, v in r.components.items())
+    if r.band_reason is None:  # the score is the components' (each rounded to 0.1)
+        assert parts == pytest.approx(r.score, abs=0.11)
+    else:  # capped at the band's top
+        assert parts > r.score - 0.11
+        assert r.score in (59.0, 79.0)
+    assert r.firing_alerts == sorted(set(firing))
+
+
+def test_firing_alerts_name_each_rule_once_in_a_stable_order() -> None:
+    firing = ["ewma_ucl", "cusum_site_upper", "cusum_site_upper", "cusum_lower", "ewma_ucl"]
+    a = health(snap(0.95, 500, []), target=0.9, min_sample=30, age_s=0, stale_after_s=300,
+               firing=firing)  # fmt: skip
+    b = health(snap(0.95, 500, []), target=0.9, min_sample=30, age_s=0, stale_after_s=300,
+               firing=list(reversed(firing)))  # fmt: skip
+    assert a.firing_alerts == ["cusum_lower", "cusum_site_upper", "ewma_ucl"]
+    assert a.firing_alerts == b.firing_alerts
+    assert "cusum_site_upper (2 signals)" in a.explanation  # the signals are counted there

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.alerts.api import create_app
 from services.alerts.consumer import export_snapshot
-from services.alerts.health import against_target, health, site_health
+from services.alerts.health import WEIGHTS, against_target, health, site_health
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView
@@ -178,10 +178,12 @@ def test_a_site_below_its_target_with_confidence_makes_the_band_red_and_is_named
             site_target=targets.site_target,
         )  # fmt: skip
 
-    r = of(s, ["cusum_site_upper"])
-    assert r.score is not None
-    assert 60 <= r.score < 80  # amber by its score (the site's CUSUM fires)
-    assert r.band == "red"
+    r = of(s, ["cusum_site_upper", "cusum_site_upper"])  # two sites' CUSUMs: one rule
+    assert 60 <= sum(WEIGHTS[k] * v for k, v in r.components.items()) < 80  # amber by its parts
+    assert (r.score, r.band) == (59.0, "red")  # capped: the score says what the band says
+    assert r.firing_alerts == ["cusum_site_upper"]
+    assert r.band_reason is not None
+    assert r.band_reason.startswith("site dublin below target 95.0%: 74.0% (95% upper bound ")
     assert not r.below_target_with_confidence  # the queue itself meets its target
     assert (
         "site dublin: 24h accuracy 74.0% is below its 95.0% target with confidence (n=412)"
@@ -189,7 +191,10 @@ def test_a_site_below_its_target_with_confidence_makes_the_band_red_and_is_named
     )
     assert "site manila" not in r.explanation
     quiet = of(s, [])  # no alert at all (score 100): the site alone makes it red
-    assert (quiet.score, quiet.band) == (100.0, "red")
+    assert quiet.components == {"accuracy": 100.0, "stability": 100.0, "freshness": 100.0}
+    assert (quiet.score, quiet.band) == (59.0, "red")  # never 100 beside a red band
+    assert quiet.band_reason == r.band_reason
+    assert f"score capped at 59 (red): {quiet.band_reason}" in quiet.explanation
     # without the per-site targets (no site_target), the band is the score's
     assert health(s, target=0.9, min_sample=30, age_s=0, stale_after_s=300, firing=[]).band == (
         "green"

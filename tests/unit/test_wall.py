@@ -100,6 +100,28 @@ async def test_tiles_are_worst_first_with_band_text_interval_trend_and_open_aler
     assert tiles[3]["trend"] == []
 
 
+async def test_a_tile_carries_its_open_incident_and_who_acknowledged_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as s, s.begin():
+        watch = (await db.open_incidents_by_queue(s))["watch"]
+        await db.acknowledge_incident(
+            s, watch.id, actor="key 1 (ops lead)", note="on it", now=datetime.now(UTC)
+        )
+    (r,) = await fetch(sessions, "/wall/tiles")
+    tiles = {t["queue_id"]: t for t in r.json()["tiles"]}
+    acked = tiles["watch"]["incident"]
+    assert (acked["id"], acked["status"]) == (watch.id, "acknowledged")
+    assert acked["acknowledged_by"] == "key 1 (ops lead)"
+    assert tiles["bad"]["incident"]["status"] == "firing"
+    assert tiles["bad"]["incident"]["acknowledged_by"] is None
+    assert tiles["good"]["incident"] is None
+    # the alert itself was not acknowledged: only the incident's status says so
+    assert [a["status"] for a in tiles["watch"]["alerts"]] == ["firing"]
+    (r,) = await fetch(sessions, "/wall/queues/watch")
+    assert r.json()["tile"]["incident"]["acknowledged_by"] == "key 1 (ops lead)"
+
+
 async def test_a_click_gets_the_chart_and_the_alert_history(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -182,10 +204,11 @@ async def test_a_click_gets_the_queues_sites_against_their_targets(
     assert (site["site"], site["target"], site["last_24h"]["n"]) == ("manila", 0.9, 400)
     assert site["last_24h"]["below_target_with_confidence"]  # 85% of 400 against 90%
     assert not site["last_7d"]["below_target_with_confidence"]  # 92.2% of 900
-    # the queue meets its 90% (score 100), but its site fails its target: the tile is red,
-    # as the health API says, and names the site
+    # the queue meets its 90% (components all 100), but its site fails its target: the tile
+    # is red, as the health API says, its score capped at red's top, and it names the site
     tile = r.json()["tile"]
-    assert (tile["score"], tile["band"]) == (100.0, "red")
+    assert (tile["score"], tile["band"]) == (59.0, "red")
+    assert tile["band_reason"].startswith("site manila below target 90.0%: 85.0% (95% upper ")
     assert "site manila: 24h accuracy 85.0% is below its 90.0% target" in tile["explanation"]
     (r,) = await fetch(sessions, "/wall/queues/bad")
     assert r.json()["sites"] == []  # a snapshot from before per-site counts

@@ -73,18 +73,35 @@ function compactView(tile) {
       el("span", { class: "acc-short" }, pct(tile.accuracy_24h))));
 }
 
+// the open incident in words: "incident #12 acknowledged by key 3 (lead) 10:05 UTC", said once
+function incidentWords(i) {
+  if (i.status === "acknowledged" && i.acknowledged_by)
+    return `incident #${i.id} acknowledged by ${i.acknowledged_by} ${when(i.acknowledged_at)}`;
+  return `incident #${i.id} ${STATUS[i.status] || i.status}`;
+}
+
 function renderTile(tile) {
+  const inc = tile.incident || null;
   const node = el("button", { type: "button", class: `tile band-${tile.band}`,
     "data-queue": tile.queue_id, "data-band": tile.band,
-    title: `${tile.queue_id}: ${tile.band_text}, accuracy 24h ${pct(tile.accuracy_24h)}, ` +
-      `${tile.alerts.length} open alert(s)` });
+    "data-incident": inc ? inc.status : "none",
+    title: `${tile.queue_id}: ${tile.band_text}` +
+      (tile.band_reason ? ` (${tile.band_reason})` : "") +
+      `, accuracy 24h ${pct(tile.accuracy_24h)}, ${tile.alerts.length} open alert(s)` +
+      (inc ? `, ${incidentWords(inc)}` : "") });
   const full = el("span", { class: "full-view" });
   node.append(compactView(tile), full);
+  // the score as the health API gives it: capped at the band's top when the band is held
+  // down (band_reason), so it never reads 100 beside a red band; the reason is said in text
   full.append(
-    el("span", { class: "score", title: "health score 0-100" },
+    el("span", { class: "score", title: tile.band_reason
+      ? `health score 0-100, capped at the top of ${tile.band}: ${tile.band_reason}`
+      : "health score 0-100" },
       tile.score === null ? "–" : String(Math.round(tile.score))),
     el("h2", {}, tile.queue_id),
     el("p", { class: `band band-${tile.band}` }, tile.band_text),
+    tile.band_reason ? el("p", { class: "band-reason" }, tile.band_reason) : null,
+    inc ? el("p", { class: `incident incident-${inc.status}` }, incidentWords(inc)) : null,
     el("p", { class: "acc" }, `accuracy 24h ${pct(tile.accuracy_24h)} `,
       el("small", {}, `(95% CI ${pct(tile.accuracy_low)}–${pct(tile.accuracy_high)}, ` +
         `n=${tile.n_24h}, target ${pct(tile.target, 0)})`)),
@@ -102,7 +119,9 @@ function renderTile(tile) {
   }
   for (const [rule, alerts] of byRule) {
     const a = alerts[0];
-    const acked = alerts.every((x) => x.status === "acknowledged") ? ", acknowledged" : "";
+    // (an acknowledged incident says so above, once: not again on each of its alerts)
+    const acked = inc?.status !== "acknowledged" &&
+      alerts.every((x) => x.status === "acknowledged") ? ", acknowledged" : "";
     full.append(el("p", { class: "alert" },
       el("span", { class: "rule" }, `ALERT ${rule}${alerts.length > 1 ? ` ×${alerts.length}` : ""}`),
       ` (${a.severity}${acked})`,
@@ -389,9 +408,13 @@ function siteRows(sites) {
 // detectors it groups, its top cause (said once) and its notes
 function incidentRows(incidents) {
   const rows = incidents.map((i) => {
-    const status = [STATUS[i.status] || i.status];
-    if (i.acknowledged_by) status.push(`acknowledged by ${i.acknowledged_by} ${when(i.acknowledged_at)}`);
-    if (i.resolved_by) status.push(`by ${i.resolved_by}`);
+    // each fact once: "acknowledged by X <when>" (not "acknowledged, acknowledged by X"),
+    // "resolved by Y, acknowledged by X <when>"
+    const acked = i.acknowledged_by ? `acknowledged by ${i.acknowledged_by} ${when(i.acknowledged_at)}` : null;
+    const status = [];
+    if (i.status === "resolved") status.push(i.resolved_by ? `resolved by ${i.resolved_by}` : "resolved");
+    else if (!(i.status === "acknowledged" && acked)) status.push(STATUS[i.status] || i.status);
+    if (acked) status.push(acked);
     const signals = Object.entries(i.signals_by_rule)
       .map(([rule, n]) => (n > 1 ? `${rule} ×${n}` : rule)).join(", ");
     const notes = i.notes
