@@ -98,6 +98,12 @@ class AlertOut(BaseModel):
     incident_id: int | None = Field(
         default=None, description="its incident (null: recorded before incidents existed)"
     )
+    site: str | None = Field(
+        default=None,
+        description="the one site behind it, when its breach names one (a `cusum_site_upper` "
+        "whose site stands out from the rest of the queue, or a breach whose root cause is one "
+        "site; the Alertmanager `site` label); null otherwise",
+    )
     cause_summary: str | None = Field(
         default=None, description="the root cause in words (what stands out, or queue-wide)"
     )
@@ -109,7 +115,9 @@ class AlertOut(BaseModel):
     def of(cls, a: db.Alert) -> AlertOut:
         out = cls.model_validate(a, from_attributes=True)
         summary, ranked = db.causes_of(a)
-        return out.model_copy(update={"cause_summary": summary, "causes": ranked})
+        return out.model_copy(
+            update={"cause_summary": summary, "causes": ranked, "site": db.site_of(a)}
+        )
 
 
 # writes need their scope (route dependencies); reads a key with scope "read" when

@@ -407,6 +407,14 @@ async def record_breach(
 SYSTEM = "system"  # the actor of what the service does by itself
 
 
+def site_of(alert: Alert) -> str | None:
+    """The one site behind the alert, when its breach names one (a `cusum_site_upper` whose
+    site stands out from the rest of the queue, or a root cause that is one site): what
+    `GET /v1/alerts` and the webhooks carry as `site`."""
+    site = (alert.breach or {}).get("site")
+    return site if isinstance(site, str) and site else None
+
+
 def causes_of(alert: Alert) -> tuple[str | None, list[Cause]]:
     """The root cause the scorer attached to the alert's breach (none on a breach from a
     version before root cause, or one no slice explains)."""
@@ -516,6 +524,7 @@ def webhook_body(
                 "severity": alert.severity,
                 "status": "firing" if firing else alert.status,
                 "message": alert.message,
+                "site": site_of(alert),
                 "subgroup_start": alert.subgroup_start,
                 "first_seen_at": alert.first_seen_at,
                 "resolved_at": None if firing else alert.resolved_at,

@@ -10,12 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
 from services.alerts.api import create_app
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
+from shared import codec
 from shared.apikeys import AuthPolicy, KeyStore
 from shared.settings import KafkaSettings
 from tests.alerts_cases import NOW, make_breach, sqlite_sessions
@@ -151,3 +153,25 @@ async def test_acknowledging_an_alert_acknowledges_its_incident(sessions: Sessio
         got = (await c.get(f"/v1/incidents/{incident}")).json()
         assert got["status"] == "acknowledged"
         assert got["trail"][-1]["note"] == f"via alert {alert}"
+
+
+async def test_an_alert_names_the_site_behind_it_in_the_api_and_its_webhook(
+    sessions: Sessions,
+) -> None:
+    """A site's CUSUM breach carries its site (when the site stands out): ``GET /v1/alerts``
+    and the webhook say it as ``site``; a queue-wide alert has ``site`` null."""
+    site_breach = make_breach("hate-en", 0, rule="cusum_site_upper").model_copy(
+        update={"site": "dublin", "dedup_key": "hate-en:cusum_site_upper:0:dublin"}
+    )
+    async with sessions() as s, s.begin():
+        await db.record_breach(s, site_breach, receivers=["http://hook"], now=NOW)
+        await db.record_breach(s, make_breach("spam-en", 0), receivers=["http://hook"], now=NOW)
+    async with _client(sessions) as c:
+        r = await c.get("/v1/alerts")
+    assert r.status_code == 200, r.text
+    assert {a["queue_id"]: a["site"] for a in r.json()} == {"hate-en": "dublin", "spam-en": None}
+    async with sessions() as s:
+        bodies = [codec.loads(d.body) for d in (await s.scalars(select(db.Delivery))).all()]
+    assert {b["alert"]["queue_id"]: b["alert"]["site"] for b in bodies} == {
+        "hate-en": "dublin", "spam-en": None,
+    }  # fmt: skip
