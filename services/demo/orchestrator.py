@@ -119,7 +119,9 @@ def busy_ports(opts: DemoOptions) -> list[str]:
     seen: dict[int, str] = {}
     for name, (port, flag, var) in ports.items():
         if port in seen:
-            reasons.append(f"{name} and {seen[port]} cannot share port {port}: set {flag} or {var}")
+            reasons.append(
+                f"{name} and {seen[port]} cannot share port {port} (set {flag} or {var})"
+            )
             continue
         seen[port] = name
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -128,11 +130,18 @@ def busy_ports(opts: DemoOptions) -> list[str]:
                 s.bind(("127.0.0.1", port))
             except OSError as exc:
                 reasons.append(
-                    f"port {port} (the demo's {name}) on 127.0.0.1 is taken ({exc.strerror}; "
-                    f"another qwatch run or demo?): stop what listens there, or choose "
-                    f"another port with {flag} or {var}"
+                    f"port {port} (the demo's {name}, set by {flag} or {var}) is taken "
+                    f"({exc.strerror})"
                 )
     return reasons
+
+
+def ports_refusal(reasons: list[str]) -> str:
+    """Every reason of ``busy_ports`` in one line: what the demo says before it refuses."""
+    return (
+        f"cannot start the demo on 127.0.0.1: {'; '.join(reasons)}. Stop what listens there "
+        "(another qwatch run or demo?) or choose other ports"
+    )
 
 
 def listener_pid_owns(port: int, pid: int) -> bool:
@@ -463,13 +472,18 @@ async def delete_run_topics(kafka: KafkaSettings) -> int:
         await admin.close()
 
 
-async def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
+async def run_demo(
+    opts: DemoOptions, console: Console | None = None, errors: Console | None = None
+) -> int:
+    """``errors``: where a refusal goes (standard error by default), one line."""
     console = console or Console()
     if not console.is_terminal:
         console.soft_wrap = True  # a log: one line per line, whatever the width
     busy = busy_ports(opts)
     if busy:
-        console.print(f"[red]cannot start the demo:[/] {busy[0]}", highlight=False)
+        errors = errors or Console(stderr=True)
+        errors.soft_wrap = True  # one line, whatever the terminal's width
+        errors.print(f"[red]{ports_refusal(busy)}[/]", highlight=False)
         return 2
     console.print(
         f"[bold]wall: http://127.0.0.1:{opts.alerts_port}/wall[/] (opens once the services are up)",

@@ -44,21 +44,41 @@ def test_free_ports_pass_and_a_taken_one_is_named_with_the_way_out(taken: int) -
     free = DemoOptions(ingest_port=free_port(), alerts_port=free_port(), receiver_port=free_port())
     assert busy_ports(free) == []
     (reason,) = busy_ports(DemoOptions(ingest_port=free_port(), alerts_port=taken))
-    assert f"port {taken} (the demo's alerts)" in reason
+    assert (
+        f"port {taken} (the demo's alerts, set by --alerts-port or QW_DEMO_ALERTS_PORT)" in reason
+    )
     assert "--alerts-port" in reason
     assert "QW_DEMO_ALERTS_PORT" in reason
     (same,) = busy_ports(DemoOptions(ingest_port=free.ingest_port, alerts_port=free.ingest_port))
     assert "cannot share port" in same
 
 
-async def test_run_demo_refuses_a_taken_port_before_starting_anything(taken: int) -> None:
-    out = io.StringIO()
-    opts = DemoOptions(ingest_port=taken, alerts_port=free_port(), receiver_port=free_port())
-    assert await run_demo(opts, Console(file=out, width=100)) == 2
-    lines = out.getvalue().splitlines()
-    assert len(lines) == 1, lines  # no broker, no service, no wall address: one line
-    assert f"port {taken}" in lines[0]
-    assert "--ingest-port" in lines[0]
+@pytest.fixture
+def taken_too() -> Iterator[int]:
+    """A second port another program listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+async def test_run_demo_refuses_taken_ports_before_starting_anything(
+    taken: int, taken_too: int
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    opts = DemoOptions(ingest_port=taken, alerts_port=free_port(), receiver_port=taken_too)
+    assert await run_demo(opts, Console(file=out, width=100), Console(file=err, width=60)) == 2
+    assert out.getvalue() == ""  # nothing on standard output: no broker, no wall address
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1, lines  # every taken port, in one line (however narrow)
+    assert (
+        f"port {taken} (the demo's ingest, set by --ingest-port or QW_DEMO_INGEST_PORT)" in lines[0]
+    )
+    assert (
+        f"port {taken_too} (the demo's webhook receiver, set by --receiver-port or "
+        "QW_DEMO_RECEIVER_PORT)" in lines[0]
+    )
+    assert "--alerts-port" not in lines[0]  # the free one is not named
 
 
 def test_cli_exits_2_with_one_line_for_a_port_named_by_the_environment(taken: int) -> None:
@@ -71,9 +91,10 @@ def test_cli_exits_2_with_one_line_for_a_port_named_by_the_environment(taken: in
     }
     result = CliRunner(env=env).invoke(app, ["demo"])
     assert result.exit_code == 2, result.output
-    assert f"port {taken} (the demo's webhook receiver)" in result.output
+    assert result.stdout == "", result.stdout  # the refusal goes to standard error
+    assert f"port {taken} (the demo's webhook receiver, set by --receiver-port or " in result.stderr
     assert "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_the_listener_is_told_apart_by_process(
