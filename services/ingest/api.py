@@ -12,6 +12,10 @@ is lost and the caller resends only what it must fix. An item of a queue that is
 
 ``PUT``/``DELETE /v1/queues/{id}`` (scope ``admin``) admit a queue at run time and remove it,
 for every ingest process (``shared/admission.py``); ``GET /v1/queues`` lists what is admitted.
+
+Every ``GET`` answers ``HEAD`` too, as the alerts service's do (``shared/http_head.py``): the
+GET's status and headers without a body, a ``head`` operation beside each ``get`` in the
+document.
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ from services.ingest.validation import (
     parse_body,
     validate_items,
 )
-from shared import codec, http_auth, http_docs, http_errors
+from shared import codec, http_auth, http_docs, http_errors, http_head
 from shared.apikeys import ApiKey, AuthPolicy
 from shared.codec import json_response
 from shared.events import Decision, Verdict
 from shared.http_auth import AUTH_RESPONSES, needs, require
+from shared.http_head import HeadAsGet
 from shared.ids import KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
 from shared.topics import queue_key
 
@@ -488,6 +493,8 @@ def create_app(
                 metrics.set_admitted(gate.policy.counts())
             return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(HeadAsGet)  # HEAD on every GET (shared/http_head.py): outermost
+    http_head.document_head(app)  # a head operation beside every get, in the document
     http_auth.publish_security(app)  # security where keys are enforced (shared/http_auth.py)
     return app
 

@@ -193,6 +193,39 @@ async def test_a_trailing_slash_is_a_plain_404_in_both_not_a_redirect(
             assert (await c.get("/healthz")).status_code == 200
 
 
+async def test_head_is_answered_and_documented_beside_every_get_of_ingest(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Ingest's GETs answer HEAD as the alerts service's do: the GET's status and headers,
+    no body; its document lists a head operation beside every get (and none beside a
+    post)."""
+    app = apps(None, sessions)[0]
+    doc = await document(app)
+    ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)), ids
+    for path, ops in doc["paths"].items():
+        assert ("get" in ops) == ("head" in ops), path
+        if "get" in ops:
+            head, get = ops["head"], ops["get"]
+            assert head["operationId"] == f"{get['operationId']}_head"
+            assert head.get("parameters") == get.get("parameters")
+            assert set(head["responses"]) == set(get["responses"])
+            assert all("content" not in r for r in head["responses"].values()), path
+    assert {p for p, ops in doc["paths"].items() if "head" in ops} >= {
+        "/v1/queues", "/v1/queues/{queue_id}", "/healthz", "/metrics",
+    }  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c:
+        for path in ("/v1/queues", "/v1/queues/spam-en", "/v1/queues/a%20b", "/healthz",
+                     "/metrics", "/openapi.json", "/docs"):  # fmt: skip
+            got, head = await c.get(path), await c.head(path)
+            assert (head.status_code, head.content) == (got.status_code, b""), path
+            assert head.headers.get("content-type") == got.headers.get("content-type"), path
+            if path != "/metrics":  # (its counters move between the two requests)
+                assert int(head.headers["content-length"]) == len(got.content), path
+        r = await c.head("/v1/events")
+        assert (r.status_code, r.headers["allow"]) == (405, "POST")
+
+
 async def test_head_is_answered_and_documented_beside_every_get_of_the_alerts_api(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
