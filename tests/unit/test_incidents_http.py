@@ -171,7 +171,7 @@ async def test_an_alert_names_the_site_behind_it_in_the_api_and_its_webhook(
     assert r.status_code == 200, r.text
     assert {a["queue_id"]: a["site"] for a in r.json()} == {"hate-en": "dublin", "spam-en": None}
     async with sessions() as s:
-        bodies = [codec.loads(d.body) for d in (await s.scalars(select(db.Delivery))).all()]
+        bodies = [codec.loads(d.body or "") for d in (await s.scalars(select(db.Delivery))).all()]
     assert {b["alert"]["queue_id"]: b["alert"]["site"] for b in bodies} == {
         "hate-en": "dublin", "spam-en": None,
     }  # fmt: skip
