@@ -31,13 +31,16 @@ from shared.runtime import http_server, log_when_listening
 from tests.monitoring import free_port
 
 
-@pytest.fixture
-def taken() -> Iterator[int]:
+def listening() -> Iterator[int]:
     """A port another program listens on."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         yield s.getsockname()[1]
+
+
+taken = pytest.fixture(listening, name="taken")
+taken_too = pytest.fixture(listening, name="taken_too")  # a second one
 
 
 def test_free_ports_pass_and_a_taken_one_is_named_with_the_way_out(taken: int) -> None:
@@ -51,15 +54,6 @@ def test_free_ports_pass_and_a_taken_one_is_named_with_the_way_out(taken: int) -
     assert "QW_DEMO_ALERTS_PORT" in reason
     (same,) = busy_ports(DemoOptions(ingest_port=free.ingest_port, alerts_port=free.ingest_port))
     assert "cannot share port" in same
-
-
-@pytest.fixture
-def taken_too() -> Iterator[int]:
-    """A second port another program listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield s.getsockname()[1]
 
 
 async def test_run_demo_refuses_taken_ports_before_starting_anything(

@@ -193,14 +193,9 @@ async def test_a_trailing_slash_is_a_plain_404_in_both_not_a_redirect(
             assert (await c.get("/healthz")).status_code == 200
 
 
-async def test_head_is_answered_and_documented_beside_every_get_of_ingest(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    """Ingest's GETs answer HEAD as the alerts service's do: the GET's status and headers,
-    no body; its document lists a head operation beside every get (and none beside a
-    post)."""
-    app = apps(None, sessions)[0]
-    doc = await document(app)
+def heads_beside_gets(doc: dict[str, Any]) -> None:
+    """A head operation beside every get (none elsewhere): the get's parameters and
+    statuses, no content, its own operationId."""
     ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
     assert len(ids) == len(set(ids)), ids
     for path, ops in doc["paths"].items():
@@ -211,6 +206,17 @@ async def test_head_is_answered_and_documented_beside_every_get_of_ingest(
             assert head.get("parameters") == get.get("parameters")
             assert set(head["responses"]) == set(get["responses"])
             assert all("content" not in r for r in head["responses"].values()), path
+
+
+async def test_head_is_answered_and_documented_beside_every_get_of_ingest(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Ingest's GETs answer HEAD as the alerts service's do: the GET's status and headers,
+    no body; its document lists a head operation beside every get (and none beside a
+    post)."""
+    app = apps(None, sessions)[0]
+    doc = await document(app)
+    heads_beside_gets(doc)
     assert {p for p, ops in doc["paths"].items() if "head" in ops} >= {
         "/v1/queues", "/v1/queues/{queue_id}", "/healthz", "/metrics",
     }  # fmt: skip
@@ -234,16 +240,7 @@ async def test_head_is_answered_and_documented_beside_every_get_of_the_alerts_ap
     and no content; the wall's endless stream ends after its headers and lets its slot go."""
     app = apps(None, sessions)[1]
     doc = await document(app)
-    ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
-    assert len(ids) == len(set(ids)), ids
-    for path, ops in doc["paths"].items():
-        assert ("get" in ops) == ("head" in ops), path
-        if "get" in ops:
-            head, get = ops["head"], ops["get"]
-            assert head["operationId"] == f"{get['operationId']}_head"
-            assert head.get("parameters") == get.get("parameters")
-            assert set(head["responses"]) == set(get["responses"])
-            assert all("content" not in r for r in head["responses"].values()), path
+    heads_beside_gets(doc)
     assert doc["paths"]["/v1/queues"]["head"]["responses"]["200"]["headers"]["ETag"]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c:
         for path in (
