@@ -397,7 +397,7 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
                 site_tile = page.locator(f'#tiles .tile[data-queue="{sited}"]')
                 assert await site_tile.get_attribute("data-band") == "red"
                 assert reason in (await site_tile.get_attribute("title") or "")
-                full_text = await site_tile.locator(".full-view .band-reason").text_content()
+                full_text = await site_tile.locator(".full-view .why").text_content()
                 assert (full_text or "").startswith(reason), full_text
                 assert await site_tile.locator(".full-view .score").text_content() == "59"
 

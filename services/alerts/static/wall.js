@@ -100,7 +100,7 @@ function renderTile(tile) {
       tile.score === null ? "–" : String(Math.round(tile.score))),
     el("h2", {}, tile.queue_id),
     el("p", { class: `band band-${tile.band}` }, tile.band_text),
-    tile.band_reason ? el("p", { class: "band-reason" }, tile.band_reason) : null,
+    tile.band_reason ? el("p", { class: "why" }, tile.band_reason) : null,
     inc ? el("p", { class: `incident incident-${inc.status}` }, incidentWords(inc)) : null,
     el("p", { class: "acc" }, `accuracy 24h ${pct(tile.accuracy_24h)} `,
       el("small", {}, `(95% CI ${pct(tile.accuracy_low)}–${pct(tile.accuracy_high)}, ` +
