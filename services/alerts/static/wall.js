@@ -93,7 +93,7 @@ function renderTile(tile) {
   node.append(compactView(tile), full);
   // the score as the health API gives it: capped at the band's top when the band is held
   // down (band_reason), so it never reads 100 beside a red band; the reason is said in text
-  full.append(
+  full.append(...[
     el("span", { class: "score", title: tile.band_reason
       ? `health score 0-100, capped at the top of ${tile.band}: ${tile.band_reason}`
       : "health score 0-100" },
@@ -106,7 +106,7 @@ function renderTile(tile) {
       el("small", {}, `(95% CI ${pct(tile.accuracy_low)}–${pct(tile.accuracy_high)}, ` +
         `n=${tile.n_24h}, target ${pct(tile.target, 0)})`)),
     sparkline(tile),
-  );
+  ].filter((c) => c !== null)); // (append would write a null as the text "null")
   const meta = [];
   if (tile.baseline_state === "phase1") meta.push(tile.baseline || `learning (${tile.phase1_subgroups})`);
   if (tile.top_error) meta.push(`top error 24h: ${tile.top_error.replaceAll("_", " ")}`);
