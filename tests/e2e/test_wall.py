@@ -170,7 +170,8 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
 
                 # no tile writes a missing value as text
                 words = await page.locator("#tiles").inner_text()
-                assert "null" not in words and "undefined" not in words, words
+                assert "null" not in words, words
+                assert "undefined" not in words, words
                 # worst first: the page's order is the bands' order, the red queue first
                 assert len(shown) == 4, shown
                 assert shown[0] == (drifted, "red"), shown
