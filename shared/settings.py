@@ -119,6 +119,14 @@ class QualitySettings(BaseSettings):
         description="confidence of the Wilson bound compared with the target: a queue is "
         "below target when the upper bound of its 24h accuracy is",
     )
+    min_sample: int = Field(
+        default=30,
+        ge=1,
+        le=1_000_000,
+        description="random QA verdicts in 24h below which nothing is said of a queue (or a "
+        "site) against its target: the health is insufficient_data, no site is below target "
+        "and the scorer raises no below-target breach",
+    )
 
     site_targets: dict[str, float] = Field(
         default_factory=dict,

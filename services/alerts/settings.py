@@ -264,7 +264,12 @@ class AlertsSettings(BaseSettings):
     resolve_after_subgroups: int = Field(
         default=3, ge=1, description="SPC alerts resolve after this many in-control subgroups"
     )
-    min_sample: int = Field(default=30, ge=1, description="below this 24h n: insufficient data")
+    retired_min_sample: str | None = Field(
+        default=None,
+        alias="QW_ALERTS_MIN_SAMPLE",
+        exclude=True,
+        description="retired: QW_MIN_SAMPLE, which the scorer's below-target rule shares",
+    )
     stale_after_s: float = Field(default=300.0, gt=0, description="wall seconds without snapshot")
     lag_groups: list[str] = Field(
         default_factory=lambda: ["qw-scorer", "qw-ingest", "qw-alerts"],
@@ -280,6 +285,21 @@ class AlertsSettings(BaseSettings):
         description="how often the wall recomputes its tiles (once for every open page) and "
         "pushes what changed",
     )  # fmt: skip
+
+    @property
+    def min_sample(self) -> int:
+        """Below this 24h n, insufficient data (QW_MIN_SAMPLE, shared with the scorer)."""
+        return self.quality.min_sample
+
+    @model_validator(mode="after")
+    def _min_sample_is_shared_now(self) -> AlertsSettings:
+        if self.retired_min_sample is not None:
+            raise ValueError(
+                "QW_ALERTS_MIN_SAMPLE is retired: set QW_MIN_SAMPLE, which the scorer's "
+                "below-target breach uses too (they disagreed: a breach on 20 verdicts beside "
+                "a health of 'too few to say')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> AlertsSettings:

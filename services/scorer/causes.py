@@ -190,14 +190,15 @@ def _rank(slices: Slices, p0: float, lower: bool) -> list[Cause]:
 
 
 def explain(
-    windows: Iterable[Slices], p0: float, *, lower: bool = False
+    windows: Iterable[Slices], p0: float, *, lower: bool = False, p0_is: str = "baseline"
 ) -> tuple[list[Cause], str | None]:
     """A breach's causes (``rank``) and their ``summary``, saying "queue-wide" when no
-    slice stands out."""
+    slice stands out. ``p0_is``: what the expected error rate is, in the words ("baseline",
+    or "the target allows" for the below-target rule, whose p0 is 1 - target)."""
     slices = total(windows)
     n, e = max(_dimensions(slices).values(), default=(0, 0))
     ranked = _rank(slices, p0, lower)
-    return ranked, summary(ranked, lower=lower, window=(n, e, p0))
+    return ranked, summary(ranked, lower=lower, window=(n, e, p0), p0_is=p0_is)
 
 
 def site_stands_out(slices: Slices, site: str) -> tuple[bool, str]:
@@ -232,7 +233,11 @@ def _against_rest(cause: Cause) -> str:
 
 
 def summary(
-    causes: list[Cause], *, lower: bool = False, window: tuple[int, int, float] | None = None
+    causes: list[Cause],
+    *,
+    lower: bool = False,
+    window: tuple[int, int, float] | None = None,
+    p0_is: str = "baseline",
 ) -> str | None:
     """The causes in words: "62% of the excess errors are site manila on policy hate.v3
     (41 errors, 12.3 expected, n=200; 20.5% against 4.1% elsewhere), mostly
@@ -262,7 +267,7 @@ def summary(
     n, e, p0 = window
     return (
         "queue-wide: no site, policy, tenure band or severity stands out from the rest of "
-        f"the queue (errors {e / n:.1%} against the {p0:.1%} baseline, n={n})"
+        f"the queue (errors {e / n:.1%} against the {p0:.1%} {p0_is}, n={n})"
     )
 
 

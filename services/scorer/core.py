@@ -987,7 +987,7 @@ class Scorer:
         if day == st.target_day:
             return  # already reported today
         n, e = self._window(st, WINDOWS["24h"])
-        if n < self.s.min_subgroup_n:
+        if n < self.s.quality.min_sample:  # the health's "too few to say" (QW_MIN_SAMPLE)
             return
         ci = wilson_interval(n - e, n, self.s.quality.target_confidence)
         if ci.upper >= self.s.quality.accuracy_target:
@@ -1037,7 +1037,8 @@ class Scorer:
             lo, hi = window
             lower = rule == "cusum_lower"
             slices = causes.total(b.slices for s, b in st.buckets.items() if lo <= s <= hi)
-            ranked, said = causes.explain([slices], expected, lower=lower)
+            p0_is = "the target allows" if kind is BreachKind.BELOW_TARGET else "baseline"
+            ranked, said = causes.explain([slices], expected, lower=lower, p0_is=p0_is)
             site_label = causes.label(ranked, "site")
             if site is not None:
                 # a site chart chose its site: named when it stands out from the rest of

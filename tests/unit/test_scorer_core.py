@@ -14,6 +14,7 @@ from services.scorer.core import Output, Scorer, _limit_counts
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import QueueState
 from shared import batches, codec
+from shared.events import BreachKind
 from shared.settings import QualitySettings
 from tests.factories import T0, decision, verdict
 
@@ -175,6 +176,24 @@ def test_below_target_breach_once_per_day() -> None:
         f"queue q: 24h error rate {rate:.1%} (accuracy {1 - rate:.1%}, upper 95% bound "
     ), b.message
     assert "is over the 5.0% the 95.0% accuracy target allows, n=" in b.message, b.message
+    # its cause compares with what the target allows, not with the chart's baseline
+    assert "against the 5.0% the target allows, n=" in b.message, b.message
+
+
+def test_below_target_needs_the_verdicts_the_health_needs_to_say_anything() -> None:
+    """20 verdicts, half wrong: the health says 'too few to say' below QW_MIN_SAMPLE (30),
+    so the scorer raises no critical breach on them either; at 30 it does."""
+
+    def below_target(n: int) -> list[str]:
+        sc = Scorer(settings(quality=QualitySettings(min_sample=30)), {})
+        items: list[dict[str, Any]] = []
+        for i in range(n):
+            at = T0 + timedelta(minutes=i)
+            items += [decision(i, "q", at), verdict(i, "q", at + H, correct=i % 2 == 0)]
+        return [b.rule for b in feed(sc, items).breaches if b.kind == BreachKind.BELOW_TARGET]
+
+    assert below_target(29) == []
+    assert below_target(30) == ["accuracy_24h_below_target"]
 
 
 def test_state_survives_a_restart_exactly() -> None:
