@@ -174,12 +174,17 @@ _JSON = st.recursive(
 
 
 @settings(max_examples=400, deadline=None)
-@given(items=st.lists(_JSON, min_size=1, max_size=8), indent=st.booleans())
+@given(
+    items=st.lists(_JSON, min_size=1, max_size=8),
+    indent=st.booleans(),
+    block=st.sampled_from([1, 2, 3, 7, 64, 1 << 20]),
+)
 def test_top_level_items_counts_a_json_array_without_decoding_it(
-    items: list[object], indent: bool
+    items: list[object], indent: bool, block: int
 ) -> None:
+    """Exact in any blocks: a block may end inside a string, or inside an item."""
     body = json.dumps(items, indent=2 if indent else None, ensure_ascii=False).encode()
-    assert top_level_items(body) == len(items)
+    assert top_level_items(body, block) == len(items)
 
 
 def test_a_large_body_of_too_many_items_is_refused_before_it_is_decoded(
