@@ -50,7 +50,9 @@ KAFKA_VERSION=${QW_KAFKA_VERSION:-$(pinned_version)}
 KAFKA_PORT=${QW_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${QW_KAFKA_CONTROLLER_PORT:-9095}
 STATE_DIR=${QW_STATE_DIR:-$REPO_ROOT/var}
-[[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"  # the pid lookup matches this path
+# one spelling of the path (absolute, no `..`, no symlinks): the pid lookup matches the
+# broker's command line against it, and `dir/../dir` must find the broker `dir` started
+STATE_DIR=$(realpath -m -- "$STATE_DIR")
 NUM_PARTITIONS=${QW_KAFKA_NUM_PARTITIONS:-8}
 HEAP_OPTS=${QW_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
 START_TIMEOUT=${QW_KAFKA_START_TIMEOUT:-90}

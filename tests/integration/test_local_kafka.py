@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.conftest import unavailable
 
 pytestmark = pytest.mark.kafka
 
@@ -106,3 +110,25 @@ async def _round_trip(bootstrap: str, topic: str) -> None:
     assert received.value == b'{"decision_id": "d-1"}'
     assert list(received.headers) == [("source", b"it")]
     assert committed == sent.offset + 1
+
+
+def test_the_script_finds_its_broker_whatever_the_spelling_of_its_state_dir() -> None:
+    """A trial's `kafka.sh stop` with `QW_STATE_DIR=$PWD/../kafka` (the same directory,
+    spelled otherwise) said "not running" and deleted the running broker's pid file."""
+    state = os.environ.get("QW_STATE_DIR", "")
+    script = Path(__file__).resolve().parents[2] / "deploy/local/kafka.sh"
+
+    def status(spelled: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "QW_STATE_DIR": spelled}
+        return subprocess.run(
+            ["bash", str(script), "status"], env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+
+    if not state or "running" not in status(state).stdout:
+        unavailable(f"no broker of deploy/local/kafka.sh runs in QW_STATE_DIR={state!r}")
+    parent, name = os.path.split(os.path.realpath(state))
+    odd = os.path.join(parent, name, "..", name)
+    result = status(odd)
+    assert result.stdout.startswith("running: pid"), result.stdout + result.stderr
+    assert f"state {os.path.realpath(state)}/kafka" in result.stdout
