@@ -124,10 +124,22 @@ def _busy(budget: BodyBudget) -> Response:
 
 async def _ingest(request: Request, publisher: Publisher, kind: EventKind | None) -> Response:
     max_bytes: int = request.app.state.max_body_bytes
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return json_response(
+            {
+                "detail": f"Content-Encoding {encoding[:40]!r} is not taken: send the body "
+                "uncompressed (JSON or NDJSON as it is)"
+            },
+            status_code=415,
+        )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         return json_response(
-            {"detail": f"body of {declared} bytes exceeds the limit of {max_bytes}"},
+            {
+                "detail": f"body of {declared} bytes exceeds the limit of {max_bytes} "
+                "(QW_INGEST_MAX_BODY_BYTES): split it into smaller requests"
+            },
             status_code=413,
         )
     budget: BodyBudget = request.app.state.body_budget
@@ -150,7 +162,10 @@ async def _take_body(
             break
     if len(body) > max_bytes:
         return json_response(
-            {"detail": f"body exceeds the limit of {max_bytes} bytes"},
+            {
+                "detail": f"body exceeds the limit of {max_bytes} bytes "
+                "(QW_INGEST_MAX_BODY_BYTES): split it into smaller requests"
+            },
             status_code=413,
         )
     content_type = request.headers.get("content-type", "application/json")
@@ -222,6 +237,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": Problem,
         "description": "the body is larger than QW_INGEST_MAX_BODY_BYTES, or holds more items "
         "than QW_INGEST_MAX_ITEMS (refused whole, before any item is validated: split it)",
+    },
+    415: {
+        "model": Problem,
+        "description": "the body has a Content-Encoding (gzip, ...): ingest takes it "
+        "uncompressed only",
     },
     503: {
         "model": Problem,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -60,7 +61,7 @@ async def test_oversized_and_unreadable_bodies() -> None:
         empty = await c.post("/v1/decisions", content=b"")
         garbage = await c.post("/v1/decisions", content=b"<xml/>")
     assert big.status_code == 413
-    assert "limit of 200" in big.json()["detail"]
+    assert "limit of 200 (QW_INGEST_MAX_BODY_BYTES)" in big.json()["detail"]
     assert empty.status_code == 400
     assert garbage.status_code == 400
     assert "not JSON" in garbage.json()["detail"]
@@ -109,7 +110,7 @@ async def test_the_openapi_document_states_bodies_and_every_status() -> None:
         doc = (await c.get("/openapi.json")).json()
     for path in ("/v1/decisions", "/v1/verdicts", "/v1/events"):
         op = doc["paths"][path]["post"]
-        assert set(op["responses"]) == {"202", "400", "401", "403", "413", "422", "503"}
+        assert set(op["responses"]) == {"202", "400", "401", "403", "413", "415", "422", "503"}
         content = op["requestBody"]["content"]
         assert set(content) == {"application/json", "application/x-ndjson"}
     decision = doc["components"]["schemas"]["Decision"]
@@ -176,3 +177,18 @@ async def test_bodies_held_at_once_are_bounded_and_the_one_past_it_is_told_to_re
     assert sorted(e.decision_id for e in pub.events) == sorted(
         [decision(i)["decision_id"] for i in (0, 1, 2, 9)]
     )
+
+
+async def test_a_compressed_body_is_refused_for_its_encoding_not_as_bad_json() -> None:
+    c, pub = client()
+    body = gzip.compress(codec.dumps([decision(1)]))
+    async with c:
+        r = await c.post("/v1/decisions", content=body, headers={"content-encoding": "gzip"})
+        plain = await c.post(
+            "/v1/decisions", content=codec.dumps([decision(2)]),
+            headers={"content-encoding": "identity"},
+        )  # fmt: skip
+    assert r.status_code == 415
+    assert r.json()["detail"].startswith("Content-Encoding 'gzip' is not taken")
+    assert plain.status_code == 202
+    assert len(pub.events) == 1
