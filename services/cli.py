@@ -123,8 +123,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline locally with simulated traffic and a drift.
 
-    Its three ports on 127.0.0.1 must be free: the demo refuses to start (exit 2) when one
-    is taken, e.g. by `qwatch run` still up."""
+    Its three ports on 127.0.0.1 must be free (else exit 2, naming each): see the options."""
     from services.demo.orchestrator import DemoOptions, local_kafka, run_demo
     from shared.runtime import setup_logging
 
