@@ -29,9 +29,16 @@ operations room even when the queue as a whole meets its target.
 
 The score never contradicts the band: ``band_for(score) == band`` always. When one of those
 conditions holds the band down, the score is capped at the top of that band (``SCORE_CAP``:
-59 for red, 79 for amber) and ``band_reason`` says why in one line (``site dublin below
-target 90.0%: 84.1% (95% upper bound 88.0%)``); the components stay what they are, so their
-weighted sum shows the score before the cap. Capped rather than shown beside the band with
+59 for red, 79 for amber); the components stay what they are, so their weighted sum shows
+the score before the cap.
+
+``band_reason`` says in one line why the band is not green, for every band but green and
+whether or not the score was capped: the queue or its sites below target (``site dublin
+below target 90.0%: 84.1% (95% upper bound 88.0%)``), else the open alerts (``alert firing:
+ewma_ucl``), else what the score's components say when the score alone makes the band
+(``score 51: 24h accuracy 87.4% under the 90.0% target; the EWMA shows a sustained rise in
+errors``), and ``only 12 random QA verdicts in 24h (need 30)`` without enough data. A wall
+tile prints it: colour is never the only signal, and why a tile is red is on the tile. Capped rather than shown beside the band with
 a note, because other services threshold on the score in their hot paths (routing,
 automation): a red queue must not read 100 to them any more than to the wall.
 
@@ -255,9 +262,11 @@ class Health(BaseModel):
     prob_at_least_target: float | None = None  # P(24h accuracy >= target), as for a site
     band_reason: str | None = Field(
         default=None,
-        description="why the band is worse than the components' score alone would make it "
-        "(a site or the queue below its target with confidence, an open alert), in one line; "
-        "the score is then capped at the band's top (59 red, 79 amber); null otherwise",
+        description="why the band is not green, in one line; set for every band but green: "
+        "the queue or a site below its target with confidence, else an open alert, else what "
+        "the score's components say (`score 51: 24h accuracy 87.4% under the 90.0% target; "
+        "...`), else too few verdicts. When it holds a band below the components' score, the "
+        "score is capped at the band's top (59 red, 79 amber); null while green",
     )
     firing_alerts: list[str] = Field(
         description="the rules of the queue's open alerts (firing or acknowledged), each once, "
@@ -282,6 +291,20 @@ def band_for(score: float) -> Band:
     if score >= 60:
         return "amber"
     return "red"
+
+
+def score_words(
+    components: dict[str, float], acc: float, target: float, chart: str, stale: str | None
+) -> list[str]:
+    """What pulls a score down, in words: each component under 100, weightiest first."""
+    words = []
+    if components["accuracy"] < 100:
+        words.append(f"24h accuracy {acc:.1%} under the {target:.1%} target")
+    if components["stability"] < 100:
+        words.append(chart)
+    if components["freshness"] < 100 and stale is not None:
+        words.append(stale)
+    return words
 
 
 def baseline_words(snap: QualitySnapshot) -> tuple[str, str | None]:
@@ -317,15 +340,17 @@ def health(
     reasons: list[str] = []
     step = staleness_step(age_s, stale_after_s)
     freshness = 100.0 * (1 - step / FRESHNESS_STEPS)
+    stale = None
     if step:  # the band's lower edge: the words change with the band, not every minute
         edge = staleness_step_starts(step, stale_after_s)
-        reasons.append(f"no new data for over {edge / 60:.0f} min")
+        stale = f"no new data for over {edge / 60:.0f} min"
+        reasons.append(stale)
 
     baseline, last_reset = baseline_words(snap)
     if snap.accuracy_24h is None or snap.n_24h < min_sample:
-        reasons.insert(
-            0, f"only {snap.n_24h} random QA verdicts in 24h (need {min_sample}): too few to say"
-        )
+        few = f"only {snap.n_24h} random QA verdicts in 24h (need {min_sample})"
+        reasons.insert(0, f"{few}: too few to say")
+        open_rules = f"; alert firing: {', '.join(sorted(set(firing)))}" if firing else ""
         return Health(
             baseline=baseline,
             last_baseline_reset=last_reset,
@@ -337,6 +362,7 @@ def health(
             accuracy_24h=snap.accuracy_24h,
             n_24h=snap.n_24h,
             target=target,
+            band_reason=few + open_rules,
             firing_alerts=sorted(set(firing)),
             sites=sites,
         )
@@ -365,30 +391,29 @@ def health(
     signals = set(snap.last_point.signals) if snap.last_point else set()
     if "cusum_upper" in firing:
         stability = 20.0
-        reasons.append("the per-verdict CUSUM signals a rise in errors")
+        chart = "the per-verdict CUSUM signals a rise in errors"
     elif "cusum_site_upper" in firing:
         stability = 20.0
         at = [s for s, c in snap.site_cusums.items() if c.recovery is not None]
         where = f" at site {', '.join(at)}" if at else " at one of its sites"
-        reasons.append(f"the per-verdict CUSUM signals a rise in errors{where}")
+        chart = f"the per-verdict CUSUM signals a rise in errors{where}"
     elif "p_chart_ucl" in signals or "p_chart_ucl" in firing:
         stability = 20.0
-        reasons.append("the last subgroup's error rate is above its control limit")
+        chart = "the last subgroup's error rate is above its control limit"
     elif "cusum_lower" in firing:
         stability = 50.0
-        reasons.append("errors dropped suddenly (is the QA feed broken?)")
+        chart = "errors dropped suddenly (is the QA feed broken?)"
     elif "ewma_ucl" in signals or "ewma_ucl" in firing:
         stability = 50.0
-        reasons.append("the EWMA shows a sustained rise in errors")
+        chart = "the EWMA shows a sustained rise in errors"
     else:
         stability = 100.0
         if snap.baseline_state == "phase1":
             since = f" since the reset of {last_reset}" if last_reset else ""
-            reasons.append(
-                f"baseline {baseline}: Phase I{since}; the target rule applies meanwhile"
-            )
+            chart = f"baseline {baseline}: Phase I{since}; the target rule applies meanwhile"
         else:
-            reasons.append("control charts in control")
+            chart = "control charts in control"
+    reasons.append(chart)
 
     components = {"accuracy": accuracy, "stability": stability, "freshness": freshness}
     score = sum(WEIGHTS[k] * v for k, v in components.items())
@@ -406,12 +431,15 @@ def health(
             )
         held.extend(site_band_words(site, confidence) for site in failing_sites)
         band = "red"
+    if firing and not held:
+        held.append(f"alert firing: {', '.join(sorted(set(firing)))}")
     if firing and band == "green":
         band = "amber"  # a wall screen must not show green while an alert is open
-        held.append(f"alert firing: {', '.join(sorted(set(firing)))}")
-    band_reason = None
+    if not held and band != "green":  # the score's own band: what its components say
+        held.append(f"score {score:.0f}: " + "; ".join(score_words(components, acc, target,
+                                                                    chart, stale)))
+    band_reason = "; ".join(held) or None  # why the band is not green, whatever the score
     if band in SCORE_CAP and score > SCORE_CAP[band]:
-        band_reason = "; ".join(held)
         score = SCORE_CAP[band]
         reasons.append(f"score capped at {score:.0f} ({band}): {band_reason}")
     if firing:

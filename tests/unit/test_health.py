@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.alerts.health import (
+    SCORE_CAP,
     WEIGHTS,
     band_for,
     health,
@@ -217,12 +218,34 @@ def test_the_score_never_contradicts_the_band(
     assert r.score is not None
     assert band_for(r.score) == r.band
     parts = sum(WEIGHTS[k] * v for k, v in r.components.items())
-    if r.band_reason is None:  # the score is the components' (each rounded to 0.1)
+    if r.band in SCORE_CAP and parts > SCORE_CAP[r.band] + 0.11:  # capped at the band's top
+        assert r.score == SCORE_CAP[r.band]
+    else:  # the score is the components' (each rounded to 0.1)
         assert parts == pytest.approx(r.score, abs=0.11)
-    else:  # capped at the band's top
-        assert parts > r.score - 0.11
-        assert r.score in (59.0, 79.0)
     assert r.firing_alerts == sorted(set(firing))
+    # why a band is not green is always said in words, capped or not; green needs no why
+    assert bool(r.band_reason) == (r.band != "green"), r
+
+
+def test_a_red_score_says_why_in_words_capped_or_not() -> None:
+    """A score red on its own (58, under the cap) still says why: the queue below its
+    target, else what the score's components say; not only a colour."""
+    below = h(snap(0.87, 2000, ["p_chart_ucl"]))  # 87% of 2000 against 90%: with confidence
+    assert below.band == "red"
+    assert below.score is not None
+    assert below.score < 59  # red by the score alone: nothing to cap
+    assert below.band_reason is not None
+    assert below.band_reason.startswith("24h accuracy 87.0% below target 90.0% (95% upper ")
+    # under target but not yet with confidence, the EWMA signalling, the data stale
+    alone = h(snap(0.85, 60, ["ewma_ucl"]), age=700)
+    assert alone.band == "red"
+    assert not alone.below_target_with_confidence
+    assert alone.band_reason == (
+        f"score {alone.score:.0f}: 24h accuracy 85.0% under the 90.0% target; the EWMA "
+        "shows a sustained rise in errors; no new data for over 9 min"
+    )
+    few = h(snap(0.5, 10))
+    assert few.band_reason == "only 10 random QA verdicts in 24h (need 30)"
 
 
 def test_firing_alerts_name_each_rule_once_in_a_stable_order() -> None:
