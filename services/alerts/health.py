@@ -436,8 +436,9 @@ def health(
     if firing and band == "green":
         band = "amber"  # a wall screen must not show green while an alert is open
     if not held and band != "green":  # the score's own band: what its components say
-        held.append(f"score {score:.0f}: " + "; ".join(score_words(components, acc, target,
-                                                                    chart, stale)))
+        held.append(
+            f"score {score:.0f}: " + "; ".join(score_words(components, acc, target, chart, stale))
+        )
     band_reason = "; ".join(held) or None  # why the band is not green, whatever the score
     if band in SCORE_CAP and score > SCORE_CAP[band]:
         score = SCORE_CAP[band]

@@ -123,8 +123,9 @@ class Tile(BaseModel):
     )
     band_reason: str | None = Field(
         default=None,
-        description="why the band is worse than the score alone would make it, in one line "
-        "(the health's `band_reason`: a site or the queue below target, an open alert)",
+        description="why the band is not green, in one line (the health's `band_reason`: the "
+        "queue or a site below target, an open alert, what the score's components say, too "
+        "few verdicts); null while green. Full and compact tiles print it",
     )
     explanation: str
     accuracy_24h: float | None

@@ -81,8 +81,14 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
     ports = {name: free_port() for name in ("ingest", "alerts")}
     cfg = SimConfig(seed=11, queues=4, decisions_per_hour=800, random_qa_rate=0.2)
     drifted = queue_profiles(cfg)[1].queue_id
-    # a new cohort at one of the four sites: the tile's alert names it (root cause)
-    cfg = dataclasses.replace(cfg, drifts=(Drift(drifted, 8 * 3600, -0.8, site_id=SITES[2]),))
+    # a new cohort at one of the four sites: the tile's alert names it (root cause); 12 h
+    # later two more sites slip, so its incident is a big one (a reason naming three sites,
+    # many alert rules) while its first signal, and so its cause, is the first site's
+    cfg = dataclasses.replace(cfg, drifts=(
+        Drift(drifted, 8 * 3600, -0.8, site_id=SITES[2]),
+        Drift(drifted, 20 * 3600, -0.45, site_id=SITES[0]),
+        Drift(drifted, 20 * 3600, -0.45, site_id=SITES[1]),
+    ))  # fmt: skip
     env = {
         **kafka_settings.as_env(),
         "QW_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'qw.db'}",
@@ -164,9 +170,36 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 assert firing, f"no open alert for {drifted}"
                 alert_text = await red.locator(".alert").first.inner_text()
                 assert any(a["rule"] in alert_text for a in firing), alert_text
-                # and its cause: the drifted site, in words
-                causes = await red.locator(".alert .cause").all_inner_texts()
+                # and its cause: the drifted site, in words (a box cuts it; its title is whole)
+                causes = [
+                    await a.get_attribute("title") or await a.inner_text()
+                    for a in await red.locator(".alert").all()
+                ]  # fmt: skip
                 assert any(f"site {SITES[2]}" in c for c in causes), (causes, alert_text)
+
+                # a big incident does not push the wall into the compact view: a full tile's
+                # height is bounded (reason 2 lines, 2 alert boxes then "+N more"), so 4
+                # queues at 1600x900 show full tiles, each saying why it is not green
+                assert await page.evaluate("document.body.dataset.density") == "full", logs()
+                assert await page.evaluate("document.body.dataset.pages") == "1"
+                box = await red.bounding_box()
+                assert box is not None
+                assert box["height"] < 520, box
+                assert box["y"] + box["height"] <= 900, box
+                why = red.locator(".full-view .why")
+                assert await why.is_visible()
+                whole = await why.get_attribute("title") or ""
+                assert all(f"site {site} below target" in whole for site in SITES[:3]), whole
+                rules = {a["rule"] for a in firing}
+                if len(rules) > 2:
+                    assert await red.locator(".alert").count() == 2
+                    assert (await red.locator(".more-alerts").inner_text()).startswith(
+                        f"+{len(rules) - 2} more: "
+                    )
+                for tile in await page.locator("#tiles .tile:not([data-band='green'])").all():
+                    reason = tile.locator(".full-view .why")
+                    assert await reason.is_visible(), await tile.get_attribute("data-queue")
+                    assert (await reason.inner_text()).strip()
 
                 # no tile writes a missing value as text
                 words = await page.locator("#tiles").inner_text()
@@ -190,6 +223,16 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 assert await dialog.locator("#chart svg path.ucl").count() == 1
                 assert await dialog.locator("#chart svg path.center").count() == 1
                 assert await dialog.locator("#chart svg .signal").count() >= 1
+                # the EWMA is drawn with its limit (an EWMA signal is about it, not about the
+                # p-chart's limit), and each signal's words say which chart it is of
+                assert await dialog.locator("#chart svg polyline.ewma").count() == 1
+                assert await dialog.locator("#chart svg path.ewma-ucl").count() == 1
+                assert await dialog.locator("#chart-legend .lg-ewma").is_visible()
+                marks = dialog.locator("#chart svg")
+                for words in await marks.locator(".p-signal > title").all_text_contents():
+                    assert "p-chart signal: p_chart" in words, words
+                for words in await marks.locator(".ewma-signal > title").all_text_contents():
+                    assert "EWMA signal: ewma_ucl" in words, words
                 assert await dialog.locator("#chart svg rect.phase1").count() >= 8
                 # its incident history: the open incident first, with its id, status, the
                 # detectors it groups and its top cause, said once
@@ -222,6 +265,19 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 sites = dialog.locator("#sites")
                 await sites.scroll_into_view_if_needed()
                 await sites.screenshot(path=str(tmp_path / "wall-sites.png"), animations="disabled")
+                await page.locator("#detail-close").click()
+
+                # pinned compact: the tile still says why in words, on a line of its own
+                await page.goto(f"{base}/wall?density=compact")
+                compact = page.locator(f'#tiles .tile[data-queue="{drifted}"] .compact-view')
+                await compact.locator(".reason").wait_for(timeout=10_000)
+                assert await page.evaluate(
+                    "document.getElementById('tiles').classList.contains('reason-line')"
+                )
+                said = await compact.locator(".reason").inner_text()
+                assert said.startswith("24h accuracy "), said
+                title = await compact.locator(".reason").get_attribute("title") or ""
+                assert all(f"site {site} below target" in title for site in SITES[:3]), title
                 assert outside == [], outside
                 assert errors == [], errors
             finally:
@@ -380,6 +436,15 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
                 assert await first.locator(".compact-view .tag").inner_text() == "RED"
                 assert "55.0%" in await first.locator(".compact-view").inner_text()
                 assert await first.locator(".full-view").is_hidden()
+                # why, in words, on the compact tile too (after the accuracy: rows are short)
+                short_why = first.locator(".compact-view .reason")
+                assert await short_why.is_visible()
+                assert (await short_why.text_content() or "").startswith("24h accuracy 55.0%")
+                sited_why = page.locator(
+                    f'#tiles .tile[data-queue="{sited}"] .compact-view .reason'
+                )
+                assert (await sited_why.get_attribute("title") or "").startswith(reason)
+                assert await page.locator("#tiles .tile[data-band='green'] .reason").count() == 0
                 await page.screenshot(
                     path=str(tmp_path / "wall-compact.png"), animations="disabled"
                 )

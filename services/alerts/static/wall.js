@@ -15,6 +15,8 @@ const DENSITY = ["auto", "compact", "full"].includes(params.get("density"))
   ? params.get("density") : "auto";
 const PAGE_S = Math.max(1, Number(params.get("page_seconds")) || 15);
 const COMPACT = { minW: 96, minH: 30, idealW: 240, idealH: 80, gap: 3 };
+const EWMA_COLOUR = "#80deea";
+const ALERT_LINES = 2; // a full tile's alert boxes; the others in one "+N more" line
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -65,12 +67,15 @@ function sparkline(tile) {
 
 // the compact tile: the queue, its band in one word (colour is never the only signal) and its
 // 24 h accuracy; its title says the open alerts, the click opens the rest
+// and, for any band but green, why in words (one line, cut with …; the whole in the title)
 function compactView(tile) {
+  const why = tile.band !== "green" && tile.band_reason
+    ? el("span", { class: "reason", title: tile.band_reason }, tile.band_reason) : null;
   return el("span", { class: "compact-view" },
     el("span", { class: "name" }, tile.queue_id),
     el("span", { class: "line" },
       el("span", { class: `tag band-${tile.band}` }, tile.band_label || tile.band_text.split(":")[0]),
-      el("span", { class: "acc-short" }, pct(tile.accuracy_24h))));
+      el("span", { class: "acc-short" }, pct(tile.accuracy_24h)), why));
 }
 
 // the open incident in words: "incident #12 acknowledged by key 3 (lead) 10:05 UTC", said once
@@ -93,15 +98,19 @@ function renderTile(tile) {
   node.append(compactView(tile), full);
   // the score as the health API gives it: capped at the band's top when the band is held
   // down (band_reason), so it never reads 100 beside a red band; the reason is said in text
+  // A full tile's height is bounded whatever its content (whether full tiles fit depends on
+  // the queues and the screen, not on one incident): the reason at most 2 lines, the
+  // incident and the meta 1, at most ALERT_LINES alert boxes then "+N more"; each cut text
+  // whole in its title.
   full.append(...[
     el("span", { class: "score", title: tile.band_reason
-      ? `health score 0-100, capped at the top of ${tile.band}: ${tile.band_reason}`
-      : "health score 0-100" },
+      ? `health score 0-100 (${tile.band}: ${tile.band_reason})` : "health score 0-100" },
       tile.score === null ? "–" : String(Math.round(tile.score))),
-    el("h2", {}, tile.queue_id),
+    el("h2", { title: tile.queue_id }, tile.queue_id),
     el("p", { class: `band band-${tile.band}` }, tile.band_text),
-    tile.band_reason ? el("p", { class: "why" }, tile.band_reason) : null,
-    inc ? el("p", { class: `incident incident-${inc.status}` }, incidentWords(inc)) : null,
+    tile.band_reason ? el("p", { class: "why", title: tile.band_reason }, tile.band_reason) : null,
+    inc ? el("p", { class: `incident incident-${inc.status}`, title: incidentWords(inc) },
+      incidentWords(inc)) : null,
     el("p", { class: "acc" }, `accuracy 24h ${pct(tile.accuracy_24h)} `,
       el("small", {}, `(95% CI ${pct(tile.accuracy_low)}–${pct(tile.accuracy_high)}, ` +
         `n=${tile.n_24h}, target ${pct(tile.target, 0)})`)),
@@ -110,22 +119,31 @@ function renderTile(tile) {
   const meta = [];
   if (tile.baseline_state === "phase1") meta.push(tile.baseline || `learning (${tile.phase1_subgroups})`);
   if (tile.top_error) meta.push(`top error 24h: ${tile.top_error.replaceAll("_", " ")}`);
-  if (meta.length) full.append(el("p", { class: "meta" }, meta.join(" · ")));
+  if (meta.length) full.append(el("p", { class: "meta", title: meta.join(" · ") }, meta.join(" · ")));
   // open alerts, one line per rule (newest first): the rule, how many, the cause or message
   const byRule = new Map();
   for (const a of [...tile.alerts].reverse()) {
     if (!byRule.has(a.rule)) byRule.set(a.rule, []);
     byRule.get(a.rule).push(a);
   }
-  for (const [rule, alerts] of byRule) {
+  const rules = [...byRule];
+  for (const [rule, alerts] of rules.slice(0, ALERT_LINES)) {
     const a = alerts[0];
     // (an acknowledged incident says so above, once: not again on each of its alerts)
     const acked = inc?.status !== "acknowledged" &&
       alerts.every((x) => x.status === "acknowledged") ? ", acknowledged" : "";
-    full.append(el("p", { class: "alert" },
-      el("span", { class: "rule" }, `ALERT ${rule}${alerts.length > 1 ? ` ×${alerts.length}` : ""}`),
-      ` (${a.severity}${acked})`,
-      el("span", { class: "cause" }, a.cause ? `cause: ${a.cause}` : a.message)));
+    const head = `ALERT ${rule}${alerts.length > 1 ? ` ×${alerts.length}` : ""}`;
+    const cause = a.cause ? `cause: ${a.cause}` : a.message;
+    full.append(el("p", { class: "alert", title: `${head} (${a.severity}${acked}): ${cause}` },
+      el("span", { class: "alert-head" }, el("span", { class: "rule" }, head),
+        ` (${a.severity}${acked})`),
+      el("span", { class: "cause" }, cause)));
+  }
+  if (rules.length > ALERT_LINES) {
+    const rest = rules.slice(ALERT_LINES).map(([rule, alerts]) => alerts.length > 1
+      ? `${rule} ×${alerts.length}` : rule).join(", ");
+    full.append(el("p", { class: "more-alerts", title: rest },
+      `+${rules.length - ALERT_LINES} more: ${rest}`));
   }
   node.addEventListener("click", () => openDetail(tile.queue_id));
   return node;
@@ -184,6 +202,7 @@ function layout() {
   main.classList.remove("paged");
   main.style.removeProperty("height");
   for (const v of ["--cols", "--row-h", "--font"]) main.style.removeProperty(v);
+  main.classList.remove("reason-line");
   for (const t of tiles) t.classList.remove("off-page");
   main.scrollTop = 0;
   const room = () => Math.floor(window.innerHeight - main.getBoundingClientRect().top);
@@ -197,7 +216,13 @@ function layout() {
     const th = f ? f.th : COMPACT.minH;
     // as large as the row allows, small enough for the longest name (cut with … beyond 24)
     const longest = Math.min(24, Math.max(8, ...state.order.map((id) => id.length)));
-    const font = Math.max(10, Math.min(th / 2.6, (width / cols - 12) / (0.62 * longest), 40));
+    const byWidth = (width / cols - 12) / (0.62 * longest);
+    // a tile that is not green says why on a line of its own when the row holds three lines
+    // at a readable size; else after the accuracy on the second line, cut with …
+    const why = tiles.some((t) => t.querySelector(".compact-view .reason"));
+    const third = why && Math.min(th / 3.9, byWidth) >= 11;
+    main.classList.toggle("reason-line", third);
+    const font = Math.max(10, Math.min(th / (third ? 3.9 : 2.6), byWidth, 40));
     main.style.setProperty("--cols", String(cols));
     main.style.setProperty("--row-h", `${th}px`);
     main.style.setProperty("--font", `${font.toFixed(1)}px`);
@@ -293,7 +318,18 @@ function connect() {
   source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live-off"; };
 }
 
-function chart(points) {
+// which chart a signal is of: the p-chart's (the point beyond its limits) or the EWMA's (the
+// smoothed rate above its own, much lower, limit: the point itself may sit far under the
+// p-chart's)
+const isEwma = (sig) => sig.startsWith("ewma");
+
+// the subgroup's alerts on record (the dialog's history: the newest 50), by start
+function alertsAt(alerts, start) {
+  const t = Date.parse(start);
+  return alerts.filter((a) => a.subgroup_start && Date.parse(a.subgroup_start) === t);
+}
+
+function chart(points, alerts = []) {
   const w = 1100, h = 360, left = 56, right = 12, top = 14, bottom = 34;
   const s = svg("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "p-chart" });
   if (!points.length) {
@@ -302,8 +338,9 @@ function chart(points) {
     s.append(t);
     return s;
   }
-  const vals = points.flatMap((p) => [p.p, p.ucl, p.center, p.ewma_ucl,
+  const vals = points.flatMap((p) => [p.p, p.ucl, p.center, p.ewma, p.ewma_ucl,
     p.original_n ? p.original_errors / p.original_n : null]).filter((v) => v !== null && v !== undefined);
+  const hasEwma = points.some((p) => p.ewma !== null && p.ewma !== undefined);
   const ymax = Math.max(...vals, 0.01) * 1.1;
   const x = (i) => left + (i + 0.5) * (w - left - right) / points.length;
   const y = (v) => top + (1 - v / ymax) * (h - top - bottom);
@@ -346,6 +383,13 @@ function chart(points) {
   steps("ucl", { stroke: "#ffb74d", "stroke-width": 2, "stroke-dasharray": "6 4", class: "ucl" });
   steps("lcl", { stroke: "#ffb74d", "stroke-width": 2, "stroke-dasharray": "6 4", class: "lcl" });
   steps("center", { stroke: "#90caf9", "stroke-width": 1.5, class: "center" });
+  // the EWMA (what an EWMA signal is about) and its upper limit, where the scorer sent them
+  steps("ewma_ucl", { stroke: EWMA_COLOUR, "stroke-width": 1.5, "stroke-dasharray": "2 3",
+    class: "ewma-ucl" });
+  const ewmaLine = points.map((p, i) => (p.ewma === null || p.ewma === undefined ? null
+    : `${x(i).toFixed(1)},${y(p.ewma).toFixed(1)}`)).filter((v) => v !== null);
+  if (ewmaLine.length > 1) s.append(svg("polyline", { points: ewmaLine.join(" "), fill: "none",
+    stroke: EWMA_COLOUR, "stroke-width": 1.5, class: "ewma" }));
   // the error rate, then the points
   const line = points.map((p, i) => (p.p === null ? null : `${x(i).toFixed(1)},${y(p.p).toFixed(1)}`))
     .filter((v) => v !== null);
@@ -353,7 +397,9 @@ function chart(points) {
     stroke: "#546e7a", "stroke-width": 1.2 }));
   points.forEach((p, i) => {
     if (p.p === null) return;
-    const signal = p.signals.length > 0;
+    const pSignals = p.signals.filter((g) => !isEwma(g));
+    const eSignals = p.signals.filter(isEwma);
+    const signal = pSignals.length > 0;
     if (p.revision > 0 && p.original_n > 0) {
       const op = p.original_errors / p.original_n;
       const m = svg("text", { x: x(i), y: y(op) + 4, fill: "#aab4bc", "text-anchor": "middle",
@@ -361,20 +407,45 @@ function chart(points) {
       m.textContent = "×";
       s.append(m);
     }
-    const attrs = { class: signal ? "point signal" : "point",
+    const attrs = { class: signal ? "point signal p-signal" : "point",
       fill: p.revision > 0 ? "none" : (signal ? "#ff5252" : "#e3f2fd"),
       stroke: signal ? "#ff5252" : "#e3f2fd", "stroke-width": 1.5 };
     const node = signal
       ? svg("path", { d: `M${x(i)},${y(p.p) - 6}l6,6l-6,6l-6,-6z`, ...attrs })
       : svg("circle", { cx: x(i), cy: y(p.p), r: 3.5, ...attrs });
+    const over = p.ucl !== null && p.p > p.ucl;
+    const raised = alertsAt(alerts, p.start);
+    const words = [`${when(p.start)}: ${p.errors}/${p.n} = ${pct(p.p)}`];
+    if (p.ucl !== null) words.push(`p-chart limits ${pct(p.lcl)}–${pct(p.ucl)}`);
+    if (pSignals.length) words.push(`p-chart signal: ${pSignals.join(", ")} (the point beyond its limit)`);
+    if (eSignals.length) words.push(`EWMA signal: ${eSignals.join(", ")} (the EWMA ` +
+      `${p.ewma !== null && p.ewma !== undefined ? pct(p.ewma, 2) : ""} above its limit ` +
+      `${p.ewma_ucl !== null && p.ewma_ucl !== undefined ? pct(p.ewma_ucl, 2) : ""}, not this ` +
+      "point above the p-chart's)");
+    if (p.revision > 0) {
+      words.push(`revision ${p.revision}: late verdicts changed it after it closed (first ` +
+        `closed ${p.original_errors}/${p.original_n}); a revision raises no alert`);
+      if (over || signal) words.push(raised.length
+        ? `alert raised when it first closed: ${[...new Set(raised.map((a) => a.rule))].join(", ")}`
+        : "no alert was raised for this subgroup");
+    } else if (raised.length) {
+      words.push(`alert: ${[...new Set(raised.map((a) => a.rule))].join(", ")}`);
+    }
+    words.push(p.status);
     const title = svg("title", {});
-    title.textContent = `${when(p.start)}: ${p.errors}/${p.n} = ${pct(p.p)}` +
-      (p.ucl !== null ? `, limits ${pct(p.lcl)}–${pct(p.ucl)}` : "") +
-      (signal ? `, signals: ${p.signals.join(", ")}` : "") +
-      (p.revision > 0 ? `, revision ${p.revision} (first closed ${p.original_errors}/${p.original_n})` : "") +
-      `, ${p.status}`;
+    title.textContent = words.join("; ");
     node.append(title);
     s.append(node);
+    if (eSignals.length) {
+      // on the EWMA line where it is drawn; else above the point, with its own legend words
+      const ey = y(hasEwma && p.ewma !== null && p.ewma !== undefined ? p.ewma : p.p) - 10;
+      const mark = svg("path", { d: `M${x(i)},${ey - 5}l5,8h-10z`, class: "signal ewma-signal",
+        fill: EWMA_COLOUR, stroke: "#101418", "stroke-width": 1 });
+      const t = svg("title", {});
+      t.textContent = words.join("; ");
+      mark.append(t);
+      s.append(mark);
+    }
   });
   const first = svg("text", { x: left, y: h - 10, fill: "#aab4bc", "font-size": 12 });
   first.textContent = when(points[0].start);
@@ -450,7 +521,12 @@ async function openDetail(queueId) {
     `accuracy 24h ${pct(d.tile.accuracy_24h)} (95% CI ${pct(d.tile.accuracy_low)}–` +
     `${pct(d.tile.accuracy_high)}, n=${d.tile.n_24h}, target ${pct(d.tile.target, 0)})` +
     (d.tile.top_error ? ` · top error 24h: ${d.tile.top_error.replaceAll("_", " ")}` : "");
-  document.getElementById("chart").replaceChildren(chart(d.points));
+  document.getElementById("chart").replaceChildren(chart(d.points, d.alerts));
+  // the legend says what this chart draws: the EWMA and its limit, or only its signals
+  const drawn = d.points.some((p) => p.ewma !== null && p.ewma !== undefined);
+  document.querySelector("#chart-legend .lg-ewma").hidden = !drawn;
+  document.querySelector("#chart-legend .lg-ewma-signal").textContent = drawn
+    ? "▲ EWMA signal (the EWMA above its limit)" : "▲ EWMA signal (its line is not drawn)";
   document.querySelector("#incidents tbody").replaceChildren(...incidentRows(d.incidents || []));
   const rows = d.alerts.map((a) => el("tr", { class: `alert-row status-${a.status}` },
     el("td", {}, a.status), el("td", {}, a.rule), el("td", {}, a.severity),
