@@ -6,7 +6,7 @@ a HEAD is handed to the app as the GET it mirrors, and only the answer's start g
 same key check, validation, 404s and 304s as the GET, without a second set of routes. An
 endless answer (the wall's event stream) ends after its headers. The OpenAPI document lists
 a ``head`` operation beside every ``get`` (``document_head``), so clients and contract
-checkers know it is there.
+checkers know it is there, and a 405's ``Allow`` lists HEAD wherever it lists GET.
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ class HeadAsGet:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] != "HEAD":
+            await self.app(scope, receive, _allow_head(send))
             return
         done = False
 
@@ -63,6 +66,25 @@ class HeadAsGet:
         except (_HeadSentError, ClientDisconnect):
             if not done:
                 raise
+
+
+def _allow_head(send: Send) -> Send:
+    """A 405's ``Allow`` lists HEAD wherever it lists GET: every GET answers HEAD here."""
+
+    async def allow_send(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 405:
+            headers = []
+            for name, value in message.get("headers", []):
+                if name.lower() == b"allow":
+                    methods = [m.strip() for m in value.split(b",") if m.strip()]
+                    if b"GET" in methods and b"HEAD" not in methods:
+                        methods.append(b"HEAD")
+                    value = b", ".join(methods)
+                headers.append((name, value))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return allow_send
 
 
 HEAD_DESCRIPTION = (

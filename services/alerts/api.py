@@ -390,18 +390,31 @@ async def queue_chart(
     operation_id="list_alerts",
     responses={
         200: {"description": "alerts, newest first", "links": _ALERT_LINKS},
-        422: unprocessable("`status` not firing|all, or `limit` outside 1..1000"),
+        422: unprocessable(
+            "`status` not firing|all, `limit` outside 1..1000, or a `queue_id` outside the "
+            "key-id grammar"
+        ),
     },
 )
 async def list_alerts(
     session: SessionDep,
     status: Annotated[Literal["firing", "all"], Query()] = "all",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    queue_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=KEY_ID_MAX,
+            pattern=KEY_ID_PATTERN,
+            description=f"only this queue's alerts. {KEY_ID_DESCRIPTION}",
+        ),
+    ] = None,
 ) -> list[AlertOut]:
+    """Newest first (``status=firing``: the open ones, oldest first), at most ``limit``."""
     rows = (
-        await db.firing_alerts(session)
+        await db.firing_alerts(session, queue_id)
         if status == "firing"
-        else await db.recent_alerts(session, limit)
+        else await db.recent_alerts(session, limit, queue_id)
     )
     return [AlertOut.of(a) for a in rows[:limit]]
 

@@ -811,9 +811,13 @@ async def firing_rules(session: AsyncSession) -> dict[str, list[str]]:
     return out
 
 
-async def recent_alerts(session: AsyncSession, limit: int = 100) -> list[Alert]:
-    q = select(Alert).order_by(Alert.id.desc()).limit(limit)
-    return list((await session.scalars(q)).all())
+async def recent_alerts(
+    session: AsyncSession, limit: int = 100, queue_id: str | None = None
+) -> list[Alert]:
+    q = select(Alert)
+    if queue_id is not None:
+        q = q.where(Alert.queue_id == queue_id)
+    return list((await session.scalars(q.order_by(Alert.id.desc()).limit(limit))).all())
 
 
 async def acknowledge(session: AsyncSession, alert_id: int) -> Alert | None:

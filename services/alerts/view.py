@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
@@ -62,6 +62,10 @@ FULL_SCAN_S = 60.0  # every row's received_at is compared this often
 
 class QueueHealth(BaseModel):
     queue_id: str
+    team: str = Field(
+        description="the queue's team, what `GET /v1/queues?team=` filters on "
+        "(QW_ALERTS_ALERTMANAGER_TEAMS, else QW_ALERTS_ALERTMANAGER_DEFAULT_TEAM)"
+    )
     health: Health
     snapshot: QualitySnapshot
 
@@ -172,7 +176,7 @@ class HealthView:
             stale_after_s=s.stale_after_s, firing=entry.firing, site_target=s.quality.site_target,
         )  # fmt: skip
         body = QueueHealth.model_construct(
-            queue_id=entry.snap.queue_id, health=h, snapshot=entry.snap
+            queue_id=entry.snap.queue_id, team=entry.team, health=h, snapshot=entry.snap
         )
         entry.health = h
         entry.body = body.__pydantic_serializer__.to_json(body)

@@ -49,7 +49,10 @@ def per_request(s: AlertsSettings, snap: QualitySnapshot, age_s: float, firing: 
         snap, target=s.quality.accuracy_target, confidence=s.quality.target_confidence,
         min_sample=s.min_sample, age_s=age_s, stale_after_s=s.stale_after_s, firing=firing,
     )  # fmt: skip
-    return QueueHealth(queue_id=snap.queue_id, health=h, snapshot=snap).model_dump(mode="json")
+    team = s.alertmanager_default_team
+    return QueueHealth(queue_id=snap.queue_id, team=team, health=h, snapshot=snap).model_dump(
+        mode="json"
+    )
 
 
 def served(view: HealthView, queue: str) -> Any:
@@ -152,6 +155,9 @@ def test_pages_by_id_with_filters_and_an_etag_that_follows_the_bytes() -> None:
     assert [json.loads(b)["queue_id"] for b in red.bodies] == ["cse-01", "spam-01"]
     teams = {t: view.page(limit=100, team=t) for t in ("child-safety", "quality", "nobody")}
     assert [len(p.bodies) for p in teams.values()] == [3, 1, 0]
+    # each item says its team: what the filter matched
+    assert {json.loads(b)["team"] for b in teams["child-safety"].bodies} == {"child-safety"}
+    assert json.loads(teams["quality"].bodies[0])["team"] == "quality"
     both = view.page(limit=100, bands=["green", "amber"], team="trust-spam")
     assert len(both.bodies) == 4
     # the ETag: the same bytes, the same tag; a change in a listed queue, another tag; a

@@ -168,6 +168,14 @@ async def test_an_alert_names_the_site_behind_it_in_the_api_and_its_webhook(
         await db.record_breach(s, make_breach("spam-en", 0), receivers=["http://hook"], now=NOW)
     async with _client(sessions) as c:
         r = await c.get("/v1/alerts")
+        # one queue's alerts, open or all; a queue id outside the grammar is refused
+        for status in ("all", "firing"):
+            one = await c.get("/v1/alerts", params={"queue_id": "hate-en", "status": status})
+            assert [a["queue_id"] for a in one.json()] == ["hate-en"], (status, one.text)
+        none = await c.get("/v1/alerts", params={"queue_id": "nobody"})
+        assert none.json() == []
+        bad = await c.get("/v1/alerts", params={"queue_id": "a b"})
+        assert bad.status_code == 422, bad.text
     assert r.status_code == 200, r.text
     assert {a["queue_id"]: a["site"] for a in r.json()} == {"hate-en": "dublin", "spam-en": None}
     async with sessions() as s:

@@ -230,6 +230,8 @@ async def test_head_is_answered_and_documented_beside_every_get_of_ingest(
                 assert int(head.headers["content-length"]) == len(got.content), path
         r = await c.head("/v1/events")
         assert (r.status_code, r.headers["allow"]) == (405, "POST")
+        r = await c.put("/v1/queues")
+        assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD")
 
 
 async def test_head_is_answered_and_documented_beside_every_get_of_the_alerts_api(
@@ -264,3 +266,7 @@ async def test_head_is_answered_and_documented_beside_every_get_of_the_alerts_ap
         assert app.state.wall.streams == 0
         r = await c.head("/v1/health:batch")
         assert (r.status_code, r.headers["allow"]) == (405, "POST")
+        # a method a GET route does not take: its Allow lists the HEAD it answers too
+        for path in ("/v1/queues", "/wall/tiles"):
+            r = await c.delete(path)
+            assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD"), path
