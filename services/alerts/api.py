@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.alerts import baselines, db, incidents, wall
-from services.alerts.deps import Problem, SessionDep, SettingsDep, unprocessable
+from services.alerts.deps import Problem, QueueIdFilter, SessionDep, SettingsDep, unprocessable
 from services.alerts.health import Band
 from services.alerts.metrics import Metrics
 from services.alerts.settings import AlertsSettings
@@ -400,15 +400,7 @@ async def list_alerts(
     session: SessionDep,
     status: Annotated[Literal["firing", "all"], Query()] = "all",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    queue_id: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=KEY_ID_MAX,
-            pattern=KEY_ID_PATTERN,
-            description=f"only this queue's alerts. {KEY_ID_DESCRIPTION}",
-        ),
-    ] = None,
+    queue_id: QueueIdFilter = None,
 ) -> list[AlertOut]:
     """Newest first (``status=firing``: the open ones, oldest first), at most ``limit``."""
     rows = (

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts.settings import AlertsSettings
+from shared.ids import KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -26,6 +27,16 @@ def get_settings(request: Request) -> AlertsSettings:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[AlertsSettings, Depends(get_settings)]
+# ``?queue_id=``: only this queue's rows (alerts, incidents); 422 outside the id grammar
+QueueIdFilter = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=KEY_ID_MAX,
+        pattern=KEY_ID_PATTERN,
+        description=f"only this queue's: {KEY_ID_DESCRIPTION}",
+    ),
+]
 
 
 class Problem(BaseModel):

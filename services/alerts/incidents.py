@@ -21,11 +21,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.alerts import db
-from services.alerts.deps import Problem, SessionDep, SettingsDep, unprocessable
+from services.alerts.deps import Problem, QueueIdFilter, SessionDep, SettingsDep, unprocessable
 from shared.apikeys import ApiKey
 from shared.events import Cause
 from shared.http_auth import AUTH_RESPONSES, require
-from shared.ids import INT_ID_MAX, KEY_ID_DESCRIPTION, KEY_ID_MAX, KEY_ID_PATTERN
+from shared.ids import INT_ID_MAX
 from shared.text import OPTIONAL_TEXT_PATTERN, TEXT_PATTERN, clean_text
 
 NOTE_MAX = 2000
@@ -173,15 +173,7 @@ _CLOSED = "incident {} is already resolved"
 async def list_incidents(
     session: SessionDep,
     status: Annotated[Literal["open", "resolved", "all"], Query()] = "all",
-    queue_id: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=KEY_ID_MAX,
-            pattern=KEY_ID_PATTERN,
-            description=KEY_ID_DESCRIPTION,
-        ),
-    ] = None,
+    queue_id: QueueIdFilter = None,
     before: Annotated[
         int | None,
         Query(ge=1, le=INT_ID_MAX, description="paging: incidents with a smaller id"),
