@@ -148,12 +148,23 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                 # 24 drifted hours of 32: the 24 h accuracy falls far enough for red
                 await play(cfg, kafka_settings, duration_s=32 * 3600, speed=0, admit=True)
 
-                # the drifted queue's tile turns red, live
+                # the drifted queue's tile turns red, live, and (the scorer done with the last
+                # hours) its reason names the three sites below target
                 red = page.locator(f'#tiles .tile[data-queue="{drifted}"][data-band="red"]')
+
+                async def all_three() -> bool:
+                    why = red.locator(".full-view .why")
+                    whole = await why.get_attribute("title") if await why.count() else None
+                    return all(f"site {site} below target" in (whole or "") for site in SITES[:3])
+
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     services.check()
-                    if await red.count() and await red.locator(".alert").count():
+                    if (
+                        await red.count()
+                        and await red.locator(".alert").count()
+                        and await all_three()
+                    ):
                         break
                     await asyncio.sleep(0.5)
                 shown = await bands(page)
