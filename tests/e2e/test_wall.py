@@ -244,6 +244,19 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                     assert "p-chart signal: p_chart" in words, words
                 for words in await marks.locator(".ewma-signal > title").all_text_contents():
                     assert "EWMA signal: ewma_ucl" in words, words
+                # a revised point says late verdicts revised it, that a revision raises no
+                # alert, and (beyond its limit) whether the subgroup raised one when it closed
+                titles = await marks.locator(".point > title").all_text_contents()
+                revised = [t for t in titles if "; revision " in t]
+                assert revised, titles[-3:]
+                for words in revised:
+                    assert "late verdicts changed it after it closed" in words, words
+                    assert "a revision raises no alert" in words, words
+                for words in [t for t in revised if "p-chart signal" in t]:
+                    assert (
+                        "alert raised when it first closed: " in words
+                        or "no alert was raised for this subgroup" in words
+                    ), words
                 assert await dialog.locator("#chart svg rect.phase1").count() >= 8
                 # its incident history: the open incident first, with its id, status, the
                 # detectors it groups and its top cause, said once
