@@ -31,7 +31,6 @@ from collections.abc import Iterable
 from typing import Any, Literal, cast
 
 import numpy as np
-from scipy.stats import hypergeom
 
 from shared.events import Cause, CauseDimension
 from shared.stats.intervals import wilson_interval
@@ -121,6 +120,8 @@ def _fisher(rows: list[tuple[int, int, int, int]], lower: bool) -> list[float]:
     errors)."""
     if not rows:
         return []
+    from scipy.stats import hypergeom  # (lazy: scipy.stats costs ~1 s of CPU to import)
+
     n, e, big_n, big_e = (np.array(col, dtype=np.int64) for col in zip(*rows, strict=True))
     tail = hypergeom.cdf(e, big_n, big_e, n) if lower else hypergeom.sf(e - 1, big_n, big_e, n)
     return [min(1.0, max(0.0, float(x))) for x in np.atleast_1d(tail)]

@@ -40,8 +40,6 @@ import functools
 import math
 from typing import Any, Literal
 
-from scipy.stats import beta as beta_dist
-
 from shared.stats.cusum import BernoulliCusum, BernoulliCusumDesign, choose_h, llr_gamma
 from shared.stats.errors import StatsError
 
@@ -169,6 +167,8 @@ def guard(
     else:
         a, b = errors + prior_n * prior_p, n - errors + prior_n * (1.0 - prior_p)
     q = GUARD_QUANTILE if side == "upper" else 1.0 - GUARD_QUANTILE
+    from scipy.stats import beta as beta_dist  # (lazy: scipy.stats costs ~1 s of CPU to import)
+
     return round(float(beta_dist.ppf(q, a, b)), 6)
 
 

@@ -54,7 +54,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize, special
 
 from shared.stats._checks import check_closed_probability, check_finite, check_positive
 from shared.stats.cusum import bernoulli_cusum_arl, choose_h
@@ -96,6 +95,8 @@ def _phi(x: FloatArray) -> FloatArray:
 
 
 def _cdf(x: FloatArray) -> FloatArray:
+    from scipy import special  # (lazy: scipy costs the scorer ~1 s of CPU at start-up)
+
     result: FloatArray = special.ndtr(x)
     return result
 
@@ -126,6 +127,8 @@ def _root(gap: Callable[[float], float], low: float, high: float) -> float:
         low, high = high, high * 2.0
         if high > 1e3:
             raise StatsError("target ARL0 out of reach")
+    from scipy import optimize
+
     return float(optimize.brentq(gap, low, high, xtol=1e-10))
 
 

@@ -55,7 +55,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, optimize
 
 from shared.stats import _serde
 from shared.stats._checks import (
@@ -224,6 +223,8 @@ def _p1_for_gamma(p0: float, gamma: float) -> float:
 
     def excess(p1: float) -> float:
         return llr_gamma(p0, p1)[1] - gamma
+
+    from scipy import optimize  # (lazy: scipy costs the scorer ~1 s of CPU at start-up)
 
     lo = p0 + (1.0 - p0) * 1e-12
     hi = 1.0 - (1.0 - p0) * 1e-12
@@ -411,6 +412,8 @@ def _lattice_arl(up: int, down: int, limit: int, p: float) -> float:
         ab[upper_band + down, cols] -= 1.0 - p  # A[i, i - down] for i >= down
     for i in range(min(down, size)):
         ab[upper_band + i, 0] -= 1.0 - p  # A[i, 0] for i < down (reflected at 0)
+    from scipy import linalg
+
     arl = linalg.solve_banded((lower_band, upper_band), ab, np.ones(size))
     return float(arl[0])
 

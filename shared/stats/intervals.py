@@ -42,8 +42,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from scipy import special
-
 from shared.stats._checks import (
     check_closed_probability,
     check_confidence,
@@ -101,6 +99,8 @@ class Interval:
 def _z(confidence: float) -> float:
     """Two-sided standard-normal quantile ``Φ⁻¹(1 - α/2)``."""
     check_confidence(confidence)
+    from scipy import special  # (lazy: scipy costs the scorer ~1 s of CPU at start-up)
+
     return float(special.ndtri(0.5 + confidence / 2.0))
 
 
@@ -129,6 +129,8 @@ def _wilson_bounds(x: float, n: float, z: float) -> tuple[float, float]:
 
 
 def _jeffreys_bounds(x: float, n: float, confidence: float) -> tuple[float, float]:
+    from scipy import special
+
     alpha = 1.0 - confidence
     a, b = x + 0.5, n - x + 0.5
     lower = 0.0 if x == 0 else float(special.betaincinv(a, b, alpha / 2.0))
@@ -256,4 +258,6 @@ def prob_at_least(
     a, b = prior
     check_positive("prior a", a)
     check_positive("prior b", b)
+    from scipy import special
+
     return float(special.betaincc(a + successes, b + n - successes, target))

@@ -34,8 +34,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import special, stats
-
 from shared.stats._checks import check_closed_probability, check_positive
 from shared.stats.errors import StatsError
 from shared.stats.pchart import Baseline
@@ -46,10 +44,14 @@ __all__ = ["THREE_SIGMA_ALPHA", "CountModel", "alpha_for_sigmas"]
 def alpha_for_sigmas(sigmas: float) -> float:
     """One-sided tail area of L-sigma normal limits, Φ(-L) (0.0013499 for L = 3)."""
     check_positive("sigmas", sigmas)
+    from scipy import special  # (lazy: scipy costs the scorer ~1 s of CPU at start-up)
+
     return float(special.ndtr(-sigmas))
 
 
-THREE_SIGMA_ALPHA = alpha_for_sigmas(3.0)
+# alpha_for_sigmas(3.0), written out so that importing this module does not import scipy
+# (tests/unit/stats/test_problimits.py holds the two equal)
+THREE_SIGMA_ALPHA = 0.0013498980316300933
 """Φ(-3) ≈ 0.00135: the tail of each 3-sigma limit."""
 
 
@@ -84,6 +86,8 @@ class CountModel:
         docstrings), and the scorer charts every closed subgroup."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise StatsError(f"subgroup size n must be an int >= 1, got {n!r}")
+        from scipy import stats  # (lazy, as in alpha_for_sigmas)
+
         if self.phase1_n == 0:
             return stats.binom, (n, self.p0)
         a = self.phase1_errors + 0.5
