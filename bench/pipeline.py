@@ -270,6 +270,9 @@ class Result:
     seconds: float
     first_commit_s: float
     cpu_s: dict[str, float]
+    # each process's CPU seconds when its own group first committed (start-up and the first
+    # poll): what a restart costs before it makes progress
+    cpu_first_s: dict[str, float] = field(default_factory=dict)
     note: str = ""
 
     @property
@@ -283,6 +286,15 @@ class Result:
             parts.append(f"total {sum(per.values()):.1f}")
         return ", ".join(parts)
 
+    def first_commit_line(self) -> str:
+        """CPU at each process's first commit, and per event after it."""
+        parts = [
+            f"{name} {first:.2f} s, then {(self.cpu_s[name] - first) * 1e6 / self.events:.1f} "
+            "µs/event"
+            for name, first in self.cpu_first_s.items()
+        ]
+        return f"{self.path[:3]} CPU at each process's first commit: " + "; ".join(parts)
+
 
 async def watch(
     progress: Progress,
@@ -291,13 +303,16 @@ async def watch(
     stages: list[tuple[str, list[str]]],
     expect: int,
     timeout: float,
-) -> tuple[float, float, dict[str, float]]:
+) -> tuple[float, float, dict[str, float], dict[str, float]]:
     """Wait until every stage's group committed the end of its topics, in order (the first
     stage's end must be ``expect``; a later stage's end is final once the earlier ones are
-    done). Returns (seconds, seconds to the first commit, CPU seconds per process), timed
-    from the call (the processes were started just before)."""
+    done). Returns (seconds, seconds to the first commit, CPU seconds per process, CPU
+    seconds of each process when its stage first committed: the i-th process's is the i-th
+    stage's), timed from the call (the processes were started just before)."""
     t0 = time.perf_counter()
     first: float | None = None
+    owners = dict(zip((group for group, _ in stages), pids.items(), strict=False))
+    cpu_first: dict[str, float] = {}
     while True:
         alive()
         now = time.perf_counter()
@@ -306,13 +321,17 @@ async def watch(
             done, end = await progress(group, topics)
             if first is None and done > 0:
                 first = now - t0
-            if done < end or (i == 0 and end < expect):
+            owner = owners.get(group)
+            if owner is not None and owner[0] not in cpu_first and done > 0:
+                cpu_first[owner[0]] = cpu_seconds(owner[1])
+            if done_all and (done < end or (i == 0 and end < expect)):
                 done_all = False
                 status = f"{group}: {done:,}/{end:,}"
-                break
+                if len(cpu_first) == len(owners):
+                    break  # (the later stages are polled until each has committed once)
         if done_all:
             cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            return time.perf_counter() - t0, first if first is not None else 0.0, cpu
+            return time.perf_counter() - t0, first if first is not None else 0.0, cpu, cpu_first
         if now - t0 > timeout:
             raise TimeoutError(f"not done after {timeout:.0f}s ({status})")
         await asyncio.sleep(0.2)
@@ -436,7 +455,7 @@ async def path_a(
             pids = {name: p.pid for name, p in services.procs.items()}
             if profile is not None:
                 spies = [py_spy(pid, profile / f"{name}.txt") for name, pid in pids.items()]
-            seconds, first, cpu = await watch(
+            seconds, first, cpu, cpu_first = await watch(
                 progress, pids, services.check,
                 [
                     (ingest_group, [kafka.topics.decisions_raw, kafka.topics.verdicts_raw]),
@@ -455,7 +474,7 @@ async def path_a(
                 spy.kill()
         services.stop()
     return Result(
-        "(a) QualityWatch: ingest + scorer", len(raw.messages), seconds, first, cpu
+        "(a) QualityWatch: ingest + scorer", len(raw.messages), seconds, first, cpu, cpu_first
     ), check
 
 
@@ -490,7 +509,7 @@ async def path_peer(
 
     try:
         async with Progress(kafka) as progress:
-            seconds, first, cpu = await watch(
+            seconds, first, cpu, cpu_first = await watch(
                 progress, {"process": proc.pid}, alive, [(group, [peer])], events, timeout
             )
     finally:
@@ -500,7 +519,9 @@ async def path_peer(
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
-    return Result(name, events, seconds, first, cpu), out.decode(errors="replace").strip()
+    return Result(name, events, seconds, first, cpu, cpu_first), out.decode(
+        errors="replace"
+    ).strip()
 
 
 def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -623,6 +644,9 @@ async def main(args: argparse.Namespace) -> int:
             f"| {r.path} | {r.events:,} | {r.seconds:.1f} | {r.rate:,.0f} "
             f"| {r.first_commit_s:.1f} | {r.cpu_cell()} |"
         )
+    print()
+    for r in results:
+        print(r.first_commit_line())
     by = {r.path[:3]: r for r in results}
     print()
     for other in ("(b)", "(c)"):
