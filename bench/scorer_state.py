@@ -145,7 +145,7 @@ def run(msgs: list[Message], settings: ScorerSettings, path: str) -> tuple[Score
         offsets[partition] += 1
         batch = control.decode_input(value, key)
         assert batch.get("v") in batches.VERSIONS
-        events += len(batch["decisions"]) + len(batch["verdicts"])  # type: ignore[typeddict-item]
+        events += batches.count(batch, "decisions") + batches.count(batch, "verdicts")  # type: ignore[arg-type]
         scorer.process(batch, time.time(), position)
         scorer.commit(batch["queue_id"])
         scorer.unsent(batch["queue_id"])

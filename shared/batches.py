@@ -2,13 +2,20 @@
 
 Faust's per-message machinery costs tens of microseconds, so the scorer receives events in
 batches, one message per queue per ingest poll, rather than one message per event. Ingest
-writes version 2; the scorer decodes version 1 too (a topic written before an upgrade still
-holds it)::
+writes version 3; the scorer decodes versions 1 and 2 too (a topic written before an upgrade
+still holds them)::
 
-    {"v": 2, "queue_id": "...",
-     "decisions": [{"decision_id": ..., "decided_at": 1793786400.25, ...}, ...],
-     "verdicts": [{"verdict_id": ..., "reviewed_at": 1793790000.0, ...}, ...]}
+    {"v": 3, "queue_id": "...",
+     "decisions": {"decision_id": ["d1", "d2", ...], "decided_at": [1793786400.25, ...], ...},
+     "verdicts": {"verdict_id": [...], "reviewed_at": [...], ...}}
 
+- **v3** (columnar): the events of v2, one list per field instead of an object per event: a
+  kind's columns are lists of one length, its number of events, and event ``i`` is the
+  ``i``-th value of every column (a field absent from a kind's columns is absent from all its
+  events). Decoding makes no object per event and the scorer checks a column at once
+  (``services/scorer/core.py``); an event with a bad value is still refused alone, as the v2
+  event it stands for. ``encode`` writes a v2 batch in memory as v3 when its events have the
+  same fields, as ingest's always do (otherwise as v2).
 - **v2**: an event is its validated fields without ``v``, ``kind`` and ``queue_id`` (the
   list and the batch say them; the events inside are of schema version 1) and its time
   (``decided_at``, ``reviewed_at``) as a JSON number, seconds since the Unix epoch (UTC):
@@ -21,8 +28,8 @@ Events inside are already validated by ingest. The decoder refuses a batch of mo
 ``MAX_EVENTS_PER_MESSAGE`` events of a kind, and checks again what becomes a key:
 the batch's ``queue_id`` and, in every event, ``queue_id`` (the batch's, where present),
 ``site_id`` and ``policy_id`` follow the key-id grammar of ``shared/ids.py``, the one ingest
-and the APIs use; a batch that does not (or has an unknown ``v``) goes to the dead-letter
-topic whole, with the reason.
+and the APIs use; a batch that does not (or has an unknown ``v``, or v3 columns that are not
+lists of one length) goes to the dead-letter topic whole, with the reason.
 """
 
 from __future__ import annotations
@@ -30,14 +37,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from shared import codec
 from shared.events import Decision, Verdict
 from shared.ids import is_key_id
 
-BATCH_VERSION = 2
-VERSIONS = frozenset({1, 2})
+BATCH_VERSION = 3
+VERSIONS = frozenset({1, 2, 3})
 # the fields a v2 event leaves out: the batch and its lists say them
 _IMPLIED = frozenset({"v", "kind", "queue_id"})
 # 2,000 decisions and 2,000 verdicts with every id at its longest encode to ~4 MB, under the
@@ -55,10 +62,24 @@ MIN_EVENT_EPOCH = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 
 
 class EventBatch(TypedDict):
+    """A v1 or v2 batch: an object per event. ``group_by_queue`` and ``pack`` make v2."""
+
     v: int
     queue_id: str
     decisions: list[dict[str, Any]]
     verdicts: list[dict[str, Any]]
+
+
+class ColumnBatch(TypedDict):
+    """A v3 batch: a kind's events as one list per field (``columns``)."""
+
+    v: int
+    queue_id: str
+    decisions: dict[str, list[Any]]
+    verdicts: dict[str, list[Any]]
+
+
+AnyBatch = EventBatch | ColumnBatch
 
 
 def item(event: Decision | Verdict) -> dict[str, Any]:
@@ -85,7 +106,7 @@ def pack(
     decisions: Mapping[str, list[dict[str, Any]]], verdicts: Mapping[str, list[dict[str, Any]]]
 ) -> list[EventBatch]:
     """v2 batches per queue from events already in v2 form (``item``), each at most
-    MAX_EVENTS_PER_MESSAGE decisions and as many verdicts."""
+    MAX_EVENTS_PER_MESSAGE decisions and as many verdicts (``encode`` writes them as v3)."""
     out: list[EventBatch] = []
     for q in sorted(decisions.keys() | verdicts.keys()):
         ds, vs = decisions.get(q, []), verdicts.get(q, [])
@@ -93,7 +114,7 @@ def pack(
         for i in range(0, max(len(ds), len(vs)), step):
             out.append(
                 EventBatch(
-                    v=BATCH_VERSION,
+                    v=2,  # (in memory; encode writes BATCH_VERSION)
                     queue_id=q,
                     decisions=ds[i : i + step],
                     verdicts=vs[i : i + step],
@@ -102,8 +123,50 @@ def pack(
     return out
 
 
-def encode(batch: EventBatch) -> bytes:
+def encode(batch: AnyBatch) -> bytes:
+    """A batch as the events topic carries it: a v2 batch as v3 when its events have the
+    same fields (``columns``), any other as it is."""
+    if batch["v"] == 2:
+        cols = columns(cast(EventBatch, batch))
+        if cols is not None:
+            return codec.dumps(cols)
     return codec.dumps(batch)
+
+
+def columns(batch: EventBatch) -> ColumnBatch | None:
+    """A v2 batch as v3, or None when the events of a kind do not all have the same fields
+    (v3 has no way to say that a field is absent from one event only)."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for kind in ("decisions", "verdicts"):
+        events: list[dict[str, Any]] = batch["decisions" if kind == "decisions" else "verdicts"]
+        if not events:
+            out[kind] = {}
+            continue
+        keys = events[0].keys() if events[0].__class__ is dict else ()
+        if not keys or set(map(len, events)) != {len(keys)}:
+            return None
+        try:  # (a missing key, or an event that is not an object)
+            out[kind] = {k: [e[k] for e in events] for k in keys}
+        except (KeyError, TypeError):
+            return None
+    return ColumnBatch(
+        v=3, queue_id=batch["queue_id"], decisions=out["decisions"], verdicts=out["verdicts"]
+    )
+
+
+def rows(cols: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    """A v3 batch's events of one kind as the v2 events they stand for (a checked batch:
+    its columns are lists of one length)."""
+    keys = list(cols)
+    return [dict(zip(keys, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+
+
+def count(batch: AnyBatch, kind: str) -> int:
+    """How many events of ``kind`` (``decisions``, ``verdicts``) a checked batch holds."""
+    events: Any = batch[kind]  # type: ignore[literal-required]
+    if events.__class__ is dict:
+        return len(next(iter(events.values()), ()))
+    return len(events)
 
 
 def epoch(value: Any) -> float | None:
@@ -115,7 +178,7 @@ def epoch(value: Any) -> float | None:
     return None
 
 
-def decode(data: bytes) -> EventBatch:
+def decode(data: bytes) -> AnyBatch:
     """Decode an events-topic message; ``ValueError`` if it is not a batch we know."""
     return check(loads(data))
 
@@ -128,7 +191,7 @@ def loads(data: bytes) -> Any:
         raise ValueError(f"not an EventBatch: not JSON ({exc})") from exc
 
 
-def check(obj: Any) -> EventBatch:
+def check(obj: Any) -> AnyBatch:
     """A decoded events-topic message as a batch; ``ValueError`` if it is not one we know."""
     if not isinstance(obj, dict) or obj.get("v").__class__ is not int or obj["v"] not in VERSIONS:
         raise ValueError(f"not an EventBatch v{' or v'.join(map(str, sorted(VERSIONS)))}")
@@ -137,6 +200,8 @@ def check(obj: Any) -> EventBatch:
         raise ValueError("EventBatch without queue_id")
     if not is_key_id(queue_id):
         raise ValueError(f"EventBatch queue_id {queue_id[:200]!r} is not a valid queue id")
+    if obj["v"] == 3:
+        return _check_columns(obj, queue_id)
     decisions, verdicts = obj.get("decisions"), obj.get("verdicts")
     if not isinstance(decisions, list) or not isinstance(verdicts, list):
         raise ValueError("EventBatch without decisions/verdicts lists")
@@ -162,6 +227,44 @@ def check(obj: Any) -> EventBatch:
                     if not is_key_id(value):
                         raise ValueError(
                             f"EventBatch {kind} {i}: {key} {value[:200]!r} is not a valid key id"
+                        )
+                    valid.add(value)
+    return obj  # type: ignore[return-value]
+
+
+def _check_columns(obj: dict[str, Any], queue_id: str) -> ColumnBatch:
+    """``check`` of a v3 batch: each kind an object of lists of one length, its events of
+    the batch's queue, their keys valid (a bad value of another field is the scorer's to
+    refuse, with that event alone)."""
+    valid: set[str] = set()
+    for kind, keys in (("decisions", _DECISION_KEYS), ("verdicts", ())):
+        cols = obj.get(kind)
+        if not isinstance(cols, dict):
+            raise ValueError("EventBatch v3 without decisions/verdicts objects of columns")
+        lengths = set()
+        for name, col in cols.items():
+            if not isinstance(col, list):
+                raise ValueError(f"EventBatch v3 {kind}: column {name[:200]!r} is not a list")
+            lengths.add(len(col))
+        if len(lengths) > 1:
+            raise ValueError(
+                f"EventBatch v3 {kind}: columns of different lengths {sorted(lengths)}"
+            )
+        n = lengths.pop() if lengths else 0
+        if n > MAX_EVENTS_PER_MESSAGE:
+            raise ValueError(f"EventBatch with {n} {kind}, more than {MAX_EVENTS_PER_MESSAGE}")
+        for i, q in enumerate(cols.get("queue_id", ())):
+            if q != queue_id:
+                raise ValueError(f"EventBatch {kind[:-1]} {i} belongs to queue {q!r:.200}")
+        for key in keys:
+            for i, value in enumerate(cols.get(key, ())):
+                if value.__class__ is str and value in valid:
+                    continue
+                if isinstance(value, str):
+                    if not is_key_id(value):
+                        raise ValueError(
+                            f"EventBatch {kind[:-1]} {i}: {key} {value[:200]!r} is not a valid "
+                            "key id"
                         )
                     valid.add(value)
     return obj  # type: ignore[return-value]

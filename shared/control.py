@@ -29,7 +29,7 @@ import re
 from typing import Any, Literal, TypedDict
 
 from shared import batches, codec
-from shared.batches import EventBatch, epoch
+from shared.batches import AnyBatch, epoch
 from shared.ids import is_key_id
 from shared.text import clean_text
 from shared.topics import partition_of, queue_key
@@ -127,7 +127,7 @@ def validate(obj: dict[str, Any]) -> BaselineReset:
     return out  # type: ignore[return-value]
 
 
-def decode_record(data: bytes) -> EventBatch | BaselineReset:
+def decode_record(data: bytes) -> AnyBatch | BaselineReset:
     """An events-topic message's value: an event batch or a control record; ``ValueError``
     saying why when it is neither. (Its key is checked by ``decode_input``.)"""
     obj = batches.loads(data)
@@ -136,7 +136,7 @@ def decode_record(data: bytes) -> EventBatch | BaselineReset:
 
 def decode_input(
     data: bytes, key: bytes | None, partition: int | None = None, partitions: int | None = None
-) -> EventBatch | BaselineReset:
+) -> AnyBatch | BaselineReset:
     """An events-topic message with its Kafka key: an event batch (``shared.batches``) or a
     control record; ``ValueError`` saying why when it is neither, or when its key is not its
     queue's (the scorer dead-letters it whole).

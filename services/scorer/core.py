@@ -31,7 +31,8 @@ from services.scorer.index import QUEUE_PREFIX, ChunkIndex, IndexedTable
 from services.scorer.pending import PendingStore
 from services.scorer.settings import ScorerSettings
 from services.scorer.state import Bucket, QueueState
-from shared.batches import MAX_EPOCH, MIN_EVENT_EPOCH, MIN_EVENT_TIME, EventBatch, epoch
+from shared import batches
+from shared.batches import MAX_EPOCH, MIN_EVENT_EPOCH, MIN_EVENT_TIME, AnyBatch, EventBatch, epoch
 from shared.control import BaselineReset, is_control
 from shared.events import (
     BaselineEvent,
@@ -71,6 +72,11 @@ Position = tuple[int, int]  # (partition, offset) of the input message
 Horizons = tuple[float, float]  # a queue record's (alive_from, pending_alive_from)
 OutKind = Literal["subgroup", "breach", "baseline"]  # what an outbox entry is, by topic
 RESET_IDS_KEPT = 32  # recent reset request ids a queue remembers (a retry resets once)
+# An admitted batch's events, one list per field the scorer reads (whatever the batch's
+# version), times as floats: decisions (decision_id, decided_at, site_id, moderator_id,
+# policy_id, severity, moderator_tenure_days), verdicts (verdict_id, decision_id,
+# reviewed_at, outcome, error_type, sample_type)
+Columns = tuple[list[Any], ...]
 
 
 def _epoch(t: float | str) -> float:
@@ -206,7 +212,7 @@ class Scorer:
     # -- processing -------------------------------------------------------------------------
     def process(
         self,
-        batch: EventBatch | BaselineReset,
+        batch: AnyBatch | BaselineReset,
         wall: float,
         position: Position,
         ref_time: float | None = None,
@@ -230,35 +236,46 @@ class Scorer:
             st.applied = position
             self._dirty.add(queue_id)
             return out
-        batch = cast(EventBatch, batch)
         batch_id = f"{position[0]}-{position[1]}"
-        numeric = batch["v"] >= 2  # v2 carries event times as numbers (shared/batches.py)
-        decisions = self._admit(
-            batch["decisions"],
-            _DECISION_KEYS,
-            "decided_at",
-            horizon,
-            out,
-            _decision_fault,
-            numeric,
-        )
-        verdicts = self._admit(
-            batch["verdicts"],
-            _VERDICT_KEYS,
-            "reviewed_at",
-            horizon,
-            out,
-            _verdict_fault,
-            numeric,
-        )
+        if batch["v"] >= 3:  # columns (shared/batches.py)
+            cols = cast(batches.ColumnBatch, batch)
+            decisions = _quick_decisions(cols["decisions"], horizon)
+            if decisions is None:  # not all of them the common case: event by event
+                decisions = self._admit_rows(cols["decisions"], horizon, out, "decided_at")
+            verdicts = _quick_verdicts(cols["verdicts"], horizon)
+            if verdicts is None:
+                verdicts = self._admit_rows(cols["verdicts"], horizon, out, "reviewed_at")
+        else:
+            rows = cast(EventBatch, batch)
+            numeric = rows["v"] >= 2  # v2 carries event times as numbers (shared/batches.py)
+            decisions = _decision_columns(
+                self._admit(
+                    rows["decisions"],
+                    _DECISION_KEYS,
+                    "decided_at",
+                    horizon,
+                    out,
+                    _decision_fault,
+                    numeric,
+                )
+            )
+            verdicts = _verdict_columns(
+                self._admit(
+                    rows["verdicts"],
+                    _VERDICT_KEYS,
+                    "reviewed_at",
+                    horizon,
+                    out,
+                    _verdict_fault,
+                    numeric,
+                )
+            )
 
         st.rejected_items += len(out.rejected)  # each dead-lettered with its reason
         # the batch's ids looked up in the index at once; the index does not change until
         # commit, and the lookups are forgotten when this returns (chunks.ChunkStore.prefetch)
-        self._decisions.prefetch(
-            queue_id, [d["decision_id"] for d in decisions] + [v["decision_id"] for v in verdicts]
-        )
-        self._counted.prefetch(queue_id, [v["verdict_id"] for v in verdicts])
+        self._decisions.prefetch(queue_id, decisions[0] + verdicts[1])
+        self._counted.prefetch(queue_id, verdicts[0])
         try:
             self._apply(st, decisions, verdicts, batch_id, out, wall)
         finally:
@@ -271,8 +288,8 @@ class Scorer:
     def _apply(
         self,
         st: QueueState,
-        decisions: list[dict[str, Any]],
-        verdicts: list[dict[str, Any]],
+        decisions: Columns,
+        verdicts: Columns,
         batch_id: str,
         out: Output,
         wall: float,
@@ -280,19 +297,18 @@ class Scorer:
         queue_id = st.queue_id
         counted: dict[str, Record] = {}
         revised: set[int] = set()
-        if decisions:
+        if decisions[0]:
             self._add_decisions(
                 st, decisions, self.s.subgroup_seconds, counted, revised, batch_id, out, wall
             )
-        for v in verdicts:
-            st.watermark = max(st.watermark, _epoch(v["reviewed_at"]))
-            record = self._decisions.get(queue_id, v["decision_id"], st.alive_from)
+        for verdict_id, decision_id, t, outcome, error_type, sample in zip(*verdicts, strict=True):
+            st.watermark = max(st.watermark, t)
+            rec: Record = [t, outcome, error_type, sample or RANDOM]
+            record = self._decisions.get(queue_id, decision_id, st.alive_from)
             if record is None:
-                self._hold(st, v, batch_id)
+                self._hold(st, verdict_id, decision_id, rec, batch_id)
                 continue
-            self._count_verdict(
-                st, v["verdict_id"], _verdict_record(v), record, counted, revised, out, wall
-            )
+            self._count_verdict(st, verdict_id, rec, record, counted, revised, out, wall)
         if counted:
             self._counted.add(queue_id, st.watermark, batch_id, counted, st.alive_from)
         self._pending.stage(queue_id, st.watermark, batch_id, st.pending_alive_from)
@@ -440,6 +456,23 @@ class Scorer:
         self._dirty.add(queue_id)
 
     @staticmethod
+    def _admit_rows(cols: dict[str, list[Any]], horizon: float, out: Output, field: str) -> Columns:
+        """A v3 kind's events that ``_quick_decisions`` or ``_quick_verdicts`` did not keep
+        at once: each as the v2 event it stands for through ``_admit``, which refuses the
+        bad ones alone and words why."""
+        if field == "decided_at":
+            return _decision_columns(
+                Scorer._admit(
+                    batches.rows(cols), _DECISION_KEYS, field, horizon, out, _decision_fault, True
+                )
+            )
+        return _verdict_columns(
+            Scorer._admit(
+                batches.rows(cols), _VERDICT_KEYS, field, horizon, out, _verdict_fault, True
+            )
+        )
+
+    @staticmethod
     def _admit(
         events: list[Any],
         keys: frozenset[str],
@@ -504,9 +537,11 @@ class Scorer:
                 kept.append(e)
         return kept
 
-    def _hold(self, st: QueueState, v: dict[str, Any], batch_id: str) -> None:
-        """Keep a verdict whose decision has not arrived, up to ``pending_max`` a queue."""
-        verdict_id = v["verdict_id"]
+    def _hold(
+        self, st: QueueState, verdict_id: str, decision_id: str, rec: Record, batch_id: str
+    ) -> None:
+        """Keep a verdict whose decision has not arrived, up to ``pending_max`` a queue;
+        ``rec``: [reviewed_at, outcome, error_type, sample_type]."""
         if self._pending.waiting(st.queue_id, verdict_id):
             return  # a duplicate of a verdict already waiting
         if self._counted.key_of(st.queue_id, verdict_id, st.alive_from) is not None:
@@ -514,13 +549,12 @@ class Scorer:
         if self._pending.count(st.queue_id) >= self.s.pending_max:
             st.expired_pending += 1  # the queue's decisions are missing: dropped, counted
             return
-        rec = _verdict_record(v)
-        self._pending.hold(st.queue_id, verdict_id, [rec[0], v["decision_id"], *rec[1:]])
+        self._pending.hold(st.queue_id, verdict_id, [rec[0], decision_id, *rec[1:]])
 
     def _add_decisions(
         self,
         st: QueueState,
-        decisions: list[dict[str, Any]],
+        decisions: Columns,
         period: int,
         counted: dict[str, Record],
         revised: set[int],
@@ -529,13 +563,13 @@ class Scorer:
         wall: float,
     ) -> None:
         records: dict[str, Record] = {}
-        for d in decisions:
-            if d["decision_id"] in records:
+        for decision_id, t, site, moderator, policy, severity, tenure in zip(
+            *decisions, strict=True
+        ):
+            if decision_id in records:
                 continue  # a duplicate inside the batch: the first copy wins, as across batches
-            t = _epoch(d["decided_at"])
-            records[d["decision_id"]] = [
-                t, d["site_id"], d["moderator_id"], d["policy_id"], d.get("severity", 2),
-                causes.tenure_band(_tenure(d.get("moderator_tenure_days"))),
+            records[decision_id] = [
+                t, site, moderator, policy, severity, causes.tenure_band(_tenure(tenure))
             ]  # fmt: skip
         wm = max(st.watermark, max(r[0] for r in records.values()))
         fresh = self._decisions.add(st.queue_id, wm, batch_id, records, st.alive_from)
@@ -1312,11 +1346,114 @@ def _tenure(days: Any) -> int | None:
     return days if isinstance(days, int) and not isinstance(days, bool) else None
 
 
-def _verdict_record(v: dict[str, Any]) -> Record:
-    """[reviewed_at, outcome, error_type, sample_type] of a verdict event."""
-    return [
-        _epoch(v["reviewed_at"]),
-        v["outcome"],
-        v.get("error_type"),
-        v.get("sample_type") or RANDOM,
-    ]
+def _decision_columns(kept: list[dict[str, Any]]) -> Columns:
+    """Admitted v1 or v2 decisions as ``Columns``."""
+    return (
+        [d["decision_id"] for d in kept],
+        [_epoch(d["decided_at"]) for d in kept],
+        [d["site_id"] for d in kept],
+        [d["moderator_id"] for d in kept],
+        [d["policy_id"] for d in kept],
+        [d.get("severity", 2) for d in kept],
+        [d.get("moderator_tenure_days") for d in kept],
+    )
+
+
+def _verdict_columns(kept: list[dict[str, Any]]) -> Columns:
+    """Admitted v1 or v2 verdicts as ``Columns``."""
+    return (
+        [v["verdict_id"] for v in kept],
+        [v["decision_id"] for v in kept],
+        [_epoch(v["reviewed_at"]) for v in kept],
+        [v["outcome"] for v in kept],
+        [v.get("error_type") for v in kept],
+        [v.get("sample_type") for v in kept],
+    )
+
+
+_NONE = type(None)
+_STR = frozenset({str})
+_NUMBER = frozenset({float, int})
+
+
+def _texts(col: list[Any]) -> bool:
+    """Every value an exact ``str`` of at most OPAQUE_ID_MAX characters (what ``_admit``
+    asks of an id, exact as a JSON decoder makes it)."""
+    return set(map(type, col)) <= _STR and max(map(len, col), default=0) <= OPAQUE_ID_MAX
+
+
+def _times(col: list[Any], horizon: float) -> list[float] | None:
+    """The column as floats when every value is an exact ``int`` or ``float`` from
+    MIN_EVENT_EPOCH to the horizon (and MAX_EPOCH), else None."""
+    types = set(map(type, col))
+    if not types <= _NUMBER:
+        return None
+    try:
+        if not math.isfinite(sum(col)):  # (a NaN would slip past min and max)
+            return None
+    except OverflowError:  # an integer too large for a float
+        return None
+    if col and not (min(col) >= MIN_EVENT_EPOCH and max(col) <= min(horizon, MAX_EPOCH)):
+        return None
+    return col if int not in types else [float(t) for t in col]
+
+
+def _choices(col: list[Any], allowed: frozenset[str]) -> bool:
+    """Every value None or an exact ``str`` among ``allowed``."""
+    return set(map(type, col)) <= {str, _NONE} and set(col) - {None} <= allowed
+
+
+def _quick_decisions(cols: dict[str, list[Any]], horizon: float) -> Columns | None:
+    """A v3 batch's decisions as ``Columns`` when ``_admit`` would keep every one of them
+    as it is (the same checks as ``_quick_decision``, a column at once); None leaves them
+    to ``_admit``, event by event (tests/unit/test_batch_v3.py holds the two together)."""
+    try:
+        ids, at, site, moderator, policy = (
+            cols["decision_id"], cols["decided_at"], cols["site_id"], cols["moderator_id"],
+            cols["policy_id"],
+        )  # fmt: skip
+    except KeyError:
+        return None
+    times = _times(at, horizon)
+    if times is None or not (_texts(ids) and _texts(site) and _texts(moderator) and _texts(policy)):
+        return None
+    n = len(ids)
+    severity = cols.get("severity")
+    if severity is None:
+        severity = [2] * n
+    elif n and not (set(map(type, severity)) <= {int} and 1 <= min(severity) <= max(severity) <= 4):
+        return None
+    tenure = cols.get("moderator_tenure_days")
+    if tenure is None:
+        tenure = [None] * n
+    else:
+        types = set(map(type, tenure))
+        if not types <= {int, _NONE}:
+            return None
+        if int in types:
+            days = [x for x in tenure if x is not None]
+            if not 0 <= min(days) <= max(days) <= MAX_TENURE_DAYS:
+                return None
+    return ids, times, site, moderator, policy, severity, tenure
+
+
+def _quick_verdicts(cols: dict[str, list[Any]], horizon: float) -> Columns | None:
+    """``_quick_decisions`` for a v3 batch's verdicts."""
+    try:
+        ids, decision_ids, at, outcome = (
+            cols["verdict_id"], cols["decision_id"], cols["reviewed_at"], cols["outcome"]
+        )  # fmt: skip
+    except KeyError:
+        return None
+    times = _times(at, horizon)
+    if times is None or not (
+        _texts(ids) and _texts(decision_ids) and set(map(type, outcome)) <= _STR
+        and set(outcome) <= _OUTCOMES
+    ):  # fmt: skip
+        return None
+    n = len(ids)
+    error_type = cols.get("error_type", [None] * n)
+    sample = cols.get("sample_type", [None] * n)
+    if not (_choices(error_type, _ERROR_TYPES) and _choices(sample, _SAMPLE_TYPES)):
+        return None
+    return ids, decision_ids, times, outcome, error_type, sample

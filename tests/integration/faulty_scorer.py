@@ -15,7 +15,12 @@ _process = Scorer.process
 
 def _faulty(self: Scorer, batch: Any, *args: Any, **kwargs: Any) -> Output:
     out = _process(self, batch, *args, **kwargs)  # half-way: staged, not committed
-    if any(d.get("decision_id") == FAULT_ID for d in batch["decisions"]):
+    decisions = batch["decisions"]  # v3: columns; v1, v2: an object per event
+    if isinstance(decisions, dict):
+        ids = decisions.get("decision_id", [])
+    else:
+        ids = [d.get("decision_id") for d in decisions if isinstance(d, dict)]
+    if FAULT_ID in ids:
         raise RuntimeError("injected fault")
     return out
 

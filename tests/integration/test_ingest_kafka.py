@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from typing import cast
 
 import httpx
 import pytest
@@ -56,8 +57,9 @@ async def test_http_batch_with_bad_items_keeps_the_good_ones(kafka_settings: Kaf
     for key, value in msgs:
         assert key == value["queue_id"].encode()
         by_queue.setdefault(value["queue_id"], [])
-        by_queue[value["queue_id"]] += [d["decision_id"] for d in value["decisions"]]
-        by_queue[value["queue_id"]] += [v["verdict_id"] for v in value["verdicts"]]
+        assert value["v"] == 3  # one list per field (shared/batches.py)
+        by_queue[value["queue_id"]] += value["decisions"].get("decision_id", [])
+        by_queue[value["queue_id"]] += value["verdicts"].get("verdict_id", [])
     assert sorted(by_queue["a"]) == ["d1", "v1"]
     assert sorted(by_queue["b"]) == ["d3", "d4"]
 
@@ -93,13 +95,12 @@ async def test_raw_topics_validated_and_malformed_dead_lettered(
         assert records[topics.verdicts_raw]["stage"] == "ingest"
 
         events = await read_topic(kafka_settings.bootstrap, topics.events, expect=2)
+        # ingest writes batch v3: one list per field (shared/batches.py)
+        assert {b["v"] for _, b in events} == {3}
+        decoded = [cast(batches.ColumnBatch, batches.decode(codec.dumps(b))) for _, b in events]
         ids = sorted(
-            [
-                d["decision_id"]
-                for _, b in events
-                for d in batches.decode(codec.dumps(b))["decisions"]
-            ]
-            + [v["verdict_id"] for _, b in events for v in b["verdicts"]]
+            [d for b in decoded for d in b["decisions"].get("decision_id", [])]
+            + [v for b in decoded for v in b["verdicts"].get("verdict_id", [])]
         )
         assert ids == ["d1", "v1"]
         assert validator.stats.dead_lettered == 2
