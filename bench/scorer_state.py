@@ -31,7 +31,7 @@ import tempfile
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from services.ingest.validation import fast_item
 from services.scorer import store as rocks
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
-from shared import batches, control
+from shared import batches, codec, control
 from shared.topics import queue_key
 
 PARTITIONS = 4
@@ -114,9 +114,22 @@ Message = tuple[int, bytes, bytes]  # partition, key, value
 def messages(events: int, seed: int, poll: int) -> tuple[list[Message], dict[str, tuple[int, int]]]:
     """The events topic's messages as ingest would write them, and each queue's true
     (decisions, verdicts) totals."""
+    packed, truth = packs(events, seed, poll)
+    out: list[Message] = []
+    for b in packed:
+        key = queue_key(b["queue_id"])
+        out.append((zlib.crc32(key) % PARTITIONS, key, batches.encode(b)))
+    return out, truth
+
+
+def packs(
+    events: int, seed: int, poll: int
+) -> tuple[list[batches.EventBatch], dict[str, tuple[int, int]]]:
+    """The batches ingest would make of the generator's messages (in memory, before
+    ``batches.encode``), and each queue's true (decisions, verdicts) totals."""
     raw = generate(events, 20, 24, seed)
     horizon = time.time() + 900
-    out: list[Message] = []
+    out: list[batches.EventBatch] = []
     for i in range(0, len(raw.messages), poll):
         per_kind: dict[str, dict[str, list[dict[str, Any]]]] = {
             "decision": defaultdict(list), "verdict": defaultdict(list),
@@ -125,9 +138,7 @@ def messages(events: int, seed: int, poll: int) -> tuple[list[Message], dict[str
             item = fast_item(value, kind, horizon, 0)  # type: ignore[arg-type]
             assert item is not None, value
             per_kind[kind][item[0]].append(item[1])
-        for b in batches.pack(per_kind["decision"], per_kind["verdict"]):
-            key = queue_key(b["queue_id"])
-            out.append((zlib.crc32(key) % PARTITIONS, key, batches.encode(b)))
+        out += batches.pack(per_kind["decision"], per_kind["verdict"])
     truth = {q: (raw.truth.decisions[q], raw.truth.verdicts[q]) for q in raw.queues}
     return out, truth
 
@@ -153,6 +164,30 @@ def run(msgs: list[Message], settings: ScorerSettings, path: str) -> tuple[Score
     return scorer, events, table.writes
 
 
+def codec_figures(packed: list[batches.EventBatch]) -> list[str]:
+    """Bytes, encoding (ingest) and decoding (the scorer) per event of these batches as v2
+    (an object per event) and as ``batches.encode`` writes them (v3): the best of 7 runs."""
+    n = sum(len(b["decisions"]) + len(b["verdicts"]) for b in packed)
+
+    def best(f: Callable[[], object]) -> float:
+        spent = []
+        for _ in range(7):
+            t = cpu()
+            f()
+            spent.append(cpu() - t)
+        return min(spent) * 1e6 / n
+
+    lines = []
+    for name, enc in (("v2", codec.dumps), ("v3", batches.encode)):
+        data = [enc(b) for b in packed]
+        lines.append(
+            f"{name}: {sum(map(len, data)) / n:.0f} B an event; encode "
+            f"{best(lambda enc=enc: [enc(b) for b in packed]):.2f} µs, decode "  # type: ignore[misc]
+            f"{best(lambda data=data: [batches.decode(d) for d in data]):.2f} µs an event"  # type: ignore[misc]
+        )
+    return lines
+
+
 def cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -168,7 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--profile", help="cProfile statistics of the last repetition to this file")
     p.add_argument("--reduce", action="store_true", help="the last repetition in reduce()")
+    p.add_argument(
+        "--codec", action="store_true", help="only encode and decode the batches, v2 and v3"
+    )
     args = p.parse_args(argv)
+    if args.codec:
+        print("\n".join(codec_figures(packs(args.events, args.seed, args.poll)[0])))
+        return 0
     msgs, truth = messages(args.events, args.seed, args.poll)
     settings = ScorerSettings(grace_seconds=7200, snapshot_interval_s=1)
     ok = True

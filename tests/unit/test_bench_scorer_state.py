@@ -16,3 +16,11 @@ def test_a_small_run_counts_exactly_on_the_rocksdb_store(
     assert len(lines) == 2
     assert all(line.endswith("totals exact") for line in lines), lines
     assert lines[0].split(":")[0] == lines[1].split(":")[0]  # same batches and events
+
+
+def test_codec_figures_of_v2_and_v3(capsys: pytest.CaptureFixture[str]) -> None:
+    assert scorer_state.main(["--events", "2000", "--codec"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["v2", "v3"]
+    v2, v3 = (int(line.split()[1]) for line in lines)
+    assert v3 < v2  # field names once a batch, not once an event
