@@ -41,6 +41,7 @@ from rocksdict import Rdict
 from bench.pipeline import generate
 from services.ingest.validation import fast_item
 from services.scorer import store as rocks
+from services.scorer.app import settle_gc
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
 from shared import batches, codec, control
@@ -206,11 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--codec", action="store_true", help="only encode and decode the batches, v2 and v3"
     )
+    p.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="Python's own collector settings, not the worker's (services/scorer/app.py)",
+    )
     args = p.parse_args(argv)
     if args.codec:
         print("\n".join(codec_figures(packs(args.events, args.seed, args.poll)[0])))
         return 0
     msgs, truth = messages(args.events, args.seed, args.poll)
+    if not args.python_gc:
+        settle_gc()  # as the worker does once started
     settings = ScorerSettings(grace_seconds=7200, snapshot_interval_s=1)
     ok = True
     for rep in range(args.reps):
