@@ -3,9 +3,31 @@ every queue's totals exact, the same state written however often it runs."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
 import pytest
 
 from bench import scorer_state
+from services.scorer.app import GC_YOUNG, settle_gc
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_it_was() -> Iterator[None]:
+    """The bench settles the collector as the worker does; the tests after these get
+    Python's own settings back."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_settle_gc_freezes_what_is_alive_and_collects_young_objects_less_often() -> None:
+    settle_gc()
+    assert gc.get_threshold() == (GC_YOUNG, 10, 10)
+    assert gc.get_freeze_count() > 10_000  # the modules, and what the tests before made
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_small_run_counts_exactly_on_the_rocksdb_store(
