@@ -41,10 +41,10 @@ from rocksdict import Rdict
 from bench.pipeline import generate
 from services.ingest.validation import fast_item
 from services.scorer import store as rocks
-from services.scorer.app import settle_gc
 from services.scorer.core import Scorer
 from services.scorer.settings import ScorerSettings
 from shared import batches, codec, control
+from shared.collector import settle_gc
 from shared.topics import queue_key
 
 PARTITIONS = 4
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--python-gc",
         action="store_true",
-        help="Python's own collector settings, not the worker's (services/scorer/app.py)",
+        help="Python's own collector settings, not the worker's (shared/collector.py)",
     )
     args = p.parse_args(argv)
     if args.codec:

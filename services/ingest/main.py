@@ -12,6 +12,7 @@ from services.ingest.pipeline import RawValidator
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
 from shared import admission
+from shared.collector import settle_gc
 from shared.http_auth import policy
 from shared.kafka import ensure_topics, make_producer, wait_for_broker
 from shared.runtime import http_server, log_when_listening, supervise
@@ -60,6 +61,7 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
             max_inflight_bytes=settings.max_inflight_bytes,
         )  # fmt: skip
         server = http_server(app, settings.host, settings.port)
+        settle_gc()  # (imports and the app made: shared/collector.py)
         tasks = [
             asyncio.create_task(validator.run(), name="raw-validator"),
             asyncio.create_task(server.serve(), name="ingest-http"),

@@ -26,7 +26,6 @@ Per message:
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 import time
@@ -44,6 +43,7 @@ from services.scorer.index import ChunkIndex
 from services.scorer.settings import ScorerSettings
 from services.scorer.store import STORE_URL
 from shared import codec, control, deadletter
+from shared.collector import settle_gc
 from shared.topics import queue_key
 from shared.watchdog import exit_hard_after
 
@@ -418,27 +418,11 @@ def create_app(settings: ScorerSettings) -> faust.App:
     return app
 
 
-# the cyclic collector's first threshold in the worker (Python's default: 700 allocations)
-GC_YOUNG = 10_000
-
-
-def settle_gc() -> None:
-    """Once started: the objects alive now (modules, Faust's app) leave the cyclic
-    collector's generations for good (``gc.freeze``), so its full collections stop scanning
-    them again and again, and a young collection runs every ``GC_YOUNG`` net allocations
-    instead of 700. Scoring allocates a few objects an event and makes almost no cycles
-    (reference counting frees them), so the collector's passes were work for nothing
-    (bench/README.md, "Batch v3")."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, 10, 10)
-
-
 def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
     app = create_app(settings)
     app.finalize()
-    settle_gc()
+    settle_gc()  # (imports and the app made: shared/collector.py)
     # Faust warns each time table writes wait for its changelog producer: flow control
     # working as designed, not a problem worth a log line per batch.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench import scorer_state
-from services.scorer.app import GC_YOUNG, settle_gc
+from shared.collector import GC_YOUNG, settle_gc
 
 
 @pytest.fixture(autouse=True)
