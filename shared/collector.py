@@ -20,7 +20,8 @@ def settle_gc() -> None:
     """The objects alive now (modules, the framework's app) leave the collector's
     generations for good (``gc.freeze``), so that full collections stop scanning them again
     and again, and a young collection runs every ``GC_YOUNG`` net allocations instead of
-    700. Cycles made later are still collected."""
+    700. Cycles made later are still collected; a frozen object is not, should it ever end
+    in an unreachable cycle (what is alive at start-up lives as long as the service)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG, 10, 10)
