@@ -27,11 +27,16 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 
 async def _event_ids(kafka: KafkaSettings) -> list[str]:
-    out = []
+    out: list[str] = []
     for rec in await read_all(kafka.bootstrap, kafka.topics.events):
         batch = codec.loads(rec.value)
-        out += [d["decision_id"] for d in batch.get("decisions", [])]
-        out += [v["verdict_id"] for v in batch.get("verdicts", [])]
+        for kind, id_field in (("decisions", "decision_id"), ("verdicts", "verdict_id")):
+            events = batch.get(kind, [])  # v3: one list per field (shared/batches.py)
+            out += (
+                events.get(id_field, [])
+                if isinstance(events, dict)
+                else [e[id_field] for e in events]
+            )
     return sorted(out)
 
 
