@@ -424,12 +424,19 @@ def health(
     if below or failing_sites:
         # failing its target (or a site its contract), shown so: not "watch" because the
         # score is 74
+        # what the tile does not show already comes first: which sites (a wall cuts the
+        # line after two lines; the 24h accuracy is on the tile beside it)
+        if len(failing_sites) > 1:
+            held.append(f"sites {', '.join(s.site for s in failing_sites)} below target")
+        elif failing_sites:
+            held.append(site_band_words(failing_sites[0], confidence))
         if below:
             held.append(
                 f"24h accuracy {acc:.1%} below target {target:.1%} ({confidence:.0%} upper "
                 f"bound {percent_apart(upper, target)})"
             )
-        held.extend(site_band_words(site, confidence) for site in failing_sites)
+        if len(failing_sites) > 1:
+            held.extend(site_band_words(site, confidence) for site in failing_sites)
         band = "red"
     if firing and not held:
         held.append(f"alert firing: {', '.join(sorted(set(firing)))}")

@@ -209,6 +209,27 @@ def test_a_site_below_its_target_with_confidence_makes_the_band_red_and_is_named
     assert of(thin, []).band == "green"
 
 
+def test_a_band_reason_names_the_failing_sites_before_what_the_tile_shows() -> None:
+    """A wall cuts the reason after two lines, and the tile shows the 24h accuracy already:
+    with several sites failing, their names come first, then the queue's line, then each."""
+    targets = QualitySettings(accuracy_target=0.9)
+    bad = windows(400, 100)  # 75%
+    s = snap(
+        "cse-pt", {"austin": bad, "dublin": bad, "manila": bad, "lisbon": windows(400, 8)},
+        accuracy=0.80,
+    )  # fmt: skip
+    r = health(
+        s, target=0.9, min_sample=30, age_s=0, stale_after_s=300, firing=[],
+        site_target=targets.site_target,
+    )  # fmt: skip
+    assert r.band == "red"
+    assert r.band_reason is not None
+    first, second, *each = r.band_reason.split("; ")
+    assert first == "sites austin, dublin, manila below target"
+    assert second.startswith("24h accuracy 80.0% below target 90.0%")
+    assert [w.split(" below")[0] for w in each] == ["site austin", "site dublin", "site manila"]
+
+
 def settings(**kw: Any) -> AlertsSettings:
     return AlertsSettings(kafka=KafkaSettings(), quality=TARGETS, **kw)
 
