@@ -77,6 +77,7 @@ __all__ = [
     "bernoulli_cusum_arl",
     "choose_h",
     "cusum",
+    "lattice_arl",
     "llr_gamma",
     "risk_adjusted_cusum",
 ]
@@ -416,6 +417,14 @@ def _lattice_arl(up: int, down: int, limit: int, p: float) -> float:
 
     arl = linalg.solve_banded((lower_band, upper_band), ab, np.ones(size))
     return float(arl[0])
+
+
+def lattice_arl(up: int, down: int, limit: int, p: float) -> float:
+    """Exact zero-state ARL, in verdicts, of the lattice chart S = max(0, S + up) on an
+    error, max(0, S - down) on a correct verdict, signal at S >= limit, at error rate ``p``
+    in (0, 1] (:func:`bernoulli_cusum_arl` without building a design: for callers that
+    evaluate one lattice at many rates and limits)."""
+    return _lattice_arl(up, down, limit, p)
 
 
 def bernoulli_cusum_arl(design: BernoulliCusumDesign, p: float) -> float:
