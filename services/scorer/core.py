@@ -677,20 +677,18 @@ class Scorer:
             arl0 = live.design_arl0(
                 live.arl0_for(st.rate, budget, queues, cast(live.Side, side), sites)
             )
-            # an estimated baseline's charts meet their ARL0 up to its guard bound; a
-            # configured one is a standard, known without estimation error
-            at = (
-                live.guard(cast(live.Side, side), st.baseline_e, st.baseline_n)
-                if st.baseline_n else None
-            )  # fmt: skip
-            _set_design(st.cusum, side, cast(live.Side, side), st.baseline_p, ratio, arl0, at)
+            # an estimated baseline's charts hold their ARL0 on average over what its Phase I
+            # says of the true rate; a configured one is a standard, known without error
+            known = live.belief(st.baseline_e, st.baseline_n) if st.baseline_n else None
+            _set_design(st.cusum, side, cast(live.Side, side), st.baseline_p, ratio, arl0, known)
+        prior_n = live.site_prior_n(st.baseline_n)
         for site, (n, e) in st.site_base.items():
             rate = self._site_rate(st, site)
             assert rate is not None
             arl0 = live.design_arl0(live.site_arl0_for(rate, budget, queues, len(st.site_base)))
             p0 = live.site_p0(n, e, st.baseline_p)
-            at = live.guard("upper", e, n, st.baseline_p, live.SITE_PRIOR_N)
-            _set_design(st.site_cusum, site, "upper", p0, self.s.cusum_shift_up, arl0, at)
+            known = live.belief(e, n, st.baseline_p, prior_n)
+            _set_design(st.site_cusum, site, "upper", p0, self.s.cusum_shift_up, arl0, known)
 
     def _site_rate(self, st: QueueState, site: str) -> float | None:
         """A site chart's verdicts a day: the queue's rate times the site's share of the
@@ -1225,11 +1223,11 @@ class Scorer:
 
 def _set_design(
     charts: dict[str, live.LiveCusum], key: str, side: live.Side, p0: float, ratio: float,
-    arl0: float, at: float | None,
+    arl0: float, known: live.Belief | None,
 ) -> None:  # fmt: skip
-    """Put the design for (side, p0, ratio, arl0, at) in force on ``charts[key]``: a new
+    """Put the design for (side, p0, ratio, arl0, known) in force on ``charts[key]``: a new
     chart, or a new decision interval for the one running (its statistic carries over)."""
-    d = live.design(side, p0, ratio, arl0, at)
+    d = live.design(side, p0, ratio, arl0, known)
     if d is None:
         return
     chart = charts.get(key)

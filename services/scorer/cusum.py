@@ -40,12 +40,21 @@ import functools
 import math
 from typing import Any, Literal
 
-from shared.stats.cusum import BernoulliCusum, BernoulliCusumDesign, choose_h, llr_gamma
+from shared.stats.cusum import (
+    BernoulliCusum,
+    BernoulliCusumDesign,
+    bernoulli_cusum_arl,
+    choose_h,
+    lattice_arl,
+    llr_gamma,
+    max_lattice_limit,
+)
 from shared.stats.errors import StatsError
 
 Side = Literal["upper", "lower"]
 SIDES: tuple[Side, Side] = ("upper", "lower")
 Detector = Literal["cusum_upper", "cusum_site", "cusum_lower", "p_chart"]
+Belief = tuple[float, float]  # Beta(a, b): what a Phase I says of the true error rate
 # a queue's share of the budget, split by detector (adds up to 1)
 # (the EWMA raises no breach by default and has no share: see ScorerSettings.ewma_alerts)
 SHARES: dict[Detector, float] = {"cusum_upper": 0.7, "cusum_lower": 0.2, "p_chart": 0.1}
@@ -56,9 +65,13 @@ SHARES_WITH_SITES: dict[Detector, float] = {
 }  # fmt: skip
 SITE_MIN_N = 300  # random verdicts of a site in Phase I for it to get its own chart
 SITE_PRIOR_N = 100  # a site's baseline is shrunk towards the queue's by this many verdicts
-GUARD_QUANTILE = 0.975  # an estimated baseline's charts meet their ARL0 up to this bound
-WIDER = (1.0, 1.25, 1.5, 2.0, 3.0)  # ... tuned to a shift this much wider where they must
-H_GROWTH_MAX = 3.0  # ... that is, where the guard would take h past this many times its own
+# an estimated baseline's belief is cut at these probabilities on the alarm side (from the
+# median to 1 - 1e-12, four cuts a decade in the tail) for its expected false-alarm rate
+BELIEF_EDGES: tuple[float, ...] = (
+    0.5, 0.75, 0.9, *(1.0 - 10.0 ** (-k / 4) for k in range(5, 49)),
+)  # fmt: skip
+WIDER = (1.0, 1.25, 1.5, 2.0, 3.0)  # ... its chart may be tuned to a shift this much wider
+SEARCH_H_MAX = 8.0  # ... and its h is searched up to this many times the h at p0 alone
 ALPHA_MIN = 1e-9  # the p-chart's tail per subgroup: at most 6 sigma ...
 ALPHA_MAX = 0.0228  # ... and at least 2 sigma
 ARL0_MIN = 100.0  # verdicts: below, a chart would alarm on a handful of errors
@@ -151,72 +164,179 @@ def _lower_resolution(p0: float, p1: float) -> int | None:
     return None
 
 
-def guard(
-    side: Side, errors: int, n: int, prior_p: float | None = None, prior_n: float = 0.0
-) -> float:
-    """The error rate a chart on an *estimated* baseline is designed to meet its ARL0 at:
-    the ``GUARD_QUANTILE`` bound of the baseline on the side's alarm side (upper for the
-    upper chart, lower for the lower one), from the Beta posterior of ``errors`` in ``n``
-    (Jeffreys' prior, or ``prior_n`` verdicts at ``prior_p`` for a site shrunk towards its
-    queue). A chart run against an underestimated p0 alarms far more often than designed
-    (an estimate from 1,000 verdicts at 5% spends 60 times its share on average), so its h
-    is chosen to meet the ARL0 even if p0 is as high as this bound (guaranteed conditional
-    performance, Gandy & Kvaløy 2013); docs/statistics.md."""
+def belief(errors: int, n: int, prior_p: float | None = None, prior_n: float = 0.0) -> Belief:
+    """What a Phase I of ``errors`` in ``n`` random verdicts says of the true error rate: the
+    Beta posterior (a, b), from Jeffreys' prior, or from ``prior_n`` verdicts at ``prior_p``
+    for a site shrunk towards its queue (``site_prior_n``). A chart on an *estimated*
+    baseline is designed for its expected false-alarm rate over it (:func:`design`)."""
     if prior_p is None:
-        a, b = errors + 0.5, n - errors + 0.5
-    else:
-        a, b = errors + prior_n * prior_p, n - errors + prior_n * (1.0 - prior_p)
-    q = GUARD_QUANTILE if side == "upper" else 1.0 - GUARD_QUANTILE
+        return (errors + 0.5, n - errors + 0.5)
+    return (errors + prior_n * prior_p, n - errors + prior_n * (1.0 - prior_p))
+
+
+def site_prior_n(queue_n: int) -> float:
+    """The weight, in verdicts, of a site's prior at its queue's *estimated* rate: the sites'
+    spread about the queue's rate (``SITE_PRIOR_N`` verdicts, a Beta of variance
+    p(1-p)/(SITE_PRIOR_N + 1)) plus the queue estimate's own sampling variance, p(1-p)/N
+    over the queue's ``queue_n`` Phase I verdicts, matched by moments. A prior that took the
+    queue's estimate for its true rate would be surer of the site than the data allow."""
+    if queue_n <= 0:
+        return float(SITE_PRIOR_N)
+    return 1.0 / (1.0 / (SITE_PRIOR_N + 1) + 1.0 / queue_n) - 1.0
+
+
+@functools.lru_cache(maxsize=1024)
+def _nodes(a: float, b: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The belief Beta(a, b) cut at ``BELIEF_EDGES`` (probabilities below, on the alarm
+    side): (the rate at each edge, the mass between it and the edge below it), top first."""
     from scipy.stats import beta as beta_dist  # (lazy: scipy.stats costs ~1 s of CPU to import)
 
-    return round(float(beta_dist.ppf(q, a, b)), 6)
+    ps = beta_dist.ppf(BELIEF_EDGES, a, b)
+    lower = (0.0, *BELIEF_EDGES[:-1])
+    masses = [hi - lo for lo, hi in zip(lower, BELIEF_EDGES, strict=True)]
+    return tuple(float(p) for p in ps[::-1]), tuple(masses[::-1])
+
+
+def expected_alarm_rate(up: int, g: int, limit: int, a: float, b: float, target: float) -> float:
+    """An upper bound, within 1%, of the false alarms a verdict (1 / ARL0, exact on the
+    lattice at each rate) of the chart (up, g, limit) averaged over the belief Beta(a, b) of
+    its in-control rate (on the chart's own scale): each slice of the belief between two of
+    ``BELIEF_EDGES`` counted at its upper end (the alarm rate grows with the in-control
+    rate); a slice too light to add 0.1% of ``target`` at the rate of the slice above it is
+    counted at that rate, without a solve (the top one at the most any rate can give: a
+    signal needs at least limit / up verdicts). Summed from the top down; stops once the
+    rest of the belief cannot add 1% to the sum."""
+    ps, masses = _nodes(a, b)
+    bound = up / limit  # the alarm rate at any higher rate: at first 1 / the shortest run
+    total = (1.0 - BELIEF_EDGES[-1]) * bound
+    below = BELIEF_EDGES[-1]
+    for p, mass in zip(ps, masses, strict=True):
+        if mass * bound * 1e3 > target:  # (a slice that can add 0.1% of it is solved)
+            bound = 1.0 / lattice_arl(up, g, limit, p) if p > 0 else 0.0
+            if bound * below <= 1e-2 * total:
+                break  # the rest of the belief, all at this rate at most, adds < 1%
+        total += mass * bound
+        below -= mass
+    return total
+
+
+def _averaged(
+    p0: float, p1: float, arl0: float, resolution: int | None, known: Belief,
+    goal: float, beat: float,
+) -> BernoulliCusumDesign | None:  # fmt: skip
+    """The chart p0 -> p1 (on one scale: the error rate's, or the lower side's correct rate)
+    with the smallest decision interval (within 1%) whose false alarms a verdict, averaged
+    over the belief ``known`` of its in-control rate (``expected_alarm_rate``), are at most
+    1 / arl0; None if it cannot detect ``goal`` in fewer than ``beat`` verdicts on average
+    (a chart already found does better), or needs more than ``SEARCH_H_MAX`` times the h it
+    needs at p0."""
+    plain = choose_h(p0, p1, arl0, resolution=resolution)
+    m, g, up = plain.m, plain.g, plain.up
+    target = 1.0 / arl0
+    top = min(max_lattice_limit(up, g), math.ceil(SEARCH_H_MAX * plain.limit))
+
+    def excess(limit: int) -> float:  # log of the averaged alarm rate over the target's
+        return math.log(expected_alarm_rate(up, g, limit, *known, target) / target)
+
+    # bracket the answer by doubling from the h at p0, then regula falsi on the log rate,
+    # nearly linear in the limit (Illinois: the end that stays has its value halved)
+    lo, hi = plain.limit - 1, plain.limit
+    f_hi = excess(hi)
+    f_lo = math.inf
+    while f_hi > 0:  # the answer is past hi, and slower than hi at the goal
+        if hi >= top or lattice_arl(up, g, hi, goal) >= beat:
+            return None
+        lo, f_lo = hi, f_hi
+        hi = min(2 * hi, top)
+        f_hi = excess(hi)
+    if lo < plain.limit:
+        f_lo = math.inf
+    side = 0
+    while hi - lo > max(1, hi // 100):
+        if math.isinf(f_lo):
+            mid = (lo + hi) // 2
+        else:
+            mid = round(hi - f_hi * (hi - lo) / (f_hi - f_lo))
+            mid = min(max(mid, lo + 1), hi - 1)
+        f_mid = excess(mid)
+        if f_mid <= 0:
+            hi, f_hi = mid, f_mid
+            if side == -1:
+                f_lo /= 2
+            side = -1
+        else:
+            lo, f_lo = mid, f_mid
+            if side == 1:
+                f_hi /= 2
+            side = 1
+    return BernoulliCusumDesign(p0, p1, m, g, hi)
 
 
 @functools.lru_cache(maxsize=2048)
 def design(
-    side: Side, p0: float, ratio: float, arl0: float, at: float | None = None
+    side: Side, p0: float, ratio: float, arl0: float, known: Belief | None = None
 ) -> BernoulliCusumDesign | None:
     """The side's chart for the queue's baseline ``p0`` and ``arl0`` (from
-    :func:`design_arl0`), its ARL0 met at the error rate ``at`` (default p0; for an
-    estimated baseline its :func:`guard`), or None where no chart is run (the lattice would
-    be too fine: p0 too small for the shift to be represented at a bounded cost). Where
-    ``at`` is at or past the reference value of the chart for ``ratio``, or so near it that
-    holding the ARL0 there takes more than ``H_GROWTH_MAX`` times the h the chart needs at
-    p0 (a baseline too uncertain to hold a chart for that shift: its h, and so its delay,
-    would explode), the chart is tuned to the next larger shift of ``WIDER`` that it can be
-    held to: its p1 says which. If none can, the one with the smallest h."""
-    if at is None:
-        return _design(side, p0, ratio, arl0, None)
-    held: list[BernoulliCusumDesign] = []
-    for wider in WIDER:
+    :func:`design_arl0`), or None where no chart is run (the lattice would be too fine: p0
+    too small for the shift to be represented at a bounded cost).
+
+    ``known`` None: p0 is a standard (a configured baseline), and the chart meets its ARL0
+    at p0. Else p0 was *estimated*, and ``known`` is the Phase I's :func:`belief` of the
+    true rate: a chart run against an underestimate alarms far more often than designed,
+    so its false alarms a verdict *averaged over that belief* are held to 1 / arl0
+    (``expected_alarm_rate``), and the budget, an expected number of false alarms, holds
+    in expectation over the Phase I. Of the tunings to the configured shift and the wider
+    ones of ``WIDER`` (a wider one needs a smaller h where the belief is broad), the one
+    that detects the configured shift (``ratio`` x p0) in the fewest verdicts on average
+    is chosen: its p1 says which. docs/statistics.md, "Estimated baselines"."""
+    if known is None:
+        return _design(side, p0, ratio, arl0)
+    best: BernoulliCusumDesign | None = None
+    best_delay = math.inf
+    # widest first: its h is the smallest, the quickest to find; a narrower tuning's search
+    # stops as soon as it cannot detect the configured shift sooner than the best so far
+    for wider in reversed(WIDER):
         r = ratio * wider if side == "upper" else ratio / wider
-        d = _design(side, p0, r, arl0, at)
+        d = _design(side, p0, r, arl0, known, ratio, best_delay)
         if d is None:
-            continue
-        plain = _design(side, p0, r, arl0, None)
-        if plain is not None and d.h <= H_GROWTH_MAX * plain.h:
-            return d
-        held.append(d)
-    return min(held, key=lambda d: d.h, default=None)
+            continue  # (or no faster than the best so far)
+        delay = bernoulli_cusum_arl(d, _goal(side, p0, ratio))
+        if delay < best_delay:
+            best, best_delay = d, delay
+    return best
+
+
+def _goal(side: Side, p0: float, ratio: float) -> float:
+    """The configured shift's rate on the side's chart scale."""
+    p1 = _p1(side, p0, ratio)
+    return p1 if side == "upper" else 1.0 - p1
 
 
 def _design(
-    side: Side, p0: float, ratio: float, arl0: float, at: float | None
-) -> BernoulliCusumDesign | None:
+    side: Side, p0: float, ratio: float, arl0: float, known: Belief | None = None,
+    goal_ratio: float = 0.0, beat: float = math.inf,
+) -> BernoulliCusumDesign | None:  # fmt: skip
+    """The chart p0 -> p1 = ``ratio`` x p0: met at p0, or (``known``) averaged over the
+    belief (error scale), for the configured shift ``goal_ratio`` unless it cannot detect it
+    in fewer than ``beat`` verdicts (``_averaged``)."""
     p1 = _p1(side, p0, ratio)
     try:
         if side == "upper":
             m, _ = BernoulliCusumDesign.lattice(p0, p1)
             if m > MAX_LATTICE:
                 return None
-            return choose_h(p0, p1, arl0, in_control=at)
+            if known is None:
+                return choose_h(p0, p1, arl0)
+            goal = _goal(side, p0, goal_ratio)
+            return _averaged(p0, p1, arl0, None, known, goal, beat)
         resolution = _lower_resolution(p0, p1)
         if resolution is None or resolution + 1 > MAX_LATTICE:
             return None
-        return choose_h(
-            1.0 - p0, 1.0 - p1, arl0, resolution=resolution,
-            in_control=None if at is None else 1.0 - at,
-        )  # fmt: skip
+        if known is None:
+            return choose_h(1.0 - p0, 1.0 - p1, arl0, resolution=resolution)
+        goal = _goal(side, p0, goal_ratio)
+        flipped = (known[1], known[0])  # the correct rate's belief
+        return _averaged(1.0 - p0, 1.0 - p1, arl0, resolution, flipped, goal, beat)
     except StatsError:
         return None
 

@@ -192,9 +192,10 @@ def test_every_crash_point_replays_to_the_uninterrupted_result(
     of this traffic are written in several parts, and a crash falls between them)."""
     if record_bytes is not None:
         monkeypatch.setattr(chunks, "MAX_RECORD_BYTES", record_bytes)
-    # Phase Is of a dozen verdicts: guarded at 97.5% no chart could be held to its ARL0
-    # (cusum.guard); at the median the CUSUMs run and signal, so their replay is tested
-    monkeypatch.setattr(live, "GUARD_QUANTILE", 0.5)
+    # Phase Is of a dozen verdicts: held to their ARL0 over so broad a belief, the charts
+    # would be too slow to signal here (cusum.belief); with the belief of a Phase I a
+    # thousand times as long (the same estimate) they signal, so their replay is tested
+    monkeypatch.setattr(live, "belief", lambda e, n, *_: ((e + 0.5) * 1000, (n - e + 0.5) * 1000))
     msgs = traffic(seed)
     table = LoggedTable()
     reference = Scorer(settings(), table)
