@@ -114,6 +114,13 @@ class FleetConfig:
     dup_verdict_share: float = 0.02
     lag_median_h: float = 2.0
     lag_sigma: float = 0.8
+    # --estimated: no configured baseline; each queue learns its own Phase I, from sites
+    # of unequal sizes (shares ~ Dirichlet(site_alpha)) whose error rates spread about p0
+    # as Beta(site_kappa p0, site_kappa (1 - p0)), so the per-site charts run
+    estimated: bool = False
+    sites: int = 3
+    site_alpha: float = 3.0
+    site_kappa: float = 100.0
 
 
 @dataclass(slots=True)
@@ -121,7 +128,7 @@ class QueueResult:
     index: int
     rate: float
     shift: float | None
-    control_days: float
+    control_days: float  # from the first charted hour (the baseline frozen) to the drift
     control_breaches: list[tuple[float, str]] = field(default_factory=list)
     drift_breaches: list[tuple[float, str]] = field(default_factory=list)
     drift_start: float = 0.0
@@ -133,6 +140,10 @@ class QueueResult:
     drift_incidents: list[float] = field(default_factory=list)
     events: int = 0
     random_verdicts: int = 0  # delivered, duplicates included
+    # --estimated: the Phase I (verdicts, errors; None: still learning at the drift) and the
+    # site charts it chose
+    phase1: tuple[int, int] | None = None
+    site_charts: int = 0
 
 
 def _iso(t: np.ndarray) -> list[str]:
@@ -161,8 +172,17 @@ def queue_traffic(
     t = t[keep]
     n = len(t)
     random_sample = rng.uniform(size=n) >= cfg.targeted_share / (1 + cfg.targeted_share)
-    p = np.where(t < drift_start, cfg.p0, cfg.p0 if shift is None else shift)
+    if cfg.estimated:  # sites of unequal sizes and error rates about p0; a drift scales them
+        share = rng.dirichlet([cfg.site_alpha] * cfg.sites)
+        level = rng.beta(cfg.site_kappa * cfg.p0, cfg.site_kappa * (1 - cfg.p0), cfg.sites)
+        site = rng.choice(cfg.sites, n, p=share)
+        scale = 1.0 if shift is None else shift / cfg.p0
+        p = np.minimum(np.where(t < drift_start, level[site], level[site] * scale), 1.0)
+    else:
+        site = np.arange(n) % 4
+        p = np.where(t < drift_start, cfg.p0, cfg.p0 if shift is None else shift)
     incorrect = rng.uniform(size=n) < p
+    site_l = site.tolist()
     lag = np.exp(rng.normal(math.log(cfg.lag_median_h * HOUR), cfg.lag_sigma, n))
     reviewed = t + np.clip(lag, 300, 48 * HOUR)
     late = rng.uniform(size=n) < cfg.late_decision_share
@@ -200,7 +220,7 @@ def queue_traffic(
                 {
                     "decision_id": did,
                     "decided_at": decided_iso[i],
-                    "site_id": f"s{i % 4}",
+                    "site_id": f"s{site_l[i]}",
                     "moderator_id": f"m{i % 97}",
                     "policy_id": "p.v1",
                 }
@@ -273,15 +293,21 @@ def run_queue(
     """One queue through a fresh pure Scorer; its breaches before and after the drift."""
     qid = f"q{index:04d}"
     s = settings or ScorerSettings()
-    s = s.model_copy(update={"baseline_p": {**s.baseline_p, qid: cfg.p0}})
+    if not cfg.estimated:
+        s = s.model_copy(update={"baseline_p": {**s.baseline_p, qid: cfg.p0}})
     rate, drift_start, end, batches = queue_traffic(cfg, index, shift)
     scorer = Scorer(s, {})
     incidents = Incidents.of(alerts or AlertsSettings())
     res = QueueResult(index, rate, shift, (min(drift_start, end) - T0) / DAY)
     res.drift_start = drift_start
+    charted_from = None if cfg.estimated else T0
     for offset, (at, batch) in enumerate(batches):
         out = scorer.process(batch, at, (0, offset), ref_time=at)
         scorer.commit(qid)
+        if charted_from is None and scorer.state(qid).baseline_p is not None:
+            charted_from = min(at, min(drift_start, end))  # Phase I over: charts from here
+            st = scorer.state(qid)
+            res.phase1, res.site_charts = (st.baseline_n, st.baseline_e), len(st.site_base)
         for entry in scorer.unsent(qid):
             scorer.acked(qid, entry.seq)
         res.events += len(batch["decisions"]) + len(batch["verdicts"])
@@ -305,6 +331,7 @@ def run_queue(
                 res.delay_verdicts = sum(
                     bk.n for start, bk in scorer.state(qid).buckets.items() if start >= drift_start
                 )
+    res.control_days = 0.0 if charted_from is None else (min(drift_start, end) - charted_from) / DAY
     return res
 
 
@@ -367,6 +394,8 @@ def load_results(path: str) -> list[QueueResult]:
                 d[k] = [(float(t), str(rule)) for t, rule in d[k]]
             for k in ("control_incidents", "drift_incidents"):  # absent in older files
                 d[k] = [float(t) for t in d.get(k, [])]
+            if d.get("phase1") is not None:
+                d["phase1"] = (int(d["phase1"][0]), int(d["phase1"][1]))
             results.append(QueueResult(**d))
     return results
 
@@ -502,6 +531,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-s", type=int, default=3600)
     ap.add_argument("--drift-batch-s", type=int, default=900)
     ap.add_argument("--episode-gap-h", type=float, default=12.0)
+    ap.add_argument(
+        "--estimated",
+        action="store_true",
+        help="no configured baseline: each queue learns its Phase I from its own traffic, "
+        "over --sites sites of unequal sizes and error rates (per-site charts run)",
+    )
+    ap.add_argument("--sites", type=int, default=3, help="sites per queue with --estimated")
     ap.add_argument("--out", help="write each queue's result to this file (JSON lines)")
     ap.add_argument(
         "--summarise",
@@ -510,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         "for the same options instead of running",
     )
     args = ap.parse_args(argv)
-    for name in ("queues", "jobs", "batch_s", "drift_batch_s"):
+    for name in ("queues", "jobs", "batch_s", "drift_batch_s", "sites"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.days <= 0 or args.drift_days <= 0 or not 0 < args.p0 < 1:
@@ -527,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         queues=args.queues, days=args.days, seed=args.seed, p0=args.p0, shifts=shifts,
         drift_days=args.drift_days, rate_min=args.rate_min, rate_max=args.rate_max,
         batch_s=args.batch_s, drift_batch_s=args.drift_batch_s, episode_gap_h=args.episode_gap_h,
+        estimated=args.estimated, sites=args.sites,
     )  # fmt: skip
     settings = ScorerSettings()
     t0 = time.perf_counter()
@@ -564,6 +601,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print(f"{len(results)} queues: {events:,} events ({verdicts:,} random verdicts)")
+    learned = [r.phase1 for r in results if r.phase1 is not None]
+    if learned:
+        sizes = sorted(n for n, _ in learned)
+        print(
+            f"estimated baselines: {len(learned)} of {len(results)} queues left Phase I before "
+            f"the drift (Phase I verdicts: median {sizes[len(sizes) // 2]:,}, "
+            f"{sizes[0]:,}-{sizes[-1]:,}); site charts: "
+            f"{sum(r.site_charts for r in results)} on "
+            f"{sum(r.site_charts > 0 for r in results)} queues; in control (charted) "
+            f"{sum(r.control_days for r in results):,.0f} queue-days"
+        )
     print()
     print(report(cfg, summarise(cfg, results, settings.expected_queues), settings))
     return 0

@@ -110,3 +110,44 @@ def test_the_command_writes_results_and_summarises_them(
     assert again.split("\n\n", 1)[1] == first.split("\n\n", 1)[1]  # the same tables
     with pytest.raises(SystemExit):
         fleet.main(["--queues", "0"])
+
+
+def test_estimated_baselines_learn_a_phase1_over_unequal_sites_and_run_site_charts() -> None:
+    """--estimated: no configured baseline. Each queue learns its Phase I from its own
+    traffic (no chart before it, so its in-control days start when the baseline freezes),
+    over sites of unequal sizes and error rates, and a queue busy enough runs site charts;
+    a huge drift is still caught."""
+    cfg = fleet.FleetConfig(
+        queues=1, days=2, seed=2, shifts=(0.5,), drift_days=0.5, rate_min=3000,
+        rate_max=3000, estimated=True,
+    )  # fmt: skip
+    _, _, _, batches = fleet.queue_traffic(cfg, 0, 0.5)
+    per_site: dict[str, int] = {}
+    for _, b in batches:
+        for d in b["decisions"]:
+            per_site[d["site_id"]] = per_site.get(d["site_id"], 0) + 1
+    assert set(per_site) == {"s0", "s1", "s2"}
+    assert max(per_site.values()) > 1.2 * min(per_site.values())  # unequal sizes
+    (r,) = fleet.run_fleet(cfg)
+    assert r.phase1 is not None
+    n, e = r.phase1
+    assert 1000 < n < 5000
+    assert 0 < e < n
+    assert r.site_charts >= 2
+    assert 0 < r.control_days < 2 - 0.5  # Phase I took its day (24 hourly subgroups)
+    assert r.delay_verdicts is not None
+    assert r.first_rule in ("cusum_upper", "cusum_site_upper", "p_chart_ucl")
+    s = fleet.summarise(cfg, [r], wall=500)
+    assert s.queue_days == pytest.approx(r.control_days)
+
+
+def test_the_command_takes_estimated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "e.jsonl"
+    args = ["--queues", "1", "--days", "1.5", "--drift-days", "0.25", "--shifts", "0.5"]
+    rates = ["--rate-min", "2000", "--rate-max", "2000"]
+    assert fleet.main([*args, *rates, "--estimated", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "estimated baselines: 1 of 1 queues left Phase I" in printed
+    (r,) = fleet.load_results(str(out))
+    assert r.phase1 is not None
+    assert r.site_charts >= 2
