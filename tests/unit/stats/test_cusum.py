@@ -23,7 +23,7 @@ from shared.stats import (
     risk_adjusted_cusum,
     simulate_arl,
 )
-from shared.stats.cusum import MAX_LATTICE_CELLS, lattice_cells, max_lattice_limit
+from shared.stats.cusum import MAX_LATTICE_CELLS, lattice_arl, lattice_cells, max_lattice_limit
 
 from .helpers import FAST, json_roundtrip
 
@@ -120,6 +120,8 @@ def test_lattice_arl_matches_a_dense_markov_chain(
     design = BernoulliCusumDesign.create(p0, p1, h, resolution)
     for p in (p0, (p0 + p1) / 2, p1, 0.9):
         assert bernoulli_cusum_arl(design, p) == pytest.approx(_dense_arl(design, p), rel=1e-9)
+        # the same chain by its lattice alone (up, down, limit)
+        assert lattice_arl(design.up, design.g, design.limit, p) == bernoulli_cusum_arl(design, p)
 
 
 def test_lattice_arl_small_cases_by_hand() -> None:
