@@ -151,3 +151,21 @@ def test_the_command_takes_estimated(tmp_path: Path, capsys: pytest.CaptureFixtu
     (r,) = fleet.load_results(str(out))
     assert r.phase1 is not None
     assert r.site_charts >= 2
+
+
+def test_a_below_target_breach_of_a_queue_truly_below_target_is_no_false_alarm() -> None:
+    """With --estimated the sites' mix sets each queue's true rate (site_mix, its own
+    stream): a below-target breach is false only where the queue's true accuracy meets
+    the target; every other rule's breach in control is false."""
+    cfg = fleet.FleetConfig(queues=1, estimated=True)
+    share, level = fleet.site_mix(cfg, 0)
+    assert share.sum() == pytest.approx(1.0)
+    assert fleet.true_rate(cfg, 0) == pytest.approx(float(share @ level))
+    assert fleet.true_rate(fleet.FleetConfig(), 0) == 0.05  # configured: p0
+    r = fleet.QueueResult(0, 1000.0, None, 5.0)
+    r.control_breaches = [(1.0, fleet.BELOW_TARGET), (2.0, "cusum_upper")]
+    p = fleet.true_rate(cfg, 0)
+    assert fleet.false_alarms(cfg, r, target=1 - p / 2) == [(2.0, "cusum_upper")]  # truly below
+    assert fleet.false_alarms(cfg, r, target=1 - 2 * p) == r.control_breaches
+    s = fleet.summarise(cfg, [r], wall=500, target=1 - p / 2)
+    assert (s.alarms, s.true_below_target) == (1, 1)
