@@ -202,12 +202,15 @@ def explain(
     return ranked, summary(ranked, lower=lower, window=(n, e, p0), p0_is=p0_is)
 
 
-def site_stands_out(slices: Slices, site: str) -> tuple[bool, str]:
+def site_stands_out(slices: Slices, site: str, charted: int = 1) -> tuple[bool, str]:
     """For a site chart's signal: does ``site`` stand out from the rest of the queue over
-    the summed window ``slices``? One pre-specified test (the chart chose the site), so no
-    multiplicity correction: one-sided Fisher at ``CONFIDENCE``. Returns the answer and its
-    words: "site manila stands out (31.0% errors, n=410, against 6.1% elsewhere)", or that
-    the rise is the queue's."""
+    the summed window ``slices``? One-sided Fisher at ``CONFIDENCE``, Bonferroni-corrected
+    over the queue's ``charted`` site charts: the site is not chosen in advance but by
+    whichever of them signals first, which in a drift of the whole queue is the one whose
+    recent errors are highest by chance, and testing it alone at 5% names a site more often
+    than that. At (1 - CONFIDENCE) / charted, whichever site the charts pick is named
+    falsely at most 5% of the time. Returns the answer and its words: "site manila stands
+    out (31.0% errors, n=410, against 6.1% elsewhere)", or that the rise is the queue's."""
     n, e = (slices.get(f"site={site}") or [0, 0])[:2]
     total_n, total_e = _dimensions(slices).get("site", (0, 0))
     rest_n, rest_e = total_n - n, total_e - e
@@ -215,7 +218,7 @@ def site_stands_out(slices: Slices, site: str) -> tuple[bool, str]:
         return False, f"site {site} is the window's only site"
     (p_value,) = _fisher([(n, e, total_n, total_e)], lower=False)
     rates = f"{e / n:.1%} errors, n={n}, against {rest_e / rest_n:.1%} elsewhere"
-    if p_value <= 1 - CONFIDENCE and e * rest_n > rest_e * n:
+    if p_value <= (1 - CONFIDENCE) / max(charted, 1) and e * rest_n > rest_e * n:
         return True, f"site {site} stands out ({rates})"
     return False, f"site {site}'s rise is the queue's too ({rates})"
 

@@ -1076,7 +1076,7 @@ class Scorer:
                 # a site chart chose its site: named when it stands out from the rest of
                 # the queue (not when its rise is the whole queue's), whatever the ranking
                 # of all slices (which a drift just begun may not yet pass) says
-                stands_out, words = causes.site_stands_out(slices, site)
+                stands_out, words = causes.site_stands_out(slices, site, len(st.site_cusum))
                 if not said:
                     said = words
                 elif not stands_out:

@@ -229,6 +229,13 @@ def test_a_site_stands_out_only_against_the_rest_of_the_queue() -> None:
     assert not named
     assert "rise is the queue's too" in words
     assert not causes.site_stands_out({"site=manila": [400, 48, {}]}, "manila")[0]
+    # the charts, not the operator, chose the site: corrected over the queue's site charts
+    # (a whole-queue drift from 4% to 12% once named austin at Fisher p = 0.040)
+    chance = {"site=austin": [279, 41, {}], "site=dublin": [836, 88, {}]}
+    assert causes.site_stands_out(chance, "austin", charted=1)[0]
+    named, words = causes.site_stands_out(chance, "austin", charted=4)
+    assert not named
+    assert "rise is the queue's too" in words
 
 
 def test_choose_h_meets_its_arl0_at_the_in_control_rate_it_is_given() -> None:
