@@ -328,6 +328,32 @@ class CusumInfo(BaseModel):
     )
 
 
+class TargetRule(BaseModel):
+    """The below-target rule's design, as the scorer runs it (``docs/statistics.md``): once a
+    subgroup closes it compares the upper Wilson bound of the queue's 24 h accuracy, at
+    ``confidence``, with the target, and raises at most one breach a UTC day."""
+
+    model_config = ConfigDict(frozen=True)
+
+    confidence: float = Field(
+        gt=0, lt=1, description="two-sided confidence of the Wilson interval whose upper bound "
+        "is compared with the target (its upper tail is half of 1 - confidence)",
+    )  # fmt: skip
+    tail_per_look: float = Field(
+        gt=0, lt=1, description="one-sided tail of that bound: the chance a look breaches for "
+        "a queue exactly at its target",
+    )  # fmt: skip
+    looks_per_day: float = Field(gt=0, description="looks a day: one per subgroup closed")
+    false_alarms_per_day: float = Field(
+        ge=0, description="at most this many false breaches a day from this queue's rule when "
+        "it is exactly at its target (fewer above it): tail_per_look x looks_per_day",
+    )  # fmt: skip
+    source: Literal["budget", "configured"] = Field(
+        description="budget: its share of QW_SCORER_FALSE_ALARMS_PER_DAY; configured: "
+        "QW_TARGET_RULE_CONFIDENCE (outside the budget)"
+    )
+
+
 class BaselineEvent(BaseModel):
     """A change of a queue's baseline, published on ``qw.baselines.v1``: a ``reset`` (a new
     Phase I begins, on an operator's request: who, when, why) or ``frozen`` (a Phase I
@@ -412,6 +438,8 @@ class QualitySnapshot(BaseModel):
     # the per-site upper CUSUMs, by site: sites with enough verdicts in the Phase I of an
     # estimated baseline (docs/statistics.md); empty for a configured baseline
     site_cusums: dict[str, CusumInfo] = Field(default_factory=dict)
+    # the below-target rule's design (None: a snapshot from before it was published)
+    target_rule: TargetRule | None = None
 
 
 CauseDimension = Literal["site", "policy", "tenure", "severity", "site_policy"]

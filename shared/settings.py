@@ -116,8 +116,18 @@ class QualitySettings(BaseSettings):
         default=0.95,
         gt=0.5,
         lt=1,
-        description="confidence of the Wilson bound compared with the target: a queue is "
-        "below target when the upper bound of its 24h accuracy is",
+        description="confidence of the Wilson intervals of accuracy the health API and the "
+        "wall show (the below-target rule's bound is QW_TARGET_RULE_CONFIDENCE's)",
+    )
+    target_rule_confidence: float | None = Field(
+        default=None,
+        gt=0.5,
+        lt=1,
+        description="confidence of the Wilson bound the below-target rule compares with the "
+        "target (a queue or site is below target with confidence when the upper bound of its "
+        "24h accuracy is under it); unset: the rule's share of the false-alarm budget (10% of "
+        "a queue's share, over its looks a day, one per subgroup: 99.998% at the defaults); "
+        "set: that confidence, outside the budget",
     )
     min_sample: int = Field(
         default=30,

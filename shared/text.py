@@ -37,6 +37,16 @@ def clean_text(value: str) -> str:
     return value
 
 
+def confidence_words(confidence: float) -> str:
+    """A confidence as a percentage with the fewest decimals that do not round it to 100%:
+    ``95%``, ``99.998%``."""
+    for digits in range(0, 10):
+        text = f"{confidence * 100:.{digits}f}"
+        if float(text) < 100:
+            return f"{text}%"
+    return f"{confidence * 100}%"
+
+
 def percent_apart(value: float, other: float) -> str:
     """``value`` as a percentage with one decimal, or as many more (up to three) as it takes
     to read differently from ``other`` at the same precision: a bound of 89.96% under a
@@ -77,11 +87,12 @@ def below_target_words(
     queue_id: str, n: int, errors: int, target: float, upper: float, confidence: float
 ) -> str:
     """The below-target alert in error rates, as every other alert speaks, with the accuracy
-    target stated as targets are set: ``queue spam-en: 24h error rate 10.9% (accuracy 89.1%,
-    upper 95% bound 89.997%) is over the 10.0% the 90.0% accuracy target allows, n=4389``."""
+    target stated as targets are set: ``queue spam-en: 24h error rate 12.0% (accuracy 88.0%,
+    upper 99.998% bound 89.997%) is over the 10.0% the 90.0% accuracy target allows,
+    n=4389``."""
     rate, allowed = percents_apart(errors / n, 1 - target)
     return (
         f"queue {queue_id}: 24h error rate {rate} (accuracy {1 - errors / n:.1%}, upper "
-        f"{confidence:.0%} bound {percent_apart(upper, target)}) is over the {allowed} the "
+        f"{confidence_words(confidence)} bound {percent_apart(upper, target)}) is over the {allowed} the "
         f"{target:.1%} accuracy target allows, n={n}"
     )

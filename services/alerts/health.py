@@ -6,8 +6,9 @@ Components (each 0-100) and weights:
 
 * ``accuracy`` (0.6): 24h random-sample accuracy against the target. At or above the target
   scores 100; each percentage point under it costs 10. The explanation also says what the
-  below-target rule needs: the upper Wilson bound of the 24h accuracy (at the configured
-  confidence) under the target, so a lead sees why a red-looking number has no alert yet.
+  below-target rule needs: the upper Wilson bound of the 24h accuracy (at the rule's
+  confidence, the snapshot's ``target_rule``: from the false-alarm budget, 99.998% at the
+  defaults) under the target, so a lead sees why a red-looking number has no alert yet.
 * ``stability`` (0.3): the control charts. 100 in control; 50 when the EWMA signals a
   sustained shift (or its alert is still firing) or the lower CUSUM's alert fires (errors
   vanished: a broken QA feed?); 20 when the upper CUSUM's alert fires or the last subgroup
@@ -57,7 +58,7 @@ With fewer than ``min_sample`` verdicts in 24h the score is ``None`` and the ban
 Per site (``sites``, from the snapshot's per-site windows; ``services/scorer/sites.py``):
 over the last 24 h and 7 d, the accuracy, its Wilson interval (at the target confidence),
 P(accuracy >= target) (Jeffreys posterior, ``shared.stats.prob_at_least``) and whether
-the interval's upper bound is under the target, against the site's own target
+the below-target rule's upper bound (at the rule's confidence) is under the target, against the site's own target
 (``QW_SITE_TARGETS``, else the queue's). The same three figures, by ``against_target``, for
 the queue's 24 h. Sites do not weigh in the score (a queue's score is the queue's), only
 in the band, as said above.
@@ -72,10 +73,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.events import OTHER_SITES, QualitySnapshot
+from shared.events import OTHER_SITES, QualitySnapshot, TargetRule
 from shared.settings import TargetSource
 from shared.stats.intervals import prob_at_least, wilson_interval
-from shared.text import percent_apart
+from shared.text import confidence_words, percent_apart
 
 Band = Literal["green", "amber", "red", "insufficient_data"]
 WEIGHTS = {"accuracy": 0.6, "stability": 0.3, "freshness": 0.1}
@@ -116,8 +117,13 @@ class AgainstTarget(BaseModel):
         description="P(accuracy >= target): Jeffreys Beta(1/2, 1/2) prior, binomial "
         "likelihood; null when n = 0"
     )
+    rule_upper: float | None = Field(
+        default=None,
+        description="the upper Wilson bound of the accuracy at the below-target rule's "
+        "confidence (the snapshot's target_rule); null when n = 0",
+    )
     below_target_with_confidence: bool = Field(
-        description="the interval's upper bound is under the target (the below-target rule)"
+        description="rule_upper is under the target (the below-target rule)"
     )
 
 
@@ -140,29 +146,40 @@ SiteTarget = Callable[[str, str], tuple[float, TargetSource]]  # (queue, site) -
 
 @functools.lru_cache(maxsize=65536)
 def _against(
-    successes: int, n: int, target: float, confidence: float
-) -> tuple[float, float, float]:
-    """Wilson bounds and P(accuracy >= target), cached: a site's counts change far less
-    often than its queue's snapshot arrives."""
+    successes: int, n: int, target: float, confidence: float, rule_confidence: float
+) -> tuple[float, float, float, float]:
+    """Wilson bounds, P(accuracy >= target) and the rule's upper bound, cached: a site's
+    counts change far less often than its queue's snapshot arrives."""
     ci = wilson_interval(successes, n, confidence)
-    return ci.lower, ci.upper, prob_at_least(successes, n, target)
+    rule = wilson_interval(successes, n, rule_confidence)
+    return ci.lower, ci.upper, prob_at_least(successes, n, target), rule.upper
+
+
+def rule_confidence(snap: QualitySnapshot, confidence: float) -> float:
+    """The confidence of the below-target rule's bound: the scorer's (``target_rule``), or
+    ``confidence`` for a snapshot from before it was published."""
+    return snap.target_rule.confidence if snap.target_rule is not None else confidence
 
 
 def against_target(
-    n: int, errors: int, target: float, confidence: float, decisions: int | None = None
-) -> AgainstTarget:
+    n: int, errors: int, target: float, confidence: float, decisions: int | None = None,
+    rule: float | None = None,
+) -> AgainstTarget:  # fmt: skip
     """``n`` random verdicts with ``errors`` against ``target``: the accuracy, its Wilson
-    interval, P(accuracy >= target) and the below-target rule."""
+    interval at ``confidence``, P(accuracy >= target) and the below-target rule, whose
+    bound is at ``rule`` (default: ``confidence``)."""
     if n == 0:
         return AgainstTarget(
             decisions=decisions, n=0, errors=0, accuracy=None, interval=None,
             prob_at_least_target=None, below_target_with_confidence=False,
         )  # fmt: skip
-    lower, upper, prob = _against(n - errors, n, target, confidence)
+    lower, upper, prob, rule_upper = _against(
+        n - errors, n, target, confidence, confidence if rule is None else rule
+    )
     return AgainstTarget(
         decisions=decisions, n=n, errors=errors, accuracy=(n - errors) / n,
-        interval=(lower, upper), prob_at_least_target=prob,
-        below_target_with_confidence=upper < target,
+        interval=(lower, upper), prob_at_least_target=prob, rule_upper=rule_upper,
+        below_target_with_confidence=rule_upper < target,
     )  # fmt: skip
 
 
@@ -171,21 +188,22 @@ def site_health(
 ) -> list[SiteHealth]:
     """Every site of the snapshot against its target, by site id (``(other)`` last)."""
     out = []
+    rule = rule_confidence(snap, confidence)
     for site in sorted(snap.sites, key=lambda s: (s == OTHER_SITES, s)):
         w = snap.sites[site]
         target, source = site_target(snap.queue_id, site)
-        day = against_target(w.n_24h, w.errors_24h, target, confidence, w.decisions_24h)
-        week = against_target(w.n_7d, w.errors_7d, target, confidence, w.decisions_7d)
+        day = against_target(w.n_24h, w.errors_24h, target, confidence, w.decisions_24h, rule)
+        week = against_target(w.n_7d, w.errors_7d, target, confidence, w.decisions_7d, rule)
         out.append(SiteHealth(
             site=site, target=target, target_source=source, last_24h=day, last_7d=week,
-            explanation=_site_words(site, target, confidence, min_sample, day, week),
+            explanation=_site_words(site, target, confidence, rule, min_sample, day, week),
         ))  # fmt: skip
     return out
 
 
 def _site_words(
-    site: str, target: float, confidence: float, min_sample: int, day: AgainstTarget,
-    week: AgainstTarget,
+    site: str, target: float, confidence: float, rule: float, min_sample: int,
+    day: AgainstTarget, week: AgainstTarget,
 ) -> str:  # fmt: skip
     def one(label: str, w: AgainstTarget) -> str:
         if w.n == 0 or w.accuracy is None or w.interval is None:
@@ -197,8 +215,11 @@ def _site_words(
         )
         if w.n < min_sample:
             return text + f": too few verdicts to say (need {min_sample})"
-        if w.below_target_with_confidence:
-            return text + ": below target with confidence"
+        if w.below_target_with_confidence and w.rule_upper is not None:
+            return text + (
+                f": below target with confidence (the rule's upper {confidence_words(rule)} "
+                f"bound {percent_apart(w.rule_upper, target)})"
+            )
         return text
 
     return f"site {site}, target {target:.1%}: {one('24h', day)}; {one('7d', week)}"
@@ -225,15 +246,15 @@ def site_below_words(site: SiteHealth) -> str:
     )
 
 
-def site_band_words(site: SiteHealth, confidence: float) -> str:
+def site_band_words(site: SiteHealth, rule: float) -> str:
     """Why a site makes the band red, in one line: ``site dublin below target 90.0%: 84.1%
-    (95% upper bound 88.0%)``."""
+    (99.998% upper bound 88.0%)``, the bound the below-target rule compares (at ``rule``)."""
     day = site.last_24h
     acc = day.accuracy if day.accuracy is not None else 0.0
-    upper = day.interval[1] if day.interval is not None else acc
+    upper = day.rule_upper if day.rule_upper is not None else acc
     return (
         f"site {site.site} below target {site.target:.1%}: {acc:.1%} "
-        f"({confidence:.0%} upper bound {percent_apart(upper, site.target)})"
+        f"({confidence_words(rule)} upper bound {percent_apart(upper, site.target)})"
     )
 
 
@@ -257,6 +278,12 @@ class Health(BaseModel):
     accuracy_24h: float | None
     accuracy_24h_interval: tuple[float, float] | None = None  # Wilson, at target_confidence
     below_target_with_confidence: bool = False  # what the below-target rule alerts on
+    target_rule: TargetRule | None = Field(
+        default=None,
+        description="the below-target rule's design, as the scorer runs it: the confidence of "
+        "the bound it compares with the target, its looks a day and the false alarms a day it "
+        "may raise at the target (null: the scorer published none yet)",
+    )
     n_24h: int
     target: float
     prob_at_least_target: float | None = None  # P(24h accuracy >= target), as for a site
@@ -369,12 +396,15 @@ def health(
 
     acc = snap.accuracy_24h
     n = snap.n_24h
-    day = against_target(n, n - round(acc * n), target, confidence)
+    rule = rule_confidence(snap, confidence)
+    day = against_target(n, n - round(acc * n), target, confidence, rule=rule)
     assert day.interval is not None
+    assert day.rule_upper is not None
     lower, upper = day.interval
     below = day.below_target_with_confidence
     accuracy = 100.0 if acc >= target else max(0.0, 100.0 - (target - acc) * 1000.0)
-    bound = f"upper {confidence:.0%} bound {percent_apart(upper, target)}"
+    rule_bound = f"{confidence_words(rule)} upper bound {percent_apart(day.rule_upper, target)}"
+    bound = f"the rule's {rule_bound}"
     if acc >= target:
         reasons.insert(0, f"24h accuracy {acc:.1%} meets the {target:.1%} target (n={n:,})")
     elif below:
@@ -429,14 +459,11 @@ def health(
         if len(failing_sites) > 1:
             held.append(f"sites {', '.join(s.site for s in failing_sites)} below target")
         elif failing_sites:
-            held.append(site_band_words(failing_sites[0], confidence))
+            held.append(site_band_words(failing_sites[0], rule))
         if below:
-            held.append(
-                f"24h accuracy {acc:.1%} below target {target:.1%} ({confidence:.0%} upper "
-                f"bound {percent_apart(upper, target)})"
-            )
+            held.append(f"24h accuracy {acc:.1%} below target {target:.1%} ({rule_bound})")
         if len(failing_sites) > 1:
-            held.extend(site_band_words(site, confidence) for site in failing_sites)
+            held.extend(site_band_words(site, rule) for site in failing_sites)
         band = "red"
     if firing and not held:
         held.append(f"alert firing: {', '.join(sorted(set(firing)))}")
@@ -467,6 +494,7 @@ def health(
         accuracy_24h=acc,
         accuracy_24h_interval=(lower, upper),
         below_target_with_confidence=below,
+        target_rule=snap.target_rule,
         n_24h=snap.n_24h,
         target=target,
         prob_at_least_target=day.prob_at_least_target,

@@ -49,6 +49,7 @@ from shared.events import (
     SiteWindows,
     SubgroupPoint,
     SubgroupStatus,
+    TargetRule,
 )
 from shared.ids import OPAQUE_ID_MAX
 from shared.stats.cusum import BernoulliCusum
@@ -144,6 +145,7 @@ class Scorer:
         )
         self._cache: dict[str, QueueState] = {}
         self._last_snapshot: dict[str, float] = {}
+        self.target_rule = target_rule(settings)
         self._dirty: set[str] = set()  # queues whose latest state no snapshot carries yet
         self._sent: dict[str, int] = {}  # queue -> highest outbox seq handed out to send
         self._acked: dict[str, int] = {}  # queue -> highest outbox seq the broker acked
@@ -313,10 +315,12 @@ class Scorer:
             self._counted.add(queue_id, st.watermark, batch_id, counted, st.alive_from)
         self._pending.stage(queue_id, st.watermark, batch_id, st.pending_alive_from)
 
+        closed_through = st.closed_through
         self._close_subgroups(st, out, wall)
         self._design_cusums(st)
         self._revise(st, revised, out, wall)
-        self._check_target(st, out, wall)
+        if st.closed_through > closed_through:  # the rule looks once a subgroup closes
+            self._check_target(st, out, wall)
         self._expire(st)
 
     def commit(self, queue_id: str) -> Horizons:
@@ -1015,13 +1019,15 @@ class Scorer:
             self._point(st, start, b, status, out, w)
 
     def _check_target(self, st: QueueState, out: Output, wall: float) -> None:
+        """The below-target rule, one look (``target_rule``): a breach when the upper Wilson
+        bound of the 24 h accuracy is under the target, at most once a UTC day."""
         day = int(st.watermark // 86400) * 86400
         if day == st.target_day:
             return  # already reported today
         n, e = self._window(st, WINDOWS["24h"])
         if n < self.s.quality.min_sample:  # the health's "too few to say" (QW_MIN_SAMPLE)
             return
-        ci = wilson_interval(n - e, n, self.s.quality.target_confidence)
+        ci = wilson_interval(n - e, n, self.target_rule.confidence)
         if ci.upper >= self.s.quality.accuracy_target:
             return
         st.target_day = day
@@ -1030,7 +1036,7 @@ class Scorer:
             e / n, 1 - self.s.quality.accuracy_target, None, n, wall,
             below_target_words(
                 st.queue_id, n, e, self.s.quality.accuracy_target, ci.upper,
-                self.s.quality.target_confidence,
+                self.target_rule.confidence,
             ),
             window=(st.watermark - WINDOWS["24h"] - self.s.subgroup_seconds, int(st.watermark)),
         )  # fmt: skip
@@ -1218,7 +1224,27 @@ class Scorer:
                 if st.last_reset else None
             ),
             sites=self._site_windows(st),
+            target_rule=self.target_rule,
         )  # fmt: skip
+
+
+def target_rule(s: ScorerSettings) -> TargetRule:
+    """The below-target rule's design: it looks once a subgroup closes; its bound's
+    confidence is ``QW_TARGET_RULE_CONFIDENCE`` when set, else the one whose upper tail
+    spends the rule's share of the false-alarm budget over the looks (``cusum.py``)."""
+    looks = 86400 / s.subgroup_seconds
+    configured = s.quality.target_rule_confidence
+    if configured is not None:
+        tail = (1 - configured) / 2
+        return TargetRule(
+            confidence=configured, tail_per_look=tail, looks_per_day=looks,
+            false_alarms_per_day=tail * looks, source="configured",
+        )  # fmt: skip
+    tail = live.target_rule_tail(s.false_alarms_per_day, s.expected_queues, looks)
+    return TargetRule(
+        confidence=1 - 2 * tail, tail_per_look=tail, looks_per_day=looks,
+        false_alarms_per_day=tail * looks, source="budget",
+    )  # fmt: skip
 
 
 def _set_design(

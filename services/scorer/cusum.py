@@ -14,16 +14,20 @@ verdicts, in the scorer's counting order:
   integer lattice, with the same exact ARL.
 
 **The budget.** ``false_alarms_per_day`` is shared equally by ``expected_queues`` queues and,
-within a queue, by its alerting detectors in the proportions ``SHARES``: CUSUM up 70%, CUSUM
-down 20%, hourly p-chart 10% (``SHARES_WITH_SITES`` with site charts: up 55%, the sites 15%
-split equally between them, ``site_arl0_for``). The per-verdict CUSUM up is the fastest detector of a rise at
+within a queue, by its alerting detectors in the proportions ``SHARES``: CUSUM up 60%, CUSUM
+down 20%, hourly p-chart 10%, the below-target rule 10% (``SHARES_WITH_SITES`` with site
+charts: up 45%, the sites 15% split equally between them, ``site_arl0_for``). The per-verdict CUSUM up is the fastest detector of a rise at
 any false-alarm rate, so it gets most of the budget; the hourly EWMA, whose normal-theory
 limits on small binomial subgroups alarm several times more often than designed, stays on
 the chart but raises no breach by default. Measured on a simulated wall by
 ``bench/fleet.py``; the reasoning is in docs/statistics.md. A detector's share is
 ``budget w / N`` false alarms a day; a CUSUM seeing ``r`` random verdicts a day meets it
 with an in-control ARL of ``r N / (budget w)`` verdicts, the p-chart with a one-sided tail
-of ``budget w / (N s)`` per subgroup (``s`` subgroups a day). So a busy queue and a quiet
+of ``budget w / (N s)`` per subgroup (``s`` subgroups a day), and the below-target rule,
+which looks at the 24 h accuracy once a subgroup closes, with an upper Wilson bound whose
+one-sided tail is ``budget w / (N s)`` per look (``target_rule_tail``: Bonferroni over the
+day's looks, at most one breach a day, so a queue exactly at its target breaches on at most
+``budget w / N`` days a day; a queue above it on fewer). So a busy queue and a quiet
 one raise the same expected number of false alarms a day, and the shares add up to the
 budget. ``choose_h`` turns a CUSUM's ARL0 into the smallest decision interval that meets it.
 
@@ -54,15 +58,18 @@ from shared.stats.errors import StatsError
 
 Side = Literal["upper", "lower"]
 SIDES: tuple[Side, Side] = ("upper", "lower")
-Detector = Literal["cusum_upper", "cusum_site", "cusum_lower", "p_chart"]
+Detector = Literal["cusum_upper", "cusum_site", "cusum_lower", "p_chart", "below_target"]
 Belief = tuple[float, float]  # Beta(a, b): what a Phase I says of the true error rate
 # a queue's share of the budget, split by detector (adds up to 1)
 # (the EWMA raises no breach by default and has no share: see ScorerSettings.ewma_alerts)
-SHARES: dict[Detector, float] = {"cusum_upper": 0.7, "cusum_lower": 0.2, "p_chart": 0.1}
+SHARES: dict[Detector, float] = {
+    "cusum_upper": 0.6, "cusum_lower": 0.2, "p_chart": 0.1, "below_target": 0.1,
+}  # fmt: skip
 # ... and for a queue that runs per-site charts (``site_bases``): the sites' charts share 15%,
 # taken from the queue's upper CUSUM
 SHARES_WITH_SITES: dict[Detector, float] = {
-    "cusum_upper": 0.55, "cusum_site": 0.15, "cusum_lower": 0.2, "p_chart": 0.1,
+    "cusum_upper": 0.45, "cusum_site": 0.15, "cusum_lower": 0.2, "p_chart": 0.1,
+    "below_target": 0.1,
 }  # fmt: skip
 SITE_MIN_N = 300  # random verdicts of a site in Phase I for it to get its own chart
 SITE_PRIOR_N = 100  # a site's baseline is shrunk towards the queue's by this many verdicts
@@ -136,6 +143,16 @@ def pchart_alpha(budget_per_day: float, queues: int, subgroups_per_day: float) -
     [ALPHA_MIN, ALPHA_MAX] (6 and 2 sigma: a generous budget for few queues does not make
     every subgroup alarm, nor a tiny one a chart that cannot)."""
     alpha = detector_share(budget_per_day, queues, "p_chart") / subgroups_per_day
+    return min(max(alpha, ALPHA_MIN), ALPHA_MAX)
+
+
+def target_rule_tail(budget_per_day: float, queues: int, looks_per_day: float) -> float:
+    """The below-target rule's one-sided tail per look (the upper Wilson bound of the 24 h
+    accuracy is under the target with this probability, at most, for a queue exactly at
+    it): its share of the budget split over the day's looks (Bonferroni: the looks are of
+    overlapping windows, so the rule spends less than its share), within [ALPHA_MIN,
+    ALPHA_MAX]. The same for a queue with site charts or without."""
+    alpha = detector_share(budget_per_day, queues, "below_target") / looks_per_day
     return min(max(alpha, ALPHA_MIN), ALPHA_MAX)
 
 

@@ -71,9 +71,9 @@ class ScorerSettings(BaseSettings):
         gt=0.0,
         le=1000.0,
         description="the false-alarm budget: expected false alarms a day across all queues, "
-        "shared equally by the expected queues and, within a queue, 70% to the upper CUSUM, "
-        "20% to the lower and 10% to the p-chart; each queue's CUSUM design "
-        "follows from its share and the queue's measured verdict rate",
+        "shared equally by the expected queues and, within a queue, 60% to the upper CUSUM, "
+        "20% to the lower, 10% to the p-chart and 10% to the below-target rule; each queue's "
+        "CUSUM design follows from its share and the queue's measured verdict rate",
     )
     expected_queues: int = Field(
         default=500,

@@ -125,6 +125,15 @@ async def test_per_site_health_and_the_site_filter_through_the_pipeline(
             assert (a["manila"]["target"], a["manila"]["target_source"]) == (0.9, "site")
             assert (a["dublin"]["target"], a["dublin"]["target_source"]) == (0.98, "queue_site")
             assert a["(other)"]["target_source"] == "queue"
+            # the below-target rule's bound, at the confidence the scorer published (its
+            # share of the false-alarm budget: 99.998% at the defaults)
+            rule = healths["q-a"]["snapshot"]["target_rule"]
+            assert rule["source"] == "budget"
+            assert healths["q-a"]["health"]["target_rule"] == rule
+            n, e = truth[("q-a", "manila")]
+            assert a["manila"]["last_24h"]["rule_upper"] == pytest.approx(
+                wilson_interval(n - e, n, rule["confidence"]).upper
+            )
             # manila: 80% against 90%, below with confidence; dublin 96.7% against 98%: not yet
             assert a["manila"]["last_24h"]["below_target_with_confidence"]
             assert not a["dublin"]["last_24h"]["below_target_with_confidence"]

@@ -16,6 +16,8 @@ from services.alerts.health import (
     staleness_step,
     staleness_step_starts,
 )
+from services.scorer.core import target_rule
+from services.scorer.settings import ScorerSettings
 from shared.events import ChartPoint, CusumInfo, QualitySnapshot
 
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
@@ -129,7 +131,10 @@ def test_below_target_rule_is_legible() -> None:
     lo, hi = r.accuracy_24h_interval
     assert lo < 0.891 < hi
     assert hi == pytest.approx(0.90884, abs=5e-5)
-    assert "89.1%, upper 95% bound 90.9%: not yet below the 90.0% target" in r.explanation
+    # (a snapshot from before the scorer published its rule: the rule at the confidence)
+    assert "89.1%, the rule's 95% upper bound 90.9%: not yet below the 90.0% target" in (
+        r.explanation
+    )
     # the same accuracy over 40,000 verdicts is below with confidence (bound 89.4%)
     r = h(snap(0.891, 40_000, []))
     assert r.below_target_with_confidence
@@ -141,9 +146,32 @@ def test_below_with_confidence_agrees_with_the_scorers_rule(n: int) -> None:
     """The health API's flag is the scorer's below-target condition on the same counts."""
     from shared.stats.intervals import wilson_interval
 
+    rule = target_rule(ScorerSettings())  # what the scorer publishes in its snapshots
     for correct in range(0, n + 1, max(1, n // 97)):
-        r = h(snap(correct / n, n, []))
-        assert r.below_target_with_confidence == (wilson_interval(correct, n, 0.95).upper < 0.9)
+        r = h(snap(correct / n, n, [], target_rule=rule))
+        below = wilson_interval(correct, n, rule.confidence).upper < 0.9
+        assert r.below_target_with_confidence == below
+        assert r.target_rule == rule
+
+
+def test_the_rule_at_the_budgets_confidence_is_legible() -> None:
+    """88.0% of 2,000 against 90%: the 95% interval (86.5%-89.4%) is under the target, but
+    the rule's bound is at the confidence its share of the false-alarm budget allows
+    (99.998%: z = 4.31, upper 90.8%), so no alert, and the explanation says both."""
+    rule = target_rule(ScorerSettings())
+    r = h(snap(0.88, 2_000, [], target_rule=rule))
+    assert r.accuracy_24h_interval is not None
+    assert r.accuracy_24h_interval[1] == pytest.approx(0.8935, abs=5e-4)
+    assert not r.below_target_with_confidence
+    assert (
+        "24h accuracy 88.0%, the rule's 99.998% upper bound 90.8%: not yet below the 90.0% "
+        "target with confidence, so no below-target alert (n=2,000)"
+    ) in r.explanation, r.explanation
+    # with 20,000 verdicts the bound (89.0%) is under: red, and the band says why
+    r = h(snap(0.88, 20_000, [], target_rule=rule))
+    assert r.below_target_with_confidence
+    assert r.band == "red"
+    assert r.band_reason == "24h accuracy 88.0% below target 90.0% (99.998% upper bound 89.0%)"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from services.scorer.state import QueueState
 from shared import batches, codec
 from shared.events import BreachKind
 from shared.settings import QualitySettings
+from shared.text import confidence_words
 from tests.factories import T0, decision, verdict
 
 H = timedelta(hours=1)
@@ -172,17 +173,49 @@ def test_below_target_breach_once_per_day() -> None:
     # in error rates, as every other alert speaks, the accuracy target stated as set
     b = target[0]
     rate = b.observed_p
+    bound = confidence_words(sc.target_rule.confidence)
+    assert bound == "99.998%"  # the rule's share of the default budget, over 24 looks a day
     assert b.message.startswith(
-        f"queue q: 24h error rate {rate:.1%} (accuracy {1 - rate:.1%}, upper 95% bound "
+        f"queue q: 24h error rate {rate:.1%} (accuracy {1 - rate:.1%}, upper {bound} bound "
     ), b.message
     assert "is over the 5.0% the 95.0% accuracy target allows, n=" in b.message, b.message
     # its cause compares with what the target allows, not with the chart's baseline
     assert "against the 5.0% the target allows, n=" in b.message, b.message
 
 
+def test_the_below_target_rule_looks_once_a_subgroup_closes_and_is_published() -> None:
+    """The rule compares its bound with the target once a subgroup closes (24 looks a day),
+    not after every batch: a look is a test, and its tail is spent per look. Its design is
+    in every snapshot: at the defaults, 10% of a queue's share of 1 false alarm a day over
+    500 queues, over 24 looks: a tail of 8.3e-6 a look (99.998%)."""
+    rng = random.Random(5)
+    sc = Scorer(settings(quality=QualitySettings(accuracy_target=0.95)), {})
+    out = feed(sc, hour_of_traffic(0, 0, 200, 0.30, rng))  # verdicts by 02:00: none closed
+    assert not [b for b in out.breaches if b.kind == BreachKind.BELOW_TARGET]
+    assert sc.state("q").closed_through < 0
+    out = feed(sc, [decision("later", "q", T0 + 3 * H + timedelta(minutes=1))])  # 00:00 closes
+    assert [b.rule for b in out.breaches if b.kind == BreachKind.BELOW_TARGET] == [
+        "accuracy_24h_below_target"
+    ]
+    rule = out.snapshots[-1].target_rule
+    assert rule is not None
+    assert rule == sc.target_rule
+    assert rule.source == "budget"
+    assert rule.looks_per_day == 24
+    assert rule.tail_per_look == pytest.approx(1.0 * 0.1 / 500 / 24)
+    assert rule.false_alarms_per_day == pytest.approx(1.0 * 0.1 / 500)
+    assert rule.confidence == pytest.approx(1 - 2 * rule.tail_per_look)
+    # set, it is that confidence, outside the budget
+    fixed = Scorer(settings(quality=QualitySettings(target_rule_confidence=0.95)), {})
+    assert fixed.target_rule.source == "configured"
+    assert fixed.target_rule.tail_per_look == pytest.approx(0.025)
+    assert fixed.target_rule.false_alarms_per_day == pytest.approx(0.6)
+
+
 def test_below_target_needs_the_verdicts_the_health_needs_to_say_anything() -> None:
     """20 verdicts, half wrong: the health says 'too few to say' below QW_MIN_SAMPLE (30),
-    so the scorer raises no critical breach on them either; at 30 it does."""
+    so the scorer raises no critical breach on them either; at 30 it does (at its look, once
+    their subgroup closes)."""
 
     def below_target(n: int) -> list[str]:
         sc = Scorer(settings(quality=QualitySettings(min_sample=30)), {})
@@ -190,6 +223,7 @@ def test_below_target_needs_the_verdicts_the_health_needs_to_say_anything() -> N
         for i in range(n):
             at = T0 + timedelta(minutes=i)
             items += [decision(i, "q", at), verdict(i, "q", at + H, correct=i % 2 == 0)]
+        items.append(decision(10_000, "q", T0 + 4 * H))  # past the first subgroup's grace
         return [b.rule for b in feed(sc, items).breaches if b.kind == BreachKind.BELOW_TARGET]
 
     assert below_target(29) == []

@@ -90,6 +90,7 @@ def test_with_site_charts_the_queue_still_spends_its_share_of_the_budget(
     total = sum(sizes)
     spent = sum(rate / live.arl0_for(rate, budget, queues, side, True) for side in live.SIDES)
     spent += live.detector_share(budget, queues, "p_chart", sites=True)
+    spent += live.detector_share(budget, queues, "below_target", sites=True)
     per_site = []
     for n in sizes:
         r = rate * n / total
