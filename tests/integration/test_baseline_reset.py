@@ -165,7 +165,7 @@ async def test_a_reset_through_the_api_starts_a_new_phase_one_in_the_scorer(
             assert 'qw_queue_baseline_resets{queue="q"} 1.0' in metrics
 
             # the queue learns its new error rate: a new baseline, published and marked
-            await send("q", traffic("q", 6, 12, 0.20, 3))
+            await send("q", traffic("q", 6, 12, 0.40, 3))
 
             async def relearnt() -> list[dict[str, Any]] | None:
                 got = (await c.get("/v1/queues/q/baselines")).json()["baselines"]
@@ -173,7 +173,7 @@ async def test_a_reset_through_the_api_starts_a_new_phase_one_in_the_scorer(
 
             trail = await until("q's new baseline frozen", relearnt, services)
             assert [(b["epoch"], b["status"]) for b in trail] == [(1, "frozen"), (0, "frozen")]
-            assert 0.12 < trail[0]["baseline_p"] < 0.3
+            assert 0.3 < trail[0]["baseline_p"] < 0.5
             assert trail[0]["subgroups"] == 3
             chart = (await c.get("/v1/queues/q/chart", params={"limit": 1000})).json()
             marks = [(m["epoch"], m["event"]) for m in chart["baseline_changes"]]
@@ -181,7 +181,8 @@ async def test_a_reset_through_the_api_starts_a_new_phase_one_in_the_scorer(
             phase1_from = chart["baseline_changes"][1]["phase1_from"]
             statuses = [(p["start"], p["status"]) for p in chart["points"]]
             assert [s for t, s in statuses if t >= phase1_from][:3] == ["phase1"] * 3
-            # no chart alarmed on the new normal; the target rule went on: 80% < 90%
+            # no chart alarmed on the new normal; the target rule went on: 77.5% over the last
+            # 24 h, below 90% with confidence at the rule's 99.998% bound too
             rules = {a["rule"] for a in (await c.get("/v1/alerts")).json() if a["queue_id"] == "q"}
             assert rules == {"accuracy_24h_below_target"}
 
