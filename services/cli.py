@@ -154,16 +154,17 @@ def run() -> None:
     """Run ingest, scorer and alerts together on this machine until Ctrl-C or SIGTERM.
 
     Each service is a child process configured by the same environment; logs go to
-    var/run/logs/. Production deployments run the three commands separately instead.
+    $QW_STATE_DIR/run/logs/ (default var/run/logs/). Production deployments run the three
+    commands separately instead.
     """
     import signal
     import time
 
     from services.demo.orchestrator import ServiceExitError, Services
-    from shared.settings import KafkaSettings, default_state_dir
+    from shared.settings import KafkaSettings, local_state_dir
 
     _broker_answers(KafkaSettings())
-    log_dir = default_state_dir() / "run" / "logs"
+    log_dir = local_state_dir() / "run" / "logs"
     services = Services({}, log_dir)
     stop = False
 

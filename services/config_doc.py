@@ -76,6 +76,8 @@ def render() -> str:
     parts.append(
         "\nThe local scripts read their own variables: `deploy/local/kafka.sh` "
         "(`QW_KAFKA_PORT`, `QW_KAFKA_CONTROLLER_PORT`, `QW_STATE_DIR`, `QW_KAFKA_VERSION`, ...) and "
-        "`deploy/postgres/postgres.sh` (`QW_PG_PORT`, `QW_STATE_DIR`); see their headers.\n"
+        "`deploy/postgres/postgres.sh` (`QW_PG_PORT`, `QW_STATE_DIR`); see their headers. "
+        "`qwatch run` writes its services' logs to `$QW_STATE_DIR/run/logs/` (default "
+        "`var/run/logs/`).\n"
     )
     return "\n".join(parts)

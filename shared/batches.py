@@ -217,18 +217,11 @@ def check(obj: Any) -> AnyBatch:
         for i, e in enumerate(events):
             if not isinstance(e, dict):
                 continue  # the scorer dead-letters such an item alone
-            if e.get("queue_id", queue_id) != queue_id:
-                raise ValueError(f"EventBatch {kind} {i} belongs to queue {e['queue_id']!r:.200}")
+            _check_queue(kind, i, e.get("queue_id", queue_id), queue_id)
             for key in keys:
                 value = e.get(key)
-                if value.__class__ is str and value in valid:
-                    continue
-                if isinstance(value, str):
-                    if not is_key_id(value):
-                        raise ValueError(
-                            f"EventBatch {kind} {i}: {key} {value[:200]!r} is not a valid key id"
-                        )
-                    valid.add(value)
+                if value.__class__ is not str or value not in valid:
+                    _check_key(kind, i, key, value, valid)
     return obj  # type: ignore[return-value]
 
 
@@ -254,20 +247,30 @@ def _check_columns(obj: dict[str, Any], queue_id: str) -> ColumnBatch:
         if n > MAX_EVENTS_PER_MESSAGE:
             raise ValueError(f"EventBatch with {n} {kind}, more than {MAX_EVENTS_PER_MESSAGE}")
         for i, q in enumerate(cols.get("queue_id", ())):
-            if q != queue_id:
-                raise ValueError(f"EventBatch {kind[:-1]} {i} belongs to queue {q!r:.200}")
+            _check_queue(kind[:-1], i, q, queue_id)
         for key in keys:
             for i, value in enumerate(cols.get(key, ())):
-                if value.__class__ is str and value in valid:
-                    continue
-                if isinstance(value, str):
-                    if not is_key_id(value):
-                        raise ValueError(
-                            f"EventBatch {kind[:-1]} {i}: {key} {value[:200]!r} is not a valid "
-                            "key id"
-                        )
-                    valid.add(value)
+                if value.__class__ is not str or value not in valid:
+                    _check_key(kind[:-1], i, key, value, valid)
     return obj  # type: ignore[return-value]
+
+
+def _check_queue(kind: str, i: int, value: Any, queue_id: str) -> None:
+    """Event ``i`` of ``kind`` (``decision``, ``verdict``) is of the batch's queue: its
+    ``queue_id``, where it has one, is the batch's."""
+    if value != queue_id:
+        raise ValueError(f"EventBatch {kind} {i} belongs to queue {value!r:.200}")
+
+
+def _check_key(kind: str, i: int, key: str, value: Any, valid: set[str]) -> None:
+    """Event ``i``'s ``key`` (``site_id``, ``policy_id``), where it is text, follows the
+    key-id grammar (another type is the scorer's to refuse, with that event alone); added
+    to ``valid``, the values checked already in this batch, which has few sites and policies
+    (its callers look a value up there before they call this)."""
+    if isinstance(value, str):
+        if not is_key_id(value):
+            raise ValueError(f"EventBatch {kind} {i}: {key} {value[:200]!r} is not a valid key id")
+        valid.add(value)
 
 
 # the fields of a decision that become keys or labels downstream (besides its queue_id)

@@ -6,6 +6,7 @@ time. Each service has its own settings class that nests these.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -24,6 +25,13 @@ TargetSource = Literal["queue_site", "site", "queue"]
 
 def default_state_dir() -> Path:
     return REPO_ROOT / "var"
+
+
+def local_state_dir() -> Path:
+    """The state root of what runs on this machine from the project's own tools (the
+    deploy/local scripts, ``qwatch run``): QW_STATE_DIR as those scripts read it (relative
+    to the working directory; unset or empty: <repo>/var). Read when called."""
+    return Path(os.environ.get("QW_STATE_DIR") or default_state_dir()).resolve()
 
 
 class KafkaSettings(BaseSettings):

@@ -11,13 +11,20 @@
 #             background and wait until it serves Metadata and FindCoordinator requests.
 #             Exits 0 at once when a healthy broker already answers on the port.
 #   stop      SIGTERM, wait up to QW_KAFKA_STOP_TIMEOUT s, then SIGKILL (idempotent)
-#   restart   stop, then start
+#   restart   stop, then start: on the ports the broker ran on, unless QW_KAFKA_PORT or
+#             QW_KAFKA_CONTROLLER_PORT name others
 #   status    exit 0 running and answering, 1 running but not answering, 3 not running
 #   logs      tail of the broker log (-f to follow, N lines, default 100)
 #   reset     stop and delete the broker's data (topics, offsets, cluster id)
 #
+# A broker running from this state dir is found by its process (started with its
+# server.properties), whatever QW_KAFKA_PORT says now: stop stops it, and status, start
+# and restart use the ports it was started with, read back from that server.properties
+# (a start naming another QW_KAFKA_PORT for it is refused: stop it first).
+#
 # Environment:
-#   QW_KAFKA_PORT             client listener, 127.0.0.1 only (default 9092)
+#   QW_KAFKA_PORT             client listener, 127.0.0.1 only (default 9092; for a broker
+#                             already running from QW_STATE_DIR: the port it runs on)
 #   QW_KAFKA_CONTROLLER_PORT  KRaft controller listener, 127.0.0.1 only (default 9095: not
 #                             Alertmanager's 9093 nor its cluster port 9094)
 #   QW_STATE_DIR              state root (default <repo>/var, gitignored); the broker uses
@@ -176,6 +183,19 @@ is_our_broker() {  # pid -> 0 when it is a live broker started with our server.p
   [[ "$cmdline" == *kafka.Kafka* && "$cmdline" == *"$CONFIG"* ]]
 }
 
+started_ports() {  # "client controller": the ports in our broker's server.properties
+  local line
+  line=$(grep -m 1 '^listeners=' "$CONFIG" 2>/dev/null) || return 1
+  [[ "$line" =~ ^listeners=PLAINTEXT://[^,]*:([0-9]+),CONTROLLER://[^,]*:([0-9]+)$ ]] || return 1
+  echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+}
+
+use_started_ports() {  # after find_pid: talk to the running broker where it listens
+  local ports
+  ports=$(started_ports) || return 0  # no readable record: QW_KAFKA_PORT or 9092, as before
+  read -r KAFKA_PORT CONTROLLER_PORT <<< "$ports"
+}
+
 find_pid() {  # prints the pid of our broker, if any
   local pid
   if [[ -f "$PID_FILE" ]]; then
@@ -309,6 +329,12 @@ cmd_start() {
   lock_state
   local pid
   if pid=$(find_pid); then
+    local asked=${QW_KAFKA_PORT:-}
+    use_started_ports
+    if [[ -n "$asked" && "$asked" != "$KAFKA_PORT" ]]; then
+      die "Kafka from $KAFKA_DIR already runs (pid $pid) on $HOST:$KAFKA_PORT, not on" \
+        "QW_KAFKA_PORT=$asked: stop it first ($0 stop), or use another QW_STATE_DIR"
+    fi
     if probe_ready --group-coordinator >/dev/null 2>&1; then
       log "Kafka already running (pid $pid) on $HOST:$KAFKA_PORT"
       return 0
@@ -416,6 +442,7 @@ cmd_status() {
   need_python
   local pid info
   if pid=$(find_pid); then
+    use_started_ports
     if info=$(probe_ready 2>/dev/null); then
       echo "running: pid $pid, Kafka $KAFKA_VERSION, bootstrap $HOST:$KAFKA_PORT, $info, state $KAFKA_DIR"
       return 0
@@ -447,6 +474,19 @@ cmd_logs() {
   tail -n "$n" "$LOG_DIR/server.log"
 }
 
+cmd_restart() {
+  if find_pid > /dev/null; then
+    # the same broker again: on its ports, unless the environment names others
+    local client=${QW_KAFKA_PORT:-} controller=${QW_KAFKA_CONTROLLER_PORT:-}
+    use_started_ports
+    KAFKA_PORT=${client:-$KAFKA_PORT}
+    CONTROLLER_PORT=${controller:-$CONTROLLER_PORT}
+    validate_env
+  fi
+  cmd_stop
+  cmd_start
+}
+
 cmd_reset() {
   cmd_stop
   log "deleting $DATA_DIR"
@@ -462,7 +502,7 @@ main() {
     install) cmd_install ;;
     start) cmd_start; replication_hint ;;
     stop) cmd_stop ;;
-    restart) cmd_stop; cmd_start; replication_hint ;;
+    restart) cmd_restart; replication_hint ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
     reset) cmd_reset ;;

@@ -132,3 +132,63 @@ def test_the_script_finds_its_broker_whatever_the_spelling_of_its_state_dir() ->
     result = status(odd)
     assert result.stdout.startswith("running: pid"), result.stdout + result.stderr
     assert f"state {os.path.realpath(state)}/kafka" in result.stdout
+
+
+# A broker of the next test alone: not the shared test broker's 19092/19093, the demo's
+# 9092/9095 nor the broker-restart test's 29092/29093; below the ephemeral range.
+SCRIPT_PORT = os.environ.get("QW_TEST_SCRIPT_KAFKA_PORT", "29192")
+SCRIPT_CONTROLLER_PORT = os.environ.get("QW_TEST_SCRIPT_KAFKA_CONTROLLER_PORT", "29193")
+
+
+def test_the_script_talks_to_its_broker_on_the_port_it_was_started_with(tmp_path: Path) -> None:
+    """A user's `kafka.sh status` without QW_KAFKA_PORT probed 9092 while the broker of
+    the same QW_STATE_DIR ran on another port; `start` without it waited on 9092, then
+    stopped that broker as one that never became ready; `restart` moved it to 9092."""
+    script = Path(__file__).resolve().parents[2] / "deploy/local/kafka.sh"
+    bare = {k: v for k, v in os.environ.items() if k not in {"QW_KAFKA_PORT", "QW_KAFKA_CONTROLLER_PORT"}}  # fmt: skip
+    bare |= {
+        "QW_STATE_DIR": str(tmp_path),
+        "QW_KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m -XX:TieredStopAtLevel=1",
+        "QW_KAFKA_START_TIMEOUT": "120",
+    }
+    bootstrap = f"127.0.0.1:{SCRIPT_PORT}"
+
+    def run(command: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(script), command], env={**bare, **env}, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    ports = {"QW_KAFKA_PORT": SCRIPT_PORT, "QW_KAFKA_CONTROLLER_PORT": SCRIPT_CONTROLLER_PORT}
+    started = run("start", **ports)
+    if started.returncode != 0:
+        unavailable(f"kafka.sh start on {bootstrap} failed:\n{started.stderr[-3000:]}")
+    try:
+        status = run("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert status.stdout.startswith("running: pid"), status.stdout
+        assert f"bootstrap {bootstrap}," in status.stdout
+
+        again = run("start")
+        assert again.returncode == 0, again.stderr
+        assert "already running (pid" in again.stderr
+        assert f"on {bootstrap}\n" in again.stderr
+
+        elsewhere = run("start", QW_KAFKA_PORT="29194")
+        assert elsewhere.returncode == 1
+        assert "already runs (pid" in elsewhere.stderr, elsewhere.stderr
+        assert f"on {bootstrap}, not on QW_KAFKA_PORT=29194" in elsewhere.stderr
+        assert run("status").returncode == 0  # left running
+
+        restarted = run("restart")
+        assert restarted.returncode == 0, restarted.stderr
+        assert f"ready on {bootstrap} after" in restarted.stderr
+        assert f"bootstrap {bootstrap}," in run("status").stdout
+
+        stopped = run("stop")
+        assert stopped.returncode == 0, stopped.stderr
+        after = run("status")
+        assert after.returncode == 3, after.stdout + after.stderr
+        assert after.stdout.startswith("stopped")
+    finally:
+        run("stop")

@@ -4,6 +4,7 @@ refused whole with its reason, a bad value refuses its event alone, as in v2."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, cast
 
@@ -204,3 +205,26 @@ def test_admission_per_column_agrees_on_every_single_change() -> None:
                 cols = {k: [v] * 3 for k, v in good.items()}
                 cols[name][1] = value
                 _same(kind, cols)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("field", "values", "reason"),
+    [
+        ("queue_id", ["q", "other"], "EventBatch decision 1 belongs to queue 'other'"),
+        ("site_id", ["ok", "a/b"], "EventBatch decision 1: site_id 'a/b' is not a valid key id"),
+        ("policy_id", ["p|1"], "EventBatch decision 0: policy_id 'p|1' is not a valid key id"),
+    ],
+)
+def test_rows_and_columns_are_refused_with_the_same_reason(
+    version: int, field: str, values: list[str], reason: str
+) -> None:
+    """One rule, one message: an event of another queue, or a key that is not a key id."""
+    ids = [f"d{i}" for i in range(len(values))]
+    if version == 3:
+        raw = _v3(decisions={"decision_id": ids, field: values})
+    else:
+        rows = [{"decision_id": d, field: v} for d, v in zip(ids, values, strict=True)]
+        raw = codec.dumps({"v": version, "queue_id": "q", "decisions": rows, "verdicts": []})
+    with pytest.raises(ValueError, match=f"^{re.escape(reason)}$"):
+        batches.decode(raw)

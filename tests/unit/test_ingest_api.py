@@ -78,13 +78,19 @@ async def test_a_body_of_more_items_than_the_limit_is_refused_whole_before_valid
         empties = await c.post("/v1/decisions", content=b"[" + b",".join([b"{}"] * 50) + b"]")
         lines = await c.post("/v1/decisions", content=b"{}\n" * 4, headers=ndjson)
         blank = await c.post("/v1/decisions", content=b"{}\n\n\n{}\n", headers=ndjson)
+        # NDJSON says how many too: its lines that are not blank, the last without a break
+        spaced = b"{}\r\n  \n{}\n\n" + b"not json\n" * 3 + b"\t\r{}"
+        blanks = await c.post("/v1/decisions", content=spaced, headers=ndjson)
     assert at_limit.status_code == 202
-    for r in (many, empties, lines):
+    for r in (many, empties, lines, blanks):
         assert r.status_code == 413
         assert set(r.json()) == {"detail"}
         assert "limit of 3 per request (QW_INGEST_MAX_ITEMS)" in r.json()["detail"]
         assert "\n" not in r.json()["detail"]
+    assert "holds 4 items, more than the limit" in many.json()["detail"]
     assert "holds 50 items, more than the limit" in empties.json()["detail"]
+    assert "holds 4 items, more than the limit" in lines.json()["detail"]
+    assert "holds 6 items, more than the limit" in blanks.json()["detail"]
     assert blank.status_code == 422  # blank lines are no items: two, both invalid
     assert len(pub.events) == 3  # only the batch at the limit
 

@@ -15,6 +15,7 @@ from services.ingest.validation import (
     TooManyItemsError,
     Undecodable,
     floor_for,
+    ndjson_items,
     parse_body,
     top_level_items,
     validate_items,
@@ -162,6 +163,25 @@ def test_ndjson_lines_are_numbered_as_splitlines_numbers_them() -> None:
         {"a": 1}, "line 3", {"b": 2}, "line 6",
     ]  # fmt: skip
     assert len(body.splitlines()) == 6
+
+
+_NDJSON_BYTES = b'a{}" \t\x0b\x0c\r\n'
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=st.lists(st.sampled_from(_NDJSON_BYTES), max_size=40).map(bytes),
+    block=st.sampled_from([1, 2, 3, 7, 1 << 20]),
+)
+def test_ndjson_items_counts_the_lines_that_parse_body_takes(body: bytes, block: int) -> None:
+    """Blank lines, lines of blanks, \\r\\n and \\r, a block ending between \\r and \\n."""
+    assert ndjson_items(body, block) == len(parse_body(body, "application/x-ndjson"))
+
+
+def test_ndjson_of_too_many_items_is_refused_with_their_number() -> None:
+    body = b'{"a": 1}\n\n  \r\n' * 99_999 + b'{"a": 1}'
+    with pytest.raises(TooManyItemsError, match="holds 100000 items, more than the limit of 10 "):
+        parse_body(body, "application/x-ndjson", max_items=10)
 
 
 # any JSON value, with strings full of what the count must not be fooled by
