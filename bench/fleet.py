@@ -292,6 +292,8 @@ class Incidents:
         if b.dedup_key in self.seen:
             return False
         self.seen.add(b.dedup_key)
+        if b.kind.value == "below_target" and "below_target" in (k for k, _ in self.open.values()):
+            return False  # the open below-target alert's (db.record_breach)
         opens = not self.open
         self.open[b.dedup_key] = (b.kind.value, b.subgroup_start)
         return opens

@@ -415,9 +415,28 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
     async with sessions() as s, s.begin():
         low = make_snapshot("t", 1, []).model_copy(update={"accuracy_24h": 0.85})
         assert await db.resolve_recovered(s, low, receivers=[], now=NOW, target=0.9) == []
+    # ... and the next day's breach (the scorer's rule, once a UTC day: a new dedup key)
+    # while it is open is the same alert, not a second one: its figures become the latest
+    async with sessions() as s, s.begin():
+        next_day = make_breach("t", 24, rule="accuracy_24h_below_target").model_copy(
+            update={"kind": BreachKind.BELOW_TARGET, "message": "day two"}
+        )
+        assert await db.record_breach(s, next_day, receivers=URLS, now=NOW) is None
+        assert await db.record_breach(s, next_day, receivers=URLS, now=NOW) is None  # a copy
+        open_ = await db.firing_alerts(s, "t")
+        assert [(a.rule, a.occurrences, a.message) for a in open_] == [
+            ("accuracy_24h_below_target", 2, "day two")
+        ]
+    async with sessions() as s, s.begin():
         back = make_snapshot("t", 1, []).model_copy(update={"accuracy_24h": 0.93})
         done = await db.resolve_recovered(s, back, receivers=[], now=NOW, target=0.9)
         assert [a.rule for a in done] == ["accuracy_24h_below_target"]
+    # once resolved, the queue falling under its target again is a new alert
+    async with sessions() as s, s.begin():
+        day_three = make_breach("t", 48, rule="accuracy_24h_below_target").model_copy(
+            update={"kind": BreachKind.BELOW_TARGET}
+        )
+        assert await db.record_breach(s, day_three, receivers=[], now=NOW) is not None
 
     # acknowledge
     async with sessions() as s, s.begin():

@@ -57,7 +57,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from shared import codec
-from shared.events import BaselineEvent, Breach, Cause, QualitySnapshot, SubgroupPoint
+from shared.events import (
+    BaselineEvent,
+    Breach,
+    BreachKind,
+    Cause,
+    QualitySnapshot,
+    SubgroupPoint,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -347,8 +354,27 @@ async def record_breach(
     page must go out); otherwise it is recorded, listed in the incident, and ``suppressed``:
     receivers already know, and hear "resolved" once, when the incident resolves. Flapping
     is held back by the resolution's hysteresis (``resolve_recovered``).
+
+    A below-target breach while the queue has a below-target alert open is that alert's,
+    as a re-evaluation is: the scorer raises the rule at most once a UTC day, each day with
+    a new dedup key, and a queue still under its target the next day is the same condition,
+    not a second alert (its message and breach become the latest, with today's figures).
     """
     existing = await session.scalar(select(Alert).where(Alert.dedup_key == breach.dedup_key))
+    if existing is None and breach.kind is BreachKind.BELOW_TARGET:
+        existing = await session.scalar(
+            select(Alert)
+            .where(
+                Alert.queue_id == breach.queue_id,
+                Alert.kind == BreachKind.BELOW_TARGET.value,
+                Alert.status.in_(OPEN),
+            )
+            .order_by(Alert.id.desc())
+            .limit(1)
+        )
+        if existing is not None and breach.breach_id not in (existing.breach_ids or []):
+            existing.message = breach.message
+            existing.breach = breach.model_dump(mode="json")
     if existing is not None:
         seen = existing.breach_ids or [str(existing.breach.get("breach_id", ""))]
         if breach.breach_id in seen:
