@@ -39,7 +39,7 @@ from services.simulator.run import SimProgress, play
 from shared import admission
 from shared.kafka import wait_for_broker
 from shared.runtime import http_server
-from shared.settings import REPO_ROOT, KafkaSettings, default_state_dir
+from shared.settings import REPO_ROOT, KafkaSettings, local_state_dir
 from shared.stats.intervals import wilson_interval
 
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "local" / "kafka.sh"
@@ -490,7 +490,7 @@ async def run_demo(
         highlight=False,
     )
     kafka = local_kafka()
-    state = default_state_dir()
+    state = local_state_dir()  # as kafka.sh: QW_STATE_DIR, else the repository's var
     started_kafka = False
     try:
         await wait_for_broker(kafka, timeout=2.0)

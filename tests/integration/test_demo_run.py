@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
 from services.demo.orchestrator import DemoOptions, listener_pid_owns, run_demo
-from shared.settings import REPO_ROOT
+from shared.settings import local_state_dir
 from tests.monitoring import free_port
 
 pytestmark = pytest.mark.kafka
@@ -62,7 +62,7 @@ async def test_a_service_dying_mid_run_ends_the_demo_in_one_line(kafka_bootstrap
     assert "the demo's alerts service stopped (exit code -9)" in line
     assert f"{run.group()}/logs/alerts.log" in line
     # the failed run's files are gone but its logs, and the demo says where they are
-    run_dir = REPO_ROOT / "var" / "demo" / run.group()
+    run_dir = local_state_dir() / "demo" / run.group()
     assert [p.name for p in run_dir.iterdir()] == ["logs"]
     assert f"this run's logs are kept in {run_dir / 'logs'}" in text
     shutil.rmtree(run_dir)
@@ -88,7 +88,7 @@ async def test_a_finished_run_leaves_neither_files_nor_topics(kafka_bootstrap: s
     assert "scenario over" in text, text
     run = re.search(r"demo\d{14}", text)
     assert run, text
-    assert not (REPO_ROOT / "var" / "demo" / run.group()).exists()
+    assert not (local_state_dir() / "demo" / run.group()).exists()
     assert "logs are kept" not in text
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
