@@ -116,6 +116,18 @@ def export_snapshot(
         stale_after_s=settings.stale_after_s, firing=firing,
         site_target=settings.quality.site_target,
     )  # fmt: skip
+    for side, chart in (("upper", snap.cusum_upper), ("lower", snap.cusum_lower)):
+        for family, value in (
+            (m.cusum_statistic, None if chart is None else chart.statistic),
+            (m.cusum_h, None if chart is None else chart.h),
+            (m.cusum_arl0_days, None if chart is None else chart.arl0_days),
+        ):
+            if value is None:
+                family.remove(q, side)
+            else:
+                family.labels(q, side).set(value)
+    upper = None if snap.n_24h < settings.min_sample else h.accuracy_24h_rule_upper
+    _set_or_remove(m.rule_upper, q, upper)
     m.health_score.labels(q).set(float("nan") if h.score is None else h.score)
     m.sites.labels(q).set(sum(1 for s in h.sites if s.site != OTHER_SITES))
     m.sites_below_target.labels(q).set(

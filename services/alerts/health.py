@@ -278,6 +278,11 @@ class Health(BaseModel):
     accuracy_24h: float | None
     accuracy_24h_interval: tuple[float, float] | None = None  # Wilson, at target_confidence
     below_target_with_confidence: bool = False  # what the below-target rule alerts on
+    accuracy_24h_rule_upper: float | None = Field(
+        default=None,
+        description="the upper Wilson bound of the 24h accuracy at the below-target rule's "
+        "confidence: under the target, the rule holds (null with too few verdicts)",
+    )
     target_rule: TargetRule | None = Field(
         default=None,
         description="the below-target rule's design, as the scorer runs it: the confidence of "
@@ -493,6 +498,7 @@ def health(
         explanation="; ".join(reasons),
         accuracy_24h=acc,
         accuracy_24h_interval=(lower, upper),
+        accuracy_24h_rule_upper=day.rule_upper,
         below_target_with_confidence=below,
         target_rule=snap.target_rule,
         n_24h=snap.n_24h,

@@ -32,6 +32,7 @@ SERIES_PER_QUEUE_MAX = 50
 _number: Callable[[float], str] = floatToGoString  # the exposition's number: 1.0, NaN, +Inf
 
 WINDOWS = ("1h", "24h", "7d")  # the accuracy windows of a snapshot
+CUSUM_SIDES = ("upper", "lower")  # the queue's live CUSUMs (side label)
 # qw_webhook_deliveries_total{outcome}: what each attempt did to its delivery.
 WEBHOOK_OUTCOMES = ("delivered", "retry", "failed")
 # qw_webhook_attempts_total{result}: what the receiver answered (or why there was no answer).
@@ -161,6 +162,10 @@ class Metrics:
     pchart_lcl: QueueFamily
     ewma: QueueFamily
     ewma_ucl: QueueFamily
+    cusum_statistic: QueueFamily
+    cusum_h: QueueFamily
+    cusum_arl0_days: QueueFamily
+    rule_upper: QueueFamily
     pending_verdicts: QueueFamily
     dropped_verdicts: QueueFamily
     late_verdicts: QueueFamily
@@ -197,7 +202,8 @@ class Metrics:
         per_queue = (
             self.baseline_error_rate, self.baseline_learning, self.baseline_resets,
             self.pchart_p, self.pchart_ucl, self.pchart_lcl,
-            self.ewma, self.ewma_ucl, self.pending_verdicts, self.dropped_verdicts,
+            self.ewma, self.ewma_ucl, self.rule_upper, self.pending_verdicts,
+            self.dropped_verdicts,
             self.late_verdicts, self.failed_batches, self.rejected_items, self.decisions_total,
             self.verdicts_total,
             self.health_score, self.sites, self.sites_below_target, self.last_snapshot,
@@ -207,6 +213,9 @@ class Metrics:
         for window in WINDOWS:
             self.accuracy.remove(queue, window)
             self.sample_size.remove(queue, window)
+        for side in CUSUM_SIDES:
+            for family in (self.cusum_statistic, self.cusum_h, self.cusum_arl0_days):
+                family.remove(queue, side)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -237,6 +246,31 @@ class Metrics:
             # EWMA of the subgroup error rate and its exact-variance upper limit.
             ewma=_q(r, "qw_queue_ewma_error_rate", "EWMA of the error rate", q),
             ewma_ucl=_q(r, "qw_queue_ewma_ucl", "EWMA upper control limit", q),
+            # The live per-verdict Bernoulli CUSUMs (side: upper, errors up; lower, errors
+            # down): the statistic, the decision interval it signals at, and the design's
+            # in-control ARL in days (its share of the false-alarm budget). Absent while the
+            # side has no chart (learning, or no measured rate yet).
+            cusum_statistic=_q(
+                r,
+                "qw_queue_cusum_statistic",
+                "live CUSUM statistic (signals at h)",
+                [*q, "side"],
+            ),
+            cusum_h=_q(r, "qw_queue_cusum_h", "live CUSUM decision interval h", [*q, "side"]),
+            cusum_arl0_days=_q(
+                r,
+                "qw_queue_cusum_arl0_days",
+                "live CUSUM designed in-control ARL, days",
+                [*q, "side"],
+            ),
+            # The upper Wilson bound of the 24 h accuracy at the below-target rule's
+            # confidence (the snapshot's target_rule): under the target, the rule holds.
+            rule_upper=_q(
+                r,
+                "qw_queue_accuracy_24h_rule_upper",
+                "upper bound of the 24h accuracy the below-target rule compares",
+                q,
+            ),
             # Verdicts waiting for their decision to arrive (join backlog).
             pending_verdicts=_q(r, "qw_queue_pending_verdicts", "verdicts awaiting decision", q),
             # Verdicts dropped because their decision never arrived (TTL or per-queue cap).

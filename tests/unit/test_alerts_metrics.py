@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from services.alerts.consumer import export_snapshot
 from services.alerts.metrics import SERIES_PER_QUEUE_MAX, Metrics, QueueFamily
 from services.alerts.settings import AlertsSettings
-from shared.events import OTHER_SITES, SiteWindows
+from services.scorer.core import target_rule
+from services.scorer.settings import ScorerSettings
+from shared.events import OTHER_SITES, CusumInfo, SiteWindows
 from tests.alerts_cases import make_snapshot
 
 # every rule the scorer raises (services/scorer/core.py)
@@ -33,10 +36,54 @@ SITES = {
 SITES[OTHER_SITES] = SITES["site-00"]
 
 
+def _cusum(side: Literal["upper", "lower"], statistic: float) -> CusumInfo:
+    return CusumInfo(
+        side=side, p0=0.05, p1=0.1 if side == "upper" else 0.0125, statistic=statistic,
+        h=12.5 if side == "upper" else 9.0, verdicts=10, errors=1, signals=0,
+        arl0_verdicts=8.3e5, arl0_days=833.3 if side == "upper" else 2500.0,
+        rate_per_day=1000.0, design={},
+    )  # fmt: skip
+
+
+CHARTS = {"cusum_upper": _cusum("upper", 3.5), "cusum_lower": _cusum("lower", 0.0)}
+
+
+def test_the_live_cusums_and_the_rules_bound_are_exported() -> None:
+    """Publish what is computed: each side's statistic, h and designed ARL0 in days, and the
+    bound the below-target rule compares; a side with no chart has no series (not a stale
+    one), and neither has the bound with too few verdicts to say."""
+    m = Metrics.create(CollectorRegistry())
+    _busiest_queue(m, "q")
+    r = m.registry
+    assert r.get_sample_value("qw_queue_cusum_statistic", {"queue": "q", "side": "upper"}) == 3.5
+    assert r.get_sample_value("qw_queue_cusum_h", {"queue": "q", "side": "lower"}) == 9.0
+    assert r.get_sample_value("qw_queue_cusum_arl0_days", {"queue": "q", "side": "upper"}) == (
+        833.3
+    )
+    upper = r.get_sample_value("qw_queue_accuracy_24h_rule_upper", {"queue": "q"})
+    assert upper is not None
+    assert 0.9 < upper < 1.0  # 90 of 100 correct: the bound at 99.998% is well above
+    learning = make_snapshot("q", 4, []).model_copy(update={"n_24h": 10})
+    export_snapshot(m, learning, AlertsSettings(), [])
+    text = m.exposition().decode()
+    assert 'qw_queue_cusum_statistic{queue="q"' not in text
+    assert 'qw_queue_accuracy_24h_rule_upper{queue="q"}' not in text
+    export_snapshot(m, make_snapshot("q", 5, []).model_copy(update=CHARTS), AlertsSettings(), [])
+    m.forget_queue("q")  # another replica exports the queue's snapshot series now
+    text = m.exposition().decode()
+    assert 'qw_queue_cusum_h{queue="q"' not in text
+    assert 'qw_queue_accuracy_24h_rule_upper{queue="q"}' not in text
+
+
 def _busiest_queue(m: Metrics, queue: str) -> None:
     """Everything a queue can export: a full snapshot with every site it can name, every
     rule breached (at its severity) and firing."""
-    snap = make_snapshot(queue, 3, ["p_chart_ucl"]).model_copy(update={"sites": SITES})
+    snap = make_snapshot(queue, 3, ["p_chart_ucl"]).model_copy(
+        update={
+            "sites": SITES, "cusum_upper": _cusum("upper", 3.5), "cusum_lower": _cusum("lower", 0.0),
+            "target_rule": target_rule(ScorerSettings()),
+        }
+    )  # fmt: skip
     export_snapshot(m, snap, AlertsSettings(), list(RULES))
     for rule, severity in RULES.items():
         m.breaches.labels(queue, rule, severity).inc()
