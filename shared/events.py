@@ -330,23 +330,28 @@ class CusumInfo(BaseModel):
 
 class TargetRule(BaseModel):
     """The below-target rule's design, as the scorer runs it (``docs/statistics.md``): once a
-    subgroup closes it compares the upper Wilson bound of the queue's 24 h accuracy, at
-    ``confidence``, with the target, and raises at most one breach a UTC day."""
+    subgroup closes it compares the exact (Clopper-Pearson) upper bound of the queue's 24 h
+    accuracy, at one-sided ``confidence``, with the target, and raises at most one breach a
+    UTC day."""
 
     model_config = ConfigDict(frozen=True)
 
     confidence: float = Field(
-        gt=0, lt=1, description="two-sided confidence of the Wilson interval whose upper bound "
-        "is compared with the target (its upper tail is half of 1 - confidence)",
+        gt=0, lt=1, description="one-sided confidence of the exact (Clopper-Pearson) upper "
+        "bound of the 24h accuracy compared with the target: 1 - tail_per_look",
     )  # fmt: skip
     tail_per_look: float = Field(
-        gt=0, lt=1, description="one-sided tail of that bound: the chance a look breaches for "
-        "a queue exactly at its target",
+        gt=0, lt=1, description="the bound's tail: at most the chance a look breaches for a "
+        "queue exactly at its target (the exact binomial test's level)",
     )  # fmt: skip
-    looks_per_day: float = Field(gt=0, description="looks a day: one per subgroup closed")
+    looks_per_day: float = Field(
+        gt=0, description="looks a day: one per subgroup closed, at most ceil(86400 / subgroup "
+        "seconds) in a UTC day",
+    )  # fmt: skip
     false_alarms_per_day: float = Field(
-        ge=0, description="at most this many false breaches a day from this queue's rule when "
-        "it is exactly at its target (fewer above it): tail_per_look x looks_per_day",
+        ge=0, le=1, description="at most this many false breaches a day from this queue's rule "
+        "when it is exactly at its target (fewer above it): tail_per_look x looks_per_day, and "
+        "never more than 1 (one breach a UTC day)",
     )  # fmt: skip
     source: Literal["budget", "configured"] = Field(
         description="budget: its share of QW_SCORER_FALSE_ALARMS_PER_DAY; configured: "

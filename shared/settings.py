@@ -131,11 +131,12 @@ class QualitySettings(BaseSettings):
         default=None,
         gt=0.5,
         lt=1,
-        description="confidence of the Wilson bound the below-target rule compares with the "
-        "target (a queue or site is below target with confidence when the upper bound of its "
-        "24h accuracy is under it); unset: the rule's share of the false-alarm budget (10% of "
-        "a queue's share, over its looks a day, one per subgroup: 99.998% at the defaults); "
-        "set: that confidence, outside the budget",
+        description="one-sided confidence of the exact (Clopper-Pearson) upper bound the "
+        "below-target rule compares with the target (a queue or site is below target with "
+        "confidence when that bound of its 24h accuracy is under it); unset: the rule's share "
+        "of the false-alarm budget (10% of a queue's share, over its looks a day, one per "
+        "subgroup: 99.999% at the defaults, a tail of 8.3e-6); set: that confidence, outside "
+        "the budget",
     )
     min_sample: int = Field(
         default=30,

@@ -38,11 +38,12 @@ def clean_text(value: str) -> str:
 
 
 def confidence_words(confidence: float) -> str:
-    """A confidence as a percentage with the fewest decimals that do not round it to 100%:
-    ``95%``, ``99.998%``."""
-    for digits in range(0, 10):
+    """A confidence as a percentage with the fewest decimals that say its tail (1 -
+    confidence) within 5%: ``95%``, ``97.5%``, ``99.9992%`` (a tail of 8.3e-6)."""
+    tail = 1 - confidence
+    for digits in range(0, 12):
         text = f"{confidence * 100:.{digits}f}"
-        if float(text) < 100:
+        if abs((100 - float(text)) / 100 - tail) <= 0.05 * tail:
             return f"{text}%"
     return f"{confidence * 100}%"
 
@@ -88,8 +89,8 @@ def below_target_words(
 ) -> str:
     """The below-target alert in error rates, as every other alert speaks, with the accuracy
     target stated as targets are set: ``queue spam-en: 24h error rate 12.0% (accuracy 88.0%,
-    upper 99.998% bound 89.997%) is over the 10.0% the 90.0% accuracy target allows,
-    n=4389``."""
+    upper 99.9992% bound 89.97%) is over the 10.0% the 90.0% accuracy target allows,
+    n=4600``."""
     rate, allowed = percents_apart(errors / n, 1 - target)
     return (
         f"queue {queue_id}: 24h error rate {rate} (accuracy {1 - errors / n:.1%}, upper "

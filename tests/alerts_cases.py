@@ -416,21 +416,27 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
         low = make_snapshot("t", 1, []).model_copy(update={"accuracy_24h": 0.85})
         assert await db.resolve_recovered(s, low, receivers=[], now=NOW, target=0.9) == []
     # ... and the next day's breach (the scorer's rule, once a UTC day: a new dedup key)
-    # while it is open is the same alert, not a second one: its figures become the latest
+    # while it is open is the same alert, not a second one: it keeps its first breach (its
+    # labels: what Alertmanager knows it by) and counts the next
+    next_day = make_breach("t", 24, rule="accuracy_24h_below_target").model_copy(
+        update={"kind": BreachKind.BELOW_TARGET, "message": "day two", "site": "manila"}
+    )
     async with sessions() as s, s.begin():
-        next_day = make_breach("t", 24, rule="accuracy_24h_below_target").model_copy(
-            update={"kind": BreachKind.BELOW_TARGET, "message": "day two"}
-        )
         assert await db.record_breach(s, next_day, receivers=URLS, now=NOW) is None
         assert await db.record_breach(s, next_day, receivers=URLS, now=NOW) is None  # a copy
         open_ = await db.firing_alerts(s, "t")
-        assert [(a.rule, a.occurrences, a.message) for a in open_] == [
-            ("accuracy_24h_below_target", 2, "day two")
+        assert [(a.rule, a.occurrences, a.message, db.site_of(a)) for a in open_] == [
+            ("accuracy_24h_below_target", 2, "m", None)
         ]
     async with sessions() as s, s.begin():
         back = make_snapshot("t", 1, []).model_copy(update={"accuracy_24h": 0.93})
         done = await db.resolve_recovered(s, back, receivers=[], now=NOW, target=0.9)
         assert [a.rule for a in done] == ["accuracy_24h_below_target"]
+    async with sessions() as s, s.begin():
+        # the second day's breach re-sent after the alert resolved (a consumer re-reading
+        # its topic after a crash) is still known: no new alert
+        assert await db.record_breach(s, next_day, receivers=URLS, now=NOW) is None
+        assert await db.firing_alerts(s, "t") == []
     # once resolved, the queue falling under its target again is a new alert
     async with sessions() as s, s.begin():
         day_three = make_breach("t", 48, rule="accuracy_24h_below_target").model_copy(

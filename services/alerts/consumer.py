@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import db
-from services.alerts.health import health
+from services.alerts.health import health, sites_below_target
 from services.alerts.metrics import Metrics, QueueFamily
 from services.alerts.settings import AlertsSettings
 from services.alerts.view import HealthView
@@ -130,9 +130,8 @@ def export_snapshot(
     _set_or_remove(m.rule_upper, q, upper)
     m.health_score.labels(q).set(float("nan") if h.score is None else h.score)
     m.sites.labels(q).set(sum(1 for s in h.sites if s.site != OTHER_SITES))
-    m.sites_below_target.labels(q).set(
-        sum(1 for s in h.sites if s.last_24h.below_target_with_confidence)
-    )
+    # named sites only, on at least QW_MIN_SAMPLE verdicts: what makes the band red
+    m.sites_below_target.labels(q).set(len(sites_below_target(h.sites, settings.min_sample)))
 
 
 def _set_or_remove(gauge: QueueFamily, queue: str, value: float | None) -> None:

@@ -358,23 +358,28 @@ async def record_breach(
     A below-target breach while the queue has a below-target alert open is that alert's,
     as a re-evaluation is: the scorer raises the rule at most once a UTC day, each day with
     a new dedup key, and a queue still under its target the next day is the same condition,
-    not a second alert (its message and breach become the latest, with today's figures).
+    not a second alert. The alert keeps its first breach (its labels, its site: what
+    Alertmanager and the receivers know it by) and counts the next (``occurrences``, its
+    breach id among ``breach_ids``, by which a copy re-sent later, even after the alert
+    resolved, is known and changes nothing).
     """
     existing = await session.scalar(select(Alert).where(Alert.dedup_key == breach.dedup_key))
     if existing is None and breach.kind is BreachKind.BELOW_TARGET:
-        existing = await session.scalar(
-            select(Alert)
-            .where(
-                Alert.queue_id == breach.queue_id,
-                Alert.kind == BreachKind.BELOW_TARGET.value,
-                Alert.status.in_(OPEN),
+        # the queue's below-target alerts, newest first (a handful: one an episode)
+        folded = (
+            await session.scalars(
+                select(Alert)
+                .where(
+                    Alert.queue_id == breach.queue_id,
+                    Alert.kind == BreachKind.BELOW_TARGET.value,
+                )
+                .order_by(Alert.id.desc())
+                .limit(FOLDED_LOOKBACK)
             )
-            .order_by(Alert.id.desc())
-            .limit(1)
-        )
-        if existing is not None and breach.breach_id not in (existing.breach_ids or []):
-            existing.message = breach.message
-            existing.breach = breach.model_dump(mode="json")
+        ).all()
+        if any(breach.breach_id in (a.breach_ids or []) for a in folded):
+            return None  # a copy of a breach already counted in one of them
+        existing = next((a for a in folded if a.status in OPEN), None)
     if existing is not None:
         seen = existing.breach_ids or [str(existing.breach.get("breach_id", ""))]
         if breach.breach_id in seen:
@@ -431,6 +436,7 @@ async def record_breach(
 
 
 SYSTEM = "system"  # the actor of what the service does by itself
+FOLDED_LOOKBACK = 20  # a queue's latest below-target alerts searched for a re-sent breach
 
 
 def site_of(alert: Alert) -> str | None:

@@ -6,8 +6,9 @@ Components (each 0-100) and weights:
 
 * ``accuracy`` (0.6): 24h random-sample accuracy against the target. At or above the target
   scores 100; each percentage point under it costs 10. The explanation also says what the
-  below-target rule needs: the upper Wilson bound of the 24h accuracy (at the rule's
-  confidence, the snapshot's ``target_rule``: from the false-alarm budget, 99.998% at the
+  below-target rule needs: the exact (Clopper-Pearson) upper bound of the 24h accuracy (at
+  the rule's confidence, the snapshot's ``target_rule``: from the false-alarm budget, a
+  one-sided 99.9992% at the
   defaults) under the target, so a lead sees why a red-looking number has no alert yet.
 * ``stability`` (0.3): the control charts. 100 in control; 50 when the EWMA signals a
   sustained shift (or its alert is still firing) or the lower CUSUM's alert fires (errors
@@ -75,7 +76,7 @@ from pydantic import BaseModel, Field
 
 from shared.events import OTHER_SITES, QualitySnapshot, TargetRule
 from shared.settings import TargetSource
-from shared.stats.intervals import prob_at_least, wilson_interval
+from shared.stats.intervals import exact_upper_bound, prob_at_least, wilson_interval
 from shared.text import confidence_words, percent_apart
 
 Band = Literal["green", "amber", "red", "insufficient_data"]
@@ -119,7 +120,7 @@ class AgainstTarget(BaseModel):
     )
     rule_upper: float | None = Field(
         default=None,
-        description="the upper Wilson bound of the accuracy at the below-target rule's "
+        description="the exact (Clopper-Pearson) upper bound of the accuracy at the below-target rule's "
         "confidence (the snapshot's target_rule); null when n = 0",
     )
     below_target_with_confidence: bool = Field(
@@ -146,19 +147,19 @@ SiteTarget = Callable[[str, str], tuple[float, TargetSource]]  # (queue, site) -
 
 @functools.lru_cache(maxsize=65536)
 def _against(
-    successes: int, n: int, target: float, confidence: float, rule_confidence: float
+    successes: int, n: int, target: float, confidence: float, rule_tail: float
 ) -> tuple[float, float, float, float]:
-    """Wilson bounds, P(accuracy >= target) and the rule's upper bound, cached: a site's
-    counts change far less often than its queue's snapshot arrives."""
+    """Wilson bounds, P(accuracy >= target) and the rule's exact upper bound, cached: a
+    site's counts change far less often than its queue's snapshot arrives."""
     ci = wilson_interval(successes, n, confidence)
-    rule = wilson_interval(successes, n, rule_confidence)
-    return ci.lower, ci.upper, prob_at_least(successes, n, target), rule.upper
+    rule = exact_upper_bound(successes, n, rule_tail)
+    return ci.lower, ci.upper, prob_at_least(successes, n, target), rule
 
 
-def rule_confidence(snap: QualitySnapshot, confidence: float) -> float:
-    """The confidence of the below-target rule's bound: the scorer's (``target_rule``), or
-    ``confidence`` for a snapshot from before it was published."""
-    return snap.target_rule.confidence if snap.target_rule is not None else confidence
+def rule_tail(snap: QualitySnapshot, confidence: float) -> float:
+    """The one-sided tail of the below-target rule's exact bound: the scorer's
+    (``target_rule``), or ``1 - confidence`` for a snapshot from before it was published."""
+    return snap.target_rule.tail_per_look if snap.target_rule is not None else 1 - confidence
 
 
 def against_target(
@@ -167,14 +168,14 @@ def against_target(
 ) -> AgainstTarget:  # fmt: skip
     """``n`` random verdicts with ``errors`` against ``target``: the accuracy, its Wilson
     interval at ``confidence``, P(accuracy >= target) and the below-target rule, whose
-    bound is at ``rule`` (default: ``confidence``)."""
+    exact upper bound has the one-sided tail ``rule`` (default: ``1 - confidence``)."""
     if n == 0:
         return AgainstTarget(
             decisions=decisions, n=0, errors=0, accuracy=None, interval=None,
             prob_at_least_target=None, below_target_with_confidence=False,
         )  # fmt: skip
     lower, upper, prob, rule_upper = _against(
-        n - errors, n, target, confidence, confidence if rule is None else rule
+        n - errors, n, target, confidence, 1 - confidence if rule is None else rule
     )
     return AgainstTarget(
         decisions=decisions, n=n, errors=errors, accuracy=(n - errors) / n,
@@ -188,7 +189,7 @@ def site_health(
 ) -> list[SiteHealth]:
     """Every site of the snapshot against its target, by site id (``(other)`` last)."""
     out = []
-    rule = rule_confidence(snap, confidence)
+    rule = rule_tail(snap, confidence)
     for site in sorted(snap.sites, key=lambda s: (s == OTHER_SITES, s)):
         w = snap.sites[site]
         target, source = site_target(snap.queue_id, site)
@@ -217,7 +218,7 @@ def _site_words(
             return text + f": too few verdicts to say (need {min_sample})"
         if w.below_target_with_confidence and w.rule_upper is not None:
             return text + (
-                f": below target with confidence (the rule's upper {confidence_words(rule)} "
+                f": below target with confidence (the rule's upper {confidence_words(1 - rule)} "
                 f"bound {percent_apart(w.rule_upper, target)})"
             )
         return text
@@ -248,13 +249,14 @@ def site_below_words(site: SiteHealth) -> str:
 
 def site_band_words(site: SiteHealth, rule: float) -> str:
     """Why a site makes the band red, in one line: ``site dublin below target 90.0%: 84.1%
-    (99.998% upper bound 88.0%)``, the bound the below-target rule compares (at ``rule``)."""
+    (upper 99.999% bound 88.0%)``, the bound the below-target rule compares (its one-sided
+    tail ``rule``)."""
     day = site.last_24h
     acc = day.accuracy if day.accuracy is not None else 0.0
     upper = day.rule_upper if day.rule_upper is not None else acc
     return (
         f"site {site.site} below target {site.target:.1%}: {acc:.1%} "
-        f"({confidence_words(rule)} upper bound {percent_apart(upper, site.target)})"
+        f"(upper {confidence_words(1 - rule)} bound {percent_apart(upper, site.target)})"
     )
 
 
@@ -280,7 +282,7 @@ class Health(BaseModel):
     below_target_with_confidence: bool = False  # what the below-target rule alerts on
     accuracy_24h_rule_upper: float | None = Field(
         default=None,
-        description="the upper Wilson bound of the 24h accuracy at the below-target rule's "
+        description="the exact (Clopper-Pearson) upper bound of the 24h accuracy at the below-target rule's "
         "confidence: under the target, the rule holds (null with too few verdicts)",
     )
     target_rule: TargetRule | None = Field(
@@ -401,21 +403,26 @@ def health(
 
     acc = snap.accuracy_24h
     n = snap.n_24h
-    rule = rule_confidence(snap, confidence)
+    rule = rule_tail(snap, confidence)
     day = against_target(n, n - round(acc * n), target, confidence, rule=rule)
     assert day.interval is not None
     assert day.rule_upper is not None
     lower, upper = day.interval
     below = day.below_target_with_confidence
     accuracy = 100.0 if acc >= target else max(0.0, 100.0 - (target - acc) * 1000.0)
-    rule_bound = f"{confidence_words(rule)} upper bound {percent_apart(day.rule_upper, target)}"
+    rule_bound = f"upper {confidence_words(1 - rule)} bound {percent_apart(day.rule_upper, target)}"
     bound = f"the rule's {rule_bound}"
     if acc >= target:
         reasons.insert(0, f"24h accuracy {acc:.1%} meets the {target:.1%} target (n={n:,})")
     elif below:
+        # the scorer looks once a subgroup closes: until then no alert says so yet
+        waiting = (
+            "" if "accuracy_24h_below_target" in firing
+            else "; the scorer's rule alerts when it next looks, once a subgroup closes"
+        )  # fmt: skip
         reasons.insert(
             0, f"24h accuracy {acc:.1%}, {bound}: below the {target:.1%} target with "
-            f"confidence (n={n:,})",
+            f"confidence (n={n:,}){waiting}",
         )  # fmt: skip
     else:
         reasons.insert(

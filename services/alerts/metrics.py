@@ -263,7 +263,7 @@ class Metrics:
                 "live CUSUM designed in-control ARL, days",
                 [*q, "side"],
             ),
-            # The upper Wilson bound of the 24 h accuracy at the below-target rule's
+            # The exact upper bound of the 24 h accuracy at the below-target rule's
             # confidence (the snapshot's target_rule): under the target, the rule holds.
             rule_upper=_q(
                 r,

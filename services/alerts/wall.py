@@ -232,7 +232,9 @@ def tile(
     )  # fmt: skip
     low = high = None
     if snap.accuracy_24h is not None and snap.n_24h > 0:
-        ci = wilson_interval(round(snap.accuracy_24h * snap.n_24h), snap.n_24h)
+        ci = wilson_interval(
+            round(snap.accuracy_24h * snap.n_24h), snap.n_24h, settings.quality.target_confidence
+        )
         low, high = ci.lower, ci.upper
     errors = snap.errors_24h_by_type
     top = max(sorted(errors), key=lambda k: errors[k]) if any(errors.values()) else None

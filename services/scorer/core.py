@@ -54,7 +54,7 @@ from shared.events import (
 from shared.ids import OPAQUE_ID_MAX
 from shared.stats.cusum import BernoulliCusum
 from shared.stats.ewma import EwmaState
-from shared.stats.intervals import wilson_interval
+from shared.stats.intervals import exact_upper_bound
 from shared.stats.problimits import CountModel, alpha_for_sigmas
 from shared.text import below_target_words, rate_against_limit
 from shared.topics import baseline_key, queue_key, subgroup_key
@@ -1019,7 +1019,7 @@ class Scorer:
             self._point(st, start, b, status, out, w)
 
     def _check_target(self, st: QueueState, out: Output, wall: float) -> None:
-        """The below-target rule, one look (``target_rule``): a breach when the upper Wilson
+        """The below-target rule, one look (``target_rule``): a breach when the exact upper
         bound of the 24 h accuracy is under the target, at most once a UTC day."""
         day = int(st.watermark // 86400) * 86400
         if day == st.target_day:
@@ -1027,15 +1027,15 @@ class Scorer:
         n, e = self._window(st, WINDOWS["24h"])
         if n < self.s.quality.min_sample:  # the health's "too few to say" (QW_MIN_SAMPLE)
             return
-        ci = wilson_interval(n - e, n, self.target_rule.confidence)
-        if ci.upper >= self.s.quality.accuracy_target:
+        upper = exact_upper_bound(n - e, n, self.target_rule.tail_per_look)
+        if upper >= self.s.quality.accuracy_target:
             return
         st.target_day = day
         self._breach(
             st, out, BreachKind.BELOW_TARGET, "accuracy_24h_below_target", "critical", day,
             e / n, 1 - self.s.quality.accuracy_target, None, n, wall,
             below_target_words(
-                st.queue_id, n, e, self.s.quality.accuracy_target, ci.upper,
+                st.queue_id, n, e, self.s.quality.accuracy_target, upper,
                 self.target_rule.confidence,
             ),
             window=(st.watermark - WINDOWS["24h"] - self.s.subgroup_seconds, int(st.watermark)),
@@ -1229,21 +1229,24 @@ class Scorer:
 
 
 def target_rule(s: ScorerSettings) -> TargetRule:
-    """The below-target rule's design: it looks once a subgroup closes; its bound's
-    confidence is ``QW_TARGET_RULE_CONFIDENCE`` when set, else the one whose upper tail
-    spends the rule's share of the false-alarm budget over the looks (``cusum.py``)."""
-    looks = 86400 / s.subgroup_seconds
+    """The below-target rule's design: it looks once a subgroup closes (at most
+    ``ceil(86400 / subgroup_seconds)`` closes a UTC day); its exact upper bound's one-sided
+    confidence is ``QW_TARGET_RULE_CONFIDENCE`` when set, else the one whose tail spends the
+    rule's share of the false-alarm budget over the looks (``cusum.py``). It breaches at most
+    once a day, so at most one false breach a day however the tail is set."""
+    looks = math.ceil(86400 / s.subgroup_seconds - 1e-9) if s.subgroup_seconds <= 86400 else (
+        86400 / s.subgroup_seconds
+    )  # fmt: skip
     configured = s.quality.target_rule_confidence
     if configured is not None:
-        tail = (1 - configured) / 2
-        return TargetRule(
-            confidence=configured, tail_per_look=tail, looks_per_day=looks,
-            false_alarms_per_day=tail * looks, source="configured",
-        )  # fmt: skip
-    tail = live.target_rule_tail(s.false_alarms_per_day, s.expected_queues, looks)
+        tail = 1 - configured
+        source: Literal["budget", "configured"] = "configured"
+    else:
+        tail = live.target_rule_tail(s.false_alarms_per_day, s.expected_queues, looks)
+        source = "budget"
     return TargetRule(
-        confidence=1 - 2 * tail, tail_per_look=tail, looks_per_day=looks,
-        false_alarms_per_day=tail * looks, source="budget",
+        confidence=1 - tail, tail_per_look=tail, looks_per_day=looks,
+        false_alarms_per_day=min(1.0, tail * looks), source=source,
     )  # fmt: skip
 
 

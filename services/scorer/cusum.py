@@ -24,8 +24,8 @@ the chart but raises no breach by default. Measured on a simulated wall by
 ``budget w / N`` false alarms a day; a CUSUM seeing ``r`` random verdicts a day meets it
 with an in-control ARL of ``r N / (budget w)`` verdicts, the p-chart with a one-sided tail
 of ``budget w / (N s)`` per subgroup (``s`` subgroups a day), and the below-target rule,
-which looks at the 24 h accuracy once a subgroup closes, with an upper Wilson bound whose
-one-sided tail is ``budget w / (N s)`` per look (``target_rule_tail``: Bonferroni over the
+which looks at the 24 h accuracy once a subgroup closes, with an exact (Clopper-Pearson)
+upper bound whose one-sided tail is ``budget w / (N s)`` per look (``target_rule_tail``: Bonferroni over the
 day's looks, at most one breach a day, so a queue exactly at its target breaches on at most
 ``budget w / N`` days a day; a queue above it on fewer). So a busy queue and a quiet
 one raise the same expected number of false alarms a day, and the shares add up to the
@@ -147,7 +147,7 @@ def pchart_alpha(budget_per_day: float, queues: int, subgroups_per_day: float) -
 
 
 def target_rule_tail(budget_per_day: float, queues: int, looks_per_day: float) -> float:
-    """The below-target rule's one-sided tail per look (the upper Wilson bound of the 24 h
+    """The below-target rule's one-sided tail per look (the exact upper bound of the 24 h
     accuracy is under the target with this probability, at most, for a queue exactly at
     it): its share of the budget split over the day's looks (Bonferroni: the looks are of
     overlapping windows, so the rule spends less than its share), within [ALPHA_MIN,

@@ -430,7 +430,7 @@ async def test_a_wall_of_500_queues_fits_one_screen_worst_first_or_pages(
             assert ack.status_code == 200, ack.text
             health = (await client.get(f"/v1/queues/{sited}/health")).json()["health"]
             assert (health["band"], health["score"]) == ("red", 59.0), health
-            reason = "site dublin below target 90.0%: 84.0% (95% upper bound "
+            reason = "site dublin below target 90.0%: 84.0% (upper 95% bound "
             assert health["band_reason"].startswith(reason), health
 
         async with async_playwright() as pw:

@@ -182,7 +182,7 @@ async def test_a_reset_through_the_api_starts_a_new_phase_one_in_the_scorer(
             statuses = [(p["start"], p["status"]) for p in chart["points"]]
             assert [s for t, s in statuses if t >= phase1_from][:3] == ["phase1"] * 3
             # no chart alarmed on the new normal; the target rule went on: 77.5% over the last
-            # 24 h, below 90% with confidence at the rule's 99.998% bound too
+            # 24 h, below 90% with confidence at the rule's 99.9992% bound too
             rules = {a["rule"] for a in (await c.get("/v1/alerts")).json() if a["queue_id"] == "q"}
             assert rules == {"accuracy_24h_below_target"}
 

@@ -123,16 +123,18 @@ def test_band_is_not_green_while_an_alert_fires() -> None:
 
 def test_below_target_rule_is_legible() -> None:
     """891 of 1,000 against 90%: under the target, but the upper 95% Wilson bound (90.88%,
-    worked by hand: centre 0.88950, half-width 0.01934) is not, so the rule has not fired
-    and the explanation says why."""
+    worked by hand: centre 0.88950, half-width 0.01934) is not, nor the rule's exact one
+    (90.68%), so the rule has not fired and the explanation says why."""
     r = h(snap(0.891, 1_000, []))
     assert not r.below_target_with_confidence
     assert r.accuracy_24h_interval is not None
     lo, hi = r.accuracy_24h_interval
     assert lo < 0.891 < hi
     assert hi == pytest.approx(0.90884, abs=5e-5)
-    # (a snapshot from before the scorer published its rule: the rule at the confidence)
-    assert "89.1%, the rule's 95% upper bound 90.9%: not yet below the 90.0% target" in (
+    # (a snapshot from before the scorer published its rule: the rule's bound one-sided at
+    # the interval's confidence)
+    assert r.target_rule is None
+    assert "89.1%, the rule's upper 95% bound 90.7%: not yet below the 90.0% target" in (
         r.explanation
     )
     # the same accuracy over 40,000 verdicts is below with confidence (bound 89.4%)
@@ -143,35 +145,39 @@ def test_below_target_rule_is_legible() -> None:
 
 @pytest.mark.parametrize("n", [30, 100, 1_000, 10_000])
 def test_below_with_confidence_agrees_with_the_scorers_rule(n: int) -> None:
-    """The health API's flag is the scorer's below-target condition on the same counts."""
-    from shared.stats.intervals import wilson_interval
+    """The health API's flag is the scorer's below-target condition on the same counts: the
+    exact binomial test of "accuracy >= 90%" rejects at the rule's tail."""
+    from scipy.stats import binom
 
     rule = target_rule(ScorerSettings())  # what the scorer publishes in its snapshots
     for correct in range(0, n + 1, max(1, n // 97)):
         r = h(snap(correct / n, n, [], target_rule=rule))
-        below = wilson_interval(correct, n, rule.confidence).upper < 0.9
+        below = binom.cdf(correct, n, 0.9) < rule.tail_per_look
         assert r.below_target_with_confidence == below
         assert r.target_rule == rule
 
 
 def test_the_rule_at_the_budgets_confidence_is_legible() -> None:
     """88.0% of 2,000 against 90%: the 95% interval (86.5%-89.4%) is under the target, but
-    the rule's bound is at the confidence its share of the false-alarm budget allows
-    (99.998%: z = 4.31, upper 90.8%), so no alert, and the explanation says both."""
+    the rule's exact bound is at the confidence its share of the false-alarm budget allows
+    (one-sided 99.9992%, a tail of 8.3e-6: upper 90.9%), so no alert, and the explanation
+    says both."""
     rule = target_rule(ScorerSettings())
     r = h(snap(0.88, 2_000, [], target_rule=rule))
     assert r.accuracy_24h_interval is not None
     assert r.accuracy_24h_interval[1] == pytest.approx(0.8935, abs=5e-4)
     assert not r.below_target_with_confidence
     assert (
-        "24h accuracy 88.0%, the rule's 99.998% upper bound 90.8%: not yet below the 90.0% "
+        "24h accuracy 88.0%, the rule's upper 99.9992% bound 90.9%: not yet below the 90.0% "
         "target with confidence, so no below-target alert (n=2,000)"
     ) in r.explanation, r.explanation
     # with 20,000 verdicts the bound (89.0%) is under: red, and the band says why
     r = h(snap(0.88, 20_000, [], target_rule=rule))
     assert r.below_target_with_confidence
     assert r.band == "red"
-    assert r.band_reason == "24h accuracy 88.0% below target 90.0% (99.998% upper bound 89.0%)"
+    assert r.band_reason == "24h accuracy 88.0% below target 90.0% (upper 99.9992% bound 89.0%)"
+    # ... and until the scorer's rule looks (once a subgroup closes), no alert says so yet
+    assert "the scorer's rule alerts when it next looks" in r.explanation
 
 
 @pytest.mark.parametrize(
@@ -199,7 +205,7 @@ def test_a_queue_below_target_with_confidence_is_red_whatever_its_score() -> Non
     assert failing.below_target_with_confidence
     assert (failing.score, failing.band) == (59.0, "red")  # capped at red's top
     assert failing.band_reason is not None
-    assert failing.band_reason.startswith("24h accuracy 85.7% below target 90.0% (95% upper bound ")
+    assert failing.band_reason.startswith("24h accuracy 85.7% below target 90.0% (upper 95% bound ")
     close = h(snap(0.895, 500, []))
     assert not close.below_target_with_confidence
     assert close.band == band_for(close.score or 0)
@@ -263,7 +269,7 @@ def test_a_red_score_says_why_in_words_capped_or_not() -> None:
     assert below.score is not None
     assert below.score < 59  # red by the score alone: nothing to cap
     assert below.band_reason is not None
-    assert below.band_reason.startswith("24h accuracy 87.0% below target 90.0% (95% upper ")
+    assert below.band_reason.startswith("24h accuracy 87.0% below target 90.0% (upper 95% ")
     # under target but not yet with confidence, the EWMA signalling, the data stale
     alone = h(snap(0.85, 60, ["ewma_ucl"]), age=700)
     assert alone.band == "red"

@@ -174,7 +174,7 @@ def test_below_target_breach_once_per_day() -> None:
     b = target[0]
     rate = b.observed_p
     bound = confidence_words(sc.target_rule.confidence)
-    assert bound == "99.998%"  # the rule's share of the default budget, over 24 looks a day
+    assert bound == "99.9992%"  # the rule's share of the default budget, over 24 looks a day
     assert b.message.startswith(
         f"queue q: 24h error rate {rate:.1%} (accuracy {1 - rate:.1%}, upper {bound} bound "
     ), b.message
@@ -187,7 +187,7 @@ def test_the_below_target_rule_looks_once_a_subgroup_closes_and_is_published() -
     """The rule compares its bound with the target once a subgroup closes (24 looks a day),
     not after every batch: a look is a test, and its tail is spent per look. Its design is
     in every snapshot: at the defaults, 10% of a queue's share of 1 false alarm a day over
-    500 queues, over 24 looks: a tail of 8.3e-6 a look (99.998%)."""
+    500 queues, over 24 looks: a tail of 8.3e-6 a look (one-sided 99.9992%)."""
     rng = random.Random(5)
     sc = Scorer(settings(quality=QualitySettings(accuracy_target=0.95)), {})
     out = feed(sc, hour_of_traffic(0, 0, 200, 0.30, rng))  # verdicts by 02:00: none closed
@@ -204,12 +204,17 @@ def test_the_below_target_rule_looks_once_a_subgroup_closes_and_is_published() -
     assert rule.looks_per_day == 24
     assert rule.tail_per_look == pytest.approx(1.0 * 0.1 / 500 / 24)
     assert rule.false_alarms_per_day == pytest.approx(1.0 * 0.1 / 500)
-    assert rule.confidence == pytest.approx(1 - 2 * rule.tail_per_look)
+    assert rule.confidence == pytest.approx(1 - rule.tail_per_look)
     # set, it is that confidence, outside the budget
     fixed = Scorer(settings(quality=QualitySettings(target_rule_confidence=0.95)), {})
     assert fixed.target_rule.source == "configured"
-    assert fixed.target_rule.tail_per_look == pytest.approx(0.025)
-    assert fixed.target_rule.false_alarms_per_day == pytest.approx(0.6)
+    assert fixed.target_rule.tail_per_look == pytest.approx(0.05)
+    # at most one breach a UTC day: never more than one false one, whatever the tail
+    assert fixed.target_rule.false_alarms_per_day == 1.0
+    # a subgroup that does not divide the day: as many looks as a UTC day can hold
+    odd = Scorer(settings(subgroup_seconds=7000), {}).target_rule
+    assert odd.looks_per_day == 13
+    assert odd.tail_per_look == pytest.approx(1.0 * 0.1 / 500 / 13)
 
 
 def test_below_target_needs_the_verdicts_the_health_needs_to_say_anything() -> None:

@@ -208,7 +208,7 @@ async def test_a_click_gets_the_queues_sites_against_their_targets(
     # is red, as the health API says, its score capped at red's top, and it names the site
     tile = r.json()["tile"]
     assert (tile["score"], tile["band"]) == (59.0, "red")
-    assert tile["band_reason"].startswith("site manila below target 90.0%: 85.0% (95% upper ")
+    assert tile["band_reason"].startswith("site manila below target 90.0%: 85.0% (upper 95% ")
     assert "site manila: 24h accuracy 85.0% is below its 90.0% target" in tile["explanation"]
     (r,) = await fetch(sessions, "/wall/queues/bad")
     assert r.json()["sites"] == []  # a snapshot from before per-site counts

@@ -215,3 +215,44 @@ def test_prob_at_least_decreases_with_the_target(
     low, high = min(low, high), max(low, high)
     assert prob_at_least(s, n, low) >= prob_at_least(s, n, high) - 1e-12
     assert 0.0 <= prob_at_least(s, n, high) <= 1.0
+
+
+@given(
+    n=st.integers(1, 5_000),
+    data=st.data(),
+    tail=st.floats(1e-9, 0.5),
+)
+@FAST
+def test_the_exact_upper_bound_is_the_binomial_tests_boundary(
+    n: int, data: st.DataObject, tail: float
+) -> None:
+    """Clopper-Pearson: at the bound, P(X <= x) is the tail, so a proportion above the bound
+    is exactly one the one-sided binomial test rejects at that tail."""
+    from shared.stats.intervals import exact_upper_bound
+
+    x = data.draw(st.integers(0, n))
+    upper = exact_upper_bound(x, n, tail)
+    if x == n:
+        assert upper == 1.0
+        return
+    assert x / n <= upper < 1.0
+    assert stats.binom.cdf(x, n, upper) == pytest.approx(tail, rel=1e-6)
+
+
+@pytest.mark.parametrize(("p", "n"), [(0.9, 30), (0.9, 100), (0.9, 1_000), (0.99, 300)])
+def test_the_exact_bound_falls_under_the_true_rate_at_most_its_tail(p: float, n: int) -> None:
+    """What the below-target rule needs of its bound, computed exactly over every count: for
+    a rate p, P(bound < p) <= tail, here at the rule's default tail (8.3e-6). The Wilson
+    bound at the same tail does not hold it where the count is skewed (a 99% rate over 300:
+    over 30 times the tail), which is why the rule is exact."""
+    from shared.stats.intervals import exact_upper_bound, wilson_interval
+
+    tail = 0.1 / 500 / 24
+    xs = range(n + 1)
+    exact = sum(stats.binom.pmf(x, n, p) for x in xs if exact_upper_bound(x, n, tail) < p)
+    assert exact <= tail
+    if (p, n) == (0.99, 300):
+        wilson = sum(
+            stats.binom.pmf(x, n, p) for x in xs if wilson_interval(x, n, 1 - 2 * tail).upper < p
+        )
+        assert wilson > 30 * tail
