@@ -428,6 +428,12 @@ async def run_repository_cases(sessions: async_sessionmaker[AsyncSession]) -> No
         assert [(a.rule, a.occurrences, a.message, db.site_of(a)) for a in open_] == [
             ("accuracy_24h_below_target", 2, "m", None)
         ]
+        # ... and the incident's trail has the day's figures, once (not the copy's)
+        assert open_[0].incident_id is not None
+        detail = await db.incident_detail(s, open_[0].incident_id)
+        assert detail is not None
+        noted = [e.note for e in detail[2] if e.note and "again: day two" in e.note]
+        assert noted == ["accuracy_24h_below_target (warning) again: day two"]
     async with sessions() as s, s.begin():
         back = make_snapshot("t", 1, []).model_copy(update={"accuracy_24h": 0.93})
         done = await db.resolve_recovered(s, back, receivers=[], now=NOW, target=0.9)

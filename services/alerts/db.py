@@ -387,6 +387,13 @@ async def record_breach(
         existing.breach_ids = [*seen, breach.breach_id][-SEEN_BREACH_IDS:]
         existing.occurrences += 1
         existing.last_seen_at = now
+        if existing.dedup_key != breach.dedup_key and existing.incident_id is not None:
+            # a later day's below-target breach, folded: the incident's trail says so
+            session.add(IncidentEvent(
+                incident_id=existing.incident_id, at=now, action="signal", actor=SYSTEM,
+                alert_id=existing.id,
+                note=f"{breach.rule} ({breach.severity}) again: {breach.message}"[:2000],
+            ))  # fmt: skip
         return None
     incident = await open_incident(session, breach.queue_id)
     alert = Alert(
