@@ -41,7 +41,7 @@ from faust.types.tuples import Message as FaustMessage
 from services.scorer.core import Horizons, Position, Scorer
 from services.scorer.index import ChunkIndex
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import STORE_URL
+from services.scorer.store import STORE_URL, JsonValues
 from shared import codec, control, deadletter
 from shared.collector import settle_gc
 from shared.topics import queue_key
@@ -107,12 +107,13 @@ def create_app(settings: ScorerSettings) -> faust.App:
     baselines = app.topic(topics.baselines, key_type=bytes, value_type=bytes)
     deadletter_topic = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
     outbox_topics = {"subgroup": subgroups, "breach": breaches, "baseline": baselines}
-    # The app's default serializer is raw bytes (the topics carry our own orjson); the
-    # table holds JSON-able Python values and serializes them for its changelog.
-    schema: faust.Schema[Any, Any] = faust.Schema(key_serializer="json", value_serializer="json")
+    # The app's default serializer is raw bytes (the topics carry our own orjson). The
+    # table's serializers follow its key and value types (Faust 0.11+: not its schema): keys
+    # JSON, values bytes, JSON the scorer encodes once (JsonValues: the same bytes to RocksDB
+    # and to the changelog, where Faust's json serializer encoded every value twice)
     table = app.Table(
         "state",
-        schema=schema,
+        value_type=bytes,
         # the changelog is created like the other topics (docs/operations.md, "Kafka
         # durability"): an acks=all write needs min.insync.replicas copies; and it accepts
         # what the producer may send (a topic that exists keeps its own configuration)
@@ -145,7 +146,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
     table.send_changelog = _captured  # type: ignore[method-assign]
     store = table.data
     assert isinstance(store, ChunkIndex), f"the table's store has no chunk index: {store!r}"
-    scorer = Scorer(settings, table, index=store, durable_at_once=False)
+    scorer = Scorer(settings, JsonValues(table), index=store, durable_at_once=False)
     app.qw_scorer = scorer  # type: ignore[attr-defined]
     # ready: the table is recovered for the current assignment (nothing may read it while
     # partitions move: a cache or index built from a half-recovered table would be stale);

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 import orjson
@@ -46,6 +46,47 @@ OLD_ID_PREFIX = NUL + b"i|"  # (kind, record_id) entries, before ids were scoped
 UPGRADE_WRITE_BATCH = 10_000
 BATCH_PREFIX = NUL + b"b|"
 _CHUNK_PREFIXES = tuple(f'"{k}|'.encode() for k in sorted(CHUNK_KINDS))
+
+
+# Faust's json serializer (faust.utils.json.dumps): the bytes a table value had before
+# ``JsonValues``, so a store or changelog written then reads the same now
+VALUE_JSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+
+
+class JsonValues(MutableMapping[str, Any]):
+    """The worker's table (``value_serializer="raw"``) with its values encoded here, once.
+
+    With Faust's json value serializer each write encoded the value twice, once for the
+    RocksDB store and once for the changelog record, and each read decoded it through a
+    str; here the value is encoded once (the same bytes go to the store and to the
+    changelog) and decoded straight from bytes. The bytes are the json serializer's, so a
+    store or a changelog written before reads the same (``tests/unit/test_scorer_store.py``).
+    """
+
+    def __init__(self, table: MutableMapping[str, bytes]) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        return orjson.loads(self.table[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self.table.get(key)
+        return default if raw is None else orjson.loads(raw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key] = orjson.dumps(value, option=VALUE_JSON)
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
 
 
 def _json_key(key: str) -> bytes:

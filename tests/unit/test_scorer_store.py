@@ -225,3 +225,51 @@ def test_a_database_indexed_before_ids_were_scoped_by_queue_is_upgraded_on_open(
     db = again._db_for_partition(0)
     assert list(_prefixed(db, OLD_ID_PREFIX)) == []
     assert upgrade_index(db) == 0
+
+
+def test_values_are_encoded_once_to_the_bytes_fausts_json_serializer_wrote(
+    tmp_path: Path,
+) -> None:
+    """The worker's table keeps raw values that the scorer encodes (``JsonValues``): the
+    bytes in RocksDB (and so in the changelog) are those Faust's json serializer wrote, so a
+    store or changelog from before reads the same, and what is read is what was written."""
+    import weakref
+
+    from faust.serializers import codecs
+    from faust.streams import _current_event
+
+    from services.scorer.store import JsonValues
+
+    app = faust.App("store-raw", datadir=str(tmp_path), store=STORE_URL, web_enabled=False)
+    table = app.Table("state", value_type=bytes)  # as the worker's (services/scorer/app.py)
+    store = table.data
+    assert isinstance(store, IndexedRocksDBStore)
+    assert (store.key_serializer, store.value_serializer) == ("json", "raw")
+    serializers = (table.key_serializer, table.value_serializer)  # type: ignore[attr-defined]
+    assert serializers == ("json", "raw")  # the changelog's
+
+    class Event:  # the message in hand, as the agent's stream sets it
+        message = SimpleNamespace(partition=0)
+
+    event = Event()
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    values = JsonValues(store)  # the store under the table, with the table's serializers
+    record = {
+        "v": 3, "queue_id": "spam-en", "buckets": {"1767225600": [12, 1, {"dublin": [3, 1]}]},
+        "rate": 1234.5, "watermark": 1767229200.25, "applied": [0, 17], "outbox": [],
+        "site": "münchen", "ratio": 1e-12, "none": None,
+    }  # fmt: skip
+    key = "q|spam-en"
+    values[key] = record
+    raw = store._db_for_partition(0).get(orjson.dumps(key))
+    assert raw == codecs.dumps("json", record)  # Faust's json serializer's own bytes
+    assert values[key] == record
+    assert values.get(key) == record
+    assert values.get("q|nobody") is None
+    assert key in values
+    chunk_key = k("d", "spam-en", 3600, "0-1")
+    values[chunk_key] = chunk("spam-en", ["a", "b"])
+    assert store.chunk_of("d", "spam-en", "a") == chunk_key  # the index reads the same bytes
+    values.pop(chunk_key, None)
+    assert store.chunk_of("d", "spam-en", "a") is None
+    assert values.pop("q|nobody", None) is None
