@@ -64,7 +64,9 @@ def _kafka_refusals(quiet: bool = False) -> Iterator[None]:
     except BrokerUnreachableError as exc:
         raise _fail(
             f"cannot reach the Kafka broker at {exc.bootstrap} (QW_KAFKA_BOOTSTRAP): nothing "
-            f"answered within {exc.timeout:g} s (QW_KAFKA_CONNECT_TIMEOUT_S)",
+            f"answered within {exc.timeout:g} s (QW_KAFKA_CONNECT_TIMEOUT_S); is a broker "
+            "running there? deploy/local/kafka.sh start starts one on 127.0.0.1 "
+            "(QW_KAFKA_PORT), and qwatch demo starts it itself when QW_KAFKA_BOOTSTRAP is unset",
             UNREACHABLE,
         ) from None
     except KafkaConnectionError as exc:  # the broker went away after it first answered

@@ -135,7 +135,7 @@ class QualitySettings(BaseSettings):
         "below-target rule compares with the target (a queue or site is below target with "
         "confidence when that bound of its 24h accuracy is under it); unset: the rule's share "
         "of the false-alarm budget (10% of a queue's share, over its looks a day, one per "
-        "subgroup: 99.999% at the defaults, a tail of 8.3e-6); set: that confidence, outside "
+        "subgroup: 99.9992% at the defaults, a tail of 8.3e-6); set: that confidence, outside "
         "the budget",
     )
     min_sample: int = Field(

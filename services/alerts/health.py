@@ -21,7 +21,9 @@ Components (each 0-100) and weights:
   a client polling with If-None-Match gets 304 while nothing changed. The exact age is the
   client's to compute from the snapshot's ``emitted_at``.
 
-While any alert is firing for the queue the band is at best ``amber``; while the 24h
+While any alert is firing for the queue the band is at best ``amber``, and so it is while
+the 24h accuracy is under the target but not yet below it with the rule's confidence (its
+``band_reason`` says so: not green for 88% against 90%); while the 24h
 accuracy is below the target with confidence (the below-target rule holds) it is ``red``,
 whatever the components; and so it is while a partner site of the queue is below its own
 target with confidence over 24 h on at least ``min_sample`` verdicts (``sites_below_target``:
@@ -481,6 +483,15 @@ def health(
         held.append(f"alert firing: {', '.join(sorted(set(firing)))}")
     if firing and band == "green":
         band = "amber"  # a wall screen must not show green while an alert is open
+    if acc < target and not below and band == "green":
+        # under the target, not yet below it with the rule's confidence: not green either
+        # (an operations room sees 88% against 90% as a queue to watch, and Prometheus's
+        # QueueAccuracyBelowTarget fires on the point estimate)
+        band = "amber"
+        held.append(
+            f"24h accuracy {acc:.1%} under target {target:.1%}, not yet below it with the "
+            f"rule's confidence ({rule_bound})"
+        )
     if not held and band != "green":  # the score's own band: what its components say
         held.append(
             f"score {score:.0f}: " + "; ".join(score_words(components, acc, target, chart, stale))

@@ -59,5 +59,7 @@ def test_commands_that_need_the_broker_say_they_cannot_reach_it(tmp_path: Path) 
         assert len(lines) == 1, f"qwatch {name} printed more than one line:\n{out}\n{err}"
         assert lines[0] == (
             f"qwatch: cannot reach the Kafka broker at {bootstrap} (QW_KAFKA_BOOTSTRAP): "
-            "nothing answered within 1 s (QW_KAFKA_CONNECT_TIMEOUT_S)"
+            "nothing answered within 1 s (QW_KAFKA_CONNECT_TIMEOUT_S); is a broker running "
+            "there? deploy/local/kafka.sh start starts one on 127.0.0.1 (QW_KAFKA_PORT), and "
+            "qwatch demo starts it itself when QW_KAFKA_BOOTSTRAP is unset"
         ), name

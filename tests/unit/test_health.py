@@ -171,6 +171,12 @@ def test_the_rule_at_the_budgets_confidence_is_legible() -> None:
         "24h accuracy 88.0%, the rule's upper 99.9992% bound 90.9%: not yet below the 90.0% "
         "target with confidence, so no below-target alert (n=2,000)"
     ) in r.explanation, r.explanation
+    # under the target is not green (a score of 88 would be): amber, and the tile says why
+    assert (r.band, r.score) == ("amber", 79.0)
+    assert r.band_reason == (
+        "24h accuracy 88.0% under target 90.0%, not yet below it with the rule's confidence "
+        "(upper 99.9992% bound 90.9%)"
+    )
     # with 20,000 verdicts the bound (89.0%) is under: red, and the band says why
     r = h(snap(0.88, 20_000, [], target_rule=rule))
     assert r.below_target_with_confidence
