@@ -1239,7 +1239,7 @@ def target_rule(s: ScorerSettings) -> TargetRule:
     )  # fmt: skip
     configured = s.quality.target_rule_confidence
     if configured is not None:
-        tail = round(1 - configured, 12)  # (0.05, not 0.050000000000000044)
+        tail = float(f"{1 - configured:.12g}")  # 0.05, not 0.050000000000000044
         source: Literal["budget", "configured"] = "configured"
     else:
         tail = live.target_rule_tail(s.false_alarms_per_day, s.expected_queues, looks)

@@ -208,7 +208,9 @@ def test_the_below_target_rule_looks_once_a_subgroup_closes_and_is_published() -
     # set, it is that confidence, outside the budget
     fixed = Scorer(settings(quality=QualitySettings(target_rule_confidence=0.95)), {})
     assert fixed.target_rule.source == "configured"
-    assert fixed.target_rule.tail_per_look == pytest.approx(0.05)
+    assert fixed.target_rule.tail_per_look == 0.05  # exactly: no float noise in the API
+    tiny = Scorer(settings(quality=QualitySettings(target_rule_confidence=1 - 1e-13)), {})
+    assert tiny.target_rule.tail_per_look == pytest.approx(1e-13)
     # at most one breach a UTC day: never more than one false one, whatever the tail
     assert fixed.target_rule.false_alarms_per_day == 1.0
     # a subgroup that does not divide the day: as many looks as a UTC day can hold
