@@ -11,7 +11,8 @@ to the raw topics (``qw.decisions.raw.v1``, ``qw.verdicts.raw.v1``) and to a pee
 Then, one after the other:
 
 (a) QualityWatch: ``qwatch ingest`` (its raw-topic consumer validates and batches per queue
-    onto ``qw.events.v1``) and ``qwatch scorer`` as real processes; timed from their start
+    onto ``qw.events.v1``) and ``qwatch scorer`` (``--scorer-workers`` of them, one group) as
+    real processes; timed from their start
     until the ingest group's committed offsets reach the end of the raw topics and the
     scorer group's the end of the events topic.
 (b) Quix Streams (pinned, in its own virtualenv under ~/.cache, created on first run): a
@@ -434,13 +435,13 @@ async def check_counts(kafka: KafkaSettings, raw: Raw) -> Check:
 
 
 async def path_a(
-    kafka: KafkaSettings, raw: Raw, tmp: Path, timeout: float, profile: Path | None
-) -> tuple[Result, Check]:
+    kafka: KafkaSettings, raw: Raw, tmp: Path, timeout: float, profile: Path | None,
+    workers: int = 1,
+) -> tuple[Result, Check]:  # fmt: skip
     env = {
         **kafka.as_env(),
         "QW_INGEST_PORT": str(_free_port()),
         "QW_INGEST_MAX_AGE_DAYS": "3650",  # the generator's events are dated from T0
-        "QW_SCORER_DATA_DIR": str(tmp / "scorer"),
         "QW_SCORER_GRACE_SECONDS": str(GRACE),
         "QW_SCORER_SNAPSHOT_INTERVAL_S": "1",
     }
@@ -451,7 +452,9 @@ async def path_a(
     try:
         async with Progress(kafka) as progress:
             services.start("ingest")
-            services.start("scorer")
+            for i in range(workers):  # one consumer group: the partitions are split
+                label = "scorer" if i == 0 else f"scorer{i + 1}"
+                services.start("scorer", as_=label, env={"QW_SCORER_DATA_DIR": str(tmp / label)})
             pids = {name: p.pid for name, p in services.procs.items()}
             if profile is not None:
                 spies = [py_spy(pid, profile / f"{name}.txt") for name, pid in pids.items()]
@@ -473,8 +476,9 @@ async def path_a(
             if spy.poll() is None:
                 spy.kill()
         services.stop()
+    scorers = "scorer" if workers == 1 else f"{workers} scorer workers"
     return Result(
-        "(a) QualityWatch: ingest + scorer", len(raw.messages), seconds, first, cpu, cpu_first
+        f"(a) QualityWatch: ingest + {scorers}", len(raw.messages), seconds, first, cpu, cpu_first
     ), check
 
 
@@ -603,7 +607,9 @@ async def main(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="qw-pipeline-") as tmp_name:
             tmp = Path(tmp_name)
             if "a" in paths:
-                result, check = await path_a(kafka, raw, tmp, args.timeout, args.profile)
+                result, check = await path_a(
+                    kafka, raw, tmp, args.timeout, args.profile, args.scorer_workers
+                )
                 results.append(result)
                 print(f"{result.path}: {result.rate:,.0f} events/s", flush=True)
             if quix is not None:
@@ -680,6 +686,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hours", type=int, default=24, help="hours of event time")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument(
+        "--scorer-workers",
+        type=int,
+        default=1,
+        help="(a) with this many scorer worker processes in one group (default 1)",
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per path")
     p.add_argument(
         "--profile",
@@ -691,6 +703,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.events = 50_000
     if not 1_000 <= args.events <= 20_000_000:
         p.error("--events: between 1,000 and 20,000,000")
+    if not 1 <= args.scorer_workers <= args.partitions:
+        p.error("--scorer-workers: 1 to --partitions (a worker beyond them would idle)")
     if not 1 <= args.queues <= 1000 or not 4 <= args.hours <= 24 * 6:
         p.error("--queues: 1 to 1,000; --hours: 4 to 144 (within the scorer's 7-day horizon)")
     return args

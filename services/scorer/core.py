@@ -899,8 +899,11 @@ class Scorer:
         share of the false-alarm budget (cusum.py)."""
         if self.s.sigma_limits is not None:
             return alpha_for_sigmas(self.s.sigma_limits)
-        return live.pchart_alpha(
-            self.s.false_alarms_per_day, self.s.expected_queues, 86400 / self.s.subgroup_seconds
+        return live.per_look_tail(
+            "p_chart",
+            self.s.false_alarms_per_day,
+            self.s.expected_queues,
+            86400 / self.s.subgroup_seconds,
         )
 
     def _chart(self, st: QueueState, start: int, b: Bucket, out: Output, wall: float) -> None:
@@ -1242,7 +1245,7 @@ def target_rule(s: ScorerSettings) -> TargetRule:
         tail = float(f"{1 - configured:.12g}")  # 0.05, not 0.050000000000000044
         source: Literal["budget", "configured"] = "configured"
     else:
-        tail = live.target_rule_tail(s.false_alarms_per_day, s.expected_queues, looks)
+        tail = live.per_look_tail("below_target", s.false_alarms_per_day, s.expected_queues, looks)
         source = "budget"
     return TargetRule(
         confidence=1 - tail, tail_per_look=tail, looks_per_day=looks,

@@ -25,7 +25,7 @@ the chart but raises no breach by default. Measured on a simulated wall by
 with an in-control ARL of ``r N / (budget w)`` verdicts, the p-chart with a one-sided tail
 of ``budget w / (N s)`` per subgroup (``s`` subgroups a day), and the below-target rule,
 which looks at the 24 h accuracy once a subgroup closes, with an exact (Clopper-Pearson)
-upper bound whose one-sided tail is ``budget w / (N s)`` per look (``target_rule_tail``: Bonferroni over the
+upper bound whose one-sided tail is ``budget w / (N s)`` per look (``per_look_tail``: Bonferroni over the
 day's looks, at most one breach a day, so a queue exactly at its target breaches on at most
 ``budget w / N`` days a day; a queue above it on fewer). So a busy queue and a quiet
 one raise the same expected number of false alarms a day, and the shares add up to the
@@ -138,21 +138,19 @@ def site_arl0_for(
     return site_rate_per_day / share
 
 
-def pchart_alpha(budget_per_day: float, queues: int, subgroups_per_day: float) -> float:
-    """The p-chart's one-sided tail per subgroup that spends its share of the budget, within
-    [ALPHA_MIN, ALPHA_MAX] (6 and 2 sigma: a generous budget for few queues does not make
-    every subgroup alarm, nor a tiny one a chart that cannot)."""
-    alpha = detector_share(budget_per_day, queues, "p_chart") / subgroups_per_day
-    return min(max(alpha, ALPHA_MIN), ALPHA_MAX)
+def per_look_tail(
+    detector: Literal["p_chart", "below_target"], budget_per_day: float, queues: int,
+    looks_per_day: float,
+) -> float:  # fmt: skip
+    """The one-sided tail per look that spends a detector's share of the budget over its
+    looks a day (Bonferroni), within [ALPHA_MIN, ALPHA_MAX] (6 and 2 sigma: a generous budget
+    for few queues does not make every look alarm, nor a tiny one a test that cannot).
 
-
-def target_rule_tail(budget_per_day: float, queues: int, looks_per_day: float) -> float:
-    """The below-target rule's one-sided tail per look (the exact upper bound of the 24 h
-    accuracy is under the target with this probability, at most, for a queue exactly at
-    it): its share of the budget split over the day's looks (Bonferroni: the looks are of
-    overlapping windows, so the rule spends less than its share), within [ALPHA_MIN,
-    ALPHA_MAX]. The same for a queue with site charts or without."""
-    alpha = detector_share(budget_per_day, queues, "below_target") / looks_per_day
+    ``p_chart``: per closed subgroup. ``below_target``: per look of the rule, which asks
+    whether the exact upper bound of the 24 h accuracy is under the target (a queue exactly
+    at it is, with this probability at most); its looks are of overlapping windows, so it
+    spends less than its share. Either is the same for a queue with site charts or without."""
+    alpha = detector_share(budget_per_day, queues, detector) / looks_per_day
     return min(max(alpha, ALPHA_MIN), ALPHA_MAX)
 
 
