@@ -22,7 +22,8 @@ Then, one after the other:
     topic (``bench/pipeline_bare.py``).
 
 Each path's CPU time per event is read per process from /proc/<pid>/stat (utime + stime,
-start-up included). After (a), the scorer's published snapshots and closed subgroups are
+start-up included), and the broker's over the same time when it runs on this machine (found
+by its listening port): on two cores its work is part of what the paths compete for. After (a), the scorer's published snapshots and closed subgroups are
 checked exactly against the generator's truth; a lost or doubled count makes the exit
 status 1. Uses the broker QW_KAFKA_BOOTSTRAP names (deploy/local/kafka.sh is started when
 none answers, and stopped again); this run's topics are deleted at the end.
@@ -239,6 +240,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` on this machine (the broker: its CPU is spent
+    on the same cores), from /proc; None if it is not visible here."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{cols[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(proc.name)
+    return None
+
+
+class BrokerCpu:
+    """The broker's CPU seconds over a path's run (when its process is visible here)."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        port = int(kafka.bootstrap.split(",")[0].rsplit(":", 1)[1])
+        self.pid = listener_pid(port)
+        self.start = 0.0 if self.pid is None else cpu_seconds(self.pid)
+
+    def seconds(self) -> float | None:
+        return None if self.pid is None else cpu_seconds(self.pid) - self.start
+
+
 class Progress:
     """Committed offsets of consumer groups against end offsets, on long-lived clients."""
 
@@ -274,7 +308,11 @@ class Result:
     # each process's CPU seconds when its own group first committed (start-up and the first
     # poll): what a restart costs before it makes progress
     cpu_first_s: dict[str, float] = field(default_factory=dict)
+    broker_s: float | None = None  # the broker's CPU over the same time, if visible
     note: str = ""
+
+    def broker_cell(self) -> str:
+        return "-" if self.broker_s is None else f"{self.broker_s * 1e6 / self.events:.1f}"
 
     @property
     def rate(self) -> float:
@@ -451,6 +489,7 @@ async def path_a(
     spies: list[subprocess.Popen[bytes]] = []
     try:
         async with Progress(kafka) as progress:
+            broker = BrokerCpu(kafka)
             services.start("ingest")
             for i in range(workers):  # one consumer group: the partitions are split
                 label = "scorer" if i == 0 else f"scorer{i + 1}"
@@ -466,6 +505,7 @@ async def path_a(
                 ],
                 len(raw.messages), timeout,
             )  # fmt: skip
+            broker_s = broker.seconds()
             for spy in spies:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             for spy in spies:
@@ -478,8 +518,9 @@ async def path_a(
         services.stop()
     scorers = "scorer" if workers == 1 else f"{workers} scorer workers"
     return Result(
-        f"(a) QualityWatch: ingest + {scorers}", len(raw.messages), seconds, first, cpu, cpu_first
-    ), check
+        f"(a) QualityWatch: ingest + {scorers}", len(raw.messages), seconds, first, cpu,
+        cpu_first, broker_s,
+    ), check  # fmt: skip
 
 
 def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -504,6 +545,7 @@ async def path_peer(
     log: Path,
     timeout: float,
 ) -> tuple[Result, str]:
+    broker = BrokerCpu(kafka)
     proc = spawn(argv, log)
 
     def alive() -> None:
@@ -516,6 +558,7 @@ async def path_peer(
             seconds, first, cpu, cpu_first = await watch(
                 progress, {"process": proc.pid}, alive, [(group, [peer])], events, timeout
             )
+        broker_s = broker.seconds()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -523,7 +566,7 @@ async def path_peer(
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
-    return Result(name, events, seconds, first, cpu, cpu_first), out.decode(
+    return Result(name, events, seconds, first, cpu, cpu_first, broker_s), out.decode(
         errors="replace"
     ).strip()
 
@@ -642,13 +685,14 @@ async def main(args: argparse.Namespace) -> int:
 
     print()
     print(
-        "| path | events | seconds | events/s | first commit after (s) | CPU µs/event per process |"
+        "| path | events | seconds | events/s | first commit after (s) | CPU µs/event per process "
+        "| broker CPU µs/event |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r.path} | {r.events:,} | {r.seconds:.1f} | {r.rate:,.0f} "
-            f"| {r.first_commit_s:.1f} | {r.cpu_cell()} |"
+            f"| {r.first_commit_s:.1f} | {r.cpu_cell()} | {r.broker_cell()} |"
         )
     print()
     for r in results:

@@ -36,7 +36,9 @@ def test_pipeline_bench_counts_exactly_and_prints_its_table(kafka_bootstrap: str
     assert 19_000 < events.pop() < 21_000, out
     assert all(int(r[2].replace(",", "")) > 0 for r in rows), out
     assert re.search(r"CPU µs/event per process", out)
-    assert re.search(r"\| ingest [\d.]+, scorer [\d.]+, total [\d.]+ \|", out), out
+    # the broker runs on this machine: its CPU over each path is shown beside the processes'
+    assert re.search(r"\| ingest [\d.]+, scorer [\d.]+, total [\d.]+ \| [\d.]+ \|$", out, re.M), out
+    assert re.search(r"^\| \(c\) .*\| process [\d.]+ \| [\d.]+ \|$", out, re.M), out
     for line in ("ratio (a)/c:", "command: ", "machine: "):
         assert line in out
     assert re.search(r"decisions [\d,]+ of [\d,]+ \(lost 0, doubled 0\)", out), out
