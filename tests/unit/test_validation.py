@@ -64,6 +64,33 @@ def test_each_bad_item_is_named_with_its_index_and_field() -> None:
     assert "action" in reasons[4]
 
 
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        (verdict(1, correct=False, error_type=None), "an incorrect verdict needs an error_type"),
+        (verdict(1, error_type="technical"), "a correct verdict cannot have an error_type"),
+    ],
+)
+def test_an_error_type_that_does_not_fit_the_outcome_is_refused_at_error_type(
+    event: dict[str, object], says: str
+) -> None:
+    """The refusal names the field, on every path: a typed endpoint, /v1/events (the
+    kind first) and a raw message (its dead letter's reason)."""
+    for kind, loc in (("verdict", ["error_type"]), (None, ["verdict", "error_type"])):
+        (err,) = validate_items([event], kind).errors  # type: ignore[arg-type]
+        assert [e["loc"] for e in err.errors] == [loc]
+        assert says in err.errors[0]["msg"]
+    raw = validate_raw(codec.dumps(event), "verdict")
+    assert isinstance(raw, ItemError)
+    assert raw.reason().startswith("error_type: ")
+    assert says in raw.reason()
+
+
+def test_a_refused_outcome_is_named_once_not_again_at_error_type() -> None:
+    (err,) = validate_items([verdict(1, outcome="maybe", error_type=None)], "verdict").errors
+    assert [e["loc"] for e in err.errors] == [["outcome"]]
+
+
 def test_kind_is_enforced_per_endpoint() -> None:
     result = validate_items([verdict(1)], "decision")
     assert len(result.errors) == 1
