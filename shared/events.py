@@ -1,8 +1,9 @@
 """Versioned event schemas: the contract between upstream systems and QualityWatch.
 
-Every event carries ``v`` (schema version). A consumer accepts the versions it knows and
-sends anything else to the dead-letter topic with the reason, so a producer that moves to a
-new version never silently corrupts the statistics.
+Every event has ``v`` (schema version); in a decision and a verdict it may be left out and
+then means 1 (docs/events.md). A consumer accepts the versions it knows and sends anything
+else to the dead-letter topic with the reason, so a producer that moves to a new version
+never silently corrupts the statistics.
 
 Times are timezone-aware UTC datetimes on the wire (ISO 8601); naive timestamps are
 rejected because a moderation operation spans time zones and a naive time is ambiguous.
