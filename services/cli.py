@@ -130,7 +130,7 @@ def demo(
     from shared.runtime import setup_logging
 
     setup_logging("WARNING")
-    if "QW_KAFKA_BOOTSTRAP" in os.environ:
+    if os.environ.get("QW_KAFKA_BOOTSTRAP"):  # set but empty is unset, as in the settings
         # a broker named by the user is used, never replaced by a local one
         _broker_answers(local_kafka())
     opts = DemoOptions(
@@ -221,7 +221,7 @@ def scorer() -> None:
 
     with _kafka_refusals():
         asyncio.run(prepare())
-    run_worker(settings, loglevel=os.environ.get("QW_LOG_LEVEL", "warning").lower())
+    run_worker(settings, loglevel=(os.environ.get("QW_LOG_LEVEL") or "warning").lower())
 
 
 @app.command()
@@ -455,6 +455,12 @@ def unparsable_setting(exc: SettingsError) -> str:
         if match and field == match.group(1)
     ]
     where = " or ".join(names) if names else "a setting"
+    if names and all(os.environ.get(name) == "" for name in names):
+        return (
+            f"invalid settings: {where} is set but empty, which this setting does not read "
+            "as unset: give a JSON list (`[]` for none), or leave it out (see "
+            "docs/configuration.md)"
+        )
     return f"invalid settings: {where} is not valid JSON (lists and maps are JSON; see docs/configuration.md)"
 
 

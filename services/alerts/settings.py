@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.alerts.webhook_policy import (
     DEFAULT_SCHEDULE,
@@ -11,15 +13,20 @@ from services.alerts.webhook_policy import (
     parse_schedule,
     parse_secrets,
 )
-from shared.settings import DatabaseSettings, KafkaSettings, QualitySettings
+from shared.settings import (
+    DatabaseSettings,
+    EmptyIsAValue,
+    Environment,
+    KafkaSettings,
+    QualitySettings,
+    Settings,
+)
 
 
-class AlertsSettings(BaseSettings):
+class AlertsSettings(Settings):
     """Alert delivery and the health API. See docs/configuration.md."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="QW_ALERTS_", frozen=True, extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="QW_ALERTS_", populate_by_name=True)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -36,24 +43,27 @@ class AlertsSettings(BaseSettings):
     consumer_group: str = Field(
         default="qw-alerts", description="consumer group of the alerts consumer"
     )
-    environment: str = Field(
-        description="development, staging or production; outside development a real webhook secret (32+ random bytes) is required",
+    environment: Environment = Field(
+        description="development, staging or production; outside development a real webhook "
+        "secret (32+ random bytes) is required (set but empty is not development)",
         default="development",
         validation_alias="QW_ENV",
     )
 
     # -- direct webhooks (Standard Webhooks): docs/operations.md, "Webhook contract" --------
-    webhook_urls: list[str] = Field(
+    webhook_urls: Annotated[list[str], EmptyIsAValue()] = Field(
         default_factory=list,
         description="generic JSON webhook receivers, a JSON list in the environment; http(s) "
         "only, and no loopback, link-local, private or unspecified address unless "
-        "QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        "QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS. Set but empty is refused (a Secret that "
+        "did not arrive), not read as none: `[]` is none",
     )
-    webhook_secret: SecretStr = Field(
+    webhook_secret: Annotated[SecretStr, EmptyIsAValue()] = Field(
         default=SecretStr(DEVELOPMENT_SECRET),
         description="Standard Webhooks signing secrets, whsec_<base64>, space separated: each "
         "one signs every delivery (rotation: add the new one first, remove the old one once "
-        "receivers have switched); outside development at least 32 random bytes",
+        "receivers have switched); outside development at least 32 random bytes. Set but "
+        "empty is refused, never the development placeholder",
     )
     webhook_allow_private_networks: bool = Field(
         default=False,
