@@ -151,6 +151,19 @@ def demo(
     raise typer.Exit(code)
 
 
+def check_settings() -> None:
+    """Build every service's settings from the environment, as each service will: a
+    variable one of them refuses ends the command here (``main``: exit 2, one line naming
+    it), before anything starts."""
+    from services.alerts.settings import AlertsSettings
+    from services.ingest.settings import IngestSettings
+    from services.scorer.settings import ScorerSettings
+    from shared.settings import AuthSettings
+
+    for cls in (IngestSettings, ScorerSettings, AlertsSettings, AuthSettings):
+        cls()
+
+
 @app.command()
 def run() -> None:
     """Run ingest, scorer and alerts together on this machine until Ctrl-C or SIGTERM.
@@ -165,6 +178,8 @@ def run() -> None:
     from services.demo.orchestrator import ServiceExitError, Services
     from shared.settings import KafkaSettings, local_state_dir
 
+    # a setting a service would refuse is refused here, not after "running" was printed
+    check_settings()
     _broker_answers(KafkaSettings())
     log_dir = local_state_dir() / "run" / "logs"
     services = Services({}, log_dir)
@@ -416,9 +431,14 @@ def analyze(
 
 @app.command("config")
 def config_reference() -> None:
-    """Print every setting with its environment variable, default and meaning."""
+    """Print every setting with its environment variable, default and meaning.
+
+    The environment's values are checked first, as the services would read them: an
+    invalid one ends it (exit 2, one line naming the variable). What it prints does not
+    depend on the environment."""
     from services.config_doc import render
 
+    check_settings()
     typer.echo(render(), nl=False)
 
 

@@ -5,8 +5,6 @@ not development (``EmptyIsAValue``): those keep what they did before, said in th
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsError
 from services.alerts.settings import AlertsSettings
 from services.config_doc import NESTED, SECTIONS, empty_is_a_value, env_names
 from shared.settings import REPO_ROOT, AuthSettings, DatabaseSettings, QualitySettings
+from tests.unit.test_cli_settings_first import qwatch
 
 KEPT = ["QW_DB_URL", "QW_ENV", "QW_ALERTS_WEBHOOK_URLS", "QW_ALERTS_WEBHOOK_SECRET"]
 
@@ -99,11 +98,7 @@ def test_empty_webhook_urls_are_refused_not_read_as_none(monkeypatch: pytest.Mon
     ],
 )
 def test_a_refused_empty_variable_is_one_line_naming_it(env: dict[str, str], says: str) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("QW_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.cli", "alerts"],
-        env={**clean, **env}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = qwatch("alerts", env=env)
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("qwatch: invalid settings: ")
