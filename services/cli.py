@@ -452,12 +452,15 @@ def settings_error(exc: ValidationError) -> str:
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
         loc = [str(x) for x in err["loc"]]
-        if loc and prefix and any(w in "_".join(loc) for w in ("secret", "password")):
-            parts.append(f"{(prefix + '_'.join(loc)).upper()}: {msg}")  # never its value
-        elif loc and prefix:
-            parts.append(f"{(prefix + '_'.join(loc)).upper()}={err.get('input')!r}: {msg}")
-        else:
+        var = (prefix + "_".join(loc)).upper() if loc and prefix else ""
+        if not var or msg.startswith(var):  # the message names it already
             parts.append(msg)
+        # never the value of a secret, nor of a URL (its user information or query may
+        # hold a token: the message quotes it without them, services/alerts/webhook_policy)
+        elif any(w in var for w in ("SECRET", "PASSWORD", "URL")):
+            parts.append(f"{var}: {msg}")
+        else:
+            parts.append(f"{var}={err.get('input')!r}: {msg}")
     return "invalid settings: " + "; ".join(parts) + " (see docs/configuration.md)"
 
 

@@ -9,9 +9,9 @@ from services.alerts.webhook_policy import (
     DEFAULT_SCHEDULE,
     DEVELOPMENT_SECRET,
     check_url,
-    describe,
     parse_schedule,
     parse_secrets,
+    quote_url,
 )
 from shared.settings import (
     DatabaseSettings,
@@ -112,7 +112,8 @@ class AlertsSettings(Settings):
 
     @model_validator(mode="after")
     def _webhooks_are_safe(self) -> AlertsSettings:
-        # mode="after" and messages that never quote a secret or a URL's path (a token)
+        # mode="after" and messages that never quote a secret, nor the parts of a URL that
+        # may hold a token (quote_url): the URL is named by its position and as given
         parse_secrets(
             self.webhook_secret.get_secret_value(), production=self.environment != "development"
         )
@@ -120,7 +121,7 @@ class AlertsSettings(Settings):
         for i, url in enumerate(self.webhook_urls):
             why = check_url(url, allow_private=self.webhook_allow_private_networks)
             if why is not None:
-                raise ValueError(f"QW_ALERTS_WEBHOOK_URLS[{i}] ({describe(url)}) {why}")
+                raise ValueError(f"QW_ALERTS_WEBHOOK_URLS[{i}] {quote_url(url)} {why}")
         return self
 
     def webhook_keys(self) -> list[bytes]:
@@ -261,15 +262,15 @@ class AlertsSettings(Settings):
             raise ValueError(f"{name}: a URL longer than 500 characters")
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"{name}: {url!r} is not an http(s) URL with a host")
+            raise ValueError(f"{name}: {quote_url(url)} is not an http(s) URL with a host")
         if parts.username is not None or parts.password is not None:
-            raise ValueError(f"{name}: credentials in the URL are not supported")
+            raise ValueError(f"{name}: {quote_url(url)}: credentials in the URL are not supported")
         if parts.query or parts.fragment:
-            raise ValueError(f"{name}: {url!r} must have no query or fragment")
+            raise ValueError(f"{name}: {quote_url(url)} must have no query or fragment")
         try:
             parts.port  # noqa: B018 - raises on a port out of range
         except ValueError as exc:
-            raise ValueError(f"{name}: {url!r}: {exc}") from None
+            raise ValueError(f"{name}: {quote_url(url)}: {exc}") from None
 
     resolve_after_subgroups: int = Field(
         default=3, ge=1, description="SPC alerts resolve after this many in-control subgroups"

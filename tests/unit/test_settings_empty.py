@@ -94,7 +94,7 @@ def test_empty_webhook_urls_are_refused_not_read_as_none(monkeypatch: pytest.Mon
     ("env", "says"),
     [
         ({"QW_ALERTS_WEBHOOK_URLS": ""}, "QW_ALERTS_WEBHOOK_URLS is set but empty"),
-        ({"QW_DB_URL": ""}, "QW_DB_URL='': set but empty"),
+        ({"QW_DB_URL": ""}, "QW_DB_URL: set but empty"),
     ],
 )
 def test_a_refused_empty_variable_is_one_line_naming_it(env: dict[str, str], says: str) -> None:
