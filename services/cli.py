@@ -130,7 +130,7 @@ def demo(
     from shared.runtime import setup_logging
 
     setup_logging("WARNING")
-    if "QW_KAFKA_BOOTSTRAP" in os.environ:
+    if os.environ.get("QW_KAFKA_BOOTSTRAP"):  # set but empty is unset, as in the settings
         # a broker named by the user is used, never replaced by a local one
         _broker_answers(local_kafka())
     opts = DemoOptions(
@@ -151,6 +151,19 @@ def demo(
     raise typer.Exit(code)
 
 
+def check_settings() -> None:
+    """Build every service's settings from the environment, as each service will: a
+    variable one of them refuses ends the command here (``main``: exit 2, one line naming
+    it), before anything starts."""
+    from services.alerts.settings import AlertsSettings
+    from services.ingest.settings import IngestSettings
+    from services.scorer.settings import ScorerSettings
+    from shared.settings import AuthSettings
+
+    for cls in (IngestSettings, ScorerSettings, AlertsSettings, AuthSettings):
+        cls()
+
+
 @app.command()
 def run() -> None:
     """Run ingest, scorer and alerts together on this machine until Ctrl-C or SIGTERM.
@@ -165,6 +178,8 @@ def run() -> None:
     from services.demo.orchestrator import ServiceExitError, Services
     from shared.settings import KafkaSettings, local_state_dir
 
+    # a setting a service would refuse is refused here, not after "running" was printed
+    check_settings()
     _broker_answers(KafkaSettings())
     log_dir = local_state_dir() / "run" / "logs"
     services = Services({}, log_dir)
@@ -221,7 +236,7 @@ def scorer() -> None:
 
     with _kafka_refusals():
         asyncio.run(prepare())
-    run_worker(settings, loglevel=os.environ.get("QW_LOG_LEVEL", "warning").lower())
+    run_worker(settings, loglevel=(os.environ.get("QW_LOG_LEVEL") or "warning").lower())
 
 
 @app.command()
@@ -416,9 +431,14 @@ def analyze(
 
 @app.command("config")
 def config_reference() -> None:
-    """Print every setting with its environment variable, default and meaning."""
+    """Print every setting with its environment variable, default and meaning.
+
+    The environment's values are checked first, as the services would read them: an
+    invalid one ends it (exit 2, one line naming the variable). What it prints does not
+    depend on the environment."""
     from services.config_doc import render
 
+    check_settings()
     typer.echo(render(), nl=False)
 
 
@@ -432,12 +452,15 @@ def settings_error(exc: ValidationError) -> str:
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
         loc = [str(x) for x in err["loc"]]
-        if loc and prefix and any(w in "_".join(loc) for w in ("secret", "password")):
-            parts.append(f"{(prefix + '_'.join(loc)).upper()}: {msg}")  # never its value
-        elif loc and prefix:
-            parts.append(f"{(prefix + '_'.join(loc)).upper()}={err.get('input')!r}: {msg}")
-        else:
+        var = (prefix + "_".join(loc)).upper() if loc and prefix else ""
+        if not var or msg.startswith(var):  # the message names it already
             parts.append(msg)
+        # never the value of a secret, nor of a URL (its user information or query may
+        # hold a token: the message quotes it without them, services/alerts/webhook_policy)
+        elif any(w in var for w in ("SECRET", "PASSWORD", "URL")):
+            parts.append(f"{var}: {msg}")
+        else:
+            parts.append(f"{var}={err.get('input')!r}: {msg}")
     return "invalid settings: " + "; ".join(parts) + " (see docs/configuration.md)"
 
 
@@ -455,6 +478,12 @@ def unparsable_setting(exc: SettingsError) -> str:
         if match and field == match.group(1)
     ]
     where = " or ".join(names) if names else "a setting"
+    if names and all(os.environ.get(name) == "" for name in names):
+        return (
+            f"invalid settings: {where} is set but empty, which this setting does not read "
+            "as unset: give a JSON list (`[]` for none), or leave it out (see "
+            "docs/configuration.md)"
+        )
     return f"invalid settings: {where} is not valid JSON (lists and maps are JSON; see docs/configuration.md)"
 
 

@@ -1,8 +1,9 @@
 """Versioned event schemas: the contract between upstream systems and QualityWatch.
 
-Every event carries ``v`` (schema version). A consumer accepts the versions it knows and
-sends anything else to the dead-letter topic with the reason, so a producer that moves to a
-new version never silently corrupts the statistics.
+Every event has ``v`` (schema version); in a decision and a verdict it may be left out and
+then means 1 (docs/events.md). A consumer accepts the versions it knows and sends anything
+else to the dead-letter topic with the reason, so a producer that moves to a new version
+never silently corrupts the statistics.
 
 Times are timezone-aware UTC datetimes on the wire (ISO 8601); naive timestamps are
 rejected because a moderation operation spans time zones and a naive time is ambiguous.
@@ -15,7 +16,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from shared.ids import KEY_ID_PATTERN, KEY_ID_RE, KeyId, OpaqueId
 
@@ -179,16 +188,23 @@ class Verdict(_Event):
     auditor_id: OpaqueId
     reviewed_at: Annotated[EventTime, Field(description=_TIME_BOUNDS.format(what="the review"))]
     outcome: Outcome
-    error_type: ErrorType | None = None
+    # validated when absent too (validate_default), so that the check below runs then
+    error_type: ErrorType | None = Field(default=None, validate_default=True)
     sample_type: SampleType = SampleType.RANDOM
 
-    @model_validator(mode="after")
-    def _error_type_matches_outcome(self) -> Verdict:
-        if self.outcome is Outcome.INCORRECT and self.error_type is None:
+    # a field validator, not a model validator: its refusal names the field (loc
+    # ["error_type"]), in the API's 422 and in a dead letter's reason alike
+    @field_validator("error_type")
+    @classmethod
+    def _error_type_matches_outcome(
+        cls, error_type: ErrorType | None, info: ValidationInfo
+    ) -> ErrorType | None:
+        outcome = info.data.get("outcome")  # absent: the outcome was refused, and says so
+        if outcome is Outcome.INCORRECT and error_type is None:
             raise ValueError("an incorrect verdict needs an error_type")
-        if self.outcome is Outcome.CORRECT and self.error_type is not None:
+        if outcome is Outcome.CORRECT and error_type is not None:
             raise ValueError("a correct verdict cannot have an error_type")
-        return self
+        return error_type
 
 
 class ChartPoint(BaseModel):

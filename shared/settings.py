@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from shared.ids import is_key_id
 from shared.topics import Topics
@@ -34,10 +40,59 @@ def local_state_dir() -> Path:
     return Path(os.environ.get("QW_STATE_DIR") or default_state_dir()).resolve()
 
 
-class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="QW_KAFKA_", frozen=True, extra="ignore", populate_by_name=True
-    )
+class EmptyIsAValue:
+    """Marks a setting (``Annotated[..., EmptyIsAValue()]``) whose empty environment value
+    is given to its validators as it is, not read as unset: where an empty value is what a
+    secret that failed to arrive looks like (the database URL, the webhook secret and
+    receivers) or means something else today (QW_ENV)."""
+
+
+class _EmptyIsUnset(EnvSettingsSource):
+    """The environment, an empty variable read as an unset one (its default), except for
+    the settings marked ``EmptyIsAValue``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        if value == "" and not any(isinstance(m, EmptyIsAValue) for m in field.metadata):
+            value = None
+        return value, key, is_complex
+
+
+class Settings(BaseSettings):
+    """The base of every settings class: frozen, other variables ignored, and an empty
+    environment variable the same as an unset one (``QW_TARGET_RULE_CONFIDENCE=`` is the
+    default), but for the settings marked ``EmptyIsAValue`` (docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _EmptyIsUnset(settings_cls), dotenv_settings, file_secret_settings
+
+
+# QW_ENV: an empty value stays a value, as it was before empty meant unset: an environment
+# that is not development (keys required, a real webhook secret), never development's
+# relaxations because a variable came out empty
+Environment = Annotated[str, EmptyIsAValue()]
+
+
+def refuse_empty(value: str, unset: str) -> str:
+    """``value`` of an ``EmptyIsAValue`` setting, refused when it is empty (a field
+    validator's error names the variable); ``unset`` says what leaving it out does."""
+    if value == "":
+        raise ValueError(f"set but empty, which this setting does not read as unset: {unset}")
+    return value
+
+
+class KafkaSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="QW_KAFKA_", populate_by_name=True)
 
     bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
     topic_prefix: str = Field(
@@ -107,11 +162,11 @@ class KafkaSettings(BaseSettings):
         return env
 
 
-class QualitySettings(BaseSettings):
+class QualitySettings(Settings):
     """Quality targets the scorer raises breaches against and the alerts service resolves
     and scores against: one setting, so the two can never disagree."""
 
-    model_config = SettingsConfigDict(env_prefix="QW_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="QW_")
 
     accuracy_target: float = Field(
         default=0.90,
@@ -187,10 +242,10 @@ class QualitySettings(BaseSettings):
         return self.accuracy_target, "queue"
 
 
-class AuthSettings(BaseSettings):
+class AuthSettings(Settings):
     """API keys (``shared/apikeys.py``), read by both HTTP services and ``qwatch keys``."""
 
-    model_config = SettingsConfigDict(env_prefix="QW_API_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="QW_API_")
 
     keys_file: Path = Field(
         default_factory=lambda: default_state_dir() / "api-keys.json",
@@ -200,17 +255,24 @@ class AuthSettings(BaseSettings):
     protect_reads: bool = Field(
         default=False, description="require a key with scope 'read' on the health API too"
     )
-    environment: str = Field(
+    environment: Environment = Field(
         default="development",
         validation_alias="QW_ENV",
-        description="outside development, keys are required on every mutating endpoint",
+        description="outside development, keys are required on every mutating endpoint "
+        "(set but empty is not development)",
     )
 
 
-class DatabaseSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QW_DB_", frozen=True, extra="ignore")
+class DatabaseSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="QW_DB_")
 
-    url: str = Field(
+    url: Annotated[str, EmptyIsAValue()] = Field(
         default_factory=lambda: f"sqlite+aiosqlite:///{default_state_dir() / 'qualitywatch.db'}",
-        description="SQLAlchemy async URL; postgresql+psycopg://... in production",
+        description="SQLAlchemy async URL; postgresql+psycopg://... in production. Set but "
+        "empty is refused (a Secret that did not arrive), not the local SQLite file",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_not_empty(cls, url: str) -> str:
+        return refuse_empty(url, "leave it out for the local SQLite file, or give a SQLAlchemy URL")

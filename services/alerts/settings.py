@@ -1,25 +1,32 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.alerts.webhook_policy import (
     DEFAULT_SCHEDULE,
     DEVELOPMENT_SECRET,
     check_url,
-    describe,
     parse_schedule,
     parse_secrets,
+    quote_url,
 )
-from shared.settings import DatabaseSettings, KafkaSettings, QualitySettings
+from shared.settings import (
+    DatabaseSettings,
+    EmptyIsAValue,
+    Environment,
+    KafkaSettings,
+    QualitySettings,
+    Settings,
+)
 
 
-class AlertsSettings(BaseSettings):
+class AlertsSettings(Settings):
     """Alert delivery and the health API. See docs/configuration.md."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="QW_ALERTS_", frozen=True, extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="QW_ALERTS_", populate_by_name=True)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -36,24 +43,27 @@ class AlertsSettings(BaseSettings):
     consumer_group: str = Field(
         default="qw-alerts", description="consumer group of the alerts consumer"
     )
-    environment: str = Field(
-        description="development, staging or production; outside development a real webhook secret (32+ random bytes) is required",
+    environment: Environment = Field(
+        description="development, staging or production; outside development a real webhook "
+        "secret (32+ random bytes) is required (set but empty is not development)",
         default="development",
         validation_alias="QW_ENV",
     )
 
     # -- direct webhooks (Standard Webhooks): docs/operations.md, "Webhook contract" --------
-    webhook_urls: list[str] = Field(
+    webhook_urls: Annotated[list[str], EmptyIsAValue()] = Field(
         default_factory=list,
         description="generic JSON webhook receivers, a JSON list in the environment; http(s) "
         "only, and no loopback, link-local, private or unspecified address unless "
-        "QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        "QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS. Set but empty is refused (a Secret that "
+        "did not arrive), not read as none: `[]` is none",
     )
-    webhook_secret: SecretStr = Field(
+    webhook_secret: Annotated[SecretStr, EmptyIsAValue()] = Field(
         default=SecretStr(DEVELOPMENT_SECRET),
         description="Standard Webhooks signing secrets, whsec_<base64>, space separated: each "
         "one signs every delivery (rotation: add the new one first, remove the old one once "
-        "receivers have switched); outside development at least 32 random bytes",
+        "receivers have switched); outside development at least 32 random bytes. Set but "
+        "empty is refused, never the development placeholder",
     )
     webhook_allow_private_networks: bool = Field(
         default=False,
@@ -102,7 +112,8 @@ class AlertsSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _webhooks_are_safe(self) -> AlertsSettings:
-        # mode="after" and messages that never quote a secret or a URL's path (a token)
+        # mode="after" and messages that never quote a secret, nor the parts of a URL that
+        # may hold a token (quote_url): the URL is named by its position and as given
         parse_secrets(
             self.webhook_secret.get_secret_value(), production=self.environment != "development"
         )
@@ -110,7 +121,7 @@ class AlertsSettings(BaseSettings):
         for i, url in enumerate(self.webhook_urls):
             why = check_url(url, allow_private=self.webhook_allow_private_networks)
             if why is not None:
-                raise ValueError(f"QW_ALERTS_WEBHOOK_URLS[{i}] ({describe(url)}) {why}")
+                raise ValueError(f"QW_ALERTS_WEBHOOK_URLS[{i}] {quote_url(url)} {why}")
         return self
 
     def webhook_keys(self) -> list[bytes]:
@@ -251,15 +262,15 @@ class AlertsSettings(BaseSettings):
             raise ValueError(f"{name}: a URL longer than 500 characters")
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"{name}: {url!r} is not an http(s) URL with a host")
+            raise ValueError(f"{name}: {quote_url(url)} is not an http(s) URL with a host")
         if parts.username is not None or parts.password is not None:
-            raise ValueError(f"{name}: credentials in the URL are not supported")
+            raise ValueError(f"{name}: {quote_url(url)}: credentials in the URL are not supported")
         if parts.query or parts.fragment:
-            raise ValueError(f"{name}: {url!r} must have no query or fragment")
+            raise ValueError(f"{name}: {quote_url(url)} must have no query or fragment")
         try:
             parts.port  # noqa: B018 - raises on a port out of range
         except ValueError as exc:
-            raise ValueError(f"{name}: {url!r}: {exc}") from None
+            raise ValueError(f"{name}: {quote_url(url)}: {exc}") from None
 
     resolve_after_subgroups: int = Field(
         default=3, ge=1, description="SPC alerts resolve after this many in-control subgroups"

@@ -13,7 +13,7 @@ import re
 import secrets
 import socket
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 32  # outside development
@@ -200,6 +200,50 @@ def check_addresses(addresses: Sequence[str]) -> str | None:
         if why is not None:
             return f"resolves to {why}, {a} ({ALLOW_HINT})"
     return None
+
+
+# A path segment shown as it is in a refusal: plain words (letters only, each word at most
+# 12 letters in one case or capitalised, joined by . _ -), the like of /alerts/quality or
+# /hooks/on-call. Anything else (digits, long runs, mixed case, escapes) may be a token, as
+# Slack's, Discord's and Teams' webhook paths are, and is shown as ***.
+_WORD = r"(?:[A-Za-z][a-z]{0,11}|[A-Z]{2,12})"
+_PLAIN_SEGMENT = re.compile(rf"{_WORD}(?:[._-]{_WORD})*")
+MAX_QUOTED = 200
+
+
+def quote_url(url: str) -> str:
+    """``url`` as given, for a refusal that must say which of several URLs it is: quoted
+    (escapes for control characters), at most MAX_QUOTED characters, with the parts that
+    may hold a secret shown as ``***`` and said to be: the user information
+    (``user:password@``), the query, the fragment and each path segment that is not plain
+    words. Never a secret, and never a part of one."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(not shown: not a URL that can be split into parts, and it may hold a token)"
+    hidden = []
+    _, at, hostport = parts.netloc.rpartition("@")
+    netloc = f"***@{hostport}" if at else parts.netloc
+    if at:
+        hidden.append("its user information")
+    segments = [
+        seg if not seg or _PLAIN_SEGMENT.fullmatch(seg) else "***" for seg in parts.path.split("/")
+    ]
+    if "***" in segments:
+        hidden.append("path segments that are not plain words")
+    if parts.query:
+        hidden.append("its query")
+    if parts.fragment:
+        hidden.append("its fragment")
+    text = urlunsplit((
+        parts.scheme, netloc, "/".join(segments), "***" if parts.query else "",
+        "***" if parts.fragment else "",
+    ))  # fmt: skip
+    if len(text) > MAX_QUOTED:
+        text = text[:MAX_QUOTED] + "..."
+    if not hidden:
+        return repr(text)
+    return f"{text!r} ({', '.join(hidden)} shown as ***: they may hold a token)"
 
 
 def describe(url: str) -> str:

@@ -4,14 +4,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.ingest.admission import read_queue_file
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, Settings
 
 
-class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QW_INGEST_", frozen=True, extra="ignore")
+class IngestSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="QW_INGEST_")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     host: str = Field(default="127.0.0.1", description="HTTP bind address")

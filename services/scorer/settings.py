@@ -3,15 +3,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from shared.settings import KafkaSettings, QualitySettings, default_state_dir
+from shared.settings import KafkaSettings, QualitySettings, Settings, default_state_dir
 
 
-class ScorerSettings(BaseSettings):
+class ScorerSettings(Settings):
     """How the scorer builds subgroups, baselines and signals. See docs/configuration.md."""
 
-    model_config = SettingsConfigDict(env_prefix="QW_SCORER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="QW_SCORER_")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)

@@ -31,13 +31,17 @@ async def test_http_batch_with_bad_items_keeps_the_good_ones(kafka_settings: Kaf
         app = create_app(Publisher(producer, kafka_settings.topics))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
-            body = [decision(1, "a"), decision(2, "b", action="nuke"), verdict(1, "a"), {"x": 1}]
+            body = [
+                decision(1, "a"), decision(2, "b", action="nuke"), verdict(1, "a"), {"x": 1},
+                verdict(2, "a", correct=False, error_type=None),
+            ]  # fmt: skip
             r = await client.post("/v1/events", json=body)
             assert r.status_code == 422
             data = r.json()
             assert data["accepted"] == 2
-            assert [x["index"] for x in data["rejected"]] == [1, 3]
+            assert [x["index"] for x in data["rejected"]] == [1, 3, 4]
             assert data["rejected"][0]["errors"][0]["loc"] == ["decision", "action"]
+            assert [e["loc"] for e in data["rejected"][2]["errors"]] == [["verdict", "error_type"]]
 
             ok = await client.post(
                 "/v1/decisions",
@@ -89,7 +93,11 @@ async def test_raw_topics_validated_and_malformed_dead_lettered(
         records = {r["source_topic"]: r for _, r in dlq}
         assert "not JSON" in records[topics.decisions_raw]["reason"]
         assert base64.b64decode(records[topics.decisions_raw]["value_b64"]) == bad_json
-        assert "error_type" in records[topics.verdicts_raw]["reason"]
+        # the verdict's refusal names its field, in the reason and in the errors
+        assert records[topics.verdicts_raw]["reason"].startswith(
+            "error_type: Value error, an incorrect verdict needs an error_type"
+        )
+        assert [e["loc"] for e in records[topics.verdicts_raw]["errors"]] == [["error_type"]]
         assert base64.b64decode(records[topics.verdicts_raw]["value_b64"]) == bad_verdict
         assert records[topics.verdicts_raw]["offset"] == 1
         assert records[topics.verdicts_raw]["stage"] == "ingest"

@@ -71,3 +71,26 @@ def test_run_writes_its_logs_under_the_state_dir_and_says_where(
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out
+
+
+def test_run_refuses_a_bad_setting_before_it_says_running(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """From a new user's trial: with a broker up, a setting only alerts refuses was printed
+    as "running" first, and the refusal came later from the alerts child's log."""
+    kafka = local_kafka(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=2)
+    env = {
+        **os.environ, **kafka.as_env(), "QW_STATE_DIR": str(tmp_path / "state"),
+        "QW_INGEST_PORT": str(free_port()), "QW_ALERTS_PORT": str(free_port()),
+        "QW_ALERTS_WEBHOOK_URLS": '["https://hooks.example.com/a", "http://127.0.0.1/b"]',
+    }  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli", "run"], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("qwatch: invalid settings: QW_ALERTS_WEBHOOK_URLS[1] "), line
+    assert "loopback" in line
+    assert not (tmp_path / "state" / "run").exists()  # no service started

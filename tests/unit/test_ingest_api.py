@@ -54,6 +54,21 @@ async def test_bad_items_are_named_and_good_ones_kept() -> None:
     assert len(pub.events) == 1
 
 
+async def test_an_error_type_that_does_not_fit_the_outcome_is_a_422_naming_error_type() -> None:
+    c, pub = client()
+    async with c:
+        typed = await c.post("/v1/verdicts", json=[verdict(1, correct=False, error_type=None)])
+        mixed = await c.post("/v1/events", json=[verdict(2, error_type="technical")])
+    assert (typed.status_code, mixed.status_code) == (422, 422)
+    (typed_error,) = typed.json()["rejected"][0]["errors"]
+    assert typed_error["loc"] == ["error_type"]
+    assert "an incorrect verdict needs an error_type" in typed_error["msg"]
+    (mixed_error,) = mixed.json()["rejected"][0]["errors"]
+    assert mixed_error["loc"] == ["verdict", "error_type"]
+    assert "a correct verdict cannot have an error_type" in mixed_error["msg"]
+    assert pub.events == []
+
+
 async def test_oversized_and_unreadable_bodies() -> None:
     c, pub = client(max_body=200)
     async with c:

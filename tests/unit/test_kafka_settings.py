@@ -64,11 +64,16 @@ def test_acks_values(acks: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert KafkaSettings().acks == acks
 
 
-@pytest.mark.parametrize("acks", ["-1", "2", "ALL", "leader", ""])
+@pytest.mark.parametrize("acks", ["-1", "2", "ALL", "leader"])
 def test_other_acks_are_refused(acks: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QW_KAFKA_ACKS", acks)
     with pytest.raises(ValidationError, match="acks"):
         KafkaSettings()
+
+
+def test_empty_acks_is_unset_the_durable_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QW_KAFKA_ACKS", "")  # empty is unset (docs/configuration.md)
+    assert KafkaSettings().acks == "all"
 
 
 def test_local_kafka_is_one_replica_whatever_the_environment(

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,9 +15,11 @@ from services.ingest.validation import (
     EPOCH_FLOOR,
     SCAN_ABOVE_BYTES,
     BodyError,
+    EventKind,
     ItemError,
     TooManyItemsError,
     Undecodable,
+    fast_item,
     floor_for,
     ndjson_items,
     parse_body,
@@ -64,6 +70,33 @@ def test_each_bad_item_is_named_with_its_index_and_field() -> None:
     assert "action" in reasons[4]
 
 
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        (verdict(1, correct=False, error_type=None), "an incorrect verdict needs an error_type"),
+        (verdict(1, error_type="technical"), "a correct verdict cannot have an error_type"),
+    ],
+)
+def test_an_error_type_that_does_not_fit_the_outcome_is_refused_at_error_type(
+    event: dict[str, object], says: str
+) -> None:
+    """The refusal names the field, on every path: a typed endpoint, /v1/events (the
+    kind first) and a raw message (its dead letter's reason)."""
+    for kind, loc in (("verdict", ["error_type"]), (None, ["verdict", "error_type"])):
+        (err,) = validate_items([event], kind).errors  # type: ignore[arg-type]
+        assert [e["loc"] for e in err.errors] == [loc]
+        assert says in err.errors[0]["msg"]
+    raw = validate_raw(codec.dumps(event), "verdict")
+    assert isinstance(raw, ItemError)
+    assert raw.reason().startswith("error_type: ")
+    assert says in raw.reason()
+
+
+def test_a_refused_outcome_is_named_once_not_again_at_error_type() -> None:
+    (err,) = validate_items([verdict(1, outcome="maybe", error_type=None)], "verdict").errors
+    assert [e["loc"] for e in err.errors] == [["outcome"]]
+
+
 def test_kind_is_enforced_per_endpoint() -> None:
     result = validate_items([verdict(1)], "decision")
     assert len(result.errors) == 1
@@ -109,6 +142,35 @@ def test_unknown_schema_version_is_rejected() -> None:
     result = validate_items([decision(1, v=2)], "decision")
     assert result.errors
     assert "v" in result.errors[0].reason()
+
+
+EVENTS_DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+
+
+@pytest.mark.parametrize(("kind", "model", "build"), [
+    ("decision", Decision, decision), ("verdict", Verdict, verdict),
+])  # fmt: skip
+def test_the_schema_version_is_optional_and_means_1_as_documented(
+    kind: EventKind, model: type[Decision | Verdict], build: Callable[..., dict[str, Any]]
+) -> None:
+    """docs/events.md and the model agree, for decisions and verdicts alike: ``v`` may be
+    left out (then 1) on every path; any other value is refused, naming ``v``."""
+    text = " ".join(EVENTS_DOC.read_text().split())
+    assert "`v` (schema version) is optional in a decision and in a verdict alike" in text
+    schema = model.model_json_schema()
+    assert "v" not in schema["required"]
+    assert schema["properties"]["v"]["default"] == 1
+    event = build(1)
+    assert "v" not in event
+    (http,) = validate_items([event], kind).events
+    assert http.v == 1
+    raw = codec.dumps(event)
+    assert fast_item(raw, kind, time.time() + 900) is not None  # the fast path takes it too
+    assert validate_raw(raw, kind) == validate_raw(codec.dumps({**event, "v": 1}), kind)
+    for bad in (2, 0, None, "1", True):
+        refused = validate_raw(codec.dumps({**event, "v": bad}), kind)
+        assert isinstance(refused, ItemError)
+        assert refused.reason().startswith("v: "), (bad, refused.reason())
 
 
 def test_far_future_timestamps_are_refused() -> None:

@@ -14,11 +14,13 @@ from pydantic import ValidationError
 from services.alerts.settings import AlertsSettings
 from services.alerts.webhook_policy import (
     DEFAULT_SCHEDULE,
+    MAX_QUOTED,
     check_addresses,
     check_url,
     generate_secret,
     parse_schedule,
     parse_secrets,
+    quote_url,
 )
 from services.cli import settings_error
 
@@ -126,13 +128,80 @@ def test_production_refuses_the_development_default() -> None:
         AlertsSettings(environment="production")
 
 
-def test_a_bad_url_is_one_line_without_its_path() -> None:
+def test_a_bad_url_is_one_line_without_what_may_be_a_token() -> None:
     with pytest.raises(ValidationError) as info:
         AlertsSettings(webhook_urls=["https://ok.example.com/a", "http://169.254.169.254/tok3n"])
     line = settings_error(info.value)
-    assert "QW_ALERTS_WEBHOOK_URLS[1] (http://169.254.169.254) is a link-local address" in line
+    assert (
+        "QW_ALERTS_WEBHOOK_URLS[1] 'http://169.254.169.254/***' (path segments that are not "
+        "plain words shown as ***: they may hold a token) is a link-local address"
+    ) in line
     assert "tok3n" not in line
     assert "\n" not in line
+
+
+def test_a_refused_url_is_quoted_as_given_so_that_the_operator_sees_which() -> None:
+    """From a new user's trial: of several receivers on one host, the refusal named the
+    host only (no path), so which URL it was took guessing."""
+    urls = ["http://10.0.0.5:8080/alerts/quality", "http://10.0.0.5:8080/alerts/spam"]
+    with pytest.raises(ValidationError) as info:
+        AlertsSettings(webhook_urls=urls)
+    assert settings_error(info.value) == (
+        "invalid settings: QW_ALERTS_WEBHOOK_URLS[0] 'http://10.0.0.5:8080/alerts/quality' is "
+        "a private or reserved address (QW_ALERTS_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true allows "
+        "it) (see docs/configuration.md)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "quoted", "secrets"),
+    [
+        ("http://localhost/hooks/on-call", "'http://localhost/hooks/on-call'", []),
+        ("http://ops:hunter2@localhost/hooks/QA", "'http://***@localhost/hooks/QA' (its user "
+         "information shown as ***: they may hold a token)", ["ops", "hunter2"]),
+        ("http://localhost/hooks?token=s3cr3t&x=1#k3y9", "'http://localhost/hooks?***#***' "
+         "(its query, its fragment shown as ***: they may hold a token)", ["s3cr3t", "k3y9"]),
+        # Slack's, Discord's and Teams' receivers carry their secret in the path
+        ("ftp://hooks.slack.com/services/T0AB12CD3/B0AB12CD3/abcdEFGHijklMNOPqrstUVwx",
+         "'ftp://hooks.slack.com/services/***/***/***' (path segments that are not plain words "
+         "shown as ***: they may hold a token)", ["T0AB12CD3", "abcdEFGHijklMNOPqrstUVwx"]),
+        ("ftp://x.example/api/webhooks/123456789012345678/abcdefghijklmnopqrstuvwxyz",
+         "'ftp://x.example/api/webhooks/***/***' (path segments that are not plain words "
+         "shown as ***: they may hold a token)", ["123456789012345678", "abcdefghijklmn"]),
+        ("http://127.0.0.1/a\x07b", "'http://127.0.0.1/***' (path segments that are not plain "
+         "words shown as ***: they may hold a token)", ["\x07"]),
+    ],
+)  # fmt: skip
+def test_quote_url_redacts_what_may_hold_a_token_and_says_so(
+    url: str, quoted: str, secrets: list[str]
+) -> None:
+    assert quote_url(url) == quoted
+    why = check_url(url, allow_private=False)
+    assert why is not None
+    with pytest.raises(ValidationError) as info:
+        AlertsSettings(webhook_urls=[url])
+    line = settings_error(info.value)
+    assert f"QW_ALERTS_WEBHOOK_URLS[0] {quoted} {why}" in line
+    for secret in secrets:
+        assert secret not in line
+
+
+def test_quote_url_is_bounded() -> None:
+    quoted = quote_url("http://" + "a" * 300 + ".example/x")
+    assert len(quoted) <= MAX_QUOTED + 5
+    assert quoted.endswith("...'")
+
+
+def test_an_alertmanager_url_refused_never_shows_its_credentials_or_query() -> None:
+    for url, secret in [
+        ("http://am:pw0rd@am1:9093", "pw0rd"),
+        ("http://am1:9093/?t=tok3n", "tok3n"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            AlertsSettings(alertmanager_urls=[url])
+        line = settings_error(info.value)
+        assert line.startswith("invalid settings: QW_ALERTS_ALERTMANAGER_URLS: 'http://")
+        assert secret not in line
 
 
 def test_a_secret_never_shows() -> None:
