@@ -452,7 +452,10 @@ def settings_error(exc: ValidationError) -> str:
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
         loc = [str(x) for x in err["loc"]]
-        var = (prefix + "_".join(loc)).upper() if loc and prefix else ""
+        if loc and loc[0].startswith("QW_"):  # a setting read under its own name (an alias)
+            var = "_".join(loc).upper()
+        else:
+            var = (prefix + "_".join(loc)).upper() if loc and prefix else ""
         if not var or msg.startswith(var):  # the message names it already
             parts.append(msg)
         # never the value of a secret, nor of a URL (its user information or query may

@@ -7,6 +7,7 @@ time. Each service has its own settings class that nests these.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -91,6 +92,10 @@ def refuse_empty(value: str, unset: str) -> str:
     return value
 
 
+TOPIC_PREFIX_MAX = 100
+TOPIC_PREFIX = re.compile(rf"[A-Za-z0-9._-]{{0,{TOPIC_PREFIX_MAX}}}")
+
+
 class KafkaSettings(Settings):
     model_config = SettingsConfigDict(env_prefix="QW_KAFKA_", populate_by_name=True)
 
@@ -134,6 +139,18 @@ class KafkaSettings(Settings):
         "producers), 1 (the leader only) or 0 (none); 1 and 0 turn idempotence off and can lose "
         "acknowledged events when a broker fails",
     )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix_is_a_topic_name(cls, prefix: str) -> str:
+        # every topic and consumer group name starts with it: Kafka allows only these
+        # characters in a topic name, and at most 249 of them with the longest suffix
+        if not TOPIC_PREFIX.fullmatch(prefix):
+            raise ValueError(
+                f"QW_TOPIC_PREFIX={prefix[:120]!r} cannot start a Kafka topic name: use at most "
+                f"{TOPIC_PREFIX_MAX} of the letters A-Z and a-z, the digits, '.', '_' and '-'"
+            )
+        return prefix
 
     @model_validator(mode="after")
     def _min_insync_fits_replication(self) -> Self:

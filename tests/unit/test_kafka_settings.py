@@ -98,3 +98,28 @@ def test_as_env_gives_a_child_process_the_same_settings(monkeypatch: pytest.Monk
     for var, value in env.items():
         monkeypatch.setenv(var, value)
     assert KafkaSettings() == s
+
+
+@pytest.mark.parametrize("prefix", ["", "qa.", "ci-run_7.", "x" * 100])
+def test_a_topic_prefix_that_starts_a_topic_name(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QW_TOPIC_PREFIX", prefix)
+    assert KafkaSettings().topic_prefix == prefix
+
+
+@pytest.mark.parametrize("prefix", ["bad prefix!", "qa/", "prod:", "é.", "x" * 101])
+def test_a_topic_prefix_kafka_would_refuse_is_refused_by_its_name(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every topic and group starts with it: refused at start, in one line naming
+    QW_TOPIC_PREFIX (read under its own name, not QW_KAFKA_'s), not by the broker later."""
+    from services.cli import settings_error
+
+    monkeypatch.setenv("QW_TOPIC_PREFIX", prefix)
+    with pytest.raises(ValidationError) as exc:
+        KafkaSettings()
+    line = settings_error(exc.value)
+    assert line.startswith("invalid settings: QW_TOPIC_PREFIX="), line
+    assert "QW_KAFKA_QW" not in line
+    assert "cannot start a Kafka topic name" in line
