@@ -101,7 +101,8 @@ class KafkaSettings(Settings):
 
     bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
     topic_prefix: str = Field(
-        description="prefix of every topic and consumer group (environments or test runs sharing a cluster)",
+        description="prefix of every topic and consumer group (environments or test runs "
+        "sharing a cluster): at most 100 of the letters, digits, '.', '_' and '-'",
         default="",
         validation_alias="QW_TOPIC_PREFIX",
     )
