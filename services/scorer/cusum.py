@@ -32,7 +32,7 @@ one raise the same expected number of false alarms a day, and the shares add up 
 budget. ``choose_h`` turns a CUSUM's ARL0 into the smallest decision interval that meets it.
 
 Designs cost a few Markov-chain solves (up to seconds for rare errors and a large ARL0; a
-design on an estimated baseline, averaged over its belief, some hundreds: 0.1 to 1.5 s), so
+design on an estimated baseline, averaged over its belief, some hundreds: 0.02 to 0.7 s), so
 they are cached by (p0, p1, ARL0 rounded *up* to 1/20 of a decade: at most 12% more ARL0
 than asked, i.e. a little under budget) and recomputed only when the queue's measured
 verdict rate is updated (``RATE_FIRST_SPAN_S`` after its first verdict, then once a day of

@@ -23,7 +23,13 @@ from shared.stats import (
     risk_adjusted_cusum,
     simulate_arl,
 )
-from shared.stats.cusum import MAX_LATTICE_CELLS, lattice_arl, lattice_cells, max_lattice_limit
+from shared.stats.cusum import (
+    ARL_RESOLVED_MAX,
+    MAX_LATTICE_CELLS,
+    lattice_arl,
+    lattice_cells,
+    max_lattice_limit,
+)
 
 from .helpers import FAST, json_roundtrip
 
@@ -99,15 +105,18 @@ def test_reynolds_stoumbos_lattice_with_unit_resolution() -> None:
     assert design.up == design.m - 1
 
 
-def _dense_arl(design: BernoulliCusumDesign, p: float) -> float:
+def _dense_lattice_arl(up: int, down: int, limit: int, p: float) -> float:
     """Independent check: absorbing-chain fundamental matrix N = (I - Q)^-1, built densely."""
-    size = design.limit
-    q = np.zeros((size, size))
-    for s in range(size):
-        if s + design.up < size:
-            q[s, s + design.up] += p
-        q[s, max(0, s - design.g)] += 1 - p
-    return float(np.linalg.solve(np.eye(size) - q, np.ones(size))[0])
+    q = np.zeros((limit, limit))
+    for s in range(limit):
+        if s + up < limit:
+            q[s, s + up] += p
+        q[s, max(0, s - down)] += 1 - p
+    return float(np.linalg.solve(np.eye(limit) - q, np.ones(limit))[0])
+
+
+def _dense_arl(design: BernoulliCusumDesign, p: float) -> float:
+    return _dense_lattice_arl(design.up, design.g, design.limit, p)
 
 
 @pytest.mark.parametrize(
@@ -122,6 +131,29 @@ def test_lattice_arl_matches_a_dense_markov_chain(
         assert bernoulli_cusum_arl(design, p) == pytest.approx(_dense_arl(design, p), rel=1e-9)
         # the same chain by its lattice alone (up, down, limit)
         assert lattice_arl(design.up, design.g, design.limit, p) == bernoulli_cusum_arl(design, p)
+
+
+@FAST
+@given(
+    up=st.integers(1, 40),
+    down=st.integers(1, 40),
+    limit=st.integers(1, 120),
+    p=st.floats(0.001, 1.0),
+)
+def test_lattice_arl_on_any_band_matches_a_dense_chain(
+    up: int, down: int, limit: int, p: float
+) -> None:
+    """The band solver is called straight through LAPACK (gbsv, gtsv for a tridiagonal
+    band, one state by hand): every band shape, including a limit within the step sizes.
+    (The system's condition number grows with the ARL: so does the two solvers' difference;
+    past ARL_RESOLVED_MAX neither solution means anything, and the ARL is reported infinite.)"""
+    arl = lattice_arl(up, down, limit, p)
+    assert arl >= 1.0
+    dense = _dense_lattice_arl(up, down, limit, p)
+    if 0 < dense < ARL_RESOLVED_MAX / 1e3:
+        assert arl == pytest.approx(dense, rel=max(1e-9, 1e-14 * dense))
+    else:
+        assert arl > ARL_RESOLVED_MAX / 1e4
 
 
 def test_lattice_arl_small_cases_by_hand() -> None:
