@@ -647,8 +647,12 @@ async def main(args: argparse.Namespace) -> int:
         )
         produce_s = await produce(kafka, raw, peer)
         print(f"produced them to the raw topics and to {peer} in {produce_s:.1f}s", flush=True)
-        with tempfile.TemporaryDirectory(prefix="qw-pipeline-") as tmp_name:
-            tmp = Path(tmp_name)
+        with contextlib.ExitStack() as stack:
+            if args.keep is not None:
+                tmp = args.keep
+                tmp.mkdir(parents=True, exist_ok=True)
+            else:
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qw-pipeline-")))
             if "a" in paths:
                 result, check = await path_a(
                     kafka, raw, tmp, args.timeout, args.profile, args.scorer_workers
@@ -679,8 +683,11 @@ async def main(args: argparse.Namespace) -> int:
                 results.append(result)
                 print(f"{result.path}: {result.rate:,.0f} events/s", flush=True)
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(delete_topics(kafka, prefix), 30)
+        if args.keep is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(delete_topics(kafka, prefix), 30)
+        else:
+            print(f"kept: the topics {prefix}*, and the processes' logs and state in {args.keep}")
         await release_local_broker(started)
 
     print()
@@ -741,6 +748,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--profile",
         type=Path,
         help="sample ingest and scorer with py-spy (beside this Python) into this directory",
+    )
+    p.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the run's topics (prefix pipe<time>-), and the processes' logs and state in "
+        "DIR, to look into a run (a wrong count: the dead-letter topic, the scorer's log)",
     )
     args = p.parse_args(argv)
     if args.quick:
