@@ -21,6 +21,7 @@ class IngestMetrics:
     accepted: Counter
     refused: Counter
     admitted_queues: Gauge
+    verdicts_paused: Gauge
 
     def count(self, source: str, accepted: int, invalid: int = 0, not_admitted: int = 0) -> None:
         if accepted:
@@ -48,6 +49,14 @@ class IngestMetrics:
             # globs not counted), runtime (PUT /v1/queues/{id}), open (taken on first sight).
             admitted_queues=Gauge(
                 "qw_ingest_admitted_queues", "queues admitted, by how", ["how"], registry=r
+            ),
+            # Raw verdict partitions paused now because they ran ahead of a decisions
+            # backlog (services/ingest/pipeline.py, VerdictAlignment): non-zero in a
+            # catch-up or a backfill, 0 when live.
+            verdicts_paused=Gauge(
+                "qw_ingest_verdict_partitions_paused",
+                "raw verdict partitions paused until the decisions catch up",
+                registry=r,
             ),
         )
         for source in SOURCES:  # every series exists at 0, so rate() sees the first event

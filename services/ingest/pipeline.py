@@ -5,19 +5,33 @@ the dead-letter topic with their reason and original bytes.
 
 Offsets are committed only after every produce of the poll was acknowledged, so a crash
 replays a poll rather than losing it (at-least-once; the scorer deduplicates by id).
+
+**Verdicts do not run ahead of their decisions.** A verdict whose decision has not been
+counted waits in the scorer, up to ``QW_SCORER_PENDING_MAX`` a queue; past it, it is dropped
+(and counted as such). Read live, both raw topics move with the clock. Read from a backlog
+(a catch-up after an outage, a backfill), the consumer takes both topics at about the same
+rate in *messages*, and the verdicts topic, with a fraction of the decisions' messages,
+runs hours ahead of them in time: 2M backlogged events over 20 queues dropped 20% of the
+verdicts (bench/pipeline.py). So while this process's decision partitions have a backlog,
+each verdict partition whose newest verdict (by event time, ``reviewed_at``) is more than
+``verdict_lead_s`` ahead of the newest decision (``decided_at``) read from the most behind
+of those decision partitions is paused, and resumed once they catch up
+(``VerdictAlignment``). Decisions are never paused, so the wait always ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.ingest.admission import QueueGate
@@ -26,6 +40,7 @@ from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
 from services.ingest.validation import (
     MAX_FUTURE_S,
+    TIME_FIELD,
     EventKind,
     ItemError,
     fast_item,
@@ -65,6 +80,7 @@ class RawValidator:
         }
         self.stats = PipelineStats()
         self._stopping = asyncio.Event()
+        self.alignment = VerdictAlignment(topics.decisions_raw, settings.verdict_lead_s)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -80,9 +96,13 @@ class RawValidator:
         try:
             while not self._stopping.is_set():
                 polled = await self._poll(consumer)
+                newest = await self._handle(polled) if polled else {}
+                read_to = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
+                await self.alignment.update(consumer, read_to, newest)
+                if self._metrics is not None:
+                    self._metrics.verdicts_paused.set(self.alignment.paused)
                 if not polled:
                     continue
-                await self._handle(polled)
                 try:
                     await consumer.commit()
                 except CommitFailedError as exc:
@@ -118,7 +138,8 @@ class RawValidator:
 
     async def _handle(
         self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
+    ) -> dict[TopicPartition, float]:
+        """Validate and publish a poll; returns each partition's newest valid event time."""
         # valid events go straight into their queue's v2 batch (validate_raw): validated
         # from the bytes, times parsed here once, no model and no dump in between
         per_kind: dict[EventKind, dict[str, list[dict[str, Any]]]] = {
@@ -130,9 +151,11 @@ class RawValidator:
         dlq = []
         consumed = 0
         valid: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], str, dict[str, Any]]] = []
+        newest: dict[TopicPartition, float] = {}
         for tp, records in polled.items():
             consumed += len(records)
             kind = self._kinds[tp.topic]
+            first = len(valid)
             for rec in records:
                 # the fast path, then (for what it does not take) validate_raw, which tries
                 # it again and decides with the models: validate_raw's result either way
@@ -146,6 +169,9 @@ class RawValidator:
                     dlq.append(await self._dead_letter(tp, rec, result.reason(), result.errors))
                 else:
                     valid.append((tp, rec, *result))
+            if len(valid) > first:
+                field = TIME_FIELD[kind]
+                newest[tp] = max(v[3][field] for v in valid[first:])
         invalid = len(dlq)
         refused = await self._gate.refused(q for _, _, q, _ in valid) if self._gate else set()
         for tp, rec, queue, item in valid:
@@ -168,6 +194,7 @@ class RawValidator:
             log.warning("dead-lettered %d of %d raw messages", len(dlq), consumed)
         if refused:
             log.warning("refused the events of %d queues not admitted", len(refused))
+        return newest
 
     async def _dead_letter(
         self,
@@ -180,3 +207,78 @@ class RawValidator:
             reason=reason, errors=errors, value=rec.value, source_topic=tp.topic,
             partition=tp.partition, offset=rec.offset, key=rec.key,
         )  # fmt: skip
+
+
+class VerdictAlignment:
+    """Pauses the verdict partitions that run ahead of the decisions in a backlog (module
+    docstring). Times are event times (epoch s: a decision's decided_at, a verdict's
+    reviewed_at), the newest valid one read per partition. (Kafka record times would not
+    do: a backlog produced at full speed packs hours of event time into each second.)"""
+
+    def __init__(self, decisions_topic: str, lead_s: float) -> None:
+        self._decisions = decisions_topic
+        self._lead = lead_s
+        self._newest: dict[TopicPartition, float] = {}
+        self._read_to: dict[TopicPartition, int] = {}  # the next offset, after what was read
+        self.pauses = 0  # verdict partitions paused so far (a partition each time)
+        self.paused = 0  # ... and now
+
+    async def update(
+        self,
+        consumer: AIOKafkaConsumer,
+        read_to: dict[TopicPartition, int],
+        newest: dict[TopicPartition, float],
+    ) -> None:
+        """After a poll: ``read_to``, the offset after the last record read of each of its
+        partitions; ``newest``, each one's newest valid event time."""
+        self._read_to.update(read_to)
+        for tp, t in newest.items():
+            self._newest[tp] = max(self._newest.get(tp, t), t)
+        if self._lead <= 0:
+            return
+        assigned = consumer.assignment()
+        for seen in (self._newest, self._read_to):
+            for tp in [tp for tp in seen if tp not in assigned]:
+                del seen[tp]  # (moved to another process)
+        behind: float | None = None  # the decisions' time while they have a backlog
+        for tp in assigned:
+            if tp.topic != self._decisions:
+                continue
+            high, at_offset = consumer.highwater(tp), self._read_to.get(tp)
+            if high is None:
+                continue  # no fetch of it answered yet: no backlog known to wait for
+            if at_offset is None:
+                # nothing read from it yet (the verdicts may come first from a fetch): where
+                # it starts. A fetch was answered, so the position is known and this does not
+                # wait; one that moved away since (or, bounded, one that would) is skipped
+                with contextlib.suppress(IllegalStateError, TimeoutError):
+                    start: int = await asyncio.wait_for(consumer.position(tp), 1.0)
+                    at_offset = self._read_to[tp] = start
+                if at_offset is None:
+                    continue
+            if at_offset >= high:
+                continue  # caught up
+            at = self._newest.get(tp, -math.inf)
+            behind = at if behind is None else min(behind, at)
+        paused = consumer.paused()
+        ahead: list[TopicPartition] = []
+        resume: list[TopicPartition] = []
+        for tp in assigned:
+            if tp.topic == self._decisions:
+                continue
+            lead = behind is not None and self._newest.get(tp, -math.inf) > behind + self._lead
+            if lead and tp not in paused:
+                ahead.append(tp)
+            elif not lead and tp in paused:
+                resume.append(tp)
+        self.paused = len(paused) + len(ahead) - len(resume)
+        if ahead:
+            consumer.pause(*ahead)
+            self.pauses += len(ahead)
+            log.debug(
+                "verdicts ahead of the decisions by more than %gs: %s paused until they catch up",
+                self._lead, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in ahead),
+            )  # fmt: skip
+        if resume:
+            consumer.resume(*resume)
+            log.debug("%s resumed", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in resume))

@@ -47,6 +47,18 @@ class IngestSettings(Settings):
         description="after the first message of a batch, wait up to this long for more: "
         "larger per-queue batches make the scorer's per-message cost negligible",
     )
+    verdict_lead_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=86400.0,
+        description="while this process's decision partitions have a backlog, its verdict "
+        "partitions whose verdicts (reviewed_at) run more than this many seconds of event "
+        "time ahead of the decisions read (decided_at) are paused: in a catch-up or a "
+        "backfill the verdicts "
+        "topic, with fewer messages, would run hours ahead of its decisions and overflow the "
+        "scorer's bound on verdicts waiting (QW_SCORER_PENDING_MAX), which drops them. "
+        "0 turns it off",
+    )
     max_age_days: int = Field(
         default=400,
         ge=1,

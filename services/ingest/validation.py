@@ -396,7 +396,7 @@ _FAST: dict[EventKind, SchemaValidator] = {
         },
     ),
 }
-_TIME_FIELD: dict[EventKind, str] = {"decision": "decided_at", "verdict": "reviewed_at"}
+TIME_FIELD: dict[EventKind, str] = {"decision": "decided_at", "verdict": "reviewed_at"}
 
 
 def fast_item(
@@ -412,7 +412,7 @@ def fast_item(
     # Verdict's model validator: an error type exactly when the outcome is incorrect
     if kind == "verdict" and (d["outcome"] == "incorrect") is (d["error_type"] is None):
         return None
-    field = _TIME_FIELD[kind]
+    field = TIME_FIELD[kind]
     t = d[field].timestamp()
     if t > horizon or t < floor:
         return None

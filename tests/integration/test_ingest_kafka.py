@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from services.ingest.api import create_app
 from services.ingest.pipeline import RawValidator
@@ -118,3 +121,77 @@ async def test_raw_topics_validated_and_malformed_dead_lettered(
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
         await producer.stop()
+
+
+N_BACKLOG = 30_000
+
+
+async def _most_verdicts_ahead(kafka_settings: KafkaSettings, lead_s: float) -> int:
+    """Raw topics with a backlog of one queue's 30,000 decisions a second apart (9 MB: more
+    than ingest fetches from a partition at once, so whichever topic the consumer happens to
+    take first, the verdicts run ahead of most decisions) and a verdict of every fifth,
+    reviewed a second after it; ingest reads them in polls of 500. Returns the most verdicts
+    that reached the events topic before their decision."""
+    settings = IngestSettings(
+        kafka=kafka_settings, poll_max_records=500, linger_ms=0, verdict_lead_s=lead_s
+    )
+    topics = kafka_settings.topics
+    await ensure_topics(kafka_settings)
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    t0 = datetime.now(UTC) - timedelta(days=1)
+    sends = []
+    for i in range(N_BACKLOG):
+        at = t0 + timedelta(seconds=i)
+        sends.append(
+            await producer.send(topics.decisions_raw, codec.dumps(decision(i, "a", at)), key=b"a")
+        )
+        if i % 5 == 0:
+            body = codec.dumps(verdict(i, "a", at + timedelta(seconds=1)))
+            sends.append(await producer.send(topics.verdicts_raw, body, key=b"a"))
+    await asyncio.gather(*sends)
+    validator = RawValidator(settings, Publisher(producer, topics))
+    task = asyncio.create_task(validator.run())
+    reader = AIOKafkaConsumer(
+        topics.events, bootstrap_servers=kafka_settings.bootstrap, auto_offset_reset="earliest"
+    )
+    await reader.start()
+    decided: set[str] = set()
+    waiting: set[str] = set()
+    most = n = 0
+    try:
+        deadline = time.monotonic() + 60
+        while n < N_BACKLOG * 6 // 5 and time.monotonic() < deadline:
+            # one queue: one partition of the events topic, in ingest's order
+            for records in (await reader.getmany(timeout_ms=500)).values():
+                for r in records:
+                    batch = cast(batches.ColumnBatch, batches.decode(r.value))
+                    ds = batch["decisions"].get("decision_id", [])
+                    vs = batch["verdicts"].get("decision_id", [])
+                    decided.update(ds)
+                    waiting = {d for d in waiting | set(vs) if d not in decided}
+                    most = max(most, len(waiting))
+                    n += len(ds) + len(vs)
+    finally:
+        await reader.stop()
+        validator.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        await producer.stop()
+    assert n == N_BACKLOG * 6 // 5  # every event, once
+    return most
+
+
+async def test_verdicts_do_not_run_ahead_of_a_decisions_backlog(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """A catch-up or backfill: the consumer takes both raw topics at about the same rate in
+    messages, so without alignment the verdicts (a fifth of the messages) run far ahead of
+    their decisions, and the scorer holds them waiting, up to its bound. With it, at most
+    the lead (10 s: two verdicts) and a poll (500) wait."""
+    assert await _most_verdicts_ahead(kafka_settings, lead_s=10.0) <= 510
+
+
+async def test_without_alignment_the_verdicts_run_ahead(kafka_settings: KafkaSettings) -> None:
+    """The same backlog with the alignment off (0): what the test above guards against."""
+    assert await _most_verdicts_ahead(kafka_settings, lead_s=0.0) > 1000
