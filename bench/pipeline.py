@@ -342,13 +342,22 @@ async def watch(
     stages: list[tuple[str, list[str]]],
     expect: int,
     timeout: float,
+    timeline: Path | None = None,
+    broker: int | None = None,
 ) -> tuple[float, float, dict[str, float], dict[str, float]]:
     """Wait until every stage's group committed the end of its topics, in order (the first
     stage's end must be ``expect``; a later stage's end is final once the earlier ones are
     done). Returns (seconds, seconds to the first commit, CPU seconds per process, CPU
     seconds of each process when its stage first committed: the i-th process's is the i-th
-    stage's), timed from the call (the processes were started just before)."""
+    stage's), timed from the call (the processes were started just before). With
+    ``timeline``, each poll's seconds, committed offsets per stage and CPU seconds per
+    process (and the ``broker`` process's, if given) go to that file, one tab-separated
+    line per poll."""
     t0 = time.perf_counter()
+    trace = timeline.open("w") if timeline is not None else None
+    if trace is not None:
+        columns = ["s", *(g for g, _ in stages), *pids, *(["broker"] if broker else [])]
+        trace.write("\t".join(columns) + "\n")
     first: float | None = None
     owners = dict(zip((group for group, _ in stages), pids.items(), strict=False))
     cpu_first: dict[str, float] = {}
@@ -356,8 +365,10 @@ async def watch(
         alive()
         now = time.perf_counter()
         done_all = True
+        row = [f"{now - t0:.2f}"]
         for i, (group, topics) in enumerate(stages):
             done, end = await progress(group, topics)
+            row.append(str(done))
             if first is None and done > 0:
                 first = now - t0
             owner = owners.get(group)
@@ -368,7 +379,17 @@ async def watch(
                 status = f"{group}: {done:,}/{end:,}"
                 if len(cpu_first) == len(owners):
                     break  # (the later stages are polled until each has committed once)
+        if trace is not None:
+            if len(row) <= len(stages):  # a stage not polled this time (see the break)
+                row += ["" for _ in range(len(stages) + 1 - len(row))]
+            row += [f"{cpu_seconds(pid):.2f}" for pid in pids.values()]
+            if broker is not None:
+                row.append(f"{cpu_seconds(broker):.2f}")
+            trace.write("\t".join(row) + "\n")
+            trace.flush()
         if done_all:
+            if trace is not None:
+                trace.close()
             cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
             return time.perf_counter() - t0, first if first is not None else 0.0, cpu, cpu_first
         if now - t0 > timeout:
@@ -503,7 +524,7 @@ async def path_a(
                     (ingest_group, [kafka.topics.decisions_raw, kafka.topics.verdicts_raw]),
                     (scorer_group, [kafka.topics.events]),
                 ],
-                len(raw.messages), timeout,
+                len(raw.messages), timeout, tmp / "timeline.tsv", broker.pid,
             )  # fmt: skip
             broker_s = broker.seconds()
             for spy in spies:
