@@ -94,6 +94,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
         # several per partition per round trip
         consumer_max_fetch_size=16 * 1024 * 1024,
         producer_linger=0.005,
+        broker_commit_interval=settings.commit_interval_s,
         # as every QualityWatch producer (shared/kafka.py): a dead letter carries a refused
         # batch whole. State records are far smaller by construction (chunks.MAX_RECORD_BYTES)
         producer_max_request_size=SEND_MAX_BYTES,

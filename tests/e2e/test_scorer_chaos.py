@@ -67,7 +67,7 @@ async def test_scorer_killed_during_catch_up_counts_exactly(
                     break
                 assert time.monotonic() < deadline, f"no progress past {done}/{end}"
                 await asyncio.sleep(0.1)
-            await asyncio.sleep(rng.uniform(0, 1.0))
+            await asyncio.sleep(rng.uniform(0, 0.5))
             done, end = await progress(kafka_settings)
             assert done < end, f"the backlog was drained before kill {len(kills) + 1}"
             before = done
