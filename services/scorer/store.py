@@ -216,18 +216,7 @@ class BoundedRocksDBOptions(rocksdb.RocksDBOptions):
     """Faust's options, with each table file's index and filter blocks kept in the block
     cache (and so bounded by it) instead of beside it, where their memory grows with the
     number and size of the files; level-0 ones stay pinned there, as they are read on
-    every lookup.
-
-    The filters are RocksDB's full Bloom filters at 10 bits a key (about 1% false
-    positives) instead of Faust's block-based ones at 3 (about 25%): most lookups of the
-    state path are misses (a new decision's id, a new verdict's id, in the chunk index),
-    and a miss a filter does not stop reads the file's index and a data block. Measured
-    (``bench/scorer_state.py``, docs in bench/README.md): a miss 2.6-3.0 µs instead of
-    6.5 with level-0 files present. The filter of a level-0 file of the default 4 MiB
-    memtable is ~90 KB; files further down are cached like data, within the cache's bound.
-    Files written before keep their own filters: RocksDB reads each file's as written."""
-
-    bloom_filter_size = 10
+    every lookup."""
 
     def as_options(self) -> Options:
         options = Options(raw_mode=True)
@@ -237,7 +226,7 @@ class BoundedRocksDBOptions(rocksdb.RocksDBOptions):
         options.set_target_file_size_base(self.target_file_size_base)
         options.set_max_write_buffer_number(self.max_write_buffer_number)
         table = BlockBasedOptions()
-        table.set_bloom_filter(self.bloom_filter_size, False)  # (False: full filters)
+        table.set_bloom_filter(self.bloom_filter_size, True)
         table.set_block_cache(Cache(self.block_cache_size))
         table.set_cache_index_and_filter_blocks(True)
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)

@@ -18,7 +18,6 @@ from services.scorer.store import (
     ID_PREFIX,
     OLD_ID_PREFIX,
     STORE_URL,
-    BoundedRocksDBOptions,
     IndexedRocksDBStore,
     _prefixed,
     upgrade_index,
@@ -274,26 +273,3 @@ def test_values_are_encoded_once_to_the_bytes_fausts_json_serializer_wrote(
     values.pop(chunk_key, None)
     assert store.chunk_of("d", "spam-en", "a") is None
     assert values.pop("q|nobody", None) is None
-
-
-def test_table_files_get_full_bloom_filters_of_ten_bits_a_key(tmp_path: Path) -> None:
-    """Most lookups of the state path are misses (a new id in the chunk index): the
-    filters must stop them. Faust's default (3 bits a key, block-based) lets ~25% through;
-    the store writes RocksDB's full filters at 10 bits a key (~1%). Read back from the
-    table file's own properties."""
-    db = BoundedRocksDBOptions(use_rocksdict=True).open(tmp_path / "db")
-    try:
-        n = 20_000
-        for i in range(n):
-            db[b"\0i|decision|q|d-%08d" % i] = b'"decision|q|00000000000|0-1"'
-        db.flush(True)
-        props = dict(
-            part.strip().split("=", 1)
-            for part in db.property_value("rocksdb.aggregated-table-properties").split(";")
-            if "=" in part
-        )
-    finally:
-        db.close()
-    assert int(props["# entries for filter"]) == n
-    bits_per_key = int(props["filter block size"]) * 8 / n
-    assert 9.5 <= bits_per_key <= 11
