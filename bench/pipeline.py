@@ -361,40 +361,42 @@ async def watch(
     first: float | None = None
     owners = dict(zip((group for group, _ in stages), pids.items(), strict=False))
     cpu_first: dict[str, float] = {}
-    while True:
-        alive()
-        now = time.perf_counter()
-        done_all = True
-        row = [f"{now - t0:.2f}"]
-        for i, (group, topics) in enumerate(stages):
-            done, end = await progress(group, topics)
-            row.append(str(done))
-            if first is None and done > 0:
-                first = now - t0
-            owner = owners.get(group)
-            if owner is not None and owner[0] not in cpu_first and done > 0:
-                cpu_first[owner[0]] = cpu_seconds(owner[1])
-            if done_all and (done < end or (i == 0 and end < expect)):
-                done_all = False
-                status = f"{group}: {done:,}/{end:,}"
-                if len(cpu_first) == len(owners):
-                    break  # (the later stages are polled until each has committed once)
-        if trace is not None:
-            if len(row) <= len(stages):  # a stage not polled this time (see the break)
-                row += ["" for _ in range(len(stages) + 1 - len(row))]
-            row += [f"{cpu_seconds(pid):.2f}" for pid in pids.values()]
-            if broker is not None:
-                row.append(f"{cpu_seconds(broker):.2f}")
-            trace.write("\t".join(row) + "\n")
-            trace.flush()
-        if done_all:
+    try:
+        while True:
+            alive()
+            now = time.perf_counter()
+            done_all = True
+            row = [f"{now - t0:.2f}"]
+            for i, (group, topics) in enumerate(stages):
+                done, end = await progress(group, topics)
+                row.append(str(done))
+                if first is None and done > 0:
+                    first = now - t0
+                owner = owners.get(group)
+                if owner is not None and owner[0] not in cpu_first and done > 0:
+                    cpu_first[owner[0]] = cpu_seconds(owner[1])
+                if done_all and (done < end or (i == 0 and end < expect)):
+                    done_all = False
+                    status = f"{group}: {done:,}/{end:,}"
+                    if len(cpu_first) == len(owners):
+                        break  # (the later stages are polled until each has committed once)
             if trace is not None:
-                trace.close()
-            cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            return time.perf_counter() - t0, first if first is not None else 0.0, cpu, cpu_first
-        if now - t0 > timeout:
-            raise TimeoutError(f"not done after {timeout:.0f}s ({status})")
-        await asyncio.sleep(0.2)
+                if len(row) <= len(stages):  # a stage not polled this time (see the break)
+                    row += ["" for _ in range(len(stages) + 1 - len(row))]
+                row += [f"{cpu_seconds(pid):.2f}" for pid in pids.values()]
+                if broker is not None:
+                    row.append(f"{cpu_seconds(broker):.2f}")
+                trace.write("\t".join(row) + "\n")
+                trace.flush()
+            if done_all:
+                cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                return time.perf_counter() - t0, first if first is not None else 0.0, cpu, cpu_first
+            if now - t0 > timeout:
+                raise TimeoutError(f"not done after {timeout:.0f}s ({status})")
+            await asyncio.sleep(0.2)
+    finally:
+        if trace is not None:
+            trace.close()
 
 
 def _free_port() -> int:

@@ -251,7 +251,7 @@ async def test_scorer_counts_exactly_across_broker_restarts(tmp_path: Path) -> N
         rng.shuffle(modes)
         # The first outage begins once the group has committed this share of the backlog;
         # the second a second or so after the worker is let go again. The committed offset
-        # moves in jumps (one commit every few seconds, hundreds of batches each), so a
+        # moves in jumps (one commit every 0.5 s here, tens of batches each), so a
         # second share-based mark could be passed in one jump and find the backlog done.
         mark = rng.uniform(0.05, 0.2)
         try:
