@@ -15,8 +15,9 @@ Writes are *staged*: ``add`` makes records visible to lookups at once, ``flush``
 to the table (the scorer does so before the queue's own record, see ``core.py``), and
 ``invalidate`` drops them after a failed batch. Lookups by id go through the table's own
 index (``index.py``), kept by the store in the same write as each chunk, so nothing is
-rebuilt after a restart or a rebalance and the ids need not fit in memory; a bounded cache
-keeps recently read chunks.
+rebuilt after a restart or a rebalance and the ids need not fit in memory. A decision's
+index entry carries the decision, so reading one by id decodes no chunk; a bounded cache
+keeps recently read chunks for the rest (whole-queue scans, entries without records).
 
 Exactly-once effect under replay rests on two rules, both tested in
 ``tests/unit/test_scorer_crash_points.py``:
@@ -43,13 +44,14 @@ from typing import Any
 
 import orjson
 
-from services.scorer.index import PART_SEP, ChunkIndex, chunk_fields
+from services.scorer.index import PART_SEP, ChunkIndex, Entry, chunk_fields
 
 Record = list[Any]
 Position = tuple[int, int]  # (partition, offset) of an input message
 Chunk = dict[str, Any]  # {"q": queue_id, "r": {id: Record}}
 HOUR = 3600
 CACHE_RECORDS = 50_000  # records of decoded chunks kept per store (the join's hot set)
+PARSED_KEYS = 8192  # chunk keys kept parsed per store (emptied when full)
 # The most a chunk's changelog record may hold (its JSON value): a larger chunk is written as
 # several records (parts). 2,000 decisions with every id at its longest are ~1.4 MB as one
 # record, past the producer's 1 MB request size; a worker that cannot write its state dies
@@ -150,15 +152,14 @@ class ChunkStore:
         self._deleted: list[ChunkKey] = []
         self._cache: OrderedDict[ChunkKey, Chunk] = OrderedDict()
         self._cached_records = 0
-        # the parsed keys of the cached chunks, by table key: the ids a batch looks up
-        # mostly live in them (no separate cache of parsed keys, whose memory would grow
-        # with every key ever seen until it filled)
+        # chunk keys parsed, by table key: a batch's ids mostly live in a few chunks (at
+        # most PARSED_KEYS, emptied when full, so its memory does not grow with the keys seen)
         self._keys: dict[str, ChunkKey] = {}
         # queue -> the hour below which this worker deleted every chunk: scans start there
         # instead of stepping over deletions RocksDB has not compacted away yet
         self._floor: dict[str, int] = {}
-        # (queue, id -> chunk key or None) of ``prefetch``, until the index changes
-        self._prefetched: tuple[str, dict[str, str | None]] = ("", {})
+        # (queue, id -> index entry or None) of ``prefetch``, until the index changes
+        self._prefetched: tuple[str, dict[str, Entry | None]] = ("", {})
 
     def invalidate(self) -> None:
         """Drop what is staged and cached (partitions moved, or a batch failed)."""
@@ -189,22 +190,23 @@ class ChunkStore:
 
     def _key(self, raw: str) -> ChunkKey:
         key = self._keys.get(raw)
-        return ChunkKey.parse(raw) if key is None else key
+        if key is None:
+            if len(self._keys) >= PARSED_KEYS:
+                self._keys.clear()
+            key = self._keys[raw] = ChunkKey.parse(raw)
+        return key
 
     def _remember(self, key: ChunkKey, chunk: Chunk) -> None:
         self._forget(key)
         self._cache[key] = chunk
-        self._keys[key.text] = key
         self._cached_records += len(chunk["r"])
         while self._cached_records > CACHE_RECORDS and len(self._cache) > 1:
-            old_key, old = self._cache.popitem(last=False)
-            del self._keys[old_key.text]
+            _, old = self._cache.popitem(last=False)
             self._cached_records -= len(old["r"])
 
     def _forget(self, key: ChunkKey) -> None:
         old = self._cache.pop(key, None)
         if old is not None:
-            del self._keys[key.text]
             self._cached_records -= len(old["r"])
 
     def batch_keys(self, batch: str) -> list[str]:
@@ -236,60 +238,68 @@ class ChunkStore:
 
     # -- reads ------------------------------------------------------------------------------
     def prefetch(self, queue_id: str, record_ids: Iterable[str]) -> None:
-        """Look the batch's ids up in the index at once (``ChunkIndex.chunks_of``), for the
+        """Look the batch's ids up in the index at once (``ChunkIndex.entries_of``), for the
         ``key_of`` and ``get`` calls that follow. Valid until the next ``flush``,
         ``flush_deletes`` or ``invalidate``, the only times the index changes: staged
         records are looked up before it, as always."""
         ids = [r for r in record_ids if (queue_id, r) not in self._staged_ids]
-        self._prefetched = (queue_id, self._index.chunks_of(self.kind, queue_id, ids))
+        self._prefetched = (queue_id, self._index.entries_of(self.kind, queue_id, ids))
 
     def end_prefetch(self) -> None:
         self._prefetched = ("", {})
 
     def _find(
-        self, queue_id: str, record_id: str, alive_from: float
-    ) -> tuple[ChunkKey, Chunk | None] | None:
-        """The key of the queue's chunk holding ``record_id``, and the chunk, unless it
-        expired (logically) at ``alive_from``."""
+        self, queue_id: str, record_id: str, alive_from: float, read: bool
+    ) -> tuple[ChunkKey, Record | None] | None:
+        """The key of the queue's chunk holding ``record_id``, unless it expired (logically)
+        at ``alive_from``, and with ``read`` the record (None without)."""
         key = self._staged_ids.get((queue_id, record_id))
-        chunk: Chunk | None
+        record: Record | None = None
         if key is not None:
-            chunk = self._staged.get(key)
+            staged = self._staged.get(key)
+            if read and staged is not None:
+                record = staged["r"].get(record_id)
         else:
             pf_queue, found = self._prefetched
             if pf_queue == queue_id and record_id in found:
-                raw = found[record_id]
+                entry = found[record_id]
             else:
-                raw = self._index.chunk_of(self.kind, queue_id, record_id)
-            if raw is None:
+                entry = self._index.entries_of(self.kind, queue_id, (record_id,))[record_id]
+            if entry is None:
                 return None
-            key = self._keys.get(raw)
-            if key is None:
-                key = ChunkKey.parse(raw)
-            if not self._visible(key):
+            key = self._key(entry[0])
+            staged = self._staged.get(key)
+            if staged is not None:
+                # a chunk of the message being applied again (its earlier application was
+                # cut short): what it holds now, not what the table holds from then
+                if record_id not in staged["r"]:
+                    return None
+                record = staged["r"][record_id]
+            elif not written_by_applied(key, self._applied(queue_id)):
                 return None
-            chunk = self._chunk(key)
-            if chunk is None or record_id not in chunk["r"]:
-                return None
+            elif read:
+                record = entry[1]
+                if record is None:  # an entry without its record: the chunk has it
+                    chunk = self._chunk(key)
+                    if chunk is None or record_id not in chunk["r"]:
+                        return None
+                    record = chunk["r"][record_id]
         if key.hour + HOUR <= alive_from:
             return None
-        return key, chunk
+        return key, record
 
     def key_of(self, queue_id: str, record_id: str, alive_from: float) -> ChunkKey | None:
         """The queue's chunk holding ``record_id``, unless it expired (logically) at
         ``alive_from``. Ids are scoped by queue: another queue's record of the same id is
-        another record."""
-        found = self._find(queue_id, record_id, alive_from)
+        another record. The index is exact (``index.py``): no chunk is read."""
+        found = self._find(queue_id, record_id, alive_from, False)
         return None if found is None else found[0]
 
     def get(
         self, queue_id: str, record_id: str, alive_from: float = float("-inf")
     ) -> Record | None:
-        found = self._find(queue_id, record_id, alive_from)
-        if found is None or found[1] is None:
-            return None
-        record: Record | None = found[1]["r"].get(record_id)
-        return record
+        found = self._find(queue_id, record_id, alive_from, True)
+        return None if found is None else found[1]
 
     # -- writes -----------------------------------------------------------------------------
     def add(

@@ -12,7 +12,7 @@ import faust
 import orjson
 import pytest
 
-from services.scorer.chunks import ChunkKey
+from services.scorer.chunks import ChunkKey, ChunkStore
 from services.scorer.index import ChunkIndex, IndexedTable
 from services.scorer.store import (
     ID_PREFIX,
@@ -166,19 +166,82 @@ def test_same_answers_as_the_in_memory_index(tmp_path: Path, seed: int) -> None:
             memory.pop(key, None)
             put(store, key, None)
         else:
-            value = {"applied": [0, 1]} if key.startswith("q|") else chunk("x", rng.sample(ids, 3))
+            value = (
+                {"applied": [0, 1]}
+                if key.startswith("q|")
+                else {"q": "x", "r": {i: [rng.random(), "site"] for i in rng.sample(ids, 3)}}
+            )
             memory[key] = value
             put(store, key, value)
     for kind in "dvp":
         for q in ["q", "q2", "q:x"]:
             for i in ids:
                 assert store.chunk_of(kind, q, i) == memory.chunk_of(kind, q, i), (kind, q, i)
+            assert store.entries_of(kind, q, ids) == memory.entries_of(kind, q, ids)
             for before in (0, 7200, 10**10):
                 assert store.queue_chunks(kind, q, before) == memory.queue_chunks(kind, q, before)
     for batch in range(12):
         assert store.batch_chunks(f"0-{batch}") == memory.batch_chunks(f"0-{batch}")
     assert store.queue_ids() == memory.queue_ids()
     assert table_keys(store) == sorted(memory.keys())
+
+
+def test_a_decisions_entry_carries_the_decision(tmp_path: Path) -> None:
+    """The join reads a decision from its index entry, not from its chunk; the entries of
+    counted and waiting verdicts name their chunk only. An entry written before entries
+    carried records is read through its chunk, and a rewritten chunk's entries follow it."""
+    store = open_store(tmp_path)
+    a = k("d", "q", 3600, "0-1")
+    put(store, a, {"q": "q", "r": {"x": [5.0, "s1", "m", "p", 2, "new"], "y": [6.0, "s2"]}})
+    put(store, k("v", "q", 3600, "0-1"), {"q": "q", "r": {"w": [7.0]}})
+    assert store.entries_of("d", "q", ["x", "y", "z"]) == {
+        "x": (a, [5.0, "s1", "m", "p", 2, "new"]),
+        "y": (a, [6.0, "s2"]),
+        "z": None,
+    }
+    assert store.entries_of("v", "q", ["w"]) == {"w": (k("v", "q", 3600, "0-1"), None)}
+    # the chunk rewritten without y and with a new x: y's entry goes, x's follows
+    put(store, a, {"q": "q", "r": {"x": [9.0, "s9"]}})
+    assert store.entries_of("d", "q", ["x", "y"]) == {"x": (a, [9.0, "s9"]), "y": None}
+
+    # as an older scorer wrote the entry: the chunk's key alone
+    db = store._db_for_partition(0)
+    db.put(ID_PREFIX + b"d|q|x", orjson.dumps(a))
+    assert store.entries_of("d", "q", ["x"]) == {"x": (a, None)}
+    table: dict[str, Any] = {a: {"q": "q", "r": {"x": [9.0, "s9"]}}}
+    reads: list[str] = []
+
+    class Table(dict[str, Any]):
+        def get(self, key: str, default: Any = None) -> Any:
+            reads.append(key)
+            return table.get(key, default)
+
+    decisions = ChunkStore(Table(), store, "d", lambda q: (0, 5))
+    assert decisions.get("q", "x") == [9.0, "s9"]  # through the chunk
+    assert reads == [a]
+    put(store, a, {"q": "q", "r": {"x": [9.0, "s9"]}})  # written again: the entry has it
+    decisions.invalidate()
+    assert decisions.get("q", "x") == [9.0, "s9"]
+    assert reads == [a]  # no chunk read
+    assert decisions.key_of("q", "y", float("-inf")) is None
+    # not visible: written by a message after the one the queue's record applied last
+    assert ChunkStore(Table(), store, "d", lambda q: (0, 0)).get("q", "x") is None
+
+
+def test_a_chunk_applied_again_answers_with_what_it_holds_now(tmp_path: Path) -> None:
+    """A message whose first application was cut short wrote its chunk to the table; while
+    it is applied again, its staged chunk answers, not the table's copy (which the index
+    entries describe)."""
+    store = open_store(tmp_path)
+    a = k("d", "q", 3600, "0-3")
+    put(store, a, {"q": "q", "r": {"x": [1.0], "y": [2.0]}})
+    table: dict[str, Any] = {}
+    decisions = ChunkStore(table, store, "d", lambda q: (0, 2))  # 0-3 not applied yet
+    assert decisions.get("q", "x") is None  # the cut-short application is not visible
+    decisions.add("q", 3600.0, "0-3", {"y": [2.0]})  # this time only y is new
+    decisions.prefetch("q", ["x", "y"])
+    assert decisions.get("q", "x") is None
+    assert decisions.get("q", "y") == [2.0]
 
 
 def test_the_same_id_in_two_queues_is_indexed_twice(tmp_path: Path) -> None:
