@@ -227,6 +227,22 @@ async def progress(kafka: KafkaSettings) -> tuple[int, int]:
     return await group_progress(kafka, group, kafka.topics.events)
 
 
+async def written(kafka: KafkaSettings) -> int:
+    """Records in the scorer's changelog (end offsets summed; 0 before it exists): the
+    worker writes some for every batch it applies, so this grows with its work, where its
+    committed offset may stand still for many seconds while it drains a backlog."""
+    changelog = f"{kafka.topic_prefix}{ScorerSettings(kafka=kafka).app_id}-state-changelog"
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
+    await probe.start()
+    try:
+        if changelog not in await probe.topics():
+            return 0
+        tps = [TopicPartition(changelog, p) for p in range(kafka.partitions)]
+        return sum((await probe.end_offsets(tps)).values())
+    finally:
+        await probe.stop()
+
+
 def latest(records: list[tuple[bytes | None, Any]], key: str) -> dict[Any, dict[str, Any]]:
     out: dict[Any, dict[str, Any]] = {}
     for _, value in records:
