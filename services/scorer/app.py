@@ -131,11 +131,13 @@ def create_app(settings: ScorerSettings) -> faust.App:
             "max_write_buffer_number": 3,
         },
     )
-    # Faust's commit flushes its producer buffer for at most 0.1 s and then commits the
-    # input offsets anyway (faust-streaming 0.15, ProducerBuffer.flush_atmost), so a
-    # committed offset does not prove the changelog records before it are durable. The
-    # agent therefore acknowledges a message itself, once its changelog records are: the
-    # futures of the table's changelog sends are captured here.
+    # Faust's commit flushes its producer first, but the buffer's flush gives up once no
+    # message left it for 0.1 s and the input offsets are committed anyway (faust-streaming
+    # 0.15, ProducerBuffer.flush_atmost), so a committed offset does not prove the
+    # changelog records before it are durable. The agent therefore acknowledges a message
+    # itself, once its changelog records are: the futures of the table's changelog sends
+    # are captured here. (And that flush waits only for what was sent before it began:
+    # bound_producer_flush.)
     changelog_sends: list[Any] = []
     send_changelog = table.send_changelog
 
@@ -145,6 +147,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
         return fut
 
     table.send_changelog = _captured  # type: ignore[method-assign]
+    bound_producer_flush(app.producer)
     store = table.data
     assert isinstance(store, ChunkIndex), f"the table's store has no chunk index: {store!r}"
     scorer = Scorer(settings, JsonValues(table), index=store, durable_at_once=False)
@@ -418,6 +421,32 @@ def create_app(settings: ScorerSettings) -> faust.App:
             await snapshots.send(key=queue_key(snap.queue_id), value=codec.dumps(snap))
 
     return app
+
+
+def bound_producer_flush(producer: Any) -> None:
+    """Make the producer's ``flush`` wait for what was sent *before* it began, as a Kafka
+    producer's flush does, instead of until its buffer is empty.
+
+    faust-streaming 0.15 flushes the producer before each commit of input offsets
+    (``Consumer._commit_offsets``), and its buffer's flush returns only once the buffer
+    has been empty, or idle, for 0.1 s. While the agent works through a backlog it keeps
+    that buffer full, so the commit waited for the end of the backlog: a worker catching
+    up committed nothing (Faust: "Timer commit is overlapping"), its consumer lag looked
+    stuck, and a crash read the whole backlog again. The commit needs no more than this:
+    the agent acknowledges a message only once its own changelog records are durable
+    (``ack_when_durable``), so every offset it commits is already safe."""
+    buffer = producer.buffer
+
+    async def flush() -> None:
+        # the buffer is a FIFO that its own task sends from: once as many messages as it
+        # held have been handed to aiokafka, all of those have; then aiokafka's flush
+        # waits for the batches it holds now (not for ones added later)
+        await buffer.flush_atmost(buffer.size)
+        inner = producer._producer  # faust-streaming 0.15: the AIOKafkaProducer, once started
+        if inner is not None:
+            await inner.flush()
+
+    producer.flush = flush
 
 
 def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:

@@ -230,7 +230,7 @@ async def progress(kafka: KafkaSettings) -> tuple[int, int]:
 async def written(kafka: KafkaSettings) -> int:
     """Records in the scorer's changelog (end offsets summed; 0 before it exists): the
     worker writes some for every batch it applies, so this grows with its work, where its
-    committed offset may stand still for many seconds while it drains a backlog."""
+    committed offset moves once a commit interval."""
     changelog = f"{kafka.topic_prefix}{ScorerSettings(kafka=kafka).app_id}-state-changelog"
     probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
     await probe.start()

@@ -41,6 +41,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 QUEUES = [f"chaos-{i}" for i in range(8)]
 KILLS = 3
+RESUME_KILL = 1  # this kill waits for commits of the worker's current life first ...
+RESUME_PAST = 20  # ... past this many batches
 
 
 async def test_scorer_killed_during_catch_up_counts_exactly(
@@ -58,11 +60,24 @@ async def test_scorer_killed_during_catch_up_counts_exactly(
     deadline = time.monotonic() + 600
     try:
         services.start("scorer")
-        for _ in range(KILLS):
+        for k in range(KILLS):
             # once the worker (re)started and applied a random share of the backlog again
-            # (its changelog grows, a few records a batch: its committed offset can stand
-            # still for seconds while it drains a backlog, and then jump to the end), at a
-            # random moment after
+            # (its changelog grows, a few records a batch), at a random moment after; before
+            # the second kill, also once it has committed RESUME_PAST batches in this life,
+            # so that a restart resumes mid-way from a committed offset (a worker draining a
+            # backlog commits as it goes: services/scorer/app.py, bound_producer_flush; it
+            # used to commit one batch and then nothing until the end of the backlog)
+            if k == RESUME_KILL:
+                since, _ = await progress(kafka_settings)
+                while True:
+                    services.check()
+                    done, end = await progress(kafka_settings)
+                    if done >= since + RESUME_PAST:
+                        break
+                    assert done < end, f"drained from {since} with no commit in between"
+                    assert time.monotonic() < deadline, f"no commit past {since} in this life"
+                    await asyncio.sleep(0.1)
+                resumed_from = since
             target = await written(kafka_settings) + rng.randint(1, 800)
             while True:
                 services.check()
@@ -74,6 +89,8 @@ async def test_scorer_killed_during_catch_up_counts_exactly(
             await asyncio.sleep(rng.uniform(0, 0.5))
             done, end = await progress(kafka_settings)
             assert done < end, f"the backlog was drained before kill {len(kills) + 1}"
+            if k == RESUME_KILL:
+                assert done >= resumed_from + RESUME_PAST, f"kill {k + 1}: no commits in this life"
             services.end("scorer", signal.SIGKILL)
             kills.append(f"{done}/{end}")
             services.start("scorer")
