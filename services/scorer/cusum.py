@@ -31,9 +31,9 @@ day's looks, at most one breach a day, so a queue exactly at its target breaches
 one raise the same expected number of false alarms a day, and the shares add up to the
 budget. ``choose_h`` turns a CUSUM's ARL0 into the smallest decision interval that meets it.
 
-Designs cost a few passes over a Markov chain (up to seconds for rare errors and a large
-ARL0; a design on an estimated baseline, averaged over its belief, one pass per tuning for
-all of the belief's rates: a median of 16 ms, at most 0.6 s), so they are cached by (p0, p1, ARL0 rounded *up* to 1/20 of a decade: at most 12% more ARL0
+Designs cost a few Markov-chain solves (up to seconds for rare errors and a large ARL0; a
+design on an estimated baseline, averaged over its belief, some hundreds: 0.02 to 0.7 s), so
+they are cached by (p0, p1, ARL0 rounded *up* to 1/20 of a decade: at most 12% more ARL0
 than asked, i.e. a little under budget) and recomputed only when the queue's measured
 verdict rate is updated (``RATE_FIRST_SPAN_S`` after its first verdict, then once a day of
 event time). The design in force lives in the queue's record, so a replay uses it exactly.
@@ -51,12 +51,10 @@ from shared.stats.cusum import (
     bernoulli_cusum_arl,
     choose_h,
     lattice_arl,
-    lattice_arl_curves,
     llr_gamma,
     max_lattice_limit,
 )
 from shared.stats.errors import StatsError
-from shared.stats.lattice import CurveCache
 
 Side = Literal["upper", "lower"]
 SIDES: tuple[Side, Side] = ("upper", "lower")
@@ -203,10 +201,6 @@ def site_prior_n(queue_n: int) -> float:
     return 1.0 / (1.0 / (SITE_PRIOR_N + 1) + 1.0 / queue_n) - 1.0
 
 
-# the ARL curves of the belief nodes of the lattices a design searches (a few MB)
-_BELIEF_CURVES = CurveCache(2_000_000)
-
-
 @functools.lru_cache(maxsize=1024)
 def _nodes(a: float, b: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The belief Beta(a, b) cut at ``BELIEF_EDGES`` (probabilities below, on the alarm
@@ -229,15 +223,12 @@ def expected_alarm_rate(up: int, g: int, limit: int, a: float, b: float, target:
     signal needs at least limit / up verdicts). Summed from the top down; stops once the
     rest of the belief cannot add 1% to the sum."""
     ps, masses = _nodes(a, b)
-    # the ARLs at every node, from one elimination carried on as far as the search for the
-    # limit asks (lattice_arl_curves: the limits before come with it)
-    arls = _BELIEF_CURVES.upto((up, g, a, b), limit, lambda: lattice_arl_curves(up, g, ps))
     bound = up / limit  # the alarm rate at any higher rate: at first 1 / the shortest run
     total = (1.0 - BELIEF_EDGES[-1]) * bound
     below = BELIEF_EDGES[-1]
-    for i, mass in enumerate(masses):
+    for p, mass in zip(ps, masses, strict=True):
         if mass * bound * 1e3 > target:  # (a slice that can add 0.1% of it is solved)
-            bound = 1.0 / float(arls[limit - 1, i])  # (0 where the ARL is infinite)
+            bound = 1.0 / lattice_arl(up, g, limit, p) if p > 0 else 0.0
             if bound * below <= 1e-2 * total:
                 break  # the rest of the belief, all at this rate at most, adds < 1%
         total += mass * bound

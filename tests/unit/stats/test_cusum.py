@@ -143,10 +143,10 @@ def test_lattice_arl_matches_a_dense_markov_chain(
 def test_lattice_arl_on_any_band_matches_a_dense_chain(
     up: int, down: int, limit: int, p: float
 ) -> None:
-    """Every band shape, including a limit within the step sizes, against a dense solve.
-    (The dense solve's error grows with the ARL, so the tolerance does; past
-    ARL_RESOLVED_MAX the ARL is reported infinite. tests/unit/stats/test_lattice.py checks
-    the curves against exact rational arithmetic.)"""
+    """The band solver is called straight through LAPACK (gbsv, gtsv for a tridiagonal
+    band, one state by hand): every band shape, including a limit within the step sizes.
+    (The system's condition number grows with the ARL: so does the two solvers' difference;
+    past ARL_RESOLVED_MAX neither solution means anything, and the ARL is reported infinite.)"""
     arl = lattice_arl(up, down, limit, p)
     assert arl >= 1.0
     dense = _dense_lattice_arl(up, down, limit, p)
