@@ -26,6 +26,7 @@ Per message:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -137,7 +138,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
     # changelog records before it are durable. The agent therefore acknowledges a message
     # itself, once its changelog records are: the futures of the table's changelog sends
     # are captured here. (And that flush waits only for what was sent before it began:
-    # bound_producer_flush.)
+    # bound_commit_flush.)
     changelog_sends: list[Any] = []
     send_changelog = table.send_changelog
 
@@ -147,7 +148,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
         return fut
 
     table.send_changelog = _captured  # type: ignore[method-assign]
-    bound_producer_flush(app.producer)
+    bound_commit_flush(app)
     store = table.data
     assert isinstance(store, ChunkIndex), f"the table's store has no chunk index: {store!r}"
     scorer = Scorer(settings, JsonValues(table), index=store, durable_at_once=False)
@@ -423,30 +424,62 @@ def create_app(settings: ScorerSettings) -> faust.App:
     return app
 
 
-def bound_producer_flush(producer: Any) -> None:
-    """Make the producer's ``flush`` wait for what was sent *before* it began, as a Kafka
-    producer's flush does, instead of until its buffer is empty.
+#: set while Faust's consumer commits input offsets (bound_commit_flush)
+_COMMITTING: contextvars.ContextVar[bool] = contextvars.ContextVar("committing", default=False)
 
-    faust-streaming 0.15 flushes the producer before each commit of input offsets
-    (``Consumer._commit_offsets``), and its buffer's flush returns only once the buffer
-    has been empty, or idle, for 0.1 s. While the agent works through a backlog it keeps
-    that buffer full, so the commit waited for the end of the backlog: a worker catching
-    up committed nothing (Faust: "Timer commit is overlapping"), its consumer lag looked
-    stuck, and a crash read the whole backlog again. The commit needs no more than this:
-    the agent acknowledges a message only once its own changelog records are durable
-    (``ack_when_durable``), so every offset it commits is already safe."""
-    buffer = producer.buffer
 
-    async def flush() -> None:
-        # the buffer is a FIFO that its own task sends from: once as many messages as it
-        # held have been handed to aiokafka, all of those have; then aiokafka's flush
-        # waits for the batches it holds now (not for ones added later)
-        await buffer.flush_atmost(buffer.size)
-        inner = producer._producer  # faust-streaming 0.15: the AIOKafkaProducer, once started
-        if inner is not None:
-            await inner.flush()
+def bound_commit_flush(app: faust.App) -> None:
+    """Make the producer flush that precedes each commit of input offsets wait only for
+    what was sent before the commit began, instead of until the producer's buffer is empty.
 
-    producer.flush = flush
+    faust-streaming 0.15 flushes the producer before each commit
+    (``Consumer._commit_offsets``), and its buffer's flush returns only once the buffer has
+    been empty, or idle, for 0.1 s. While the agent works through a backlog it keeps that
+    buffer full, so the commit waited for the end of the backlog: a worker catching up
+    committed nothing (Faust: "Timer commit is overlapping"), its consumer lag looked
+    stuck, and a crash read the whole backlog again. The commit needs no flush at all: the
+    agent acknowledges a message only once its own changelog records are durable
+    (``ack_when_durable``), so every offset it commits is already safe.
+
+    Within a commit, the flush waits until as many messages as the buffer held when it
+    began, and the one its sender may have in hand, have been handed to aiokafka (or until
+    none left for 0.1 s, as Faust's own flush does), then for aiokafka's flush of the
+    batches it holds then. Every other flush (on a revocation, before recovery, at
+    shutdown) is Faust's own, full one. Installed once the app runs (the consumer and the
+    producer exist then; a commit before that flushes in full, as before)."""
+    conf = app.conf
+    guarantee = getattr(conf.processing_guarantee, "value", conf.processing_guarantee)
+    if conf.producer_threaded or guarantee == "exactly_once":
+        return  # (the bounded flush reads the plain producer's buffer: neither mode is used)
+
+    async def install() -> None:
+        # faust-streaming 0.15 internals: Producer.buffer and ._producer (the
+        # AIOKafkaProducer), Consumer._commit_offsets
+        producer: Any = app.producer
+        consumer: Any = app.consumer
+        full_flush, commit_offsets = producer.flush, consumer._commit_offsets
+        buffer = producer.buffer
+
+        async def flush() -> None:
+            if not _COMMITTING.get():
+                await full_flush()
+                return
+            await buffer.flush_atmost(buffer.size + 1)
+            inner = producer._producer
+            if inner is not None:
+                await inner.flush()
+
+        async def committing(*args: Any, **kwargs: Any) -> Any:
+            token = _COMMITTING.set(True)
+            try:
+                return await commit_offsets(*args, **kwargs)
+            finally:
+                _COMMITTING.reset(token)
+
+        producer.flush = flush
+        consumer._commit_offsets = committing
+
+    app.task(install)
 
 
 def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:

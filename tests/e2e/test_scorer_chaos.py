@@ -65,7 +65,7 @@ async def test_scorer_killed_during_catch_up_counts_exactly(
             # (its changelog grows, a few records a batch), at a random moment after; before
             # the second kill, also once it has committed RESUME_PAST batches in this life,
             # so that a restart resumes mid-way from a committed offset (a worker draining a
-            # backlog commits as it goes: services/scorer/app.py, bound_producer_flush; it
+            # backlog commits as it goes: services/scorer/app.py, bound_commit_flush; it
             # used to commit one batch and then nothing until the end of the backlog)
             if k == RESUME_KILL:
                 since, _ = await progress(kafka_settings)
