@@ -137,8 +137,8 @@ def create_app(settings: ScorerSettings) -> faust.App:
     # 0.15, ProducerBuffer.flush_atmost), so a committed offset does not prove the
     # changelog records before it are durable. The agent therefore acknowledges a message
     # itself, once its changelog records are: the futures of the table's changelog sends
-    # are captured here. (And that flush waits only for what was sent before it began:
-    # bound_commit_flush.)
+    # are captured here. (Within a commit, that flush waits only for what the buffer held
+    # when the commit began: bound_commit_flush.)
     changelog_sends: list[Any] = []
     send_changelog = table.send_changelog
 

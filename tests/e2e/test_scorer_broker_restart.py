@@ -251,9 +251,9 @@ async def test_scorer_counts_exactly_across_broker_restarts(tmp_path: Path) -> N
         rng.shuffle(modes)
         # The first outage begins a second or so after the group's first commit, the second
         # a second or so after the worker is let go again: by time, not by a share of the
-        # backlog, because the committed offset moves in jumps (a worker draining a backlog
-        # may commit its first message and then nothing for ten seconds or more, and the
-        # next jump be the end), where the work itself goes on all the while.
+        # backlog, because the committed offset moves in jumps (one a commit interval, and
+        # before bound_commit_flush in services/scorer/app.py a worker draining a backlog
+        # committed its first message and then nothing until the end).
         first = 1 / 4000  # one committed message of the ~2,000 batches
         try:
             worker.start()

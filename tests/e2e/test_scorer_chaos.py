@@ -84,6 +84,8 @@ async def test_scorer_killed_during_catch_up_counts_exactly(
                 now = await written(kafka_settings)
                 if now >= target:
                     break
+                done, end = await progress(kafka_settings)
+                assert done < end, f"the backlog was drained before kill {len(kills) + 1}"
                 assert time.monotonic() < deadline, f"no work past {now} changelog records"
                 await asyncio.sleep(0.1)
             await asyncio.sleep(rng.uniform(0, 0.5))
