@@ -36,12 +36,19 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.qw-installed-$extras
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+built() { compgen -G 'shared/stats/_lattice*.so' >/dev/null; }
+# (again when the C module is missing and a compiler has come since: setup.py builds it)
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || setup.py -nt "$stamp" \
+      || shared/stats/_lattice.c -nt "$stamp" ]] || { ! built && command -v cc >/dev/null; }; then
   log "installing the project and its [$extras] extras into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
+# the exact CUSUM ARL's C module (setup.py), built in place by the install: optional, so a
+# failed build does not stop it, and pip -q does not show why
+built || log "warning: shared/stats/_lattice.c was not compiled (it needs a C compiler and" \
+  "Python's headers: apt-get install gcc python3-dev): CUSUM designs run several times slower"
 
 if (( test_tools )); then
   missing=()

@@ -51,8 +51,10 @@ References:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -363,15 +365,16 @@ class BernoulliCusumDesign:
 
 
 MAX_LATTICE_CELLS = 16_000_000
-"""Bound on the banded matrix of the exact ARL (states x bands, 8 bytes each: 128 MB, and
-the solver works on a copy): it keeps the memory and time of one ARL computation bounded
-whatever h or the target ARL0 asks for.  The band is about m wide, so the bound on h
+"""Bound on the exact ARL's chain (states x bands): it keeps the time of one ARL
+computation bounded whatever h or the target ARL0 asks for, and its memory (the C pass:
+one ARL per state, 8 bytes, 128 MB at most; the banded LU without it: the banded matrix,
+as much again, and the solver works on a copy).  The band is about m wide, so the bound on h
 depends on the lattice: h <= 16e6 / m².  For p0 = 2%, p1 = 4% (m ≈ 35) that is h <= ~13 000;
 for p0 = 0.1%, p1 = 0.2% (m ≈ 720) h <= ~30, still far beyond the h of an ARL0 of 10^6."""
 
 
 def lattice_cells(up: int, down: int, limit: int) -> int:
-    """Cells of the banded matrix :func:`_lattice_arl` solves (its memory / 8 bytes)."""
+    """Cells of the banded matrix of the chain :func:`_lattice_arl` solves."""
     return (min(up, limit) + min(down, limit) + 1) * limit
 
 
@@ -392,8 +395,12 @@ def _check_lattice(up: int, down: int, limit: int) -> None:
 def _lattice_arl(up: int, down: int, limit: int, p: float) -> float:
     """Zero-state ARL of S_t = max(0, S_(t-1) + (up if error else -down)), signal at S >= limit.
 
-    Solves (I - Q) L = 1 over the transient states 0..limit-1 with a banded LU
-    (Brook & Evans 1972 Markov chain; exact because the states are exact integers).
+    Solves (I - Q) L = 1 over the transient states 0..limit-1 (Brook & Evans 1972 Markov
+    chain; exact because the states are exact integers): where the C module is built
+    (``_lattice.c``), read from the chain's ARL curve at this rate, which one pass computes
+    for every limit at once and :data:`_CURVES` keeps for the next call (a design asks one
+    lattice and rate at many limits: about 6 times less CPU a design); else with a banded
+    LU per call (LAPACK).
 
     Raises:
         StatsError: the banded matrix would exceed :data:`MAX_LATTICE_CELLS`.
@@ -401,6 +408,79 @@ def _lattice_arl(up: int, down: int, limit: int, p: float) -> float:
     if p <= 0.0:
         return math.inf
     _check_lattice(up, down, limit)
+    if _native is not None and p <= 1.0 and _native_takes(up, down):
+        value = float(_CURVES.upto(up, down, p, limit)[limit - 1])
+        return value if 0.0 < value <= ARL_RESOLVED_MAX else math.inf
+    return _banded_lu_arl(up, down, limit, p)  # (and for p nan or > 1: inf, as it always was)
+
+
+NATIVE_BAND_MAX = 1 << 20
+"""The widest band the C elimination takes ((down + 1) x (down + up + 1) values of scratch,
+8 MB; the designs' lattices, m <= 400, need at most 160,000); a wider one is solved with
+the banded LU. The climb (up = 1) keeps min(down, n) values, for down up to 2^31."""
+
+
+def _native_takes(up: int, down: int) -> bool:
+    if up == 1:
+        return down <= 1 << 31
+    return (down + 1) * (down + up + 1) <= NATIVE_BAND_MAX
+
+
+_native: ModuleType | None
+try:  # (built by the install where a C compiler is found: setup.py)
+    from shared.stats import _lattice as _native
+except ImportError:  # pragma: no cover - the build without a compiler
+    _native = None
+
+
+class _CurveCache:
+    """ARL curves (the ARL at limits 1..n) by (up, down, p), least recently used out once
+    they hold more than ``max_values`` ARLs. A curve is computed to twice the limit asked
+    (a search doubles its limit), and one asked past its end again, from the start, to
+    twice that: the pass keeps no state, so a curve costs its n values only."""
+
+    def __init__(self, max_values: int) -> None:
+        self.max_values = max_values
+        self._curves: OrderedDict[tuple[int, int, float], np.ndarray] = OrderedDict()
+        self.held = 0
+
+    def upto(self, up: int, down: int, p: float, n: int) -> np.ndarray:
+        """The curve of (up, down, p) to limit n at least (read-only: it is the cache's)."""
+        key = (up, down, p)
+        curve = self._curves.get(key)
+        if curve is not None and len(curve) >= n:
+            self._curves.move_to_end(key)
+            return curve
+        n = max(n, min(2 * n, max_lattice_limit(up, down)))
+        assert _native is not None
+        curve = np.empty(n)
+        _native.curve(up, down, p, curve)  # (inf or nan where it overflows: read as inf)
+        curve.flags.writeable = False
+        old = self._curves.pop(key, None)  # (the shorter one, if any)
+        if old is not None:
+            self.held -= len(old)
+        self._curves[key] = curve
+        self.held += n
+        while self.held > self.max_values and len(self._curves) > 1:
+            self.held -= len(self._curves.popitem(last=False)[1])
+        return curve
+
+    def clear(self) -> None:
+        self._curves.clear()
+        self.held = 0
+
+
+CURVES_CACHED = 2_000_000
+"""ARLs :func:`_lattice_arl` keeps (8 bytes each: 16 MB at most, beside one curve larger
+than that, up to :data:`MAX_LATTICE_CELLS` / (up + down + 1) values). A design's search
+reads tens of curves of some hundreds to a few thousand limits each."""
+
+_CURVES = _CurveCache(CURVES_CACHED)
+
+
+def _banded_lu_arl(up: int, down: int, limit: int, p: float) -> float:
+    """:func:`_lattice_arl` by a banded LU with partial pivoting (LAPACK), for p > 0 and a
+    lattice within the bound: the way without the C module."""
     size = limit
     q = 1.0 - p
     if size == 1:  # one state: L = 1 + q L (an error signals at once)
@@ -439,9 +519,10 @@ def _lattice_arl(up: int, down: int, limit: int, p: float) -> float:
 
 
 ARL_RESOLVED_MAX = 1e15
-"""The largest ARL :func:`_lattice_arl` reports; a longer one is ``inf``. The system's
-condition number grows with the ARL, so near 1 / machine epsilon the solution's digits are
-noise (a sign among them); no design needs an ARL0 beyond 1e8 verdicts."""
+"""The largest ARL :func:`_lattice_arl` reports; a longer one is ``inf``. The banded LU's
+condition number grows with the ARL, so near 1 / machine epsilon its digits are noise (a
+sign among them; the C passes keep theirs, but the bound is the same either way); no
+design needs an ARL0 beyond 1e8 verdicts."""
 
 
 _LAPACK: dict[str, Any] = {}

@@ -143,8 +143,9 @@ def test_lattice_arl_matches_a_dense_markov_chain(
 def test_lattice_arl_on_any_band_matches_a_dense_chain(
     up: int, down: int, limit: int, p: float
 ) -> None:
-    """The band solver is called straight through LAPACK (gbsv, gtsv for a tridiagonal
-    band, one state by hand): every band shape, including a limit within the step sizes.
+    """Every band shape, including a limit within the step sizes, through the C pass (or
+    LAPACK's gbsv, gtsv for a tridiagonal band, without it: test_lattice.py checks the two
+    agree, and the C pass against exact rational arithmetic).
     (The system's condition number grows with the ARL: so does the two solvers' difference;
     past ARL_RESOLVED_MAX neither solution means anything, and the ARL is reported infinite.)"""
     arl = lattice_arl(up, down, limit, p)
