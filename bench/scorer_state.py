@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
+import importlib
 import resource
 import shutil
 import sys
@@ -209,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         "--codec", action="store_true", help="only encode and decode the batches, v2 and v3"
     )
     p.add_argument(
+        "--arl",
+        choices=("c", "lapack"),
+        default="c",
+        help="the CUSUM designs' exact ARL: shared/stats/_lattice.c (where built) or the "
+        "banded LU that runs without it",
+    )
+    p.add_argument(
         "--python-gc",
         action="store_true",
         help="Python's own collector settings, not the worker's (shared/collector.py)",
@@ -218,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(codec_figures(packs(args.events, args.seed, args.poll)[0])))
         return 0
     msgs, truth = messages(args.events, args.seed, args.poll)
+    arl: Any = importlib.import_module("shared.stats.cusum")  # (not the package's function)
+    if args.arl == "lapack":
+        arl._native = None
+    elif arl._native is None:
+        print("shared/stats/_lattice.c is not built: the designs run on the banded LU")
     if not args.python_gc:
         settle_gc()  # as the worker does once started
     settings = ScorerSettings(grace_seconds=7200, snapshot_interval_s=1)

@@ -4,6 +4,7 @@ every queue's totals exact, the same state written however often it runs."""
 from __future__ import annotations
 
 import gc
+import importlib
 from collections.abc import Iterator
 
 import pytest
@@ -46,3 +47,28 @@ def test_codec_figures_of_v2_and_v3(capsys: pytest.CaptureFixture[str]) -> None:
     assert [line.split(":")[0] for line in lines] == ["v2", "v3"]
     v2, v3 = (int(line.split()[1]) for line in lines)
     assert v3 < v2  # field names once a batch, not once an event
+
+
+def test_the_banded_lu_runs_when_asked_and_counts_the_same(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--arl lapack``: the designs without the C module (for an A/B in one run)."""
+    module = importlib.import_module("shared.stats.cusum")
+    monkeypatch.setattr(module, "_native", module._native)  # (put back after the test)
+    assert scorer_state.main(["--events", "3000", "--reps", "1", "--arl", "lapack"]) == 0
+    assert module._native is None
+    assert capsys.readouterr().out.rstrip().endswith("totals exact")
+
+
+def test_the_designs_bench_replays_what_the_scorer_asked_both_ways(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import designs
+
+    assert designs.main(["--events", "60000"]) == 0  # (40 designs; 30,000 make none)
+    out = capsys.readouterr().out
+    asked = int(out.split(" designs ", 1)[0])
+    assert asked > 0
+    assert f"identical, limit for limit: {asked} of {asked}" in out
+    assert "| C |" in out
+    assert "| LAPACK |" in out
