@@ -37,9 +37,14 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.qw-installed-$extras
 built() { compgen -G 'shared/stats/_lattice*.so' >/dev/null; }
-# (again when the C module is missing and a compiler has come since: setup.py builds it)
+# can it be built? a C compiler and Python's headers (Debian's python3 needs python3-dev)
+buildable() {
+  command -v cc >/dev/null && .venv/bin/python -c \
+    'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
+}
+# (again when the C module is missing and it can be built now: setup.py builds it)
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || setup.py -nt "$stamp" \
-      || shared/stats/_lattice.c -nt "$stamp" ]] || { ! built && command -v cc >/dev/null; }; then
+      || shared/stats/_lattice.c -nt "$stamp" ]] || { ! built && buildable; }; then
   log "installing the project and its [$extras] extras into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$extras]"
