@@ -35,10 +35,11 @@ Designs cost exact ARLs of a Markov chain (one C pass gives a rate's ARL at ever
 ``shared/stats/_lattice.c``; a design on an estimated baseline, averaged over its belief,
 asks some tens of rates at a few limits each: the 240 designs of a 2M-event
 ``bench/pipeline.py`` run take a median of 8 ms, at most 23 ms, where a banded LU per rate
-and limit took 38 ms, at most 0.1 s: ``bench/designs.py``), so they are cached by (p0, p1, ARL0 rounded *up*
-to 1/20 of a decade: at most 12% more ARL0 than asked, i.e. a little under budget) and
-recomputed only when the queue's measured verdict rate is updated (``RATE_FIRST_SPAN_S``
-after its first verdict, then once a day of event time). The design in force lives in the queue's record, so a replay uses it exactly.
+and limit took 38 ms, at most 0.1 s: ``bench/designs.py``), so they are cached by (p0, p1,
+ARL0 rounded *up* to 1/20 of a decade: at most 12% more ARL0 than asked, i.e. a little under
+budget) and recomputed only when the queue's measured verdict rate is updated
+(``RATE_FIRST_SPAN_S`` after its first verdict, then once a day of event time). The design
+in force lives in the queue's record, so a replay uses it exactly.
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ static void eliminate(long up, long down, double p, Py_ssize_t n, double *out, d
         total += wc * ys[r];
         out[c] = total;
         /* acc[(c + a) % cols] -= U[c, c + a] wc, a = 1..up, without a division each */
-        for (long a = 1, i = at + 1; a <= up; a++, i++) acc[i < cols ? i : i - cols] -= row[down + a] * wc;
+        for (long a = 1, i = at + 1; a <= up; a++, i++)
+            acc[i < cols ? i : i - cols] -= row[down + a] * wc;
         for (long a = 1; a <= down; a++) { /* eliminate column c from rows c + 1 .. c + down */
             long ri = r + a < ring ? r + a : r + a - ring;
             double *restrict below = rows + ri * width;
@@ -125,7 +126,8 @@ static PyObject *curve(PyObject *self, PyObject *args) {
     (void)self;
     if (!PyArg_ParseTuple(args, "lldO:curve", &up, &down, &p, &target)) return NULL;
     if (up < 1 || down < 1) return refuse(NULL, "curve: up and down must be >= 1");
-    if (up > STEP_MAX || down > STEP_MAX) return refuse(NULL, "curve: up and down must be at most 2^31");
+    if (up > STEP_MAX || down > STEP_MAX)
+        return refuse(NULL, "curve: up and down must be at most 2^31");
     if (!(p > 0.0 && p <= 1.0)) return refuse(NULL, "curve: p must be in (0, 1]");
     if (up > 1 && (down + 1) * (down + up + 1) > BAND_MAX)
         return refuse(NULL, "curve: the band is too wide: (down + 1)(down + up + 1) > 2^20");
@@ -157,8 +159,8 @@ static PyObject *curve(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"curve", curve, METH_VARARGS,
      "curve(up, down, p, out): out[L - 1] = the exact zero-state ARL of the lattice CUSUM at\n"
-     "limit L, for L = 1..len(out) (out: a writable contiguous buffer of doubles, format 'd'; inf or\n"
-     "nan where it overflows). up, down in 1..2^31, p in (0, 1]; (down + 1)(down + up + 1)\n"
+     "limit L, for L = 1..len(out) (out: a writable contiguous buffer of doubles, format\n"
+     "'d'; inf or nan where it overflows). up, down in 1..2^31, p in (0, 1]; (down + 1)(down + up + 1)\n"
      "at most 2^20 unless up = 1."},
     {NULL, NULL, 0, NULL},
 };
