@@ -62,7 +62,9 @@ class Store(rocks.IndexedRocksDBStore):
     """The worker's store code on databases in ``path``, one per partition, without Faust:
     ``partition`` plays the message in hand."""
 
-    def __init__(self, path: str) -> None:  # (Faust's own set-up is not needed)
+    def __init__(self, path: str, layout: tuple[int, int, int] | None = None) -> None:
+        """``layout``: (block KiB, bloom bits, table file MiB) instead of the store's."""
+        # (Faust's own set-up is not needed)
         self._dbs: dict[int, Rdict] = {}
         self.dir = Path(path)
         self.partition = 0
@@ -70,6 +72,11 @@ class Store(rocks.IndexedRocksDBStore):
             block_cache_size=8 << 20, write_buffer_size=4 << 20, max_write_buffer_number=3,
             use_rocksdict=True,
         )  # fmt: skip
+        if layout is not None:
+            o = self.rocksdb_options
+            o.block_size, o.bloom_bits, o.target_file_bytes = (
+                layout[0] << 10, layout[1], layout[2] << 20,
+            )  # fmt: skip
 
     def _db_for_partition(self, partition: int) -> Rdict:
         db = self._dbs.get(partition)
@@ -146,9 +153,14 @@ def packs(
     return out, truth
 
 
-def run(msgs: list[Message], settings: ScorerSettings, path: str) -> tuple[Scorer, int, int]:
+def run(
+    msgs: list[Message],
+    settings: ScorerSettings,
+    path: str,
+    layout: tuple[int, int, int] | None = None,
+) -> tuple[Scorer, int, int]:
     """Every message through process and commit; returns the scorer, events and writes."""
-    store = Store(path)
+    store = Store(path, layout)
     table = Table(store)
     scorer = Scorer(settings, table, index=store)
     offsets: dict[int, int] = defaultdict(int)
@@ -217,11 +229,26 @@ def main(argv: list[str] | None = None) -> int:
         "banded LU that runs without it",
     )
     p.add_argument(
+        "--layout",
+        metavar="KIB,BITS,MIB",
+        help="the RocksDB layout instead of the store's: data block KiB, bloom bits a key, "
+        "table file MiB (services/scorer/store.py; e.g. 4,10,8)",
+    )
+    p.add_argument(
         "--python-gc",
         action="store_true",
         help="Python's own collector settings, not the worker's (shared/collector.py)",
     )
     args = p.parse_args(argv)
+    layout = None
+    if args.layout:
+        try:
+            kib, bits, mib = (int(x) for x in args.layout.split(","))
+        except ValueError:
+            p.error(f"--layout: three integers KIB,BITS,MIB, not {args.layout!r}")
+        if not (1 <= kib <= 1024 and 1 <= bits <= 64 and 1 <= mib <= 4096):
+            p.error("--layout: KIB in 1..1024, BITS in 1..64, MIB in 1..4096")
+        layout = (kib, bits, mib)
     if args.codec:
         print("\n".join(codec_figures(packs(args.events, args.seed, args.poll)[0])))
         return 0
@@ -245,10 +272,12 @@ def main(argv: list[str] | None = None) -> int:
                 prof.enable()
             if args.reduce and last:
                 scorer, events, writes = functools.reduce(
-                    lambda acc, _: run(msgs, settings, path), [0], run([], settings, path)
+                    lambda acc, _: run(msgs, settings, path, layout),
+                    [0],
+                    run([], settings, path, layout),
                 )
             else:
-                scorer, events, writes = run(msgs, settings, path)
+                scorer, events, writes = run(msgs, settings, path, layout)
             if prof is not None:
                 prof.disable()
             spent = cpu() - t

@@ -241,33 +241,46 @@ def upgrade_index(db: Rdict) -> int:
     return chunks
 
 
-# Data blocks of 16 KiB, uncompressed (Faust's: 4 KiB, Snappy). The join's lookups land
-# all over the id index (ids are random, not in time order), so most read a block that
-# the 8 MiB cache does not hold: uncompressed it is a copy from the operating system's page
-# cache instead of a Snappy decode as well, and larger blocks make the index blocks that
-# share the cache fewer. In one process at 2,000,000 events (bench/README.md) the state
-# path spent 28.0-29.7 µs an event against 40.6 with Faust's blocks; the files are ~2.3x
-# larger on disk (360 MB against 156 MB there).
+# How the tables are laid out on disk. Data blocks of 16 KiB, uncompressed (Faust's: 4 KiB,
+# Snappy). The join's lookups land all over the id index (ids are random, not in time
+# order), so most read a block that the 8 MiB cache does not hold: uncompressed it is a
+# copy from the operating system's page cache instead of a Snappy decode as well, and larger
+# blocks make the index blocks that share the cache fewer. In one process at 2,000,000
+# events (bench/README.md) the state path spent 28.0-29.7 µs an event against 40.6 with
+# Faust's blocks; the files are ~2.3x larger on disk (360 MB against 156 MB there).
+# Bloom filters and table files are Faust's (3 bits a key, 64 MiB). Larger filters need
+# smaller files: a file's filter is one block, read through the cache, whose shards hold
+# 512 KiB (8 MiB / 16), and a 64 MiB file's filter at 10 bits a key (~750 KiB) fits none,
+# so every lookup reads it again. 10 bits, 8 MiB files and 4 KiB blocks make a lookup
+# 0.4-0.7x as costly, but were not faster end to end (bench/README.md, "Bloom filters
+# that fit the cache"; bench/index_lookups.py).
 BLOCK_SIZE = 16 * 1024
+BLOOM_BITS = 3
+TARGET_FILE_BYTES = 64 * 1024 * 1024
 
 
 class BoundedRocksDBOptions(rocksdb.RocksDBOptions):
     """Faust's options, with each table file's index and filter blocks kept in the block
     cache (and so bounded by it) instead of beside it, where their memory grows with the
     number and size of the files; level-0 ones stay pinned there, as they are read on
-    every lookup. Blocks are larger and uncompressed (``BLOCK_SIZE``)."""
+    every lookup. Blocks are larger and uncompressed (``BLOCK_SIZE``; the layout's three
+    settings are attributes, which ``bench/index_lookups.py`` varies)."""
+
+    block_size = BLOCK_SIZE
+    bloom_bits = BLOOM_BITS
+    target_file_bytes = TARGET_FILE_BYTES
 
     def as_options(self) -> Options:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_max_open_files(-1 if self.max_open_files is None else self.max_open_files)
         options.set_write_buffer_size(self.write_buffer_size)
-        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_target_file_size_base(self.target_file_bytes)
         options.set_max_write_buffer_number(self.max_write_buffer_number)
         options.set_compression_type(DBCompressionType.none())
         table = BlockBasedOptions()
-        table.set_block_size(BLOCK_SIZE)
-        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_size(self.block_size)
+        table.set_bloom_filter(self.bloom_bits, True)
         table.set_block_cache(Cache(self.block_cache_size))
         table.set_cache_index_and_filter_blocks(True)
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)

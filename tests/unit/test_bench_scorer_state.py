@@ -72,3 +72,14 @@ def test_the_designs_bench_replays_what_the_scorer_asked_both_ways(
     assert f"identical, limit for limit: {asked} of {asked}" in out
     assert "| C |" in out
     assert "| LAPACK |" in out
+
+
+def test_a_run_on_another_rocksdb_layout_counts_the_same(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert scorer_state.main(["--events", "3000", "--reps", "1", "--layout", "4,10,8"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("totals exact")
+    for bad in ("4,10", "4,x,8", "0,10,8"):
+        with pytest.raises(SystemExit):
+            scorer_state.main(["--events", "10", "--layout", bad])
+    assert "--layout" in capsys.readouterr().err
