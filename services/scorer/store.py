@@ -252,7 +252,7 @@ def upgrade_index(db: Rdict) -> int:
 # smaller files: a file's filter is one block, read through the cache, whose shards hold
 # 512 KiB (8 MiB / 16), and a 64 MiB file's filter at 10 bits a key (~750 KiB) fits none,
 # so every lookup reads it again. 10 bits, 8 MiB files and 4 KiB blocks make a lookup
-# 0.4-0.7x as costly, but were not faster end to end (bench/README.md, "Bloom filters
+# 0.75x (a hit) and 0.5x (a miss) as costly, but were not faster end to end (bench/README.md, "Bloom filters
 # that fit the cache"; bench/index_lookups.py).
 BLOCK_SIZE = 16 * 1024
 BLOOM_BITS = 3
