@@ -18,6 +18,14 @@ The layouts: ``store`` (the store's: 16 KiB blocks, 3-bit filters, 64 MiB files)
 (4 KiB blocks, 10-bit filters, 8 MiB files: a lookup costs less, but the scorer end to end
 did not, bench/README.md "Bloom filters that fit the cache"), and ``10-bit, 64 MiB files``,
 whose filters outgrow the cache's shards of 512 KiB and are read again on every lookup.
+
+Then, on the store's layout, what the scorer does with a message's ids: the same present
+and absent ids, shuffled, in batches of ``--batch`` (one prefetch of a message's ids, a
+third of them there), looked up three ways: one ``get`` per id, one list ``get``
+(RocksDB's MultiGet), and the store's ``_multi_get`` (lists of ``PARALLEL_GET_MIN`` ids or
+more in two halves at once, one on a second thread: MultiGet runs without the GIL). Wall
+time and this process's CPU (both threads) per id, the median repetition: the agent waits
+for the wall time, the machine pays the CPU.
 """
 
 from __future__ import annotations
@@ -81,9 +89,13 @@ def counters(opts: Options) -> dict[str, int]:
 
 
 def settle(db: Rdict, timeout: float = 120.0) -> None:
-    """Wait for flushes and compactions to finish (bounded)."""
+    """Wait for flushes and compactions to finish (bounded: past it, a warning, and the
+    figures then include levels still being compacted)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        if time.monotonic() >= deadline:
+            print(f"warning: compactions still running after {timeout:.0f} s; measured as is")
+            return
         busy = sum(
             db.property_int_value(p) or 0
             for p in (
@@ -126,9 +138,41 @@ def lookups(db: Rdict, opts: Options, keys: list[bytes], result: Result, field: 
         result.reads.setdefault(f"{field} {block}", []).append(per)
 
 
-def measure(ids: int, n_lookups: int, reps: int, seed: int) -> list[tuple[Layout, Result, int]]:
+# how a batch of ids is looked up: one get per id, one MultiGet, the store's (two halves)
+BatchWay = Callable[[Rdict, list[bytes]], list[bytes | None]]
+BATCH_WAYS: tuple[tuple[str, BatchWay], ...] = (
+    ("a get per id", lambda db, keys: [db.get(k) for k in keys]),
+    ("one MultiGet", rocks._get_list),
+    ("two halves at once", rocks._multi_get),
+)
+
+
+def batch_lookups(
+    db: Rdict, keys: list[bytes], batch: int, reps: int
+) -> dict[str, tuple[float, float]]:
+    """Each of ``BATCH_WAYS`` over ``keys`` in batches: (wall µs, CPU µs) an id, the median
+    repetition of each (alternating ways in each)."""
+    wall: dict[str, list[float]] = {name: [] for name, _ in BATCH_WAYS}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in BATCH_WAYS}
+    batches = [keys[i : i + batch] for i in range(0, len(keys), batch)]
+    for _ in range(reps):
+        for name, way in BATCH_WAYS:
+            w, c = time.perf_counter(), time.process_time()
+            for b in batches:
+                way(db, b)
+            wall[name].append((time.perf_counter() - w) / len(keys) * 1e6)
+            cpu[name].append((time.process_time() - c) / len(keys) * 1e6)
+    return {
+        name: (statistics.median(wall[name]), statistics.median(cpu[name]))
+        for name, _ in BATCH_WAYS
+    }
+
+
+def measure(
+    ids: int, n_lookups: int, reps: int, seed: int, batch: int = 1000
+) -> tuple[list[tuple[Layout, Result, int]], dict[str, tuple[float, float]]]:
     """Every layout's database written and looked up (module docstring): each layout's
-    result and its table files' bytes."""
+    result and its table files' bytes; then the store's layout's batch lookups."""
     rng = random.Random(seed)
 
     def new_id() -> bytes:
@@ -157,7 +201,13 @@ def measure(ids: int, n_lookups: int, reps: int, seed: int) -> list[tuple[Layout
             for layout, db, opts, _path in opened:
                 lookups(db, opts, hits, results[layout.name], "hit")
                 lookups(db, opts, misses, results[layout.name], "miss")
-        return [(layout, results[layout.name], disk_bytes(path)) for layout, _, _, path in opened]
+        mixed = hits + misses
+        rng.shuffle(mixed)
+        batched = batch_lookups(opened[0][1], mixed, batch, reps)
+        per_layout = [
+            (layout, results[layout.name], disk_bytes(path)) for layout, _, _, path in opened
+        ]
+        return per_layout, batched
     finally:
         for _layout, db, _opts, _path in opened:
             db.close()
@@ -172,10 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lookups", type=int, default=200_000, help="lookups of present ids")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1000, help="ids a batch, on the store's layout")
     args = p.parse_args(argv)
-    if args.ids < 1 or args.lookups < 1 or args.reps < 1:
-        p.error("--ids, --lookups and --reps must be at least 1")
-    measured = measure(args.ids, args.lookups, args.reps, args.seed)
+    if args.ids < 1 or args.lookups < 1 or args.reps < 1 or args.batch < 1:
+        p.error("--ids, --lookups, --reps and --batch must be at least 1")
+    measured, batched = measure(args.ids, args.lookups, args.reps, args.seed, args.batch)
     print(
         f"{args.ids:,} index entries a database, {args.lookups:,} lookups of present ids "
         f"and {2 * args.lookups:,} of absent ones, median of {args.reps} repetitions; "
@@ -198,6 +249,18 @@ def main(argv: list[str] | None = None) -> int:
         "tried / store: a hit "
         f"{statistics.median(tried.hit_us) / statistics.median(store.hit_us):.2f}x, a miss "
         f"{statistics.median(tried.miss_us) / statistics.median(store.miss_us):.2f}x"
+    )
+    print(
+        f"\nthe store's layout, batches of {args.batch:,} ids (a third there), "
+        f"{3 * args.lookups:,} ids; µs an id"
+    )
+    print(f"{'lookup':<22} {'wall':>7} {'CPU':>7}")
+    for name, (wall, cpu) in batched.items():
+        print(f"{name:<22} {wall:>7.2f} {cpu:>7.2f}")
+    one = batched[BATCH_WAYS[0][0]][0]
+    print(
+        "wall against a get per id: "
+        + ", ".join(f"{name} {batched[name][0] / one:.2f}x" for name, _ in BATCH_WAYS[1:])
     )
     return 0
 

@@ -11,14 +11,18 @@ from typing import Any
 import faust
 import orjson
 import pytest
+from rocksdict import Rdict
 
 from services.scorer.chunks import ChunkKey, ChunkStore
 from services.scorer.index import ChunkIndex, IndexedTable
 from services.scorer.store import (
     ID_PREFIX,
     OLD_ID_PREFIX,
+    PARALLEL_GET_MIN,
     STORE_URL,
+    BoundedRocksDBOptions,
     IndexedRocksDBStore,
+    _multi_get,
     _prefixed,
     upgrade_index,
 )
@@ -336,3 +340,40 @@ def test_values_are_encoded_once_to_the_bytes_fausts_json_serializer_wrote(
     values.pop(chunk_key, None)
     assert store.chunk_of("d", "spam-en", "a") is None
     assert values.pop("q|nobody", None) is None
+
+
+def test_a_long_list_of_ids_is_looked_up_in_two_halves_in_order(tmp_path: Path) -> None:
+    """``_multi_get``: past ``PARALLEL_GET_MIN`` ids, half on the lookup thread; the values
+    come back in the order asked, absent ids as None, an id asked twice twice."""
+    db = Rdict(str(tmp_path / "db"), options=BoundedRocksDBOptions(use_rocksdict=True).as_options())
+    try:
+        rng = random.Random(5)
+        present = {f"id{i}".encode(): f"v{i}".encode() for i in range(0, 2000, 3)}
+        for key, value in present.items():
+            db[key] = value
+        for n in (0, 1, PARALLEL_GET_MIN - 1, PARALLEL_GET_MIN, 1001):
+            keys = [f"id{rng.randrange(2000)}".encode() for _ in range(n)]
+            assert _multi_get(db, keys) == [present.get(key) for key in keys], n
+        assert _multi_get(db, [b"id0"] * PARALLEL_GET_MIN) == [b"v0"] * PARALLEL_GET_MIN
+    finally:
+        db.close()
+
+
+def test_the_agents_lookups_of_a_batch_answer_as_the_in_memory_index(tmp_path: Path) -> None:
+    """In the agent (one partition's database), ``entries_of`` looks a batch's ids up at once
+    (in two halves past ``PARALLEL_GET_MIN``): the same answers, decisions carried."""
+    store = open_store(tmp_path)
+    memory = IndexedTable()
+    rng = random.Random(9)
+    ids = [f"id{i}" for i in range(3 * PARALLEL_GET_MIN)]
+    for batch in range(12):
+        key = k("d", "q", batch * 3600, f"0-{batch}")
+        value = {"q": "q", "r": {i: [float(batch), "site"] for i in rng.sample(ids, 40)}}
+        memory[key] = value
+        put(store, key, value)
+    one = store._db_for_partition(0)
+    store._dbs_to_search = lambda: [one]  # type: ignore[method-assign]
+    asked = [rng.choice(ids) for _ in range(2 * PARALLEL_GET_MIN)]
+    got = store.entries_of("d", "q", asked)
+    assert got == memory.entries_of("d", "q", asked)
+    assert sum(entry is not None for entry in got.values()) > 50
