@@ -152,16 +152,19 @@ def demo(
 
 
 def check_settings() -> None:
-    """Build every service's settings from the environment, as each service will: a
-    variable one of them refuses ends the command here (``main``: exit 2, one line naming
-    it), before anything starts."""
+    """Build every service's settings from the environment, as each service will, and read
+    the API key file as the HTTP services will: a variable one of them refuses, or a key
+    file they could not read, ends the command here (``main``: exit 2, one line naming it),
+    before anything starts. (A key file that does not exist is no keys, as for them.)"""
     from services.alerts.settings import AlertsSettings
     from services.ingest.settings import IngestSettings
     from services.scorer.settings import ScorerSettings
+    from shared.apikeys import KeyStore
     from shared.settings import AuthSettings
 
-    for cls in (IngestSettings, ScorerSettings, AlertsSettings, AuthSettings):
+    for cls in (IngestSettings, ScorerSettings, AlertsSettings):
         cls()
+    KeyStore(AuthSettings().keys_file)
 
 
 @app.command()

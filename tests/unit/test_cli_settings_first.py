@@ -54,6 +54,24 @@ def test_a_bad_setting_ends_run_and_config_before_anything(
     assert not (tmp_path / "run").exists()  # no service was started (their logs live there)
 
 
+@pytest.mark.parametrize("command", ["run", "config"])
+def test_an_unreadable_api_key_file_ends_run_and_config_before_anything(
+    command: str, tmp_path: Path
+) -> None:
+    """The HTTP services read the key file at start-up and would exit: said here, once."""
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"keys": [')  # cut short, as by an editor's crash
+    proc = qwatch(command, env={
+        "QW_API_KEYS_FILE": str(keys), "QW_STATE_DIR": str(tmp_path),
+        "QW_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port()}", "QW_KAFKA_CONNECT_TIMEOUT_S": "1",
+    })  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"qwatch: API key file: {keys}: not readable JSON"), line
+    assert not (tmp_path / "run").exists()
+
+
 def test_config_prints_the_reference_whatever_a_valid_environment_holds(tmp_path: Path) -> None:
     valid = {
         "QW_KAFKA_BOOTSTRAP": "broker.example:9092", "QW_STATE_DIR": str(tmp_path),
