@@ -29,9 +29,11 @@ both are read by seeking to a prefix.
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import Any, cast
 
 import orjson
@@ -296,7 +298,23 @@ class BoundedRocksDBOptions(rocksdb.RocksDBOptions):
 # partition's database cannot change or close under either half. bench/README.md, "Index
 # lookups on two cores".
 PARALLEL_GET_MIN = 256
-LOOKUP_THREAD = ThreadPoolExecutor(1, thread_name_prefix="qw-index-lookups")
+
+
+def _new_lookup_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="qw-index-lookups")
+
+
+LOOKUP_THREAD = _new_lookup_thread()
+
+
+def _after_fork() -> None:
+    """A child of ``os.fork`` has the executor but not its thread, and a task it submitted
+    would never run: it gets an executor of its own."""
+    global LOOKUP_THREAD
+    LOOKUP_THREAD = _new_lookup_thread()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _get_list(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
@@ -304,17 +322,35 @@ def _get_list(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
     return cast(list[bytes | None], db.get(cast(list[Any], keys)))
 
 
+def _finish(task: Future[Any]) -> None:
+    """Wait until ``task`` has run, through an interrupt too (raised again after it): a
+    half still reading must not outlive the call that owns its database."""
+    interrupted: BaseException | None = None
+    while not task.done():
+        try:
+            futures_wait([task])
+        except BaseException as exc:  # (KeyboardInterrupt, in a script)
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+
+
 def _multi_get(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
     """The values of ``keys`` (None: absent), in order."""
     if len(keys) < PARALLEL_GET_MIN:
-        return _get_list(db, keys)
+        if len(keys) == 1:
+            return [db.get(keys[0])]
+        return _get_list(db, keys) if keys else []
     half = len(keys) // 2
-    second = LOOKUP_THREAD.submit(_get_list, db, keys[half:])
+    try:
+        second = LOOKUP_THREAD.submit(_get_list, db, keys[half:])
+    except RuntimeError:  # the executor is shut down (the interpreter exits): on this thread
+        return _get_list(db, keys)
     try:
         first = _get_list(db, keys[:half])
     finally:
-        rest = second.result()  # (waited for even when the first half failed)
-    return first + rest
+        _finish(second)  # (waited for even when the first half failed)
+    return first + second.result()
 
 
 class IndexedRocksDBStore(rocksdb.Store):

@@ -3,7 +3,11 @@ Faust's own store machinery (no broker needed), against the in-memory ``IndexedT
 
 from __future__ import annotations
 
+import multiprocessing
 import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +17,7 @@ import orjson
 import pytest
 from rocksdict import Rdict
 
+from services.scorer import store as store_module
 from services.scorer.chunks import ChunkKey, ChunkStore
 from services.scorer.index import ChunkIndex, IndexedTable
 from services.scorer.store import (
@@ -342,21 +347,92 @@ def test_values_are_encoded_once_to_the_bytes_fausts_json_serializer_wrote(
     assert values.pop("q|nobody", None) is None
 
 
-def test_a_long_list_of_ids_is_looked_up_in_two_halves_in_order(tmp_path: Path) -> None:
+def test_a_long_list_of_ids_is_looked_up_in_two_halves_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``_multi_get``: past ``PARALLEL_GET_MIN`` ids, half on the lookup thread; the values
-    come back in the order asked, absent ids as None, an id asked twice twice."""
+    come back in the order asked, absent ids as None, an id asked twice twice; read from
+    table files, as in the worker (not only from the memtable)."""
     db = Rdict(str(tmp_path / "db"), options=BoundedRocksDBOptions(use_rocksdict=True).as_options())
+    threads: list[tuple[str, int]] = []
+    get_list = store_module._get_list
+
+    def recorded(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
+        threads.append((threading.current_thread().name, len(keys)))
+        return get_list(db, keys)
+
+    monkeypatch.setattr(store_module, "_get_list", recorded)
     try:
         rng = random.Random(5)
         present = {f"id{i}".encode(): f"v{i}".encode() for i in range(0, 2000, 3)}
         for key, value in present.items():
             db[key] = value
-        for n in (0, 1, PARALLEL_GET_MIN - 1, PARALLEL_GET_MIN, 1001):
+        db[b"empty"] = b""
+        db.flush()
+        for n in (0, 1, 2, PARALLEL_GET_MIN - 1, PARALLEL_GET_MIN, 1001):
             keys = [f"id{rng.randrange(2000)}".encode() for _ in range(n)]
+            threads.clear()
             assert _multi_get(db, keys) == [present.get(key) for key in keys], n
+            on_lookup_thread = [k for name, k in threads if name.startswith("qw-index-lookups")]
+            assert on_lookup_thread == ([n - n // 2] if n >= PARALLEL_GET_MIN else []), n
         assert _multi_get(db, [b"id0"] * PARALLEL_GET_MIN) == [b"v0"] * PARALLEL_GET_MIN
+        assert _multi_get(db, [b"empty", b"nope"]) == [b"", None]
     finally:
         db.close()
+
+
+class HalfFails:
+    """A database whose list get fails for the half that begins with ``bad``, after the
+    other half, slower, has finished."""
+
+    def __init__(self, bad: bytes) -> None:
+        self.bad = bad
+        self.finished: list[bytes] = []
+
+    def get(self, keys: list[bytes]) -> list[bytes]:
+        if keys[0] == self.bad:
+            raise OSError(f"cannot read {self.bad!r}")
+        time.sleep(0.05)
+        self.finished.append(keys[0])
+        return keys
+
+
+@pytest.mark.parametrize("bad_half", ["first", "second"])
+def test_a_failing_half_fails_the_lookup_once_the_other_half_is_done(bad_half: str) -> None:
+    keys = [b"%04d" % i for i in range(PARALLEL_GET_MIN)]
+    half = len(keys) // 2
+    bad = keys[0] if bad_half == "first" else keys[half]
+    db = HalfFails(bad)
+    with pytest.raises(OSError, match="cannot read"):
+        _multi_get(db, keys)  # type: ignore[arg-type]
+    assert db.finished == [keys[half] if bad_half == "first" else keys[0]]
+
+
+def test_after_the_executor_is_shut_down_a_long_list_is_looked_up_on_this_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gone = ThreadPoolExecutor(1)
+    gone.shutdown()
+    monkeypatch.setattr(store_module, "LOOKUP_THREAD", gone)
+    keys = [b"%04d" % i for i in range(PARALLEL_GET_MIN)]
+    assert _multi_get(SimpleNamespace(get=list), keys) == keys  # type: ignore[arg-type]
+
+
+def _child_lookup(keys: list[bytes]) -> None:
+    assert _multi_get(SimpleNamespace(get=list), keys) == keys  # type: ignore[arg-type]
+
+
+def test_a_forked_child_gets_a_lookup_thread_of_its_own() -> None:
+    """The executor's thread does not survive ``os.fork``: a child that used the parent's
+    executor would wait forever for its second half."""
+    keys = [b"%04d" % i for i in range(PARALLEL_GET_MIN)]
+    assert _multi_get(SimpleNamespace(get=list), keys) == keys  # type: ignore[arg-type]
+    child = multiprocessing.get_context("fork").Process(target=_child_lookup, args=(keys,))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
 
 
 def test_the_agents_lookups_of_a_batch_answer_as_the_in_memory_index(tmp_path: Path) -> None:
@@ -372,6 +448,7 @@ def test_the_agents_lookups_of_a_batch_answer_as_the_in_memory_index(tmp_path: P
         memory[key] = value
         put(store, key, value)
     one = store._db_for_partition(0)
+    one.flush()  # (read from table files, as in the worker)
     store._dbs_to_search = lambda: [one]  # type: ignore[method-assign]
     asked = [rng.choice(ids) for _ in range(2 * PARALLEL_GET_MIN)]
     got = store.entries_of("d", "q", asked)
