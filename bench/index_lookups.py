@@ -93,9 +93,6 @@ def settle(db: Rdict, timeout: float = 120.0) -> None:
     figures then include levels still being compacted)."""
     deadline = time.monotonic() + timeout
     while True:
-        if time.monotonic() >= deadline:
-            print(f"warning: compactions still running after {timeout:.0f} s; measured as is")
-            return
         busy = sum(
             db.property_int_value(p) or 0
             for p in (
@@ -105,6 +102,9 @@ def settle(db: Rdict, timeout: float = 120.0) -> None:
             )
         )
         if not busy:
+            return
+        if time.monotonic() >= deadline:
+            print(f"warning: compactions still running after {timeout:.0f} s; measured as is")
             return
         time.sleep(0.2)
 
