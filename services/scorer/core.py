@@ -925,6 +925,7 @@ class Scorer:
             ewma_ucl = min(1.0, p0 + self.s.ewma_l * math.sqrt(point.variance + var_p0))
             ewma_value = ewma.statistic
             st.ewma = {"state": ewma.to_dict(), "ucl": ewma_ucl}
+            b.ewma = [ewma_value, ewma_ucl]  # its revisions carry the EWMA as it closed
             if ewma_value > ewma_ucl:
                 signals.append("ewma_ucl")
         p = b.e / b.n
@@ -1009,15 +1010,21 @@ class Scorer:
     ) -> None:
         """Publish a subgroup out of order (a revision, or one closed after a later one):
         a charted one gets the p-chart limits of its n and shows its signals, but it does
-        not step the EWMA (whose statistic runs in time order), is not the queue's last
-        point, and raises no alert."""
+        not step the EWMA (whose statistic runs in time order): a revision carries the EWMA
+        as it stood when the subgroup closed, and its signal then. It is not the queue's
+        last point, and raises no alert."""
         b = st.buckets[start]
         # (a subgroup charted before a reset keeps its status, but the baseline it was
         # charted against is gone: its revisions carry no limits)
         p0 = st.baseline_p if self._current(st, start) else None
         if status is SubgroupStatus.CHARTED and b.n and p0 is not None:
             lcl, ucl, signals = self._limits(st, b)
-            self._point(st, start, b, status, out, w, (p0, lcl, ucl), signals=signals)
+            ewma: tuple[float | None, float | None] = (None, None)
+            if b.ewma is not None:
+                ewma = (b.ewma[0], b.ewma[1])
+                if b.ewma[0] > b.ewma[1]:
+                    signals.append("ewma_ucl")
+            self._point(st, start, b, status, out, w, (p0, lcl, ucl), ewma, signals)
         else:
             self._point(st, start, b, status, out, w)
 

@@ -27,7 +27,8 @@ class Bucket:
     ``n``/``e`` count only RANDOM-sample verdicts: the only unbiased estimate of accuracy.
     Verdicts of other sample types are counted in ``other`` for context. Once the subgroup
     is closed and published, ``rev`` is its last published revision (-1: never published)
-    and ``n0``/``e0`` its counts when it closed.
+    and ``n0``/``e0`` its counts when it closed; ``ewma`` is ``[statistic, ucl]`` as the
+    EWMA stood when it closed (charted past Phase I), which its revisions carry on.
     """
 
     n: int = 0
@@ -45,6 +46,7 @@ class Bucket:
     slices: dict[str, list[Any]] = field(default_factory=dict)
     # per site: [decisions, n, errors], adding up to the bucket's (services/scorer/sites.py)
     sites: dict[str, list[int]] = field(default_factory=dict)
+    ewma: list[float] | None = None
 
     def to_list(self) -> list[Any]:
         # copies of the mutable parts: the record written must not change with the live
@@ -54,6 +56,7 @@ class Bucket:
             self.n, self.e, self.decisions, self.other, self.late, dict(self.errors_by_type),
             self.rev, self.n0, self.e0, self.status, slices,
             {k: list(c) for k, c in self.sites.items()},
+            None if self.ewma is None else list(self.ewma),
         ]  # fmt: skip
 
     @classmethod
@@ -68,9 +71,11 @@ class Bucket:
             sites = {OTHER: [int(v[2]), int(v[0]), int(v[1])]}
         else:
             sites = {}
+        # a bucket written before its closing EWMA was kept has none
+        ewma = [float(v[12][0]), float(v[12][1])] if len(v) > 12 and v[12] is not None else None
         return cls(
             int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), dict(v[5]),
-            int(v[6]), int(v[7]), int(v[8]), str(v[9]), slices, sites,
+            int(v[6]), int(v[7]), int(v[8]), str(v[9]), slices, sites, ewma,
         )  # fmt: skip
 
 

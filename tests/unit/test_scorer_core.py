@@ -12,7 +12,7 @@ import pytest
 from services.ingest.validation import validate_items
 from services.scorer.core import Output, Scorer, _limit_counts
 from services.scorer.settings import ScorerSettings
-from services.scorer.state import QueueState
+from services.scorer.state import Bucket, QueueState
 from shared import batches, codec
 from shared.events import BreachKind
 from shared.settings import QualitySettings
@@ -399,6 +399,8 @@ def test_late_verdicts_revise_the_published_subgroup_and_never_alert() -> None:
     rng = random.Random(12)
     closed = feed(sc, [*hour_of_traffic(0, 0, 40, 0.0, rng), decision("tick", "q", T0 + 5 * H)])
     assert [p.revision for p in closed.points if p.start == T0] == [0]
+    (first,) = [p for p in closed.points if p.start == T0]
+    assert first.ewma is not None
     late = [decision(f"x{i}", "q", T0 + timedelta(minutes=i)) for i in range(30)]
     late += [verdict(f"x{i}", "q", T0 + 5 * H, correct=False) for i in range(30)]
     out = feed(sc, late)
@@ -409,9 +411,34 @@ def test_late_verdicts_revise_the_published_subgroup_and_never_alert() -> None:
     assert (r.n, r.errors, r.late) == (70, 30, 30)
     assert "p_chart_ucl" in r.signals  # shown on the chart ...
     assert not [b for b in out.breaches if b.kind == "spc"]  # ... but raises no SPC alert
+    # the EWMA runs in time order: a revision carries it as it stood at the close (a chart
+    # of revised points keeps its EWMA line), not restepped with the late errors
+    assert (r.ewma, r.ewma_ucl) == (first.ewma, first.ewma_ucl)
+    assert "ewma_ucl" not in r.signals
     snap = sc.snapshot(sc.state("q"), time.time())
     assert snap.late_verdicts_total == 30
     assert snap.subgroups_closed >= 1
+
+
+def test_a_revision_keeps_the_ewma_signal_its_subgroup_closed_with() -> None:
+    """Found by the wall's browser test: revisions were published without their EWMA, so
+    a queue whose subgroups all took late verdicts lost its EWMA line."""
+    sc = Scorer(settings(baseline_p={"q": 0.05}), {})
+    rng = random.Random(5)
+    closed = feed(sc, [*hour_of_traffic(0, 0, 60, 0.5, rng), decision("tick", "q", T0 + 5 * H)])
+    (first,) = [p for p in closed.points if p.start == T0]
+    assert "ewma_ucl" in first.signals
+    out = feed(sc, [decision("late-only", "q", T0 + timedelta(minutes=30))])
+    (revised,) = [p for p in out.points if p.start == T0]
+    assert (revised.ewma, revised.ewma_ucl) == (first.ewma, first.ewma_ucl)
+    assert revised.signals == first.signals
+    # the closing EWMA survives the state's round trip, and a bucket written before it was
+    # kept reads as none
+    st = sc.state("q")
+    again = QueueState.from_dict(st.to_dict())
+    assert again.buckets[int(T0.timestamp())].ewma == [first.ewma, first.ewma_ucl]
+    old = st.buckets[int(T0.timestamp())].to_list()[:12]
+    assert Bucket.from_list(old).ewma is None
 
 
 def test_a_late_decision_alone_revises_the_published_subgroup() -> None:
