@@ -546,9 +546,17 @@ async def path_a(
     ), check  # fmt: skip
 
 
+def py_spy_exe() -> Path:
+    """py-spy beside this Python (the `[bench]` extra), or a one-line refusal."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        raise SystemExit(f"--profile needs py-spy at {exe}: pip install -e '.[bench]'")
+    return exe
+
+
 def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling one process into a raw (collapsed stacks) file, until SIGINT."""
-    exe = Path(sys.executable).with_name("py-spy")
+    exe = py_spy_exe()
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [str(exe), "record", "--pid", str(pid), "--format", "raw", "--rate", "50",
@@ -649,6 +657,8 @@ async def main(args: argparse.Namespace) -> int:
     paths = set(args.paths.split(","))
     if not paths <= {"a", "b", "c"}:
         raise SystemExit(f"--paths: a comma-separated subset of a,b,c, not {args.paths!r}")
+    if args.profile is not None:
+        py_spy_exe()  # before the broker and the data, not at the end of generating them
     started = await ensure_local_broker()
     prefix = f"pipe{int(time.time())}-"
     kafka = local_kafka(topic_prefix=prefix, partitions=args.partitions)

@@ -237,8 +237,9 @@ async def test_the_wall_shows_a_drift_live_worst_first_with_its_chart(
                     if with_ewma >= 2:
                         break
                     await asyncio.sleep(0.5)
-                # (said here, not as a missing line in the dialog below: the wait is what
-                # failed once on a machine loaded by other work, 2026-12-04)
+                # (said here, not as a missing line in the dialog below: this wait caught
+                # revisions republished without their EWMA, which a late verdict made the
+                # count of EWMA points fall, 2026-12-04)
                 assert with_ewma >= 2, (
                     f"60 s after the tile turned red, {with_ewma} of the drifted queue's "
                     f"{len(detail['points'])} chart points carry an EWMA\n{logs()}"
