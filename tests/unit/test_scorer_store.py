@@ -300,7 +300,7 @@ def test_a_database_indexed_before_ids_were_scoped_by_queue_is_upgraded_on_open(
 
 
 def test_values_are_encoded_once_to_the_bytes_fausts_json_serializer_wrote(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker's table keeps raw values that the scorer encodes (``JsonValues``): the
     bytes in RocksDB (and so in the changelog) are those Faust's json serializer wrote, so a
@@ -345,6 +345,26 @@ def test_values_are_encoded_once_to_the_bytes_fausts_json_serializer_wrote(
     values.pop(chunk_key, None)
     assert store.chunk_of("d", "spam-en", "a") is None
     assert values.pop("q|nobody", None) is None
+
+    # the index entries of a chunk written through JsonValues come from the value it
+    # encoded (not decoded again); bytes written any other way are decoded
+    loads = orjson.loads
+    decoded: list[bytes] = []
+
+    def counted(raw: Any) -> Any:
+        if raw[:1] == b"{":  # (a value; keys are JSON strings)
+            decoded.append(raw)
+        return loads(raw)
+
+    monkeypatch.setattr(orjson, "loads", counted)  # (the module store.py imports)
+    c1, c2 = k("d", "spam-en", 3600, "0-2"), k("d", "spam-en", 3600, "0-3")
+    values[c1] = chunk("spam-en", ["c"])
+    assert decoded == []
+    other = codecs.dumps("json", chunk("spam-en", ["d"]))
+    store[c2] = other  # (what a changelog's recovery writes: bytes only)
+    assert decoded == [other]
+    monkeypatch.undo()
+    assert (store.chunk_of("d", "spam-en", "c"), store.chunk_of("d", "spam-en", "d")) == (c1, c2)
 
 
 def test_a_long_list_of_ids_is_looked_up_in_two_halves_in_order(
