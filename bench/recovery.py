@@ -15,7 +15,11 @@ records and bytes).
 runs well past the retention horizon (``decision_ttl_seconds``, 7 days); prints the worker's
 resident memory as it passes each checkpoint. Once event time passes the horizon, state
 expires as fast as it grows and RSS must stay flat: the figure to watch is RSS at 10M events
-against RSS at 1M. ``--pure`` measures the pure ``Scorer`` on a dict instead, in a child
+against RSS at 1M. A single reading of a worker's RSS moves 30-60 MiB within seconds
+(RocksDB's flushes and compactions, the allocator), so each checkpoint is the median of
+readings every half second over ``--settle`` seconds once the worker has drained its input,
+printed with their range and with the peak read while it was consuming (every half second).
+The verdict compares the medians. ``--pure`` measures the pure ``Scorer`` on a dict instead, in a child
 process per size (no broker; the state is then in memory).
 
 Starts deploy/local/kafka.sh when no broker answers (``restart`` only), and stops it again.
@@ -30,6 +34,7 @@ import os
 import platform
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +61,7 @@ from shared.settings import KafkaSettings
 from shared.topics import queue_key
 
 HOUR = 3600
+RSS_EVERY_S = 0.5
 
 
 def _iso(t: float) -> str:
@@ -176,6 +182,14 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
     )
     finals: dict[int, float] = {}
     stream = traffic(args.queues, hours, args.per_hour, time.time() - hours * HOUR)
+    peak = 0.0
+
+    async def watch(pid: int) -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, _rss_mib(pid))
+            await asyncio.sleep(RSS_EVERY_S)
+
     try:
         await ensure_topics(kafka)
         producer = make_producer(kafka, linger_ms=50)
@@ -187,8 +201,10 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
                 services.start("scorer")
                 pid = services.procs["scorer"].pid
                 n = batches_sent = 0
-                t0 = time.perf_counter()
+                t0, settling = time.perf_counter(), 0.0
                 for step in steps:
+                    peak = 0.0
+                    watcher = asyncio.create_task(watch(pid))
                     futures = []
                     while n < step:
                         b = next(stream)
@@ -208,12 +224,22 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
                         if time.perf_counter() - t0 > args.timeout:
                             raise TimeoutError(f"not drained in {args.timeout} s ({done}/{end})")
                         await asyncio.sleep(0.5)
-                    rss = _rss_mib(pid)
+                    watcher.cancel()
+                    rate = n / (time.perf_counter() - t0 - settling)
+                    readings, t1 = [], time.perf_counter()
+                    for _ in range(max(int(args.settle / RSS_EVERY_S), 1)):
+                        readings.append(_rss_mib(pid))
+                        await asyncio.sleep(RSS_EVERY_S)
+                    settling += time.perf_counter() - t1
+                    rss = statistics.median(readings)
                     if step in args.events:
                         finals[step] = rss
-                    rate = n / (time.perf_counter() - t0)
                     hour = batches_sent // args.queues
-                    print(f"| {n:,} | {hour:,} | {rss:,.0f} | {rate:,.0f} |", flush=True)
+                    print(
+                        f"| {n:,} | {hour:,} | {rss:,.0f} | {min(readings):,.0f}-"
+                        f"{max(readings):,.0f} | {peak:,.0f} | {rate:,.0f} |",
+                        flush=True,
+                    )
             finally:
                 services.stop()
                 await producer.stop()
@@ -231,9 +257,17 @@ def run_rss(args: argparse.Namespace) -> None:
         f"{what}; {args.queues} queues, {args.per_hour} decisions per queue-hour (+30% "
         f"verdicts); retention horizon {horizon_h} h of event time\n"
     )
-    print("| events consumed | event time (h) | RSS (MiB) | events/s (produce + drain) |")
-    print("|---:|---:|---:|---:|")
-    finals = run_rss_pure(args) if args.pure else asyncio.run(run_rss_worker(args))
+    if args.pure:
+        print("| events consumed | event time (h) | RSS (MiB) | events/s |")
+        print("|---:|---:|---:|---:|")
+        finals = run_rss_pure(args)
+    else:
+        print(
+            f"| events consumed | event time (h) | RSS (MiB), median of {args.settle:g} s "
+            "drained | its range | peak while consuming | events/s (produce + drain) |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|")
+        finals = asyncio.run(run_rss_worker(args))
     if len(finals) >= 2:
         sizes = sorted(finals)
         lo, hi = finals[sizes[0]], finals[sizes[-1]]
@@ -417,6 +451,12 @@ def main() -> None:
     m.add_argument("--timeout", type=float, default=3600.0)
     m.add_argument("--pure", action="store_true", help="the pure Scorer in process, no Kafka")
     m.add_argument("--verbose", action="store_true", help="print every checkpoint")
+    m.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="seconds of RSS readings (every 0.5 s) at each checkpoint, once drained",
+    )
     args = p.parse_args()
     if args.cmd == "rss":
         run_rss(args)
