@@ -11,8 +11,9 @@ FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-# A compiler: for the project's one C file (shared/stats/_lattice.c, the exact CUSUM ARL), and
-# in case a dependency has no wheel for this platform (this stage is discarded).
+# A compiler: for the project's C files (shared/stats/_lattice.c, the exact CUSUM ARL, and
+# shared/_rfc3339.c, event times), and in case a dependency has no wheel for this platform
+# (this stage is discarded).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
@@ -23,7 +24,7 @@ COPY . .
 RUN pip install --upgrade pip setuptools wheel \
  && pip install ".[postgres]" \
  && qwatch --help >/dev/null \
- && cd / && python -c "import shared.stats._lattice"
+ && cd / && python -c "import shared.stats._lattice, shared._rfc3339"
 
 # ---- runtime: the virtualenv and an unprivileged user ---------------------------------------
 FROM python:${PYTHON_VERSION}-slim

@@ -36,24 +36,26 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.qw-installed-$extras
-built() { compgen -G 'shared/stats/_lattice*.so' >/dev/null; }
+built() { compgen -G 'shared/stats/_lattice*.so' >/dev/null && compgen -G 'shared/_rfc3339*.so' >/dev/null; }
 # can it be built? a C compiler and Python's headers (Debian's python3 needs python3-dev)
 buildable() {
   command -v cc >/dev/null && .venv/bin/python -c \
     'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
 }
-# (again when the C module is missing and it can be built now: setup.py builds it)
+# (again when a C module is missing and it can be built now: setup.py builds them)
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || setup.py -nt "$stamp" \
-      || shared/stats/_lattice.c -nt "$stamp" ]] || { ! built && buildable; }; then
+      || shared/stats/_lattice.c -nt "$stamp" || shared/_rfc3339.c -nt "$stamp" ]] \
+      || { ! built && buildable; }; then
   log "installing the project and its [$extras] extras into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
-# the exact CUSUM ARL's C module (setup.py), built in place by the install: optional, so a
-# failed build does not stop it, and pip -q does not show why
-built || log "warning: shared/stats/_lattice.c was not compiled (it needs a C compiler and" \
-  "Python's headers: apt-get install gcc python3-dev): CUSUM designs run several times slower"
+# the C modules (setup.py: the exact CUSUM ARL, event times), built in place by the install:
+# optional, so a failed build does not stop it, and pip -q does not show why
+built || log "warning: shared/stats/_lattice.c and shared/_rfc3339.c were not compiled (they" \
+  "need a C compiler and Python's headers: apt-get install gcc python3-dev): CUSUM designs" \
+  "run several times slower, and ingest reads event times through pydantic"
 
 if (( test_tools )); then
   missing=()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.ingest import validation
 from services.ingest.validation import (
     EventKind,
     ItemError,
@@ -18,7 +19,7 @@ from services.ingest.validation import (
     validate_message,
     validate_raw,
 )
-from shared import batches, codec
+from shared import batches, codec, rfc3339
 from shared.events import Action, Decision, ErrorType, Outcome, SampleType, Verdict
 from tests.factories import decision, verdict
 
@@ -40,7 +41,18 @@ def horizon() -> float:
     return time.time() + 900
 
 
-def test_valid_events_take_the_fast_path_with_the_models_values() -> None:
+@pytest.fixture(params=["compiled", "pydantic"])
+def epoch_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fast path with each reader of event times (shared/rfc3339.py): the compiled
+    one, and pydantic-core's, which an install without a C compiler has."""
+    if request.param == "pydantic":
+        monkeypatch.setattr(validation, "epoch", rfc3339.epoch_by_pydantic)
+    else:
+        assert validation.epoch is rfc3339.epoch  # type: ignore[attr-defined]  # (compiled under CI: test_rfc3339.py)
+    return str(request.param)
+
+
+def test_valid_events_take_the_fast_path_with_the_models_values(epoch_reader: str) -> None:
     events: list[tuple[EventKind, dict[str, Any]]] = [
         ("decision", decision(1)),
         ("decision", decision(2, market="de-DE", severity=1, decided_at="2026-11-02T10:00:00.5+05:30")),
@@ -82,7 +94,9 @@ def test_valid_events_take_the_fast_path_with_the_models_values() -> None:
         ("verdict", b"[]", "<item>"),
     ],
 )  # fmt: skip
-def test_refusals_and_their_reasons_are_the_models(kind: EventKind, raw: bytes, why: str) -> None:
+def test_refusals_and_their_reasons_are_the_models(
+    kind: EventKind, raw: bytes, why: str, epoch_reader: str
+) -> None:
     assert fast_item(raw, kind, horizon()) is None
     result = validate_raw(raw, kind)
     assert isinstance(result, ItemError)
@@ -155,10 +169,15 @@ def mutated(draw: st.DrawFn) -> tuple[EventKind, bytes]:
     return kind, codec.dumps(event)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=600,
+    deadline=None,
+    # (the fixture sets the reader once for all the examples)
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(mutated())
 def test_the_fast_path_accepts_a_subset_of_the_models_with_the_same_values(
-    case: tuple[EventKind, bytes],
+    epoch_reader: str, case: tuple[EventKind, bytes]
 ) -> None:
     kind, raw = case
     fast = fast_item(raw, kind, horizon())
