@@ -8,7 +8,7 @@ data), validated by ingest's fast path and packed into the batches ingest produc
 poll of ``--poll`` messages at a time; each batch goes to the partition its key hashes to.
 The table is a mapping over ``IndexedRocksDBStore``'s write and lookup code (the same
 ``_write``, write batches and index entries as the worker), with its values JSON-encoded
-once per write, as the worker's ``JsonValues`` does for the store and the changelog both
+once per write by the worker's ``JsonValues`` (the same bytes to the store and the changelog)
 (with Faust's json serializer it was twice: 1,918.0 M instructions against 1,878.5 M for
 ``--events 30000 --reps 2 --reduce`` under callgrind, 2026-12-03). It prints the
 CPU time of each repetition per event and checks the queues' totals against the
@@ -90,22 +90,23 @@ class Store(rocks.IndexedRocksDBStore):
         return [self._db_for_partition(self.partition)]
 
 
-class Table(MutableMapping[str, Any]):
-    """The scorer's table over ``Store``: JSON values, written with their index entries."""
+class Table(MutableMapping[str, bytes]):
+    """The worker's table over ``Store`` (raw values, the scorer reads and writes it
+    through ``JsonValues`` as the worker does), written with its index entries."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.writes = 0
 
-    def __getitem__(self, key: str) -> Any:
-        value = self.store._db_for_partition(self.store.partition).get(_json(key))
+    def __getitem__(self, key: str) -> bytes:
+        value: bytes | None = self.store._db_for_partition(self.store.partition).get(_json(key))
         if value is None:
             raise KeyError(key)
-        return orjson.loads(value)
+        return value
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: bytes) -> None:
         self.writes += 1
-        self.store._write(self.store.partition, [(_json(key), _json(value))])
+        self.store._write(self.store.partition, [(_json(key), value)])
 
     def __delitem__(self, key: str) -> None:
         self.writes += 1
@@ -162,7 +163,7 @@ def run(
     """Every message through process and commit; returns the scorer, events and writes."""
     store = Store(path, layout)
     table = Table(store)
-    scorer = Scorer(settings, table, index=store)
+    scorer = Scorer(settings, rocks.JsonValues(table), index=store)
     offsets: dict[int, int] = defaultdict(int)
     events = 0
     for partition, key, value in msgs:
