@@ -56,10 +56,11 @@ static int64_t days_from_civil(int y, int m, int d) {
 
 static PyObject *epoch(PyObject *self, PyObject *arg) {
     (void)self;
-    if (!PyUnicode_Check(arg)) Py_RETURN_NONE;
+    /* (ASCII only: its UTF-8 is the string's own buffer, no copy is made and kept) */
+    if (!PyUnicode_Check(arg) || !PyUnicode_IS_ASCII(arg)) Py_RETURN_NONE;
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(arg, &n); /* NUL-terminated */
-    if (s == NULL) { /* (a lone surrogate has no UTF-8) */
+    if (s == NULL) {
         PyErr_Clear();
         Py_RETURN_NONE;
     }
