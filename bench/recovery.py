@@ -62,6 +62,7 @@ from shared.topics import queue_key
 
 HOUR = 3600
 RSS_EVERY_S = 0.5
+DRAIN_EVENTS = 1_000_000
 
 
 def _iso(t: float) -> str:
@@ -177,9 +178,11 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
     total = max(args.events)
     hours = _hours_for(total, args.queues, args.per_hour)
     group = prefix + ScorerSettings().app_id
-    steps = sorted(
-        {*args.events, *(range(total // 10, total + 1, total // 10) if args.verbose else ())}
-    )
+    shown = {*args.events, *(range(total // 10, total + 1, total // 10) if args.verbose else ())}
+    # drained at least every DRAIN_EVENTS: a backlog past the local broker's retention (256
+    # MiB a partition) would be deleted before the worker read it (a run that produced 9M
+    # events at once lost input that way, 2026-12-04)
+    steps = sorted(shown | set(range(DRAIN_EVENTS, total, DRAIN_EVENTS)))
     finals: dict[int, float] = {}
     stream = traffic(args.queues, hours, args.per_hour, time.time() - hours * HOUR)
     peak = 0.0
@@ -203,7 +206,6 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
                 n = batches_sent = 0
                 t0, settling = time.perf_counter(), 0.0
                 for step in steps:
-                    peak = 0.0
                     watcher = asyncio.create_task(watch(pid))
                     futures = []
                     while n < step:
@@ -225,6 +227,8 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
                             raise TimeoutError(f"not drained in {args.timeout} s ({done}/{end})")
                         await asyncio.sleep(0.5)
                     watcher.cancel()
+                    if step not in shown:
+                        continue
                     rate = n / (time.perf_counter() - t0 - settling)
                     readings, t1 = [], time.perf_counter()
                     for _ in range(max(int(args.settle / RSS_EVERY_S), 1)):
@@ -240,6 +244,7 @@ async def run_rss_worker(args: argparse.Namespace) -> dict[int, float]:
                         f"{max(readings):,.0f} | {peak:,.0f} | {rate:,.0f} |",
                         flush=True,
                     )
+                    peak = 0.0
             finally:
                 services.stop()
                 await producer.stop()
