@@ -248,7 +248,10 @@ def create_app(settings: ScorerSettings) -> faust.App:
     app.on_partitions_assigned.connect(_forget_positions)
     app.on_partitions_revoked.connect(_forget_positions)
 
-    async def read_gap(tp: Any, start: int, end: int) -> list[Any]:
+    async def read_gap(tp: Any, start: int, end: int) -> tuple[int, list[Any]]:
+        """The records at offsets ``start``..``end - 1`` of ``tp`` that the broker still
+        holds, read straight from it: (the first offset it holds, those records). Offsets
+        below the log's start were deleted (its retention) before this worker read them."""
         reader = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
             client_id=f"{settings.kafka.client_id}-scorer-gap",
@@ -257,6 +260,10 @@ def create_app(settings: ScorerSettings) -> faust.App:
         try:
             part = TopicPartition(tp.topic, tp.partition)
             reader.assign([part])
+            log_start = (await reader.beginning_offsets([part]))[part]
+            start = max(start, min(log_start, end))
+            if start >= end:
+                return start, []
             reader.seek(part, start)
             records: list[Any] = []
             deadline = time.monotonic() + 60
@@ -268,7 +275,30 @@ def create_app(settings: ScorerSettings) -> faust.App:
                 records += [r for r in got.get(part, []) if start <= r.offset < end]
         finally:
             await reader.stop()
-        return records
+        return start, records
+
+    async def lost_input(tp: Any, start: int, end: int) -> None:
+        """Offsets ``start``..``end - 1`` of ``tp`` were deleted by the broker before this
+        worker read them (a backlog older or larger than the topic's retention): their events
+        cannot be counted. Said in the log and in the dead-letter topic (counted in
+        ``qw_deadletters{stage="scorer"}``; the record written before going on), then marked
+        as a gap in faust's offsets, so that the committed offset moves past them, in input
+        order, instead of waiting for offsets that no longer exist."""
+        reason = (
+            f"offsets {start}-{end - 1} of {tp.topic} partition {tp.partition} ({end - start} "
+            "messages) were deleted by the broker (its retention) before the scorer read them: "
+            "their events are not counted"
+        )
+        log.error("%s", reason)
+        body = deadletter.record(
+            stage="scorer", reason=reason, value=None, source_topic=tp.topic,
+            partition=tp.partition, offset=start,
+        )  # fmt: skip
+        await (await deadletter_topic.send(key=None, value=body))
+        # faust-streaming 0.15 internal: the offsets it counts as acknowledged once every
+        # offset before them is (how it steps over a compacted topic's holes): one interval,
+        # however many offsets were lost
+        await app.consumer._add_gap(tp, start, end - 1)  # type: ignore[attr-defined]
 
     def gap_event(tp: Any, record: Any) -> Any:
         msg = FaustMessage(
@@ -303,7 +333,10 @@ def create_app(settings: ScorerSettings) -> faust.App:
                 "offsets %s-%s of %s were not delivered; reading them directly",
                 want, msg.offset - 1, msg.tp,
             )  # fmt: skip
-            for record in await read_gap(msg.tp, want, msg.offset):
+            first, records = await read_gap(msg.tp, want, msg.offset)
+            if first > want:
+                await lost_input(msg.tp, want, first)
+            for record in records:
                 await handle(gap_event(msg.tp, record))
         expected[msg.partition] = max(want, msg.offset + 1)
 
