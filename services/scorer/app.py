@@ -329,13 +329,14 @@ def create_app(settings: ScorerSettings) -> faust.App:
         if want is None:
             want = await first_expected(msg.tp, msg.offset)
         if msg.offset > want:
-            log.warning(
-                "offsets %s-%s of %s were not delivered; reading them directly",
-                want, msg.offset - 1, msg.tp,
-            )  # fmt: skip
             first, records = await read_gap(msg.tp, want, msg.offset)
             if first > want:
                 await lost_input(msg.tp, want, first)
+            if records:
+                log.warning(
+                    "offsets %s-%s of %s were not delivered; read them directly",
+                    first, msg.offset - 1, msg.tp,
+                )  # fmt: skip
             for record in records:
                 await handle(gap_event(msg.tp, record))
         expected[msg.partition] = max(want, msg.offset + 1)

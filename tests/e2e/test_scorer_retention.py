@@ -9,18 +9,28 @@ from then on with its committed offset held before them (2026-12-04, bench/READM
 it writes one dead-letter record per partition naming the offsets lost, and goes on.
 
 A generator with known truth (``tests/e2e/chaos.py``) writes a backlog; a real worker
-drains the first third and is stopped; the rest is written and the first half of what it
-put on each partition deleted (``delete_records``, as the broker's retention would); the
-worker starts again. What it published must equal the pure ``Scorer`` run over exactly the
-batches that were not deleted, in the same order.
+drains the first third; the rest is written and the first half of what it put on each
+partition deleted (``delete_records``, as the broker's retention would). Two ways:
+
+- ``restarted``: the worker is stopped before, and started after; it finds its committed
+  offsets gone when it is assigned its partitions;
+- ``paused``: the worker is frozen (SIGSTOP) with no fetch in flight, and thawed after; it
+  keeps its partitions, and Faust's consumer, asking for an offset the broker no longer
+  holds, resets to the log's new start mid-stream. That is what the bench's lagging worker
+  met (its input deleted while it read).
+
+What it published must equal the pure ``Scorer`` run over exactly the batches that were
+not deleted, in the same order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -69,8 +79,36 @@ async def _ends(kafka: KafkaSettings) -> dict[int, int]:
         await probe.stop()
 
 
+# faust-streaming 0.15 asks the broker to hold a fetch up to 1.5 s for data
+FETCH_MAX_WAIT = 1.5
+
+
+@contextlib.asynccontextmanager
+async def _away(services: Services, worker: str) -> AsyncIterator[None]:
+    """The worker is away for the block: stopped and started again (``restarted``), or
+    frozen and thawed (``paused``), within its session timeout (10 s), so it keeps its
+    partitions."""
+    if worker == "restarted":
+        assert services.end("scorer", signal.SIGTERM) == 0
+        yield
+        services.start("scorer")
+        return
+    p = services.procs["scorer"]
+    os.killpg(p.pid, signal.SIGSTOP)
+    try:
+        # a fetch in flight when it froze ends empty; the thawed worker's next one asks for
+        # the offset after its last, which the block deletes
+        await asyncio.sleep(FETCH_MAX_WAIT + 1)
+        frozen = time.monotonic()
+        yield
+        assert time.monotonic() - frozen < 6, "too slow to keep the worker's partitions"
+    finally:
+        os.killpg(p.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("worker", ["restarted", "paused"])
 async def test_input_deleted_before_it_was_read_is_reported_and_the_rest_counted_exactly(
-    kafka_settings: KafkaSettings, tmp_path: Path
+    kafka_settings: KafkaSettings, tmp_path: Path, worker: str
 ) -> None:
     kafka = kafka_settings
     queues = spread_queues("retained", kafka.partitions, 3)  # every partition loses some
@@ -84,10 +122,7 @@ async def test_input_deleted_before_it_was_read_is_reported_and_the_rest_counted
     try:
         services.start("scorer")
         await _drained(kafka, services, deadline)
-        assert services.end("scorer", signal.SIGTERM) == 0
         before = await _ends(kafka)  # where each partition's share of `rest` begins
-        await produce(kafka, rest)
-        # the first half of what `rest` put on each partition goes, as retention would
         on: dict[int, list[Msg]] = {p: [] for p in range(kafka.partitions)}
         for m in rest:
             on[partition_of(m["queue_id"], kafka.partitions)].append(m)
@@ -96,15 +131,20 @@ async def test_input_deleted_before_it_was_read_is_reported_and_the_rest_counted
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
         await admin.start()
         try:
-            await admin.delete_records(
-                {TopicPartition(kafka.topics.events, p): RecordsToDelete(c) for p, c in cut.items()}
-            )
+            async with _away(services, worker):
+                await produce(kafka, rest)
+                # the first half of what `rest` put on each partition goes, as retention would
+                await admin.delete_records(
+                    {
+                        TopicPartition(kafka.topics.events, p): RecordsToDelete(c)
+                        for p, c in cut.items()
+                    }
+                )
         finally:
             await admin.close()
         deleted = {id(m) for ms in on.values() for m in ms[: len(ms) // 2]}
         kept = first + [m for m in rest if id(m) not in deleted]
 
-        services.start("scorer")
         await _drained(kafka, services, deadline)
         reference = Scorer(chaos_settings(kafka), {})
         points: dict[tuple[str, str], dict[str, Any]] = {}
@@ -119,7 +159,7 @@ async def test_input_deleted_before_it_was_read_is_reported_and_the_rest_counted
     finally:
         services.stop()
 
-    context = f"seed {seed}, cut at {cut} after {before}"
+    context = f"{worker}, seed {seed}, cut at {cut} after {before}"
     # what was read is counted exactly: as the pure scorer over the batches not deleted
     for q in queues:
         s, st = got.snapshots[q], reference.state(q)
@@ -150,3 +190,10 @@ async def test_input_deleted_before_it_was_read_is_reported_and_the_rest_counted
     log = (tmp_path / "logs" / "scorer.log").read_text(errors="replace")
     assert log.count("were deleted by the broker (its retention)") == len(cut), context
     assert "cannot read offsets" not in log, context
+    # the deleted offsets are not also called undelivered messages it read directly
+    assert not any(
+        f"offsets {b}-" in ln
+        for b in before.values()
+        for ln in log.splitlines()
+        if "were not delivered" in ln
+    ), context
