@@ -36,5 +36,23 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy --strict"
 .venv/bin/mypy
-echo "== pytest"
-.venv/bin/pytest -q -p no:cacheprovider --durations=30 "$@"
+PYTEST=(.venv/bin/pytest -q -p no:cacheprovider)
+if [ $# -gt 0 ]; then
+  echo "== pytest $*"
+  "${PYTEST[@]}" --durations=30 "$@"
+  exit
+fi
+# The unit tests use no service and share nothing: two processes (pytest-xdist). The rest
+# share one broker, one PostgreSQL and the machine's two cores with the services they start,
+# and some measure time: one at a time. Each run prints its slowest tests.
+# Both run whatever the first gave, so one run shows every failure.
+echo "== pytest tests/unit (two processes)"
+unit=0
+"${PYTEST[@]}" -n 2 --durations=15 tests/unit || unit=$?
+echo "== pytest: integration, deploy and end-to-end tests"
+rest=0
+"${PYTEST[@]}" --durations=30 --ignore=tests/unit tests || rest=$?
+if [ "$unit" -ne 0 ] || [ "$rest" -ne 0 ]; then
+  echo "test.sh: pytest failed (unit tests: exit $unit; the others: exit $rest)" >&2
+  exit 1
+fi
