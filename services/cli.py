@@ -410,7 +410,10 @@ def analyze(
         float | None, typer.Option("--h", help="CUSUM decision interval (5; Bernoulli: chosen)")
     ] = None,
     p1: Annotated[
-        float | None, typer.Option("--p1", help="Bernoulli CUSUM: error rate to detect (2 p0)")
+        float | None,
+        typer.Option(
+            "--p1", help="Bernoulli CUSUM: error rate to detect (2 p0, or (1 + p0)/2 if smaller)"
+        ),
     ] = None,
     arl0: Annotated[
         float | None,

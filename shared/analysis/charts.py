@@ -26,7 +26,7 @@ Pure: verdict rows in, chart points out; the statistics are :mod:`shared.stats`.
                   baseline's moving ranges, or from all subgroups for a standard p̄)
    ewma           EWMA of the proportions (λ = 0.1, L = 2.814), exact variance
    cusum          tabular CUSUM of the z-scores: C⁺ and −C⁻, limits ±h (k = 0.5, h = 5)
-   bernoulli-cusum per verdict: B_t, limit h; p1 = 2 p̄ by default, h from
+   bernoulli-cusum per verdict: B_t, limit h; p1 = min(2 p̄, (1 + p̄)/2) by default, h from
                   :func:`~shared.stats.cusum.choose_h` for an in-control ARL of ``arl0``
                   verdicts (default 1 000) unless given
    ============== ===========================================================================
@@ -52,7 +52,7 @@ import math
 import re
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal, get_args, overload
@@ -146,6 +146,9 @@ lifetime of data, and the search for h would only grow the exact-ARL matrix."""
 MAX_GROUPS = 10_000
 """Groups (queues, sites, policies) charted in one run of ``qwatch analyze`` (a file whose
 ``queue_id`` is unique per row would otherwise make a chart per verdict)."""
+MAX_EXCLUDED = 100_000
+"""Subgroup numbers one run of ``qwatch analyze`` may exclude (``--exclude 1-1000000000``
+would otherwise build a billion of them before any check against the data)."""
 MAX_H = 1e4
 """Decision intervals (sigmas for the tabular CUSUM, B units for the Bernoulli CUSUM) above
 this are never meant; the Bernoulli CUSUM also bounds h by its lattice (see
@@ -210,6 +213,7 @@ class Exclusion:
 def parse_exclusions(specs: Iterable[str]) -> tuple[Exclusion, ...]:
     """Parse ``--exclude`` values: ``15``, ``15,23``, ``3-5``, ``spam-en:15,23``."""
     result: list[Exclusion] = []
+    count = 0
     for spec in specs:
         group: str | None = None
         body = spec.strip()
@@ -224,8 +228,19 @@ def parse_exclusions(specs: Iterable[str]) -> tuple[Exclusion, ...]:
                 )
             first = int(match.group(1))
             last = int(match.group(2) or first)
-            if first < 1 or last < first:
+            if first < 1:
                 raise OptionError(f"bad --exclude {spec!r}: subgroup numbers start at 1")
+            if last < first:
+                raise OptionError(
+                    f"bad --exclude {spec!r}: a range goes from the lower number up, "
+                    f"e.g. {last}-{first}"
+                )
+            count += last - first + 1
+            if count > MAX_EXCLUDED:
+                raise OptionError(
+                    f"bad --exclude {spec!r}: at most {MAX_EXCLUDED:,} subgroups can be "
+                    "excluded (the report numbers the subgroups it has)"
+                )
             result.extend(Exclusion(i, group) for i in range(first, last + 1))
     return tuple(result)
 
@@ -429,9 +444,15 @@ class BaselineInfo:
         if self.source == "standard":
             text = f"standard given: p̄ = {self.p_bar:.4f}"
         else:
-            what = "trial limits from all" if self.source == "trial" else "Phase I: first"
+            of = self.n_subgroups + len(self.excluded)
+            if self.source != "trial":
+                what = f"Phase I: first {of}"
+            elif self.excluded:
+                what = f"trial limits from {self.n_subgroups} of {of}"
+            else:
+                what = f"trial limits from all {of}"
             text = (
-                f"{what} {self.n_subgroups + len(self.excluded)} subgroups: p̄ = "
+                f"{what} subgroups: p̄ = "
                 f"{self.p_bar:.4f} ({self.errors_total} errors / {self.n_total} verdicts)"
             )
             if self.excluded:
@@ -540,10 +561,16 @@ def analyze(rows: Sequence[VerdictRow], spec: ChartSpec) -> tuple[GroupChart, ..
                 f"(there are: {_some(sorted(groups))})"
             )
         groups = {name: groups[name] for name in spec.only}
-    for exclusion in spec.exclude:
-        if exclusion.group is not None and exclusion.group not in groups:
-            raise OptionError(f"--exclude: no {spec.by} named {exclusion.group!r}")
+    _check_exclusion_groups(spec, groups)
     return tuple(_chart_group(name, groups[name], spec) for name in sorted(groups))
+
+
+def _check_exclusion_groups(spec: ChartSpec, charted: Container[str]) -> None:
+    """Every group an exclusion names is charted (with ``--only``, one of those)."""
+    for exclusion in spec.exclude:
+        if exclusion.group is not None and exclusion.group not in charted:
+            among = " among those --only charts" if spec.only else ""
+            raise OptionError(f"--exclude: no {spec.by} named {exclusion.group!r}{among}")
 
 
 def _some(names: Sequence[str], limit: int = 10) -> str:
@@ -803,9 +830,10 @@ class _Charter:
     def _bernoulli_summary(
         self, design: BernoulliCusumDesign, arl0: float, count: int
     ) -> dict[str, float]:
+        fewer = "a larger --h" if self.spec.h is not None else "raise --arl0"
         self.notes.append(
             f"in control, {count / arl0:.1f} false alarms are expected in "
-            f"{count:,} verdicts (ARL0 {arl0:,.0f}); raise --arl0 for fewer"
+            f"{count:,} verdicts (ARL0 {arl0:,.0f}); {fewer} for fewer"
         )
         return {
             "p0": design.p0,
@@ -1177,9 +1205,7 @@ def analyze_columns(columns: VerdictColumns, spec: ChartSpec) -> tuple[GroupChar
             f"{len(names):,} {spec.by}s: at most {MAX_GROUPS:,} can be charted at once; "
             "choose some with --only"
         )
-    for exclusion in spec.exclude:
-        if exclusion.group is not None and exclusion.group not in set(names):
-            raise OptionError(f"--exclude: no {spec.by} named {exclusion.group!r}")
+    _check_exclusion_groups(spec, set(names))
     rank = {name: i for i, name in enumerate(names)}
     rank_of_code = np.array([rank.get(name, -1) for name in columns.names], dtype=np.int64)
     ranks = rank_of_code[columns.group]

@@ -232,6 +232,11 @@ def _p1_for_gamma(p0: float, gamma: float) -> float:
 
     lo = p0 + (1.0 - p0) * 1e-12
     hi = 1.0 - (1.0 - p0) * 1e-12
+    if not excess(lo) < 0.0 < excess(hi):
+        raise StatsError(
+            f"no p1 between p0 = {p0:g} and 1 has the reference value {gamma:g} (rates this "
+            "near 0 or 1 are beyond the Bernoulli CUSUM's arithmetic)"
+        )
     return float(optimize.brentq(excess, lo, hi, xtol=1e-15, rtol=1e-14))
 
 
@@ -286,6 +291,12 @@ class BernoulliCusumDesign:
         g/m is within 1% of γ; ``resolution=1`` is Reynolds & Stoumbos' γ = 1/m.
         """
         _, gamma = llr_gamma(p0, p1)
+        if not (math.isfinite(gamma) and p0 < gamma < 1.0):
+            raise StatsError(
+                f"p0 = {p0:g}, p1 = {p1:g}: their reference value ({gamma:g}) cannot be "
+                "represented (rates this near 0 or 1 are beyond the Bernoulli CUSUM's "
+                "arithmetic)"
+            )
         if resolution is None:
             for g in range(1, 101):
                 m = BernoulliCusumDesign._denominator(p0, gamma, g)
@@ -296,7 +307,10 @@ class BernoulliCusumDesign:
             raise StatsError(f"resolution must be an int >= 1, got {resolution!r}")
         m = BernoulliCusumDesign._denominator(p0, gamma, resolution)
         if m is None:
-            raise StatsError("p1 is too close to p0 for this resolution; raise resolution")
+            raise StatsError(
+                f"p1 = {p1:g} is too close to p0 = {p0:g}: no lattice of resolution "
+                f"{resolution} represents its reference value; choose a larger p1"
+            )
         return m, resolution
 
     @staticmethod

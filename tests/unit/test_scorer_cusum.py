@@ -422,3 +422,14 @@ def test_the_verdict_rate_is_measured_by_the_verdicts_own_times() -> None:
     assert None not in rates
     for rate in rates:
         assert rate == pytest.approx(960, rel=0.05)
+
+
+@pytest.mark.parametrize("p0", [1e-300, 1e-12, 1e-9])
+@pytest.mark.parametrize("side", ["upper", "lower"])
+def test_a_baseline_too_small_for_a_chart_runs_none_instead_of_raising(
+    side: live.Side, p0: float
+) -> None:
+    """QW_SCORER_BASELINE_P takes any rate in (0, 1): 1e-300 made the upper design divide
+    by zero, which would have failed every batch of that queue."""
+    ratio = 2.0 if side == "upper" else 0.5
+    assert live.design(side, p0, ratio, live.design_arl0(1e5)) is None

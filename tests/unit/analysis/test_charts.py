@@ -211,6 +211,36 @@ def test_parse_exclusions() -> None:
     for bad in ("0", "x", "5-3"):
         with pytest.raises(OptionError, match="--exclude"):
             parse_exclusions([bad])
+    with pytest.raises(OptionError, match=r"from the lower number up, e\.g\. 3-5"):
+        parse_exclusions(["5-3"])
+    # a range is bounded before it is built (1-1000000000 ate 2 GB in 30 s, then more)
+    with pytest.raises(OptionError, match="at most 100,000 subgroups can be excluded"):
+        parse_exclusions(["1-1000000000"])
+    with pytest.raises(OptionError, match="at most 100,000"):
+        parse_exclusions(["1-60000", "q:1-60000"])
+    assert len(parse_exclusions(["1-100000"])) == 100_000
+
+
+def test_an_exclusion_of_a_group_left_out_by_only_says_so(tmp_path: Path) -> None:
+    rows = verdict_rows([1, 2], n=10, queue="a") + verdict_rows([0, 5], n=10, queue="b")
+    verdicts = load_verdicts(write_csv(tmp_path / "v.csv", rows))
+    spec = ChartSpec(only=("a",), exclude=parse_exclusions(["b:1"]))
+    with pytest.raises(OptionError, match="no queue named 'b' among those --only charts"):
+        analyze(verdicts.rows, spec)
+    with pytest.raises(OptionError, match=r"no queue named 'c'$"):
+        analyze(verdicts.rows, ChartSpec(exclude=parse_exclusions(["c:1"])))
+
+
+def test_the_baseline_line_counts_the_subgroups_it_used(tmp_path: Path) -> None:
+    rows = verdict_rows([1, 2, 1, 3], n=10, queue="a")
+    verdicts = load_verdicts(write_csv(tmp_path / "v.csv", rows))
+    (kept,) = analyze(verdicts.rows, ChartSpec(exclude=parse_exclusions(["2-3"])))
+    assert kept.baseline is not None
+    assert kept.baseline.describe().startswith("trial limits from 2 of 4 subgroups: p̄ = ")
+    assert kept.baseline.describe().endswith(", excluding 2, 3")
+    (every,) = analyze(verdicts.rows, ChartSpec())
+    assert every.baseline is not None
+    assert every.baseline.describe().startswith("trial limits from all 4 subgroups")
 
 
 def test_unknown_options_are_refused() -> None:

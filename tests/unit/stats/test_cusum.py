@@ -296,3 +296,16 @@ def test_exact_arl_refuses_a_lattice_beyond_its_memory_bound() -> None:
     top = max_lattice_limit(design.up, design.g)
     assert lattice_cells(design.up, design.g, top) <= MAX_LATTICE_CELLS
     assert math.isfinite(BernoulliCusumDesign(0.001, 0.002, design.m, design.g, top).arl(0.001))
+
+
+@pytest.mark.parametrize(("p0", "p1"), [(1e-300, 2e-300), (1e-12, 2e-12), (0.99, 0.995)])
+def test_rates_beyond_the_arithmetic_are_refused_as_statistics_errors(p0: float, p1: float) -> None:
+    """p0 = 1e-300 used to divide by zero (γ underflows) and 1e-12 or 0.99 to fail in
+    scipy's root finder for the effective p1: both crashed `qwatch analyze`, and the first
+    a scorer designing a chart for a configured baseline that small."""
+
+    def effective_p1() -> float:
+        return BernoulliCusumDesign.create(p0, p1, 5.0).p1_effective
+
+    with pytest.raises(StatsError, match="beyond the Bernoulli CUSUM's arithmetic"):
+        effective_p1()
