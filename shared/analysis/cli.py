@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,9 @@ from shared.stats import StatsError
 __all__ = ["EXIT_BAD_INPUT", "analyze_command"]
 
 EXIT_BAD_INPUT = 2
+REPORT_WIDTH = 200
+"""Columns of a report written to a pipe or a file (the widest table, the EWMA's or the
+CUSUM's with long group names, fits; a terminal's own width is used on a terminal)."""
 
 
 def analyze_command(
@@ -117,6 +121,10 @@ def analyze_command(
             write_report_json(report, sys.stdout)
         return
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # piped or redirected: rich would assume 80 columns and cut the limits and signals
+        # of the wider tables to "…"; a saved report keeps every column
+        console = Console(width=REPORT_WIDTH)
     print_report(report, console)
     for note in plot_notes:
         console.print(f"note: {note}", style="dim")

@@ -36,6 +36,20 @@ def test_table_output_and_plot(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("chart", ["p", "ewma", "cusum"])
+def test_a_report_written_to_a_file_keeps_every_column(
+    tmp_path: Path, chart: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Piped or redirected, rich took 80 columns and cut the EWMA's and CUSUM's limits and
+    signals to "…" (a new user's saved report lost them)."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = runner.invoke(app, ["analyze", str(orange_juice_csv(tmp_path)), "--chart", chart])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert "UCL" in result.stdout
+    assert "signals" in result.stdout
+
+
 def test_ndjson_with_options(tmp_path: Path) -> None:
     rows = verdict_rows([3, 4, 2, 9, 12], n=60, queue="spam-en", sample_type="random")
     path = write_ndjson(tmp_path / "v.ndjson", rows)
