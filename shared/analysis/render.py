@@ -210,6 +210,9 @@ def _verdict_table(report: Report, group: GroupChart) -> Table:
     """Per-verdict charts: one row per subgroup period, with the CUSUM's peak and signals."""
     table = Table(title=_title(report, group), title_justify="left", title_style="bold")
     table.add_column("#", justify="right")
+    phase1 = report.spec.phase1
+    if phase1 is not None:
+        table.add_column("phase")
     table.add_column(f"start ({_tz_label(report)})", no_wrap=True)
     for name in ("n", "errors", "p", "accuracy", "max B", "h"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -222,8 +225,10 @@ def _verdict_table(report: Report, group: GroupChart) -> Table:
                 f"{first.start:%Y-%m-%d %H:%M}, run from #{first.onset}",
                 style="bold red",
             )
+        phase = [] if phase1 is None else ["I" if sg.index <= phase1 else "II"]
         table.add_row(
             str(sg.index),
+            *phase,
             _start(report, sg.start),
             str(sg.n),
             str(sg.errors),

@@ -50,6 +50,18 @@ def test_a_report_written_to_a_file_keeps_every_column(
     assert "signals" in result.stdout
 
 
+def test_the_per_verdict_table_marks_the_two_phases(tmp_path: Path) -> None:
+    """docs/statistics.md: with --phase1 'the table and the plot mark the two phases'; the
+    Bernoulli CUSUM's table had no phase column (a new user's trial)."""
+    args = ["analyze", str(orange_juice_csv(tmp_path)), "--chart", "bernoulli-cusum"]
+    result = runner.invoke(app, [*args, "--phase1", "20"])
+    assert result.exit_code == 0, result.output
+    rows = [ln.split("│") for ln in result.stdout.splitlines() if ln.startswith("│")]
+    phases = {int(cells[1]): cells[2].strip() for cells in rows}
+    assert phases == {i: "I" if i <= 20 else "II" for i in range(1, 31)}
+    assert "phase" not in runner.invoke(app, args).stdout
+
+
 def test_ndjson_with_options(tmp_path: Path) -> None:
     rows = verdict_rows([3, 4, 2, 9, 12], n=60, queue="spam-en", sample_type="random")
     path = write_ndjson(tmp_path / "v.ndjson", rows)
