@@ -1,17 +1,24 @@
 """``qwatch backfill``: load an export of past decisions and verdicts into the raw topics, so
 a new installation learns its baselines from history instead of a day of Phase I.
 
-One event per row, in the formats ``qwatch analyze`` reads: CSV (a header row; blank cells
-are absent fields), NDJSON (one JSON object per line) or Parquet; ``.gz`` text files are
-read as they stream. A row is a decision or a verdict as in docs/events.md: its ``kind``
-column says which, or, without one, a ``verdict_id`` makes it a verdict and a
-``decision_id`` alone a decision.
+One event per row, in the formats ``qwatch analyze`` reads: CSV (a header row), NDJSON (one
+JSON object per line) or Parquet; ``.gz`` text files are read as they stream. In every
+format an empty cell (``""`` or null) is an absent field. A row is a decision or a verdict
+as in docs/events.md: its ``kind`` column says which, or, without one, a ``verdict_id``
+makes it a verdict and a ``decision_id`` alone a decision. A file that is not one of these
+(a directory, an unknown extension, not UTF-8 text, no data row) ends the command with one
+line and exit status 2: before anything is sent, as every file's first rows are read first
+(a byte that is not UTF-8 further on stops the load there, the rows before it sent).
 
-Each row is checked against the same event models ingest uses before it is sent, so a bad
-export is found at once: a bad row is written, with its row number and the reason, to a
-rejects file beside the checkpoint, and the load goes on (``--max-rejects`` ends it early).
-Good rows go to ``qw.decisions.raw.v1`` / ``qw.verdicts.raw.v1`` keyed by queue, as an
-upstream system sends them: ingest, the scorer and everything after see live traffic.
+Each row is checked as ingest checks a raw message before it is sent (``validate_raw``: the
+event models, and event times neither in the future nor older than
+``QW_INGEST_MAX_AGE_DAYS``), so a row ingest would dead-letter is found at once: it is
+written, with its row number and ingest's reason, to a rejects file beside the checkpoint,
+and the load goes on. More than ``--max-rejects`` rejected rows, or a file of which no row
+was sent, stops the command (exit 1): the files are loaded in time order, and loading the
+next one would put its events ahead of the missing ones. Good rows go to
+``qw.decisions.raw.v1`` / ``qw.verdicts.raw.v1`` keyed by queue, as an upstream system
+sends them: ingest, the scorer and everything after see live traffic.
 
 **Resumable.** A checkpoint per file (``var/backfill/``) records how many rows the broker
 has acknowledged, written every few seconds and when the load stops. Ctrl-C (or SIGTERM)
@@ -19,7 +26,8 @@ waits for what is in flight, writes the checkpoint and exits 130: the same comma
 after the last acknowledged row, so nothing is sent twice. After a crash (SIGKILL, power)
 the load resumes from the last checkpoint and re-sends at most a few seconds of rows: the
 scorer counts each decision and verdict id once, so the counts stay exact. A file that
-changed since its checkpoint (size or modification time) is refused until ``--restart``.
+changed since its checkpoint (size or modification time) is refused until ``--restart``; a
+file already loaded is skipped, and said to be (``--restart`` loads it again).
 """
 
 from __future__ import annotations
@@ -29,33 +37,49 @@ import contextlib
 import csv
 import gzip
 import hashlib
-import io
 import json
 import os
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, Protocol
 
-from pydantic import ValidationError
-
+from services.ingest.validation import (
+    EPOCH_FLOOR,
+    MAX_AGE_DAYS,
+    EventKind,
+    ItemError,
+    floor_for,
+    validate_raw,
+)
 from shared import codec
-from shared.analysis.load import detect_format, import_parquet
-from shared.events import Decision, Verdict
+from shared.analysis.errors import InputError
+from shared.analysis.load import FileFormat, detect_format, import_parquet
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 
 INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
+BAD_INPUT = 2  # a file that is not an export backfill can read, as for analyze
 CHECKPOINT_EVERY_S = 2.0
 IN_FLIGHT = 20_000  # sends awaited at least this often
 _INTS = frozenset({"v", "severity", "moderator_tenure_days"})
+_BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+_TIME_RANGE = frozenset({"future_timestamp", "past_timestamp"})  # ingest's, value in the words
 
 
 class BackfillError(Exception):
-    """The file cannot be loaded as asked: one line saying why."""
+    """The file cannot be loaded as asked: one line saying why. ``code`` is the command's
+    exit status: ``BAD_INPUT`` (2) for a file that is not an export it can read (not a
+    file, an unknown format, not UTF-8, empty), 1 for a load that ran and failed."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -108,9 +132,49 @@ class Row:
     problem: str | None = None
 
 
-def _text(path: Path) -> IO[str]:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")  # noqa: SIM115 (the wrapper closes it)
-    return io.TextIOWrapper(cast(IO[bytes], raw), encoding="utf-8", newline="")
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"  # as detect_format reads the name
+
+
+def _looks_gzipped(path: Path, head: bytes) -> str:
+    """For a text file that does not decode: what its first bytes say it is, if gzip."""
+    if head.startswith(_GZIP_MAGIC) and not _gzipped(path):
+        return (
+            f"; it looks gzip-compressed (it starts with bytes {_GZIP_MAGIC.hex(' ')}): "
+            f"name it {path.name}.gz"
+        )
+    return ""
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The lines of a (``.gz``: gzipped) UTF-8 text file, with their line ends, decoded one
+    at a time as they stream: a byte that is not UTF-8 ends the file with one line naming
+    the file, the line and the byte (analyze's words: shared/analysis/load.py)."""
+    try:
+        with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as raw:
+            offset = 0  # bytes before this line, a BOM excluded (as utf-8-sig counts)
+            for number, data in enumerate(raw, start=1):
+                if number == 1 and data.startswith(_BOM):
+                    data = data[len(_BOM) :]
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise BackfillError(
+                        f"{path.name} is not UTF-8 text (line {number}, byte "
+                        f"{offset + exc.start}: {exc.reason})"
+                        + (_looks_gzipped(path, data) if number == 1 else ""),
+                        BAD_INPUT,
+                    ) from None
+                yield text
+                offset += len(data)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise BackfillError(f"cannot read {path}: {exc}", BAD_INPUT) from None
+
+
+def _present(value: Any) -> bool:
+    """One rule for every format: an empty cell (CSV ``""``, a Parquet null or ``""``, a
+    JSON null or ``""``) is an absent field."""
+    return value is not None and value != ""
 
 
 def _csv_value(name: str, value: str) -> Any:
@@ -127,72 +191,127 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def read_rows(path: Path, fmt: str) -> Iterator[Row]:
-    """Every data row of the file as an event dict (or why it is not one), in file order."""
+def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
+    """Every data row of the file as an event dict (or why it is not one), in file order.
+    ``BackfillError`` (``BAD_INPUT``) for a file that cannot be read as ``fmt`` (not UTF-8,
+    not gzip, not Parquet) or that has no data row."""
+    number = 0
     if fmt == "parquet":
         parquet = import_parquet()
         try:
             reader = parquet.ParquetFile(path)
-        except Exception as exc:
-            raise BackfillError(f"cannot read {path.name} as Parquet: {exc}") from exc
-        number = 0
-        for batch in reader.iter_batches(batch_size=10_000):
-            for rec in batch.to_pylist():
-                number += 1
-                yield Row(number, {k: _plain(v) for k, v in rec.items() if v is not None})
+            for batch in reader.iter_batches(batch_size=10_000):
+                for rec in batch.to_pylist():
+                    number += 1
+                    yield Row(number, {k: _plain(v) for k, v in rec.items() if _present(v)})
+        except Exception as exc:  # pyarrow raises its own error types; report any of them
+            raise BackfillError(f"cannot read {path.name} as Parquet: {exc}", BAD_INPUT) from None
+        if number == 0:
+            raise BackfillError(f"{path.name} has no rows", BAD_INPUT)
         return
-    with _text(path) as stream:
-        if fmt == "csv":
-            reader_ = csv.reader(stream)
+    if fmt == "csv":
+        reader_ = csv.reader(_lines(path))
+        try:
             header = next(reader_, None)
             if header is None:
-                return
+                raise BackfillError(f"{path.name} is empty", BAD_INPUT)
             header = [h.strip() for h in header]
             for number, cells in enumerate(reader_, start=1):
                 if len(cells) != len(header):
                     yield Row(number, None, f"{len(cells)} cells for {len(header)} columns")
                     continue
                 yield Row(number, {
-                    k: _csv_value(k, v) for k, v in zip(header, cells, strict=True) if v != ""
+                    k: _csv_value(k, v) for k, v in zip(header, cells, strict=True) if _present(v)
                 })  # fmt: skip
-            return
-        number = 0
-        for line in stream:
-            if not line.strip():
-                continue
-            number += 1
-            try:
-                obj = codec.loads(line.encode())
-            except ValueError as exc:
-                yield Row(number, None, f"not JSON: {exc}")
-                continue
-            if not isinstance(obj, dict):
-                yield Row(number, None, f"a row must be a JSON object, not {type(obj).__name__}")
-                continue
-            yield Row(number, obj)
+        except csv.Error as exc:
+            raise BackfillError(
+                f"{path.name}: line {reader_.line_num}: not valid CSV ({exc})", BAD_INPUT
+            ) from None
+        if number == 0:
+            raise BackfillError(f"{path.name} has a header row but no data rows", BAD_INPUT)
+        return
+    for line in _lines(path):
+        if not line.strip():
+            continue
+        number += 1
+        try:
+            obj = codec.loads(line)
+        except ValueError as exc:
+            yield Row(number, None, f"not JSON: {exc}")
+            continue
+        if not isinstance(obj, dict):
+            yield Row(number, None, f"a row must be a JSON object, not {type(obj).__name__}")
+            continue
+        yield Row(number, {k: v for k, v in obj.items() if _present(v)})
+    if number == 0:
+        raise BackfillError(f"{path.name} is empty", BAD_INPUT)
 
 
-def classify(event: dict[str, Any]) -> type[Decision] | type[Verdict]:
+def preflight(path: Path) -> FileFormat:
+    """The file's format, once it is known to be a file of that format with a first data
+    row; else ``BackfillError`` (``BAD_INPUT``) saying why. Cheap: reads the first rows."""
+    if path.is_dir():
+        raise BackfillError(
+            f"{path} is a directory: name the export files in it (e.g. {path}/*.csv)", BAD_INPUT
+        )
+    if not path.is_file():
+        raise BackfillError(
+            f"{path}: {'not a regular file' if path.exists() else 'no such file'}", BAD_INPUT
+        )
+    try:
+        fmt = detect_format(path)
+    except InputError:  # its words name analyze's --format, which backfill has not
+        raise BackfillError(
+            f"cannot tell the format of {path.name!r} from its extension: name it .csv, "
+            ".ndjson, .jsonl or .parquet (.csv.gz, .ndjson.gz when gzipped)",
+            BAD_INPUT,
+        ) from None
+    try:
+        rows = read_rows(path, fmt)
+        try:
+            next(rows)
+        finally:
+            rows.close()
+    except InputError as exc:  # pyarrow is not installed
+        raise BackfillError(str(exc), BAD_INPUT) from None
+    return fmt
+
+
+def classify(event: dict[str, Any]) -> EventKind:
     kind = event.get("kind")
     if kind == "decision" or (kind is None and "verdict_id" not in event):
-        return Decision
+        return "decision"
     if kind == "verdict" or (kind is None and "verdict_id" in event):
-        return Verdict
+        return "verdict"
     raise ValueError(f"kind {kind!r}: expected decision or verdict")
 
 
-def check(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The event's kind and the event to send (with ``kind``), or ``ValueError`` saying why
-    it is not a valid decision or verdict (the models of shared/events.py)."""
-    model = classify(event)
+def check(event: dict[str, Any], max_age_days: int = MAX_AGE_DAYS) -> tuple[EventKind, bytes]:
+    """The event's kind and the message to send, or ``ValueError`` saying why ingest would
+    refuse it: ingest's own check of a raw message (``validate_raw``: the event models and
+    the time range, ``max_age_days`` being QW_INGEST_MAX_AGE_DAYS) and ingest's reason,
+    with the offending values and, for a time too old, the setting that takes it."""
+    kind = classify(event)
     try:
-        model.model_validate(event)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "row"
-        raise ValueError(f"{where}: {first['msg']}") from None
-    kind = "decision" if model is Decision else "verdict"
-    return kind, {**event, "kind": kind}
+        value = codec.dumps({**event, "kind": kind})
+    except TypeError as exc:  # a Parquet type JSON has not (bytes, decimal...)
+        raise ValueError(f"not an event: {exc}") from None
+    floor = floor_for(max_age_days)
+    result = validate_raw(value, kind, floor=floor)
+    if not isinstance(result, ItemError):
+        return kind, value
+    shown = [
+        f"{e['loc'][0]}={event[e['loc'][0]]!r}"
+        for e in result.errors
+        if e["type"] not in _TIME_RANGE and len(e["loc"]) == 1 and e["loc"][0] in event
+    ]
+    reason = result.reason() + (f" (value {', '.join(shown)})" if shown else "")
+    if floor > EPOCH_FLOOR and any(e["type"] == "past_timestamp" for e in result.errors):
+        reason += (
+            f"; to load older history raise QW_INGEST_MAX_AGE_DAYS (now {max_age_days}) for "
+            "ingest and for this command, then load the file again with --restart"
+        )
+    raise ValueError(reason)
 
 
 @dataclass(slots=True)
@@ -216,7 +335,7 @@ def count_rows(path: Path, fmt: str) -> int | None:
     text file (fast, no parsing); None for a compressed one."""
     if fmt == "parquet":
         return int(import_parquet().ParquetFile(path).metadata.num_rows)
-    if path.suffix == ".gz":
+    if _gzipped(path):
         return None
     lines, last = 0, b"\n"
     with path.open("rb") as f:
@@ -232,6 +351,10 @@ class Reporter(Protocol):
 
     def finished(self, prog: Progress, cp: Checkpoint, rejects: Path) -> None: ...
 
+    def already_loaded(self, file: Path, cp: Checkpoint, rejects: Path) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
 
 async def load_file(
     path: Path,
@@ -241,18 +364,21 @@ async def load_file(
     rejects_path: Path,
     restart: bool = False,
     max_rejects: int = 1000,
+    max_age_days: int = MAX_AGE_DAYS,
     rate: float = 0.0,
     stop: asyncio.Event | None = None,
     reporter: Reporter | None = None,
 ) -> Checkpoint:
     """Load one file (from its checkpoint on); returns the checkpoint as saved. Stops early,
-    with everything acknowledged and saved, when ``stop`` is set."""
-    fmt = detect_format(path)
+    with everything acknowledged and saved, when ``stop`` is set. ``BackfillError`` for a
+    file it cannot read (``preflight``), more than ``max_rejects`` rows rejected, or a file
+    loaded to its end without one row sent (every row rejected)."""
+    fmt = preflight(path)
     cp = Checkpoint.load_or_new(checkpoint_path, path, restart=restart)
     prog = Progress(path, cp.rows, cp.sent, cp.rejected, t0=time.monotonic(), rows0=cp.rows)
-    if cp.done:
+    if cp.done:  # nothing to send: say so, not "loaded"
         if reporter is not None:
-            reporter.finished(prog, cp, rejects_path)
+            reporter.already_loaded(path, cp, rejects_path)
         return cp
     topics = kafka.topics
     from shared.kafka import ensure_topics, make_producer
@@ -265,6 +391,7 @@ async def load_file(
     last_save = started = time.monotonic()
     base = cp.rows
     rejects: IO[str] | None = None
+    first_reject = ""  # of this run: "row N: reason", for the line that ends a failed load
 
     async def settle() -> None:
         nonlocal last_save
@@ -285,27 +412,30 @@ async def load_file(
             problem = row.problem
             if problem is None and row.event is not None:
                 try:
-                    kind, event = check(row.event)
+                    kind, value = check(row.event, max_age_days)
                 except ValueError as exc:
                     problem = str(exc)
                 else:
                     topic = topics.decisions_raw if kind == "decision" else topics.verdicts_raw
                     pending.append(await producer.send(
-                        topic, codec.dumps(event), key=queue_key(event["queue_id"])
+                        topic, value, key=queue_key(row.event["queue_id"])
                     ))  # fmt: skip
                     prog.sent += 1
             if problem is not None:
                 if rejects is None:
                     rejects_path.parent.mkdir(parents=True, exist_ok=True)
-                    rejects = rejects_path.open("a", encoding="utf-8")
+                    # a load from the first row starts the rejects anew; a resumed one adds
+                    rejects = rejects_path.open("w" if base == 0 else "a", encoding="utf-8")
                 rejects.write(json.dumps({"row": row.number, "reason": problem}) + "\n")
                 prog.rejected += 1
+                first_reject = first_reject or f"row {row.number}: {problem}"
             prog.rows = row.number
             if prog.rejected > max_rejects:
                 await settle()
                 raise BackfillError(
-                    f"{path.name}: more than {max_rejects} rows rejected (the reasons are in "
-                    f"{rejects_path}); fix the export, or raise --max-rejects"
+                    f"{path.name}: more than {max_rejects:,} rows rejected, so the load stops "
+                    f"here (the first: {first_reject}; all the reasons are in {rejects_path}); "
+                    "fix the export, or raise --max-rejects, and run the same command again"
                 )
             if rate > 0:
                 ahead = (prog.rows - base) / rate - (time.monotonic() - started)
@@ -316,11 +446,23 @@ async def load_file(
         else:
             cp.done = True
         await settle()
+    except BackfillError:  # e.g. a byte that is not UTF-8: keep what was sent before it
+        await settle()
+        raise
     finally:
         if rejects is not None:
             rejects.close()
         with contextlib.suppress(Exception):
             await producer.stop()
+    if cp.done and cp.sent == 0:  # not "loaded": the same command stops here again
+        cp.done = False
+        cp.save(checkpoint_path)
+        first = f" (the first: {first_reject})" if first_reject else ""
+        raise BackfillError(
+            f"{path.name}: no row sent: all {cp.rows:,} rows were rejected{first}; all the "
+            f"reasons are in {rejects_path}; fix the export (or what the reason names), then "
+            "load it again with --restart"
+        )
     if reporter is not None:
         reporter.finished(prog, cp, rejects_path)
     return cp
@@ -333,11 +475,28 @@ async def run_backfill(
     state_dir: Path,
     restart: bool = False,
     max_rejects: int = 1000,
+    max_age_days: int | None = None,
     rate: float = 0.0,
     reporter: Reporter | None = None,
 ) -> int:
-    """Load ``files`` in order; returns the exit code: 0, or 130 when interrupted (the
-    checkpoints are saved: the same command resumes)."""
+    """Load ``files`` in order; returns the exit code: 0; 130 when interrupted (the
+    checkpoints are saved: the same command resumes); or, after one line on the reporter
+    (else stderr) saying why, ``BAD_INPUT`` (2) for a file it cannot read, before any file
+    is loaded, and 1 for a file whose load failed (too many rejects, none sent): the files
+    after it are not loaded, since their order matters (docs/operations.md, "Backfill").
+    ``max_age_days``: QW_INGEST_MAX_AGE_DAYS, read from the environment as ingest reads it
+    when None."""
+    say = reporter.error if reporter is not None else _stderr
+    try:
+        for file in files:
+            preflight(file)  # every file, before the first is loaded
+        if max_age_days is None:
+            from services.ingest.settings import IngestSettings
+
+            max_age_days = IngestSettings().max_age_days
+    except BackfillError as exc:
+        say(str(exc))
+        return exc.code
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -348,14 +507,22 @@ async def run_backfill(
             cp = await load_file(
                 file, kafka, checkpoint_path=cp_path,
                 rejects_path=cp_path.with_suffix(".rejects.ndjson"), restart=restart,
-                max_rejects=max_rejects, rate=rate, stop=stop, reporter=reporter,
+                max_rejects=max_rejects, max_age_days=max_age_days, rate=rate, stop=stop,
+                reporter=reporter,
             )  # fmt: skip
             if not cp.done:
                 return INTERRUPTED
+    except BackfillError as exc:
+        say(str(exc))
+        return exc.code
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _stderr(message: str) -> None:
+    print(f"qwatch: {message}", file=sys.stderr)
 
 
 class RichReporter:
@@ -390,10 +557,10 @@ class RichReporter:
         rate = prog.rate
         if not self.live:
             total = f"/{prog.total:,}" if prog.total is not None else ""
-            self.console.print(
+            self._say(
                 f"{prog.file.name}: {prog.rows:,}{total} rows, {prog.sent:,} sent, "
-                f"{prog.rejected:,} rejected, {rate:,.0f} rows/s", highlight=False,
-            )  # fmt: skip
+                f"{prog.rejected:,} rejected, {rate:,.0f} rows/s"
+            )
             return
         task = self.tasks.get(prog.file)
         if task is None:
@@ -407,15 +574,28 @@ class RichReporter:
             self.progress(prog)
         where = f"; rejected rows and why: {rejects}" if cp.rejected else ""
         if cp.done:
-            self.console.print(
+            self._say(
                 f"{prog.file.name}: loaded, {cp.rows:,} rows: {cp.sent:,} events sent, "
-                f"{cp.rejected:,} rejected{where}", highlight=False,
-            )  # fmt: skip
+                f"{cp.rejected:,} rejected{where}"
+            )
         else:
-            self.console.print(
+            self._say(
                 f"{prog.file.name}: stopped after {cp.rows:,} rows ({cp.sent:,} sent, all "
-                f"acknowledged); run the same command to resume{where}", highlight=False,
-            )  # fmt: skip
+                f"acknowledged); run the same command to resume{where}"
+            )
+
+    def already_loaded(self, file: Path, cp: Checkpoint, rejects: Path) -> None:
+        where = f"; rejected rows and why: {rejects}" if cp.rejected else ""
+        self._say(
+            f"{file.name}: already loaded (its checkpoint: {cp.rows:,} rows, {cp.sent:,} events "
+            f"sent, {cp.rejected:,} rejected{where}): nothing sent now; --restart loads it again"
+        )
+
+    def error(self, message: str) -> None:
+        self._say(f"qwatch: {message}")
+
+    def _say(self, line: str) -> None:
+        self.console.print(line, highlight=False, markup=False)  # a file name is no markup
 
     def close(self) -> None:
         if self.live:

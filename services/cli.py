@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import subprocess
@@ -334,10 +335,10 @@ def backfill(
         bool, typer.Option(help="ignore the checkpoints: load every file from its first row")
     ] = False,
     max_rejects: Annotated[
-        int, typer.Option(min=0, help="stop a file after this many invalid rows")
+        int, typer.Option(min=0, help="stop after this many invalid rows in one file")
     ] = 1000,
     rate: Annotated[
-        float, typer.Option(min=0, help="rows per second at most; 0 = as fast as the broker takes")
+        float, typer.Option(help="rows per second at most; 0 = as fast as the broker takes")
     ] = 0.0,
     state_dir: Annotated[
         Path, typer.Option(help="where the checkpoints and the rejected rows are kept")
@@ -345,13 +346,17 @@ def backfill(
 ) -> None:
     """Load past decisions and verdicts into the raw topics (resumable: Ctrl-C, then the
     same command), so baselines are learned from history. docs/operations.md, "Backfill"."""
-    from services.backfill import BackfillError, RichReporter, run_backfill
+    from services.backfill import BackfillError, RichReporter, preflight, run_backfill
     from shared.analysis.errors import InputError
     from shared.settings import KafkaSettings
 
-    for f in files:
-        if not f.is_file():
-            raise _fail(f"{f}: no such file", UNREACHABLE)
+    if not (math.isfinite(rate) and rate >= 0):
+        raise _fail(f"--rate must be a number of rows per second >= 0, got {rate}", 2)
+    for f in files:  # every file readable before the broker is asked anything
+        try:
+            preflight(f)
+        except BackfillError as exc:
+            raise _fail(str(exc), exc.code) from None
     kafka = KafkaSettings()
     _broker_answers(kafka)
     reporter = RichReporter()
@@ -362,7 +367,7 @@ def backfill(
                 rate=rate, reporter=reporter,
             ))  # fmt: skip
     except (BackfillError, InputError) as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), getattr(exc, "code", 1)) from None
     finally:
         reporter.close()
     raise typer.Exit(code)

@@ -1,0 +1,388 @@
+"""``qwatch backfill`` on what a new user gives it (services/backfill.py): files it cannot
+read end with one line and exit status 2 before anything is sent; rows ingest would refuse
+are rejected with ingest's reason; every format reads an empty cell as absent; a file
+already loaded, or of which no row was sent, says so. The broker is a fake: what was sent
+is what it was given."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services import backfill
+from services.ingest.validation import MAX_AGE_DAYS, ItemError, validate_raw
+from shared import codec
+from shared.settings import KafkaSettings
+from tests.factories import decision, verdict
+
+HEADER = "kind,decision_id,content_id,queue_id,moderator_id,site_id,policy_id,action,decided_at\n"
+ROW = "decision,d{i},c{i},spam-en,m1,dublin,spam.v3,remove,2026-11-02T00:00:00Z\n"
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+        self.sent.append((topic, value, key))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class Said:
+    """A reporter that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, Any]] = []
+
+    def progress(self, prog: backfill.Progress) -> None:
+        pass
+
+    def finished(self, prog: backfill.Progress, cp: backfill.Checkpoint, rejects: Path) -> None:
+        self.lines.append(("finished", cp))
+
+    def already_loaded(self, file: Path, cp: backfill.Checkpoint, rejects: Path) -> None:
+        self.lines.append(("already_loaded", cp))
+
+    def error(self, message: str) -> None:
+        self.lines.append(("error", message))
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> FakeProducer:
+    producer = FakeProducer()
+
+    async def no_topics(kafka: KafkaSettings) -> None:
+        pass
+
+    monkeypatch.setattr("shared.kafka.ensure_topics", no_topics)
+    monkeypatch.setattr("shared.kafka.make_producer", lambda kafka, **kw: producer)
+    return producer
+
+
+async def run(files: list[Path], state: Path, **kw: Any) -> tuple[int, Said]:
+    said = Said()
+    code = await backfill.run_backfill(
+        files, KafkaSettings(), state_dir=state, max_age_days=MAX_AGE_DAYS, reporter=said, **kw
+    )
+    return code, said
+
+
+def errors(said: Said) -> list[str]:
+    return [str(what) for kind, what in said.lines if kind == "error"]
+
+
+def bad_input(path: Path) -> str:
+    with pytest.raises(backfill.BackfillError) as caught:
+        backfill.preflight(path)
+    assert caught.value.code == backfill.BAD_INPUT == 2
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+# 1. a file that is not UTF-8 text ------------------------------------------------------------
+
+
+async def test_a_gzip_file_named_csv_is_one_line_that_says_gzip(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    f = tmp_path / "gz.csv"
+    f.write_bytes(gzip.compress((HEADER + ROW.format(i=1)).encode()))
+    assert bad_input(f) == (
+        "gz.csv is not UTF-8 text (line 1, byte 1: invalid start byte); it looks "
+        "gzip-compressed (it starts with bytes 1f 8b): name it gz.csv.gz"
+    )
+    named = f.rename(tmp_path / "gz.csv.gz")  # what it says works
+    assert backfill.preflight(named) == "csv"
+    code, said = await run([f.with_name("ok.csv"), f], tmp_path / "state")
+    assert code == 2
+    assert errors(said) == [f"{f.with_name('ok.csv')}: no such file"]
+    assert broker.sent == []
+
+
+async def test_a_byte_that_is_not_utf8_names_the_line_and_byte(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    first = tmp_path / "first.csv"
+    first.write_bytes(HEADER.encode() + b"\xff" + ROW.format(i=1).encode())
+    assert bad_input(first) == "first.csv is not UTF-8 text (line 2, byte 86: invalid start byte)"
+    later = tmp_path / "later.csv"  # beyond the first rows: found as the load reaches it
+    later.write_bytes((HEADER + ROW.format(i=1) + ROW.format(i=2)).encode() + b"x\xff\n")
+    assert backfill.preflight(later) == "csv"
+    code, said = await run([later], tmp_path / "state")
+    assert code == 2
+    assert errors(said) == ["later.csv is not UTF-8 text (line 4, byte 225: invalid start byte)"]
+    assert len(broker.sent) == 2  # the rows before it, acknowledged and recorded
+    cp = json.loads(backfill.Checkpoint.path_for(tmp_path / "state", later).read_text())
+    assert (cp["rows"], cp["sent"], cp["done"]) == (2, 2, False)
+
+
+def test_a_gz_file_that_is_not_gzip_is_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "x.ndjson.gz"
+    f.write_text(json.dumps(decision(1)) + "\n")
+    assert bad_input(f).startswith(f"cannot read {f}: Not a gzipped file")
+
+
+# 2. the times ingest refuses ----------------------------------------------------------------
+
+
+def ingest_reason(event: dict[str, Any], max_age_days: int = MAX_AGE_DAYS) -> str:
+    from services.ingest.validation import floor_for
+
+    result = validate_raw(codec.dumps(event), event["kind"], floor=floor_for(max_age_days))
+    assert isinstance(result, ItemError)
+    return result.reason()
+
+
+def test_times_ingest_refuses_are_rejected_with_ingests_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)  # ingest's floor: now - the max age
+    future = decision(1, decided_at="2099-01-01T00:00:00Z")
+    far = verdict(1, reviewed_at="9999-12-31T23:30:00-05:00")
+    old = decision(2, decided_at="2020-01-01T00:00:00Z")
+    for event in (future, far):
+        with pytest.raises(ValueError, match="is in the future") as caught:
+            backfill.check(event)
+        assert str(caught.value) == ingest_reason(event)
+    with pytest.raises(ValueError, match="is older than") as caught:
+        backfill.check(old)
+    assert str(caught.value) == (
+        f"{ingest_reason(old)}; to load older history raise QW_INGEST_MAX_AGE_DAYS (now "
+        f"{MAX_AGE_DAYS}) for ingest and for this command, then load the file again with "
+        "--restart"
+    )
+    assert backfill.check(old, max_age_days=3000)[0] == "decision"  # the setting raised
+    with pytest.raises(ValueError, match=r"is before 2000-01-01$"):  # no setting takes it
+        backfill.check(decision(3, decided_at="1999-12-31T00:00:00Z"), max_age_days=36500)
+
+
+async def test_rows_ingest_would_refuse_are_not_sent(tmp_path: Path, broker: FakeProducer) -> None:
+    f = tmp_path / "x.ndjson"
+    rows = [
+        decision(1),
+        verdict(1, reviewed_at="9999-12-31T23:30:00-05:00"),
+        decision(2, decided_at="2099-01-01T00:00:00Z"),
+        decision(3, decided_at="2020-01-01T00:00:00Z"),
+    ]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, said = await run([f], tmp_path / "state")
+    assert code == 0
+    assert [json.loads(value)["decision_id"] for _, value, _ in broker.sent] == ["d1"]
+    ((kind, cp),) = said.lines
+    assert (kind, cp.sent, cp.rejected) == ("finished", 1, 3)
+    cp_path = backfill.Checkpoint.path_for(tmp_path / "state", f)
+    rejects = [
+        json.loads(x) for x in cp_path.with_suffix(".rejects.ndjson").read_text().splitlines()
+    ]
+    assert [r["row"] for r in rejects] == [2, 3, 4]
+    assert [r["reason"] for r in rejects] == [ingest_reason(r) for r in rows[1:3]] + [
+        rejects[2]["reason"]
+    ]
+    assert "QW_INGEST_MAX_AGE_DAYS" in rejects[2]["reason"]
+
+
+# 3. one rule for an empty cell; the value in the reason; --max-rejects ---------------------
+
+
+def test_an_empty_string_is_absent_in_every_format(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    # as pyarrow writes a CSV export: empty cells are "", not null
+    columns = sorted({*decision(1), *verdict(1)})
+    d = {c: "" for c in columns} | decision(1)
+    v = {c: "" for c in columns} | {k: x for k, x in verdict(1).items() if x is not None}
+    v["error_type"] = ""
+    f = tmp_path / "x.parquet"
+    pq.write_table(pa.Table.from_pylist([d, v]), f)
+    nd = tmp_path / "x.ndjson"
+    nd.write_text(json.dumps(d) + "\n" + json.dumps(v) + "\n")
+    for path, fmt in ((f, "parquet"), (nd, "ndjson")):
+        first, second = (r.event for r in backfill.read_rows(path, fmt))
+        assert first is not None
+        assert second is not None
+        assert "" not in first.values()
+        assert "" not in second.values()
+        kind, message = backfill.check(first)
+        assert kind == "decision"
+        assert "verdict_id" not in json.loads(message)
+        assert backfill.check(second)[0] == "verdict"
+
+
+def test_a_reason_shows_the_value_it_refuses() -> None:
+    with pytest.raises(ValueError, match=r"^error_type: ") as caught:
+        backfill.check(verdict(1, correct=False, error_type="bogus"))
+    assert str(caught.value).startswith("error_type: Input should be ")
+    assert str(caught.value).endswith("(value error_type='bogus')")
+    with pytest.raises(ValueError, match=r"\(value severity='high'\)$"):
+        backfill.check(decision(1, severity="high"))
+
+
+async def test_max_rejects_stops_the_command_before_the_next_file(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    broken, after = tmp_path / "oct-01.csv", tmp_path / "oct-02.csv"
+    broken.write_text(HEADER + ROW.format(i=1) + "decision,x\n" * 3 + ROW.format(i=2))
+    after.write_text(HEADER + ROW.format(i=3))
+    code, said = await run([broken, after], tmp_path / "state", max_rejects=2)
+    assert code == 1
+    (message,) = errors(said)
+    assert message.startswith(
+        "oct-01.csv: more than 2 rows rejected, so the load stops here (the first: row 2: "
+        "2 cells for 9 columns; all the reasons are in "
+    )
+    assert [json.loads(value)["decision_id"] for _, value, _ in broker.sent] == ["d1"]
+    assert not backfill.Checkpoint.path_for(tmp_path / "state", after).exists()
+
+
+# 4, 5. a name backfill cannot read --------------------------------------------------------
+
+
+async def test_an_unknown_extension_names_the_extensions_not_an_option(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    f = tmp_path / "x.txt"
+    f.write_text(HEADER + ROW.format(i=1))
+    message = bad_input(f)
+    assert "--format" not in message
+    assert message == (
+        "cannot tell the format of 'x.txt' from its extension: name it .csv, .ndjson, .jsonl "
+        "or .parquet (.csv.gz, .ndjson.gz when gzipped)"
+    )
+    code, said = await run([f], tmp_path / "state")
+    assert (code, errors(said)) == (2, [message])
+
+
+def test_a_directory_is_said_to_be_one(tmp_path: Path) -> None:
+    assert bad_input(tmp_path) == (
+        f"{tmp_path} is a directory: name the export files in it (e.g. {tmp_path}/*.csv)"
+    )
+    assert bad_input(tmp_path / "none.csv") == f"{tmp_path / 'none.csv'}: no such file"
+
+
+# 6. a file loaded before --------------------------------------------------------------------
+
+
+async def test_a_file_loaded_before_is_said_to_be_and_nothing_is_sent(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    f = tmp_path / "hist.csv"
+    f.write_text(HEADER + ROW.format(i=1) + ROW.format(i=2))
+    assert (await run([f], tmp_path / "state"))[0] == 0
+    assert len(broker.sent) == 2
+    code, said = await run([f], tmp_path / "state")
+    assert code == 0
+    ((kind, cp),) = said.lines
+    assert (kind, cp.rows, cp.sent) == ("already_loaded", 2, 2)
+    assert len(broker.sent) == 2
+    code, said = await run([f], tmp_path / "state", restart=True)
+    assert [kind for kind, _ in said.lines] == ["finished"]
+    assert len(broker.sent) == 4
+
+
+def test_the_terminal_line_of_a_file_loaded_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reporter = backfill.RichReporter()
+    cp = backfill.Checkpoint("hist.csv", 1, 1, rows=90_069, sent=90_069, done=True)
+    reporter.already_loaded(tmp_path / "[hist].csv", cp, tmp_path / "r.ndjson")
+    reporter.close()
+    assert capsys.readouterr().err == (
+        "[hist].csv: already loaded (its checkpoint: 90,069 rows, 90,069 events sent, 0 "
+        "rejected): nothing sent now; --restart loads it again\n"
+    )
+
+
+# 7. nothing to load, nothing loaded ---------------------------------------------------------
+
+
+def test_a_file_without_data_rows_is_one_line(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    cases = {
+        "empty.csv": ("", "empty.csv is empty"),
+        "header.csv": (HEADER, "header.csv has a header row but no data rows"),
+        "blank.ndjson": ("\n \n", "blank.ndjson is empty"),
+    }
+    for name, (text, said) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert bad_input(tmp_path / name) == said
+    f = tmp_path / "none.parquet"
+    pq.write_table(pa.Table.from_pylist([decision(1)]).slice(0, 0), f)
+    assert bad_input(f) == "none.parquet has no rows"
+
+
+async def test_a_file_of_which_no_row_was_sent_fails(tmp_path: Path, broker: FakeProducer) -> None:
+    f = tmp_path / "old.ndjson"
+    f.write_text(
+        "".join(json.dumps(decision(i, decided_at="2020-01-01T00:00:00Z")) + "\n" for i in range(3))
+    )
+    after = tmp_path / "next.ndjson"
+    after.write_text(json.dumps(decision(9)) + "\n")
+    code, said = await run([f, after], tmp_path / "state")
+    assert code == 1
+    (message,) = errors(said)
+    assert message.startswith(
+        "old.ndjson: no row sent: all 3 rows were rejected (the first: row 1: "
+    )
+    assert message.endswith(
+        "fix the export (or what the reason names), then load it again with --restart"
+    )
+    assert "QW_INGEST_MAX_AGE_DAYS" in message
+    assert broker.sent == []
+    code, said = await run([f, after], tmp_path / "state")  # not "loaded": it stops again
+    assert code == 1
+    assert errors(said)[0].startswith("old.ndjson: no row sent: all 3 rows were rejected")
+    assert broker.sent == []
+
+
+# through the command line: one line, the exit status ---------------------------------------
+
+
+def test_the_command_says_one_line_with_exit_2_or_1(
+    tmp_path: Path, broker: FakeProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from services import cli
+
+    monkeypatch.setattr(cli, "_broker_answers", lambda kafka: None)
+    monkeypatch.setenv("QW_INGEST_MAX_AGE_DAYS", "400")  # ingest's setting (tests/conftest.py)
+    gz, txt, empty, old, good = (
+        tmp_path / n for n in ("gz.csv", "x.txt", "h.csv", "old.ndjson", "hist.csv")
+    )
+    gz.write_bytes(gzip.compress(HEADER.encode()))
+    txt.write_text(HEADER + ROW.format(i=1))
+    empty.write_text(HEADER)
+    old.write_text(json.dumps(decision(1, decided_at="2020-01-01T00:00:00Z")) + "\n")
+    good.write_text(HEADER + ROW.format(i=1))
+    state = ["--state-dir", str(tmp_path / "state")]
+    for f, code, start in (
+        (gz, 2, "qwatch: gz.csv is not UTF-8 text (line 1, byte 1"),
+        (txt, 2, "qwatch: cannot tell the format of 'x.txt'"),
+        (empty, 2, "qwatch: h.csv has a header row but no data rows"),
+        (old, 1, "qwatch: old.ndjson: no row sent: all 1 rows were rejected"),
+        (good, 0, "hist.csv: loaded, 1 rows: 1 events sent"),
+        (good, 0, "hist.csv: already loaded (its checkpoint: 1 rows, 1 events sent"),
+    ):
+        result = CliRunner().invoke(cli.app, ["backfill", str(f), *state])
+        assert result.exit_code == code, result.output
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 or code != 2, lines  # a load (0, 1) prints its progress too
+        assert lines[-1].startswith(start), lines
+    assert len(broker.sent) == 1
