@@ -81,3 +81,17 @@ def test_config_prints_the_reference_whatever_a_valid_environment_holds(tmp_path
     proc = qwatch("config", env=valid)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == DOC.read_text()
+
+
+def test_backfill_reads_ingests_age_limit_before_it_probes_the_broker(tmp_path: Path) -> None:
+    """Backfill checks each row as ingest will (QW_INGEST_MAX_AGE_DAYS): a bad value of it
+    is one line, before the broker is asked anything (it used to be read after)."""
+    export = tmp_path / "x.csv"
+    export.write_text("decision_id,queue_id\nd1,q\n")
+    proc = qwatch("backfill", str(export), env={
+        "QW_INGEST_MAX_AGE_DAYS": "abc", "QW_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port()}",
+        "QW_KAFKA_CONNECT_TIMEOUT_S": "1",
+    })  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("qwatch: invalid settings: QW_INGEST_MAX_AGE_DAYS='abc'"), line
