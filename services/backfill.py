@@ -38,6 +38,7 @@ import csv
 import gzip
 import hashlib
 import json
+import math
 import os
 import signal
 import sys
@@ -329,6 +330,15 @@ class Progress:
         """Rows per second in this run."""
         return (self.rows - self.rows0) / max(time.monotonic() - self.t0, 1e-9)
 
+    def left(self) -> str:
+        """The time left at this run's rate, as ``"1:02:03 left"``; ``""`` while it cannot
+        be told (a gzipped file's rows are not counted first; no row done yet)."""
+        rate = self.rate
+        if self.total is None or self.rows <= self.rows0 or rate <= 0:
+            return ""
+        seconds = math.ceil(max(self.total - self.rows, 0) / rate)
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left"
+
 
 def count_rows(path: Path, fmt: str) -> int | None:
     """Data rows in the file, for the progress bar: Parquet's metadata; the lines of a plain
@@ -557,9 +567,10 @@ class RichReporter:
         rate = prog.rate
         if not self.live:
             total = f"/{prog.total:,}" if prog.total is not None else ""
+            left = prog.left()
             self._say(
                 f"{prog.file.name}: {prog.rows:,}{total} rows, {prog.sent:,} sent, "
-                f"{prog.rejected:,} rejected, {rate:,.0f} rows/s"
+                f"{prog.rejected:,} rejected, {rate:,.0f} rows/s" + (f", {left}" if left else "")
             )
             return
         task = self.tasks.get(prog.file)

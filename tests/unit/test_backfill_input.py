@@ -308,6 +308,25 @@ def test_the_terminal_line_of_a_file_loaded_before(
     )
 
 
+def test_the_piped_progress_line_says_the_time_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/operations.md: the progress says the time left, on a terminal (the bar's ETA) and
+    in the lines written when it is not one (which had none: a new user's trial)."""
+    start = time.monotonic() - 10.0  # 1,000 rows in 10 s: 100 rows/s
+    prog = backfill.Progress(tmp_path / "h.csv", rows=1_500, total=7_500, t0=start, rows0=500)
+    assert prog.left() in ("0:01:00 left", "0:01:01 left")
+    reporter = backfill.RichReporter()
+    reporter.progress(prog)
+    reporter.close()
+    line = capsys.readouterr().err
+    assert line.startswith("h.csv: 1,500/7,500 rows, 0 sent, 0 rejected, 100 rows/s, 0:01:0")
+    assert line.rstrip().endswith(" left")
+    unknown = backfill.Progress(tmp_path / "h.csv.gz", rows=1_500, t0=start, rows0=500)
+    assert unknown.left() == ""  # a gzipped file's rows are not counted first
+    assert backfill.Progress(tmp_path / "h.csv", total=10, t0=start).left() == ""
+
+
 # 7. nothing to load, nothing loaded ---------------------------------------------------------
 
 
