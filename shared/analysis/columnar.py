@@ -503,6 +503,11 @@ class _CsvRows:
         self.ig = index(builder.by_column)
         indices = (self.iq, self.it, self.ic, self.ist, self.iv, self.ig)
         self.top = max(i for i in indices if i < width) if self.columns_ok else width
+        # a `kind` column (an export of decisions and verdicts, as backfill reads): every row
+        # the reference way, which refuses a decision row (parse_row)
+        self.reference_only = "kind" in where
+        if self.reference_only:
+            self.top = width  # (no row is longer: the inlined fast path is never taken)
 
     def rows(self, reader: Iterator[list[str]]) -> None:
         """Every row of ``reader`` (the rest of the file), row by row."""
@@ -598,8 +603,8 @@ class _Fast:
     @classmethod
     def read(cls, rows: _CsvRows, fields: Fields) -> _Fast | None:
         width = rows.width
-        if rows.ic >= width or not fields.regular.size:
-            return None  # no correct column: outcome is read the reference way
+        if rows.ic >= width or rows.reference_only or not fields.regular.size:
+            return None  # no correct column (or a kind column): read the reference way
         data = fields.data
         builder = rows.builder
         time, ok = iso_micros(data, *fields.field(rows.it), _EARLIEST_US, _LATEST_US)
@@ -717,7 +722,7 @@ def _load_ndjson(
         seen.update(dict.fromkeys(record))
         if pending is not None:
             continue
-        if _plain(record):
+        if _plain(record) and "kind" not in record:
             get = record.get
             queue = get("queue_id")
             stamp = get(time_column)

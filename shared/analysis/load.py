@@ -418,6 +418,12 @@ def parse_row(line: int, record: Record, options: LoadOptions, unit: str) -> Ver
             return str(value).strip()
         raise where.error(column, value, "expected a string")
 
+    kind = record.get("kind")  # (other values, say a content kind, are ignored as before)
+    if isinstance(kind, str) and kind.strip().lower() == "decision":
+        raise where.error(
+            "kind", kind, "analyze reads QA verdicts only: keep the rows of kind 'verdict' "
+            "(an export for qwatch backfill holds decisions too)",
+        )  # fmt: skip
     queue_id = text("queue_id")
     if queue_id is None:
         raise where.missing("queue_id")

@@ -304,3 +304,38 @@ def test_a_line_longer_than_the_bound_is_refused_without_reading_it(tmp_path: Pa
         f.write('{"queue_id": "' + "x" * (MAX_LINE_BYTES + 10) + '"}\n')
     with pytest.raises(InputError, match=r"line 2 of v\.ndjson is longer than 1,048,576 bytes"):
         load_columns(path)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "parquet"])
+def test_a_backfill_export_is_refused_at_its_first_decision_and_other_kinds_are_read(
+    tmp_path: Path, fmt: str
+) -> None:
+    """A `kind` column (qwatch backfill's export of decisions and verdicts) used to stop at
+    the first decision with "column 'reviewed_at': no value", which did not say why (a new
+    user's trial); both paths now name the decision, and read every other kind as before."""
+    rows = generated_rows(11, 120)
+    verdicts = [{**r, "kind": "verdict" if i % 2 else "image"} for i, r in enumerate(rows)]
+    mixed = [*verdicts[:50], {"kind": "decision", "queue_id": "q0"}, *verdicts[50:]]
+    spec, options = ChartSpec(chart="p"), LoadOptions()
+    columns = [*COLUMNS, "kind"]
+    for name, data in (("mixed", mixed), ("verdicts", verdicts)):
+        folder = tmp_path / name
+        folder.mkdir()
+        if fmt == "csv":
+            path = write_csv(folder / "v.csv", data, columns)
+        elif fmt == "ndjson":
+            path = write_ndjson(
+                folder / "v.ndjson", [{k: v for k, v in r.items() if v} for r in data]
+            )
+        else:
+            path = write(folder, data, "parquet")
+        expected = outcome(reference_output, path, spec, options)
+        assert outcome(columnar_output, path, spec, options) == expected, (name, fmt)
+        if name == "mixed":
+            assert isinstance(expected, str)
+            assert "column 'kind': analyze reads QA verdicts only" in expected
+            assert expected.endswith("(value 'decision')")
+            line = 51 if fmt == "parquet" else 52 if fmt == "csv" else 51
+            assert f" {line}, column 'kind'" in expected, expected
+        else:
+            assert not isinstance(expected, str), expected
