@@ -442,15 +442,20 @@ async def load_file(
             prog.rows = row.number
             if prog.rejected > max_rejects:
                 await settle()
+                first = f"the first: {first_reject}; " if first_reject else ""
                 raise BackfillError(
                     f"{path.name}: more than {max_rejects:,} rows rejected, so the load stops "
-                    f"here (the first: {first_reject}; all the reasons are in {rejects_path}); "
-                    "fix the export, or raise --max-rejects, and run the same command again"
+                    f"here ({first}all the reasons are in {rejects_path}); fix the export, or "
+                    "raise --max-rejects, and run the same command again"
                 )
             if rate > 0:
                 ahead = (prog.rows - base) / rate - (time.monotonic() - started)
                 if ahead > 0.01:
-                    await asyncio.sleep(ahead)
+                    if stop is None:
+                        await asyncio.sleep(ahead)
+                    else:  # Ctrl-C ends the wait, however slow the rate
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), ahead)
             if len(pending) >= IN_FLIGHT or time.monotonic() - last_save >= CHECKPOINT_EVERY_S:
                 await settle()
         else:

@@ -250,6 +250,24 @@ async def test_max_rejects_stops_the_command_before_the_next_file(
     assert not backfill.Checkpoint.path_for(tmp_path / "state", after).exists()
 
 
+async def test_ctrl_c_ends_the_wait_of_a_slow_rate(tmp_path: Path, broker: FakeProducer) -> None:
+    """--rate 0.01 (a row every 100 s) slept through Ctrl-C and SIGTERM (a new user's
+    trial had to SIGKILL it); the wait now ends when the load is told to stop."""
+    export = tmp_path / "slow.csv"
+    export.write_text(HEADER + ROW.format(i=1) + ROW.format(i=2) + ROW.format(i=3))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, stop.set)
+    started = time.monotonic()
+    cp = await backfill.load_file(
+        export, KafkaSettings(), checkpoint_path=tmp_path / "cp.json",
+        rejects_path=tmp_path / "r.ndjson", rate=0.01, stop=stop,
+    )  # fmt: skip
+    assert time.monotonic() - started < 5
+    assert not cp.done
+    assert cp.rows == 1  # the first row, acknowledged and saved
+    assert len(broker.sent) == 1
+
+
 # 4, 5. a name backfill cannot read --------------------------------------------------------
 
 
