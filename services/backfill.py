@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from services.ingest.validation import (
-    EPOCH_FLOOR,
     MAX_AGE_DAYS,
     EventKind,
     ItemError,
@@ -184,6 +183,19 @@ def _csv_value(name: str, value: str) -> Any:
     return value
 
 
+def _parquet_value(name: str, value: Any) -> Any:
+    """A Parquet cell as its event field: an integer field typed as text (a CSV read into a
+    table with every column a string) is read as a CSV cell is, and one typed as a float
+    (pandas makes an integer column with gaps float64) is taken when it is a whole number;
+    anything else is left to the model to refuse in its own words."""
+    if name in _INTS:
+        if isinstance(value, str):
+            return _csv_value(name, value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    return _plain(value)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -204,7 +216,9 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
             for batch in reader.iter_batches(batch_size=10_000):
                 for rec in batch.to_pylist():
                     number += 1
-                    yield Row(number, {k: _plain(v) for k, v in rec.items() if _present(v)})
+                    yield Row(
+                        number, {k: _parquet_value(k, v) for k, v in rec.items() if _present(v)}
+                    )
         except Exception as exc:  # pyarrow raises its own error types; report any of them
             raise BackfillError(f"cannot read {path.name} as Parquet: {exc}", BAD_INPUT) from None
         if number == 0:
@@ -307,7 +321,7 @@ def check(event: dict[str, Any], max_age_days: int = MAX_AGE_DAYS) -> tuple[Even
         if e["type"] not in _TIME_RANGE and len(e["loc"]) == 1 and e["loc"][0] in event
     ]
     reason = result.reason() + (f" (value {', '.join(shown)})" if shown else "")
-    if floor > EPOCH_FLOOR and any(e["type"] == "past_timestamp" for e in result.errors):
+    if any(e["type"] == "past_timestamp" and "MAX_AGE" in e["msg"] for e in result.errors):
         reason += (
             f"; to load older history raise QW_INGEST_MAX_AGE_DAYS (now {max_age_days}) for "
             "ingest and for this command, then load the file again with --restart"

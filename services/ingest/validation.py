@@ -112,7 +112,9 @@ def validate_item(
     floor = EPOCH_FLOOR if floor is None else floor
     if t < floor:
         detail = (
-            "is before 2000-01-01" if floor <= EPOCH_FLOOR
+            # (before 2000 no setting takes it: QW_INGEST_MAX_AGE_DAYS is named only where
+            # raising it would help)
+            "is before 2000-01-01" if floor <= EPOCH_FLOOR or t < EPOCH_FLOOR
             else f"is older than the oldest time taken, {datetime.fromtimestamp(floor, UTC).isoformat()} "
             "(QW_INGEST_MAX_AGE_DAYS)"
         )  # fmt: skip

@@ -54,19 +54,13 @@ from tests.e2e.chaos import (
     scorer_env,
     spread_queues,
 )
-from tests.integration.kafka_helpers import read_topic
+from tests.integration.kafka_helpers import read_topic, wait_for_progress
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 
-async def _drained(kafka: KafkaSettings, services: Services, deadline: float) -> None:
-    while True:
-        services.check()
-        done, end = await progress(kafka)
-        if done >= end:
-            return
-        assert time.monotonic() < deadline, f"the scorer did not catch up: {done}/{end}"
-        await asyncio.sleep(0.5)
+async def _drained(kafka: KafkaSettings, services: Services) -> None:
+    await wait_for_progress(lambda: progress(kafka), services.check)
 
 
 async def _ends(kafka: KafkaSettings) -> dict[int, int]:
@@ -118,10 +112,9 @@ async def test_input_deleted_before_it_was_read_is_reported_and_the_rest_counted
     await produce(kafka, first)
 
     services = Services(scorer_env(kafka, tmp_path / "scorer"), tmp_path / "logs")
-    deadline = time.monotonic() + 300
     try:
         services.start("scorer")
-        await _drained(kafka, services, deadline)
+        await _drained(kafka, services)
         before = await _ends(kafka)  # where each partition's share of `rest` begins
         on: dict[int, list[Msg]] = {p: [] for p in range(kafka.partitions)}
         for m in rest:
@@ -145,7 +138,7 @@ async def test_input_deleted_before_it_was_read_is_reported_and_the_rest_counted
         deleted = {id(m) for ms in on.values() for m in ms[: len(ms) // 2]}
         kept = first + [m for m in rest if id(m) not in deleted]
 
-        await _drained(kafka, services, deadline)
+        await _drained(kafka, services)
         reference = Scorer(chaos_settings(kafka), {})
         points: dict[tuple[str, str], dict[str, Any]] = {}
         for offset, b in enumerate(kept):

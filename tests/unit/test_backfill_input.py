@@ -168,8 +168,9 @@ def test_times_ingest_refuses_are_rejected_with_ingests_reason(
         "--restart"
     )
     assert backfill.check(old, max_age_days=3000)[0] == "decision"  # the setting raised
-    with pytest.raises(ValueError, match=r"is before 2000-01-01$"):  # no setting takes it
-        backfill.check(decision(3, decided_at="1999-12-31T00:00:00Z"), max_age_days=36500)
+    for days in (36500, MAX_AGE_DAYS):  # no setting takes it, so none is suggested
+        with pytest.raises(ValueError, match=r"is before 2000-01-01$"):
+            backfill.check(decision(3, decided_at="1999-12-31T00:00:00Z"), max_age_days=days)
 
 
 async def test_rows_ingest_would_refuse_are_not_sent(tmp_path: Path, broker: FakeProducer) -> None:
@@ -222,6 +223,45 @@ def test_an_empty_string_is_absent_in_every_format(tmp_path: Path) -> None:
         assert kind == "decision"
         assert "verdict_id" not in json.loads(message)
         assert backfill.check(second)[0] == "verdict"
+
+
+def test_parquet_integers_typed_as_text_or_whole_floats_load_as_a_csv_does(
+    tmp_path: Path,
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = [decision(i, severity=3, moderator_tenure_days=40 + i) for i in (1, 2, 3)]
+    as_text = [
+        {k: str(v) if k in ("severity", "moderator_tenure_days") else v for k, v in r.items()}
+        for r in rows
+    ]
+    as_float = [
+        {
+            **r,
+            "severity": float(r["severity"]),
+            "moderator_tenure_days": float(r["moderator_tenure_days"]),
+        }
+        for r in rows
+    ]
+    as_float[2]["moderator_tenure_days"] = None  # (pandas: an integer column with a gap)
+    as_float[1]["severity"] = 2.5  # not a whole number: refused by the model
+    expected = [backfill.check(r)[1] for r in rows]
+    text_file, float_file = tmp_path / "text.parquet", tmp_path / "float.parquet"
+    pq.write_table(pa.Table.from_pylist(as_text), text_file)
+    pq.write_table(pa.Table.from_pylist(as_float), float_file)
+    assert pa.types.is_string(pq.read_schema(text_file).field("severity").type)
+    assert pa.types.is_floating(pq.read_schema(float_file).field("severity").type)
+    text_events = [r.event for r in backfill.read_rows(text_file, "parquet")]
+    assert [backfill.check(e)[1] for e in text_events if e] == expected
+    first, second, third = (r.event for r in backfill.read_rows(float_file, "parquet"))
+    assert first is not None
+    assert second is not None
+    assert third is not None
+    assert backfill.check(first)[1] == expected[0]
+    with pytest.raises(ValueError, match=r"^severity: .*\(value severity=2\.5\)$"):
+        backfill.check(second)
+    assert "moderator_tenure_days" not in third
+    assert json.loads(backfill.check(third)[1])["severity"] == 3
 
 
 def test_a_reason_shows_the_value_it_refuses() -> None:

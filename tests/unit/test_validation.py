@@ -211,6 +211,12 @@ def test_times_from_long_ago_are_refused() -> None:
     # with a floor at 2000-01-01 (a long history allowed), 1969 is still refused
     old = validate_items([decision(2, decided_at="1969-12-31T23:00:00Z")], None, EPOCH_FLOOR)
     assert "before 2000-01-01" in old.errors[0].reason()
+    # and with the default floor (400 days back) it says so too: raising the age limit
+    # would not take it, so the setting is not named
+    for too_old in ("1999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"):
+        reason = validate_items([decision(2, decided_at=too_old)], None, floor).errors[0].reason()
+        assert "before 2000-01-01" in reason
+        assert "QW_INGEST_MAX_AGE_DAYS" not in reason
     # the raw topics' path says the same, fast path or not
     raw = validate_raw(codec.dumps(items[0]), "decision", floor=floor)
     assert isinstance(raw, ItemError)
