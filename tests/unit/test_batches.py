@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from typing import cast
+import itertools
+from typing import Any, cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.ingest.validation import validate_items
 from shared import batches, codec
@@ -30,6 +33,59 @@ def test_large_groups_are_split() -> None:
     events = validate_items([decision(i) for i in range(n)], None).events
     out = batches.group_by_queue(events)
     assert [len(b["decisions"]) for b in out] == [batches.MAX_EVENTS_PER_MESSAGE, 5]
+
+
+def _d(i: int, t: float) -> dict[str, Any]:
+    return {"decision_id": f"d{i}", "decided_at": t}
+
+
+def _v(i: int, t: float) -> dict[str, Any]:
+    return {"verdict_id": f"v{i}", "reviewed_at": t}
+
+
+def test_a_backlog_is_cut_in_event_time_not_by_position() -> None:
+    """A queue's poll of a backlog: 16 hours of decisions (5 a minute) and a fifth as many
+    verdicts, each an hour after its decision. Cut by position, the first batch held the
+    first 2,000 decisions (6.7 hours) with every verdict, reviewed up to 17 hours in: the
+    scorer held them, and their times closed the subgroups of the decisions still to come."""
+    ds = [_d(i, 12.0 * i) for i in range(4800)]
+    vs = [_v(i, 12.0 * i + 3600) for i in range(0, 4800, 5)]
+    out = batches.pack({"q": ds}, {"q": vs})
+    assert [d for b in out for d in b["decisions"]] == ds  # each kind whole, in its order
+    assert [v for b in out for v in b["verdicts"]] == vs
+    step = batches.MAX_EVENTS_PER_MESSAGE
+    assert all(len(b["decisions"]) <= step and len(b["verdicts"]) <= step for b in out)
+    assert len(out) == 3
+    for b, after in itertools.pairwise(out):
+        # no verdict of a batch is later than the next batch's first decision
+        assert max(v["reviewed_at"] for v in b["verdicts"]) <= after["decisions"][0]["decided_at"]
+    # verdicts alone past the bound are cut too; a poll within it is one batch, as it was
+    only = batches.pack({}, {"q": [_v(i, float(i)) for i in range(step + 1)]})
+    assert [len(b["verdicts"]) for b in only] == [step, 1]
+    assert len(batches.pack({"q": ds[:step]}, {"q": vs})) == 1
+
+
+@given(
+    st.lists(st.floats(0, 1e5), max_size=60),
+    st.lists(st.floats(0, 1e5), max_size=60),
+    st.integers(1, 7),
+)
+def test_aligned_parts_keep_every_event_once_in_order_within_the_bound(
+    d_times: list[float], v_times: list[float], step: int
+) -> None:
+    ds = [_d(i, t) for i, t in enumerate(d_times)]
+    vs = [_v(i, t) for i, t in enumerate(v_times)]
+    parts = list(batches.aligned(ds, vs, step))
+    assert [d for p, _ in parts for d in p] == ds
+    assert [v for _, p in parts for v in p] == vs
+    assert all(len(p) + len(q) > 0 and len(p) <= step and len(q) <= step for p, q in parts)
+    if d_times == sorted(d_times) and v_times == sorted(v_times):
+        merged = [e for p, q in parts for e in sorted([*p, *q], key=_time)]
+        assert [_time(e) for e in merged] == sorted(map(_time, merged))
+
+
+def _time(e: dict[str, Any]) -> float:
+    return float(e["decided_at"] if "decided_at" in e else e["reviewed_at"])
 
 
 @pytest.mark.parametrize(
