@@ -43,12 +43,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from services.ingest.admission import QueuePolicy
 from services.ingest.validation import (
     MAX_AGE_DAYS,
     EventKind,
@@ -392,11 +393,13 @@ async def load_file(
     rate: float = 0.0,
     stop: asyncio.Event | None = None,
     reporter: Reporter | None = None,
+    refusal: Callable[[str], str | None] | None = None,
 ) -> Checkpoint:
     """Load one file (from its checkpoint on); returns the checkpoint as saved. Stops early,
     with everything acknowledged and saved, when ``stop`` is set. ``BackfillError`` for a
     file it cannot read (``preflight``), more than ``max_rejects`` rows rejected, or a file
-    loaded to its end without one row sent (every row rejected)."""
+    loaded to its end without one row sent (every row rejected). ``refusal``: why ingest
+    would refuse a queue (``queue_refusal``), None for one it takes."""
     fmt = preflight(path)
     cp = Checkpoint.load_or_new(checkpoint_path, path, restart=restart)
     prog = Progress(path, cp.rows, cp.sent, cp.rejected, t0=time.monotonic(), rows0=cp.rows)
@@ -440,11 +443,12 @@ async def load_file(
                 except ValueError as exc:
                     problem = str(exc)
                 else:
-                    topic = topics.decisions_raw if kind == "decision" else topics.verdicts_raw
-                    pending.append(await producer.send(
-                        topic, value, key=queue_key(row.event["queue_id"])
-                    ))  # fmt: skip
-                    prog.sent += 1
+                    queue = row.event["queue_id"]
+                    problem = refusal(queue) if refusal is not None else None
+                    if problem is None:
+                        topic = topics.decisions_raw if kind == "decision" else topics.verdicts_raw
+                        pending.append(await producer.send(topic, value, key=queue_key(queue)))
+                        prog.sent += 1
             if problem is not None:
                 if rejects is None:
                     rejects_path.parent.mkdir(parents=True, exist_ok=True)
@@ -507,6 +511,7 @@ async def run_backfill(
     max_age_days: int | None = None,
     rate: float = 0.0,
     reporter: Reporter | None = None,
+    queues: QueuePolicy | None = None,
 ) -> int:
     """Load ``files`` in order; returns the exit code: 0; 130 when interrupted (the
     checkpoints are saved: the same command resumes); or, after one line on the reporter
@@ -514,7 +519,7 @@ async def run_backfill(
     is loaded, and 1 for a file whose load failed (too many rejects, none sent): the files
     after it are not loaded, since their order matters (docs/operations.md, "Backfill").
     ``max_age_days``: QW_INGEST_MAX_AGE_DAYS, read from the environment as ingest reads it
-    when None."""
+    when None. ``queues``: ingest's queue admission (``queue_refusal``); None: not checked."""
     say = reporter.error if reporter is not None else _stderr
     try:
         for file in files:
@@ -526,6 +531,7 @@ async def run_backfill(
     except BackfillError as exc:
         say(str(exc))
         return exc.code
+    refusal = None if queues is None else await queue_refusal(kafka, queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -537,7 +543,7 @@ async def run_backfill(
                 file, kafka, checkpoint_path=cp_path,
                 rejects_path=cp_path.with_suffix(".rejects.ndjson"), restart=restart,
                 max_rejects=max_rejects, max_age_days=max_age_days, rate=rate, stop=stop,
-                reporter=reporter,
+                reporter=reporter, refusal=refusal,
             )  # fmt: skip
             if not cp.done:
                 return INTERRUPTED
@@ -548,6 +554,39 @@ async def run_backfill(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return 0
+
+
+async def queue_refusal(
+    kafka: KafkaSettings, queues: QueuePolicy
+) -> Callable[[str], str | None] | None:
+    """Why ingest would refuse a queue's events (None: it takes them), decided as ingest
+    decides (``QueuePolicy``: its mode and static list, from the settings this command
+    reads, and the queues admitted at run time, read here from the admitted-queues topic).
+    A row of such a queue would be dead-lettered by ingest; the backfill rejects it instead,
+    with ingest's reason. None in open mode, where each ingest process counts its own."""
+    if queues.mode == "open":
+        return None
+    if queues.runtime_admission:
+        from shared.admission import AdmissionLog
+        from shared.kafka import ensure_topics
+
+        await ensure_topics(kafka)
+        log = AdmissionLog(kafka, queues.apply)
+        try:
+            await log.start()
+        finally:
+            await log.stop()
+
+    def refusal(queue_id: str) -> str | None:
+        if queues.how(queue_id, take=False) is not None:
+            return None
+        return (
+            f"{queues.refusal(queue_id)}; ingest would dead-letter its events (this command "
+            "checks queues with the QW_INGEST_QUEUES settings it is given, as ingest does): "
+            "admit it, then load the file again with --restart"
+        )
+
+    return refusal
 
 
 def _stderr(message: str) -> None:

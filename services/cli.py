@@ -347,6 +347,7 @@ def backfill(
     """Load past decisions and verdicts into the raw topics (resumable: Ctrl-C, then the
     same command), so baselines are learned from history. docs/operations.md, "Backfill"."""
     from services.backfill import BackfillError, RichReporter, preflight, run_backfill
+    from services.ingest.admission import QueuePolicy
     from services.ingest.settings import IngestSettings
     from shared.analysis.errors import InputError
     from shared.settings import KafkaSettings
@@ -358,7 +359,9 @@ def backfill(
             preflight(f)
         except BackfillError as exc:
             raise _fail(str(exc), exc.code) from None
-    max_age_days = IngestSettings().max_age_days  # rows are checked as ingest will check them
+    ingest = IngestSettings()  # rows are checked as ingest will check them: times, queues
+    max_age_days = ingest.max_age_days
+    queues = QueuePolicy(ingest.queues, ingest.queue_patterns(), ingest.queues_open_max)
     kafka = KafkaSettings()
     _broker_answers(kafka)
     reporter = RichReporter()
@@ -366,7 +369,7 @@ def backfill(
         with _kafka_refusals():
             code = asyncio.run(run_backfill(
                 files, kafka, state_dir=state_dir, restart=restart, max_rejects=max_rejects,
-                max_age_days=max_age_days, rate=rate, reporter=reporter,
+                max_age_days=max_age_days, rate=rate, reporter=reporter, queues=queues,
             ))  # fmt: skip
     except (BackfillError, InputError) as exc:
         raise _fail(str(exc), getattr(exc, "code", 1)) from None

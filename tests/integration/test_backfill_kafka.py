@@ -1,6 +1,8 @@
 """``qwatch backfill`` against the real broker: an export loaded into the raw topics,
 interrupted with Ctrl-C (SIGINT) half-way, resumed with the same command, every valid event
-in its topic exactly once and every invalid row in the rejects file with its reason."""
+in its topic exactly once and every invalid row in the rejects file with its reason; the
+rows of a queue ingest has not admitted (read from the admitted-queues topic, as ingest
+reads it) rejected with ingest's reason, and sent once it is admitted."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from shared.admission import admit_all
 from shared.settings import REPO_ROOT, KafkaSettings
 from tests.factories import decision, verdict
 from tests.integration.kafka_helpers import read_all
@@ -33,10 +36,13 @@ async def test_an_interrupted_backfill_resumes_and_sends_each_event_once(
 ) -> None:
     export = tmp_path / "history.ndjson"
     bad = {7, 1500, 2999}  # rows (1-based) that are not valid events
+    elsewhere = {20, 3001}  # rows of a queue not admitted yet
     with export.open("w") as f:
         for row in range(1, ROWS + 1):
             i = row // 2
-            if row in bad:
+            if row in elsewhere:
+                f.write(json.dumps(decision(row, "spam-es")) + "\n")
+            elif row in bad:
                 f.write(json.dumps({"kind": "verdict", "verdict_id": f"bad{row}"}) + "\n")
             elif row % 2:
                 f.write(json.dumps(verdict(i, "hate-en")) + "\n")
@@ -44,6 +50,7 @@ async def test_an_interrupted_backfill_resumes_and_sends_each_event_once(
                 f.write(json.dumps(decision(i, "hate-en", moderator_tenure_days=i % 400)) + "\n")
     state = tmp_path / "state"
     env = {**os.environ, **kafka_settings.as_env()}
+    await admit_all(kafka_settings, ["hate-en"], by="test")  # as ingest takes known queues
     args = [str(export), "--rate", "1000", "--state-dir", str(state)]
 
     first = _qwatch(args, env)
@@ -66,25 +73,36 @@ async def test_an_interrupted_backfill_resumes_and_sends_each_event_once(
     assert second.returncode == 0, f"{out}\n{err}"
     assert "loaded" in err, err
     done = json.loads(cp_file.read_text())
-    assert (done["rows"], done["rejected"], done["done"]) == (ROWS, len(bad), True)
+    assert (done["rows"], done["rejected"], done["done"]) == (ROWS, len(bad | elsewhere), True)
 
     t = kafka_settings.topics
     decisions = await read_all(kafka_settings.bootstrap, t.decisions_raw)
     verdicts = await read_all(kafka_settings.bootstrap, t.verdicts_raw)
     ids = Counter(json.loads(r.value)["decision_id"] for r in decisions)
     vids = Counter(json.loads(r.value)["verdict_id"] for r in verdicts)
-    assert len(ids) + len(vids) == ROWS - len(bad)
+    assert len(ids) + len(vids) == ROWS - len(bad | elsewhere)
     assert set(ids.values()) == {1}, "a decision was sent twice"
     assert set(vids.values()) == {1}, "a verdict was sent twice"
     assert {r.key for r in decisions + verdicts} == {b"hate-en"}  # keyed by queue
     rejects = [
         json.loads(x) for x in cp_file.with_suffix(".rejects.ndjson").read_text().splitlines()
     ]
-    assert [r["row"] for r in rejects] == sorted(bad)
+    assert [r["row"] for r in rejects] == sorted(bad | elsewhere)
     assert all(r["reason"] for r in rejects)
+    for r in rejects:
+        not_admitted = r["reason"].startswith("queue 'spam-es' is not admitted")
+        assert not_admitted is (r["row"] in elsewhere), r
 
     # a finished file is not loaded again; --restart would
     third = _qwatch([*args[:1], "--state-dir", str(state)], env)
     out, err = third.communicate(timeout=60)
     assert third.returncode == 0
     assert len(await read_all(kafka_settings.bootstrap, t.decisions_raw)) == len(decisions)
+
+    # the queue admitted now (as its rejects say), the load again with --restart sends its rows
+    await admit_all(kafka_settings, ["spam-es"], by="test")
+    fourth = _qwatch([*args[:1], "--restart", "--state-dir", str(state)], env)
+    out, err = fourth.communicate(timeout=120)
+    assert fourth.returncode == 0, f"{out}\n{err}"
+    again = await read_all(kafka_settings.bootstrap, t.decisions_raw)
+    assert Counter(r.key for r in again)[b"spam-es"] == len(elsewhere)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from services import backfill
+from services.ingest.admission import QueuePolicy
 from services.ingest.validation import MAX_AGE_DAYS, ItemError, validate_raw
 from shared import codec
 from shared.settings import KafkaSettings
@@ -431,6 +432,28 @@ async def test_a_file_of_which_no_row_was_sent_fails(tmp_path: Path, broker: Fak
 # through the command line: one line, the exit status ---------------------------------------
 
 
+async def test_rows_of_a_queue_ingest_does_not_admit_are_rejected_with_its_reason(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    f = tmp_path / "q.ndjson"
+    f.write_text("".join(json.dumps(decision(i, q)) + "\n" for i, q in enumerate("aabcx")))
+    allow = QueuePolicy("allowlist", ["a", "x*"])
+    code, said = await run([f], tmp_path / "state", queues=allow)
+    assert code == 0, said.lines
+    assert [json.loads(v)["queue_id"] for _, v, _ in broker.sent] == ["a", "a", "x"]
+    (rejects,) = (tmp_path / "state").glob("q.ndjson.*.rejects.ndjson")
+    assert [json.loads(r) for r in rejects.read_text().splitlines()] == [
+        {"row": n, "reason": f"{allow.refusal(q)}; ingest would dead-letter its events (this "
+         "command checks queues with the QW_INGEST_QUEUES settings it is given, as ingest "
+         "does): admit it, then load the file again with --restart"}
+        for n, q in ((3, "b"), (4, "c"))
+    ]  # fmt: skip
+    # open: every ingest process counts its own queues, so nothing is refused here
+    broker.sent.clear()
+    code, _ = await run([f], tmp_path / "open", queues=QueuePolicy("open", open_max=1))
+    assert (code, len(broker.sent)) == (0, 5)
+
+
 def test_the_command_says_one_line_with_exit_2_or_1(
     tmp_path: Path, broker: FakeProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -440,20 +463,25 @@ def test_the_command_says_one_line_with_exit_2_or_1(
 
     monkeypatch.setattr(cli, "_broker_answers", lambda kafka: None)
     monkeypatch.setenv("QW_INGEST_MAX_AGE_DAYS", "400")  # ingest's setting (tests/conftest.py)
-    gz, txt, empty, old, good = (
-        tmp_path / n for n in ("gz.csv", "x.txt", "h.csv", "old.ndjson", "hist.csv")
+    # ingest's queues, as the command reads them (a static list: no broker asked)
+    monkeypatch.setenv("QW_INGEST_QUEUES", "allowlist")
+    monkeypatch.setenv("QW_INGEST_QUEUES_ALLOW", '["spam-*"]')
+    gz, txt, empty, old, other, good = (
+        tmp_path / n for n in ("gz.csv", "x.txt", "h.csv", "old.ndjson", "o.csv", "hist.csv")
     )
     gz.write_bytes(gzip.compress(HEADER.encode()))
     txt.write_text(HEADER + ROW.format(i=1))
     empty.write_text(HEADER)
     old.write_text(json.dumps(decision(1, decided_at="2020-01-01T00:00:00Z")) + "\n")
     good.write_text(HEADER + ROW.format(i=1))
+    other.write_text(HEADER + ROW.format(i=2).replace("spam-en", "hate-en"))
     state = ["--state-dir", str(tmp_path / "state")]
     for f, code, start in (
         (gz, 2, "qwatch: gz.csv is not UTF-8 text (line 1, byte 1"),
         (txt, 2, "qwatch: cannot tell the format of 'x.txt'"),
         (empty, 2, "qwatch: h.csv has a header row but no data rows"),
         (old, 1, "qwatch: old.ndjson: no row sent: all 1 rows were rejected"),
+        (other, 1, "qwatch: o.csv: no row sent: all 1 rows were rejected"),
         (good, 0, "hist.csv: loaded, 1 rows: 1 events sent"),
         (good, 0, "hist.csv: already loaded (its checkpoint: 1 rows, 1 events sent"),
     ):
