@@ -51,6 +51,7 @@ from __future__ import annotations
 import math
 import re
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -110,6 +111,7 @@ __all__ = [
     "parse_exclusions",
     "parse_tz",
     "period_keys",
+    "rate_text",
     "zone_hours",
 ]
 
@@ -153,6 +155,12 @@ MAX_H = 1e4
 """Decision intervals (sigmas for the tabular CUSUM, B units for the Bernoulli CUSUM) above
 this are never meant; the Bernoulli CUSUM also bounds h by its lattice (see
 :data:`shared.stats.cusum.MAX_LATTICE_CELLS`)."""
+
+
+def rate_text(value: float) -> str:
+    """A rate (or a decision interval) for the text report: four significant digits, so
+    that a small one (p̄ = 1.000e-05) is never shown as 0.0000, and 0.2150 keeps its 0."""
+    return f"{value:#.4g}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,9 +219,14 @@ class Exclusion:
 
 
 def parse_exclusions(specs: Iterable[str]) -> tuple[Exclusion, ...]:
-    """Parse ``--exclude`` values: ``15``, ``15,23``, ``3-5``, ``spam-en:15,23``."""
+    """Parse ``--exclude`` values: ``15``, ``15,23``, ``3-5``, ``spam-en:15,23``.
+
+    Each subgroup (of a group, or of all) comes once, in the order first named: a repeated
+    or overlapping range counts, against :data:`MAX_EXCLUDED`, what it adds.
+    """
     result: list[Exclusion] = []
-    count = 0
+    # per group, the ranges named so far, merged: sorted disjoint [starts[i], ends[i]]
+    named: dict[str | None, tuple[list[int], list[int]]] = {}
     for spec in specs:
         group: str | None = None
         body = spec.strip()
@@ -235,14 +248,34 @@ def parse_exclusions(specs: Iterable[str]) -> tuple[Exclusion, ...]:
                     f"bad --exclude {spec!r}: a range goes from the lower number up, "
                     f"e.g. {last}-{first}"
                 )
-            count += last - first + 1
-            if count > MAX_EXCLUDED:
+            starts, ends = named.setdefault(group, ([], []))
+            lo, hi = bisect_left(ends, first), bisect_right(starts, last)  # the ranges it meets
+            new = _gaps(first, last, zip(starts[lo:hi], ends[lo:hi], strict=True))
+            if len(result) + sum(b - a + 1 for a, b in new) > MAX_EXCLUDED:
                 raise OptionError(
                     f"bad --exclude {spec!r}: at most {MAX_EXCLUDED:,} subgroups can be "
                     "excluded (the report numbers the subgroups it has)"
                 )
-            result.extend(Exclusion(i, group) for i in range(first, last + 1))
+            for a, b in new:
+                result.extend(Exclusion(i, group) for i in range(a, b + 1))
+            if lo < hi:
+                first, last = min(first, starts[lo]), max(last, ends[hi - 1])
+            starts[lo:hi], ends[lo:hi] = [first], [last]
     return tuple(result)
+
+
+def _gaps(first: int, last: int, covered: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[first, last]`` outside the sorted disjoint ranges ``covered`` (each
+    meeting it): found by arithmetic, so a huge range is never built to be counted."""
+    gaps: list[tuple[int, int]] = []
+    at = first
+    for start, end in covered:
+        if start > at:
+            gaps.append((at, start - 1))
+        at = max(at, end + 1)
+    if at <= last:
+        gaps.append((at, last))
+    return gaps
 
 
 def parse_tz(name: str) -> tzinfo:
@@ -442,18 +475,19 @@ class BaselineInfo:
     def describe(self) -> str:
         """One line for the report."""
         if self.source == "standard":
-            text = f"standard given: p̄ = {self.p_bar:.4f}"
+            text = f"standard given: p̄ = {rate_text(self.p_bar)}"
         else:
             of = self.n_subgroups + len(self.excluded)
-            if self.source != "trial":
-                what = f"Phase I: first {of}"
+            if self.source == "trial":
+                used = f"{self.n_subgroups} of" if self.excluded else "all"
+                what = f"trial limits from {used} {of}"
             elif self.excluded:
-                what = f"trial limits from {self.n_subgroups} of {of}"
+                what = f"Phase I: {self.n_subgroups} of the first {of}"
             else:
-                what = f"trial limits from all {of}"
+                what = f"Phase I: first {of}"
             text = (
                 f"{what} subgroups: p̄ = "
-                f"{self.p_bar:.4f} ({self.errors_total} errors / {self.n_total} verdicts)"
+                f"{rate_text(self.p_bar)} ({self.errors_total} errors / {self.n_total} verdicts)"
             )
             if self.excluded:
                 text += f", excluding {', '.join(map(str, self.excluded))}"
@@ -818,7 +852,7 @@ class _Charter:
         p1 = self.spec.p1 if self.spec.p1 is not None else min(2.0 * p0, (1.0 + p0) / 2.0)
         if p1 <= p0:
             raise AnalysisError(
-                f"--p1 {p1:g} must be above the baseline error rate p̄ = {p0:.4f}: the "
+                f"--p1 {p1:g} must be above the baseline error rate p̄ = {rate_text(p0)}: the "
                 "Bernoulli CUSUM looks for increases"
             )
         if self.spec.h is not None:

@@ -47,6 +47,7 @@ from shared.analysis.bulk import Fields, iso_micros, split_lines, text_column, w
 from shared.analysis.errors import InputError
 from shared.analysis.load import (
     _FALSE,
+    _OUTCOMES,
     _TRUE,
     EARLIEST,
     LATEST,
@@ -238,7 +239,7 @@ class _Builder:
         self.group = array("i")
         self.time = array("q")
         self.incorrect = bytearray()
-        self.no_sample_type = bytearray()  # rows whose sample_type is empty
+        self.blank_sample_types = 0  # rows whose sample_type is blank: random, as live
         self.has_id = bytearray()
         self.id_hash = array("q")
         self.id_hash2 = array("q")
@@ -258,13 +259,14 @@ class _Builder:
         sample_type: str | None,
         verdict_id: str | None,
     ) -> None:
-        if sample_type is not None and sample_type != RANDOM and not self.options.all_samples:
+        if sample_type is None:
+            self.blank_sample_types += 1
+        elif sample_type != RANDOM and not self.options.all_samples:
             self.left_out[sample_type] += 1
             return
         self.group.append(self.code(group))
         self.time.append(micros)
         self.incorrect.append(incorrect)
-        self.no_sample_type.append(sample_type is None)
         if verdict_id is None:
             self.has_id.append(0)
             self.id_hash.append(0)
@@ -305,12 +307,6 @@ class _Builder:
         time = np.frombuffer(self.time, dtype=np.int64) if self.time else _empty(np.int64)
         incorrect = np.frombuffer(self.incorrect, dtype=np.bool_)
         keep = np.ones(time.size, dtype=np.bool_)
-        if has_sample_type and not self.options.all_samples:
-            unsampled = np.frombuffer(self.no_sample_type, dtype=np.bool_)
-            count = int(unsampled.sum())
-            if count:
-                self.left_out["(empty)"] += count
-                keep &= ~unsampled
         duplicates = 0
         has_id = np.frombuffer(self.has_id, dtype=np.bool_) & keep
         if has_id.any():
@@ -336,7 +332,7 @@ class _Builder:
             del order, tied, rows
         del has_id
         notes = load_notes(has_sample_type, self.options.all_samples, self.left_out, rows_read,
-                           duplicates)  # fmt: skip
+                           duplicates, self.blank_sample_types)  # fmt: skip
         if not keep.any():
             hint = (
                 " (only random samples count; --all-samples includes the others)"
@@ -349,7 +345,7 @@ class _Builder:
         else:
             group, time, incorrect = group.copy(), time.copy(), incorrect.copy()
         self.group = self.time = array("q")
-        self.incorrect = self.no_sample_type = self.has_id = bytearray()
+        self.incorrect = self.has_id = bytearray()
         self.id_hash = self.id_hash2 = array("q")
         names = [""] * len(self.codes)
         valued = [False] * len(self.codes)
@@ -501,13 +497,11 @@ class _CsvRows:
         self.iq, self.it, self.ic = index("queue_id"), index(options.time_column), index("correct")
         self.ist, self.iv = index("sample_type"), index("verdict_id")
         self.ig = index(builder.by_column)
-        indices = (self.iq, self.it, self.ic, self.ist, self.iv, self.ig)
+        # `outcome` beside `correct`: a row where they disagree is refused (parse_row); `kind`
+        # (an export of decisions and verdicts, as backfill reads): a decision row is refused
+        self.io, self.ik = index("outcome"), index("kind")
+        indices = (self.iq, self.it, self.ic, self.ist, self.iv, self.ig, self.io, self.ik)
         self.top = max(i for i in indices if i < width) if self.columns_ok else width
-        # a `kind` column (an export of decisions and verdicts, as backfill reads): every row
-        # the reference way, which refuses a decision row (parse_row)
-        self.reference_only = "kind" in where
-        if self.reference_only:
-            self.top = width  # (no row is longer: the inlined fast path is never taken)
 
     def rows(self, reader: Iterator[list[str]]) -> None:
         """Every row of ``reader`` (the rest of the file), row by row."""
@@ -534,7 +528,7 @@ class _CsvRows:
             return
         builder = self.builder
         if len(values) > self.top:
-            ic, ist, iv, ig = self.ic, self.ist, self.iv, self.ig
+            ic, ist, iv, ig, io, ik = self.ic, self.ist, self.iv, self.ig, self.io, self.ik
             queue = values[self.iq].strip()
             word = values[ic].strip().lower() if ic < width else ""
             try:
@@ -542,7 +536,13 @@ class _CsvRows:
                 micros = (parsed - EPOCH) // US if parsed.utcoffset() is not None else -(1 << 63)
             except (ValueError, TypeError, OverflowError):
                 micros = -(1 << 63)
-            if queue and _EARLIEST_US <= micros < _LATEST_US and (word in _TRUE or word in _FALSE):
+            if (
+                queue
+                and _EARLIEST_US <= micros < _LATEST_US
+                and (word in _TRUE or word in _FALSE)
+                and (io >= width or _agrees(values[io], word in _FALSE))
+                and (ik >= width or values[ik].strip().lower() != "decision")
+            ):
                 sample = values[ist].strip().lower() if ist < width else ""
                 value = (values[ig].strip() if ig < width else "") or None
                 ident = values[iv].strip() if iv < width else ""
@@ -603,8 +603,8 @@ class _Fast:
     @classmethod
     def read(cls, rows: _CsvRows, fields: Fields) -> _Fast | None:
         width = rows.width
-        if rows.ic >= width or rows.reference_only or not fields.regular.size:
-            return None  # no correct column (or a kind column): read the reference way
+        if rows.ic >= width or not fields.regular.size:
+            return None  # no correct column: read the reference way
         data = fields.data
         builder = rows.builder
         time, ok = iso_micros(data, *fields.field(rows.it), _EARLIEST_US, _LATEST_US)
@@ -614,6 +614,18 @@ class _Fast:
         spelled = [v.strip().lower() for v in correct.values]
         ok &= ~correct.long & np.array([w in _TRUE or w in _FALSE for w in spelled])[correct.code]
         incorrect = np.array([w in _FALSE for w in spelled])[correct.code]
+        if rows.io < width:  # a blank outcome, or one that agrees (else parse_row refuses)
+            outcome = text_column(data, *fields.field(rows.io))
+            # per distinct value: -2 blank, -1 unreadable, else whether it says incorrect
+            said = [
+                _OUTCOMES.get(v.strip().lower(), -1) if v.strip() else -2 for v in outcome.values
+            ]
+            said_code = np.array(said, dtype=np.int8)[outcome.code]
+            ok &= ~outcome.long & ((said_code == -2) | (said_code == incorrect))
+        if rows.ik < width:  # a decision row: parse_row refuses it, at its line
+            row_kind = text_column(data, *fields.field(rows.ik))
+            decision = np.array([v.strip().lower() == "decision" for v in row_kind.values])
+            ok &= ~row_kind.long & ~decision[row_kind.code]
         left_out_names: list[str] = []
         if rows.ist < width:
             sample = text_column(data, *fields.field(rows.ist))
@@ -690,7 +702,7 @@ class _Fast:
         builder.group.frombytes(self.group[keep].tobytes())
         builder.time.frombytes(self.time[keep].tobytes())
         builder.incorrect += self.incorrect[keep].tobytes()
-        builder.no_sample_type += self.unsampled[keep].tobytes()
+        builder.blank_sample_types += int(np.count_nonzero(self.unsampled[lo:hi]))
         builder.has_id += self.has_id[keep].tobytes()
         builder.id_hash.frombytes(self.hash1[keep].tobytes())
         builder.id_hash2.frombytes(self.hash2[keep].tobytes())
@@ -722,16 +734,29 @@ def _load_ndjson(
         seen.update(dict.fromkeys(record))
         if pending is not None:
             continue
-        if _plain(record) and "kind" not in record:
+        if _plain(record):
             get = record.get
             queue = get("queue_id")
             stamp = get(time_column)
             correct = get("correct")
-            if type(queue) is str and type(stamp) is str and type(correct) is str:
+            outcome = get("outcome")
+            kind = get("kind")
+            if (
+                type(queue) is str
+                and type(stamp) is str
+                and type(correct) is str
+                and (outcome is None or type(outcome) is str)
+                and (type(kind) is not str or kind.strip().lower() != "decision")
+            ):
                 queue = queue.strip()
                 micros = timestamp(stamp)
                 word = correct.strip().lower()
-                if queue and micros is not None and (word in _TRUE or word in _FALSE):
+                if (
+                    queue
+                    and micros is not None
+                    and (word in _TRUE or word in _FALSE)
+                    and (outcome is None or _agrees(outcome, word in _FALSE))
+                ):
                     sample = (get("sample_type") or "").strip()
                     ident = (get("verdict_id") or "").strip()
                     value = (get(by_column) or "").strip()
@@ -745,6 +770,13 @@ def _load_ndjson(
     if not lines.nonblank:
         raise lines.empty_error()
     return _finish_checks(builder, path.name, rows_read, tuple(seen), False, pending)
+
+
+def _agrees(outcome: str, incorrect: bool) -> bool:
+    """An ``outcome`` beside a valid ``correct``: blank, or saying the same (otherwise
+    :func:`~shared.analysis.load.parse_row` judges the row: it refuses it)."""
+    word = outcome.strip().lower()
+    return not word or _OUTCOMES.get(word) is incorrect
 
 
 def _split_lines(lines: _Lines) -> Iterator[str]:

@@ -7,7 +7,11 @@ yes/no) or ``outcome`` (correct/incorrect).  Optional: ``site_id``, ``policy_id`
 
 * Only **random** samples estimate accuracy without bias, so when a ``sample_type`` column
   is present only the rows whose sample type is ``random`` are kept, unless
-  ``all_samples`` is set; the result says how many rows were left out and why.
+  ``all_samples`` is set; the result says how many rows were left out and why.  A blank
+  sample type is ``random``, as the live pipeline reads a verdict without one.
+* ``correct`` and ``outcome`` may both be given; a row where they disagree is refused.
+* The text columns (``queue_id``, ``site_id``...) hold strings: in NDJSON (or Parquet) a
+  number there is refused, as the live pipeline refuses it.
 * When a ``verdict_id`` column is present, repeated ids (a verdict delivered twice) are
   counted once: the first row is kept.
 * A naive timestamp (no offset) is an error, because a moderation operation spans time
@@ -320,10 +324,13 @@ def parse_records(
     left_out: Counter[str] = Counter()
     ids: set[str] = set()
     duplicates = 0
+    blank_sample_types = 0
     for line, record in records:
         row = parse_row(line, record, options, where)
-        if has_sample_type and not options.all_samples and row.sample_type != RANDOM:
-            left_out[row.sample_type or "(empty)"] += 1
+        if row.sample_type is None:
+            blank_sample_types += 1  # random, as the live pipeline reads it
+        elif has_sample_type and not options.all_samples and row.sample_type != RANDOM:
+            left_out[row.sample_type] += 1
             continue
         if row.verdict_id is not None:
             if row.verdict_id in ids:
@@ -332,7 +339,9 @@ def parse_records(
             ids.add(row.verdict_id)
         rows.append(row)
 
-    notes = load_notes(has_sample_type, options.all_samples, left_out, len(records), duplicates)
+    notes = load_notes(
+        has_sample_type, options.all_samples, left_out, len(records), duplicates, blank_sample_types
+    )
     if not rows:
         hint = " (only random samples count; --all-samples includes the others)" if left_out else ""
         raise InputError(f"{source}: no verdicts left to analyse{hint}")
@@ -352,8 +361,12 @@ def load_notes(
     left_out: Mapping[str, int],
     rows_read: int,
     duplicates: int,
+    blank_sample_types: int,
 ) -> list[str]:
-    """The plain-words remarks on what loading filtered and why (shared by both loaders)."""
+    """The plain-words remarks on what loading filtered and why (shared by both loaders).
+
+    ``blank_sample_types``: rows read whose sample type is blank (counted as random).
+    """
     notes: list[str] = []
     if not has_sample_type:
         notes.append("no sample_type column: every verdict is taken as a random sample")
@@ -370,6 +383,11 @@ def load_notes(
         )
     else:
         notes.append("only random samples count for accuracy (all rows are random samples)")
+    if has_sample_type and not all_samples and blank_sample_types:
+        notes.append(
+            f"{blank_sample_types} verdict(s) without a sample_type counted as random samples "
+            "(the live pipeline's default)"
+        )
     if duplicates:
         notes.append(f"{duplicates} repeated verdict_id row(s) counted once (first kept)")
     return notes
@@ -414,8 +432,10 @@ def parse_row(line: int, record: Record, options: LoadOptions, unit: str) -> Ver
         value = record.get(column)
         if _blank(value):
             return None
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value).strip()
+        if isinstance(value, str):
+            return value.strip()
+        # not a number either: the live pipeline takes strings only, and is 7 the queue
+        # "7" or "07"?
         raise where.error(column, value, "expected a string")
 
     kind = record.get("kind")  # (other values, say a content kind, are ignored as before)
@@ -477,22 +497,41 @@ def _timestamp(value: object, options: LoadOptions, where: _Where) -> datetime:
 
 
 def _incorrect(record: Record, where: _Where) -> bool:
-    value = record.get("correct")
-    if not _blank(value):
-        if isinstance(value, bool):
-            return not value
-        if isinstance(value, int) and value in (0, 1):
-            return value == 0
-        if isinstance(value, str):
-            word = value.strip().lower()
-            if word in _TRUE:
-                return False
-            if word in _FALSE:
-                return True
-        raise where.error("correct", value, "expected true/false, 1/0 or yes/no")
-    outcome = record.get("outcome")
-    if _blank(outcome):
-        raise InputError(f"{where.unit} {where.line}: neither 'correct' nor 'outcome' has a value")
-    if isinstance(outcome, str) and outcome.strip().lower() in _OUTCOMES:
-        return _OUTCOMES[outcome.strip().lower()]
-    raise where.error("outcome", outcome, "expected correct or incorrect")
+    correct, outcome = record.get("correct"), record.get("outcome")
+    said = None if _blank(correct) else _read_correct(correct, where)
+    found = None if _blank(outcome) else _read_outcome(outcome, where)
+    if said is None:
+        if found is None:
+            raise InputError(
+                f"{where.unit} {where.line}: neither 'correct' nor 'outcome' has a value"
+            )
+        return found
+    if found is not None and found != said:
+        # neither column can be preferred silently: one of them is wrong
+        raise InputError(
+            f"{where.unit} {where.line}: 'correct' and 'outcome' disagree "
+            f"(correct {correct!r}, outcome {outcome!r})"
+        )
+    return said
+
+
+def _read_correct(value: object, where: _Where) -> bool:
+    """Whether a ``correct`` value (not blank) says incorrect."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int) and value in (0, 1):
+        return value == 0
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return False
+        if word in _FALSE:
+            return True
+    raise where.error("correct", value, "expected true/false, 1/0 or yes/no")
+
+
+def _read_outcome(value: object, where: _Where) -> bool:
+    """Whether an ``outcome`` value (not blank) says incorrect."""
+    if isinstance(value, str) and value.strip().lower() in _OUTCOMES:
+        return _OUTCOMES[value.strip().lower()]
+    raise where.error("outcome", value, "expected correct or incorrect")

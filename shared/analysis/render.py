@@ -31,6 +31,7 @@ from shared.analysis.charts import (
     GroupChart,
     Report,
     VerdictPoints,
+    rate_text,
     zone_hours,
 )
 from shared.analysis.errors import AnalysisError
@@ -59,11 +60,18 @@ _GROUP_WORD = {"queue": "queue", "site": "site", "policy": "policy"}
 
 
 def _pct(value: float | None) -> str:
-    return "" if value is None else f"{100.0 * value:.2f}%"
+    return "" if value is None else _fixed(100.0 * value, 2) + "%"
 
 
 def _num(value: float | None, digits: int = 2) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
+    return "" if value is None else _fixed(value, digits)
+
+
+def _fixed(value: float, digits: int) -> str:
+    """``digits`` decimals, or as many significant digits where those would show a value
+    that is not zero as zero (an error rate of 0.001%, the B of a chart for p̄ = 1e-05)."""
+    text = f"{value:.{digits}f}"
+    return f"{value:.{digits}g}" if value and not float(text) else text
 
 
 def _start(report: Report, t: datetime) -> str:
@@ -90,8 +98,9 @@ def _design_text(group: GroupChart) -> str:
     d = group.design
     if group.chart == "bernoulli-cusum":
         return (
-            f"Bernoulli CUSUM p0 = {d['p0']:.4f} → p1 = {d['p1']:.4f} "
-            f"(lattice-exact for {d['p1_effective']:.4f}), h = {d['h']:.3f}; in-control ARL "
+            f"Bernoulli CUSUM p0 = {rate_text(d['p0'])} → p1 = {rate_text(d['p1'])} "
+            f"(lattice-exact for {rate_text(d['p1_effective'])}), h = {rate_text(d['h'])}; "
+            "in-control ARL "
             f"{d['arl0']:,.0f} verdicts, ARL at p1 {d['arl1']:,.0f} verdicts"
         )
     return ", ".join(f"{name} = {value:g}" for name, value in d.items())
@@ -235,7 +244,7 @@ def _verdict_table(report: Report, group: GroupChart) -> Table:
             _pct(sg.p),
             _pct(1.0 - sg.p),
             _num(peak, 3),
-            _num(group.design.get("h"), 3),
+            rate_text(group.design["h"]),  # as the design line says it
             signal,
         )
     return table
@@ -828,11 +837,15 @@ _SOURCE_WORDS = {
 
 
 def _source_words(group: GroupChart) -> str:
-    assert group.baseline is not None
-    words = _SOURCE_WORDS[group.baseline.source]
-    if group.baseline.excluded:
-        words += f" but {', '.join(map(str, group.baseline.excluded))}"
-    return words
+    baseline = group.baseline
+    assert baseline is not None
+    if not baseline.excluded:
+        return _SOURCE_WORDS[baseline.source]
+    # how many of how many, as the report's baseline line says (a standard has none)
+    of = baseline.n_subgroups + len(baseline.excluded)
+    what = "trial limits" if baseline.source == "trial" else "frozen Phase I baseline"
+    excluded = ", ".join(map(str, baseline.excluded))
+    return f"{what} from {baseline.n_subgroups} of {of} subgroups (excluding {excluded})"
 
 
 def _short(signal: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,42 @@ def test_the_baseline_line_counts_the_subgroups_it_used(tmp_path: Path) -> None:
     (every,) = analyze(verdicts.rows, ChartSpec())
     assert every.baseline is not None
     assert every.baseline.describe().startswith("trial limits from all 4 subgroups")
+
+
+def test_repeated_or_overlapping_exclusions_count_once() -> None:
+    """The bound counted `1-60000,1-60000` as 120,000 subgroups; it counts distinct ones
+    (per group), each listed once, in the order first named, without building a range to
+    count it."""
+    assert len(parse_exclusions(["1-60000,1-60000"])) == 60_000
+    assert len(parse_exclusions(["1-60000", "30000-100000", "100000", "7"])) == 100_000
+    assert parse_exclusions(["5-7", "1-6", "9,6", "q:6", "3-10"]) == tuple(
+        [Exclusion(i) for i in (5, 6, 7, 1, 2, 3, 4, 9)]
+        + [Exclusion(6, "q"), Exclusion(8), Exclusion(10)]
+    )
+    # one group's subgroups and every group's are distinct entries
+    with pytest.raises(OptionError, match="at most 100,000"):
+        parse_exclusions(["1-60000", "q:1-60000"])
+    with pytest.raises(OptionError, match=r"bad --exclude '2-100001': at most 100,000"):
+        parse_exclusions(["1-60000", "1", "2-100001"])
+    # still refused at once, without building the range
+    started = time.perf_counter()
+    for specs in (["1-1000000000"], ["1-50000", "1-1000000000,1-1000000000"]):
+        with pytest.raises(OptionError, match="at most 100,000"):
+            parse_exclusions(specs)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_phase1_baseline_line_counts_the_subgroups_it_used(tmp_path: Path) -> None:
+    """With --exclude, the Phase I line said "first 4 subgroups", not how many it used."""
+    rows = verdict_rows([1, 2, 1, 3, 2, 2], n=10, queue="a")
+    verdicts = load_verdicts(write_csv(tmp_path / "v.csv", rows))
+    (kept,) = analyze(verdicts.rows, ChartSpec(phase1=4, exclude=parse_exclusions(["2"])))
+    assert kept.baseline is not None
+    assert kept.baseline.describe().startswith("Phase I: 3 of the first 4 subgroups: p̄ = ")
+    assert kept.baseline.describe().endswith(", excluding 2")
+    (every,) = analyze(verdicts.rows, ChartSpec(phase1=4))
+    assert every.baseline is not None
+    assert every.baseline.describe().startswith("Phase I: first 4 subgroups: p̄ = ")
 
 
 def test_unknown_options_are_refused() -> None:

@@ -141,6 +141,16 @@ def test_bad_options_exit_2_with_a_message(tmp_path: Path, args: list[str], mess
         ("queue_id,reviewed_at,correct\nq,2026-10-01T10:00:00Z,NaN\n", "expected true/false"),
         ("queue_id,reviewed_at,correct\nq,2026-10-01T10:00:00Z,-1\n", "expected true/false"),
         ("queue_id,reviewed_at,correct\nq," + "9" * 200_000 + ",1\n", "not valid CSV"),
+        (
+            "queue_id,reviewed_at,correct,outcome\nq,2026-10-01T10:00:00Z,1,correct\n"
+            "q,2026-10-01T11:00:00Z,true,incorrect\n",
+            "line 3: 'correct' and 'outcome' disagree (correct 'true', outcome 'incorrect')",
+        ),
+        (
+            "queue_id,reviewed_at,correct,kind\nq,2026-10-01T10:00:00Z,1,verdict\n"
+            "q,2026-10-01T11:00:00Z,1,decision\n",
+            "line 3, column 'kind': analyze reads QA verdicts only",
+        ),
     ],
 )
 def test_bad_input_exits_2_without_a_traceback(tmp_path: Path, content: str, message: str) -> None:

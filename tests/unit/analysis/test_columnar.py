@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from shared.analysis import columnar
 from shared.analysis.charts import (
     CHART_KINDS,
     ChartSpec,
@@ -33,11 +34,11 @@ from shared.analysis.charts import (
 )
 from shared.analysis.columnar import MAX_LINE_BYTES, load_columns
 from shared.analysis.errors import AnalysisError, InputError
-from shared.analysis.load import LoadOptions, load_verdicts
+from shared.analysis.load import LoadOptions, load_verdicts, parse_row
 from shared.analysis.render import print_report, report_json, write_report_json
 from shared.stats import StatsError
 
-from .helpers import write_csv, write_ndjson
+from .helpers import verdict_rows, write_csv, write_ndjson
 
 OFFSETS = [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=45)),
            timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30))]  # fmt: skip
@@ -60,7 +61,7 @@ def generated_rows(seed: int, count: int) -> list[dict[str, Any]]:
         if rng.random() < 0.05:  # a burst at a fixed instant: ties in time
             at = START + timedelta(days=3)
         incorrect = rng.random() < rate[queue] * (2.5 if at > START + timedelta(days=9) else 1)
-        spelling = rng.choice(["bool", "int", "yesno", "outcome", "upper"])
+        spelling = rng.choice(["bool", "int", "yesno", "outcome", "upper", "both"])
         correct: str = ""
         outcome = ""
         if spelling == "bool":
@@ -71,6 +72,8 @@ def generated_rows(seed: int, count: int) -> list[dict[str, Any]]:
             correct = " no " if incorrect else "Yes"
         elif spelling == "upper":
             correct = "F" if incorrect else "T"
+        elif spelling == "both":  # the two columns, agreeing
+            correct, outcome = ("no", " INCORRECT") if incorrect else ("1", "Correct ")
         else:
             outcome = "Incorrect" if incorrect else "correct"
         verdict_id = f"v{i}" if rng.random() < 0.9 else f"v{rng.randrange(max(1, i))}"
@@ -251,6 +254,13 @@ BAD_NDJSON = [
     '{"queue_id": "q0", "reviewed_at": "2026-10-01T10:00:00Z"',
     "[1, 2]",
     '{"queue_id": 7, "reviewed_at": "2026-10-01T10:00:00Z", "correct": 1.0}',
+    # a number where the live pipeline takes a string (queue_id 7 was charted as "7")
+    '{"queue_id": 7, "reviewed_at": "2026-10-01T10:00:00Z", "correct": true}',
+    '{"queue_id": "q0", "verdict_id": 12, "reviewed_at": "2026-10-01T10:00:00Z", "correct": "1"}',
+    '{"queue_id": "q0", "site_id": 3, "reviewed_at": "2026-10-01T10:00:00Z", "correct": "1"}',
+    # correct and outcome disagree
+    '{"queue_id": "q0", "reviewed_at": "2026-10-01T10:00:00Z", "correct": "1", "outcome": "incorrect"}',
+    '{"queue_id": "q0", "reviewed_at": "2026-10-01T10:00:00Z", "correct": false, "outcome": "correct"}',
 ]
 
 
@@ -314,11 +324,19 @@ def test_a_backfill_export_is_refused_at_its_first_decision_and_other_kinds_are_
     the first decision with "column 'reviewed_at': no value", which did not say why (a new
     user's trial); both paths now name the decision, and read every other kind as before."""
     rows = generated_rows(11, 120)
-    verdicts = [{**r, "kind": "verdict" if i % 2 else "image"} for i, r in enumerate(rows)]
-    mixed = [*verdicts[:50], {"kind": "decision", "queue_id": "q0"}, *verdicts[50:]]
+    kinds = ["verdict", "image", " Verdict ", ""]
+    verdicts = [{**r, "kind": kinds[i % 4]} for i, r in enumerate(rows)]
+    decision = {"kind": "decision", "queue_id": "q0"}
+    # the first decision in file order is named, whatever its spelling and wherever the
+    # fast paths are (the csv module reads a file with a quote in its first chunk)
+    mixed = [*verdicts[:50], {**decision, "kind": " DECISION "}, *verdicts[50:80], decision,
+             *verdicts[80:]]  # fmt: skip
     spec, options = ChartSpec(chart="p"), LoadOptions()
     columns = [*COLUMNS, "kind"]
-    for name, data in (("mixed", mixed), ("verdicts", verdicts)):
+    quoted = [{**verdicts[0], "error_type": "a,b"}, *verdicts[1:]]
+    cases = [("mixed", mixed), ("verdicts", verdicts)]
+    cases += [("quoted mixed", [quoted[0], *mixed[1:]]), ("quoted", quoted)] if fmt == "csv" else []
+    for name, data in cases:
         folder = tmp_path / name
         folder.mkdir()
         if fmt == "csv":
@@ -331,11 +349,98 @@ def test_a_backfill_export_is_refused_at_its_first_decision_and_other_kinds_are_
             path = write(folder, data, "parquet")
         expected = outcome(reference_output, path, spec, options)
         assert outcome(columnar_output, path, spec, options) == expected, (name, fmt)
-        if name == "mixed":
+        if name.endswith("mixed"):
             assert isinstance(expected, str)
             assert "column 'kind': analyze reads QA verdicts only" in expected
-            assert expected.endswith("(value 'decision')")
+            assert expected.endswith("(value ' DECISION ')")
             line = 51 if fmt == "parquet" else 52 if fmt == "csv" else 51
             assert f" {line}, column 'kind'" in expected, expected
+        else:
+            assert not isinstance(expected, str), expected
+
+
+def _counting_parse_row(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the rows the columnar loader reads the reference (slow) way."""
+    calls = [0]
+
+    def counted(*args: Any) -> Any:
+        calls[0] += 1
+        return parse_row(*args)
+
+    monkeypatch.setattr(columnar, "parse_row", counted)
+    return calls
+
+
+@pytest.mark.parametrize("layout", ["csv", "csv, quoted", "ndjson"])
+def test_a_kind_column_keeps_the_fast_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """A `kind` column (say a content kind) sent every row the reference way, a big file
+    losing the speed target; now only a decision row leaves the fast paths (to be refused
+    as the reference refuses it)."""
+    rows = [{**r, "kind": ["verdict", "image", " Verdict ", ""][i % 4]}
+            for i, r in enumerate(verdict_rows([5, 9, 3], n=400, sample_type="random"))]  # fmt: skip
+    if layout == "csv, quoted":  # a quote: the csv module reads the file, row by row
+        rows[0]["error_type"] = "a,b"
+    columns = list(dict.fromkeys([*rows[0], "error_type"]))
+    folder = tmp_path / "verdicts"
+    folder.mkdir()
+
+    def write_rows(data: list[dict[str, Any]]) -> Path:
+        if layout == "ndjson":
+            return write_ndjson(folder / "v.ndjson", data)
+        return write_csv(folder / "v.csv", data, columns)
+
+    spec, options = ChartSpec(chart="bernoulli-cusum"), LoadOptions()
+    calls = _counting_parse_row(monkeypatch)
+    path = write_rows(rows)
+    expected = outcome(reference_output, path, spec, options)
+    assert not isinstance(expected, str), expected
+    assert outcome(columnar_output, path, spec, options) == expected
+    assert calls[0] == 0, "every row should take a fast path"
+
+    # a decision, then a bad value: the decision is named; the other way round, the value
+    decision = {**rows[700], "kind": "Decision"}
+    naive = {**rows[900], "reviewed_at": "2026-10-01T10:00:00"}
+    line = 701 if layout == "ndjson" else 702  # (the header is line 1 of a CSV file)
+    for first, then in ((decision, naive), (naive, decision)):
+        path = write_rows([*rows[:700], first, *rows[701:900], then, *rows[901:]])
+        expected = outcome(reference_output, path, spec, options)
+        column = "kind" if first is decision else "reviewed_at"
+        assert isinstance(expected, str)
+        assert expected.startswith(f"InputError: line {line}, column {column!r}"), expected
+        assert outcome(columnar_output, path, spec, options) == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv, quoted", "ndjson", "parquet"])
+def test_correct_and_outcome_that_disagree_are_refused_on_every_path(
+    tmp_path: Path, fmt: str
+) -> None:
+    """Both columns, disagreeing, at its line; agreeing, as the reference reads them."""
+    rows = generated_rows(5, 400)
+    if fmt == "csv, quoted":
+        rows[0]["error_type"] = "a,b"
+    for row in rows[:300]:  # both columns, agreeing (on the fast paths)
+        if row["correct"]:
+            incorrect = row["correct"].strip().lower() in ("false", "0", "no", "f")
+            row["outcome"] = "incorrect" if incorrect else "correct"
+    bad = dict(rows[250])
+    bad.update(
+        correct="True", outcome=" incorrect", queue_id="q0", reviewed_at="2026-10-27T10:00:00Z"
+    )
+    spec, options = ChartSpec(chart="np"), LoadOptions()
+    for name, data in (("agreeing", rows), ("conflict", [*rows[:250], bad, *rows[251:]])):
+        folder = tmp_path / name
+        folder.mkdir()
+        path = write(folder, data, fmt.split(",")[0])
+        expected = outcome(reference_output, path, spec, options)
+        assert outcome(columnar_output, path, spec, options) == expected, (name, fmt)
+        if name == "conflict":
+            line = 251 if fmt in ("ndjson", "parquet") else 252
+            unit = "row" if fmt == "parquet" else "line"
+            assert expected == (
+                f"InputError: {unit} {line}: 'correct' and 'outcome' disagree "
+                "(correct 'True', outcome ' incorrect')"
+            )
         else:
             assert not isinstance(expected, str), expected

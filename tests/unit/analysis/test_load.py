@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.analysis.columnar import load_columns
 from shared.analysis.errors import InputError
-from shared.analysis.load import LoadOptions, detect_format, load_verdicts
+from shared.analysis.load import LoadOptions, Verdicts, detect_format, load_verdicts
 
 from .helpers import verdict_rows, write_csv, write_ndjson
 
@@ -46,7 +47,7 @@ def test_ndjson_accepts_json_booleans_and_numbers(tmp_path: Path) -> None:
     path.write_text(
         '{"queue_id": "q", "reviewed_at": "2026-10-01T10:00:00Z", "correct": true}\n'
         "\n"
-        '{"queue_id": 7, "reviewed_at": "2026-10-01T10:00:00Z", "correct": 0}\n'
+        '{"queue_id": "7", "reviewed_at": "2026-10-01T10:00:00Z", "correct": 0}\n'
         '{"queue_id": "q", "reviewed_at": "2026-10-01T10:00:00Z", "outcome": "correct"}\n'
     )
     verdicts = load_verdicts(path)
@@ -55,6 +56,99 @@ def test_ndjson_accepts_json_booleans_and_numbers(tmp_path: Path) -> None:
         ("7", True, 3),
         ("q", False, 4),
     ]
+
+
+def _both_loaders(path: Path, options: LoadOptions | None = None) -> list[str | Verdicts]:
+    """What the reference loader and the columnar one make of a file, in that order: the
+    message of a refusal, else the reference's verdicts (for both, once the columnar
+    result is checked to be the same verdicts, counts and notes)."""
+    results: list[str | Verdicts] = []
+    try:
+        reference: str | Verdicts = load_verdicts(path, options)
+    except InputError as exc:
+        reference = str(exc)
+    results.append(reference)
+    try:
+        columns = load_columns(path, options)
+    except InputError as exc:
+        results.append(str(exc))
+    else:
+        assert isinstance(reference, Verdicts), (reference, columns.notes)
+        assert columns.rows_used == len(reference.rows)
+        assert columns.incorrect.tolist() == [r.incorrect for r in reference.rows]
+        assert dict(columns.left_out_by_sample_type) == dict(reference.left_out_by_sample_type)
+        assert columns.notes == reference.notes
+        results.append(reference)
+    return results
+
+
+TEXT_COLUMNS = ["queue_id", "site_id", "policy_id", "verdict_id", "error_type", "sample_type"]
+
+
+@pytest.mark.parametrize("column", TEXT_COLUMNS)
+@pytest.mark.parametrize("value", [7, 7.5, True])
+def test_a_number_in_a_text_column_is_refused_by_both_loaders(
+    tmp_path: Path, column: str, value: object
+) -> None:
+    """A new user's trial: {"queue_id": 7} was charted (as the queue "7") while a verdict_id
+    of 7.5 was refused; the live pipeline takes strings only, in every one of these."""
+    good = {"queue_id": "q", "reviewed_at": "2026-10-01T10:00:00Z", "correct": "true"}
+    path = write_ndjson(tmp_path / "v.ndjson", [good, {**good, column: value}, good])
+    expected = f"line 2, column {column!r}: expected a string (value {value!r})"
+    assert _both_loaders(path) == [expected, expected]
+
+
+@pytest.mark.parametrize("name", ["v.csv", "v.ndjson"])
+def test_correct_and_outcome_that_disagree_are_refused_by_both_loaders(
+    tmp_path: Path, name: str
+) -> None:
+    """``correct`` used to win silently over a conflicting ``outcome``."""
+    rows = verdict_rows([1, 1], n=4)
+    for row in rows:  # both columns, agreeing: fine
+        row["outcome"] = "incorrect" if row["correct"] == "false" else " Correct "
+    write = write_csv if name == "v.csv" else write_ndjson
+    agreeing = write(tmp_path / name, rows)
+    (reference, _) = _both_loaders(agreeing)
+    assert isinstance(reference, Verdicts)
+    assert [r.incorrect for r in reference.rows].count(True) == 2
+
+    rows[5] = {**rows[5], "correct": "true", "outcome": "incorrect"}
+    rows[6] = {**rows[6], "correct": "yes", "outcome": "maybe"}
+    line = 7 if name == "v.csv" else 6  # the header is line 1 of a CSV file
+    expected = (
+        f"line {line}: 'correct' and 'outcome' disagree (correct 'true', outcome 'incorrect')"
+    )
+    assert _both_loaders(write(tmp_path / name, rows)) == [expected, expected]
+    # an outcome that cannot be read, beside a correct that can, is refused too
+    del rows[5]
+    expected = f"line {line}, column 'outcome': expected correct or incorrect (value 'maybe')"
+    assert _both_loaders(write(tmp_path / name, rows)) == [expected, expected]
+
+
+@pytest.mark.parametrize("name", ["v.csv", "v.ndjson"])
+def test_a_blank_sample_type_is_a_random_sample_in_both_loaders(tmp_path: Path, name: str) -> None:
+    """The live pipeline reads a verdict without a sample type as random; analyze used to
+    leave it out as "(empty)"."""
+    rows = verdict_rows([1], n=5)
+    for row, kind in zip(rows, ["random", "", "  ", "targeted", None], strict=True):
+        row["sample_type"] = kind
+    if name == "v.ndjson":
+        del rows[4]["sample_type"]  # absent, as an exporter leaves an empty field out
+    else:
+        rows[4]["sample_type"] = ""
+    path = (write_csv if name == "v.csv" else write_ndjson)(tmp_path / name, rows)
+    (reference, same) = _both_loaders(path)
+    assert same is reference
+    assert isinstance(reference, Verdicts)
+    assert len(reference.rows) == 4
+    assert reference.left_out_by_sample_type == {"targeted": 1}
+    assert "3 verdict(s) without a sample_type counted as random samples" in " ".join(
+        reference.notes
+    )
+    # with --all-samples every row counts, and nothing more is said about blank ones
+    everything = load_verdicts(path, LoadOptions(all_samples=True))
+    assert len(everything.rows) == 5
+    assert not any("without a sample_type" in note for note in everything.notes)
 
 
 def test_only_random_samples_count_by_default(tmp_path: Path) -> None:

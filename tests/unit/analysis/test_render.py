@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from shared.analysis import render as render_module
 from shared.analysis.charts import ChartSpec, Report, build_report, parse_exclusions
 from shared.analysis.errors import AnalysisError
 from shared.analysis.load import load_verdicts
@@ -93,3 +94,53 @@ def test_plot_of_several_groups_and_html(tmp_path: Path) -> None:
 def test_plot_refuses_unknown_suffix(tmp_path: Path) -> None:
     with pytest.raises(AnalysisError, match=r"\.png"):
         write_plot(oj_report(tmp_path), tmp_path / "chart.jpg")
+
+
+def test_small_rates_are_never_printed_as_zero(tmp_path: Path) -> None:
+    """With p̄ = 1e-5 the design line said "p0 = 0.0000 → p1 = 0.0000, h = 0.000"."""
+    rows = verdict_rows([0, 1, 0], n=400)
+    path = write_csv(tmp_path / "v.csv", rows)
+    spec = ChartSpec(chart="bernoulli-cusum", baseline_rate=1e-5)
+    report = build_report(load_verdicts(path), spec, path.name)
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    text = console.export_text()
+    (group,) = report.groups
+    h = group.design["h"]
+    assert 0 < h < 5e-4  # (so that 3 decimals would show 0.000)
+    assert (
+        f"p0 = 1.000e-05 → p1 = 2.000e-05 (lattice-exact for {group.design['p1_effective']:#.4g}), "
+        in text
+    )
+    assert f"h = {h:#.4g};" in text
+    assert "standard given: p̄ = 1.000e-05" in text
+    assert "0.0000" not in text
+    assert text.count(f"│ {h:#.4g} │") == 3  # the table's h column, on every subgroup
+    # the JSON document keeps the numbers themselves
+    document = json.loads(json.dumps(report_json(report)))
+    assert document["groups"][0]["design"]["p0"] == 1e-5
+    assert document["groups"][0]["design"]["h"] == h
+    # a p-chart's table: a UCL of 0.0047% is not 0.00%, while a zero LCL stays 0.00%
+    report = build_report(load_verdicts(path), ChartSpec(baseline_rate=1e-7), path.name)
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    text = console.export_text()
+    ucl = report.groups[0].points[0].ucl
+    assert ucl is not None
+    assert 0 < ucl < 5e-5
+    assert text.count(f"│ 0.00% │ {100 * ucl:.2g}% │") == 3
+    assert render_module._pct(1e-5) == "0.001%"
+    assert render_module._pct(0.2313) == "23.13%"
+
+
+def test_the_plot_title_counts_the_baseline_subgroups(tmp_path: Path) -> None:
+    """The plot said "trial limits from all subgroups but 15" with --exclude 15."""
+    excluded = oj_report(tmp_path, exclude=parse_exclusions(["15,23"]))
+    words = render_module._source_words(excluded.groups[0])
+    assert words == "trial limits from 28 of 30 subgroups (excluding 15, 23)"
+    phase1 = oj_report(tmp_path, phase1=20, exclude=parse_exclusions(["15"]))
+    words = render_module._source_words(phase1.groups[0])
+    assert words == "frozen Phase I baseline from 19 of 20 subgroups (excluding 15)"
+    assert render_module._source_words(oj_report(tmp_path).groups[0]) == (
+        "trial limits from all subgroups"
+    )
