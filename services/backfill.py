@@ -8,7 +8,8 @@ as in docs/events.md: its ``kind`` column says which, or, without one, a ``verdi
 makes it a verdict and a ``decision_id`` alone a decision. A file that is not one of these
 (a directory, an unknown extension, not UTF-8 text, no data row) ends the command with one
 line and exit status 2: before anything is sent, as every file's first rows are read first
-(a byte that is not UTF-8 further on stops the load there, the rows before it sent).
+(and a text file is read through once, as UTF-8, before any of its rows is sent, so a bad
+byte further on stops the command before that file's load begins).
 
 Each row is checked as ingest checks a raw message before it is sent (``validate_raw``: the
 event models, and event times neither in the future nor older than
@@ -355,20 +356,44 @@ class Progress:
         return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left"
 
 
-def count_rows(path: Path, fmt: str) -> int | None:
-    """Data rows in the file, for the progress bar: Parquet's metadata; the lines of a plain
-    text file (fast, no parsing); None for a compressed one."""
+def count_rows(path: Path, fmt: str) -> int:
+    """Data rows in the file, for the progress bar: Parquet's metadata; the lines of a text
+    file (``.gz``: decompressed), read through once before any row of it is sent, and
+    decoded as UTF-8 on the way (in blocks of whole lines, no parsing), so that a byte that
+    is not UTF-8 anywhere in it stops the load before it begins, in ``_lines``' words."""
     if fmt == "parquet":
         return int(import_parquet().ParquetFile(path).metadata.num_rows)
-    if _gzipped(path):
-        return None
-    lines, last = 0, b"\n"
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    lines += last != b"\n"  # a last line without a newline
+    lines, rest, offset = 0, b"", 0  # offset: bytes before ``rest`` (a BOM excluded)
+    try:
+        with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as f:
+            first = True
+            while chunk := f.read(1 << 20):
+                if first and chunk.startswith(_BOM):
+                    chunk = chunk[len(_BOM) :]
+                first = False
+                data = rest + chunk
+                cut = data.rfind(b"\n") + 1  # (a block of whole lines: no character split)
+                _utf8(path, data[:cut], lines, offset)
+                lines += data.count(b"\n", 0, cut)
+                offset += cut
+                rest = data[cut:]
+            _utf8(path, rest, lines, offset)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise BackfillError(f"cannot read {path}: {exc}", BAD_INPUT) from None
+    lines += bool(rest)  # a last line without a newline
     return max(0, lines - 1) if fmt == "csv" else lines
+
+
+def _utf8(path: Path, block: bytes, lines_before: int, offset: int) -> None:
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = lines_before + block.count(b"\n", 0, exc.start) + 1
+        raise BackfillError(
+            f"{path.name} is not UTF-8 text (line {line}, byte {offset + exc.start}: "
+            f"{exc.reason})" + (_looks_gzipped(path, block) if line == 1 else ""),
+            BAD_INPUT,
+        ) from None
 
 
 class Reporter(Protocol):

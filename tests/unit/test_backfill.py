@@ -64,7 +64,7 @@ def test_gzip_and_parquet(tmp_path: Path) -> None:
         out.writelines(json.dumps(e) + "\n" for e in events)
     present = [{k: v for k, v in e.items() if v is not None} for e in events]  # null: absent
     assert [r.event for r in backfill.read_rows(gz, "ndjson")] == present
-    assert backfill.count_rows(gz, "ndjson") is None  # compressed: no up-front count
+    assert backfill.count_rows(gz, "ndjson") == 10  # read through, decompressed
     pq_file = tmp_path / "x.parquet"
     pq.write_table(pa.Table.from_pylist([decision(i) for i in range(3)]), pq_file)
     rows = list(backfill.read_rows(pq_file, "parquet"))

@@ -121,15 +121,31 @@ async def test_a_byte_that_is_not_utf8_names_the_line_and_byte(
     first = tmp_path / "first.csv"
     first.write_bytes(HEADER.encode() + b"\xff" + ROW.format(i=1).encode())
     assert bad_input(first) == "first.csv is not UTF-8 text (line 2, byte 86: invalid start byte)"
-    later = tmp_path / "later.csv"  # beyond the first rows: found as the load reaches it
-    later.write_bytes((HEADER + ROW.format(i=1) + ROW.format(i=2)).encode() + b"x\xff\n")
-    assert backfill.preflight(later) == "csv"
-    code, said = await run([later], tmp_path / "state")
-    assert code == 2
-    assert errors(said) == ["later.csv is not UTF-8 text (line 4, byte 225: invalid start byte)"]
-    assert len(broker.sent) == 2  # the rows before it, acknowledged and recorded
-    cp = json.loads(backfill.Checkpoint.path_for(tmp_path / "state", later).read_text())
-    assert (cp["rows"], cp["sent"], cp["done"]) == (2, 2, False)
+    # beyond the first rows (a file checked by its first rows only, before the broker is
+    # asked), and past the first MiB: found when the file is read through, before its load,
+    # in the words the reader would use; nothing of it sent, in plain and gzipped files
+    body = (HEADER + "".join(ROW.format(i=i) for i in range(1, 20_001))).encode()
+    assert len(body) > 1 << 20
+    ok = tmp_path / "ok.csv"
+    ok.write_text(HEADER + ROW.format(i=0))
+    for name in ("later.csv", "later.csv.gz"):
+        later = tmp_path / name
+        data = body + b"x\xff\n" + ROW.format(i=99).encode()
+        later.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        assert backfill.preflight(later) == "csv"
+        broker.sent.clear()
+        code, said = await run([ok, later], tmp_path / name.replace(".", "-"))
+        assert code == 2
+        said_line = (
+            f"{name} is not UTF-8 text (line 20002, byte {len(body) + 1}: invalid start byte)"
+        )
+        assert errors(said) == [said_line]
+        with pytest.raises(backfill.BackfillError) as caught:
+            list(backfill.read_rows(later, "csv"))  # (the reader's own words: the same)
+        assert str(caught.value) == said_line
+        assert len(broker.sent) == 1  # the file before it only
+        cp_path = backfill.Checkpoint.path_for(tmp_path / name.replace(".", "-"), later)
+        assert not cp_path.exists()
 
 
 def test_a_gz_file_that_is_not_gzip_is_one_line(tmp_path: Path) -> None:
