@@ -39,8 +39,11 @@ __all__ = ["EXIT_BAD_INPUT", "analyze_command"]
 
 EXIT_BAD_INPUT = 2
 REPORT_WIDTH = 200
-"""Columns of a report written to a pipe or a file (the widest table, the EWMA's or the
-CUSUM's with long group names, fits; a terminal's own width is used on a terminal)."""
+"""Columns of a report written to a pipe or a file; a terminal's own width is used on a
+terminal. The widest table, the Bernoulli CUSUM's with its signals, fits: the group name
+(a queue or site id of up to 128 characters) is the title above a table, wrapped, not a
+column (checked with two 128-character queues and sites, a drift, every chart: no cell
+cut)."""
 
 
 def analyze_command(
