@@ -4,6 +4,7 @@ Run::
 
     .venv/bin/python -m bench.analyze                      # 1M and 10M rows, every chart
     .venv/bin/python -m bench.analyze --rows 1000000 --charts p bernoulli-cusum
+    .venv/bin/python -m bench.analyze --formats parquet      # the same verdicts as Parquet
 
 Generates CSV files of verdicts under ``/tmp/qwatch-analyze-bench/`` (once; reused by later
 runs): 20 queues, 60 days, offsets from -05:00 to +08:00, 5% late rows, 1% repeated
@@ -18,12 +19,17 @@ they are identical, byte for byte.
 ``git archive main | tar -x -C /tmp/analyze-before``; the same venv, ``PYTHONPATH=DIR``)
 beside each new run, so that before and after are measured in the same session, on the
 same files, and their outputs compared.
+
+``--formats parquet`` measures the same verdicts as a Parquet file (written once from the
+CSV by pyarrow with the types it infers: ``reviewed_at`` a UTC timestamp, ``correct`` a
+boolean, the rest text), as a data warehouse export would type them.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
@@ -89,6 +95,23 @@ def generate(path: Path, rows: int, seed: int = 11) -> None:
     tmp.replace(path)
 
 
+_TO_PARQUET = """
+import sys
+from pyarrow import csv, parquet
+parquet.write_table(csv.read_csv(sys.argv[1]), sys.argv[2])
+"""
+
+
+def parquet_of(source: Path, path: Path) -> None:
+    """The CSV's verdicts as Parquet, typed as pyarrow infers them. In a process of its own:
+    the file is read whole (1.7 GB at 10 M rows), and a child started later by this one
+    would report this process's peak as its own (``ru_maxrss`` counts the pages a fork
+    shares until the child's exec)."""
+    tmp = path.with_suffix(".tmp")
+    subprocess.run([sys.executable, "-c", _TO_PARQUET, str(source), str(tmp)], check=True)
+    tmp.replace(path)
+
+
 def _shift(seconds: int, zone: str) -> str:
     sign = 1 if zone[0] == "+" else -1
     hours, minutes = int(zone[1:3]), int(zone[4:6])
@@ -118,6 +141,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--charts", nargs="+", default=list(CHART_KINDS), choices=CHART_KINDS)
     parser.add_argument("--old-max-rows", type=int, default=1_000_000)
+    parser.add_argument("--formats", nargs="+", default=["csv"], choices=["csv", "parquet"])
     parser.add_argument(
         "--before", type=Path, help="a checkout of the code to run qwatch from as well"
     )
@@ -125,30 +149,38 @@ def main() -> None:
     BENCH_DIR.mkdir(exist_ok=True)
     qwatch = str(Path(sys.executable).with_name("qwatch"))
     print(
-        f"{'rows':>11} {'chart':<16} {'path':<6} {'wall s':>8} {'CPU s':>7} {'peak MB':>8} "
+        f"{'rows':>11} {'chart, format':<24} {'path':<6} {'wall s':>8} {'CPU s':>7} {'peak MB':>8} "
         f"{'output':<13}"
     )
-    for rows in args.rows:
+    for rows, file_format in itertools.product(args.rows, args.formats):
         path = BENCH_DIR / f"verdicts-{rows}.csv"
         if not path.exists():
             started = time.perf_counter()
             generate(path, rows)
             print(f"# generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        if file_format == "parquet":
+            source, path = path, path.with_suffix(".parquet")
+            if not path.exists():
+                started = time.perf_counter()
+                parquet_of(source, path)
+                print(f"# wrote {path} ({path.stat().st_size / 1e6:,.0f} MB) in "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
         for chart in args.charts:
             new = measure([qwatch, "analyze", str(path), "--chart", chart, "--json"])
+            label = f"{chart} {file_format}"
             line = (
-                f"{rows:>11,} {chart:<16} new    {new[0]:>8.1f} {new[4]:>7.1f} {new[1]:>8.0f} "
+                f"{rows:>11,} {label:<24} new    {new[0]:>8.1f} {new[4]:>7.1f} {new[1]:>8.0f} "
                 f"{new[2]:<13}"
             )
             print(line + ("" if new[3] == 0 else f" exit {new[3]}"), flush=True)
             if args.before is not None:
                 env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
                 old = measure([qwatch, "analyze", str(path), "--chart", chart, "--json"], env)
-                _compare(rows, chart, "before", new, old)
+                _compare(rows, label, "before", new, old)
             if rows <= args.old_max_rows:
                 _compare(
-                    rows, chart, "old", new, measure([sys.executable, "-c", _OLD, str(path), chart])
+                    rows, label, "old", new, measure([sys.executable, "-c", _OLD, str(path), chart])
                 )
 
 
@@ -161,7 +193,7 @@ def _compare(
 ) -> None:
     same = "identical" if old[2] == new[2] else "DIFFERENT"
     print(
-        f"{rows:>11,} {chart:<16} {name:<6} {old[0]:>8.1f} {old[4]:>7.1f} {old[1]:>8.0f} "
+        f"{rows:>11,} {chart:<24} {name:<6} {old[0]:>8.1f} {old[4]:>7.1f} {old[1]:>8.0f} "
         f"{old[2]:<13} {same}; new/{name}: wall {new[0] / old[0]:.2f}, CPU "
         f"{new[4] / old[4]:.2f}, memory {new[1] / old[1]:.2f}",
         flush=True,

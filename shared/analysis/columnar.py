@@ -17,7 +17,8 @@ path.  What it adds are bounds a streaming reader needs: a line longer than
 
 CSV is read in bulk where it can be (:mod:`shared.analysis.bulk`: numpy on each chunk;
 the rows and chunks it leaves are read as before), which is what makes 10 million rows a
-matter of seconds.
+matter of seconds; Parquet likewise, batch by batch from its typed or text columns
+(``_parquet_fast``).
 
 Repeated ``verdict_id`` values are found by a 128-bit fingerprint of the id's UTF-8 bytes:
 an id of at most 8 bytes is its own (its bytes as a word, and its length: exact); a longer
@@ -34,7 +35,7 @@ import io
 import itertools
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,7 @@ from typing import IO, Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
-from shared.analysis.bulk import Fields, iso_micros, split_lines, text_column, words
+from shared.analysis.bulk import Fields, TextColumn, iso_micros, split_lines, text_column, words
 from shared.analysis.errors import InputError
 from shared.analysis.load import (
     _FALSE,
@@ -86,6 +87,10 @@ _BOM = b"\xef\xbb\xbf"
 _ID_SALT = b"\x00qwatch-dedup"
 
 Int64s = npt.NDArray[np.int64]
+# a text column's bytes (64 NULs after them) and, per row, where its value starts and ends
+Span = tuple[npt.NDArray[np.uint8], Int64s, Int64s]
+# a correct column, per row: says incorrect; says correct or incorrect; is blank (outcome says)
+Correct = tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +536,9 @@ class _CsvRows:
             ic, ist, iv, ig, io, ik = self.ic, self.ist, self.iv, self.ig, self.io, self.ik
             queue = values[self.iq].strip()
             word = values[ic].strip().lower() if ic < width else ""
+            if not word and io < width:  # a blank correct: the outcome says it
+                said = _OUTCOMES.get(values[io].strip().lower())
+                word = "" if said is None else "false" if said else "true"
             try:
                 parsed = datetime.fromisoformat(values[self.it].strip())
                 micros = (parsed - EPOCH) // US if parsed.utcoffset() is not None else -(1 << 63)
@@ -603,38 +611,77 @@ class _Fast:
     @classmethod
     def read(cls, rows: _CsvRows, fields: Fields) -> _Fast | None:
         width = rows.width
-        if rows.ic >= width or not fields.regular.size:
-            return None  # no correct column: read the reference way
+        if not fields.regular.size:
+            return None
         data = fields.data
-        builder = rows.builder
         time, ok = iso_micros(data, *fields.field(rows.it), _EARLIEST_US, _LATEST_US)
-        queue = text_column(data, *fields.field(rows.iq))
+        if rows.ic < width:
+            correct = _spelled_correct(text_column(data, *fields.field(rows.ic)))
+        else:  # no correct column: every row says it in outcome
+            none = np.zeros(ok.size, dtype=np.bool_)
+            correct = none, none, ~none
+        columns = {
+            "queue_id": rows.iq, "outcome": rows.io, "kind": rows.ik, "sample_type": rows.ist,
+            "verdict_id": rows.iv, rows.builder.by_column: rows.ig,
+        }  # fmt: skip
+
+        def span(name: str) -> Span | None:
+            index = columns[name]
+            return (data, *fields.field(index)) if index < width else None
+
+        return cls.build(fields.regular, time, ok, correct, span, rows.options, rows.builder)
+
+    @classmethod
+    def build(
+        cls,
+        lines: Int64s,
+        time: Int64s,
+        ok: npt.NDArray[np.bool_],
+        correct: Correct,
+        span: Callable[[str], Span | None],
+        options: LoadOptions,
+        builder: _Builder,
+    ) -> _Fast:
+        """The rows (``lines``) whose time was read (``ok``), whose ``correct`` (or, where it
+        is blank, ``outcome``) says whether they are incorrect, and whose text columns, read
+        from their bytes (``span``: None for a column the file lacks), are what the reference
+        reads them as; the others are left to it."""
+        incorrect, readable, blank = correct
+        queue_span = span("queue_id")
+        assert queue_span is not None  # (a required column)
+        queue = text_column(*queue_span)
         ok &= ~queue.long & np.array([bool(v.strip()) for v in queue.values])[queue.code]
-        correct = text_column(data, *fields.field(rows.ic))
-        spelled = [v.strip().lower() for v in correct.values]
-        ok &= ~correct.long & np.array([w in _TRUE or w in _FALSE for w in spelled])[correct.code]
-        incorrect = np.array([w in _FALSE for w in spelled])[correct.code]
-        if rows.io < width:  # a blank outcome, or one that agrees (else parse_row refuses)
-            outcome = text_column(data, *fields.field(rows.io))
+        outcome_span = span("outcome")
+        if outcome_span is None:
+            ok &= readable
+        else:
+            outcome = text_column(*outcome_span)
             # per distinct value: -2 blank, -1 unreadable, else whether it says incorrect
             said = [
                 _OUTCOMES.get(v.strip().lower(), -1) if v.strip() else -2 for v in outcome.values
             ]
             said_code = np.array(said, dtype=np.int8)[outcome.code]
-            ok &= ~outcome.long & ((said_code == -2) | (said_code == incorrect))
-        if rows.ik < width:  # a decision row: parse_row refuses it, at its line
-            row_kind = text_column(data, *fields.field(rows.ik))
+            # a readable correct with a blank outcome or one that agrees (parse_row refuses
+            # one that does not); a blank correct with a readable outcome, which then says it
+            from_outcome = blank & (said_code >= 0)
+            ok &= ~outcome.long & (
+                (readable & ((said_code == -2) | (said_code == incorrect))) | from_outcome
+            )
+            incorrect = np.where(from_outcome, said_code == 1, incorrect)
+        kind_span = span("kind")
+        if kind_span is not None:  # a decision row: parse_row refuses it, at its line
+            row_kind = text_column(*kind_span)
             decision = np.array([v.strip().lower() == "decision" for v in row_kind.values])
             ok &= ~row_kind.long & ~decision[row_kind.code]
         left_out_names: list[str] = []
-        if rows.ist < width:
-            sample = text_column(data, *fields.field(rows.ist))
+        sample_span = span("sample_type")
+        if sample_span is not None:
+            sample = text_column(*sample_span)
             ok &= ~sample.long
             kinds = [v.strip().lower() for v in sample.values]
             unsampled = np.array([not kind for kind in kinds])[sample.code]
             counted = [
-                -1 if not kind or kind == RANDOM or rows.options.all_samples else 0
-                for kind in kinds
+                -1 if not kind or kind == RANDOM or options.all_samples else 0 for kind in kinds
             ]
             for i, kind in enumerate(kinds):
                 if counted[i] == 0:
@@ -644,8 +691,9 @@ class _Fast:
         else:
             unsampled = np.ones(ok.size, dtype=np.bool_)
             left_out = np.full(ok.size, -1, dtype=np.int64)
-        if rows.ig < width:
-            group = text_column(data, *fields.field(rows.ig))
+        group_span = span(builder.by_column)
+        if group_span is not None:
+            group = text_column(*group_span)
             ok &= ~group.long
             codes = np.array(
                 [builder.code(v.strip() or None) for v in group.values], dtype=np.int32
@@ -658,8 +706,9 @@ class _Fast:
         has_id = np.zeros(take.size, dtype=np.bool_)
         hash1 = np.zeros(take.size, dtype=np.int64)
         hash2 = np.zeros(take.size, dtype=np.int64)
-        if rows.iv < width and counted_rows.size:
-            start, end = fields.field(rows.iv)
+        id_span = span("verdict_id")
+        if id_span is not None and counted_rows.size:
+            data, start, end = id_span
             where = np.searchsorted(take, counted_rows)
             start, end = start[counted_rows], end[counted_rows]
             length = end - start
@@ -678,7 +727,7 @@ class _Fast:
                     has_id[where[i]] = True
                     hash1[where[i]], hash2[where[i]] = _fingerprint(ident)
         return cls(
-            lines=fields.regular[take],
+            lines=lines[take],
             group=group_code[take],
             time=time[take],
             incorrect=incorrect[take],
@@ -744,13 +793,16 @@ def _load_ndjson(
             if (
                 type(queue) is str
                 and type(stamp) is str
-                and type(correct) is str
+                and (type(correct) is str or correct is None)
                 and (outcome is None or type(outcome) is str)
                 and (type(kind) is not str or kind.strip().lower() != "decision")
             ):
                 queue = queue.strip()
                 micros = timestamp(stamp)
-                word = correct.strip().lower()
+                word = correct.strip().lower() if correct is not None else ""
+                if not word and outcome is not None:  # a blank correct: the outcome says it
+                    said = _OUTCOMES.get(outcome.strip().lower())
+                    word = "" if said is None else "false" if said else "true"
                 if (
                     queue
                     and micros is not None
@@ -770,6 +822,18 @@ def _load_ndjson(
     if not lines.nonblank:
         raise lines.empty_error()
     return _finish_checks(builder, path.name, rows_read, tuple(seen), False, pending)
+
+
+def _spelled_correct(correct: TextColumn) -> Correct:
+    """A text ``correct`` column as ``Correct``."""
+    spelled = [v.strip().lower() for v in correct.values]
+    readable = np.array([w in _TRUE or w in _FALSE for w in spelled])[correct.code]
+    blank = np.array([not w for w in spelled])[correct.code]
+    return (
+        np.array([w in _FALSE for w in spelled])[correct.code],
+        ~correct.long & readable,
+        ~correct.long & blank,
+    )
 
 
 def _agrees(outcome: str, incorrect: bool) -> bool:
@@ -798,26 +862,212 @@ def _plain(record: Mapping[str, object]) -> bool:
 
 
 def _load_parquet(path: Path, options: LoadOptions, builder: _Builder) -> VerdictColumns:
+    """Batch by batch: the rows ``_parquet_fast`` reads from the columns, the others (and
+    every row of a batch it does not take) as the reference reads them, in file order."""
     parquet = import_parquet()
     rows_read = 0
     pending: InputError | None = None
     try:
         handle = parquet.ParquetFile(path)
         columns = tuple(str(name) for name in handle.schema_arrow.names)
-        batches: Sequence[Any] | Iterator[Any] = handle.iter_batches(batch_size=65_536)
+        try:
+            check_columns(columns, options.time_column, path.name, True)
+            columns_ok = True
+        except InputError:
+            columns_ok = False  # (reported by _finish_checks, after every row is read)
+        batches: Iterator[Any] = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS)
         for batch in batches:
-            for record in batch.to_pylist():
-                rows_read += 1
-                if pending is None:
-                    try:
-                        builder.add_row(parse_row(rows_read, record, options, "row"))
-                    except InputError as exc:
-                        pending = exc
+            n = batch.num_rows
+            fast = (
+                _parquet_fast(batch, options, builder) if columns_ok and pending is None else None
+            )
+            if fast is None:
+                records = batch.to_pylist()  # (every row converted: pyarrow's errors first)
+                slow = np.arange(n)
+            else:
+                records = None
+                slow = np.setdiff1d(np.arange(n), fast.lines, assume_unique=True)
+            done = 0  # fast rows taken so far
+            for i in [*slow.tolist(), n]:
+                if fast is not None:
+                    upto = int(np.searchsorted(fast.lines, i))
+                    if upto > done:
+                        if pending is None:
+                            fast.take(builder, done, upto)
+                        rows_read += upto - done
+                        done = upto
+                if i < n:
+                    rows_read += 1
+                    record = records[i] if records is not None else batch.slice(i, 1).to_pylist()[0]
+                    if pending is None:
+                        try:
+                            builder.add_row(parse_row(rows_read, record, options, "row"))
+                        except InputError as exc:
+                            pending = exc
     except InputError:
         raise
     except Exception as exc:  # pyarrow raises its own error types; report any of them
         raise InputError(f"cannot read {path.name} as Parquet: {exc}") from exc
     return _finish_checks(builder, path.name, rows_read, columns, True, pending)
+
+
+PARQUET_BATCH_ROWS = 65_536
+
+# The column types whose values pyarrow always converts to Python (the reference converts
+# every row of the file first, so a value it cannot convert is its error, wherever it is):
+# a batch with a column of another type (dates, times, nested) is read the reference way.
+_PLAIN_ARROW = ("string", "large_string", "boolean", "integer", "floating", "decimal", "binary",
+                "large_binary", "null")  # fmt: skip
+
+
+def _parquet_fast(batch: Any, options: LoadOptions, builder: _Builder) -> _Fast | None:
+    """The rows of a record batch read from its columns, as ``_Fast.build`` reads the CSV
+    ones: text columns from their bytes, the time as an ISO 8601 text (the bulk parser) or a
+    timestamp (its integer), ``correct`` as text, a boolean or 0/1; None (the whole batch
+    the reference way) for a column of another type than the reference reads there."""
+    pa = _pyarrow()
+
+    n = batch.num_rows
+    schema = batch.schema
+    by_name = {name: i for i, name in enumerate(schema.names)}
+    if n == 0 or len(by_name) != len(schema.names):
+        return None  # (a repeated column name: the reference's dict keeps the last)
+
+    def plain(kind: Any) -> bool:
+        if pa.types.is_dictionary(kind):  # (pandas' categories)
+            kind = kind.value_type
+        return any(getattr(pa.types, f"is_{t}")(kind) for t in _PLAIN_ARROW)
+
+    time_column = options.time_column
+    for name, kind in zip(schema.names, schema.types, strict=True):
+        if name != time_column and not plain(kind):
+            return None
+    spans: dict[str, Span | None] = {}
+    for name in ("queue_id", "outcome", "sample_type", "verdict_id", "site_id", "policy_id",
+                 "error_type", builder.by_column, "kind"):  # fmt: skip
+        if name not in by_name:
+            spans[name] = None
+            continue
+        column = batch.column(by_name[name])
+        found = _arrow_span(column)
+        if found is None:
+            if name == "kind" and not _text_type(column.type):
+                spans[name] = None  # a kind that is not text: ignored, as the reference does
+                continue
+            return None  # a number where text goes (the reference refuses it), or a NUL
+        spans[name] = found
+    read = _arrow_time(batch.column(by_name[time_column]), options)
+    if read is None:
+        return None
+    time, ok = read
+    if "correct" in by_name:
+        found_correct = _arrow_correct(batch.column(by_name["correct"]))
+        if found_correct is None:
+            return None
+        correct = found_correct
+    else:  # every row says it in outcome
+        none = np.zeros(n, dtype=np.bool_)
+        correct = none, none, ~none
+    return _Fast.build(np.arange(n), time, ok, correct, spans.__getitem__, options, builder)
+
+
+def _text_type(kind: Any) -> bool:
+    """A string column (or pandas' categories of strings)."""
+    pa = _pyarrow()
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _arrow_span(column: Any) -> Span | None:
+    """A text column's bytes and each row's start and end in them (a null: empty), or None
+    for a column that is not text, or holds a NUL (the bulk readers' fixed-width cells would
+    drop it)."""
+    pa = _pyarrow()
+
+    n = len(column)
+    if pa.types.is_dictionary(column.type) and _text_type(column.type):
+        column = column.cast(column.type.value_type)  # (pandas' categories: their values)
+    if pa.types.is_null(column.type):
+        none = np.zeros(n, dtype=np.int64)
+        return np.zeros(64, dtype=np.uint8), none, none.copy()
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    _, offsets_buffer, data_buffer = column.buffers()
+    at = np.frombuffer(offsets_buffer, dtype=width)[column.offset : column.offset + n + 1]
+    offsets: Int64s = at.astype(np.int64)
+    low, high = int(offsets[0]), int(offsets[-1])
+    body = (
+        np.frombuffer(data_buffer, dtype=np.uint8)[low:high]
+        if data_buffer is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
+    if body.size and not body.all():
+        return None
+    data = np.concatenate((body, np.zeros(64, dtype=np.uint8)))
+    start: Int64s = offsets[:-1] - low
+    end: Int64s = offsets[1:] - low
+    if column.null_count:
+        end = np.where(np.asarray(column.is_valid()), end, start).astype(np.int64)  # null: blank
+    return data, start, end
+
+
+_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def _pyarrow() -> Any:
+    """pyarrow (installed: the file was opened with it), untyped."""
+    import importlib
+
+    return importlib.import_module("pyarrow")
+
+
+def _arrow_time(column: Any, options: LoadOptions) -> tuple[Int64s, npt.NDArray[np.bool_]] | None:
+    """Microseconds since the epoch (UTC) and which rows have a time the reference reads as
+    that instant within its bounds; None for a column of another type."""
+    pa = _pyarrow()
+
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        found = _arrow_span(column)
+        if found is None:
+            return None
+        return iso_micros(*found, _EARLIEST_US, _LATEST_US)
+    if not pa.types.is_timestamp(kind):
+        return None
+    valid = np.asarray(column.is_valid())
+    values = np.asarray(column.cast(pa.int64()).fill_null(0))
+    if kind.unit == "ns":  # converted to a datetime only when a whole microsecond
+        ok = valid & (values % 1000 == 0)
+        micros = values // 1000
+    else:
+        per = _PER_UNIT[kind.unit]
+        ok = valid & (values >= _EARLIEST_US // per) & (values <= _LATEST_US // per)
+        micros = np.where(ok, values, 0) * per
+    if kind.tz is None and not options.assume_utc:
+        ok &= False  # a naive time: the reference says so
+    ok &= (micros >= _EARLIEST_US) & (micros < _LATEST_US)
+    return micros.astype(np.int64), ok
+
+
+def _arrow_correct(column: Any) -> Correct | None:
+    """A ``correct`` column of text, booleans or 0/1 (a null: blank) as ``Correct``; None
+    for another type."""
+    pa = _pyarrow()
+
+    kind = column.type
+    valid = np.asarray(column.is_valid())
+    if pa.types.is_boolean(kind):
+        said = np.asarray(column.fill_null(True), dtype=np.bool_)
+        return ~said, valid, ~valid
+    if pa.types.is_integer(kind):
+        values = np.asarray(column.cast(pa.int64()).fill_null(-1))
+        return values == 0, valid & ((values == 0) | (values == 1)), ~valid
+    found = _arrow_span(column)  # (text, or all null)
+    if found is None:
+        return None
+    return _spelled_correct(text_column(*found))
 
 
 def micros_to_datetime(micros: int) -> datetime:

@@ -444,3 +444,179 @@ def test_correct_and_outcome_that_disagree_are_refused_on_every_path(
             )
         else:
             assert not isinstance(expected, str), expected
+
+
+def _parquet_variants(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, LoadOptions]]:
+    """The same verdicts as Parquet exporters write them: all text (as read from a CSV), or
+    typed (times as timestamps of each unit, in UTC, at an offset or naive; correct as a
+    boolean or 0/1; blanks as nulls)."""
+    pa = pytest.importorskip("pyarrow")
+    from shared.analysis.load import _TRUE
+
+    def blank_null(r: dict[str, Any]) -> dict[str, Any]:
+        return {k: (None if v == "" else v) for k, v in r.items()}
+
+    instants = [datetime.fromisoformat(r["reviewed_at"].strip()) for r in rows]
+    said = [None if not r["correct"] else r["correct"].strip().lower() in _TRUE for r in rows]
+    nulls = [blank_null(r) for r in rows]
+
+    def typed(time: Any, correct: Any) -> Any:
+        table = pa.Table.from_pylist(nulls)
+        table = table.set_column(table.schema.get_field_index("reviewed_at"), "reviewed_at", time)
+        return table.set_column(table.schema.get_field_index("correct"), "correct", correct)
+
+    micros = [int((t - EPOCH_UTC) // timedelta(microseconds=1)) for t in instants]
+    return {
+        "text": (pa.Table.from_pylist(rows), LoadOptions()),
+        "us, UTC, boolean": (
+            typed(pa.array(micros, pa.timestamp("us", tz="UTC")), pa.array(said, pa.bool_())),
+            LoadOptions(),
+        ),
+        "ns at +05:45, 0/1": (
+            typed(
+                pa.array([m * 1000 for m in micros], pa.timestamp("ns", tz="+05:45")),
+                pa.array([None if s is None else int(s) for s in said], pa.int8()),
+            ),
+            LoadOptions(),
+        ),
+        "s, UTC, text": (
+            typed(
+                pa.array([m // 10**6 for m in micros], pa.timestamp("s", tz="UTC")),
+                pa.array([r["correct"] for r in rows], pa.string()),
+            ),
+            LoadOptions(),
+        ),
+        "categories, ms at -05:00": (
+            typed(
+                pa.array([m // 1000 for m in micros], pa.timestamp("ms", tz="-05:00")),
+                pa.array(said, pa.bool_()),
+            ),
+            LoadOptions(),
+        ),
+        "naive, --assume-utc": (
+            typed(pa.array(micros, pa.timestamp("us")), pa.array(said, pa.bool_())),
+            LoadOptions(assume_utc=True),
+        ),
+    }
+
+
+EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "text",
+        "us, UTC, boolean",
+        "ns at +05:45, 0/1",
+        "s, UTC, text",
+        "categories, ms at -05:00",
+        "naive, --assume-utc",
+    ],
+)
+def test_parquet_columns_are_read_as_the_reference_reads_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    """Parquet was read row by row (10 M rows: minutes); its typed and text columns are now
+    read as columns, batch by batch, and each row the columns cannot say is read the
+    reference way in its place: the same report, whatever the types."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = generated_rows(11, 900)
+    for r in rows[::50]:
+        r["reviewed_at"] = f" {r['reviewed_at']} "  # (text: the reference strips it)
+    table, options = _parquet_variants(rows)[variant]
+    if variant.startswith("categories"):  # pandas' category columns: dictionaries
+        for name in ("queue_id", "site_id", "sample_type", "outcome"):
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, table.column(name).dictionary_encode())
+    path = tmp_path / "v.parquet"
+    pq.write_table(table, path)
+    monkeypatch.setattr(columnar, "PARQUET_BATCH_ROWS", 128)  # several batches
+    calls = _counting_parse_row(monkeypatch)
+    for spec in (ChartSpec(), ChartSpec(chart="bernoulli-cusum", by="site"), SPECS[5]):
+        calls[0] = 0
+        expected = outcome(reference_output, path, spec, options)
+        assert not isinstance(expected, str), expected
+        assert outcome(columnar_output, path, spec, options) == expected, spec
+        # the only rows the columns do not say: the text times with spaces (18)
+        assert calls[0] == (18 if variant == "text" else 0), calls
+
+
+@pytest.mark.parametrize(
+    ("change", "first"),
+    [
+        ({"queue_id": None}, "InputError: row 301, column 'queue_id': no value"),
+        ({"correct": "maybe"}, "InputError: row 301, column 'correct'"),
+        ({"correct": "no", "outcome": "correct"}, "InputError: row 301: 'correct' and 'outcome'"),
+        ({"kind": "decision"}, "InputError: row 301, column 'kind'"),
+        ({"reviewed_at": "2026-10-01T10:00:00"}, "InputError: row 301, column 'reviewed_at'"),
+    ],
+)
+def test_a_bad_parquet_row_is_refused_with_the_reference_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any], first: str
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = [{**r, "kind": "verdict"} for r in generated_rows(5, 600)]
+    rows[300] = {**rows[300], **change}
+    path = tmp_path / "v.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    monkeypatch.setattr(columnar, "PARQUET_BATCH_ROWS", 100)
+    expected = outcome(reference_output, path, ChartSpec(), LoadOptions())
+    assert isinstance(expected, str)
+    assert expected.startswith(first), expected
+    assert outcome(columnar_output, path, ChartSpec(), LoadOptions()) == expected
+
+
+def test_parquet_types_the_reference_cannot_convert_are_its_error(tmp_path: Path) -> None:
+    """A nanosecond time that is not a whole microsecond cannot become a Python datetime:
+    the reference's error (it converts every row first), not a silently truncated time."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    n = 300
+    ns = [1_790_000_000_000_000_000 + i * 10**9 for i in range(n)]
+    ns[250] += 1
+    whole = [i * 10**9 for i in range(1, n + 1)]
+    for what in ("reviewed_at", "other"):
+        times = pa.array(ns if what == "reviewed_at" else whole, pa.timestamp("ns", tz="UTC"))
+        table = pa.table({"queue_id": ["q"] * n, "reviewed_at": times, "correct": [True] * n})
+        if what == "other":
+            table = table.append_column("other", pa.array(ns, pa.timestamp("ns", tz="UTC")))
+        path = tmp_path / f"{what}.parquet"
+        pq.write_table(table, path)
+        expected = outcome(reference_output, path, ChartSpec(), LoadOptions())
+        assert isinstance(expected, str)
+        assert expected.startswith("InputError: cannot read"), expected
+        assert outcome(columnar_output, path, ChartSpec(), LoadOptions()) == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "parquet"])
+def test_a_file_that_says_outcome_only_keeps_the_fast_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """No correct column, or a blank one on a row: the outcome says it, on the fast path
+    too (a file of outcomes was read row by row, far from the speed target)."""
+    rows = generated_rows(13, 600)
+    for r in rows:
+        if r["correct"] and not r["outcome"]:
+            incorrect = r["correct"].strip().lower() in ("false", "0", "no", "f")
+            r["outcome"] = "incorrect" if incorrect else "correct"
+        r["correct"] = ""
+    if fmt == "parquet":
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        path = tmp_path / "v.parquet"
+        pq.write_table(pa.Table.from_pylist([{k: v for k, v in r.items() if k != "correct"}
+                                             for r in rows]), path)  # fmt: skip
+    elif fmt == "ndjson":
+        path = write_ndjson(
+            tmp_path / "v.ndjson", [{k: v for k, v in r.items() if v} for r in rows]
+        )
+    else:
+        path = write_csv(tmp_path / "v.csv", rows, [c for c in COLUMNS if c != "correct"])
+    calls = _counting_parse_row(monkeypatch)
+    for spec in (ChartSpec(), ChartSpec(chart="bernoulli-cusum", by="site")):
+        expected = outcome(reference_output, path, spec, LoadOptions())
+        assert not isinstance(expected, str), expected
+        assert outcome(columnar_output, path, spec, LoadOptions()) == expected
+    assert calls[0] == 0
