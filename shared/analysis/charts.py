@@ -865,8 +865,10 @@ class _Charter:
         self, design: BernoulliCusumDesign, arl0: float, count: int
     ) -> dict[str, float]:
         fewer = "a larger --h" if self.spec.h is not None else "raise --arl0"
+        expected = count / arl0  # (one significant digit where one decimal would say 0.0)
+        shown = f"{expected:.1f}" if expected >= 0.05 or not expected else f"{expected:.1g}"
         self.notes.append(
-            f"in control, {count / arl0:.1f} false alarms are expected in "
+            f"in control, {shown} false alarms are expected in "
             f"{count:,} verdicts (ARL0 {arl0:,.0f}); {fewer} for fewer"
         )
         return {

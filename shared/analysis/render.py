@@ -60,7 +60,15 @@ _GROUP_WORD = {"queue": "queue", "site": "site", "policy": "policy"}
 
 
 def _pct(value: float | None) -> str:
-    return "" if value is None else _fixed(100.0 * value, 2) + "%"
+    if value is None:
+        return ""
+    text = _fixed(100.0 * value, 2)
+    if value < 1.0 and float(text) >= 100.0:  # an accuracy of 99.999%: not 100.00%
+        text = next(
+            (t for d in range(3, 9) if float(t := f"{100.0 * value:.{d}f}") < 100.0),
+            f"{100.0 * value:.12g}",
+        )
+    return text + "%"
 
 
 def _num(value: float | None, digits: int = 2) -> str:

@@ -133,6 +133,30 @@ def test_small_rates_are_never_printed_as_zero(tmp_path: Path) -> None:
     assert render_module._pct(0.2313) == "23.13%"
 
 
+def test_an_accuracy_short_of_one_is_never_printed_as_100_percent(tmp_path: Path) -> None:
+    """The mirror of the above: 99.999% was printed "100.00%"; and the note on a Bernoulli
+    CUSUM's false alarms said "0.0 false alarms are expected" for 0.004."""
+    assert render_module._pct(0.99999) == "99.999%"
+    assert render_module._pct(1 - 1e-9) == "99.9999999%"
+    assert render_module._pct(1.0) == "100.00%"
+    assert render_module._pct(0.9999) == "99.99%"
+    rows = verdict_rows([1, 0], n=[100_000, 100])  # one error in 100,000: 99.999% accurate
+    path = write_csv(tmp_path / "v.csv", rows)
+    report = build_report(load_verdicts(path), ChartSpec(), path.name)
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if line.startswith("│ 1 │"))
+    assert "│  99.999% │" in row, row  # the first day's accuracy
+    assert "100.00%" in text  # (the second day: no error at all)
+    small = write_csv(tmp_path / "small.csv", verdict_rows([5, 3, 4], n=400))
+    few = build_report(
+        load_verdicts(small), ChartSpec(chart="bernoulli-cusum", arl0=1e6), small.name
+    )
+    (note,) = [n for n in few.groups[0].notes if "false alarms are expected" in n]
+    assert note.startswith("in control, 0.001 false alarms are expected in 1,200 verdicts")
+
+
 def test_the_plot_title_counts_the_baseline_subgroups(tmp_path: Path) -> None:
     """The plot said "trial limits from all subgroups but 15" with --exclude 15."""
     excluded = oj_report(tmp_path, exclude=parse_exclusions(["15,23"]))
