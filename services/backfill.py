@@ -435,6 +435,10 @@ async def load_file(
     topics = kafka.topics
     from shared.kafka import ensure_topics, make_producer
 
+    if cp.rejected > max_rejects:  # stopped there before: not one more row, the same words
+        raise BackfillError(_too_many(path, max_rejects, _first_reject(rejects_path), rejects_path))
+    if cp.rows == 0:
+        _forget(rejects_path)  # (a load from the start: its own rejects only)
     prog.total = count_rows(path, fmt)
     await ensure_topics(kafka)
     producer = make_producer(kafka, linger_ms=20)
@@ -485,12 +489,7 @@ async def load_file(
             prog.rows = row.number
             if prog.rejected > max_rejects:
                 await settle()
-                first = f"the first: {first_reject}; " if first_reject else ""
-                raise BackfillError(
-                    f"{path.name}: more than {max_rejects:,} rows rejected, so the load stops "
-                    f"here ({first}all the reasons are in {rejects_path}); fix the export, or "
-                    "raise --max-rejects, and run the same command again"
-                )
+                raise BackfillError(_too_many(path, max_rejects, first_reject, rejects_path))
             if rate > 0:
                 ahead = (prog.rows - base) / rate - (time.monotonic() - started)
                 if ahead > 0.01:
@@ -524,6 +523,31 @@ async def load_file(
     if reporter is not None:
         reporter.finished(prog, cp, rejects_path)
     return cp
+
+
+def _forget(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _first_reject(rejects_path: Path) -> str:
+    """The first line of a rejects file as "row N: reason" ("" if none can be read)."""
+    try:
+        with rejects_path.open(encoding="utf-8") as f:
+            first = json.loads(f.readline())
+        return f"row {first['row']}: {first['reason']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _too_many(path: Path, max_rejects: int, first_reject: str, rejects_path: Path) -> str:
+    first = f"the first: {first_reject}; " if first_reject else ""
+    return (
+        f"{path.name}: more than {max_rejects:,} rows rejected, so the load stops here ({first}"
+        f"all the reasons are in {rejects_path}). Rejected rows are sent only by a load with "
+        "--restart: fix what the reasons say (the export, or e.g. admit the queue), then load "
+        "the file again with --restart; or, to go on without the rejected rows, run the same "
+        "command with a higher --max-rejects"
+    )
 
 
 async def run_backfill(

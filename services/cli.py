@@ -341,8 +341,13 @@ def backfill(
         float, typer.Option(help="rows per second at most; 0 = as fast as the broker takes")
     ] = 0.0,
     state_dir: Annotated[
-        Path, typer.Option(help="where the checkpoints and the rejected rows are kept")
-    ] = Path("var/backfill"),
+        Path | None,
+        typer.Option(
+            help="where the checkpoints and the rejected rows are kept [default: "
+            "$QW_STATE_DIR/backfill, else var/backfill in the project; not the working "
+            "directory, so the same command resumes from anywhere]"
+        ),
+    ] = None,
 ) -> None:
     """Load past decisions and verdicts into the raw topics (resumable: Ctrl-C, then the
     same command), so baselines are learned from history. docs/operations.md, "Backfill"."""
@@ -350,7 +355,7 @@ def backfill(
     from services.ingest.admission import QueuePolicy
     from services.ingest.settings import IngestSettings
     from shared.analysis.errors import InputError
-    from shared.settings import KafkaSettings
+    from shared.settings import KafkaSettings, local_state_dir
 
     if not (math.isfinite(rate) and rate >= 0):
         raise _fail(f"--rate must be a number of rows per second >= 0, got {rate}", 2)
@@ -361,6 +366,7 @@ def backfill(
             raise _fail(str(exc), exc.code) from None
     ingest = IngestSettings()  # rows are checked as ingest will check them: times, queues
     max_age_days = ingest.max_age_days
+    folder = (state_dir or local_state_dir() / "backfill").resolve()  # (paths said in full)
     queues = QueuePolicy(ingest.queues, ingest.queue_patterns(), ingest.queues_open_max)
     kafka = KafkaSettings()
     _broker_answers(kafka)
@@ -368,7 +374,7 @@ def backfill(
     try:
         with _kafka_refusals():
             code = asyncio.run(run_backfill(
-                files, kafka, state_dir=state_dir, restart=restart, max_rejects=max_rejects,
+                files, kafka, state_dir=folder, restart=restart, max_rejects=max_rejects,
                 max_age_days=max_age_days, rate=rate, reporter=reporter, queues=queues,
             ))  # fmt: skip
     except (BackfillError, InputError) as exc:

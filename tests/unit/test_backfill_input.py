@@ -305,6 +305,53 @@ async def test_max_rejects_stops_the_command_before_the_next_file(
     )
     assert [json.loads(value)["decision_id"] for _, value, _ in broker.sent] == ["d1"]
     assert not backfill.Checkpoint.path_for(tmp_path / "state", after).exists()
+    assert message.endswith(
+        "Rejected rows are sent only by a load with --restart: fix what the reasons say (the "
+        "export, or e.g. admit the queue), then load the file again with --restart; or, to go "
+        "on without the rejected rows, run the same command with a higher --max-rejects"
+    )
+    # the same command again: the same words, and not one more row (a trial's rerun sent one
+    # row a time and lost the first reason)
+    for _ in range(2):
+        code, said = await run([broken, after], tmp_path / "state", max_rejects=2)
+        assert (code, errors(said)) == (1, [message])
+        assert len(broker.sent) == 1
+    # a higher --max-rejects goes on without them; --restart starts the rejects anew
+    code, _ = await run([broken, after], tmp_path / "state", max_rejects=5)
+    assert code == 0
+    assert [json.loads(value)["decision_id"] for _, value, _ in broker.sent] == ["d1", "d2", "d3"]
+    (rejects,) = (tmp_path / "state").glob("oct-01.csv.*.rejects.ndjson")
+    assert len(rejects.read_text().splitlines()) == 3
+    broken.write_text(HEADER + ROW.format(i=1) + ROW.format(i=2))  # the export fixed
+    code, _ = await run([broken], tmp_path / "state", restart=True)
+    assert code == 0
+    assert not rejects.exists()  # (no stale reasons beside a checkpoint of 0 rejected)
+
+
+def test_the_state_folder_does_not_depend_on_the_working_directory(
+    tmp_path: Path, broker: FakeProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints were kept in ./var/backfill: the same command from another directory
+    sent a loaded file again. The default is $QW_STATE_DIR/backfill (else the project's
+    var/backfill), whatever the working directory."""
+    from typer.testing import CliRunner
+
+    from services import cli
+
+    monkeypatch.setattr(cli, "_broker_answers", lambda kafka: None)
+    monkeypatch.setenv("QW_INGEST_QUEUES", "open")
+    monkeypatch.setenv("QW_STATE_DIR", str(tmp_path / "state"))
+    export = tmp_path / "hist.csv"
+    export.write_text(HEADER + ROW.format(i=1))
+    for cwd in (tmp_path, tmp_path / "elsewhere"):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        result = CliRunner().invoke(cli.app, ["backfill", str(export)])
+        assert result.exit_code == 0, result.output
+    assert "already loaded" in result.stderr
+    assert len(broker.sent) == 1
+    assert list((tmp_path / "state" / "backfill").glob("hist.csv.*.json"))
+    assert not (tmp_path / "var").exists()
 
 
 async def test_ctrl_c_ends_the_wait_of_a_slow_rate(tmp_path: Path, broker: FakeProducer) -> None:
