@@ -60,7 +60,7 @@ from services.ingest.validation import (
 )
 from shared import codec
 from shared.analysis.errors import InputError
-from shared.analysis.load import FileFormat, detect_format, import_parquet
+from shared.analysis.load import FileFormat, detect_format, import_parquet, micro_times
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 
@@ -216,7 +216,7 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
         try:
             reader = parquet.ParquetFile(path)
             for batch in reader.iter_batches(batch_size=10_000):
-                for rec in batch.to_pylist():
+                for rec in micro_times(batch).to_pylist():  # (ns: to the microsecond)
                     number += 1
                     yield Row(
                         number, {k: _parquet_value(k, v) for k, v in rec.items() if _present(v)}

@@ -59,6 +59,7 @@ from shared.analysis.load import (
     detect_format,
     import_parquet,
     load_notes,
+    micro_times,
     parse_row,
     read_csv_header,
 )
@@ -876,7 +877,8 @@ def _load_parquet(path: Path, options: LoadOptions, builder: _Builder) -> Verdic
         except InputError:
             columns_ok = False  # (reported by _finish_checks, after every row is read)
         batches: Iterator[Any] = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS)
-        for batch in batches:
+        for raw in batches:
+            batch = micro_times(raw)  # (as the reference reads them: load.py)
             n = batch.num_rows
             fast = (
                 _parquet_fast(batch, options, builder) if columns_ok and pending is None else None
@@ -1038,13 +1040,11 @@ def _arrow_time(column: Any, options: LoadOptions) -> tuple[Int64s, npt.NDArray[
         return None
     valid = np.asarray(column.is_valid())
     values = np.asarray(column.cast(pa.int64()).fill_null(0))
-    if kind.unit == "ns":  # converted to a datetime only when a whole microsecond
-        ok = valid & (values % 1000 == 0)
-        micros = values // 1000
-    else:
-        per = _PER_UNIT[kind.unit]
-        ok = valid & (values >= _EARLIEST_US // per) & (values <= _LATEST_US // per)
-        micros = np.where(ok, values, 0) * per
+    per = _PER_UNIT.get(kind.unit)
+    if per is None:  # (nanoseconds were truncated to microseconds before: micro_times)
+        return None
+    ok = valid & (values >= _EARLIEST_US // per) & (values <= _LATEST_US // per)
+    micros = np.where(ok, values, 0) * per
     if kind.tz is None and not options.assume_utc:
         ok &= False  # a naive time: the reference says so
     ok &= (micros >= _EARLIEST_US) & (micros < _LATEST_US)
@@ -1061,8 +1061,8 @@ def _arrow_correct(column: Any) -> Correct | None:
     if pa.types.is_boolean(kind):
         said = np.asarray(column.fill_null(True), dtype=np.bool_)
         return ~said, valid, ~valid
-    if pa.types.is_integer(kind):
-        values = np.asarray(column.cast(pa.int64()).fill_null(-1))
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):  # (pandas: 1.0 and 0.0)
+        values = np.asarray(column.cast(pa.float64()).fill_null(-1.0))
         return values == 0, valid & ((values == 0) | (values == 1)), ~valid
     found = _arrow_span(column)  # (text, or all null)
     if found is None:

@@ -68,8 +68,9 @@ _EXTENSIONS: dict[str, FileFormat] = {
     ".pq": "parquet",
 }
 
-_TRUE = frozenset({"true", "t", "1", "yes", "y"})
-_FALSE = frozenset({"false", "f", "0", "no", "n"})
+# (1.0 and 0.0: pandas writes a 0/1 column with gaps as floats)
+_TRUE = frozenset({"true", "t", "1", "1.0", "yes", "y"})
+_FALSE = frozenset({"false", "f", "0", "0.0", "no", "n"})
 _OUTCOMES = {"correct": False, "incorrect": True}
 RANDOM = "random"
 EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
@@ -280,10 +281,23 @@ def import_parquet() -> Any:
         ) from None
 
 
+def micro_times(data: Any) -> Any:
+    """A Parquet table or record batch with its nanosecond timestamps truncated to the
+    microsecond: a Python datetime holds microseconds (pyarrow refuses to convert a time
+    that is not a whole one, with a message about pandas), and digits past the sixth of a
+    text time are truncated too, as ``datetime.fromisoformat`` does."""
+    pa = importlib.import_module("pyarrow")
+    for i, field in enumerate(data.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            micro = pa.timestamp("us", tz=field.type.tz)
+            data = data.set_column(i, field.name, data.column(i).cast(micro, safe=False))
+    return data
+
+
 def _parquet_records(path: Path) -> tuple[tuple[str, ...], list[tuple[int, Record]]]:
     parquet = import_parquet()
     try:
-        table = parquet.read_table(path)
+        table = micro_times(parquet.read_table(path))
         columns = tuple(str(name) for name in table.column_names)
         rows = table.to_pylist()
     except Exception as exc:  # pyarrow raises its own error types; report any of them
@@ -423,10 +437,22 @@ class _Where:
     line: int
 
     def error(self, column: str, value: object, why: str) -> InputError:
-        return InputError(f"{self.unit} {self.line}, column {column!r}: {why} (value {value!r})")
+        return InputError(
+            f"{self.unit} {self.line}, column {column!r}: {why} (value {shown(value)})"
+        )
 
     def missing(self, column: str) -> InputError:
         return InputError(f"{self.unit} {self.line}, column {column!r}: no value")
+
+
+def shown(value: object) -> str:
+    """A value as the user wrote it: text quoted, a time or date in ISO 8601, a boolean as
+    JSON has it (not Python's ``datetime.datetime(2026, 9, 1, 0, 0)`` or ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, date):  # (a datetime is a date)
+        return value.isoformat()
+    return repr(value)
 
 
 def _blank(value: object) -> bool:
@@ -518,7 +544,7 @@ def _incorrect(record: Record, where: _Where) -> bool:
         # neither column can be preferred silently: one of them is wrong
         raise InputError(
             f"{where.unit} {where.line}: 'correct' and 'outcome' disagree "
-            f"(correct {correct!r}, outcome {outcome!r})"
+            f"(correct {shown(correct)}, outcome {shown(outcome)})"
         )
     return said
 
@@ -527,7 +553,7 @@ def _read_correct(value: object, where: _Where) -> bool:
     """Whether a ``correct`` value (not blank) says incorrect."""
     if isinstance(value, bool):
         return not value
-    if isinstance(value, int) and value in (0, 1):
+    if isinstance(value, int | float) and value in (0, 1):  # (1.0 and 0.0 too, as pandas has them)
         return value == 0
     if isinstance(value, str):
         word = value.strip().lower()

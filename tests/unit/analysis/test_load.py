@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def test_a_number_in_a_text_column_is_refused_by_both_loaders(
     of 7.5 was refused; the live pipeline takes strings only, in every one of these."""
     good = {"queue_id": "q", "reviewed_at": "2026-10-01T10:00:00Z", "correct": "true"}
     path = write_ndjson(tmp_path / "v.ndjson", [good, {**good, column: value}, good])
-    expected = f"line 2, column {column!r}: expected a string (value {value!r})"
+    expected = f"line 2, column {column!r}: expected a string (value {json.dumps(value)})"
     assert _both_loaders(path) == [expected, expected]
 
 
