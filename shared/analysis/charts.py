@@ -487,7 +487,7 @@ class BaselineInfo:
                 what = f"Phase I: first {of}"
             text = (
                 f"{what} subgroups: p̄ = "
-                f"{rate_text(self.p_bar)} ({self.errors_total} errors / {self.n_total} verdicts)"
+                f"{rate_text(self.p_bar)} ({self.errors_total:,} errors / {self.n_total:,} verdicts)"
             )
             if self.excluded:
                 text += f", excluding {', '.join(map(str, self.excluded))}"

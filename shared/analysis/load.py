@@ -398,20 +398,20 @@ def load_notes(
             "by design, so the error rate is not the queue's accuracy)"
         )
     elif left_out:
-        detail = ", ".join(f"{name} {count}" for name, count in sorted(left_out.items()))
+        detail = ", ".join(f"{name} {count:,}" for name, count in sorted(left_out.items()))
         notes.append(
-            f"only random samples count for accuracy: {sum(left_out.values())} of "
-            f"{rows_read} verdicts left out ({detail}); --all-samples includes them"
+            f"only random samples count for accuracy: {sum(left_out.values()):,} of "
+            f"{rows_read:,} verdicts left out ({detail}); --all-samples includes them"
         )
     else:
         notes.append("only random samples count for accuracy (all rows are random samples)")
     if has_sample_type and not all_samples and blank_sample_types:
         notes.append(
-            f"{blank_sample_types} verdict(s) without a sample_type counted as random samples "
+            f"{blank_sample_types:,} verdict(s) without a sample_type counted as random samples "
             "(the live pipeline's default)"
         )
     if duplicates:
-        notes.append(f"{duplicates} repeated verdict_id row(s) counted once (first kept)")
+        notes.append(f"{duplicates:,} repeated verdict_id row(s) counted once (first kept)")
     return notes
 
 

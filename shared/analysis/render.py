@@ -120,7 +120,7 @@ def _summary(group: GroupChart, report: Report) -> str:
     total = len(group.points) if per_verdict else len(group.subgroups)
     return (
         f"{group.n:,} verdicts, {group.errors:,} errors, accuracy {_pct(group.accuracy)}; "
-        f"{group.signal_count} of {total:,} {unit} signal"
+        f"{group.signal_count:,} of {total:,} {unit} signal"
     )
 
 
@@ -157,7 +157,7 @@ def print_report(report: Report, console: Console) -> None:
     signalled = sum(1 for g in charted if g.signal_count)
     console.print()
     console.print(
-        f"{signalled} of {len(report.groups)} group(s) with signals"
+        f"{signalled:,} of {len(report.groups):,} group(s) with signals"
         + (
             f"; {len(report.groups) - len(charted)} could not be charted"
             if len(charted) < len(report.groups)

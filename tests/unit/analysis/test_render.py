@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,21 @@ def test_the_plot_title_counts_the_baseline_subgroups(tmp_path: Path) -> None:
     assert render_module._source_words(oj_report(tmp_path).groups[0]) == (
         "trial limits from all subgroups"
     )
+
+
+def test_counts_in_the_report_have_thousands_separators(tmp_path: Path) -> None:
+    """ "3976 of 20000 verdicts left out" sat beside "1442 of 667,072 verdicts signal"."""
+    rows = verdict_rows([40, 30], n=6000)
+    for i, row in enumerate(rows):
+        row["sample_type"] = "random" if i % 5 else "targeted"
+        row["verdict_id"] = f"v{i % 5000}"  # (1,000 repeated)
+    path = write_csv(tmp_path / "v.csv", rows)
+    report = build_report(load_verdicts(path), ChartSpec(), path.name)
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    text = console.export_text()
+    assert "2,400 of 12,000 verdicts left out (targeted 2,400)" in text
+    assert "repeated verdict_id row(s) counted once" in text
+    assert " errors / " in text
+    said = [ln for ln in text.splitlines() if not ln.startswith(("│", "┃", "┏", "┡", "└"))]
+    assert not re.search(r"\b\d{4,}\b", "\n".join(said).replace("2026", "")), said
