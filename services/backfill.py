@@ -312,6 +312,14 @@ def check(event: dict[str, Any], max_age_days: int = MAX_AGE_DAYS) -> tuple[Even
     try:
         value = codec.dumps({**event, "kind": kind})
     except TypeError as exc:  # a Parquet type JSON has not (bytes, decimal...)
+        for name, value in event.items():
+            try:
+                codec.dumps(value)
+            except TypeError:
+                raise ValueError(
+                    f"{name}: a Parquet {type(value).__name__} value, which an event cannot "
+                    f"hold (value {value!r}); export the column as text (a string column)"
+                ) from None
         raise ValueError(f"not an event: {exc}") from None
     floor = floor_for(max_age_days)
     result = validate_raw(value, kind, floor=floor)
@@ -352,6 +360,8 @@ class Progress:
         rate = self.rate
         if self.total is None or self.rows <= self.rows0 or rate <= 0:
             return ""
+        if time.monotonic() - self.t0 < 1.0:
+            return ""  # (a rate of a few rows in the first instants says nothing yet)
         seconds = math.ceil(max(self.total - self.rows, 0) / rate)
         return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left"
 
@@ -444,7 +454,7 @@ async def load_file(
     producer = make_producer(kafka, linger_ms=20)
     await producer.start()
     pending: list[asyncio.Future[Any]] = []
-    last_save = started = time.monotonic()
+    last_save = started = prog.t0 = time.monotonic()  # (the rate: of sending, not set-up)
     base = cp.rows
     rejects: IO[str] | None = None
     first_reject = ""  # of this run: "row N: reason", for the line that ends a failed load
@@ -666,6 +676,7 @@ class RichReporter:
             TimeRemainingColumn(), console=self.console, transient=False,
         )  # fmt: skip
         self.tasks: dict[Path, Any] = {}
+        self._said: tuple[Path, int, int, int] | None = None  # the last progress line's
         self.live = self.console.is_terminal
         if self.live:
             self.bar.start()
@@ -673,11 +684,17 @@ class RichReporter:
     def progress(self, prog: Progress) -> None:
         rate = prog.rate
         if not self.live:
+            said = (prog.file, prog.rows, prog.sent, prog.rejected)
+            if said == self._said:
+                return  # (a stop settles twice: its line once)
+            self._said = said
             total = f"/{prog.total:,}" if prog.total is not None else ""
             left = prog.left()
+            # (a rate of the first instants says nothing yet)
+            speed = f", {rate:,.0f} rows/s" if time.monotonic() - prog.t0 >= 1.0 else ""
             self._say(
                 f"{prog.file.name}: {prog.rows:,}{total} rows, {prog.sent:,} sent, "
-                f"{prog.rejected:,} rejected, {rate:,.0f} rows/s" + (f", {left}" if left else "")
+                f"{prog.rejected:,} rejected{speed}" + (f", {left}" if left else "")
             )
             return
         task = self.tasks.get(prog.file)

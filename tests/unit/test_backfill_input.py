@@ -554,3 +554,40 @@ def test_the_command_says_one_line_with_exit_2_or_1(
         assert len(lines) == 1 or code != 2, lines  # a load (0, 1) prints its progress too
         assert lines[-1].startswith(start), lines
     assert len(broker.sent) == 1
+
+
+def test_a_parquet_binary_column_is_named_in_the_reason(tmp_path: Path) -> None:
+    """Some exporters write text as Parquet binary: the reason was "not an event: Type is
+    not JSON serializable: bytes", naming no column."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    row = decision(1)
+    table = pa.Table.from_pylist([row]).set_column(
+        list(row).index("site_id"), "site_id", pa.array([row["site_id"].encode()], pa.binary())
+    )
+    f = tmp_path / "bin.parquet"
+    pq.write_table(table, f)
+    (read,) = backfill.read_rows(f, "parquet")
+    assert read.event is not None
+    with pytest.raises(ValueError, match=r"^site_id: a Parquet bytes value") as caught:
+        backfill.check(read.event)
+    assert str(caught.value).endswith("export the column as text (a string column)")
+
+
+def test_piped_progress_says_a_line_once_and_no_rate_from_the_first_instants(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A trial saw each stop print its progress line twice, and a load stopped at once
+    say "12 rows/s, 1:22:48 left" (the rate taken over the file's read-through too); the
+    rate is now of the sending, and said after its first second."""
+    reporter = backfill.RichReporter()
+    prog = backfill.Progress(Path("h.csv"), rows=12, sent=12, total=60_000, t0=time.monotonic())
+    reporter.progress(prog)
+    reporter.progress(prog)  # (a stop settles twice)
+    reporter.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    # no rate and no time left from a fraction of a second
+    assert lines == ["h.csv: 12/60,000 rows, 12 sent, 0 rejected"]
+    prog.t0 -= 2.0
+    assert prog.left().endswith(" left")
