@@ -119,10 +119,11 @@ def words(data: Bytes, start: Int64s, end: Int64s) -> npt.NDArray[np.uint64]:
 
 
 def iso_micros(
-    data: Bytes, start: Int64s, end: Int64s, low: int, high: int
+    data: Bytes, start: Int64s, end: Int64s, low: int, high: int, naive_utc: bool = False
 ) -> tuple[Int64s, Bools]:
     """Microseconds since 1970-01-01 UTC of ``YYYY-MM-DD(T| )HH:MM:SS[.f{1,9}](Z|±HH:MM)``
-    timestamps, and which values have that shape, are valid and lie in ``[low, high)``.
+    timestamps, and which values have that shape, are valid and lie in ``[low, high)``;
+    with ``naive_utc`` (``--assume-utc``) the zone may be left out, and is then UTC.
 
     For those, the result is ``(datetime.fromisoformat(value) - EPOCH) // 1 µs`` exactly
     (digits past the sixth are truncated, as ``fromisoformat`` does); every other value
@@ -130,7 +131,7 @@ def iso_micros(
     the caller to read the reference way.
     """
     length = end - start
-    ok = (length >= 20) & (length <= 35)
+    ok = (length >= (19 if naive_utc else 20)) & (length <= 35)
     head = _gather(data, start, 19) - 48
     digits = head[:, _DIGITS]
     ok &= ((digits >= 0) & (digits <= 9)).all(axis=1)
@@ -162,11 +163,13 @@ def iso_micros(
         & (offset_hours <= 23)
         & (offset_minutes <= 59)
     )
-    ok &= zulu | offset_ok
-    offset = np.where(zulu, 0, sign * (offset_hours * 60 + offset_minutes))
+    naive = ~(zulu | offset_ok) if naive_utc else np.zeros(length.size, dtype=np.bool_)
+    ok &= zulu | offset_ok | naive
+    offset = np.where(zulu | naive, 0, sign * (offset_hours * 60 + offset_minutes))
     del tail, zone
 
-    fraction_length = length - 19 - np.where(zulu, 1, 6)  # the dot and the digits
+    zone_length = np.where(zulu, 1, np.where(naive, 0, 6))
+    fraction_length = length - 19 - zone_length  # the dot and the digits
     ok &= (fraction_length == 0) | ((fraction_length >= 2) & (fraction_length <= 10))
     fraction = _gather(data, start + 19, 10)
     ok &= (fraction_length == 0) | (fraction[:, 0] == ord("."))

@@ -542,6 +542,8 @@ class _CsvRows:
                 word = "" if said is None else "false" if said else "true"
             try:
                 parsed = datetime.fromisoformat(values[self.it].strip())
+                if parsed.utcoffset() is None and self.options.assume_utc:
+                    parsed = parsed.replace(tzinfo=UTC)
                 micros = (parsed - EPOCH) // US if parsed.utcoffset() is not None else -(1 << 63)
             except (ValueError, TypeError, OverflowError):
                 micros = -(1 << 63)
@@ -615,7 +617,9 @@ class _Fast:
         if not fields.regular.size:
             return None
         data = fields.data
-        time, ok = iso_micros(data, *fields.field(rows.it), _EARLIEST_US, _LATEST_US)
+        time, ok = iso_micros(
+            data, *fields.field(rows.it), _EARLIEST_US, _LATEST_US, rows.options.assume_utc
+        )
         if rows.ic < width:
             correct = _spelled_correct(text_column(data, *fields.field(rows.ic)))
         else:  # no correct column: every row says it in outcome
@@ -1035,7 +1039,7 @@ def _arrow_time(column: Any, options: LoadOptions) -> tuple[Int64s, npt.NDArray[
         found = _arrow_span(column)
         if found is None:
             return None
-        return iso_micros(*found, _EARLIEST_US, _LATEST_US)
+        return iso_micros(*found, _EARLIEST_US, _LATEST_US, options.assume_utc)
     if not pa.types.is_timestamp(kind):
         return None
     valid = np.asarray(column.is_valid())

@@ -663,3 +663,39 @@ def test_pandas_float_correct_and_the_values_errors_show(tmp_path: Path) -> None
     assert message == (
         "InputError: row 1: 'correct' and 'outcome' disagree (correct true, outcome 'incorrect')"
     )
+
+
+@pytest.mark.parametrize("layout", ["csv in bulk", "csv row by row", "parquet text"])
+def test_zone_less_times_with_assume_utc_keep_the_fast_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """A CSV of times without a zone, read with --assume-utc (what the option is for), went
+    row by row: 2 million rows in 30 s against 2.5 with zones (a new user's trial)."""
+    rows = generated_rows(19, 500)
+    for r in rows:
+        r["reviewed_at"] = (
+            datetime.fromisoformat(r["reviewed_at"].replace("Z", "+00:00"))
+            .astimezone(UTC)
+            .replace(tzinfo=None)
+            .isoformat(sep=" " if len(r["verdict_id"]) % 2 else "T")
+        )
+    if layout == "csv in bulk":  # (no \r: split with numpy)
+        path = tmp_path / "v.csv"
+        path.write_text("".join(_lines(rows)))
+    elif layout == "csv row by row":  # (\r\n: the csv module, and the inlined fast path)
+        path = write_csv(tmp_path / "v.csv", rows, COLUMNS)
+    else:
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        path = tmp_path / "v.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    calls = _counting_parse_row(monkeypatch)
+    options = LoadOptions(assume_utc=True)
+    for spec in (ChartSpec(), ChartSpec(chart="bernoulli-cusum", by="site")):
+        expected = outcome(reference_output, path, spec, options)
+        assert not isinstance(expected, str), expected
+        assert outcome(columnar_output, path, spec, options) == expected
+    assert calls[0] == 0
+    refused = outcome(columnar_output, path, ChartSpec(), LoadOptions())  # (without the option)
+    assert isinstance(refused, str)
+    assert "the timestamp has no time zone" in refused
