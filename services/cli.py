@@ -343,9 +343,9 @@ def backfill(
     state_dir: Annotated[
         Path | None,
         typer.Option(
-            help="where the checkpoints and the rejected rows are kept [default: "
+            help="where the checkpoints and the rejected rows are kept (default: "
             "$QW_STATE_DIR/backfill, else var/backfill in the project; not the working "
-            "directory, so the same command resumes from anywhere]"
+            "directory, so the same command resumes from anywhere)"
         ),
     ] = None,
 ) -> None:
