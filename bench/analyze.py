@@ -5,6 +5,7 @@ Run::
     .venv/bin/python -m bench.analyze                      # 1M and 10M rows, every chart
     .venv/bin/python -m bench.analyze --rows 1000000 --charts p bernoulli-cusum
     .venv/bin/python -m bench.analyze --formats parquet      # the same verdicts as Parquet
+    .venv/bin/python -m bench.analyze --formats ndjson       # ... and as NDJSON
 
 Generates CSV files of verdicts under ``/tmp/qwatch-analyze-bench/`` (once; reused by later
 runs): 20 queues, 60 days, offsets from -05:00 to +08:00, 5% late rows, 1% repeated
@@ -22,7 +23,9 @@ same files, and their outputs compared.
 
 ``--formats parquet`` measures the same verdicts as a Parquet file (written once from the
 CSV by pyarrow with the types it infers: ``reviewed_at`` a UTC timestamp, ``correct`` a
-boolean, the rest text), as a data warehouse export would type them.
+boolean, the rest text), as a data warehouse export would type them.  ``--formats ndjson``
+likewise as NDJSON (written once from the CSV: one compact object per line, the CSV's columns
+in its order, ``correct`` a JSON boolean, the rest strings), as BigQuery or Spark export it.
 """
 
 from __future__ import annotations
@@ -112,6 +115,34 @@ def parquet_of(source: Path, path: Path) -> None:
     tmp.replace(path)
 
 
+_TO_NDJSON = """
+import csv, sys
+import orjson
+with open(sys.argv[1], newline="", encoding="utf-8") as source, open(sys.argv[2], "wb") as out:
+    rows = csv.reader(source)
+    header = next(rows)
+    typed = header.index("correct")
+    lines = []
+    for row in rows:
+        record = dict(zip(header, row))
+        record["correct"] = row[typed] == "true"
+        lines.append(orjson.dumps(record))
+        if len(lines) == 100_000:
+            out.write(b"\\n".join(lines) + b"\\n")
+            lines = []
+    if lines:
+        out.write(b"\\n".join(lines) + b"\\n")
+"""
+
+
+def ndjson_of(source: Path, path: Path) -> None:
+    """The CSV's verdicts as NDJSON (``correct`` a boolean), in a process of its own as
+    :func:`parquet_of` for the same reason."""
+    tmp = path.with_suffix(".tmp")
+    subprocess.run([sys.executable, "-c", _TO_NDJSON, str(source), str(tmp)], check=True)
+    tmp.replace(path)
+
+
 def _shift(seconds: int, zone: str) -> str:
     sign = 1 if zone[0] == "+" else -1
     hours, minutes = int(zone[1:3]), int(zone[4:6])
@@ -141,7 +172,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--charts", nargs="+", default=list(CHART_KINDS), choices=CHART_KINDS)
     parser.add_argument("--old-max-rows", type=int, default=1_000_000)
-    parser.add_argument("--formats", nargs="+", default=["csv"], choices=["csv", "parquet"])
+    parser.add_argument(
+        "--formats", nargs="+", default=["csv"], choices=["csv", "parquet", "ndjson"]
+    )
     parser.add_argument(
         "--before", type=Path, help="a checkout of the code to run qwatch from as well"
     )
@@ -159,11 +192,11 @@ def main() -> None:
             generate(path, rows)
             print(f"# generated {path} ({path.stat().st_size / 1e6:,.0f} MB) in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
-        if file_format == "parquet":
-            source, path = path, path.with_suffix(".parquet")
+        if file_format in ("parquet", "ndjson"):
+            source, path = path, path.with_suffix(f".{file_format}")
             if not path.exists():
                 started = time.perf_counter()
-                parquet_of(source, path)
+                (parquet_of if file_format == "parquet" else ndjson_of)(source, path)
                 print(f"# wrote {path} ({path.stat().st_size / 1e6:,.0f} MB) in "
                       f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
         for chart in args.charts:

@@ -18,7 +18,9 @@ path.  What it adds are bounds a streaming reader needs: a line longer than
 CSV is read in bulk where it can be (:mod:`shared.analysis.bulk`: numpy on each chunk;
 the rows and chunks it leaves are read as before), which is what makes 10 million rows a
 matter of seconds; Parquet likewise, batch by batch from its typed or text columns
-(``_parquet_fast``).
+(``_parquet_fast``); and NDJSON, each line decoded by orjson and a chunk's records read as
+columns (``_JsonRows``), a line orjson decodes otherwise than ``json`` (or refuses) and every
+record the columns cannot say read by ``json`` and ``parse_row`` in its place.
 
 Repeated ``verdict_id`` values are found by a 128-bit fingerprint of the id's UTF-8 bytes:
 an id of at most 8 bytes is its own (its bytes as a word, and its length: exact); a longer
@@ -33,8 +35,9 @@ import csv
 import gzip
 import io
 import itertools
+import json
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +46,7 @@ from typing import IO, Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from shared.analysis.bulk import Fields, TextColumn, iso_micros, split_lines, text_column, words
 from shared.analysis.errors import InputError
@@ -55,6 +59,9 @@ from shared.analysis.load import (
     RANDOM,
     LoadOptions,
     VerdictRow,
+    _blank,
+    _read_correct,
+    _Where,
     check_columns,
     detect_format,
     import_parquet,
@@ -78,12 +85,15 @@ MAX_LINE_BYTES = 1 << 20
 """A line (CSV or NDJSON) longer than 1 MiB is refused: no verdict is that long, and a file
 of one enormous line would otherwise be read whole into memory."""
 
+READ_BYTES = MAX_LINE_BYTES
+"""How much of the file is read at a time (at most ``MAX_LINE_BYTES``; the tests make it
+small, to put chunk boundaries everywhere)."""
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
 _EARLIEST_US = (EARLIEST - EPOCH) // US
 _LATEST_US = (LATEST - EPOCH) // US
 _GROUP_COLUMN = {"queue": "queue_id", "site": "site_id", "policy": "policy_id"}
-_TEXT_COLUMNS = ("queue_id", "site_id", "policy_id", "error_type", "sample_type", "verdict_id")
 _BOM = b"\xef\xbb\xbf"
 _ID_SALT = b"\x00qwatch-dedup"
 
@@ -132,14 +142,19 @@ class VerdictColumns:
 
 
 class _Lines:
-    """The text of a (possibly gzipped) UTF-8 file in chunks of whole lines (~1 MiB each)."""
+    """The text of a (possibly gzipped) UTF-8 file in chunks of whole lines (~``READ_BYTES``
+    each)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.line = 0  # lines before the current chunk
-        self.offset = 0  # bytes before the current chunk, BOM excluded (as utf-8-sig counts)
+        self.line = 0  # lines before the chunk being cut
+        self.offset = 0  # bytes before the chunk being cut, BOM excluded (as utf-8-sig counts)
         self.nonblank = False
         self.failed = False
+        # where reading is, kept here so that drain() goes on from the last chunk given:
+        self._pending = b""  # the unfinished line after the last newline read
+        self._ended = False
+        self._start = True
         try:
             self.file: gzip.GzipFile | IO[bytes] = (
                 gzip.open(path, "rb")  # noqa: SIM115  # closed by close(), as the reader ends
@@ -154,7 +169,7 @@ class _Lines:
 
     def _read(self) -> bytes:
         try:
-            return self.file.read(MAX_LINE_BYTES)
+            return self.file.read(READ_BYTES)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             self.failed = True
             raise InputError(f"cannot read {self.path}: {exc}") from exc
@@ -173,22 +188,19 @@ class _Lines:
 
     def chunks(self, raw: bool = False) -> Iterator[str] | Iterator[bytes]:
         """Decoded text (``raw``: the bytes, checked to be UTF-8), each chunk ending with
-        ``\n`` but the last.
+        ``\n`` but the last; a second call goes on after the last chunk the first gave.
 
         A line longer than :data:`MAX_LINE_BYTES` is refused: a line inside one block is
         shorter than a block, so only the line carried over from the previous block (the
         first of a chunk) and the unfinished tail can be longer.
         """
-        pending = b""  # the unfinished line after the last newline read
-        ended = False
-        start = True
         while True:
-            block = b"" if ended else self._read()
-            if start and block.startswith(_BOM):
+            block = b"" if self._ended else self._read()
+            if self._start and block.startswith(_BOM):
                 block = block[3:]
-            start = False
-            ended = not block
-            data = pending + block if block else pending
+            self._start = False
+            self._ended = not block
+            data = self._pending + block if block else self._pending
             if not data:
                 return
             if block:
@@ -196,11 +208,11 @@ class _Lines:
                 if cut == 0:
                     if len(data) > MAX_LINE_BYTES:
                         raise self._too_long()
-                    pending = data
+                    self._pending = data
                     continue
-                piece, pending = data[:cut], data[cut:]
+                piece, self._pending = data[:cut], data[cut:]
             else:
-                piece, pending = data, b""
+                piece, self._pending = data, b""
             first = piece.find(b"\n")
             if (first if first >= 0 else len(piece)) > MAX_LINE_BYTES:
                 raise self._too_long()
@@ -214,9 +226,10 @@ class _Lines:
                 ) from exc
             if not self.nonblank and text.strip():
                 self.nonblank = True
-            yield piece if raw else text
+            # (counted before it is given: the reader may stop inside it, and drain() goes on)
             self.offset += len(piece)
             self.line += piece.count(b"\n")
+            yield piece if raw else text
 
     def empty_error(self) -> InputError:
         return InputError(f"{self.path.name} is empty")
@@ -292,19 +305,6 @@ class _Builder:
             row.sample_type,
             row.verdict_id,
         )
-
-    def timestamp(self, value: str) -> int | None:
-        """Microseconds of a well-formed aware ISO 8601 string in range, else ``None``."""
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-            if parsed.tzinfo is None or parsed.utcoffset() is None:
-                return None
-            # aware - aware is exact and cannot overflow; what astimezone(UTC) would not hold
-            # is outside [EARLIEST, LATEST) and refused below, as load_verdicts refuses it
-            micros = (parsed - EPOCH) // US
-        except (ValueError, OverflowError):
-            return None
-        return micros if _EARLIEST_US <= micros < _LATEST_US else None
 
     def finish(
         self, has_sample_type: bool, rows_read: int, columns: tuple[str, ...], source: str
@@ -643,24 +643,28 @@ class _Fast:
         time: Int64s,
         ok: npt.NDArray[np.bool_],
         correct: Correct,
-        span: Callable[[str], Span | None],
+        span: Callable[[str], Span | TextColumn | None],
         options: LoadOptions,
         builder: _Builder,
     ) -> _Fast:
         """The rows (``lines``) whose time was read (``ok``), whose ``correct`` (or, where it
         is blank, ``outcome``) says whether they are incorrect, and whose text columns, read
-        from their bytes (``span``: None for a column the file lacks), are what the reference
-        reads them as; the others are left to it."""
+        from their bytes or by distinct value (``span``: None for a column the file lacks;
+        the verdict id from its bytes), are what the reference reads them as; the others are
+        left to it."""
+
+        def text(name: str) -> TextColumn | None:
+            found = span(name)
+            return found if isinstance(found, TextColumn) or found is None else text_column(*found)
+
         incorrect, readable, blank = correct
-        queue_span = span("queue_id")
-        assert queue_span is not None  # (a required column)
-        queue = text_column(*queue_span)
+        queue = text("queue_id")
+        assert queue is not None  # (a required column)
         ok &= ~queue.long & np.array([bool(v.strip()) for v in queue.values])[queue.code]
-        outcome_span = span("outcome")
-        if outcome_span is None:
+        outcome = text("outcome")
+        if outcome is None:
             ok &= readable
         else:
-            outcome = text_column(*outcome_span)
             # per distinct value: -2 blank, -1 unreadable, else whether it says incorrect
             said = [
                 _OUTCOMES.get(v.strip().lower(), -1) if v.strip() else -2 for v in outcome.values
@@ -673,15 +677,13 @@ class _Fast:
                 (readable & ((said_code == -2) | (said_code == incorrect))) | from_outcome
             )
             incorrect = np.where(from_outcome, said_code == 1, incorrect)
-        kind_span = span("kind")
-        if kind_span is not None:  # a decision row: parse_row refuses it, at its line
-            row_kind = text_column(*kind_span)
+        row_kind = text("kind")
+        if row_kind is not None:  # a decision row: parse_row refuses it, at its line
             decision = np.array([v.strip().lower() == "decision" for v in row_kind.values])
             ok &= ~row_kind.long & ~decision[row_kind.code]
         left_out_names: list[str] = []
-        sample_span = span("sample_type")
-        if sample_span is not None:
-            sample = text_column(*sample_span)
+        sample = text("sample_type")
+        if sample is not None:
             ok &= ~sample.long
             kinds = [v.strip().lower() for v in sample.values]
             unsampled = np.array([not kind for kind in kinds])[sample.code]
@@ -696,9 +698,8 @@ class _Fast:
         else:
             unsampled = np.ones(ok.size, dtype=np.bool_)
             left_out = np.full(ok.size, -1, dtype=np.int64)
-        group_span = span(builder.by_column)
-        if group_span is not None:
-            group = text_column(*group_span)
+        group = text(builder.by_column)
+        if group is not None:
             ok &= ~group.long
             codes = np.array(
                 [builder.code(v.strip() or None) for v in group.values], dtype=np.int32
@@ -712,6 +713,7 @@ class _Fast:
         hash1 = np.zeros(take.size, dtype=np.int64)
         hash2 = np.zeros(take.size, dtype=np.int64)
         id_span = span("verdict_id")
+        assert not isinstance(id_span, TextColumn)  # (its bytes are its fingerprint)
         if id_span is not None and counted_rows.size:
             data, start, end = id_span
             where = np.searchsorted(take, counted_rows)
@@ -765,68 +767,271 @@ class _Fast:
 def _load_ndjson(
     path: Path, lines: _Lines, options: LoadOptions, builder: _Builder
 ) -> VerdictColumns:
-    import json
-
-    loads = json.loads
-    seen: dict[str, None] = {}
-    time_column, by_column = options.time_column, builder.by_column
-    add, timestamp = builder.add, builder.timestamp
-    rows_read = 0
-    pending: InputError | None = None
-    for number, text in enumerate(_split_lines(lines), start=1):
-        if not text.strip():
-            continue
-        try:
-            record = loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"line {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise InputError(
-                f"line {number}: expected one JSON object per line, got {type(record).__name__}"
-            )
-        rows_read += 1
-        seen.update(dict.fromkeys(record))
-        if pending is not None:
-            continue
-        if _plain(record):
-            get = record.get
-            queue = get("queue_id")
-            stamp = get(time_column)
-            correct = get("correct")
-            outcome = get("outcome")
-            kind = get("kind")
-            if (
-                type(queue) is str
-                and type(stamp) is str
-                and (type(correct) is str or correct is None)
-                and (outcome is None or type(outcome) is str)
-                and (type(kind) is not str or kind.strip().lower() != "decision")
-            ):
-                queue = queue.strip()
-                micros = timestamp(stamp)
-                word = correct.strip().lower() if correct is not None else ""
-                if not word and outcome is not None:  # a blank correct: the outcome says it
-                    said = _OUTCOMES.get(outcome.strip().lower())
-                    word = "" if said is None else "false" if said else "true"
-                if (
-                    queue
-                    and micros is not None
-                    and (word in _TRUE or word in _FALSE)
-                    and (outcome is None or _agrees(outcome, word in _FALSE))
-                ):
-                    sample = (get("sample_type") or "").strip()
-                    ident = (get("verdict_id") or "").strip()
-                    value = (get(by_column) or "").strip()
-                    add(value or None, micros, word in _FALSE,
-                        sample.lower() if sample else None, ident or None)  # fmt: skip
-                    continue
-        try:
-            builder.add_row(parse_row(number, record, options, "line"))
-        except InputError as exc:
-            pending = exc
+    reader = _JsonRows(options, builder)
+    for chunk in lines.chunks(raw=True):
+        reader.chunk(chunk)
     if not lines.nonblank:
         raise lines.empty_error()
-    return _finish_checks(builder, path.name, rows_read, tuple(seen), False, pending)
+    return _finish_checks(
+        builder, path.name, reader.rows_read, tuple(reader.seen), False, reader.pending
+    )
+
+
+_NOT_TEXT = object()
+"""Stands for an unhashable value (a list, an object) where text goes: refused, as any
+value but a string or null is."""
+
+
+class _JsonRows:
+    """The NDJSON lines, a chunk at a time: each line decoded by orjson, the records' fields
+    read as columns (``_Fast.build``, as the CSV chunks are), and every record the columns do
+    not say read the reference way (``json.loads``, ``parse_row``) in its place.
+
+    orjson decodes what ``json.loads`` decodes to the same values, with these exceptions
+    (measured on orjson 3.13; the tests hold them): it refuses ``NaN``, ``Infinity``, numbers
+    beyond the double range and lone surrogates, which ``json`` reads, and it reads an integer
+    beyond 64 bits as a float.  So a chunk with a line orjson refuses (or a blank one) is
+    decoded line by line, the refused lines by ``json``, whose records are then read the
+    reference way; and every record read the reference way is decoded again by ``json``: a
+    float from orjson may have been a big integer, and the reference shows the value in its
+    message.  A record on the fast path has only strings, nulls, booleans, 0 and 1 in the
+    fields read, which both decode alike.  Each line is decoded by itself (not the chunk as
+    one JSON array): a line must be one JSON value, whatever its neighbours hold.
+    """
+
+    def __init__(self, options: LoadOptions, builder: _Builder) -> None:
+        self.options = options
+        self.builder = builder
+        self.seen: dict[str, None] = {}  # the keys of every record, in order of first use
+        self.rows_read = 0
+        self.pending: InputError | None = None  # the first row refused (reported at the end)
+        self.line = 0  # lines before the chunk being read
+
+    def chunk(self, chunk: bytes) -> None:
+        """The records of ``chunk`` (whole lines, split at ``\\n`` only: U+2028 is legal
+        inside JSON text, and the reference splits so)."""
+        parts = chunk.split(b"\n")
+        if chunk.endswith(b"\n"):
+            parts.pop()
+        first = self.line
+        self.line += len(parts)
+        numbers: list[int] | None = None  # each record's line (None: record i is line i)
+        forced: npt.NDArray[np.bool_] | None = None  # records decoded by json: slow path
+        try:
+            records: list[Any] = list(map(orjson.loads, parts))
+        except orjson.JSONDecodeError:  # a blank line, or one orjson refuses
+            records, numbers, forced = self._line_by_line(parts, first)
+        else:
+            if set(map(type, records)) - {dict}:
+                at = next(i for i, r in enumerate(records) if type(r) is not dict)
+                raise _not_an_object(first + at + 1, json.loads(parts[at].decode("utf-8")))
+        self.rows_read += len(records)
+        # the keys in order of first use; those of the first record when the others have no
+        # other (the common case, and a set union is a third of the cost of the ordered one)
+        keys = dict.fromkeys(records[0] if records else ())
+        if set().union(*records) != keys.keys():
+            keys = dict.fromkeys(itertools.chain.from_iterable(records))
+        self.seen.update(keys)
+        if self.pending is not None or not records:
+            return  # (the rest of the file is still decoded: a later bad line is reported first)
+        fast = self._fast(records, keys, forced)
+        slow = (
+            range(len(records))
+            if fast is None
+            else np.setdiff1d(np.arange(len(records)), fast.lines, assume_unique=True).tolist()
+        )
+        done = 0  # fast rows taken so far
+        for i in [*slow, len(records)]:
+            if fast is not None:
+                upto = int(np.searchsorted(fast.lines, i))
+                if upto > done and self.pending is None:
+                    fast.take(self.builder, done, upto)
+                done = upto
+            if i < len(records) and self.pending is None:
+                number = first + i + 1 if numbers is None else numbers[i]
+                record = json.loads(parts[number - first - 1].decode("utf-8"))
+                try:
+                    self.builder.add_row(parse_row(number, record, self.options, "line"))
+                except InputError as exc:
+                    self.pending = exc
+
+    @staticmethod
+    def _line_by_line(
+        parts: list[bytes], first: int
+    ) -> tuple[list[Any], list[int], npt.NDArray[np.bool_]]:
+        """The records of a chunk orjson could not decode whole, line by line as the
+        reference reads them: blank lines skipped, the first line ``json`` refuses (or that
+        is not an object) reported; with each record's line, and which ``json`` decoded."""
+        records: list[Any] = []
+        numbers: list[int] = []
+        forced: list[bool] = []
+        for number, raw in enumerate(parts, start=first + 1):
+            try:
+                record = orjson.loads(raw)  # (never a blank line: it holds a value)
+                by_json = False
+            except orjson.JSONDecodeError:
+                text = raw.decode("utf-8")
+                if not text.strip():
+                    continue
+                try:
+                    record = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"line {number}: not valid JSON ({exc.msg})") from exc
+                by_json = True
+            if type(record) is not dict:
+                raise _not_an_object(number, record if by_json else json.loads(raw.decode()))
+            records.append(record)
+            numbers.append(number)
+            forced.append(by_json)
+        return records, numbers, np.array(forced, dtype=np.bool_)
+
+    def _fast(
+        self,
+        records: list[dict[str, Any]],
+        keys: Mapping[str, None],
+        forced: npt.NDArray[np.bool_] | None,
+    ) -> _Fast | None:
+        """The records whose fields say their verdict as ``parse_row`` would read it, read as
+        columns; None (every record the reference way) if no record has a queue or a time."""
+        options, builder = self.options, self.builder
+        if "queue_id" not in keys or options.time_column not in keys:
+            return None
+
+        def column(name: str) -> list[Any] | None:
+            """The field of every record (None where it has none); None if no record has it."""
+            return list(map(dict.get, records, itertools.repeat(name))) if name in keys else None
+
+        time_values = column(options.time_column)
+        assert time_values is not None
+        time, ok = iso_micros(*_json_span(time_values)[0], _EARLIEST_US, _LATEST_US,
+                              options.assume_utc)  # fmt: skip
+        if forced is not None:
+            ok &= ~forced
+        texts: dict[str, TextColumn | Span | None] = {}
+        for name in dict.fromkeys(
+            ("queue_id", "outcome", "kind", "sample_type", builder.by_column)
+        ):
+            values = column(name)
+            if values is None:
+                texts[name] = None
+                continue
+            found, other = _json_text(values)
+            if name != "kind":  # (a kind that is not text is ignored, as the reference does)
+                ok &= ~other  # a number or a list where text goes: the reference refuses it
+            texts[name] = found
+        ids = column("verdict_id")
+        texts["verdict_id"] = None
+        if ids is not None:
+            texts["verdict_id"], other = _json_span(ids)
+            ok &= ~other
+        for name in ("site_id", "policy_id", "error_type"):  # (read only to be refused)
+            values = column(name)
+            if values is not None and name not in texts:
+                ok &= ~_not_text(values)
+        correct_values = column("correct")
+        if correct_values is not None:
+            correct = _json_correct(correct_values)
+        else:  # every record says it in outcome
+            none = np.zeros(len(records), dtype=np.bool_)
+            correct = none, none, ~none
+        return _Fast.build(np.arange(len(records)), time, ok, correct, texts.__getitem__,
+                           options, builder)  # fmt: skip
+
+
+def _not_an_object(number: int, value: object) -> InputError:
+    """A line that is JSON but not an object (``value``: as ``json`` decodes it)."""
+    return InputError(
+        f"line {number}: expected one JSON object per line, got {type(value).__name__}"
+    )
+
+
+def _coded(values: list[Any]) -> tuple[list[Any], Int64s]:
+    """The distinct values (in order of first use) and, per row, the index of its value: the
+    fields of a chunk are judged once per distinct value.  An unhashable value (a list, an
+    object) stands as ``_NOT_TEXT``.  (Equal values of different types share a code: 1, 1.0
+    and true, which no text field takes and ``correct`` reads alike.)"""
+    n = len(values)
+    index: defaultdict[Any, int] = defaultdict(itertools.count().__next__)  # a code per new value
+    try:
+        code = np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=n)
+    except TypeError:
+        index.clear()
+        index.default_factory = itertools.count().__next__
+        hashable = [v if v is None or type(v) in (str, bool, int, float) else _NOT_TEXT
+                    for v in values]  # fmt: skip
+        code = np.fromiter(map(index.__getitem__, hashable), dtype=np.int64, count=n)
+    return list(index), code
+
+
+def _json_text(values: list[Any]) -> tuple[TextColumn, npt.NDArray[np.bool_]]:
+    """A text field of each record by distinct value (null: blank), and the records where it
+    is something else than a string or null."""
+    distinct, code = _coded(values)
+    column = TextColumn(
+        [v if type(v) is str else "" for v in distinct],
+        code,
+        np.zeros(code.size, dtype=np.bool_),
+    )
+    other = np.array([v is not None and type(v) is not str for v in distinct], dtype=np.bool_)
+    return column, other[code]
+
+
+def _not_text(values: list[Any]) -> npt.NDArray[np.bool_]:
+    """The records whose field is something else than a string or null (looked at once per
+    distinct value where every value is one of those)."""
+    try:
+        if all(v is None or type(v) is str for v in dict.fromkeys(values)):
+            return np.zeros(len(values), dtype=np.bool_)
+    except TypeError:  # (a list or an object)
+        pass
+    return np.fromiter((v is not None and type(v) is not str for v in values), dtype=np.bool_,
+                       count=len(values))  # fmt: skip
+
+
+def _json_span(values: list[Any]) -> tuple[Span, npt.NDArray[np.bool_]]:
+    """A text field of each record as UTF-8 bytes and where each value starts and ends (null,
+    or something else than a string: empty), and the records where it is something else
+    than a string or null; for the fields of mostly distinct values (the time, the id)."""
+    n = len(values)
+    try:
+        joined = "".join(values)  # (every value a string: the common case)
+        texts = values
+        other = np.zeros(n, dtype=np.bool_)
+    except TypeError:
+        texts = [v if type(v) is str else "" for v in values]
+        other = np.fromiter((v is not None and type(v) is not str for v in values),
+                            dtype=np.bool_, count=n)  # fmt: skip
+        joined = "".join(texts)
+    if joined.isascii():
+        data = joined.encode("ascii")
+        length = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    else:  # (a lone surrogate comes from json, on a record read the reference way)
+        encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+        data = b"".join(encoded)
+        length = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+    end = np.cumsum(length)
+    return (np.frombuffer(data + bytes(64), dtype=np.uint8), end - length, end), other
+
+
+_NOWHERE = _Where("line", 0)
+
+
+def _json_correct(values: list[Any]) -> Correct:
+    """A ``correct`` field of each record as ``Correct``: each distinct value judged by the
+    reference's own reading (text, a boolean, 0 or 1; null or blank text: blank)."""
+    distinct, code = _coded(values)
+    said = np.zeros((len(distinct), 3), dtype=np.bool_)  # incorrect, readable, blank
+    for i, value in enumerate(distinct):
+        if _blank(value):
+            said[i, 2] = True
+            continue
+        try:
+            said[i, 0] = _read_correct(value, _NOWHERE)
+            said[i, 1] = True
+        except InputError:
+            pass  # (the reference refuses it, at its line)
+    per_row = said[code]
+    return per_row[:, 0], per_row[:, 1], per_row[:, 2]
 
 
 def _spelled_correct(correct: TextColumn) -> Correct:
@@ -846,24 +1051,6 @@ def _agrees(outcome: str, incorrect: bool) -> bool:
     :func:`~shared.analysis.load.parse_row` judges the row: it refuses it)."""
     word = outcome.strip().lower()
     return not word or _OUTCOMES.get(word) is incorrect
-
-
-def _split_lines(lines: _Lines) -> Iterator[str]:
-    """Lines split at ``\\n`` only (U+2028 is legal inside JSON), as load_verdicts splits."""
-    for text in lines.chunks():
-        parts = text.split("\n")
-        if text.endswith("\n"):
-            parts.pop()
-        yield from parts
-
-
-def _plain(record: Mapping[str, object]) -> bool:
-    """Every optional text field absent, null or a string (else the slow path judges it)."""
-    for name in _TEXT_COLUMNS:
-        value = record.get(name)
-        if value is not None and type(value) is not str:
-            return False
-    return True
 
 
 def _load_parquet(path: Path, options: LoadOptions, builder: _Builder) -> VerdictColumns:
