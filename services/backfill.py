@@ -9,7 +9,11 @@ makes it a verdict and a ``decision_id`` alone a decision. A file that is not on
 (a directory, an unknown extension, not UTF-8 text, no data row) ends the command with one
 line and exit status 2: before anything is sent, as every file's first rows are read first
 (and a text file is read through once, as UTF-8, before any of its rows is sent, so a bad
-byte further on stops the command before that file's load begins).
+byte further on stops the command before that file's load begins). The bounds are
+analyze's (shared/analysis/load.py): a line longer than ``MAX_LINE_BYTES`` (1 MiB) is
+refused so, as are a Parquet row group of more than ``MAX_ROW_GROUP_BYTES`` (1 GiB)
+uncompressed, before any row of the file is read, and a Parquet text or binary cell longer
+than ``MAX_LINE_BYTES``, when its batch is reached: before any row of the batch is sent.
 
 Each row is checked as ingest checks a raw message before it is sent (``validate_raw``: the
 event models, and event times neither in the future nor older than
@@ -44,11 +48,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from services.ingest.admission import QueuePolicy
 from services.ingest.validation import (
@@ -60,7 +64,15 @@ from services.ingest.validation import (
 )
 from shared import codec
 from shared.analysis.errors import InputError
-from shared.analysis.load import FileFormat, detect_format, import_parquet, micro_times
+from shared.analysis.load import (
+    MAX_LINE_BYTES,
+    FileFormat,
+    check_parquet_cells,
+    check_parquet_row_groups,
+    detect_format,
+    import_parquet,
+    micro_times,
+)
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 
@@ -72,6 +84,10 @@ _INTS = frozenset({"v", "severity", "moderator_tenure_days"})
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 _TIME_RANGE = frozenset({"future_timestamp", "past_timestamp"})  # ingest's, value in the words
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class BackfillError(Exception):
@@ -148,16 +164,30 @@ def _looks_gzipped(path: Path, head: bytes) -> str:
     return ""
 
 
+def _too_long(path: Path, line: int) -> BackfillError:
+    return BackfillError(
+        f"{path.name}: line {line} is longer than {MAX_LINE_BYTES:,} bytes; no decision or "
+        "verdict is that long",
+        BAD_INPUT,
+    )
+
+
 def _lines(path: Path) -> Iterator[str]:
     """The lines of a (``.gz``: gzipped) UTF-8 text file, with their line ends, decoded one
     at a time as they stream: a byte that is not UTF-8 ends the file with one line naming
-    the file, the line and the byte (analyze's words: shared/analysis/load.py)."""
+    the file, the line and the byte (analyze's words: shared/analysis/load.py), and so does
+    a line longer than ``MAX_LINE_BYTES`` (its line end excluded), read no further."""
     try:
         with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as raw:
             offset = 0  # bytes before this line, a BOM excluded (as utf-8-sig counts)
-            for number, data in enumerate(raw, start=1):
+            number = 0
+            # (a BOM and a line end past the bound: a line of the bound is read whole)
+            while data := raw.readline(MAX_LINE_BYTES + len(_BOM) + 1):
+                number += 1
                 if number == 1 and data.startswith(_BOM):
                     data = data[len(_BOM) :]
+                if len(data) - data.endswith(b"\n") > MAX_LINE_BYTES:
+                    raise _too_long(path, number)
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -215,12 +245,17 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
         parquet = import_parquet()
         try:
             reader = parquet.ParquetFile(path)
+            check_parquet_row_groups(reader.metadata, path.name)  # (before a row is read)
             for batch in reader.iter_batches(batch_size=10_000):
+                # a cell past the bound stops the load before any row of its batch is sent
+                check_parquet_cells(batch, number + 1, path.name)
                 for rec in micro_times(batch).to_pylist():  # (ns: to the microsecond)
                     number += 1
                     yield Row(
                         number, {k: _parquet_value(k, v) for k, v in rec.items() if _present(v)}
                     )
+        except InputError as exc:  # the bounds (shared/analysis/load.py): analyze's words
+            raise BackfillError(str(exc), BAD_INPUT) from None
         except Exception as exc:  # pyarrow raises its own error types; report any of them
             raise BackfillError(f"cannot read {path.name} as Parquet: {exc}", BAD_INPUT) from None
         if number == 0:
@@ -377,16 +412,22 @@ def count_rows(path: Path, fmt: str) -> int:
     try:
         with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as f:
             first = True
-            while chunk := f.read(1 << 20):
+            # blocks of the bound: a line between two line ends of a block is shorter than
+            # the bound, so only the first (begun in ``rest``) and the last can be longer
+            while chunk := f.read(MAX_LINE_BYTES):
                 if first and chunk.startswith(_BOM):
                     chunk = chunk[len(_BOM) :]
                 first = False
                 data = rest + chunk
                 cut = data.rfind(b"\n") + 1  # (a block of whole lines: no character split)
+                if cut and data.find(b"\n") > MAX_LINE_BYTES:
+                    raise _too_long(path, lines + 1)
                 _utf8(path, data[:cut], lines, offset)
                 lines += data.count(b"\n", 0, cut)
                 offset += cut
                 rest = data[cut:]
+                if len(rest) > MAX_LINE_BYTES:  # (not read further: a line too long)
+                    raise _too_long(path, lines + 1)
             _utf8(path, rest, lines, offset)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise BackfillError(f"cannot read {path}: {exc}", BAD_INPUT) from None
@@ -578,7 +619,11 @@ async def run_backfill(
     is loaded, and 1 for a file whose load failed (too many rejects, none sent): the files
     after it are not loaded, since their order matters (docs/operations.md, "Backfill").
     ``max_age_days``: QW_INGEST_MAX_AGE_DAYS, read from the environment as ingest reads it
-    when None. ``queues``: ingest's queue admission (``queue_refusal``); None: not checked."""
+    when None. ``queues``: ingest's queue admission (``queue_refusal``); None: not checked.
+    The admitted queues are read from the broker only when some file has rows left to send
+    (not on a rerun after a complete load), after Ctrl-C is taken: Ctrl-C while they are
+    read stops the command (130) with nothing sent, and a broker failure there is one line
+    (``queue_refusal``)."""
     say = reporter.error if reporter is not None else _stderr
     try:
         for file in files:
@@ -590,12 +635,21 @@ async def run_backfill(
     except BackfillError as exc:
         say(str(exc))
         return exc.code
-    refusal = None if queues is None else await queue_refusal(kafka, queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        refusal = None
+        # the admitted queues are a broker round trip: only for a load that may send a row
+        if queues is not None and any(_to_send(f, state_dir, restart=restart) for f in files):
+            refusal = await _unless_stopped(queue_refusal(kafka, queues), stop)
+            if stop.is_set():
+                say(
+                    "stopped while reading the admitted queues, before the load began: "
+                    "nothing was sent; run the same command to load the files"
+                )
+                return INTERRUPTED
         for file in files:
             cp_path = Checkpoint.path_for(state_dir, file)
             cp = await load_file(
@@ -615,6 +669,40 @@ async def run_backfill(
     return 0
 
 
+def _to_send(file: Path, state_dir: Path, *, restart: bool) -> bool:
+    """Whether the load may send rows of ``file``: not when its checkpoint says it is loaded
+    (``load_file`` then says so and sends nothing). A checkpoint it cannot take (changed
+    file, not a checkpoint) counts as rows to send: ``load_file`` says why, in its turn."""
+    if restart:
+        return True
+    try:
+        cp = Checkpoint.load_or_new(Checkpoint.path_for(state_dir, file), file, restart=False)
+    except (BackfillError, OSError):
+        return True
+    return not cp.done
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, _T], stop: asyncio.Event) -> _T | None:
+    """``work``'s result, or None once ``stop`` is set (Ctrl-C) before it ends: it is then
+    cancelled, and waited for (a broker client it opened is closed)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # (this coroutine cancelled: the work too)
+        task.cancel()
+        raise
+    finally:
+        stopped.cancel()
+    if not stop.is_set():
+        return task.result()  # (its error, if it failed)
+    task.cancel()
+    await asyncio.wait({task})  # its end: a client it opened closed (no error raised here)
+    if not task.cancelled():
+        task.exception()  # (ended by an error as it was stopped: the stop is what is said)
+    return None
+
+
 async def queue_refusal(
     kafka: KafkaSettings, queues: QueuePolicy
 ) -> Callable[[str], str | None] | None:
@@ -622,19 +710,32 @@ async def queue_refusal(
     decides (``QueuePolicy``: its mode and static list, from the settings this command
     reads, and the queues admitted at run time, read here from the admitted-queues topic).
     A row of such a queue would be dead-lettered by ingest; the backfill rejects it instead,
-    with ingest's reason. None in open mode, where each ingest process counts its own."""
+    with ingest's reason. None in open mode, where each ingest process counts its own.
+    ``BackfillError`` (one line) when the broker fails to answer: exit status 2 when it
+    cannot be reached (as the command says of a broker it cannot reach), else 1."""
     if queues.mode == "open":
         return None
     if queues.runtime_admission:
-        from shared.admission import AdmissionLog
-        from shared.kafka import ensure_topics
+        from aiokafka.errors import KafkaConnectionError, KafkaError
 
-        await ensure_topics(kafka)
-        log = AdmissionLog(kafka, queues.apply)
+        from shared.admission import AdmissionLog
+        from shared.kafka import TopicCreationError, ensure_topics
+
         try:
-            await log.start()
-        finally:
-            await log.stop()
+            await ensure_topics(kafka)
+            log = AdmissionLog(kafka, queues.apply)
+            try:
+                await log.start()
+            finally:
+                await log.stop()
+        except (KafkaError, TopicCreationError, OSError, TimeoutError) as exc:
+            unreachable = isinstance(exc, KafkaConnectionError | OSError | TimeoutError)
+            reason = " ".join(str(exc).split()) or type(exc).__name__  # (one line)
+            raise BackfillError(
+                f"cannot read the admitted queues ({kafka.topics.queues}) from the Kafka broker "
+                f"at {kafka.bootstrap} (QW_KAFKA_BOOTSTRAP): {reason}; nothing was sent",
+                2 if unreachable else 1,
+            ) from None
 
     def refusal(queue_id: str) -> str | None:
         if queues.how(queue_id, take=False) is not None:
@@ -654,9 +755,11 @@ def _stderr(message: str) -> None:
 
 class RichReporter:
     """A progress bar per file on a terminal (rows, rate, ETA); a line every few seconds
-    otherwise."""
+    otherwise. A load that stops (Ctrl-C, an error such as --max-rejects) ends the bar
+    before its line, so that the line is the last thing on the terminal. ``console``: where
+    to write (tests); stderr by default."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -669,7 +772,8 @@ class RichReporter:
             Progress as Bar,
         )
 
-        self.console = Console(stderr=True, soft_wrap=True)  # piped: one line per message
+        # piped: one line per message
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.bar = Bar(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -678,6 +782,7 @@ class RichReporter:
         self.tasks: dict[Path, Any] = {}
         self._said: tuple[Path, int, int, int] | None = None  # the last progress line's
         self.live = self.console.is_terminal
+        self._drawing = self.live  # the bar is on the terminal, redrawn until stopped
         if self.live:
             self.bar.start()
 
@@ -714,6 +819,7 @@ class RichReporter:
                 f"{cp.rejected:,} rejected{where}"
             )
         else:
+            self._stop_bar()  # else rich draws the bar again below the line
             self._say(
                 f"{prog.file.name}: stopped after {cp.rows:,} rows ({cp.sent:,} sent, all "
                 f"acknowledged); run the same command to resume{where}"
@@ -727,11 +833,18 @@ class RichReporter:
         )
 
     def error(self, message: str) -> None:
+        self._stop_bar()  # the command ends with this line (--max-rejects...): the last one
         self._say(f"qwatch: {message}")
 
     def _say(self, line: str) -> None:
         self.console.print(line, highlight=False, markup=False)  # a file name is no markup
 
-    def close(self) -> None:
-        if self.live:
+    def _stop_bar(self) -> None:
+        """End the bar where it stands (its last state stays on the terminal): a line
+        printed while it runs goes above it, and the bar is drawn again below."""
+        if self._drawing:
+            self._drawing = False
             self.bar.stop()
+
+    def close(self) -> None:
+        self._stop_bar()

@@ -56,6 +56,7 @@ from shared.analysis.load import (
     _TRUE,
     EARLIEST,
     LATEST,
+    MAX_LINE_BYTES,
     RANDOM,
     LoadOptions,
     VerdictRow,
@@ -63,6 +64,8 @@ from shared.analysis.load import (
     _read_correct,
     _Where,
     check_columns,
+    check_parquet_cells,
+    check_parquet_row_groups,
     detect_format,
     import_parquet,
     load_notes,
@@ -80,10 +83,6 @@ __all__ = [
     "load_columns",
     "micros_to_datetime",
 ]
-
-MAX_LINE_BYTES = 1 << 20
-"""A line (CSV or NDJSON) longer than 1 MiB is refused: no verdict is that long, and a file
-of one enormous line would otherwise be read whole into memory."""
 
 READ_BYTES = MAX_LINE_BYTES
 """How much of the file is read at a time (at most ``MAX_LINE_BYTES``; the tests make it
@@ -1061,6 +1060,7 @@ def _load_parquet(path: Path, options: LoadOptions, builder: _Builder) -> Verdic
     pending: InputError | None = None
     try:
         handle = parquet.ParquetFile(path)
+        check_parquet_row_groups(handle.metadata, path.name)  # (before any row is read)
         columns = tuple(str(name) for name in handle.schema_arrow.names)
         try:
             check_columns(columns, options.time_column, path.name, True)
@@ -1069,6 +1069,8 @@ def _load_parquet(path: Path, options: LoadOptions, builder: _Builder) -> Verdic
             columns_ok = False  # (reported by _finish_checks, after every row is read)
         batches: Iterator[Any] = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS)
         for raw in batches:
+            # a cell past the bound ends the read at once, as the reference refuses it
+            check_parquet_cells(raw, rows_read + 1, path.name)
             batch = micro_times(raw)  # (as the reference reads them: load.py)
             n = batch.num_rows
             fast = (

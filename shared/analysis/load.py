@@ -21,6 +21,12 @@ yes/no) or ``outcome`` (correct/incorrect).  Optional: ``site_id``, ``policy_id`
 Every problem is an :class:`~shared.analysis.errors.InputError` naming the line (row for
 Parquet), the column and the bad value.  Parquet needs ``pyarrow``; without it the error
 says so.  Files ending in ``.gz`` are decompressed on the fly.
+
+A Parquet file is bounded as a text file is (the bounds ``qwatch backfill`` applies too,
+with the same words): a text or binary cell longer than :data:`MAX_LINE_BYTES` (the bound
+on a CSV or NDJSON line) is refused, naming the row and the column, and so, before any of
+it is read, is a row group of more than :data:`MAX_ROW_GROUP_BYTES` uncompressed
+(:func:`check_parquet_row_groups`, :func:`check_parquet_cells`).
 """
 
 from __future__ import annotations
@@ -43,11 +49,15 @@ from shared.analysis.errors import InputError
 
 __all__ = [
     "FORMATS",
+    "MAX_LINE_BYTES",
+    "MAX_ROW_GROUP_BYTES",
     "FileFormat",
     "LoadOptions",
     "VerdictRow",
     "Verdicts",
     "check_columns",
+    "check_parquet_cells",
+    "check_parquet_row_groups",
     "detect_format",
     "import_parquet",
     "load_notes",
@@ -59,6 +69,21 @@ __all__ = [
 
 FileFormat = Literal["csv", "ndjson", "parquet"]
 FORMATS: tuple[str, ...] = get_args(FileFormat)
+
+MAX_LINE_BYTES = 1 << 20
+"""A line (CSV or NDJSON) or a Parquet text or binary cell longer than 1 MiB is refused: no
+verdict or decision is that long, and a file of one enormous line (or cell) would otherwise
+be read whole into memory. The one place for it (this module imports no other reader):
+``qwatch analyze``'s columnar reader (:mod:`shared.analysis.columnar`) and ``qwatch
+backfill`` import it."""
+
+MAX_ROW_GROUP_BYTES = 1 << 30
+"""A Parquet row group of more than 1 GiB uncompressed (its metadata's ``total_byte_size``)
+is refused before it is read: pyarrow reads a row group's column chunks at once, so one
+absurd row group is that much memory at once. Writers' defaults are far below it (pyarrow:
+at most 1 Mi rows a group, a few hundred bytes a row here; Spark: 128 MiB; DuckDB: 122,880
+rows); a file above it can be written again with smaller groups (pyarrow's
+``row_group_size``)."""
 
 _EXTENSIONS: dict[str, FileFormat] = {
     ".csv": "csv",
@@ -294,12 +319,101 @@ def micro_times(data: Any) -> Any:
     return data
 
 
+def check_parquet_row_groups(metadata: Any, source: str) -> None:
+    """``InputError`` for a Parquet file (``metadata``: its ``FileMetaData``) with a row group
+    of more than :data:`MAX_ROW_GROUP_BYTES` uncompressed, naming it and its rows; call it
+    before reading any row. ``source``: the file name, for the message.
+
+    The size is the encoded one (the pages before compression): a dictionary-encoded column
+    of repeated values decodes to more, which :func:`check_parquet_cells` bounds per cell."""
+    before = 0  # rows in the row groups before this one
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        size, rows = int(group.total_byte_size), int(group.num_rows)
+        if size > MAX_ROW_GROUP_BYTES:
+            raise InputError(
+                f"{source}: row group {i + 1} of {metadata.num_row_groups} (rows {before + 1} to "
+                f"{before + rows}) is {size:,} bytes uncompressed, more than the "
+                f"{MAX_ROW_GROUP_BYTES:,} read at once; write the file again with smaller row "
+                "groups (e.g. pyarrow's row_group_size=100_000)"
+            )
+        before += rows
+
+
+def check_parquet_cells(data: Any, first_row: int, source: str) -> None:
+    """``InputError`` for a text or binary cell of a Parquet table or record batch
+    (``data``) longer than :data:`MAX_LINE_BYTES`, the bound on a CSV or NDJSON line: the
+    first such cell in file order (in a row, the first column), named by its row (``first_row``
+    is the number of ``data``'s first row, 1-based) and column. Call it before any row of
+    ``data`` is used. Text and binary columns are checked (dictionary-encoded ones too, by
+    their values); a nested column is bounded by its row group only
+    (:func:`check_parquet_row_groups`)."""
+    found: tuple[int, str, int] | None = None  # (index in data, column, length)
+    for name, column in zip(data.column_names, data.columns, strict=True):
+        at = _first_long_cell(column)
+        if at is not None and (found is None or at[0] < found[0]):  # (a tie: the first column)
+            found = (at[0], str(name), at[1])
+    if found is not None:
+        index, name, length = found
+        raise InputError(
+            f"{source}: row {first_row + index}, column {name!r}: a value of {length:,} bytes, "
+            f"more than the {MAX_LINE_BYTES:,} a cell may hold (as a CSV or NDJSON line); no "
+            "field of a verdict or a decision is that long"
+        )
+
+
+def _first_long_cell(column: Any) -> tuple[int, int] | None:
+    """The index in ``column`` (an Arrow array or chunked array) of its first cell longer
+    than :data:`MAX_LINE_BYTES`, and that cell's length in bytes; None if it has none, or
+    is not a text or binary column."""
+    pa = importlib.import_module("pyarrow")
+    pc = importlib.import_module("pyarrow.compute")
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    offset = 0  # rows in the chunks before this one
+    for chunk in chunks:
+        lengths = _cell_lengths(pa, pc, chunk)
+        if lengths is None:
+            return None  # (a column's chunks share its type)
+        too_long = pc.greater(lengths, MAX_LINE_BYTES)  # (a null cell: null, not true)
+        if pc.any(too_long).as_py():
+            index = int(pc.index(too_long, True).as_py())
+            return offset + index, int(lengths[index].as_py())
+        offset += len(chunk)
+    return None
+
+
+def _cell_lengths(pa: Any, pc: Any, array: Any) -> Any:
+    """Each cell's length in bytes (null for a null cell), or None for an array that is not
+    text or binary. Vectorised: no cell is converted to a Python value."""
+    kind = array.type
+    if pa.types.is_dictionary(kind):  # each row's value's length: its index into the values
+        values = _cell_lengths(pa, pc, array.dictionary)
+        return None if values is None else pc.take(values, array.indices)
+    views = {"is_string_view": pa.large_string(), "is_binary_view": pa.large_binary()}
+    for test, wide in views.items():  # (no kernel takes a view's lengths; pyarrow >= 16)
+        if getattr(pa.types, test, lambda _: False)(kind):
+            return pc.binary_length(array.cast(wide))
+    if (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_fixed_size_binary(kind)
+    ):
+        return pc.binary_length(array)
+    return None
+
+
 def _parquet_records(path: Path) -> tuple[tuple[str, ...], list[tuple[int, Record]]]:
     parquet = import_parquet()
     try:
+        check_parquet_row_groups(parquet.read_metadata(path), path.name)
         table = micro_times(parquet.read_table(path))
+        check_parquet_cells(table, 1, path.name)  # (before any row becomes Python values)
         columns = tuple(str(name) for name in table.column_names)
         rows = table.to_pylist()
+    except InputError:
+        raise
     except Exception as exc:  # pyarrow raises its own error types; report any of them
         raise InputError(f"cannot read {path.name} as Parquet: {exc}") from exc
     return columns, [(i, row) for i, row in enumerate(rows, start=1)]

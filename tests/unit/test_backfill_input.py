@@ -591,3 +591,259 @@ def test_piped_progress_says_a_line_once_and_no_rate_from_the_first_instants(
     assert lines == ["h.csv: 12/60,000 rows, 12 sent, 0 rejected"]
     prog.t0 -= 2.0
     assert prog.left().endswith(" left")
+
+
+# the bounds of a Parquet file: a cell, a row group ------------------------------------------
+
+
+async def test_a_parquet_cell_past_the_line_bound_stops_before_its_row_is_sent(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    """A CSV or NDJSON line past MAX_LINE_BYTES is refused; a Parquet cell of any size was
+    read whole and sent. Now the same bound, in analyze's words (shared/analysis/load.py),
+    before anything of its row (of its batch) is sent: in the first rows, before anything
+    is sent at all."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from shared.analysis.load import MAX_LINE_BYTES
+
+    rows = [decision(i) for i in range(1, 10_006)]
+    rows[10_002]["site_id"] = "x" * (MAX_LINE_BYTES + 1)  # row 10003: the second batch
+    said_line = (
+        f"big.parquet: row 10003, column 'site_id': a value of {MAX_LINE_BYTES + 1:,} bytes, "
+        f"more than the {MAX_LINE_BYTES:,} a cell may hold (as a CSV or NDJSON line); no field "
+        "of a verdict or a decision is that long"
+    )
+    f = tmp_path / "big.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), f)
+    assert backfill.preflight(f) == "parquet"  # (its first rows are fine)
+    code, said = await run([f], tmp_path / "state")
+    assert (code, errors(said)) == (2, [said_line])
+    sent = [json.loads(value)["decision_id"] for _, value, _ in broker.sent]
+    assert sent == [f"d{i}" for i in range(1, 10_001)]  # the first batch, and not one more
+    cp_path = backfill.Checkpoint.path_for(tmp_path / "state", f)
+    assert json.loads(cp_path.read_text())["rows"] == 10_000  # what was sent, acknowledged
+    # in the first rows: refused before the broker is asked anything, binary cells too
+    early = tmp_path / "early.parquet"
+    table = pa.Table.from_pylist(rows[:3]).append_column(
+        "blob", pa.array([b"", b"x" * (MAX_LINE_BYTES + 1), b""], pa.binary())
+    )
+    pq.write_table(table, early)
+    assert bad_input(early).startswith("early.parquet: row 2, column 'blob': a value of ")
+
+
+def test_an_absurd_parquet_row_group_is_refused_before_anything_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from shared.analysis import load
+
+    f = tmp_path / "groups.parquet"
+    pq.write_table(pa.Table.from_pylist([decision(i) for i in range(5)]), f, row_group_size=3)
+    meta = pq.read_metadata(f)
+    size = meta.row_group(1).total_byte_size
+    monkeypatch.setattr(load, "MAX_ROW_GROUP_BYTES", size - 1)  # (1 GiB of test file: no)
+    assert bad_input(f) == (
+        f"groups.parquet: row group 1 of 2 (rows 1 to 3) is "
+        f"{meta.row_group(0).total_byte_size:,} bytes uncompressed, more than the {size - 1:,} "
+        "read at once; write the file again with smaller row groups (e.g. pyarrow's "
+        "row_group_size=100_000)"
+    )
+
+
+# the admitted queues: read only for rows to send, a broker failure or Ctrl-C there ----------
+
+
+class FakeAdmissionLog:
+    """The admitted-queues topic, read by ``queue_refusal``: ``started`` counts the reads;
+    ``start`` does what ``behaviour`` says (nothing, raise, or wait until cancelled)."""
+
+    started = 0
+    stopped = 0
+    behaviour: BaseException | asyncio.Event | None = None
+
+    def __init__(self, kafka: KafkaSettings, on_change: Any) -> None:
+        self.on_change = on_change
+
+    async def start(self) -> None:
+        type(self).started += 1
+        if isinstance(self.behaviour, BaseException):
+            raise self.behaviour
+        if isinstance(self.behaviour, asyncio.Event):
+            await self.behaviour.wait()  # (a broker that does not answer)
+        self.on_change("spam-en", {"by": "test"})
+
+    async def stop(self) -> None:
+        type(self).stopped += 1
+
+
+@pytest.fixture
+def admission_log(monkeypatch: pytest.MonkeyPatch) -> type[FakeAdmissionLog]:
+    log = type("Log", (FakeAdmissionLog,), {"started": 0, "stopped": 0, "behaviour": None})
+    monkeypatch.setattr("shared.admission.AdmissionLog", log)
+    return log
+
+
+async def test_a_rerun_after_a_complete_load_does_not_read_the_admitted_queues(
+    tmp_path: Path, broker: FakeProducer, admission_log: type[FakeAdmissionLog]
+) -> None:
+    f = tmp_path / "hist.csv"
+    f.write_text(HEADER + ROW.format(i=1))
+    admitted = QueuePolicy("admitted")
+    code, said = await run([f], tmp_path / "state", queues=admitted)
+    assert (code, [kind for kind, _ in said.lines]) == (0, ["finished"])
+    assert (admission_log.started, len(broker.sent)) == (1, 1)
+    code, said = await run([f], tmp_path / "state", queues=QueuePolicy("admitted"))
+    assert (code, [kind for kind, _ in said.lines]) == (0, ["already_loaded"])
+    assert admission_log.started == 1  # every file loaded: no broker round trip
+    code, _ = await run([f], tmp_path / "state", queues=QueuePolicy("admitted"), restart=True)
+    assert (code, admission_log.started, len(broker.sent)) == (0, 2, 2)
+    # a file with rows left among loaded ones: read, once
+    g = tmp_path / "next.csv"
+    g.write_text(HEADER + ROW.format(i=2))
+    code, _ = await run([f, g], tmp_path / "state", queues=QueuePolicy("admitted"))
+    assert (code, admission_log.started, len(broker.sent)) == (0, 3, 3)
+
+
+async def test_a_broker_failure_reading_the_admitted_queues_is_one_line(
+    tmp_path: Path, broker: FakeProducer, admission_log: type[FakeAdmissionLog]
+) -> None:
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    f = tmp_path / "hist.csv"
+    f.write_text(HEADER + ROW.format(i=1))
+    kafka = KafkaSettings()
+    said_start = (
+        f"cannot read the admitted queues ({kafka.topics.queues}) from the Kafka broker at "
+        f"{kafka.bootstrap} (QW_KAFKA_BOOTSTRAP): "
+    )
+    for failure, reason, code_expected in (
+        (  # unreachable: exit 2, as the command says of a broker it cannot reach
+            KafkaConnectionError("Unable to bootstrap from\n[('127.0.0.1', 9)]"),
+            "KafkaConnectionError: Unable to bootstrap from [('127.0.0.1', 9)]",  # one line
+            2,
+        ),
+        (KafkaTimeoutError(), "KafkaTimeoutError", 1),
+    ):
+        admission_log.behaviour = failure
+        code, said = await run([f], tmp_path / "state", queues=QueuePolicy("admitted"))
+        assert (code, errors(said)) == (
+            code_expected,
+            [f"{said_start}{reason}; nothing was sent"],
+        )
+    assert admission_log.stopped == admission_log.started == 2  # (its client closed)
+    assert broker.sent == []
+    assert not backfill.Checkpoint.path_for(tmp_path / "state", f).exists()
+
+
+async def test_ctrl_c_while_the_admitted_queues_are_read_stops_cleanly(
+    tmp_path: Path, broker: FakeProducer, admission_log: type[FakeAdmissionLog]
+) -> None:
+    """The admitted queues were read before Ctrl-C was taken: a broker slow to answer
+    there made Ctrl-C a KeyboardInterrupt and a traceback. Now a clean stop, nothing sent."""
+    import os
+    import signal
+
+    f = tmp_path / "hist.csv"
+    f.write_text(HEADER + ROW.format(i=1))
+    admission_log.behaviour = asyncio.Event()  # never set: the read waits for Ctrl-C
+    caught: list[int] = []  # (without the command's handler, a SIGINT lands here: no
+    before = signal.signal(signal.SIGINT, lambda sig, frame: caught.append(sig))  # pytest stop)
+    try:
+        asyncio.get_running_loop().call_later(0.3, os.kill, os.getpid(), signal.SIGINT)
+        code, said = await asyncio.wait_for(
+            run([f], tmp_path / "state", queues=QueuePolicy("admitted")), 10
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert caught == []  # the command's own handler took it
+    assert (code, errors(said)) == (
+        backfill.INTERRUPTED,
+        [
+            "stopped while reading the admitted queues, before the load began: nothing was "
+            "sent; run the same command to load the files"
+        ],
+    )
+    assert admission_log.stopped == 1  # the read was ended, its client closed
+    assert broker.sent == []
+    assert not backfill.Checkpoint.path_for(tmp_path / "state", f).exists()
+
+
+# a terminal: the line that says the load stopped is the last thing on it --------------------
+
+
+def test_on_a_terminal_the_stop_line_is_the_last_thing_drawn(tmp_path: Path) -> None:
+    """rich drew the progress bar again below "stopped after ..." (and below the line of
+    --max-rejects): the bar now ends, in its last state, before the line."""
+    import io
+
+    from rich.console import Console
+
+    for stop in ("ctrl-c", "max-rejects"):
+        out = io.StringIO()
+        reporter = backfill.RichReporter(Console(file=out, force_terminal=True, width=120))
+        assert reporter.live
+        prog = backfill.Progress(tmp_path / "h.csv", rows=5, sent=5, total=10, t0=time.monotonic())
+        reporter.progress(prog)
+        time.sleep(0.25)  # (rich redraws the bar ten times a second)
+        if stop == "ctrl-c":
+            cp = backfill.Checkpoint("h.csv", 1, 1, rows=5, sent=5)
+            reporter.finished(prog, cp, tmp_path / "r.ndjson")
+            line = "h.csv: stopped after 5 rows (5 sent, all acknowledged); run the same "
+        else:
+            reporter.error("h.csv: more than 2 rows rejected, so the load stops here")
+            line = "qwatch: h.csv: more than 2 rows rejected"
+        time.sleep(0.25)
+        reporter.close()
+        text = out.getvalue()
+        assert "rows/s" in text.split(line)[0]  # the bar was drawn, before the line
+        after = text.split(line)[-1]
+        assert "rows/s" not in after, repr(after)
+        assert "━" not in after, repr(after)
+
+
+async def test_a_text_line_past_the_bound_is_refused_before_its_file_is_sent(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    """analyze refuses a CSV or NDJSON line longer than MAX_LINE_BYTES; backfill read any
+    line whole (a file of one enormous line: all of it in memory). Now the same bound: found
+    in the read-through before the file's load, or in its first rows, before anything is
+    sent; a line of exactly the bound is read."""
+    from shared.analysis.load import MAX_LINE_BYTES
+
+    def padded(event: dict[str, Any], size: int) -> bytes:
+        text = json.dumps(event).encode()
+        return text + b" " * (size - len(text)) + b"\n"  # (JSON takes trailing blanks)
+
+    ok = tmp_path / "ok.ndjson"
+    ok.write_bytes(codec_line(decision(0)) + padded(decision(1), MAX_LINE_BYTES))
+    for name in ("long.ndjson", "long.ndjson.gz"):
+        data = codec_line(decision(2)) + padded(decision(3), MAX_LINE_BYTES + 1)
+        f = tmp_path / name
+        f.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        assert backfill.preflight(f) == "ndjson"  # (its first row is fine)
+        broker.sent.clear()
+        code, said = await run([ok, f], tmp_path / name.replace(".", "-"))
+        assert (code, errors(said)) == (
+            2,
+            [f"{name}: line 2 is longer than {MAX_LINE_BYTES:,} bytes; no decision or "
+             "verdict is that long"],
+        )  # fmt: skip
+        assert [json.loads(v)["decision_id"] for _, v, _ in broker.sent] == ["d0", "d1"]
+        with pytest.raises(backfill.BackfillError) as caught:
+            list(backfill.read_rows(f, "ndjson"))  # (the reader's own words: the same)
+        assert str(caught.value) == errors(said)[0]
+    # in the first rows (a CSV header here), and a line with no end at all: at once
+    header = tmp_path / "header.csv"
+    header.write_text("kind," + "x" * MAX_LINE_BYTES + "\n" + ROW.format(i=1))
+    assert bad_input(header).startswith("header.csv: line 1 is longer than ")
+    endless = tmp_path / "endless.ndjson"
+    endless.write_bytes(codec_line(decision(1)) + b"x" * (3 * MAX_LINE_BYTES))
+    assert backfill.count_rows(tmp_path / "ok.ndjson", "ndjson") == 2
+    with pytest.raises(backfill.BackfillError, match=r"^endless.ndjson: line 2 is longer"):
+        backfill.count_rows(endless, "ndjson")
+
+
+def codec_line(event: dict[str, Any]) -> bytes:
+    return json.dumps(event).encode() + b"\n"

@@ -1,0 +1,146 @@
+"""A Parquet file is bounded as a text file is (shared/analysis/load.py): a text or binary
+cell longer than ``MAX_LINE_BYTES`` (the bound on a CSV or NDJSON line) is refused, naming
+the file, the row and the column, and a row group of more than ``MAX_ROW_GROUP_BYTES``
+uncompressed is refused before it is read. A cell of any size was read whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.analysis import load
+from shared.analysis.errors import InputError
+from shared.analysis.load import MAX_LINE_BYTES, load_verdicts
+
+from .helpers import verdict_rows
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+LONG = MAX_LINE_BYTES + 1
+
+
+def rows(n: int = 4) -> list[dict[str, Any]]:
+    return verdict_rows([1], n=n, site_id="dublin")
+
+
+def write(path: Path, table: Any, **kw: Any) -> Path:
+    pq.write_table(table, path, **kw)
+    return path
+
+
+def refusal(path: Path) -> str:
+    with pytest.raises(InputError) as caught:
+        load_verdicts(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def too_long(source: str, row: int, column: str, length: int = LONG) -> str:
+    return (
+        f"{source}: row {row}, column {column!r}: a value of {length:,} bytes, more than the "
+        f"{MAX_LINE_BYTES:,} a cell may hold (as a CSV or NDJSON line); no field of a verdict "
+        "or a decision is that long"
+    )
+
+
+def test_the_text_formats_and_parquet_share_one_bound() -> None:
+    from shared.analysis import columnar
+
+    # (columnar.py's own constant until it imports this one: the same number meanwhile)
+    assert columnar.MAX_LINE_BYTES == load.MAX_LINE_BYTES == 1 << 20
+
+
+def test_a_text_cell_past_the_bound_is_refused_naming_file_row_and_column(
+    tmp_path: Path,
+) -> None:
+    data = rows()
+    data[2]["site_id"] = "x" * LONG
+    f = write(tmp_path / "v.parquet", pa.Table.from_pylist(data))
+    assert refusal(f) == too_long("v.parquet", 3, "site_id")
+    # a column the reader ignores is bounded too: it is read (into memory) all the same
+    data[2]["site_id"] = "dublin"
+    for row in data:
+        row["notes"] = "ok"
+    data[1]["notes"] = "é" * (MAX_LINE_BYTES // 2 + 1)  # bytes, not characters, count
+    data[3]["notes"] = "x" * LONG
+    g = write(tmp_path / "w.parquet", pa.Table.from_pylist(data))
+    assert refusal(g) == too_long("w.parquet", 2, "notes", MAX_LINE_BYTES + 2)
+
+
+def test_a_cell_of_exactly_the_bound_is_read(tmp_path: Path) -> None:
+    data = rows()
+    data[0]["site_id"] = "x" * MAX_LINE_BYTES
+    f = write(tmp_path / "v.parquet", pa.Table.from_pylist(data))
+    assert load_verdicts(f).rows[0].site_id == "x" * MAX_LINE_BYTES
+
+
+def test_binary_dictionary_and_later_row_groups_are_bounded(tmp_path: Path) -> None:
+    data = rows(6)
+    table = pa.Table.from_pylist(data)
+    blob = pa.array([b"ok"] * 5 + [b"x" * LONG], pa.binary())
+    f = write(tmp_path / "b.parquet", table.append_column("blob", blob))
+    assert refusal(f) == too_long("b.parquet", 6, "blob")
+    # pandas' categories: a dictionary column, bounded by the value each row points at
+    sites = pa.array(["dublin"] * 4 + ["y" * LONG] * 2).dictionary_encode()
+    table = table.set_column(table.schema.get_field_index("site_id"), "site_id", sites)
+    g = write(tmp_path / "d.parquet", table, row_group_size=2)  # rows 5, 6: the third group
+    assert pa.types.is_dictionary(pq.read_schema(g).field("site_id").type)
+    assert pq.ParquetFile(g).metadata.num_row_groups == 3
+    assert refusal(g) == too_long("d.parquet", 5, "site_id")
+
+
+def test_the_first_long_cell_in_file_order_is_named() -> None:
+    """Row first, then the column order; the rows of every chunk numbered from
+    ``first_row`` (a batch further on in the file)."""
+    long = "x" * LONG
+    table = pa.Table.from_batches(
+        [
+            pa.record_batch({"a": ["1", "2"], "b": ["1", long]}),
+            pa.record_batch({"a": [long, "4"], "b": [long, "4"]}),
+        ]
+    )
+    with pytest.raises(InputError) as caught:
+        load.check_parquet_cells(table, 1, "t.parquet")
+    assert str(caught.value) == too_long("t.parquet", 2, "b")
+    later = table.slice(2)
+    assert later.column("a").num_chunks == 1
+    with pytest.raises(InputError) as caught:
+        load.check_parquet_cells(later, 10_001, "t.parquet")
+    assert str(caught.value) == too_long("t.parquet", 10_001, "a")
+    # numbers, nulls and nested columns are not cells this bound reads
+    load.check_parquet_cells(
+        pa.table({"n": [1, None], "s": [None, "x"], "l": [["x" * 10], None]}), 1, "t.parquet"
+    )
+
+
+def test_an_absurd_row_group_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = write(tmp_path / "g.parquet", pa.Table.from_pylist(rows(6)), row_group_size=4)
+    meta = pq.read_metadata(f)
+    first, second = meta.row_group(0).total_byte_size, meta.row_group(1).total_byte_size
+    assert second < first
+    monkeypatch.setattr(load, "MAX_ROW_GROUP_BYTES", second)  # (1 GiB of test file: no)
+    read: list[Path] = []
+    monkeypatch.setattr(pq, "read_table", lambda path, **kw: read.append(path))
+    assert refusal(f) == (
+        f"g.parquet: row group 1 of 2 (rows 1 to 4) is {first:,} bytes uncompressed, more "
+        f"than the {second:,} read at once; write the file again with smaller row groups "
+        "(e.g. pyarrow's row_group_size=100_000)"
+    )
+    assert read == []  # refused from the metadata: not one row read
+
+
+def test_analyze_refuses_a_long_parquet_cell_as_the_reference_does(tmp_path: Path) -> None:
+    from shared.analysis.columnar import load_columns
+
+    data = rows()
+    data[2]["verdict_id"] = "x" * LONG
+    f = write(tmp_path / "v.parquet", pa.Table.from_pylist(data))
+    with pytest.raises(InputError) as caught:
+        load_columns(f)
+    assert str(caught.value) == refusal(f)
