@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared import codec
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics, make_producer, wait_for_leaders
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 
@@ -86,8 +86,11 @@ class AdmissionLog:
         self.records = 0
 
     async def start(self) -> None:
-        """Assign every partition from the beginning and apply what the topic holds."""
+        """Assign every partition from the beginning and apply what the topic holds (once
+        its leader serves it: on a topic just created, reading at once logs aiokafka ERRORs,
+        shared/kafka.py ``wait_for_leaders``)."""
         topic = self._kafka.topics.queues
+        await wait_for_leaders(self._kafka, [topic])
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap,
             client_id=f"{self._kafka.client_id}-queues",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     InvalidReplicationFactorError,
     KafkaConnectionError,
+    KafkaTimeoutError,
     TopicAlreadyExistsError,
     for_code,
 )
@@ -185,3 +186,91 @@ async def _wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
             await admin.close()
         await asyncio.sleep(0.5)
     raise BrokerUnreachableError(settings.bootstrap, timeout, last)
+
+
+# Waiting, at start, until the topics a service reads have a leader that serves them.
+#
+# A topic just created (a fresh broker, a new prefix) is named in the cluster's metadata with
+# its leader a moment before that broker serves the partition: a consumer that asks for its
+# offsets in that moment is answered ``NotLeaderForPartitionError``, which aiokafka's fetcher
+# logs at ERROR ("Failed fetch offsets ...") before retrying and succeeding. An ERROR on a
+# healthy start teaches operators to ignore errors, so a reader first asks every partition it
+# reads for its beginning offset with a probe of its own, quietly and for a bounded time, and
+# reads nothing before they all answered (ingest's raw topics; the admitted-queues topic that
+# ingest, backfill and ``qwatch queues`` read: shared/admission.py).
+LEADERS_NOTE_AFTER_S = 5.0  # a wait longer than this is said at INFO, once
+
+
+class TopicNotServedError(TopicCreationError):
+    """A topic's partitions still had no leader serving them at the end of the wait; the
+    message names the topic, the broker and the setting that bounds the wait. (A
+    ``TopicCreationError``: ``qwatch`` ends with its message in one line, exit 1.)"""
+
+
+async def wait_for_leaders(
+    kafka: KafkaSettings, topics: Sequence[str], timeout: float | None = None
+) -> None:
+    """Return once every partition of ``topics`` answers an offsets request from its leader;
+    raise ``TopicNotServedError`` after ``timeout`` s (default ``QW_KAFKA_CONNECT_TIMEOUT_S``).
+    aiokafka's own logs are held back meanwhile: the wait reports its outcome itself."""
+    if not topics:
+        return
+    timeout = kafka.connect_timeout_s if timeout is None else timeout
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    names = ", ".join(dict.fromkeys(topics))
+    note = loop.call_later(
+        LEADERS_NOTE_AFTER_S,
+        log.info,
+        "waiting up to %g s for a leader to serve every partition of %s",
+        timeout,
+        names,
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=kafka.client_id)
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        client_id=f"{kafka.client_id}-leaders",
+        enable_auto_commit=False,
+    )
+    try:
+        with quiet_client_logs():
+            try:
+                async with asyncio.timeout(timeout):
+                    await admin.start()
+                    await probe.start()
+                    await _served(admin, probe, topics)
+            except TimeoutError:
+                raise TopicNotServedError(
+                    f"no leader served every partition of {names} at {kafka.bootstrap} "
+                    f"within {timeout:g} s (QW_KAFKA_CONNECT_TIMEOUT_S); is the cluster "
+                    "healthy? (its brokers' logs say why a partition has no leader)"
+                ) from None
+            finally:
+                await probe.stop()
+                await admin.close()
+    finally:
+        note.cancel()
+    log.debug("%s served after %.2f s", names, loop.time() - started)
+
+
+async def _served(
+    admin: AIOKafkaAdminClient, probe: AIOKafkaConsumer, topics: Sequence[str]
+) -> None:
+    """Return once every partition of ``topics`` answered its beginning offset."""
+    while True:
+        # a topic the metadata does not name yet is not described: describing it would
+        # create it on a broker with auto.create.topics.enable (the local one)
+        if set(topics) <= set(await admin.list_topics()):
+            described = await admin.describe_topics(list(topics))
+            if all(t["error_code"] == 0 and t["partitions"] for t in described):
+                break
+        await asyncio.sleep(0.1)
+    tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+    # retries quietly (at DEBUG) while a leader it asks is not serving yet, up to its
+    # request timeout; the caller's timeout bounds the whole wait
+    while True:
+        try:
+            await probe.beginning_offsets(tps)
+            return
+        except KafkaTimeoutError:
+            await asyncio.sleep(0.1)

@@ -14,7 +14,7 @@ from services.ingest.settings import IngestSettings
 from shared import admission
 from shared.collector import settle_gc
 from shared.http_auth import policy
-from shared.kafka import ensure_topics, make_producer, wait_for_broker
+from shared.kafka import ensure_topics, make_producer, wait_for_broker, wait_for_leaders
 from shared.runtime import http_server, log_when_listening, supervise
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ async def run(settings: IngestSettings, stop: asyncio.Event) -> None:
         auth.describe(),
     )
     await ensure_topics(settings.kafka)
+    # a topic just created is named with its leader a moment before the leader serves it:
+    # reading it then logs aiokafka ERRORs on a healthy start (shared/kafka.py; the
+    # admitted-queues topic is waited for by its reader, AdmissionLog)
+    topics = settings.kafka.topics
+    await wait_for_leaders(settings.kafka, [topics.decisions_raw, topics.verdicts_raw])
     # the admitted queues are read to the end before any event is validated
     known = admission.AdmissionLog(settings.kafka, queues.apply)
     await known.start()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -12,13 +14,21 @@ from typing import cast
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
+from services.ingest import main as ingest_main
 from services.ingest.api import create_app
 from services.ingest.pipeline import RawValidator
 from services.ingest.publisher import Publisher
 from services.ingest.settings import IngestSettings
 from shared import batches, codec
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import (
+    TopicCreationError,
+    TopicNotServedError,
+    ensure_topics,
+    make_producer,
+    wait_for_leaders,
+)
 from shared.settings import KafkaSettings
 from tests.factories import decision, verdict
 from tests.integration.kafka_helpers import read_topic
@@ -195,3 +205,77 @@ async def test_verdicts_do_not_run_ahead_of_a_decisions_backlog(
 async def test_without_alignment_the_verdicts_run_ahead(kafka_settings: KafkaSettings) -> None:
     """The same backlog with the alignment off (0): what the test above guards against."""
     assert await _most_verdicts_ahead(kafka_settings, lead_s=0.0) > 1000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+STARTS = 6
+
+
+async def test_a_fresh_start_logs_no_kafka_error(
+    kafka_settings: KafkaSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ingest on topics it creates (a fresh broker, here fresh prefixes) reads the
+    admitted-queues topic at once: without waiting for its leader to serve it, aiokafka's
+    fetcher logged "Failed fetch offsets ... NotLeaderForPartitionError" at ERROR on most
+    such starts (a race, so several starts)."""
+    caplog.set_level(logging.INFO)
+    for n in range(STARTS):
+        fresh = kafka_settings.model_copy(
+            update={"topic_prefix": f"{kafka_settings.topic_prefix}{n}-"}
+        )
+        settings = IngestSettings(kafka=fresh, port=_free_port())
+        caplog.clear()
+        stop = asyncio.Event()
+        task = asyncio.create_task(ingest_main.run(settings, stop))
+        try:
+            async with asyncio.timeout(60):
+                while not any("ingest listening" in r.getMessage() for r in caplog.records):
+                    assert not task.done(), task.exception()
+                    await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        noisy = [
+            f"{r.levelname} {r.name}: {r.getMessage()}"
+            for r in caplog.records
+            if r.name.startswith("aiokafka") and r.levelno >= logging.WARNING
+        ]
+        assert noisy == []
+        assert any(r.getMessage().startswith("created topics ") for r in caplog.records)
+        assert any(r.getMessage().startswith("queues: ") for r in caplog.records)
+
+
+async def test_a_topic_never_served_ends_the_wait_in_one_line(
+    kafka_settings: KafkaSettings,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wait is bounded, says so once when it is long, and its end says which topic,
+    where, and what bounds it: one line, which ``qwatch`` prints for a
+    ``TopicCreationError`` (exit 1)."""
+    monkeypatch.setattr("shared.kafka.LEADERS_NOTE_AFTER_S", 0.2)
+    caplog.set_level(logging.INFO)
+    missing = kafka_settings.topics.queues  # never created under this test's prefix
+    with pytest.raises(TopicNotServedError) as raised:
+        await wait_for_leaders(kafka_settings, [missing], timeout=1.0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == [
+        f"waiting up to 1 s for a leader to serve every partition of {missing}"
+    ]
+    assert isinstance(raised.value, TopicCreationError)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"no leader served every partition of {missing} at" in message
+    assert kafka_settings.bootstrap in message
+    assert "QW_KAFKA_CONNECT_TIMEOUT_S" in message
+    # the wait looked for the topic without creating it (the local broker auto-creates)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap)
+    await admin.start()
+    try:
+        assert missing not in await admin.list_topics()
+    finally:
+        await admin.close()
