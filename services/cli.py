@@ -223,6 +223,22 @@ def ingest() -> None:
         asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
 
 
+def _scorer_logging(loglevel: str) -> None:
+    """The worker's own lines (ready, rebalances: services/scorer/app.py) at INFO on
+    standard error, in the format of ingest's and alerts' logs. The Faust worker takes the
+    root logger over at QW_LOG_LEVEL (default warning), which would hide them; with
+    ``debug`` its DEBUG lines show too. (Only the worker's module: the store's, a Faust
+    service, logs Faust's own INFO lines, which QW_LOG_LEVEL=info shows.)"""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    own = logging.getLogger("services.scorer.app")
+    own.addHandler(handler)
+    own.propagate = False  # (not twice while the root logger is still ours)
+    own.setLevel(logging.DEBUG if loglevel == "debug" else logging.INFO)
+
+
 @app.command()
 def scorer() -> None:
     """Run the scorer (a Faust worker)."""
@@ -232,6 +248,8 @@ def scorer() -> None:
     from shared.runtime import setup_logging
 
     setup_logging()
+    loglevel = (os.environ.get("QW_LOG_LEVEL") or "warning").lower()
+    _scorer_logging(loglevel)
     settings = ScorerSettings()
 
     async def prepare() -> None:
@@ -240,7 +258,7 @@ def scorer() -> None:
 
     with _kafka_refusals():
         asyncio.run(prepare())
-    run_worker(settings, loglevel=(os.environ.get("QW_LOG_LEVEL") or "warning").lower())
+    run_worker(settings, loglevel=loglevel)
 
 
 @app.command()

@@ -93,7 +93,8 @@ def render() -> str:
             parts.append(f"| `{env}` | `{_default(cls, name)}` | {desc} |")
     parts.append(
         "\n`QW_LOG_LEVEL` (default `warning`: `debug`, `info`, `warning`, `error`) sets the "
-        "scorer worker's log level."
+        "scorer worker's (Faust's) log level; the scorer's own lines (ready, rebalances) are "
+        "at INFO whatever it says, and `debug` adds its DEBUG lines."
     )
     parts.append(
         "\nThe local scripts read their own variables: `deploy/local/kafka.sh` "

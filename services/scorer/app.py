@@ -30,6 +30,7 @@ import contextvars
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -168,9 +169,36 @@ def create_app(settings: ScorerSettings) -> faust.App:
         scorer.invalidate()  # drop anything read while the table was being recovered
         recovered.set()
         ready.set()
+        _say_ready()
+
+    # what the log says at the default level (cli.scorer): a line when a rebalance assigns
+    # partitions, and one when the worker is ready to score them
+    said: dict[str, Any] = {"owned": None, "ready": False}
+
+    def _say_assigned(sender: Any, /, assigned: Any = (), *args: Any, **kwargs: Any) -> None:
+        topic = events.get_topic_name()
+        owned = {tp.partition for tp in assigned if tp.topic == topic}
+        log.info("%s", rebalance_line(topic, said["owned"], owned))
+        said.update(owned=owned, ready=False)
+
+    where = f"state in {Path(settings.data_dir).resolve()}, broker {settings.kafka.bootstrap}"
+
+    def _say_ready() -> None:
+        if said["ready"]:
+            return  # (once per assignment)
+        said["ready"] = True
+        topic = events.get_topic_name()
+        try:
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+            total = app.consumer.topic_partitions(topic) or settings.kafka.partitions
+        except Exception:  # a log line must not fail a rebalance
+            log.debug("cannot read the assignment for the ready line", exc_info=True)
+            return
+        log.info("%s", ready_line(topic, owned, total, where))
 
     app.on_partitions_revoked.connect(_rebalancing)
     app.on_partitions_assigned.connect(_rebalancing)
+    app.on_partitions_assigned.connect(_say_assigned)
     app.on_rebalance_complete.connect(_recovered)
 
     def _acked(queue_id: str, seq: int, fut: Any) -> None:
@@ -456,6 +484,44 @@ def create_app(settings: ScorerSettings) -> faust.App:
             await snapshots.send(key=queue_key(snap.queue_id), value=codec.dumps(snap))
 
     return app
+
+
+def partition_list(partitions: Iterable[int]) -> str:
+    """``0-3, 6`` for the partitions 0, 1, 2, 3 and 6; ``none`` for none."""
+    runs: list[list[int]] = []
+    for p in sorted(set(partitions)):
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs) or "none"
+
+
+def ready_line(topic: str, owned: set[int], total: int, where: str) -> str:
+    """The scorer's line once its table is recovered for the partitions it owns."""
+    if not owned:
+        return (
+            f"scorer ready but idle: no partition of {topic} is assigned to this worker "
+            f"(more workers than its {total} partitions?); {where}"
+        )
+    scoring = f"partitions {partition_list(owned)} of {topic} ({total} in all)"
+    return f"scorer ready: scoring {scoring}; {where}"
+
+
+def rebalance_line(topic: str, before: set[int] | None, after: set[int]) -> str:
+    """The scorer's line when a rebalance assigns it partitions (``before``: None at start)."""
+    if after:
+        line = f"partitions {partition_list(after)} of {topic} assigned"
+    else:
+        line = f"no partition of {topic} assigned"
+    if before is not None:
+        moved = [
+            f"{word} {partition_list(ps)}"
+            for word, ps in (("gained", after - before), ("lost", before - after))
+            if ps
+        ]
+        line = f"rebalance: {line} ({', '.join(moved) or 'unchanged'})"
+    return f"{line}; recovering their state" if after else line
 
 
 #: set while Faust's consumer commits input offsets (bound_commit_flush)
