@@ -21,6 +21,14 @@ Components (each 0-100) and weights:
   a client polling with If-None-Match gets 304 while nothing changed. The exact age is the
   client's to compute from the snapshot's ``emitted_at``.
 
+The 24 h windows are of event time: the 24 hours up to the queue's newest event (the
+snapshot's ``as_of``), not up to now. Live, that is the same; after a backfill, or once the
+data stopped, it is not, and the explanation says where the window ends
+(``24h accuracy to 2026-12-04 06:00 UTC: 97.1% meets the 90.0% target``) whenever
+``as_of`` is over ``WINDOW_END_SAID_AFTER_S`` (an hour) from the snapshot's publication
+(``emitted_at``, either way) or the snapshot is stale (its freshness under 100): a window of
+yesterday's data must not read as today's (``window_end_words``).
+
 While any alert is firing for the queue the band is at best ``amber``, and so it is while
 the 24h accuracy is under the target but not yet below it with the rule's confidence (its
 ``band_reason`` says so: not green for 88% against 90%); while the 24h
@@ -72,6 +80,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from datetime import UTC
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -85,6 +94,21 @@ Band = Literal["green", "amber", "red", "insufficient_data"]
 WEIGHTS = {"accuracy": 0.6, "stability": 0.3, "freshness": 0.1}
 SCORE_CAP: dict[str, float] = {"red": 59.0, "amber": 79.0}  # the top of a band (band_for)
 FRESHNESS_STEPS = 4  # staleness bands past stale_after_s, each 3/4 of it long
+# the explanation says where the 24 h windows end when it is this far from the snapshot's
+# publication (or the snapshot is stale): window_end_words
+WINDOW_END_SAID_AFTER_S = 3600.0
+
+
+def window_end_words(snap: QualitySnapshot, stale: bool) -> str:
+    """Where the 24 h windows end, `` to 2026-12-04 06:00 UTC`` (event time: the snapshot's
+    ``as_of``), when they are not about now: ``as_of`` over ``WINDOW_END_SAID_AFTER_S`` from
+    the snapshot's publication (a backfill, a clock ahead), or the snapshot ``stale``;
+    else ``""``. From the snapshot and its staleness step only, as the rest of a health."""
+    lag = abs((snap.emitted_at - snap.as_of).total_seconds())
+    if lag <= WINDOW_END_SAID_AFTER_S and not stale:
+        return ""
+    end = snap.as_of.astimezone(UTC) if snap.as_of.tzinfo is not None else snap.as_of
+    return f" to {end:%Y-%m-%d %H:%M} UTC"
 
 
 def staleness_step(age_s: float, stale_after_s: float) -> int:
@@ -278,7 +302,13 @@ class Health(BaseModel):
     score: float | None
     band: Band
     components: dict[str, float]
-    explanation: str
+    explanation: str = Field(
+        description="what the score and the band rest on, in words. Its 24 h are of event "
+        "time, up to the queue's newest event (the snapshot's `as_of`): when that is over an "
+        "hour from the snapshot's publication (a backfill) or the snapshot is stale, it says "
+        "where they end (`24h accuracy to 2026-12-04 06:00 UTC: 97.1% meets the 90.0% "
+        "target ...`)"
+    )
     accuracy_24h: float | None
     accuracy_24h_interval: tuple[float, float] | None = None  # Wilson, at target_confidence
     below_target_with_confidence: bool = False  # what the below-target rule alerts on
@@ -383,9 +413,15 @@ def health(
         reasons.append(stale)
 
     baseline, last_reset = baseline_words(snap)
+    # the 24 h of event time to the newest event: said when that is not about now
+    end = window_end_words(snap, stale=step > 0)
     if snap.accuracy_24h is None or snap.n_24h < min_sample:
         few = f"only {snap.n_24h} random QA verdicts in 24h (need {min_sample})"
-        reasons.insert(0, f"{few}: too few to say")
+        day_words = f"the 24h{end}" if end else "24h"
+        reasons.insert(
+            0, f"only {snap.n_24h} random QA verdicts in {day_words} (need {min_sample}): "
+            "too few to say",
+        )  # fmt: skip
         open_rules = f"; alert firing: {', '.join(sorted(set(firing)))}" if firing else ""
         return Health(
             baseline=baseline,
@@ -414,8 +450,9 @@ def health(
     accuracy = 100.0 if acc >= target else max(0.0, 100.0 - (target - acc) * 1000.0)
     rule_bound = f"upper {confidence_words(1 - rule)} bound {percent_apart(day.rule_upper, target)}"
     bound = f"the rule's {rule_bound}"
+    said = f"24h accuracy{end}: {acc:.1%}" if end else f"24h accuracy {acc:.1%}"
     if acc >= target:
-        reasons.insert(0, f"24h accuracy {acc:.1%} meets the {target:.1%} target (n={n:,})")
+        reasons.insert(0, f"{said} meets the {target:.1%} target (n={n:,})")
     elif below:
         # the scorer looks once a subgroup closes: until then no alert says so yet
         waiting = (
@@ -423,12 +460,12 @@ def health(
             else "; the scorer's rule alerts when it next looks, once a subgroup closes"
         )  # fmt: skip
         reasons.insert(
-            0, f"24h accuracy {acc:.1%}, {bound}: below the {target:.1%} target with "
+            0, f"{said}, {bound}: below the {target:.1%} target with "
             f"confidence (n={n:,}){waiting}",
         )  # fmt: skip
     else:
         reasons.insert(
-            0, f"24h accuracy {acc:.1%}, {bound}: not yet below the {target:.1%} target with "
+            0, f"{said}, {bound}: not yet below the {target:.1%} target with "
             f"confidence, so no below-target alert (n={n:,})",
         )  # fmt: skip
 

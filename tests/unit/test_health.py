@@ -297,3 +297,53 @@ def test_firing_alerts_name_each_rule_once_in_a_stable_order() -> None:
     assert a.firing_alerts == ["cusum_lower", "cusum_site_upper", "ewma_ucl"]
     assert a.firing_alerts == b.firing_alerts
     assert "cusum_site_upper (2 signals)" in a.explanation  # the signals are counted there
+
+
+def test_a_window_that_ended_long_before_the_snapshot_says_where_it_ends() -> None:
+    """After a backfill the 24 h are those to the newest event, ~21 h before the snapshot
+    was published: 'meets the target' with freshness 100 read as today's. The explanation
+    says where the window ends; live (within the hour) it reads as before."""
+    backfilled = snap(0.971, 1234, [], as_of=datetime(2026, 12, 4, 6, 0, 41, tzinfo=UTC),
+                      emitted_at=datetime(2026, 12, 5, 3, 0, tzinfo=UTC))  # fmt: skip
+    r = h(backfilled)
+    assert r.components["freshness"] == 100.0
+    assert r.explanation.startswith(
+        "24h accuracy to 2026-12-04 06:00 UTC: 97.1% meets the 90.0% target (n=1,234)"
+    )
+    live = h(snap(0.971, 1234, [], emitted_at=datetime(2026, 11, 2, 0, 59, tzinfo=UTC)))
+    assert live.explanation.startswith("24h accuracy 97.1% meets the 90.0% target (n=1,234)")
+    # the other sentences of the accuracy, and too few verdicts, say it the same way
+    under = h(snap(0.88, 5000, [], emitted_at=datetime(2026, 11, 3, tzinfo=UTC)))
+    assert under.explanation.startswith("24h accuracy to 2026-11-02 00:00 UTC: 88.0%, the rule's")
+    below = h(snap(0.80, 5000, [], emitted_at=datetime(2026, 11, 3, tzinfo=UTC)))
+    assert below.explanation.startswith("24h accuracy to 2026-11-02 00:00 UTC: 80.0%, the rule's")
+    assert "below the 90.0% target with confidence" in below.explanation
+    few = h(snap(0.9, 12, emitted_at=datetime(2026, 11, 3, tzinfo=UTC)))
+    assert few.explanation.startswith(
+        "only 12 random QA verdicts in the 24h to 2026-11-02 00:00 UTC (need 30): too few"
+    )
+    # the band's one line is unchanged (a wall tile: kept short)
+    assert few.band_reason == "only 12 random QA verdicts in 24h (need 30)"
+
+
+def test_a_stale_or_a_future_window_says_where_it_ends() -> None:
+    """No new data (a stale snapshot): the window is not about now either; nor is one that
+    ends ahead of the snapshot's publication (a clock ahead; the demo's simulated time).
+    From the snapshot and its staleness step only, so a cached health stays exact."""
+    fresh = snap(0.95, 500, [])
+    assert h(fresh, age=300).explanation.startswith("24h accuracy 95.0% meets")
+    stale = h(fresh, age=301)
+    assert stale.explanation.startswith("24h accuracy to 2026-11-02 00:00 UTC: 95.0% meets")
+    assert "no new data for over 5 min" in stale.explanation
+    assert stale == h(fresh, age=525)
+    ahead = snap(0.95, 500, [], as_of=datetime(2026, 11, 3, 10, 0, tzinfo=UTC))
+    assert h(ahead).explanation.startswith("24h accuracy to 2026-11-03 10:00 UTC: 95.0% meets")
+
+
+def test_the_explanation_is_documented_as_event_time() -> None:
+    """The API's schema says what the explanation's 24 h are."""
+    from services.alerts.health import Health
+
+    doc = Health.model_fields["explanation"].description or ""
+    assert "event time" in doc
+    assert "as_of" in doc
