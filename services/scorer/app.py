@@ -40,6 +40,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types.tuples import Message as FaustMessage
 
+from services.scorer import cusum
 from services.scorer.core import Horizons, Position, Scorer
 from services.scorer.index import ChunkIndex
 from services.scorer.settings import ScorerSettings
@@ -591,4 +592,6 @@ def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:
     # working as designed, not a problem worth a log line per batch.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    # the first design's scipy import, while the worker joins its group (not mid-input)
+    cusum.import_in_background()
     worker.execute_from_commandline()

@@ -27,6 +27,7 @@ moderators never (their ids may be in the data; here only tenure bands are).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any, Literal, cast
 
@@ -59,6 +60,7 @@ def tenure_band(days: int | None) -> str:
     return "1y+"
 
 
+@functools.lru_cache(maxsize=8192, typed=True)  # (once per distinct decision shape)
 def keys_of(site: str, policy: str, tenure: str, severity: int) -> tuple[str, ...]:
     """The slice keys of one decision, one per dimension (``DIMENSIONS`` order)."""
     return (

@@ -99,6 +99,9 @@ class ChunkKey:
         return cls(*fields)
 
 
+_UNKNOWN: Any = object()  # (not an index entry: an id the prefetch did not look up)
+
+
 def hour_of(t: float) -> int:
     return int(t // HOUR) * HOUR
 
@@ -288,6 +291,17 @@ class ChunkStore:
             return None
         return key, record
 
+    def absent(self, queue_id: str, record_id: str) -> bool:
+        """``key_of`` is None for sure, known without a call: the id is not staged and the
+        batch's prefetch found no index entry for it (the common case of a new id: a fresh
+        decision, a verdict not counted yet). False means "ask ``key_of``", not "present"."""
+        pf_queue, found = self._prefetched
+        return (
+            pf_queue == queue_id
+            and found.get(record_id, _UNKNOWN) is None
+            and (queue_id, record_id) not in self._staged_ids
+        )
+
     def key_of(self, queue_id: str, record_id: str, alive_from: float) -> ChunkKey | None:
         """The queue's chunk holding ``record_id``, unless it expired (logically) at
         ``alive_from``. Ids are scoped by queue: another queue's record of the same id is
@@ -311,7 +325,12 @@ class ChunkStore:
         alive_from: float = float("-inf"),
     ) -> dict[str, Record]:
         """Stage the records not known yet (alive at ``alive_from``); returns them."""
-        fresh = {k: r for k, r in records.items() if self.key_of(queue_id, k, alive_from) is None}
+        absent = self.absent
+        fresh = {
+            k: r
+            for k, r in records.items()
+            if absent(queue_id, k) or self.key_of(queue_id, k, alive_from) is None
+        }
         if not fresh:
             return fresh
         key = ChunkKey(self.kind, queue_id, hour_of(watermark), batch)

@@ -580,17 +580,27 @@ class Scorer:
         if not fresh:
             return
         st.decisions_total += len(fresh)
+        buckets, limit = st.buckets, self.s.sites_per_queue
+        waiting = self._pending.decisions_waited_for(st.queue_id)
         for decision_id, rec in fresh.items():
             t = rec[0]
-            st.watermark = max(st.watermark, t)
+            if t > st.watermark:
+                st.watermark = t
             start = int(t // period) * period
-            bucket = st.buckets.get(start)
+            bucket = buckets.get(start)
             if bucket is None:  # (not setdefault: it would build a Bucket every time)
-                bucket = st.buckets[start] = Bucket()
+                bucket = buckets[start] = Bucket()
             bucket.decisions += 1
-            sites.count(st, bucket, str(rec[1]), self.s.sites_per_queue, decisions=1)
+            site = str(rec[1])
+            counts = bucket.sites.get(site)
+            if counts is None:  # (a site new to the bucket: it may go under OTHER)
+                sites.count(st, bucket, site, limit, decisions=1)
+            else:
+                counts[0] += 1
             if start <= st.closed_through and bucket.rev >= 0:
                 revised.add(start)  # a late decision: the published subgroup is republished
+            if decision_id not in waiting:
+                continue
             for verdict_id, p in self._pending.release(st.queue_id, decision_id):
                 self._count_verdict(
                     st, verdict_id, [p[0], *p[2:]], rec, counted, revised, out, wall
@@ -609,7 +619,10 @@ class Scorer:
     ) -> None:
         """Count a joined verdict. ``verdict`` is [reviewed_at, outcome, error_type,
         sample_type]; ``decision`` the decision's record."""
-        if verdict_id in counted or self._counted.key_of(st.queue_id, verdict_id, st.alive_from):
+        if verdict_id in counted or (
+            not self._counted.absent(st.queue_id, verdict_id)
+            and self._counted.key_of(st.queue_id, verdict_id, st.alive_from)
+        ):
             return  # a duplicate or a replay: already counted
         counted[verdict_id] = [verdict[0]]
         st.verdicts_total += 1
@@ -634,7 +647,12 @@ class Scorer:
             et = verdict[2] or "unknown"
             bucket.errors_by_type[et] = bucket.errors_by_type.get(et, 0) + 1
         site = str(decision[1])
-        sites.count(st, bucket, site, self.s.sites_per_queue, n=1, errors=int(incorrect))
+        counts = bucket.sites.get(site)
+        if counts is None:  # (a site new to the bucket: it may go under OTHER)
+            sites.count(st, bucket, site, self.s.sites_per_queue, n=1, errors=int(incorrect))
+        else:
+            counts[1] += 1
+            counts[2] += incorrect
         if start + causes.KEEP_SECONDS > st.watermark:
             # (a decision record written before root cause has no tenure band)
             tenure = decision[5] if len(decision) > 5 else "unknown"

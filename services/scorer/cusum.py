@@ -45,7 +45,10 @@ in force lives in the queue's record, so a replay uses it exactly.
 from __future__ import annotations
 
 import functools
+import importlib
+import logging
 import math
+import threading
 from typing import Any, Literal
 
 from shared.stats.cusum import (
@@ -58,6 +61,8 @@ from shared.stats.cusum import (
     max_lattice_limit,
 )
 from shared.stats.errors import StatsError
+
+log = logging.getLogger(__name__)
 
 Side = Literal["upper", "lower"]
 SIDES: tuple[Side, Side] = ("upper", "lower")
@@ -202,6 +207,25 @@ def site_prior_n(queue_n: int) -> float:
     if queue_n <= 0:
         return float(SITE_PRIOR_N)
     return 1.0 / (1.0 / (SITE_PRIOR_N + 1) + 1.0 / queue_n) - 1.0
+
+
+def import_in_background() -> threading.Thread:
+    """Import ``scipy.stats`` (the first design's ~1.3 s of CPU: ``_nodes``, and
+    ``causes``' hypergeom) on a thread of its own, while the worker starts: it is imported
+    lazily so that a restarted worker serves sooner, but the first design then paid it on
+    the agent's thread, in the middle of the input. Started before the worker joins its
+    group, the import runs while the worker waits for its partitions; a design that needs
+    it sooner waits for it (the import lock), as it would have imported it itself."""
+
+    def run() -> None:
+        try:
+            importlib.import_module("scipy.stats")
+        except Exception:  # (the design's own import raises it again, where it is handled)
+            log.debug("scipy.stats could not be imported ahead", exc_info=True)
+
+    thread = threading.Thread(target=run, name="qw-import-scipy", daemon=True)
+    thread.start()
+    return thread
 
 
 @functools.lru_cache(maxsize=1024)
@@ -446,8 +470,9 @@ class LiveCusum:
         recovery test starts (again) at 0."""
         self.errors += incorrect
         x = incorrect if self.side == "upper" else not incorrect
-        point = self.chart.update(x)
-        if self.chart.s == 0:
+        chart = self.chart
+        signal = chart.add(x)
+        if chart.s == 0:
             self.run_n = self.run_errors = 0
         else:
             self.run_n += 1
@@ -456,10 +481,10 @@ class LiveCusum:
             d = recovery_design(self.side, self.chart.design)
             r = max(0, self.recovery - d.up) if x else self.recovery + d.g
             self.recovery = None if r >= d.limit else r
-        if point.signal:
+        if signal:
             self.signals += 1
             self.recovery = 0
-        return point.signal
+        return signal
 
     def reset(self) -> None:
         self.chart.reset()

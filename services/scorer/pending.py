@@ -10,7 +10,7 @@ time the queue is seen after a start, a rebalance or a failed batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Container, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,11 @@ class PendingStore:
     def hold(self, queue_id: str, verdict_id: str, record: Record) -> None:
         self._waiting(queue_id).put(verdict_id, record)
         self._staged.setdefault(queue_id, {})[verdict_id] = record
+
+    def decisions_waited_for(self, queue_id: str) -> Container[str]:
+        """The ids of the decisions the queue's waiting verdicts wait for (live: a
+        ``release`` takes its decision out), to skip ``release`` for the others."""
+        return self._waiting(queue_id).by_decision
 
     def release(self, queue_id: str, decision_id: str) -> list[tuple[str, Record]]:
         """The verdicts that waited for ``decision_id``; they no longer wait."""

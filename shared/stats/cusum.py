@@ -664,10 +664,22 @@ class BernoulliCusum:
 
     def update(self, incorrect: bool) -> BernoulliCusumPoint:
         """Add one QA verdict (``True`` = the decision was found incorrect)."""
+        signal = self.add(incorrect)
+        return BernoulliCusumPoint(self.t, self.s / self.design.m, signal)
+
+    def add(self, incorrect: bool) -> bool:
+        """:meth:`update` without the point: whether the chart signals. The live scorer
+        counts every random verdict through two or three charts, where building the point
+        cost more than the step (bench/README.md)."""
         d = self.design
-        self.s = self.s + d.up if incorrect else max(0, self.s - d.g)
+        if incorrect:
+            self.s += d.m - d.g
+        elif self.s > d.g:
+            self.s -= d.g
+        else:
+            self.s = 0
         self.t += 1
-        return BernoulliCusumPoint(self.t, self.s / d.m, self.s >= d.limit)
+        return self.s >= d.limit
 
     def step(self, errors: int, n: int) -> bool:
         """Detector interface for :func:`shared.stats.arl.simulate_arl` (needs ``n == 1``)."""

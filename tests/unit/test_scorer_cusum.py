@@ -433,3 +433,30 @@ def test_a_baseline_too_small_for_a_chart_runs_none_instead_of_raising(
     by zero, which would have failed every batch of that queue."""
     ratio = 2.0 if side == "upper" else 0.5
     assert live.design(side, p0, ratio, live.design_arl0(1e5)) is None
+
+
+def test_scipy_is_imported_ahead_on_a_thread_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``import_in_background`` imports scipy.stats (the first design's import) off the
+    agent's thread; an import that fails there is left to the design's own import."""
+    import importlib
+    import sys
+    import threading
+
+    from services.scorer import cusum as live_cusum
+
+    thread = live_cusum.import_in_background()
+    assert thread is not threading.current_thread()
+    assert thread.daemon
+    thread.join(60)
+    assert "scipy.stats" in sys.modules
+
+    def refuse(name: str) -> None:
+        raise ImportError(f"no {name} here")
+
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    monkeypatch.setattr(importlib, "import_module", refuse)
+    failed = live_cusum.import_in_background()
+    failed.join(10)
+    assert not failed.is_alive()
+    assert raised == []  # ended quietly: nothing raised on the thread

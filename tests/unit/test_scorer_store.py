@@ -474,3 +474,31 @@ def test_the_agents_lookups_of_a_batch_answer_as_the_in_memory_index(tmp_path: P
     got = store.entries_of("d", "q", asked)
     assert got == memory.entries_of("d", "q", asked)
     assert sum(entry is not None for entry in got.values()) > 50
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_absent_answers_only_what_key_of_would(seed: int) -> None:
+    """``ChunkStore.absent`` (the join's shortcut for a new id) is True only for an id that
+    ``key_of`` finds nowhere, at any horizon: not staged, and looked up by the batch's
+    prefetch without an index entry; anything else is left to ``key_of``."""
+    rng = random.Random(seed)
+    table = IndexedTable()
+    ids = [f"id{i}" for i in range(40)]
+    applied = (0, 1_000)
+    store = ChunkStore(table, table, "d", lambda q: applied)
+    for offset in range(3):  # stored chunks, of hours 0-2, in both queues
+        for queue in ("q", "r"):
+            chosen = rng.sample(ids, 8)
+            store.add(queue, 3600.0 * offset, f"0-{offset}", {i: [1.0] for i in chosen})
+        store.flush()
+    store.add("q", 3 * 3600.0, "0-9", {i: [2.0] for i in rng.sample(ids, 6)})  # staged
+    store.prefetch("q", rng.sample(ids, 25))
+    shortcuts = 0
+    for record_id in ids:
+        for queue in ("q", "r"):
+            if store.absent(queue, record_id):
+                shortcuts += 1
+                for alive_from in (float("-inf"), 3600.0, 7200.0):
+                    assert store.key_of(queue, record_id, alive_from) is None
+    assert shortcuts > 0  # (the shortcut was taken for some ids)
+    assert not store.absent("r", ids[0])  # another queue than the prefetch's: not known

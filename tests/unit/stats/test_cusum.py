@@ -309,3 +309,26 @@ def test_rates_beyond_the_arithmetic_are_refused_as_statistics_errors(p0: float,
 
     with pytest.raises(StatsError, match="beyond the Bernoulli CUSUM's arithmetic"):
         effective_p1()
+
+
+@FAST
+@given(
+    verdicts=st.lists(st.booleans(), max_size=400),
+    p0=st.sampled_from([0.01, 0.03, 0.1]),
+    ratio=st.sampled_from([1.5, 2.0, 3.0]),
+    h=st.sampled_from([0.5, 2.0, 4.0]),
+)
+def test_bernoulli_add_is_the_lattice_step_update_takes(
+    verdicts: list[bool], p0: float, ratio: float, h: float
+) -> None:
+    """``add`` (the live scorer's step, without the point) moves S and t as the recursion
+    S = max(0, S - g) or S + up does, signals at S >= limit, and agrees with ``update``."""
+    design = BernoulliCusumDesign.create(p0, p0 * ratio, h=h)
+    stepped, updated = BernoulliCusum(design), BernoulliCusum(design)
+    s = 0
+    for t, v in enumerate(verdicts, start=1):
+        s = s + design.up if v else max(0, s - design.g)
+        signal = stepped.add(v)
+        point = updated.update(v)
+        assert (stepped.s, stepped.t, signal) == (s, t, s >= design.limit)
+        assert (updated.s, updated.t, point.signal) == (s, t, signal)
