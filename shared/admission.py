@@ -90,7 +90,8 @@ class AdmissionLog:
         its leader serves it: on a topic just created, reading at once logs aiokafka ERRORs,
         shared/kafka.py ``wait_for_leaders``)."""
         topic = self._kafka.topics.queues
-        await wait_for_leaders(self._kafka, [topic])
+        # (its partitions from the broker: the topic may have been made with more than one)
+        partitions = (await wait_for_leaders(self._kafka, [topic]))[topic]
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap,
             client_id=f"{self._kafka.client_id}-queues",
@@ -98,9 +99,7 @@ class AdmissionLog:
             auto_offset_reset="earliest",
         )
         await self._consumer.start()
-        await self._consumer.topics()  # the cluster's metadata, this topic's partitions in it
-        partitions = self._consumer.partitions_for_topic(topic) or {0}
-        self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._tps = [TopicPartition(topic, p) for p in partitions]
         self._consumer.assign(self._tps)
         await self._consumer.seek_to_beginning(*self._tps)
         ends = await self._consumer.end_offsets(self._tps)

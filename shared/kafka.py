@@ -209,12 +209,13 @@ class TopicNotServedError(TopicCreationError):
 
 async def wait_for_leaders(
     kafka: KafkaSettings, topics: Sequence[str], timeout: float | None = None
-) -> None:
-    """Return once every partition of ``topics`` answers an offsets request from its leader;
-    raise ``TopicNotServedError`` after ``timeout`` s (default ``QW_KAFKA_CONNECT_TIMEOUT_S``).
-    aiokafka's own logs are held back meanwhile: the wait reports its outcome itself."""
+) -> dict[str, list[int]]:
+    """Return every partition of ``topics`` (by topic, in order) once each answers an offsets
+    request from its leader; raise ``TopicNotServedError`` after ``timeout`` s (default
+    ``QW_KAFKA_CONNECT_TIMEOUT_S``). aiokafka's own logs are held back meanwhile: the wait
+    reports its outcome itself."""
     if not topics:
-        return
+        return {}
     timeout = kafka.connect_timeout_s if timeout is None else timeout
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -238,7 +239,7 @@ async def wait_for_leaders(
                 async with asyncio.timeout(timeout):
                     await admin.start()
                     await probe.start()
-                    await _served(admin, probe, topics)
+                    served = await _served(admin, probe, topics)
             except TimeoutError:
                 raise TopicNotServedError(
                     f"no leader served every partition of {names} at {kafka.bootstrap} "
@@ -251,12 +252,13 @@ async def wait_for_leaders(
     finally:
         note.cancel()
     log.debug("%s served after %.2f s", names, loop.time() - started)
+    return served
 
 
 async def _served(
     admin: AIOKafkaAdminClient, probe: AIOKafkaConsumer, topics: Sequence[str]
-) -> None:
-    """Return once every partition of ``topics`` answered its beginning offset."""
+) -> dict[str, list[int]]:
+    """Every partition of ``topics``, once each answered its beginning offset."""
     while True:
         # a topic the metadata does not name yet is not described: describing it would
         # create it on a broker with auto.create.topics.enable (the local one)
@@ -266,11 +268,14 @@ async def _served(
                 break
         await asyncio.sleep(0.1)
     tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+    served: dict[str, list[int]] = {}
+    for tp in sorted(tps):
+        served.setdefault(tp.topic, []).append(tp.partition)
     # retries quietly (at DEBUG) while a leader it asks is not serving yet, up to its
     # request timeout; the caller's timeout bounds the whole wait
     while True:
         try:
             await probe.beginning_offsets(tps)
-            return
+            return served
         except KafkaTimeoutError:
             await asyncio.sleep(0.1)

@@ -122,3 +122,40 @@ def test_qwatch_queues_admits_lists_and_removes(kafka_settings: KafkaSettings) -
     assert "qwatch queues admit" in listed.output
     bad = runner.invoke(app, ["queues", "admit", "bad id"])
     assert bad.exit_code == 2
+
+
+async def test_the_admission_log_reads_every_partition_of_a_topic_made_with_several(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """An operator may create the admitted-queues topic before the first start, with more
+    partitions than QualityWatch would (a topic that exists keeps its own configuration):
+    the reader follows every one of them, not partition 0 alone."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from shared.admission import AdmissionLog, admission_record
+    from shared.topics import queue_key
+
+    topic = kafka_settings.topics.queues
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap)
+    await producer.start()
+    try:
+        for partition, queue in enumerate(["q-zero", "q-one", "q-two"]):
+            await producer.send_and_wait(
+                topic, admission_record(queue, "test"), key=queue_key(queue), partition=partition
+            )
+    finally:
+        await producer.stop()
+    seen: dict[str, object] = {}
+    log = AdmissionLog(kafka_settings, seen.__setitem__)
+    await log.start()
+    try:
+        assert sorted(seen) == ["q-one", "q-two", "q-zero"]
+    finally:
+        await log.stop()
