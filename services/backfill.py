@@ -113,8 +113,17 @@ class Checkpoint:
     done: bool = False
 
     @staticmethod
-    def path_for(folder: Path, file: Path) -> Path:
-        digest = hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]
+    def path_for(folder: Path, file: Path, kafka: KafkaSettings) -> Path:
+        """The checkpoint of ``file`` loaded to ``kafka``'s raw topics: one per file *and*
+        destination (the broker's address and the two raw topics, so the topic prefix), so
+        a load into another cluster or prefix starts from its first row, whatever was loaded
+        elsewhere. (A destination written two ways, ``localhost`` and ``127.0.0.1``, is
+        loaded twice: harmless, the scorer counts each id once; a skipped row is not.)"""
+        topics = kafka.topics
+        where = (
+            f"{file.resolve()}\n{kafka.bootstrap}\n{topics.decisions_raw}\n{topics.verdicts_raw}"
+        )
+        digest = hashlib.sha256(where.encode()).hexdigest()[:12]
         return folder / f"{file.name}.{digest}.json"
 
     @classmethod
@@ -401,13 +410,34 @@ class Progress:
         return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left"
 
 
+def _parquet_read_through(path: Path) -> int:
+    """The rows of a Parquet file, its text and binary cells checked against the bound
+    (``check_parquet_cells``, batch by batch: no row is converted)."""
+    parquet = import_parquet()
+    try:
+        reader = parquet.ParquetFile(path)
+        check_parquet_row_groups(reader.metadata, path.name)
+        before = 0
+        for batch in reader.iter_batches(batch_size=10_000):
+            check_parquet_cells(batch, before + 1, path.name)
+            before += batch.num_rows
+        return int(reader.metadata.num_rows)
+    except InputError as exc:  # the bounds (shared/analysis/load.py): analyze's words
+        raise BackfillError(str(exc), BAD_INPUT) from None
+    except Exception as exc:  # pyarrow raises its own error types; report any of them
+        raise BackfillError(f"cannot read {path.name} as Parquet: {exc}", BAD_INPUT) from None
+
+
 def count_rows(path: Path, fmt: str) -> int:
     """Data rows in the file, for the progress bar: Parquet's metadata; the lines of a text
     file (``.gz``: decompressed), read through once before any row of it is sent, and
     decoded as UTF-8 on the way (in blocks of whole lines, no parsing), so that a byte that
-    is not UTF-8 anywhere in it stops the load before it begins, in ``_lines``' words."""
+    is not UTF-8 anywhere in it stops the load before it begins, in ``_lines``' words. A
+    Parquet file's text and binary columns are read through the same way, so that a cell
+    past ``MAX_LINE_BYTES`` anywhere stops the load before it begins (the load checks each
+    batch again: the file may change in between)."""
     if fmt == "parquet":
-        return int(import_parquet().ParquetFile(path).metadata.num_rows)
+        return _parquet_read_through(path)
     lines, rest, offset = 0, b"", 0  # offset: bytes before ``rest`` (a BOM excluded)
     try:
         with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as f:
@@ -642,7 +672,7 @@ async def run_backfill(
     try:
         refusal = None
         # the admitted queues are a broker round trip: only for a load that may send a row
-        if queues is not None and any(_to_send(f, state_dir, restart=restart) for f in files):
+        if queues is not None and any(to_send(f, state_dir, kafka, restart=restart) for f in files):
             refusal = await _unless_stopped(queue_refusal(kafka, queues), stop)
             if stop.is_set():
                 say(
@@ -651,7 +681,7 @@ async def run_backfill(
                 )
                 return INTERRUPTED
         for file in files:
-            cp_path = Checkpoint.path_for(state_dir, file)
+            cp_path = Checkpoint.path_for(state_dir, file, kafka)
             cp = await load_file(
                 file, kafka, checkpoint_path=cp_path,
                 rejects_path=cp_path.with_suffix(".rejects.ndjson"), restart=restart,
@@ -669,14 +699,16 @@ async def run_backfill(
     return 0
 
 
-def _to_send(file: Path, state_dir: Path, *, restart: bool) -> bool:
-    """Whether the load may send rows of ``file``: not when its checkpoint says it is loaded
-    (``load_file`` then says so and sends nothing). A checkpoint it cannot take (changed
-    file, not a checkpoint) counts as rows to send: ``load_file`` says why, in its turn."""
+def to_send(file: Path, state_dir: Path, kafka: KafkaSettings, *, restart: bool) -> bool:
+    """Whether the load may send rows of ``file`` to ``kafka``: not when its checkpoint says
+    it is loaded there (``load_file`` then says so and sends nothing; the broker need not be
+    asked anything). A checkpoint it cannot take (changed file, not a checkpoint) counts as
+    rows to send: ``load_file`` says why, in its turn."""
     if restart:
         return True
     try:
-        cp = Checkpoint.load_or_new(Checkpoint.path_for(state_dir, file), file, restart=False)
+        path = Checkpoint.path_for(state_dir, file, kafka)
+        cp = Checkpoint.load_or_new(path, file, restart=False)
     except (BackfillError, OSError):
         return True
     return not cp.done
@@ -814,6 +846,10 @@ class RichReporter:
             self.progress(prog)
         where = f"; rejected rows and why: {rejects}" if cp.rejected else ""
         if cp.done:
+            task = self.tasks.pop(prog.file, None)
+            if task is not None:  # its line replaces its bar: a load ends on its lines
+                self.bar.remove_task(task)
+                self.bar.refresh()  # (else the line is printed above the bar last drawn)
             self._say(
                 f"{prog.file.name}: loaded, {cp.rows:,} rows: {cp.sent:,} events sent, "
                 f"{cp.rejected:,} rejected{where}"
@@ -821,8 +857,9 @@ class RichReporter:
         else:
             self._stop_bar()  # else rich draws the bar again below the line
             self._say(
-                f"{prog.file.name}: stopped after {cp.rows:,} rows ({cp.sent:,} sent, all "
-                f"acknowledged); run the same command to resume{where}"
+                f"{prog.file.name}: stopped after {cp.rows:,} rows ({cp.sent:,} sent, "
+                f"{cp.rejected:,} rejected, all acknowledged); run the same command to "
+                f"resume{where}"
             )
 
     def already_loaded(self, file: Path, cp: Checkpoint, rejects: Path) -> None:

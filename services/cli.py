@@ -346,7 +346,8 @@ def backfill(
     files: Annotated[
         list[Path],
         typer.Argument(
-            help="exports of past decisions and verdicts: .csv, .ndjson/.jsonl, .parquet"
+            help="exports of past decisions and verdicts: .csv, .ndjson/.jsonl (either "
+            "gzipped: .gz), .parquet"
         ),
     ],
     restart: Annotated[
@@ -369,7 +370,7 @@ def backfill(
 ) -> None:
     """Load past decisions and verdicts into the raw topics (resumable: Ctrl-C, then the
     same command), so baselines are learned from history. docs/operations.md, "Backfill"."""
-    from services.backfill import BackfillError, RichReporter, preflight, run_backfill
+    from services.backfill import BackfillError, RichReporter, preflight, run_backfill, to_send
     from services.ingest.admission import QueuePolicy
     from services.ingest.settings import IngestSettings
     from shared.analysis.errors import InputError
@@ -387,7 +388,8 @@ def backfill(
     folder = (state_dir or local_state_dir() / "backfill").resolve()  # (paths said in full)
     queues = QueuePolicy(ingest.queues, ingest.queue_patterns(), ingest.queues_open_max)
     kafka = KafkaSettings()
-    _broker_answers(kafka)
+    if any(to_send(f, folder, kafka, restart=restart) for f in files):
+        _broker_answers(kafka)  # (a rerun after a complete load says so without the broker)
     reporter = RichReporter()
     try:
         with _kafka_refusals():
@@ -404,7 +406,10 @@ def backfill(
 
 @app.command()
 def analyze(
-    file: Annotated[Path, typer.Argument(help="QA verdicts: .csv, .ndjson/.jsonl or .parquet")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="QA verdicts: .csv, .ndjson/.jsonl (either gzipped: .gz) or .parquet"),
+    ],
     file_format: Annotated[
         str | None, typer.Option("--format", help="csv|ndjson|parquet (default: by extension)")
     ] = None,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services import backfill
+from shared.settings import KafkaSettings
 from tests.factories import decision, verdict
 
 pa = pytest.importorskip("pyarrow")
@@ -84,7 +85,7 @@ def test_what_is_not_a_decision_or_verdict_says_why() -> None:
 def test_a_checkpoint_refuses_a_changed_file(tmp_path: Path) -> None:
     f = tmp_path / "x.ndjson"
     f.write_text("{}\n")
-    path = backfill.Checkpoint.path_for(tmp_path / "state", f)
+    path = backfill.Checkpoint.path_for(tmp_path / "state", f, KafkaSettings())
     cp = backfill.Checkpoint.load_or_new(path, f, restart=False)
     cp.rows = 1
     cp.save(path)

@@ -144,7 +144,9 @@ async def test_a_byte_that_is_not_utf8_names_the_line_and_byte(
             list(backfill.read_rows(later, "csv"))  # (the reader's own words: the same)
         assert str(caught.value) == said_line
         assert len(broker.sent) == 1  # the file before it only
-        cp_path = backfill.Checkpoint.path_for(tmp_path / name.replace(".", "-"), later)
+        cp_path = backfill.Checkpoint.path_for(
+            tmp_path / name.replace(".", "-"), later, KafkaSettings()
+        )
         assert not cp_path.exists()
 
 
@@ -204,7 +206,7 @@ async def test_rows_ingest_would_refuse_are_not_sent(tmp_path: Path, broker: Fak
     assert [json.loads(value)["decision_id"] for _, value, _ in broker.sent] == ["d1"]
     ((kind, cp),) = said.lines
     assert (kind, cp.sent, cp.rejected) == ("finished", 1, 3)
-    cp_path = backfill.Checkpoint.path_for(tmp_path / "state", f)
+    cp_path = backfill.Checkpoint.path_for(tmp_path / "state", f, KafkaSettings())
     rejects = [
         json.loads(x) for x in cp_path.with_suffix(".rejects.ndjson").read_text().splitlines()
     ]
@@ -304,7 +306,7 @@ async def test_max_rejects_stops_the_command_before_the_next_file(
         "2 cells for 9 columns; all the reasons are in "
     )
     assert [json.loads(value)["decision_id"] for _, value, _ in broker.sent] == ["d1"]
-    assert not backfill.Checkpoint.path_for(tmp_path / "state", after).exists()
+    assert not backfill.Checkpoint.path_for(tmp_path / "state", after, KafkaSettings()).exists()
     assert message.endswith(
         "Rejected rows are sent only by a load with --restart: fix what the reasons say (the "
         "export, or e.g. admit the queue), then load the file again with --restart; or, to go "
@@ -601,8 +603,9 @@ async def test_a_parquet_cell_past_the_line_bound_stops_before_its_row_is_sent(
 ) -> None:
     """A CSV or NDJSON line past MAX_LINE_BYTES is refused; a Parquet cell of any size was
     read whole and sent. Now the same bound, in analyze's words (shared/analysis/load.py),
-    before anything of its row (of its batch) is sent: in the first rows, before anything
-    is sent at all."""
+    found by the read-through before the file's load (as a text file's bad byte or long
+    line), so nothing of the file is sent; in the first rows, before the broker is asked
+    anything."""
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     from shared.analysis.load import MAX_LINE_BYTES
@@ -619,10 +622,8 @@ async def test_a_parquet_cell_past_the_line_bound_stops_before_its_row_is_sent(
     assert backfill.preflight(f) == "parquet"  # (its first rows are fine)
     code, said = await run([f], tmp_path / "state")
     assert (code, errors(said)) == (2, [said_line])
-    sent = [json.loads(value)["decision_id"] for _, value, _ in broker.sent]
-    assert sent == [f"d{i}" for i in range(1, 10_001)]  # the first batch, and not one more
-    cp_path = backfill.Checkpoint.path_for(tmp_path / "state", f)
-    assert json.loads(cp_path.read_text())["rows"] == 10_000  # what was sent, acknowledged
+    assert broker.sent == []  # (the first batch was sent before the read-through)
+    assert not backfill.Checkpoint.path_for(tmp_path / "state", f, KafkaSettings()).exists()
     # in the first rows: refused before the broker is asked anything, binary cells too
     early = tmp_path / "early.parquet"
     table = pa.Table.from_pylist(rows[:3]).append_column(
@@ -734,7 +735,7 @@ async def test_a_broker_failure_reading_the_admitted_queues_is_one_line(
         )
     assert admission_log.stopped == admission_log.started == 2  # (its client closed)
     assert broker.sent == []
-    assert not backfill.Checkpoint.path_for(tmp_path / "state", f).exists()
+    assert not backfill.Checkpoint.path_for(tmp_path / "state", f, KafkaSettings()).exists()
 
 
 async def test_ctrl_c_while_the_admitted_queues_are_read_stops_cleanly(
@@ -767,7 +768,7 @@ async def test_ctrl_c_while_the_admitted_queues_are_read_stops_cleanly(
     )
     assert admission_log.stopped == 1  # the read was ended, its client closed
     assert broker.sent == []
-    assert not backfill.Checkpoint.path_for(tmp_path / "state", f).exists()
+    assert not backfill.Checkpoint.path_for(tmp_path / "state", f, KafkaSettings()).exists()
 
 
 # a terminal: the line that says the load stopped is the last thing on it --------------------
@@ -790,7 +791,7 @@ def test_on_a_terminal_the_stop_line_is_the_last_thing_drawn(tmp_path: Path) -> 
         if stop == "ctrl-c":
             cp = backfill.Checkpoint("h.csv", 1, 1, rows=5, sent=5)
             reporter.finished(prog, cp, tmp_path / "r.ndjson")
-            line = "h.csv: stopped after 5 rows (5 sent, all acknowledged); run the same "
+            line = "h.csv: stopped after 5 rows (5 sent, 0 rejected, all acknowledged); run the "
         else:
             reporter.error("h.csv: more than 2 rows rejected, so the load stops here")
             line = "qwatch: h.csv: more than 2 rows rejected"
@@ -847,3 +848,65 @@ async def test_a_text_line_past_the_bound_is_refused_before_its_file_is_sent(
 
 def codec_line(event: dict[str, Any]) -> bytes:
     return json.dumps(event).encode() + b"\n"
+
+
+async def test_a_file_loaded_to_one_destination_is_loaded_whole_to_another(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    """A checkpoint is of a file *and* a destination (the broker, the raw topics): loading
+    staging, then production (another prefix or cluster), sends every row to each, and a
+    rerun to either says it is loaded. (One checkpoint per file sent nothing to the second,
+    and said 'loaded'.)"""
+    f = tmp_path / "h.ndjson"
+    f.write_text("".join(json.dumps(decision(i)) + "\n" for i in range(1, 6)))
+    state = tmp_path / "state"
+
+    async def load(kafka: KafkaSettings) -> list[str]:
+        said = Said()
+        broker.sent.clear()
+        code = await backfill.run_backfill(
+            [f], kafka, state_dir=state, max_age_days=MAX_AGE_DAYS, reporter=said
+        )
+        assert code == 0
+        return [kind for kind, _ in said.lines]
+
+    staging = KafkaSettings(topic_prefix="staging.")
+    production = KafkaSettings(topic_prefix="prod.")
+    elsewhere = KafkaSettings(bootstrap="10.0.0.7:9092", topic_prefix="staging.")
+    assert await load(staging) == ["finished"]
+    assert {topic for topic, _, _ in broker.sent} == {"staging.qw.decisions.raw.v1"}
+    assert len(broker.sent) == 5
+    for kafka in (production, elsewhere):
+        assert await load(kafka) == ["finished"]
+        assert len(broker.sent) == 5  # every row, to this destination too
+    assert {topic for topic, _, _ in broker.sent} == {"staging.qw.decisions.raw.v1"}
+    for kafka in (staging, production, elsewhere):
+        assert await load(kafka) == ["already_loaded"]
+        assert broker.sent == []
+    assert not backfill.to_send(f, state, production, restart=False)
+    assert backfill.to_send(f, state, KafkaSettings(topic_prefix="new."), restart=False)
+
+
+def test_on_a_terminal_a_finished_load_ends_on_its_result_lines(tmp_path: Path) -> None:
+    """A file's bar gives way to its 'loaded' line: after two files, the terminal ends on
+    their two lines, not on the bars (which rich drew again below them)."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    reporter = backfill.RichReporter(Console(file=out, force_terminal=True, width=120))
+    for name in ("a.csv", "b.csv"):
+        prog = backfill.Progress(tmp_path / name, rows=4, sent=4, total=4, t0=time.monotonic())
+        reporter.progress(prog)
+        time.sleep(0.25)  # (rich redraws the bar ten times a second)
+        cp = backfill.Checkpoint(name, 1, 1, rows=4, sent=4, done=True)
+        reporter.finished(prog, cp, tmp_path / "r.ndjson")
+    time.sleep(0.25)
+    reporter.close()
+    text = out.getvalue()
+    last = "b.csv: loaded, 4 rows: 4 events sent, 0 rejected"
+    assert "rows/s" in text.split("a.csv: loaded")[0]  # the bar was drawn
+    after = text.split(last)[-1]
+    assert "rows/s" not in after, repr(after)
+    assert "━" not in after, repr(after)

@@ -63,3 +63,34 @@ def test_commands_that_need_the_broker_say_they_cannot_reach_it(tmp_path: Path) 
             "there? deploy/local/kafka.sh start starts one on 127.0.0.1 (QW_KAFKA_PORT), and "
             "qwatch demo starts it itself when QW_KAFKA_BOOTSTRAP is unset"
         ), name
+
+
+def test_a_backfill_rerun_of_loaded_files_says_so_without_the_broker(tmp_path: Path) -> None:
+    """A rerun whose files are all loaded (to this destination) sends nothing: it says they
+    are loaded, exit 0, with no broker to answer (it waited for one, then said it could not
+    reach it)."""
+    from services import backfill
+    from shared.settings import KafkaSettings
+
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("QW_")}
+    env = {**clean, "QW_KAFKA_BOOTSTRAP": bootstrap, "QW_KAFKA_CONNECT_TIMEOUT_S": "1"}
+    export = tmp_path / "history.ndjson"
+    export.write_text('{"kind": "decision"}\n')
+    state = tmp_path / "state"
+    kafka = KafkaSettings(bootstrap=bootstrap)
+    path = backfill.Checkpoint.path_for(state, export, kafka)
+    cp = backfill.Checkpoint.load_or_new(path, export, restart=False)
+    cp.rows, cp.sent, cp.done = 1, 1, True
+    cp.save(path)
+    run = [sys.executable, "-m", "services.cli", "backfill", str(export), "--state-dir", str(state)]
+    done = subprocess.run(run, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert "history.ndjson: already loaded" in done.stdout + done.stderr
+    # another destination: rows to send, so the broker is asked (and is not there)
+    elsewhere = {**env, "QW_TOPIC_PREFIX": "other."}
+    done = subprocess.run(
+        run, env=elsewhere, cwd=REPO_ROOT, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 2
+    assert "cannot reach the Kafka broker" in done.stderr
