@@ -169,6 +169,8 @@ class Verdicts:
 
 def detect_format(path: Path, requested: str | None = None) -> FileFormat:
     """The file format: ``requested`` if given, else from the extension (``.gz`` ignored)."""
+    if path.is_dir():  # (its extension, or its opening, would say something else)
+        raise InputError(f"{path} is a directory, not a file: name the export file in it")
     if requested is not None:
         wanted = requested.strip().lower()
         if wanted == "jsonl":

@@ -132,10 +132,16 @@ def _summary(group: GroupChart, report: Report) -> str:
 def print_report(report: Report, console: Console) -> None:
     """Print the report as one rich table per group."""
     spec = report.spec
+    # with --only, the verdicts of the groups charted, which the file's count is not
+    of_only = (
+        f" ({sum(s.n for g in report.groups for s in g.subgroups):,} of them charted)"
+        if spec.only
+        else ""
+    )
     console.print(
         f"[bold]{report.source}[/bold]: {report.rows_used:,} of {report.rows_read:,} verdicts "
-        f"used, {len(report.groups)} {_GROUP_WORD[spec.by]}(s), {spec.period.label} subgroups "
-        f"({_tz_label(report)}), {spec.chart} chart"
+        f"used{of_only}, {len(report.groups)} {_GROUP_WORD[spec.by]}(s), {spec.period.label} "
+        f"subgroups ({_tz_label(report)}), {spec.chart} chart"
     )
     for note in report.notes:
         console.print(f"  note: {note}", style="dim", highlight=False)
