@@ -45,6 +45,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -82,6 +83,7 @@ CHECKPOINT_EVERY_S = 2.0
 IN_FLIGHT = 20_000  # sends awaited at least this often
 _INTS = frozenset({"v", "severity", "moderator_tenure_days"})
 _BOM = b"\xef\xbb\xbf"
+_BLANK_LINE = re.compile(rb"^[ \t\r\f\v]*\n", re.MULTILINE)  # NDJSON's: read_rows skips them
 _GZIP_MAGIC = b"\x1f\x8b"
 _TIME_RANGE = frozenset({"future_timestamp", "past_timestamp"})  # ingest's, value in the words
 _T = TypeVar("_T")
@@ -439,6 +441,7 @@ def count_rows(path: Path, fmt: str) -> int:
     if fmt == "parquet":
         return _parquet_read_through(path)
     lines, rest, offset = 0, b"", 0  # offset: bytes before ``rest`` (a BOM excluded)
+    blank = 0  # NDJSON's blank lines: no row (the progress bar's total counts rows)
     try:
         with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as f:
             first = True
@@ -454,6 +457,8 @@ def count_rows(path: Path, fmt: str) -> int:
                     raise _too_long(path, lines + 1)
                 _utf8(path, data[:cut], lines, offset)
                 lines += data.count(b"\n", 0, cut)
+                if fmt == "ndjson":  # (a blank CSV line is a row, of no cells: rejected)
+                    blank += len(_BLANK_LINE.findall(data, 0, cut))
                 offset += cut
                 rest = data[cut:]
                 if len(rest) > MAX_LINE_BYTES:  # (not read further: a line too long)
@@ -461,8 +466,9 @@ def count_rows(path: Path, fmt: str) -> int:
             _utf8(path, rest, lines, offset)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise BackfillError(f"cannot read {path}: {exc}", BAD_INPUT) from None
-    lines += bool(rest)  # a last line without a newline
-    return max(0, lines - 1) if fmt == "csv" else lines
+    lines += bool(rest.strip() if fmt == "ndjson" else rest)  # a last line without a newline
+    rows = lines - blank
+    return max(0, rows - 1) if fmt == "csv" else rows
 
 
 def _utf8(path: Path, block: bytes, lines_before: int, offset: int) -> None:
