@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -583,6 +584,19 @@ def bound_commit_flush(app: faust.App) -> None:
     app.task(install)
 
 
+def make_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """Faust's worker for ``app``, without its start-up spinner when standard output is not
+    a terminal: the spinner writes terminal codes (hide the cursor, backspaces) that end up
+    in a log file as they are."""
+    worker = faust.Worker(
+        app, loglevel=loglevel, quiet=True, redirect_stdouts=False, stdout=sys.stdout
+    )  # (stdout: mode's default is the sys.stdout of its import)
+    isatty = getattr(worker.stdout, "isatty", None)
+    if not (callable(isatty) and isatty()):
+        worker.spinner = None  # (Faust checks it before each use)
+    return worker
+
+
 def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
     app = create_app(settings)
@@ -591,7 +605,7 @@ def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:
     # Faust warns each time table writes wait for its changelog producer: flow control
     # working as designed, not a problem worth a log line per batch.
     logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = make_worker(app, loglevel)
     # the first design's scipy import, while the worker joins its group (not mid-input)
     cusum.import_in_background()
     worker.execute_from_commandline()

@@ -162,3 +162,20 @@ def test_the_scorer_command_shows_the_workers_lines_at_the_default_level(
     )
     assert not any("not at the default level" in ln for ln in err)
     assert "scorer ready" not in faust_output.getvalue()  # not twice
+
+
+def test_no_spinner_codes_when_the_output_is_not_a_terminal(tmp_path: Path) -> None:
+    """Faust's start-up spinner wrote ESC[?25l, ESC[?25h and backspaces into the scorer's
+    log file; it spins on a terminal only."""
+    import contextlib
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    kafka = KafkaSettings(bootstrap="127.0.0.1:1", replication_factor=1, min_insync_replicas=1)
+    app = scorer_app.create_app(ScorerSettings(data_dir=str(tmp_path / "scorer"), kafka=kafka))
+    for out, spins in ((io.StringIO(), False), (Terminal(), True)):
+        with contextlib.redirect_stdout(out):
+            worker = scorer_app.make_worker(app, "warning")
+        assert (worker.spinner is not None) is spins
