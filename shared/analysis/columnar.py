@@ -219,9 +219,10 @@ class _Lines:
                 text = piece.decode("utf-8")
             except UnicodeDecodeError as exc:
                 self.failed = True
+                line = self.line + piece.count(b"\n", 0, exc.start) + 1
                 raise InputError(
                     f"{self.path.name} is not UTF-8 text "
-                    f"(byte {self.offset + exc.start}: {exc.reason})"
+                    f"(line {line}, byte {self.offset + exc.start}: {exc.reason})"
                 ) from exc
             if not self.nonblank and text.strip():
                 self.nonblank = True

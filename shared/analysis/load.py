@@ -215,8 +215,9 @@ def load_verdicts(path: Path, options: LoadOptions | None = None) -> Verdicts:
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"cannot read {path}: {exc}") from exc
         except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
             raise InputError(
-                f"{path.name} is not UTF-8 text (byte {exc.start}: {exc.reason})"
+                f"{path.name} is not UTF-8 text (line {line}, byte {exc.start}: {exc.reason})"
             ) from exc
         if not text.strip():
             raise InputError(f"{path.name} is empty")

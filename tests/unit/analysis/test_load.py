@@ -277,8 +277,12 @@ def test_missing_file_unknown_extension_and_bad_encoding(tmp_path: Path) -> None
     assert detect_format(tmp_path / "v.txt", "jsonl") == "ndjson"
     latin = tmp_path / "v.csv"
     latin.write_bytes("queue_id,reviewed_at,correct\nqueue-é,x,1\n".encode("latin-1"))
-    with pytest.raises(InputError, match="not UTF-8"):
+    with pytest.raises(InputError) as caught:
         load_verdicts(latin)
+    # the line too, as backfill says it (a new user found the byte alone hard to place)
+    assert (
+        str(caught.value) == "v.csv is not UTF-8 text (line 2, byte 35: invalid continuation byte)"
+    )
 
 
 def test_gzip_files_are_read(tmp_path: Path) -> None:
