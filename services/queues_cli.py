@@ -76,6 +76,13 @@ def list_queues() -> None:
         found = asyncio.run(read_admitted(kafka))
     for q, rec in sorted(found.items()):
         typer.echo(f"{q:<40} {rec.get('admitted_at', '?')}  {rec.get('admitted_by', '?')}")
+    if not found:  # (said on stderr: a script reading the list gets an empty one)
+        typer.echo(
+            f"no queue admitted at run time ({kafka.topics.queues}); ingest's static list is "
+            "QW_INGEST_QUEUES_ALLOW and QW_INGEST_QUEUES_FILE; admit one with 'qwatch queues "
+            "admit QUEUE'",
+            err=True,
+        )
 
 
 @queues_app.command("remove")

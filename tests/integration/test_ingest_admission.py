@@ -114,6 +114,10 @@ async def test_only_admitted_queues_pass_and_admission_reaches_every_ingest(
 
 def test_qwatch_queues_admits_lists_and_removes(kafka_settings: KafkaSettings) -> None:
     runner = CliRunner(env=kafka_settings.as_env())
+    empty = runner.invoke(app, ["queues", "list"])  # (none yet: said, not silence)
+    assert empty.exit_code == 0, empty.output
+    assert empty.stdout == ""
+    assert "no queue admitted at run time" in empty.stderr
     admitted = runner.invoke(app, ["queues", "admit", "hate-en", "spam-de"])
     assert admitted.exit_code == 0, admitted.output
     assert runner.invoke(app, ["queues", "remove", "spam-de"]).exit_code == 0
