@@ -76,14 +76,26 @@ class _Server(uvicorn.Server):
         yield
 
 
+_log = logging.getLogger("qwatch")
+
+
 async def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so ``main`` can drain and return."""
+    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so ``main`` can drain and return.
+    The service says so at INFO, when the signal comes and once it has stopped (it was
+    silent: an operator could not tell a clean stop from a hang or a crash)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            _log.info("%s received: stopping (what is in hand is finished first)", sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     await main(stop)
+    _log.info("stopped")
 
 
 async def supervise(
