@@ -252,13 +252,14 @@ def scorer() -> None:
     _scorer_logging(loglevel)
     settings = ScorerSettings()
 
-    async def prepare() -> None:
-        await wait_for_broker(settings.kafka)
+    async def prepare() -> str | None:
+        cluster_id = await wait_for_broker(settings.kafka)
         await ensure_topics(settings.kafka)
+        return cluster_id
 
     with _kafka_refusals():
-        asyncio.run(prepare())
-    run_worker(settings, loglevel=loglevel)
+        cluster_id = asyncio.run(prepare())
+    run_worker(settings, loglevel=loglevel, cluster_id=cluster_id)
 
 
 @app.command()

@@ -164,22 +164,25 @@ def quiet_client_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-async def wait_for_broker(settings: KafkaSettings, timeout: float | None = None) -> None:
-    """Block until the cluster answers a metadata request, or raise ``BrokerUnreachableError``
-    (a ``TimeoutError``) after ``timeout`` seconds (default: ``QW_KAFKA_CONNECT_TIMEOUT_S``)."""
+async def wait_for_broker(settings: KafkaSettings, timeout: float | None = None) -> str | None:
+    """Block until the cluster answers a metadata request and return its cluster id (None
+    from a broker too old to say it), or raise ``BrokerUnreachableError`` (a
+    ``TimeoutError``) after ``timeout`` seconds (default: ``QW_KAFKA_CONNECT_TIMEOUT_S``)."""
     with quiet_client_logs():
-        await _wait_for_broker(settings, settings.connect_timeout_s if timeout is None else timeout)
+        return await _wait_for_broker(
+            settings, settings.connect_timeout_s if timeout is None else timeout
+        )
 
 
-async def _wait_for_broker(settings: KafkaSettings, timeout: float) -> None:
+async def _wait_for_broker(settings: KafkaSettings, timeout: float) -> str | None:
     deadline = asyncio.get_running_loop().time() + timeout
     last: Exception | None = None
     while asyncio.get_running_loop().time() < deadline:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
         try:
             await admin.start()
-            await admin.list_topics()
-            return
+            cluster = (await admin.describe_cluster()).get("cluster_id")
+            return cluster if isinstance(cluster, str) and cluster else None
         except (KafkaConnectionError, OSError) as exc:
             last = exc
         finally:

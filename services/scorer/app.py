@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -71,15 +73,48 @@ SEND_MAX_BYTES = 8 * 1024 * 1024
 DEAD_LETTER_VALUE_MAX = (SEND_MAX_BYTES - 64 * 1024) * 3 // 4
 
 
-def create_app(settings: ScorerSettings) -> faust.App:
+# A worker's tables are a cache of its changelog, and the persisted offsets in them are
+# offsets of that changelog on one cluster. Kept under QW_SCORER_DATA_DIR alone, they were
+# read again by a worker pointed at another cluster or topic prefix with the same folder: it
+# crashed on recovery (an offset past the new changelog's end) or, worse, replayed the new
+# changelog onto the old state from the old offset. So the folder is per cluster (its id, or
+# the bootstrap list from a broker too old to say it) and per consumer group (prefix + app id).
+CLUSTER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def state_dir(settings: ScorerSettings, cluster_id: str | None) -> Path:
+    """Where this worker keeps its tables: ``QW_SCORER_DATA_DIR/cluster-<id>/<group>``."""
+    if cluster_id is not None and CLUSTER_ID.fullmatch(cluster_id):
+        cluster = f"cluster-{cluster_id}"
+    else:  # (an id that is no safe folder name is hashed like a bootstrap list)
+        named = cluster_id if cluster_id is not None else settings.kafka.bootstrap
+        cluster = "bootstrap-" + hashlib.sha256(named.encode()).hexdigest()[:16]
+    return Path(settings.data_dir) / cluster / (settings.kafka.topic_prefix + settings.app_id)
+
+
+def _note_old_layout(settings: ScorerSettings) -> None:
+    """Say once that state kept in the layout before ``state_dir`` is no longer read."""
+    old = Path(settings.data_dir) / "v1"
+    if (old / "tables").is_dir():
+        log.warning(
+            "state in %s (the layout before one folder per cluster and group) is not read: "
+            "this worker recovers its tables from the changelog; remove %s to free its space",
+            old.resolve(), old.resolve(),
+        )  # fmt: skip
+
+
+def create_app(settings: ScorerSettings, cluster_id: str | None = None) -> faust.App:
+    """The worker's Faust app; its tables in ``state_dir(settings, cluster_id)`` (cluster_id
+    as ``shared.kafka.wait_for_broker`` gives it; None: named by the bootstrap list)."""
     topics = settings.kafka.topics
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    datadir = state_dir(settings, cluster_id)
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.kafka.topic_prefix + settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka.bootstrap.split(",")],
         # RocksDB (rocksdict) with the chunk index in it: services/scorer/store.py
         store=STORE_URL,
-        datadir=settings.data_dir,
+        datadir=str(datadir),
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,
         # a standby would replay every changelog record into a second store; a moved
@@ -183,7 +218,7 @@ def create_app(settings: ScorerSettings) -> faust.App:
         log.info("%s", rebalance_line(topic, said["owned"], owned))
         said.update(owned=owned, ready=False)
 
-    where = f"state in {Path(settings.data_dir).resolve()}, broker {settings.kafka.bootstrap}"
+    where = f"state in {datadir.resolve()}, broker {settings.kafka.bootstrap}"
 
     def _say_ready() -> None:
         if said["ready"]:
@@ -597,9 +632,13 @@ def make_worker(app: faust.App, loglevel: str) -> faust.Worker:
     return worker
 
 
-def run_worker(settings: ScorerSettings, loglevel: str = "warning") -> None:
-    """Run the worker in the foreground until SIGINT/SIGTERM."""
-    app = create_app(settings)
+def run_worker(
+    settings: ScorerSettings, loglevel: str = "warning", cluster_id: str | None = None
+) -> None:
+    """Run the worker in the foreground until SIGINT/SIGTERM (``cluster_id``: as for
+    ``create_app``)."""
+    _note_old_layout(settings)
+    app = create_app(settings, cluster_id)
     app.finalize()
     settle_gc()  # (imports and the app made: shared/collector.py)
     # Faust warns each time table writes wait for its changelog producer: flow control

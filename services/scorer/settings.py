@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import KafkaSettings, QualitySettings, Settings, default_state_dir
+
+APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class ScorerSettings(Settings):
@@ -15,9 +18,15 @@ class ScorerSettings(Settings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
-    app_id: str = Field(default="qw-scorer", description="Faust app id, also the consumer group")
+    app_id: str = Field(
+        default="qw-scorer",
+        description="Faust app id: after QW_TOPIC_PREFIX, the consumer group and the start of "
+        "the changelog topic's name; 1-100 of the letters, digits, '.', '_' and '-', the first "
+        "a letter or digit",
+    )
     data_dir: str = Field(
-        description="Faust's data directory",
+        description="where the worker keeps its tables, in a folder per Kafka cluster and "
+        "consumer group (cluster-<id>/<group>)",
         default_factory=lambda: str(default_state_dir() / "scorer"),
     )
 
@@ -131,6 +140,19 @@ class ScorerSettings(Settings):
         "after a crash, at more CPU an event (a commit flushes the producer and checkpoints "
         "the tables: 1 s cost ~15% more CPU in bench/pipeline.py)",
     )
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id_is_a_name(cls, app_id: str) -> str:
+        # it names a consumer group, a topic and a folder (app.state_dir): the topic-name
+        # characters, and never "." or ".." as a path step
+        if not APP_ID.fullmatch(app_id):
+            raise ValueError(
+                f"QW_SCORER_APP_ID={app_id[:120]!r} cannot name the scorer's group and changelog: "
+                "use 1-100 of the letters A-Z and a-z, the digits, '.', '_' and '-', the first "
+                "a letter or digit"
+            )
+        return app_id
 
     @model_validator(mode="after")
     def _pending_within_decision_ttl(self) -> ScorerSettings:

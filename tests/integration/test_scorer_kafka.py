@@ -16,7 +16,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from services.demo.orchestrator import Services
+from services.demo.orchestrator import Services, local_kafka
 from services.ingest.validation import validate_items
 from services.scorer.app import SEND_MAX_BYTES
 from shared import batches, codec
@@ -278,3 +278,40 @@ async def test_poison_input_stops_no_queue_and_state_records_stay_small(
     finally:
         await producer.stop()
         services.stop()
+
+
+async def test_state_is_kept_per_cluster_and_consumer_group(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A worker pointed at another topic prefix with the same QW_SCORER_DATA_DIR starts from
+    that prefix's changelog, not from the tables the first one left there. (They were one
+    folder: the second worker crashed in recovery, its changelog's end below the offset the
+    first had persisted; a changelog long enough would have been replayed onto the first's
+    state instead.)"""
+    second = local_kafka(
+        bootstrap=kafka_settings.bootstrap,
+        topic_prefix=kafka_settings.topic_prefix + "again-",
+        partitions=kafka_settings.partitions,
+    )
+    for kafka, n in ((kafka_settings, 30), (second, 10)):
+        await ensure_topics(kafka)
+        items = [decision(f"{n}-{i}", "q", T0 + timedelta(minutes=i)) for i in range(n)]
+        (batch,) = batches.group_by_queue(validate_items(items, None).events)
+        services = Services(scorer_env(kafka, tmp_path), tmp_path / f"logs-{n}")
+        services.start("scorer")
+        producer = make_producer(kafka)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                kafka.topics.events, batches.encode(batch), key=queue_key("q")
+            )
+            snaps = await read_topic(kafka.bootstrap, kafka.topics.snapshots, expect=1, timeout=60)
+            services.check()
+            log = (tmp_path / f"logs-{n}" / "scorer.log").read_text()
+            assert snaps, f"no snapshot within 60 s; scorer log:\n{log[-3000:]}"
+            assert snaps[-1][1]["decisions_total"] == n
+        finally:
+            await producer.stop()
+            services.stop()
+    groups = sorted(p.name for p in (tmp_path / "scorer").glob("cluster-*/*"))
+    assert groups == sorted(k.topic_prefix + "qw-scorer" for k in (kafka_settings, second))

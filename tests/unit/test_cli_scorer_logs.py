@@ -71,7 +71,11 @@ async def test_the_worker_says_when_it_is_ready_and_when_partitions_move(
     """The hooks on Faust's rebalance signals, driven as Faust drives them: an assignment,
     the table recovered (said once, however many times Faust signals it), a rebalance."""
     kafka = KafkaSettings(bootstrap="127.0.0.1:1", replication_factor=1, min_insync_replicas=1)
-    app = create_app(ScorerSettings(data_dir=str(tmp_path / "scorer"), kafka=kafka))
+    settings = ScorerSettings(data_dir=str(tmp_path / "scorer"), kafka=kafka)
+    app = create_app(settings, "a-cluster")
+    where = tmp_path / "scorer" / "cluster-a-cluster" / "qw-scorer"
+    assert where == scorer_app.state_dir(settings, "a-cluster")
+    assert where.is_dir()
     app.finalize()
     consumer = _Consumer()
     app._consumer = consumer  # type: ignore[assignment]  # (faust: the cached consumer)
@@ -93,7 +97,7 @@ async def test_the_worker_says_when_it_is_ready_and_when_partitions_move(
     await app.on_rebalance_complete.send()
     assert said() == [
         "scorer ready: scoring partitions 0-3 of qw.events.v1 (8 in all); "
-        f"state in {tmp_path / 'scorer'}, broker 127.0.0.1:1"
+        f"state in {where}, broker 127.0.0.1:1"
     ]
 
     await app.on_partitions_revoked.send(set(consumer.assigned))
@@ -104,7 +108,7 @@ async def test_the_worker_says_when_it_is_ready_and_when_partitions_move(
         "rebalance: partitions 2-4 of qw.events.v1 assigned (gained 4, lost 0-1); "
         "recovering their state",
         "scorer ready: scoring partitions 2-4 of qw.events.v1 (8 in all); "
-        f"state in {tmp_path / 'scorer'}, broker 127.0.0.1:1",
+        f"state in {where}, broker 127.0.0.1:1",
     ]
 
 
@@ -139,7 +143,9 @@ def test_the_scorer_command_shows_the_workers_lines_at_the_default_level(
     faust_output = io.StringIO()
     levels: list[str] = []
 
-    def worker(settings: ScorerSettings, loglevel: str = "warning") -> None:
+    def worker(
+        settings: ScorerSettings, loglevel: str = "warning", cluster_id: str | None = None
+    ) -> None:
         levels.append(loglevel)
         # what the Faust worker does to logging when it starts
         root = logging.getLogger()
