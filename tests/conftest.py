@@ -7,11 +7,13 @@ Java can still run the unit tests.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -37,6 +39,18 @@ def unavailable(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} (CI=true: a test that needs a service fails, never skips)")
     pytest.skip(what)
+
+
+def need_module(name: str) -> ModuleType:
+    """Import an optional package a test needs (pyarrow, in the [dev] extra): missing, it
+    fails the test under CI and skips it (or the module that asks at import) elsewhere."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        what = f"{name} is not installed ({exc}); pip install -e '.[dev]' brings it"
+        if IN_CI:
+            pytest.fail(f"{what} (CI=true: a test that needs it fails, never skips)")
+        pytest.skip(what, allow_module_level=True)
 
 
 def _reachable(settings: KafkaSettings, timeout: float) -> bool:

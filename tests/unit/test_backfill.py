@@ -11,10 +11,11 @@ import pytest
 
 from services import backfill
 from shared.settings import KafkaSettings
+from tests.conftest import need_module
 from tests.factories import decision, verdict
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
+pa = need_module("pyarrow")
+pq = need_module("pyarrow.parquet")
 
 
 def test_ndjson_rows_are_read_checked_and_classified(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from services.ingest.admission import QueuePolicy
 from services.ingest.validation import MAX_AGE_DAYS, ItemError, validate_raw
 from shared import codec
 from shared.settings import KafkaSettings
+from tests.conftest import need_module
 from tests.factories import decision, verdict
 
 HEADER = "kind,decision_id,content_id,queue_id,moderator_id,site_id,policy_id,action,decided_at\n"
@@ -221,8 +222,8 @@ async def test_rows_ingest_would_refuse_are_not_sent(tmp_path: Path, broker: Fak
 
 
 def test_an_empty_string_is_absent_in_every_format(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     # as pyarrow writes a CSV export: empty cells are "", not null
     columns = sorted({*decision(1), *verdict(1)})
     d = {c: "" for c in columns} | decision(1)
@@ -247,8 +248,8 @@ def test_an_empty_string_is_absent_in_every_format(tmp_path: Path) -> None:
 def test_parquet_integers_typed_as_text_or_whole_floats_load_as_a_csv_does(
     tmp_path: Path,
 ) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     rows = [decision(i, severity=3, moderator_tenure_days=40 + i) for i in (1, 2, 3)]
     as_text = [
         {k: str(v) if k in ("severity", "moderator_tenure_days") else v for k, v in r.items()}
@@ -455,8 +456,8 @@ def test_the_piped_progress_line_says_the_time_left(
 
 
 def test_a_file_without_data_rows_is_one_line(tmp_path: Path) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     cases = {
         "empty.csv": ("", "empty.csv is empty"),
         "header.csv": (HEADER, "header.csv has a header row but no data rows"),
@@ -561,8 +562,8 @@ def test_the_command_says_one_line_with_exit_2_or_1(
 def test_a_parquet_binary_column_is_named_in_the_reason(tmp_path: Path) -> None:
     """Some exporters write text as Parquet binary: the reason was "not an event: Type is
     not JSON serializable: bytes", naming no column."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     row = decision(1)
     table = pa.Table.from_pylist([row]).set_column(
         list(row).index("site_id"), "site_id", pa.array([row["site_id"].encode()], pa.binary())
@@ -606,8 +607,8 @@ async def test_a_parquet_cell_past_the_line_bound_stops_before_its_row_is_sent(
     found by the read-through before the file's load (as a text file's bad byte or long
     line), so nothing of the file is sent; in the first rows, before the broker is asked
     anything."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     from shared.analysis.load import MAX_LINE_BYTES
 
     rows = [decision(i) for i in range(1, 10_006)]
@@ -636,8 +637,8 @@ async def test_a_parquet_cell_past_the_line_bound_stops_before_its_row_is_sent(
 def test_an_absurd_parquet_row_group_is_refused_before_anything_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     from shared.analysis import load
 
     f = tmp_path / "groups.parquet"

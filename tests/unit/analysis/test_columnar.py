@@ -37,6 +37,7 @@ from shared.analysis.errors import AnalysisError, InputError
 from shared.analysis.load import _TRUE, LoadOptions, load_verdicts, parse_row
 from shared.analysis.render import print_report, report_json, write_report_json
 from shared.stats import StatsError
+from tests.conftest import need_module
 
 from .helpers import verdict_rows, write_csv, write_ndjson
 
@@ -131,7 +132,7 @@ def write(tmp: Path, rows: list[dict[str, Any]], fmt: str) -> Path:
     if fmt == "ndjson":
         # NDJSON leaves empty fields out, as an exporter would
         return write_ndjson(tmp / "v.ndjson", [{k: v for k, v in r.items() if v} for r in rows])
-    pytest.importorskip("pyarrow")
+    need_module("pyarrow")
     import pyarrow as pa  # type: ignore[import-untyped, import-not-found, unused-ignore]
     import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
@@ -450,7 +451,7 @@ def _parquet_variants(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, LoadOp
     """The same verdicts as Parquet exporters write them: all text (as read from a CSV), or
     typed (times as timestamps of each unit, in UTC, at an offset or naive; correct as a
     boolean or 0/1; blanks as nulls)."""
-    pa = pytest.importorskip("pyarrow")
+    pa = need_module("pyarrow")
     from shared.analysis.load import _TRUE
 
     def blank_null(r: dict[str, Any]) -> dict[str, Any]:
@@ -520,7 +521,7 @@ def test_parquet_columns_are_read_as_the_reference_reads_the_rows(
     """Parquet was read row by row (10 M rows: minutes); its typed and text columns are now
     read as columns, batch by batch, and each row the columns cannot say is read the
     reference way in its place: the same report, whatever the types."""
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = need_module("pyarrow.parquet")
     rows = generated_rows(11, 900)
     for r in rows[::50]:
         r["reviewed_at"] = f" {r['reviewed_at']} "  # (text: the reference strips it)
@@ -555,8 +556,8 @@ def test_parquet_columns_are_read_as_the_reference_reads_the_rows(
 def test_a_bad_parquet_row_is_refused_with_the_reference_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any], first: str
 ) -> None:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     rows = [{**r, "kind": "verdict"} for r in generated_rows(5, 600)]
     rows[300] = {**rows[300], **change}
     path = tmp_path / "v.parquet"
@@ -572,8 +573,8 @@ def test_parquet_nanoseconds_are_truncated_to_the_microsecond(tmp_path: Path) ->
     """A nanosecond time that is not a whole microsecond cannot become a Python datetime:
     pyarrow refused the whole file ("install pandas"), in a time column or any other. Both
     readers now truncate it to the microsecond, as digits past the sixth of a text time."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     n = 300
     ns = [1_790_000_000_000_000_000 + i * 10**9 + 999 * (i % 2) for i in range(n)]
     for what in ("reviewed_at", "other"):
@@ -604,8 +605,8 @@ def test_a_file_that_says_outcome_only_keeps_the_fast_path(
             r["outcome"] = "incorrect" if incorrect else "correct"
         r["correct"] = ""
     if fmt == "parquet":
-        pa = pytest.importorskip("pyarrow")
-        pq = pytest.importorskip("pyarrow.parquet")
+        pa = need_module("pyarrow")
+        pq = need_module("pyarrow.parquet")
         path = tmp_path / "v.parquet"
         pq.write_table(pa.Table.from_pylist([{k: v for k, v in r.items() if k != "correct"}
                                              for r in rows]), path)  # fmt: skip
@@ -627,8 +628,8 @@ def test_pandas_float_correct_and_the_values_errors_show(tmp_path: Path) -> None
     """pandas writes a 0/1 column with gaps as floats: `correct` 1.0 / 0.0 was refused, in
     Parquet and in CSV ("1.0"). And errors showed Python's reprs of the values:
     `datetime.datetime(2026, 9, 1, 0, 0, 34)`, `datetime.date(2026, 9, 1)`, `True`."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = need_module("pyarrow")
+    pq = need_module("pyarrow.parquet")
     rows = generated_rows(17, 300)
     said = [None if not r["correct"] else r["correct"].strip().lower() in _TRUE for r in rows]
     table = pa.Table.from_pylist(rows)
@@ -685,8 +686,8 @@ def test_zone_less_times_with_assume_utc_keep_the_fast_paths(
     elif layout == "csv row by row":  # (\r\n: the csv module, and the inlined fast path)
         path = write_csv(tmp_path / "v.csv", rows, COLUMNS)
     else:
-        pa = pytest.importorskip("pyarrow")
-        pq = pytest.importorskip("pyarrow.parquet")
+        pa = need_module("pyarrow")
+        pq = need_module("pyarrow.parquet")
         path = tmp_path / "v.parquet"
         pq.write_table(pa.Table.from_pylist(rows), path)
     calls = _counting_parse_row(monkeypatch)

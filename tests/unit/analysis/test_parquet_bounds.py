@@ -13,11 +13,12 @@ import pytest
 from shared.analysis import load
 from shared.analysis.errors import InputError
 from shared.analysis.load import MAX_LINE_BYTES, load_verdicts
+from tests.conftest import need_module
 
 from .helpers import verdict_rows
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
+pa = need_module("pyarrow")
+pq = need_module("pyarrow.parquet")
 
 LONG = MAX_LINE_BYTES + 1
 
