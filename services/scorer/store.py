@@ -34,13 +34,23 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
 from faust.stores import STORES, rocksdb
 from faust.streams import current_event
 from faust.types import TP, EventT
-from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options, Rdict, WriteBatch
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+)
 
 from services.scorer.index import CHUNK_KINDS, QUEUE_PREFIX, RECORD_KINDS, Entry, split_batch
 
@@ -307,6 +317,21 @@ class BoundedRocksDBOptions(rocksdb.RocksDBOptions):
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         return options
+
+    def open(self, path: Path, *, read_only: bool = False) -> Rdict:
+        """The partition's database with these options, on every open. (Faust passes them as
+        the database's options alone; rocksdict then opens an existing database's column
+        family with what its OPTIONS file can say, and that file cannot say a block cache or
+        a filter policy: a reopened database read with RocksDB's default 8 MiB cache whatever
+        QW_SCORER_ROCKSDB_BLOCK_CACHE_MB said, and without its Bloom filters.) ``read_only``
+        is ignored, as Faust's rocksdict path does."""
+        options = self.as_options()
+        access = AccessType.read_write() if self.ttl is None else AccessType.with_ttl(self.ttl)
+        db = Rdict(
+            str(path), options=options, column_families={"default": options}, access_type=access
+        )
+        db.set_read_options(ReadOptions())
+        return db
 
 
 # A batch's index lookups (``entries_of``): most read a block that the cache does not hold

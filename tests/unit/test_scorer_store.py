@@ -502,3 +502,22 @@ def test_absent_answers_only_what_key_of_would(seed: int) -> None:
                     assert store.key_of(queue, record_id, alive_from) is None
     assert shortcuts > 0  # (the shortcut was taken for some ids)
     assert not store.absent("r", ids[0])  # another queue than the prefetch's: not known
+
+
+def test_a_reopened_partition_keeps_its_block_cache_and_bloom_filters(tmp_path: Path) -> None:
+    """rocksdict opened an existing database's column family with what its OPTIONS file
+    says, which holds neither a block cache nor a filter policy: after a restart the worker
+    read with RocksDB's default 8 MiB cache, whatever QW_SCORER_ROCKSDB_BLOCK_CACHE_MB said,
+    and with no Bloom filter."""
+    options = BoundedRocksDBOptions(block_cache_size=24 << 20, use_rocksdict=True)
+    path = tmp_path / "p0.db"
+    for _ in range(3):  # created, then opened again twice
+        db = options.open(path)
+        db[b"k"] = b"v"
+        assert db.property_int_value("rocksdb.block-cache-capacity") == 24 << 20
+        db.flush()
+        db.close()
+        newest = max(path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+        in_use = newest.read_text()
+        assert "filter_policy=bloomfilter" in in_use
+        assert f"block_size={store_module.BLOCK_SIZE}" in in_use
