@@ -619,11 +619,21 @@ def bound_commit_flush(app: faust.App) -> None:
     app.task(install)
 
 
+class _Worker(faust.Worker):
+    """Faust's worker, saying at INFO when a signal stops it, as ingest and alerts do
+    (shared.runtime.run_until_signal): Faust's own line is below the default level."""
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:
+            log.info("%s received: stopping (what is in hand is finished first)", signal.name)
+        super()._schedule_shutdown(signal)
+
+
 def make_worker(app: faust.App, loglevel: str) -> faust.Worker:
     """Faust's worker for ``app``, without its start-up spinner when standard output is not
     a terminal: the spinner writes terminal codes (hide the cursor, backspaces) that end up
     in a log file as they are."""
-    worker = faust.Worker(
+    worker = _Worker(
         app, loglevel=loglevel, quiet=True, redirect_stdouts=False, stdout=sys.stdout
     )  # (stdout: mode's default is the sys.stdout of its import)
     isatty = getattr(worker.stdout, "isatty", None)
@@ -647,4 +657,9 @@ def run_worker(
     worker = make_worker(app, loglevel)
     # the first design's scipy import, while the worker joins its group (not mid-input)
     cusum.import_in_background()
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code in (None, 0) and worker._signal_stop_time:
+            log.info("stopped")  # (a clean stop on a signal, as ingest and alerts say it)
+        raise

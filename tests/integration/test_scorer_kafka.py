@@ -280,6 +280,11 @@ async def test_poison_input_stops_no_queue_and_state_records_stay_small(
         services.stop()
 
 
+def log_lines(tmp_path: Path, n: int) -> list[str]:
+    text = (tmp_path / f"logs-{n}" / "scorer.log").read_text()
+    return [ln for ln in text.splitlines() if " INFO services.scorer.app: " in ln]
+
+
 async def test_state_is_kept_per_cluster_and_consumer_group(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
@@ -313,5 +318,11 @@ async def test_state_is_kept_per_cluster_and_consumer_group(
         finally:
             await producer.stop()
             services.stop()
+        # (and it says when SIGTERM stops it, and once it has: as ingest and alerts do)
+        said = [ln.split(" INFO services.scorer.app: ", 1)[-1] for ln in log_lines(tmp_path, n)]
+        assert said[-2:] == [
+            "SIGTERM received: stopping (what is in hand is finished first)",
+            "stopped",
+        ], said[-6:]
     groups = sorted(p.name for p in (tmp_path / "scorer").glob("cluster-*/*"))
     assert groups == sorted(k.topic_prefix + "qw-scorer" for k in (kafka_settings, second))
