@@ -83,7 +83,11 @@ CHECKPOINT_EVERY_S = 2.0
 IN_FLIGHT = 20_000  # sends awaited at least this often
 _INTS = frozenset({"v", "severity", "moderator_tenure_days"})
 _BOM = b"\xef\xbb\xbf"
-_BLANK_LINE = re.compile(rb"^[ \t\r\f\v]*\n", re.MULTILINE)  # NDJSON's: read_rows skips them
+# the lines read_rows skips: blank ones, and in CSV those of blank cells (quoted or not)
+_BLANK_LINE = {
+    "ndjson": re.compile(rb"^[ \t\r\f\v]*\n", re.MULTILINE),
+    "csv": re.compile(rb'^(?:[ \t\r\f\v]|"[ \t\r\f\v]*"|,)*\n', re.MULTILINE),
+}
 _GZIP_MAGIC = b"\x1f\x8b"
 _TIME_RANGE = frozenset({"future_timestamp", "past_timestamp"})  # ingest's, value in the words
 _T = TypeVar("_T")
@@ -279,7 +283,10 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
             if header is None:
                 raise BackfillError(f"{path.name} is empty", BAD_INPUT)
             header = [h.strip() for h in header]
-            for number, cells in enumerate(reader_, start=1):
+            for cells in reader_:
+                if not any(c.strip() for c in cells):
+                    continue  # a blank line (or one of blank cells): no row, as analyze reads it
+                number += 1
                 if len(cells) != len(header):
                     yield Row(number, None, f"{len(cells)} cells for {len(header)} columns")
                     continue
@@ -441,7 +448,7 @@ def count_rows(path: Path, fmt: str) -> int:
     if fmt == "parquet":
         return _parquet_read_through(path)
     lines, rest, offset = 0, b"", 0  # offset: bytes before ``rest`` (a BOM excluded)
-    blank = 0  # NDJSON's blank lines: no row (the progress bar's total counts rows)
+    blank = 0  # blank lines: no row (the progress bar's total counts rows)
     try:
         with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as f:
             first = True
@@ -457,8 +464,7 @@ def count_rows(path: Path, fmt: str) -> int:
                     raise _too_long(path, lines + 1)
                 _utf8(path, data[:cut], lines, offset)
                 lines += data.count(b"\n", 0, cut)
-                if fmt == "ndjson":  # (a blank CSV line is a row, of no cells: rejected)
-                    blank += len(_BLANK_LINE.findall(data, 0, cut))
+                blank += len(_BLANK_LINE[fmt].findall(data, 0, cut))
                 offset += cut
                 rest = data[cut:]
                 if len(rest) > MAX_LINE_BYTES:  # (not read further: a line too long)
@@ -466,7 +472,7 @@ def count_rows(path: Path, fmt: str) -> int:
             _utf8(path, rest, lines, offset)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise BackfillError(f"cannot read {path}: {exc}", BAD_INPUT) from None
-    lines += bool(rest.strip() if fmt == "ndjson" else rest)  # a last line without a newline
+    lines += bool(rest) and not _BLANK_LINE[fmt].fullmatch(rest + b"\n")  # (no newline at the end)
     rows = lines - blank
     return max(0, rows - 1) if fmt == "csv" else rows
 

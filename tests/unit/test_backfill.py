@@ -60,6 +60,15 @@ def test_csv_cells_become_typed_fields_and_blanks_are_absent(tmp_path: Path) -> 
         backfill.check(rows[1].event)
     assert rows[2].problem == "2 cells for 12 columns"
     assert backfill.count_rows(f, "csv") == 3
+    # blank lines (and lines of blank cells) are no rows, as analyze reads them: they were
+    # rejected rows ("0 cells for 12 columns")
+    lines = f.read_text().splitlines(keepends=True)
+    f.write_text("".join([lines[0], "\n", lines[1], ' \r\n,"",,,,,,,,,,\n', *lines[2:], '\n"",']))
+    again = list(backfill.read_rows(f, "csv"))
+    assert [(r.number, r.event, r.problem) for r in again] == [
+        (r.number, r.event, r.problem) for r in rows
+    ]
+    assert backfill.count_rows(f, "csv") == 3
 
 
 def test_gzip_and_parquet(tmp_path: Path) -> None:
