@@ -508,16 +508,19 @@ def test_a_reopened_partition_keeps_its_block_cache_and_bloom_filters(tmp_path: 
     """rocksdict opened an existing database's column family with what its OPTIONS file
     says, which holds neither a block cache nor a filter policy: after a restart the worker
     read with RocksDB's default 8 MiB cache, whatever QW_SCORER_ROCKSDB_BLOCK_CACHE_MB said,
-    and with no Bloom filter."""
-    options = BoundedRocksDBOptions(block_cache_size=24 << 20, use_rocksdict=True)
+    and with no Bloom filter; and a changed QW_SCORER_ROCKSDB_WRITE_BUFFER_MB was not taken."""
     path = tmp_path / "p0.db"
-    for _ in range(3):  # created, then opened again twice
+    for cache_mb, buffer_mb in ((24, 4), (24, 4), (16, 8)):  # created, then opened again
+        options = BoundedRocksDBOptions(
+            block_cache_size=cache_mb << 20, write_buffer_size=buffer_mb << 20, use_rocksdict=True
+        )
         db = options.open(path)
         db[b"k"] = b"v"
-        assert db.property_int_value("rocksdb.block-cache-capacity") == 24 << 20
+        assert db.property_int_value("rocksdb.block-cache-capacity") == cache_mb << 20
         db.flush()
         db.close()
         newest = max(path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
         in_use = newest.read_text()
         assert "filter_policy=bloomfilter" in in_use
         assert f"block_size={store_module.BLOCK_SIZE}" in in_use
+        assert f"write_buffer_size={buffer_mb << 20}\n" in in_use
