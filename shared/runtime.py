@@ -45,6 +45,29 @@ def setup_logging(level: str = "INFO") -> None:
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    quiet_rebalance_heartbeats()
+
+
+# aiokafka's words, at WARNING, for a heartbeat answered "rebalance in progress": a normal
+# step of every rebalance (a worker joins or leaves), which the services say themselves at
+# INFO. A warning on each one teaches operators to ignore warnings.
+REBALANCING_HEARTBEAT = "Heartbeat failed for group %s because it is rebalancing"
+
+
+class _RebalancingHeartbeat(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == REBALANCING_HEARTBEAT and record.levelno == logging.WARNING:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def quiet_rebalance_heartbeats() -> None:
+    """Log aiokafka's rebalancing-heartbeat warning at DEBUG (its other heartbeat warnings,
+    a lost coordinator or member, stay warnings). Idempotent; Faust's logging set-up keeps it
+    (a logger's filter, not a handler's)."""
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    if not any(isinstance(f, _RebalancingHeartbeat) for f in coordinator.filters):
+        coordinator.addFilter(_RebalancingHeartbeat())
 
 
 def http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
