@@ -496,6 +496,8 @@ class Reporter(Protocol):
 
     def already_loaded(self, file: Path, cp: Checkpoint, rejects: Path) -> None: ...
 
+    def resuming(self, file: Path, cp: Checkpoint) -> None: ...
+
     def error(self, message: str) -> None: ...
 
 
@@ -532,6 +534,8 @@ async def load_file(
         raise BackfillError(_too_many(path, max_rejects, _first_reject(rejects_path), rejects_path))
     if cp.rows == 0:
         _forget(rejects_path)  # (a load from the start: its own rejects only)
+    elif reporter is not None:
+        reporter.resuming(path, cp)
     prog.total = count_rows(path, fmt)
     await ensure_topics(kafka)
     producer = make_producer(kafka, linger_ms=20)
@@ -879,6 +883,12 @@ class RichReporter:
         self._say(
             f"{file.name}: already loaded (its checkpoint: {cp.rows:,} rows, {cp.sent:,} events "
             f"sent, {cp.rejected:,} rejected{where}): nothing sent now; --restart loads it again"
+        )
+
+    def resuming(self, file: Path, cp: Checkpoint) -> None:
+        self._say(
+            f"{file.name}: resuming after row {cp.rows:,} (its checkpoint: {cp.sent:,} events "
+            f"sent, {cp.rejected:,} rejected); --restart loads it from the first row"
         )
 
     def error(self, message: str) -> None:

@@ -59,6 +59,9 @@ class Said:
     def already_loaded(self, file: Path, cp: backfill.Checkpoint, rejects: Path) -> None:
         self.lines.append(("already_loaded", cp))
 
+    def resuming(self, file: Path, cp: backfill.Checkpoint) -> None:
+        self.lines.append(("resuming", cp.rows))
+
     def error(self, message: str) -> None:
         self.lines.append(("error", message))
 
@@ -418,6 +421,29 @@ async def test_a_file_loaded_before_is_said_to_be_and_nothing_is_sent(
     code, said = await run([f], tmp_path / "state", restart=True)
     assert [kind for kind, _ in said.lines] == ["finished"]
     assert len(broker.sent) == 4
+
+
+async def test_a_resumed_load_says_where_it_resumes(
+    tmp_path: Path, broker: FakeProducer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A load run again after an interruption said nothing of where it went on from (a new
+    user's trial): now one line, before any row is sent."""
+    f = tmp_path / "hist.csv"
+    f.write_text(HEADER + "".join(ROW.format(i=i) for i in range(1, 4)))
+    st = f.stat()
+    interrupted = backfill.Checkpoint(str(f.resolve()), st.st_size, st.st_mtime_ns, 2, 2, 0)
+    interrupted.save(backfill.Checkpoint.path_for(tmp_path / "state", f, KafkaSettings()))
+    code, said = await run([f], tmp_path / "state")
+    assert (code, [kind for kind, _ in said.lines]) == (0, ["resuming", "finished"])
+    assert said.lines[0][1] == 2
+    assert len(broker.sent) == 1  # (the third row only)
+    reporter = backfill.RichReporter()
+    reporter.resuming(tmp_path / "[hist].csv", interrupted)
+    reporter.close()
+    assert capsys.readouterr().err == (
+        "[hist].csv: resuming after row 2 (its checkpoint: 2 events sent, 0 rejected); "
+        "--restart loads it from the first row\n"
+    )
 
 
 def test_the_terminal_line_of_a_file_loaded_before(
