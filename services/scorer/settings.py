@@ -120,7 +120,8 @@ class ScorerSettings(Settings):
         le=65536,
         description="RocksDB block cache per owned partition, in MiB; with the write "
         "buffers, what bounds the scorer's memory (the operating system's page cache keeps "
-        "hot state files too, outside the process)",
+        "hot state files too, outside the process). Taken at every start (before 2026-12-05 a "
+        "restarted worker used 8 MiB); each database's RocksDB LOG file says it ('capacity :')",
     )
     rocksdb_write_buffer_mb: int = Field(
         default=4,
