@@ -68,11 +68,10 @@ from shared.analysis.errors import InputError
 from shared.analysis.load import (
     MAX_LINE_BYTES,
     FileFormat,
-    check_parquet_cells,
-    check_parquet_row_groups,
     detect_format,
-    import_parquet,
     micro_times,
+    open_parquet,
+    parquet_batches,
 )
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
@@ -257,13 +256,11 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
     not gzip, not Parquet) or that has no data row."""
     number = 0
     if fmt == "parquet":
-        parquet = import_parquet()
         try:
-            reader = parquet.ParquetFile(path)
-            check_parquet_row_groups(reader.metadata, path.name)  # (before a row is read)
-            for batch in reader.iter_batches(batch_size=10_000):
-                # a cell past the bound stops the load before any row of its batch is sent
-                check_parquet_cells(batch, number + 1, path.name)
+            reader = open_parquet(path)  # (its row groups checked before a row is read)
+            # a cell past the bound, or a batch of too much text, stops the load before any
+            # row of its batch is sent
+            for batch in parquet_batches(reader, 10_000, path.name):
                 for rec in micro_times(batch).to_pylist():  # (ns: to the microsecond)
                     number += 1
                     yield Row(
@@ -422,14 +419,10 @@ class Progress:
 def _parquet_read_through(path: Path) -> int:
     """The rows of a Parquet file, its text and binary cells checked against the bound
     (``check_parquet_cells``, batch by batch: no row is converted)."""
-    parquet = import_parquet()
     try:
-        reader = parquet.ParquetFile(path)
-        check_parquet_row_groups(reader.metadata, path.name)
-        before = 0
-        for batch in reader.iter_batches(batch_size=10_000):
-            check_parquet_cells(batch, before + 1, path.name)
-            before += batch.num_rows
+        reader = open_parquet(path)
+        for _batch in parquet_batches(reader, 10_000, path.name):
+            pass
         return int(reader.metadata.num_rows)
     except InputError as exc:  # the bounds (shared/analysis/load.py): analyze's words
         raise BackfillError(str(exc), BAD_INPUT) from None

@@ -64,12 +64,11 @@ from shared.analysis.load import (
     _read_correct,
     _Where,
     check_columns,
-    check_parquet_cells,
-    check_parquet_row_groups,
     detect_format,
-    import_parquet,
     load_notes,
     micro_times,
+    open_parquet,
+    parquet_batches,
     parse_row,
     read_csv_header,
 )
@@ -1056,22 +1055,20 @@ def _agrees(outcome: str, incorrect: bool) -> bool:
 def _load_parquet(path: Path, options: LoadOptions, builder: _Builder) -> VerdictColumns:
     """Batch by batch: the rows ``_parquet_fast`` reads from the columns, the others (and
     every row of a batch it does not take) as the reference reads them, in file order."""
-    parquet = import_parquet()
     rows_read = 0
     pending: InputError | None = None
     try:
-        handle = parquet.ParquetFile(path)
-        check_parquet_row_groups(handle.metadata, path.name)  # (before any row is read)
+        handle = open_parquet(path)  # (its row groups checked before any row is read)
         columns = tuple(str(name) for name in handle.schema_arrow.names)
         try:
             check_columns(columns, options.time_column, path.name, True)
             columns_ok = True
         except InputError:
             columns_ok = False  # (reported by _finish_checks, after every row is read)
-        batches: Iterator[Any] = handle.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+        # (a cell past the bound, or a batch of too much text, ends the read at once, as
+        # the reference refuses it)
+        batches: Iterator[Any] = parquet_batches(handle, PARQUET_BATCH_ROWS, path.name)
         for raw in batches:
-            # a cell past the bound ends the read at once, as the reference refuses it
-            check_parquet_cells(raw, rows_read + 1, path.name)
             batch = micro_times(raw)  # (as the reference reads them: load.py)
             n = batch.num_rows
             fast = (

@@ -26,7 +26,9 @@ A Parquet file is bounded as a text file is (the bounds ``qwatch backfill`` appl
 with the same words): a text or binary cell longer than :data:`MAX_LINE_BYTES` (the bound
 on a CSV or NDJSON line) is refused, naming the row and the column, and so, before any of
 it is read, is a row group of more than :data:`MAX_ROW_GROUP_BYTES` uncompressed
-(:func:`check_parquet_row_groups`, :func:`check_parquet_cells`).
+(:func:`check_parquet_row_groups`, :func:`check_parquet_cells`), and a batch of rows whose
+text adds up to more than :data:`MAX_BATCH_TEXT_BYTES`, before it is decoded
+(:func:`open_parquet`, :func:`parquet_batches`: the one way the readers read Parquet).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ __all__ = [
     "import_parquet",
     "load_notes",
     "load_verdicts",
+    "open_parquet",
+    "parquet_batches",
     "parse_records",
     "parse_row",
     "read_csv_header",
@@ -84,6 +88,16 @@ absurd row group is that much memory at once. Writers' defaults are far below it
 at most 1 Mi rows a group, a few hundred bytes a row here; Spark: 128 MiB; DuckDB: 122,880
 rows); a file above it can be written again with smaller groups (pyarrow's
 ``row_group_size``)."""
+
+MAX_BATCH_TEXT_BYTES = 256 << 20
+"""The most text and binary one batch of Parquet rows may decode to (its cells' lengths,
+summed), checked before the batch is decoded. A dictionary-encoded column holds each
+distinct value once: a file of 1.3 kB said 20,000 cells of a value just under
+:data:`MAX_LINE_BYTES`, its row group ~1 MB (:data:`MAX_ROW_GROUP_BYTES` counts encoded
+pages), and decoding it asked for 20 GB. Text and binary columns are read as dictionaries
+(:func:`open_parquet`) and their size summed from the indices (:func:`parquet_batches`); a
+batch of real verdicts or decisions (65,536 rows at most, a few hundred bytes each) is far
+below the bound."""
 
 _EXTENSIONS: dict[str, FileFormat] = {
     ".csv": "csv",
@@ -328,7 +342,8 @@ def check_parquet_row_groups(metadata: Any, source: str) -> None:
     before reading any row. ``source``: the file name, for the message.
 
     The size is the encoded one (the pages before compression): a dictionary-encoded column
-    of repeated values decodes to more, which :func:`check_parquet_cells` bounds per cell."""
+    of repeated values decodes to more, which :func:`parquet_batches` bounds per cell and per
+    batch."""
     before = 0  # rows in the row groups before this one
     for i in range(metadata.num_row_groups):
         group = metadata.row_group(i)
@@ -341,6 +356,52 @@ def check_parquet_row_groups(metadata: Any, source: str) -> None:
                 "groups (e.g. pyarrow's row_group_size=100_000)"
             )
         before += rows
+
+
+def open_parquet(path: Path) -> Any:
+    """``pyarrow.parquet.ParquetFile`` of ``path`` with its text and binary columns read as
+    dictionaries (not decoded: :func:`parquet_batches` bounds what they decode to), its row
+    groups checked (:func:`check_parquet_row_groups`) before any row is read."""
+    parquet = import_parquet()
+    pa = importlib.import_module("pyarrow")
+    schema = parquet.read_schema(path)
+    texts = [
+        field.name
+        for field in schema
+        if _cell_lengths(pa, None, pa.array([], type=field.type), probe=True) is not None
+    ]
+    handle = parquet.ParquetFile(path, read_dictionary=texts or None)
+    check_parquet_row_groups(handle.metadata, path.name)
+    return handle
+
+
+def parquet_batches(handle: Any, batch_size: int, source: str) -> Iterator[Any]:
+    """The record batches of a file opened by :func:`open_parquet`, in order, each with
+    every bound checked before it is decoded (its cells: :func:`check_parquet_cells`; its
+    text in all: :data:`MAX_BATCH_TEXT_BYTES`) and then decoded (no dictionary column left:
+    the types a plain read gives). ``source``: the file name, for the messages."""
+    pa = importlib.import_module("pyarrow")
+    pc = importlib.import_module("pyarrow.compute")
+    first = 1  # the number of the batch's first row
+    for raw in handle.iter_batches(batch_size=batch_size):
+        check_parquet_cells(raw, first, source)
+        total = 0
+        for column in raw.columns:
+            lengths = _cell_lengths(pa, pc, column)
+            if lengths is not None:
+                total += int(pc.sum(lengths).as_py() or 0)
+        if total > MAX_BATCH_TEXT_BYTES:
+            raise InputError(
+                f"{source}: rows {first:,} to {first + raw.num_rows - 1:,} hold {total:,} "
+                f"bytes of text, more than the {MAX_BATCH_TEXT_BYTES:,} read at once (a value "
+                "repeated through a dictionary-encoded column?); no export of verdicts or "
+                "decisions holds that much in so few rows"
+            )
+        decoded = [
+            c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in raw.columns
+        ]
+        yield pa.RecordBatch.from_arrays(decoded, names=raw.schema.names)
+        first += raw.num_rows
 
 
 def check_parquet_cells(data: Any, first_row: int, source: str) -> None:
@@ -385,17 +446,18 @@ def _first_long_cell(column: Any) -> tuple[int, int] | None:
     return None
 
 
-def _cell_lengths(pa: Any, pc: Any, array: Any) -> Any:
+def _cell_lengths(pa: Any, pc: Any, array: Any, probe: bool = False) -> Any:
     """Each cell's length in bytes (null for a null cell), or None for an array that is not
-    text or binary. Vectorised: no cell is converted to a Python value."""
+    text or binary. Vectorised: no cell is converted to a Python value. ``probe``: only
+    whether the type is text or binary (True for one, None otherwise; ``pc`` unused)."""
     kind = array.type
     if pa.types.is_dictionary(kind):  # each row's value's length: its index into the values
-        values = _cell_lengths(pa, pc, array.dictionary)
-        return None if values is None else pc.take(values, array.indices)
+        values = _cell_lengths(pa, pc, array.dictionary, probe)
+        return values if values is None or probe else pc.take(values, array.indices)
     views = {"is_string_view": pa.large_string(), "is_binary_view": pa.large_binary()}
     for test, wide in views.items():  # (no kernel takes a view's lengths; pyarrow >= 16)
         if getattr(pa.types, test, lambda _: False)(kind):
-            return pc.binary_length(array.cast(wide))
+            return True if probe else pc.binary_length(array.cast(wide))
     if (
         pa.types.is_string(kind)
         or pa.types.is_large_string(kind)
@@ -403,18 +465,19 @@ def _cell_lengths(pa: Any, pc: Any, array: Any) -> Any:
         or pa.types.is_large_binary(kind)
         or pa.types.is_fixed_size_binary(kind)
     ):
-        return pc.binary_length(array)
+        return True if probe else pc.binary_length(array)
     return None
 
 
 def _parquet_records(path: Path) -> tuple[tuple[str, ...], list[tuple[int, Record]]]:
-    parquet = import_parquet()
     try:
-        check_parquet_row_groups(parquet.read_metadata(path), path.name)
-        table = micro_times(parquet.read_table(path))
-        check_parquet_cells(table, 1, path.name)  # (before any row becomes Python values)
-        columns = tuple(str(name) for name in table.column_names)
-        rows = table.to_pylist()
+        handle = open_parquet(path)
+        columns = tuple(str(name) for name in handle.schema_arrow.names)
+        rows = [  # (each batch checked before any of its rows becomes Python values)
+            row
+            for batch in parquet_batches(handle, 65_536, path.name)
+            for row in micro_times(batch).to_pylist()
+        ]
     except InputError:
         raise
     except Exception as exc:  # pyarrow raises its own error types; report any of them

@@ -5,6 +5,7 @@ uncompressed is refused before it is read. A cell of any size was read whole."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,8 @@ def test_an_absurd_row_group_is_refused_before_it_is_read(
     first, second = meta.row_group(0).total_byte_size, meta.row_group(1).total_byte_size
     assert second < first
     monkeypatch.setattr(load, "MAX_ROW_GROUP_BYTES", second)  # (1 GiB of test file: no)
-    read: list[Path] = []
-    monkeypatch.setattr(pq, "read_table", lambda path, **kw: read.append(path))
+    read: list[object] = []
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", lambda self, **kw: read.append(self))
     assert refusal(f) == (
         f"g.parquet: row group 1 of 2 (rows 1 to 4) is {first:,} bytes uncompressed, more "
         f"than the {second:,} read at once; write the file again with smaller row groups "
@@ -145,3 +146,59 @@ def test_analyze_refuses_a_long_parquet_cell_as_the_reference_does(tmp_path: Pat
     with pytest.raises(InputError) as caught:
         load_columns(f)
     assert str(caught.value) == refusal(f)
+
+
+def bomb(path: Path, n: int) -> Path:
+    """A few kilobytes that say ``n`` cells of a value just under the cell bound: one value
+    in a dictionary-encoded column, and ``n`` indices to it."""
+    table = pa.Table.from_pylist(rows(1) * n)
+    # (written from a dictionary array: the test process never holds the decoded cells)
+    big = pa.DictionaryArray.from_arrays(
+        pa.array([0] * n, pa.int32()), pa.array(["x" * (MAX_LINE_BYTES - 100)])
+    )
+    return write(path, table.set_column(table.schema.get_field_index("site_id"), "site_id", big))
+
+
+def test_a_value_repeated_through_a_dictionary_is_refused_by_both_readers(
+    tmp_path: Path,
+) -> None:
+    """Each cell is within the bound and the row group is ~1 MB encoded, yet the 2,000 rows
+    decode to 2 GB of text (pyarrow decoded them at once): refused, by both readers, in the
+    same words, naming the rows."""
+    from shared.analysis.columnar import load_columns
+
+    f = bomb(tmp_path / "b.parquet", 2_000)
+    assert f.stat().st_size < 100_000  # (the other columns: ids of their own)
+    expected = re.fullmatch(
+        r"b\.parquet: rows 1 to 2,000 hold ([0-9,]+) bytes of text, more than the "
+        rf"{load.MAX_BATCH_TEXT_BYTES:,} read at once \(a value repeated through a "
+        r"dictionary-encoded column\?\); no export of verdicts or decisions holds that much in "
+        r"so few rows",
+        refusal(f),
+    )
+    assert expected is not None, refusal(f)
+    assert int(expected[1].replace(",", "")) > 2_000 * (MAX_LINE_BYTES - 100)
+    with pytest.raises(InputError) as caught:
+        load_columns(f)
+    assert str(caught.value) == expected[0]
+
+
+def test_the_refusal_comes_before_anything_is_decoded(tmp_path: Path) -> None:
+    """20 GB of text from a file of ~1 kB, in a process allowed 6 GiB of address space: the
+    one-line refusal, not an allocation that fails (or, without the limit, succeeds)."""
+    import resource
+    import subprocess
+    import sys
+
+    f = bomb(tmp_path / "b.parquet", 20_000)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "analyze", str(f)],
+        capture_output=True, text=True, timeout=300, preexec_fn=limit, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "b.parquet: rows 1 to 20,000 hold 20,9" in done.stderr, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1
