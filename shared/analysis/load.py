@@ -363,12 +363,11 @@ def open_parquet(path: Path) -> Any:
     dictionaries (not decoded: :func:`parquet_batches` bounds what they decode to), its row
     groups checked (:func:`check_parquet_row_groups`) before any row is read."""
     parquet = import_parquet()
-    pa = importlib.import_module("pyarrow")
-    schema = parquet.read_schema(path)
+    leaves = parquet.ParquetFile(path).schema  # (every column's leaves, nested ones too)
     texts = [
-        field.name
-        for field in schema
-        if _cell_lengths(pa, None, pa.array([], type=field.type), probe=True) is not None
+        leaves.column(i).path
+        for i in range(len(leaves))
+        if leaves.column(i).physical_type in ("BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY")
     ]
     handle = parquet.ParquetFile(path, read_dictionary=texts or None)
     check_parquet_row_groups(handle.metadata, path.name)
@@ -385,11 +384,7 @@ def parquet_batches(handle: Any, batch_size: int, source: str) -> Iterator[Any]:
     first = 1  # the number of the batch's first row
     for raw in handle.iter_batches(batch_size=batch_size):
         check_parquet_cells(raw, first, source)
-        total = 0
-        for column in raw.columns:
-            lengths = _cell_lengths(pa, pc, column)
-            if lengths is not None:
-                total += int(pc.sum(lengths).as_py() or 0)
+        total = sum(_text_bytes(pa, pc, column) for column in raw.columns)
         if total > MAX_BATCH_TEXT_BYTES:
             raise InputError(
                 f"{source}: rows {first:,} to {first + raw.num_rows - 1:,} hold {total:,} "
@@ -397,11 +392,52 @@ def parquet_batches(handle: Any, batch_size: int, source: str) -> Iterator[Any]:
                 "repeated through a dictionary-encoded column?); no export of verdicts or "
                 "decisions holds that much in so few rows"
             )
-        decoded = [
-            c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in raw.columns
-        ]
+        decoded = [c.cast(_plain(pa, c.type)) for c in raw.columns]
         yield pa.RecordBatch.from_arrays(decoded, names=raw.schema.names)
         first += raw.num_rows
+
+
+def _text_bytes(pa: Any, pc: Any, array: Any) -> int:
+    """The bytes of text and binary ``array`` decodes to, at any depth (a list's values, a
+    struct's fields, a dictionary's values as often as its indices name them), from the
+    lengths alone: nothing is decoded."""
+    kind = array.type
+    lengths = _cell_lengths(pa, pc, array)
+    if lengths is not None:  # (text, binary, or a dictionary of them)
+        return int(pc.sum(lengths).as_py() or 0)
+    if pa.types.is_dictionary(kind):  # of a nested type (rare): at most all its values a row
+        return len(array) * _text_bytes(pa, pc, array.dictionary)
+    if (
+        pa.types.is_list(kind)
+        or pa.types.is_large_list(kind)
+        or pa.types.is_fixed_size_list(kind)
+        or pa.types.is_map(kind)
+    ):
+        return _text_bytes(pa, pc, array.flatten())  # (the values the slice's rows hold)
+    if pa.types.is_struct(kind):
+        return sum(_text_bytes(pa, pc, field) for field in array.flatten())
+    return 0
+
+
+def _plain(pa: Any, kind: Any) -> Any:
+    """``kind`` with every dictionary in it replaced by its value type: what a read without
+    dictionaries gives (a cast to it decodes them)."""
+    if pa.types.is_dictionary(kind):
+        return _plain(pa, kind.value_type)
+    if pa.types.is_map(kind):
+        return pa.map_(
+            _plain(pa, kind.key_type), pa.field(kind.item_field.name, _plain(pa, kind.item_type))
+        )
+    if pa.types.is_list(kind):
+        return pa.list_(pa.field(kind.value_field.name, _plain(pa, kind.value_type)))
+    if pa.types.is_large_list(kind):
+        return pa.large_list(pa.field(kind.value_field.name, _plain(pa, kind.value_type)))
+    if pa.types.is_fixed_size_list(kind):
+        field = pa.field(kind.value_field.name, _plain(pa, kind.value_type))
+        return pa.list_(field, kind.list_size)
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_plain(pa, f.type)) for f in kind])
+    return kind
 
 
 def check_parquet_cells(data: Any, first_row: int, source: str) -> None:
@@ -446,18 +482,17 @@ def _first_long_cell(column: Any) -> tuple[int, int] | None:
     return None
 
 
-def _cell_lengths(pa: Any, pc: Any, array: Any, probe: bool = False) -> Any:
+def _cell_lengths(pa: Any, pc: Any, array: Any) -> Any:
     """Each cell's length in bytes (null for a null cell), or None for an array that is not
-    text or binary. Vectorised: no cell is converted to a Python value. ``probe``: only
-    whether the type is text or binary (True for one, None otherwise; ``pc`` unused)."""
+    text or binary. Vectorised: no cell is converted to a Python value."""
     kind = array.type
     if pa.types.is_dictionary(kind):  # each row's value's length: its index into the values
-        values = _cell_lengths(pa, pc, array.dictionary, probe)
-        return values if values is None or probe else pc.take(values, array.indices)
+        values = _cell_lengths(pa, pc, array.dictionary)
+        return None if values is None else pc.take(values, array.indices)
     views = {"is_string_view": pa.large_string(), "is_binary_view": pa.large_binary()}
     for test, wide in views.items():  # (no kernel takes a view's lengths; pyarrow >= 16)
         if getattr(pa.types, test, lambda _: False)(kind):
-            return True if probe else pc.binary_length(array.cast(wide))
+            return pc.binary_length(array.cast(wide))
     if (
         pa.types.is_string(kind)
         or pa.types.is_large_string(kind)
@@ -465,7 +500,7 @@ def _cell_lengths(pa: Any, pc: Any, array: Any, probe: bool = False) -> Any:
         or pa.types.is_large_binary(kind)
         or pa.types.is_fixed_size_binary(kind)
     ):
-        return True if probe else pc.binary_length(array)
+        return pc.binary_length(array)
     return None
 
 

@@ -202,3 +202,45 @@ def test_the_refusal_comes_before_anything_is_decoded(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr[-2000:]
     assert "b.parquet: rows 1 to 20,000 hold 20,9" in done.stderr, done.stderr[-2000:]
     assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("store_schema", [True, False])
+def test_a_repeated_value_inside_a_list_column_is_refused_too(
+    tmp_path: Path, store_schema: bool
+) -> None:
+    """The same bomb one level down: 2,000 rows of a list of 10 cells of almost 1 MiB, one
+    value in the file. Written with pyarrow's schema, the lists came back as dictionaries
+    and their conversion failed with an empty message; without it (another writer), they
+    were decoded: 20 GB."""
+    from shared.analysis.columnar import load_columns
+
+    n = 2_000
+    table = pa.Table.from_pylist(rows(1) * n)
+    values = pa.DictionaryArray.from_arrays(
+        pa.array([0] * (10 * n), pa.int32()), pa.array(["x" * (MAX_LINE_BYTES - 100)])
+    )
+    lists = pa.ListArray.from_arrays(pa.array(range(0, 10 * n + 1, 10), pa.int32()), values)
+    f = write(tmp_path / "n.parquet", table.append_column("tags", lists), store_schema=store_schema)
+    said = refusal(f)
+    assert said.startswith("n.parquet: rows 1 to 2,000 hold "), said
+    assert f"more than the {load.MAX_BATCH_TEXT_BYTES:,} read at once" in said
+    with pytest.raises(InputError) as caught:
+        load_columns(f)
+    assert str(caught.value) == said
+
+
+def test_a_small_list_column_of_a_dictionary_is_read_as_before(tmp_path: Path) -> None:
+    """Nested columns are decoded (any dictionary in them too): a list column of a few
+    repeated words reads as lists of text, and both readers agree."""
+    from shared.analysis.columnar import load_columns
+
+    data = rows(6)
+    table = pa.Table.from_pylist(data)
+    words = pa.DictionaryArray.from_arrays(pa.array([0, 1] * 6, pa.int32()), pa.array(["a", "b"]))
+    lists = pa.ListArray.from_arrays(pa.array(range(0, 13, 2), pa.int32()), words)
+    f = write(tmp_path / "ok.parquet", table.append_column("tags", lists))
+    handle = load.open_parquet(f)
+    (batch,) = load.parquet_batches(handle, 100, f.name)
+    assert batch.column("tags").to_pylist() == [["a", "b"]] * 6
+    assert len(load_verdicts(f).rows) == 6
+    load_columns(f)  # (the extra column ignored by both)
