@@ -162,22 +162,22 @@ def bomb(path: Path, n: int) -> Path:
 def test_a_value_repeated_through_a_dictionary_is_refused_by_both_readers(
     tmp_path: Path,
 ) -> None:
-    """Each cell is within the bound and the row group is ~1 MB encoded, yet the 2,000 rows
-    decode to 2 GB of text (pyarrow decoded them at once): refused, by both readers, in the
-    same words, naming the rows."""
+    """Each cell is within the bound and the row group is ~1 MB encoded, yet the 300 rows
+    decode to 300 MB of text (pyarrow decoded them at once; 20,000 rows: 20 GB): refused, by
+    both readers, in the same words, naming the rows."""
     from shared.analysis.columnar import load_columns
 
-    f = bomb(tmp_path / "b.parquet", 2_000)
+    f = bomb(tmp_path / "b.parquet", 300)  # (300 MB, should the bound be lost)
     assert f.stat().st_size < 100_000  # (the other columns: ids of their own)
     expected = re.fullmatch(
-        r"b\.parquet: rows 1 to 2,000 hold ([0-9,]+) bytes of text, more than the "
+        r"b\.parquet: rows 1 to 300 hold ([0-9,]+) bytes of text, more than the "
         rf"{load.MAX_BATCH_TEXT_BYTES:,} read at once \(a value repeated through a "
         r"dictionary-encoded column\?\); no export of verdicts or decisions holds that much in "
         r"so few rows",
         refusal(f),
     )
     assert expected is not None, refusal(f)
-    assert int(expected[1].replace(",", "")) > 2_000 * (MAX_LINE_BYTES - 100)
+    assert int(expected[1].replace(",", "")) > 300 * (MAX_LINE_BYTES - 100)
     with pytest.raises(InputError) as caught:
         load_columns(f)
     assert str(caught.value) == expected[0]
@@ -208,21 +208,21 @@ def test_the_refusal_comes_before_anything_is_decoded(tmp_path: Path) -> None:
 def test_a_repeated_value_inside_a_list_column_is_refused_too(
     tmp_path: Path, store_schema: bool
 ) -> None:
-    """The same bomb one level down: 2,000 rows of a list of 10 cells of almost 1 MiB, one
-    value in the file. Written with pyarrow's schema, the lists came back as dictionaries
-    and their conversion failed with an empty message; without it (another writer), they
-    were decoded: 20 GB."""
+    """The same bomb one level down: 300 rows of a list of a cell of almost 1 MiB, one value
+    in the file. Written with pyarrow's schema, the lists came back as dictionaries and their
+    conversion failed with an empty message; without it (another writer), they were decoded
+    (20,000 rows of 10 such cells: 20 GB)."""
     from shared.analysis.columnar import load_columns
 
-    n = 2_000
+    n = 300  # (300 MB, should the bound be lost: the test fails without the machine's memory)
     table = pa.Table.from_pylist(rows(1) * n)
     values = pa.DictionaryArray.from_arrays(
-        pa.array([0] * (10 * n), pa.int32()), pa.array(["x" * (MAX_LINE_BYTES - 100)])
+        pa.array([0] * n, pa.int32()), pa.array(["x" * (MAX_LINE_BYTES - 100)])
     )
-    lists = pa.ListArray.from_arrays(pa.array(range(0, 10 * n + 1, 10), pa.int32()), values)
+    lists = pa.ListArray.from_arrays(pa.array(range(n + 1), pa.int32()), values)
     f = write(tmp_path / "n.parquet", table.append_column("tags", lists), store_schema=store_schema)
     said = refusal(f)
-    assert said.startswith("n.parquet: rows 1 to 2,000 hold "), said
+    assert said.startswith("n.parquet: rows 1 to 300 hold "), said
     assert f"more than the {load.MAX_BATCH_TEXT_BYTES:,} read at once" in said
     with pytest.raises(InputError) as caught:
         load_columns(f)
