@@ -99,6 +99,12 @@ pages), and decoding it asked for 20 GB. Text and binary columns are read as dic
 batch of real verdicts or decisions (65,536 rows at most, a few hundred bytes each) is far
 below the bound."""
 
+MAX_GROUP_VALUES = 1 << 26
+"""The most values a column of a Parquet row group may hold (its metadata's ``num_values``,
+list elements counted): a flat column holds one a row, and writers' row groups hold at most
+about a million rows; a list column of run-length-encoded small values said 196 million
+in a file of 459 kB, 3.5 GB decoded."""
+
 _EXTENSIONS: dict[str, FileFormat] = {
     ".csv": "csv",
     ".ndjson": "ndjson",
@@ -343,18 +349,28 @@ def check_parquet_row_groups(metadata: Any, source: str) -> None:
 
     The size is the encoded one (the pages before compression): a dictionary-encoded column
     of repeated values decodes to more, which :func:`parquet_batches` bounds per cell and per
-    batch."""
+    batch. So does a list column of many small values (run-length encoded, 196 million of
+    them in a file of 459 kB): a column of a group may hold at most
+    :data:`MAX_GROUP_VALUES` values, counted from the metadata too."""
     before = 0  # rows in the row groups before this one
     for i in range(metadata.num_row_groups):
         group = metadata.row_group(i)
         size, rows = int(group.total_byte_size), int(group.num_rows)
+        where = f"{source}: row group {i + 1} of {metadata.num_row_groups} (rows {before + 1} to {before + rows})"
         if size > MAX_ROW_GROUP_BYTES:
             raise InputError(
-                f"{source}: row group {i + 1} of {metadata.num_row_groups} (rows {before + 1} to "
-                f"{before + rows}) is {size:,} bytes uncompressed, more than the "
+                f"{where} is {size:,} bytes uncompressed, more than the "
                 f"{MAX_ROW_GROUP_BYTES:,} read at once; write the file again with smaller row "
                 "groups (e.g. pyarrow's row_group_size=100_000)"
             )
+        for j in range(group.num_columns):
+            column = group.column(j)
+            if int(column.num_values) > MAX_GROUP_VALUES:
+                raise InputError(
+                    f"{where}: column {column.path_in_schema!r} holds {int(column.num_values):,} "
+                    f"values, more than the {MAX_GROUP_VALUES:,} read at once (a list column "
+                    "of many values?); no export of verdicts or decisions has them"
+                )
         before += rows
 
 
@@ -363,14 +379,30 @@ def open_parquet(path: Path) -> Any:
     dictionaries (not decoded: :func:`parquet_batches` bounds what they decode to), its row
     groups checked (:func:`check_parquet_row_groups`) before any row is read."""
     parquet = import_parquet()
+    pa = importlib.import_module("pyarrow")
     leaves = parquet.ParquetFile(path).schema  # (every column's leaves, nested ones too)
-    texts = [
+    texts = [  # (pyarrow reads a fixed-size binary leaf decoded whatever it is told)
         leaves.column(i).path
         for i in range(len(leaves))
-        if leaves.column(i).physical_type in ("BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY")
+        if leaves.column(i).physical_type == "BYTE_ARRAY"
     ]
     handle = parquet.ParquetFile(path, read_dictionary=texts or None)
     check_parquet_row_groups(handle.metadata, path.name)
+    # fixed-size binary columns decode to their width a row, in pyarrow's reader: the batch
+    # is made small enough for them to stay within MAX_BATCH_TEXT_BYTES
+    widths = [
+        (field.name, field.type.byte_width)
+        for field in handle.schema_arrow
+        if pa.types.is_fixed_size_binary(field.type)
+    ]
+    for name, width in widths:
+        if width > MAX_LINE_BYTES:
+            raise InputError(
+                f"{path.name}: column {name!r} holds values of {width:,} bytes each, more than "
+                f"the {MAX_LINE_BYTES:,} a cell may hold (as a CSV or NDJSON line); no field of "
+                "a verdict or a decision is that long"
+            )
+    handle.qw_max_batch_rows = MAX_BATCH_TEXT_BYTES // max(1, sum(w for _, w in widths))
     return handle
 
 
@@ -381,20 +413,76 @@ def parquet_batches(handle: Any, batch_size: int, source: str) -> Iterator[Any]:
     the types a plain read gives). ``source``: the file name, for the messages."""
     pa = importlib.import_module("pyarrow")
     pc = importlib.import_module("pyarrow.compute")
+    batch_size = max(1, min(batch_size, getattr(handle, "qw_max_batch_rows", batch_size)))
     first = 1  # the number of the batch's first row
-    for raw in handle.iter_batches(batch_size=batch_size):
-        check_parquet_cells(raw, first, source)
-        total = sum(_text_bytes(pa, pc, column) for column in raw.columns)
+    pending: list[Any] = []  # (read as dictionaries, pyarrow gives a batch per row group at
+    rows = 0  # most: small row groups are checked and decoded together, batch_size at once)
+
+    def flush() -> Any:
+        table = pa.Table.from_batches(pending).unify_dictionaries().combine_chunks()
+        check_parquet_cells(table, first, source)
+        total = sum(_text_bytes(pa, pc, column.chunk(0)) for column in table.columns)
         if total > MAX_BATCH_TEXT_BYTES:
             raise InputError(
-                f"{source}: rows {first:,} to {first + raw.num_rows - 1:,} hold {total:,} "
+                f"{source}: rows {first:,} to {first + table.num_rows - 1:,} hold {total:,} "
                 f"bytes of text, more than the {MAX_BATCH_TEXT_BYTES:,} read at once (a value "
                 "repeated through a dictionary-encoded column?); no export of verdicts or "
                 "decisions holds that much in so few rows"
             )
-        decoded = [c.cast(_plain(pa, c.type)) for c in raw.columns]
-        yield pa.RecordBatch.from_arrays(decoded, names=raw.schema.names)
-        first += raw.num_rows
+        decoded = [_decoded(pa, pc, column.chunk(0)) for column in table.columns]
+        return pa.RecordBatch.from_arrays(decoded, names=table.schema.names)
+
+    for raw in handle.iter_batches(batch_size=batch_size):
+        pending.append(raw)
+        rows += raw.num_rows
+        if rows >= batch_size:
+            yield flush()
+            first += rows
+            pending, rows = [], 0
+    if pending:
+        yield flush()
+
+
+# the most a decode may ask of the allocator at once: pyarrow reserves a dictionary's mean
+# value length for every row it decodes, which for a dictionary of one long value among
+# empty ones is far more than the rows hold (a batch of 65,536 rows asked for 19.6 GB)
+DECODE_RESERVE_BYTES = 64 << 20
+
+
+def _decoded(pa: Any, pc: Any, array: Any) -> Any:
+    """``array`` with every dictionary in it decoded (the type a plain read gives), a slice
+    at a time so that no reservation passes :data:`DECODE_RESERVE_BYTES`."""
+    kind = array.type
+    if not _holds_dictionary(pa, kind):
+        return array
+    if pa.types.is_dictionary(kind):
+        values = _decoded(pa, pc, array.dictionary)
+        mean = _text_bytes(pa, pc, values) / max(1, len(values))
+        step = max(1, int(DECODE_RESERVE_BYTES // max(1.0, mean)))
+        parts = [pc.take(values, array.indices.slice(i, step)) for i in range(0, len(array), step)]
+        return pa.concat_arrays(parts) if parts else pc.take(values, array.indices)
+    mask = array.is_null() if array.null_count else None
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        offsets = array.offsets
+        start = offsets[0].as_py()
+        based = pc.subtract(offsets, start).cast(offsets.type) if start else offsets
+        if pa.types.is_map(kind):
+            keys, items = _decoded(pa, pc, array.keys), _decoded(pa, pc, array.items)
+            return pa.MapArray.from_arrays(based, keys, items, mask=mask)
+        values = _decoded(pa, pc, array.flatten())
+        make = pa.ListArray if pa.types.is_list(kind) else pa.LargeListArray
+        return make.from_arrays(based, values, mask=mask)
+    if pa.types.is_fixed_size_list(kind):
+        values = _decoded(pa, pc, array.flatten())
+        return pa.FixedSizeListArray.from_arrays(values, kind.list_size, mask=mask)
+    if pa.types.is_struct(kind):
+        fields = [_decoded(pa, pc, f) for f in array.flatten()]
+        return pa.StructArray.from_arrays(fields, names=[f.name for f in kind], mask=mask)
+    return array.cast(_plain(pa, kind))  # (a type the above does not take apart)
+
+
+def _holds_dictionary(pa: Any, kind: Any) -> bool:
+    return bool(kind != _plain(pa, kind))
 
 
 def _text_bytes(pa: Any, pc: Any, array: Any) -> int:
@@ -407,12 +495,9 @@ def _text_bytes(pa: Any, pc: Any, array: Any) -> int:
         return int(pc.sum(lengths).as_py() or 0)
     if pa.types.is_dictionary(kind):  # of a nested type (rare): at most all its values a row
         return len(array) * _text_bytes(pa, pc, array.dictionary)
-    if (
-        pa.types.is_list(kind)
-        or pa.types.is_large_list(kind)
-        or pa.types.is_fixed_size_list(kind)
-        or pa.types.is_map(kind)
-    ):
+    if pa.types.is_map(kind):  # (no list_flatten kernel for a map)
+        return _text_bytes(pa, pc, array.keys) + _text_bytes(pa, pc, array.items)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         return _text_bytes(pa, pc, array.flatten())  # (the values the slice's rows hold)
     if pa.types.is_struct(kind):
         return sum(_text_bytes(pa, pc, field) for field in array.flatten())

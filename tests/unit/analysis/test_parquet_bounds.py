@@ -244,3 +244,90 @@ def test_a_small_list_column_of_a_dictionary_is_read_as_before(tmp_path: Path) -
     assert batch.column("tags").to_pylist() == [["a", "b"]] * 6
     assert len(load_verdicts(f).rows) == 6
     load_columns(f)  # (the extra column ignored by both)
+
+
+def plain_rows(f: Path) -> list[dict[str, Any]]:
+    """The rows as a read without dictionaries gives them (pyarrow's own, whole)."""
+    return list(pq.read_table(f).to_pylist())
+
+
+def bounded_rows(f: Path, batch: int = 65_536) -> list[dict[str, Any]]:
+    handle = load.open_parquet(f)
+    return [row for b in load.parquet_batches(handle, batch, f.name) for row in b.to_pylist()]
+
+
+def test_what_the_bound_reads_is_what_a_plain_read_gives(tmp_path: Path) -> None:
+    """A trial of the bound found regressions, each a file read before it: a map column
+    (no kernel flattened it), a dictionary of one long value among empty ones (the decode
+    reserved the mean length for every row: 19.6 GB for a batch), fixed-size binary, and
+    row groups of two rows (a batch each, 60x slower). Each now reads as pyarrow reads it."""
+    n = 3_000
+    base = pa.Table.from_pylist(rows(1) * n)
+    cases: dict[str, tuple[Any, dict[str, Any]]] = {
+        "map": (
+            pa.MapArray.from_arrays(
+                pa.array(range(0, 2 * n + 1, 2), pa.int32()),
+                pa.array([f"k{i % 7}" for i in range(2 * n)]),
+                pa.array([i % 5 for i in range(2 * n)], pa.int32()),
+            ),
+            {},
+        ),
+        "skewed": (
+            pa.DictionaryArray.from_arrays(
+                pa.array([0] * (n - 1) + [1], pa.int32()), pa.array(["", "x" * 600_000])
+            ),
+            {},
+        ),
+        "fixed": (pa.array([b"0123456789abcdef"] * n, pa.binary(16)), {}),
+        "small groups": (pa.array([f"s{i % 3}" for i in range(n)]), {"row_group_size": 2}),
+        "list of struct": (
+            pa.array([[{"a": f"w{i % 4}", "b": i}] * (i % 3) for i in range(n)]),
+            {"store_schema": False},
+        ),
+    }
+    for name, (column, kw) in cases.items():
+        f = write(tmp_path / f"{name}.parquet", base.append_column("extra", column), **kw)
+        assert bounded_rows(f) == plain_rows(f), name
+        assert bounded_rows(f, batch=1_000) == plain_rows(f), name
+        load_verdicts(f)  # (the extra column ignored)
+
+
+def test_a_fixed_size_binary_column_is_read_in_batches_of_its_bound(tmp_path: Path) -> None:
+    """pyarrow decodes fixed-size binary whatever it is told: the batch shrinks so that its
+    values stay within the bound, and values wider than a cell may be are refused from the
+    schema."""
+    n = 50
+    table = pa.Table.from_pylist(rows(1) * n)
+    wide = pa.array([b"x" * 4096] * n, pa.binary(4096))
+    f = write(tmp_path / "w.parquet", table.append_column("w", wide))
+    handle = load.open_parquet(f)
+    assert handle.qw_max_batch_rows == load.MAX_BATCH_TEXT_BYTES // 4096
+    assert bounded_rows(f) == plain_rows(f)
+    too_wide = pa.array([b"x" * (MAX_LINE_BYTES + 1)] * 2, pa.binary(MAX_LINE_BYTES + 1))
+    g = write(
+        tmp_path / "g.parquet", pa.Table.from_pylist(rows(1) * 2).append_column("w", too_wide)
+    )
+    assert refusal(g) == (
+        f"g.parquet: column 'w' holds values of {MAX_LINE_BYTES + 1:,} bytes each, more than "
+        f"the {MAX_LINE_BYTES:,} a cell may hold (as a CSV or NDJSON line); no field of a "
+        "verdict or a decision is that long"
+    )
+
+
+def test_a_list_column_of_too_many_values_is_refused_from_the_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small values in a list column run-length encode to nothing: 196 million int8 zeros
+    in 459 kB decoded to 3.5 GB. The values of a column of a group are counted from the
+    metadata before any row is read."""
+    n = 100
+    lists = pa.array([[0] * 50] * n, pa.list_(pa.int8()))
+    f = write(tmp_path / "l.parquet", pa.Table.from_pylist(rows(1) * n).append_column("l", lists))
+    monkeypatch.setattr(load, "MAX_GROUP_VALUES", 4_999)  # (67 million in a test: no)
+    assert refusal(f) == (
+        "l.parquet: row group 1 of 1 (rows 1 to 100): column 'l.list.element' holds 5,000 "
+        "values, more than the 4,999 read at once (a list column of many values?); no export "
+        "of verdicts or decisions has them"
+    )
+    monkeypatch.setattr(load, "MAX_GROUP_VALUES", 5_000)
+    load_verdicts(f)
