@@ -100,6 +100,9 @@ class _Server(uvicorn.Server):
 
 
 _log = logging.getLogger("qwatch")
+# what a service says when a signal stops it, and once it has (the scorer's worker too)
+STOPPING = "%s received: stopping (what is in hand is finished first)"
+STOPPED = "stopped"
 
 
 async def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -111,14 +114,14 @@ async def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> 
 
     def on_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
-            _log.info("%s received: stopping (what is in hand is finished first)", sig.name)
+            _log.info(STOPPING, sig.name)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig)
     await main(stop)
-    _log.info("stopped")
+    _log.info(STOPPED)
 
 
 async def supervise(

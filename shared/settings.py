@@ -93,6 +93,17 @@ def refuse_empty(value: str, unset: str) -> str:
 
 
 TOPIC_PREFIX_MAX = 100
+
+
+def name_in(grammar: re.Pattern[str], value: str, setting: str, refusal: str) -> str:
+    """``value`` when ``grammar`` takes it whole; else ``ValueError`` in one line: the setting,
+    the value (its first 120 characters) and ``refusal`` (what it cannot be and what to use).
+    The one check of the settings that name topics, groups and folders."""
+    if not grammar.fullmatch(value):
+        raise ValueError(f"{setting}={value[:120]!r} {refusal}")
+    return value
+
+
 TOPIC_PREFIX = re.compile(rf"[A-Za-z0-9._-]{{0,{TOPIC_PREFIX_MAX}}}")
 
 
@@ -146,12 +157,10 @@ class KafkaSettings(Settings):
     def _topic_prefix_is_a_topic_name(cls, prefix: str) -> str:
         # every topic and consumer group name starts with it: Kafka allows only these
         # characters in a topic name, and at most 249 of them with the longest suffix
-        if not TOPIC_PREFIX.fullmatch(prefix):
-            raise ValueError(
-                f"QW_TOPIC_PREFIX={prefix[:120]!r} cannot start a Kafka topic name: use at most "
-                f"{TOPIC_PREFIX_MAX} of the letters A-Z and a-z, the digits, '.', '_' and '-'"
-            )
-        return prefix
+        return name_in(
+            TOPIC_PREFIX, prefix, "QW_TOPIC_PREFIX", "cannot start a Kafka topic name: use at "
+            f"most {TOPIC_PREFIX_MAX} of the letters A-Z and a-z, the digits, '.', '_' and '-'",
+        )  # fmt: skip
 
     @model_validator(mode="after")
     def _min_insync_fits_replication(self) -> Self:

@@ -50,6 +50,7 @@ from services.scorer.settings import ScorerSettings
 from services.scorer.store import STORE_URL, JsonValues
 from shared import codec, control, deadletter
 from shared.collector import settle_gc
+from shared.runtime import STOPPED, STOPPING
 from shared.topics import queue_key
 from shared.watchdog import exit_hard_after
 
@@ -625,7 +626,7 @@ class _Worker(faust.Worker):
 
     def _schedule_shutdown(self, signal: Any) -> None:
         if not self._signal_stop_time:
-            log.info("%s received: stopping (what is in hand is finished first)", signal.name)
+            log.info(STOPPING, signal.name)
         super()._schedule_shutdown(signal)
 
 
@@ -661,5 +662,5 @@ def run_worker(
         worker.execute_from_commandline()
     except SystemExit as exc:
         if exc.code in (None, 0) and worker._signal_stop_time:
-            log.info("stopped")  # (a clean stop on a signal, as ingest and alerts say it)
+            log.info(STOPPED)  # (a clean stop on a signal, as ingest and alerts say it)
         raise

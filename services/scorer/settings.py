@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import KafkaSettings, QualitySettings, Settings, default_state_dir
+from shared.settings import KafkaSettings, QualitySettings, Settings, default_state_dir, name_in
 
 APP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -147,13 +147,11 @@ class ScorerSettings(Settings):
     def _app_id_is_a_name(cls, app_id: str) -> str:
         # it names a consumer group, a topic and a folder (app.state_dir): the topic-name
         # characters, and never "." or ".." as a path step
-        if not APP_ID.fullmatch(app_id):
-            raise ValueError(
-                f"QW_SCORER_APP_ID={app_id[:120]!r} cannot name the scorer's group and changelog: "
-                "use 1-100 of the letters A-Z and a-z, the digits, '.', '_' and '-', the first "
-                "a letter or digit"
-            )
-        return app_id
+        return name_in(
+            APP_ID, app_id, "QW_SCORER_APP_ID", "cannot name the scorer's group and changelog: "
+            "use 1-100 of the letters A-Z and a-z, the digits, '.', '_' and '-', the first a "
+            "letter or digit",
+        )  # fmt: skip
 
     @model_validator(mode="after")
     def _pending_within_decision_ttl(self) -> ScorerSettings:
