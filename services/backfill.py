@@ -19,7 +19,8 @@ Each row is checked as ingest checks a raw message before it is sent (``validate
 event models, and event times neither in the future nor older than
 ``QW_INGEST_MAX_AGE_DAYS``), so a row ingest would dead-letter is found at once: it is
 written, with its row number and ingest's reason, to a rejects file beside the checkpoint,
-and the load goes on. More than ``--max-rejects`` rejected rows, or a file of which no row
+and the load goes on; so is a row whose message its raw topic would refuse as too large
+(the topic's max.message.bytes, read from the broker when the load begins). More than ``--max-rejects`` rejected rows, or a file of which no row
 was sent, stops the command (exit 1): the files are loaded in time order, and loading the
 next one would put its events ahead of the missing ones. Good rows go to
 ``qw.decisions.raw.v1`` / ``qw.verdicts.raw.v1`` keyed by queue, as an upstream system
@@ -80,6 +81,10 @@ INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 BAD_INPUT = 2  # a file that is not an export backfill can read, as for analyze
 CHECKPOINT_EVERY_S = 2.0
 IN_FLIGHT = 20_000  # sends awaited at least this often
+# what a record batch of one message adds to its key and value, at most: the batch header
+# (61 bytes) and the record's varints and attributes (32); a topic's max.message.bytes
+# bounds the whole batch
+RECORD_OVERHEAD = 93
 _INTS = frozenset({"v", "severity", "moderator_tenure_days"})
 _BOM = b"\xef\xbb\xbf"
 # the lines read_rows skips: blank ones, and in CSV those of blank cells (quoted or not)
@@ -521,7 +526,9 @@ async def load_file(
             reporter.already_loaded(path, cp, rejects_path)
         return cp
     topics = kafka.topics
-    from shared.kafka import ensure_topics, make_producer
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    from shared.kafka import ensure_topics, make_producer, message_limits
 
     if cp.rejected > max_rejects:  # stopped there before: not one more row, the same words
         raise BackfillError(_too_many(path, max_rejects, _first_reject(rejects_path), rejects_path))
@@ -531,23 +538,79 @@ async def load_file(
         reporter.resuming(path, cp)
     prog.total = count_rows(path, fmt)
     await ensure_topics(kafka)
+    limits = await message_limits(kafka, [topics.decisions_raw, topics.verdicts_raw])
     producer = make_producer(kafka, linger_ms=20)
     await producer.start()
-    pending: list[asyncio.Future[Any]] = []
+    # (row, topic, message bytes, acknowledgement), in row order
+    pending: list[tuple[int, str, int, asyncio.Future[Any]]] = []
     last_save = started = prog.t0 = time.monotonic()  # (the rate: of sending, not set-up)
     base = cp.rows
     rejects: IO[str] | None = None
     first_reject = ""  # of this run: "row N: reason", for the line that ends a failed load
+    rejected_rows: list[int] = []  # of this run, in order
+
+    def reject(row: int, problem: str) -> None:
+        nonlocal rejects, first_reject
+        if rejects is None:
+            rejects_path.parent.mkdir(parents=True, exist_ok=True)
+            # a load from the first row starts the rejects anew; a resumed one adds
+            rejects = rejects_path.open("w" if base == 0 else "a", encoding="utf-8")
+        rejects.write(json.dumps({"row": row, "reason": problem}) + "\n")
+        rejected_rows.append(row)
+        prog.rejected += 1
+        first_reject = first_reject or f"row {row}: {problem}"
+
+    def back_to(row: int) -> None:
+        """Forget this run's rows from ``row`` on (a send failed there): the checkpoint
+        says the rows before it, and the same command goes on from it, rejects included."""
+        nonlocal rejects
+        prog.sent -= sum(1 for r, *_ in pending if r >= row)
+        dropped = sum(1 for r in rejected_rows if r >= row)
+        if dropped:
+            assert rejects is not None
+            rejects.close()
+            rejects = None
+            kept = [
+                line
+                for line in rejects_path.read_text(encoding="utf-8").splitlines(keepends=True)
+                if json.loads(line)["row"] < row
+            ]
+            rejects_path.write_text("".join(kept), encoding="utf-8")
+            prog.rejected -= dropped
+        prog.rows = row - 1
+        cp.done = False
 
     async def settle() -> None:
         nonlocal last_save
-        await asyncio.gather(*pending)
+        acks = await asyncio.gather(*(ack for *_, ack in pending), return_exceptions=True)
+        failed = next(
+            (
+                (row, topic, size, ack)
+                for (row, topic, size, _), ack in zip(pending, acks, strict=True)
+                if isinstance(ack, BaseException)
+            ),
+            None,
+        )
+        if failed is not None:
+            row, topic, size, exc = failed
+            back_to(row)
         pending.clear()
         cp.rows, cp.sent, cp.rejected = prog.rows, prog.sent, prog.rejected
         cp.save(checkpoint_path)
         last_save = time.monotonic()
         if reporter is not None:
             reporter.progress(prog)
+        if failed is None:
+            return
+        if isinstance(exc, MessageSizeTooLargeError):  # a limit not as the broker described it
+            raise BackfillError(
+                f"{path.name}: row {row:,}: the broker refused its event ({size:,} bytes of "
+                f"JSON) as too large for {topic}, whose max.message.bytes was said to be "
+                f"{limits[topic]:,}; the load stopped after row {row - 1:,}: leave the event's "
+                "largest column out of the export, or raise the topic's max.message.bytes, "
+                "then run the same command"
+            )
+        raise exc
 
     try:
         for row in read_rows(path, fmt):
@@ -564,18 +627,16 @@ async def load_file(
                 else:
                     queue = row.event["queue_id"]
                     problem = refusal(queue) if refusal is not None else None
+                    topic = topics.decisions_raw if kind == "decision" else topics.verdicts_raw
+                    key = queue_key(queue)
                     if problem is None:
-                        topic = topics.decisions_raw if kind == "decision" else topics.verdicts_raw
-                        pending.append(await producer.send(topic, value, key=queue_key(queue)))
+                        problem = _too_large(row.event, value, key, topic, limits[topic])
+                    if problem is None:
+                        ack = await producer.send(topic, value, key=key)
+                        pending.append((row.number, topic, len(value), ack))
                         prog.sent += 1
             if problem is not None:
-                if rejects is None:
-                    rejects_path.parent.mkdir(parents=True, exist_ok=True)
-                    # a load from the first row starts the rejects anew; a resumed one adds
-                    rejects = rejects_path.open("w" if base == 0 else "a", encoding="utf-8")
-                rejects.write(json.dumps({"row": row.number, "reason": problem}) + "\n")
-                prog.rejected += 1
-                first_reject = first_reject or f"row {row.number}: {problem}"
+                reject(row.number, problem)
             prog.rows = row.number
             if prog.rejected > max_rejects:
                 await settle()
@@ -613,6 +674,23 @@ async def load_file(
     if reporter is not None:
         reporter.finished(prog, cp, rejects_path)
     return cp
+
+
+def _too_large(
+    event: dict[str, Any], value: bytes, key: bytes, topic: str, limit: int
+) -> str | None:
+    """Why ``topic`` would refuse the message (its max.message.bytes is ``limit``), naming
+    the largest column; None when it fits."""
+    room = limit - RECORD_OVERHEAD - len(key)
+    if len(value) <= room:
+        return None
+    name = max(event, key=lambda n: len(codec.dumps(event[n])))
+    return (
+        f"the event is {len(value):,} bytes of JSON and {topic} takes at most {room:,} "
+        f"(its max.message.bytes is {limit:,}); its largest column, {name!r}, holds "
+        f"{len(codec.dumps(event[name])):,}: leave that column out of the export, or raise "
+        "the topic's max.message.bytes"
+    )
 
 
 def _forget(path: Path) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     InvalidReplicationFactorError,
     KafkaConnectionError,
@@ -78,6 +79,37 @@ async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec] | None =
         )  # fmt: skip
     finally:
         await admin.close()
+
+
+#: Kafka's default max.message.bytes (a record batch's size, 1 MiB and the 12 bytes of its
+#: offset and length): a topic's limit when the broker does not say it
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+
+
+async def message_limits(settings: KafkaSettings, topics: Sequence[str]) -> dict[str, int]:
+    """Each topic's max.message.bytes as the broker applies it (the topic's own setting, or
+    the broker's default); ``DEFAULT_MAX_MESSAGE_BYTES`` for one the broker does not
+    describe (no such topic, or not allowed to)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=settings.client_id)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, t, configs={"max.message.bytes": ""})
+                for t in topics
+            ]
+        )
+    finally:
+        await admin.close()
+    limits = dict.fromkeys(topics, DEFAULT_MAX_MESSAGE_BYTES)
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"] != 0 or resource["resource_name"] not in limits:
+                continue
+            for entry in resource["config_entries"]:
+                if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
+                    limits[resource["resource_name"]] = int(entry["config_value"])
+    return limits
 
 
 def _refusal_message(

@@ -16,7 +16,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from services import backfill
+from shared import codec
 from shared.admission import admit_all
+from shared.analysis.load import MAX_LINE_BYTES
+from shared.kafka import DEFAULT_MAX_MESSAGE_BYTES
 from shared.settings import REPO_ROOT, KafkaSettings
 from tests.factories import decision, verdict
 from tests.integration.kafka_helpers import read_all
@@ -106,3 +112,78 @@ async def test_an_interrupted_backfill_resumes_and_sends_each_event_once(
     assert fourth.returncode == 0, f"{out}\n{err}"
     again = await read_all(kafka_settings.bootstrap, t.decisions_raw)
     assert Counter(r.key for r in again)[b"spam-es"] == len(elsewhere)
+
+
+def _with_notes(event: dict[str, object], size: int) -> dict[str, object]:
+    """``event`` with a ``notes`` column that makes its message (as backfill sends it)
+    ``size`` bytes."""
+    base = len(codec.dumps({**event, "notes": ""}))
+    return {**event, "notes": "x" * (size - base)}
+
+
+async def test_an_event_too_large_for_its_raw_topic_is_a_rejected_row(
+    kafka_settings: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export row at the 1 MiB line bound made a message the raw topic refuses
+    (max.message.bytes, 1,048,588 by default): the load ended in a MessageSizeTooLargeError
+    traceback, without saving the rows acknowledged since its last checkpoint. It is a
+    rejected row now, whose reason names the sizes and the largest column; a message at the
+    limit is sent, and one the broker refuses anyway (a limit not as described) is a
+    rejected row too."""
+    t = kafka_settings.topics
+    await admit_all(kafka_settings, ["hate-en"], by="test")
+    room = DEFAULT_MAX_MESSAGE_BYTES - backfill.RECORD_OVERHEAD - len(b"hate-en")
+    export = tmp_path / "notes.ndjson"
+    rows = [{**decision(i, "hate-en"), "kind": "decision"} for i in range(1, 7)]
+    rows[1] = _with_notes(rows[1], room)  # the largest message the topic is said to take
+    rows[3] = _with_notes(rows[3], room + 1)
+    rows[4] = _with_notes(rows[4], MAX_LINE_BYTES)  # the longest line backfill reads
+    export.write_bytes(b"".join(codec.dumps(r) + b"\n" for r in rows))
+
+    cp = await backfill.load_file(
+        export, kafka_settings, checkpoint_path=tmp_path / "cp.json",
+        rejects_path=tmp_path / "r.ndjson",
+    )  # fmt: skip
+    assert (cp.done, cp.rows, cp.sent, cp.rejected) == (True, 6, 4, 2)
+    rejects = [json.loads(x) for x in (tmp_path / "r.ndjson").read_text().splitlines()]
+    assert rejects[0] == {
+        "row": 4,
+        "reason": f"the event is {room + 1:,} bytes of JSON and {t.decisions_raw} takes at "
+        f"most {room:,} (its max.message.bytes is 1,048,588); its largest column, 'notes', "
+        f"holds {len(codec.dumps(rows[3]['notes'])):,}: leave that column out of the export, "
+        "or raise the topic's max.message.bytes",
+    }
+    assert rejects[1]["row"] == 5
+    sent = await read_all(kafka_settings.bootstrap, t.decisions_raw)
+    assert sorted(json.loads(r.value)["decision_id"] for r in sent) == sorted(
+        rows[i]["decision_id"] for i in (0, 1, 2, 5)
+    )
+    assert max(len(r.value) for r in sent) == room
+
+    # the broker's own refusal (a limit not as described): the load stops before that row,
+    # in one line, and its checkpoint and rejects say the rows before it
+    async def generous(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
+        return dict.fromkeys(topics, 8 * DEFAULT_MAX_MESSAGE_BYTES)
+
+    monkeypatch.setattr("shared.kafka.message_limits", generous)
+    rows.insert(2, {"kind": "decision", "decision_id": "not valid"})  # row 3: a reject
+    export.write_bytes(b"".join(codec.dumps(r) + b"\n" for r in rows))
+    before = len(await read_all(kafka_settings.bootstrap, t.decisions_raw))
+    with pytest.raises(backfill.BackfillError) as refused:
+        await backfill.load_file(
+            export, kafka_settings, checkpoint_path=tmp_path / "cp2.json",
+            rejects_path=tmp_path / "r2.ndjson",
+        )  # fmt: skip
+    assert str(refused.value).startswith(
+        f"notes.ndjson: row 6: the broker refused its event ({MAX_LINE_BYTES:,} bytes of JSON) "
+        f"as too large for {t.decisions_raw}, whose max.message.bytes was said to be 8,388,704; "
+        "the load stopped after row 5: "
+    ), refused.value
+    saved = json.loads((tmp_path / "cp2.json").read_text())
+    assert (saved["done"], saved["rows"], saved["sent"], saved["rejected"]) == (False, 5, 4, 1)
+    assert [json.loads(x)["row"] for x in (tmp_path / "r2.ndjson").read_text().splitlines()] == [3]
+    ids = [
+        json.loads(r.value)["decision_id"]
+        for r in await read_all(kafka_settings.bootstrap, t.decisions_raw)
+    ][before:]
+    assert ids[:4] == [rows[i]["decision_id"] for i in (0, 1, 3, 4)]

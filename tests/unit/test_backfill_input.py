@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from services import backfill
 from services.ingest.admission import QueuePolicy
 from services.ingest.validation import MAX_AGE_DAYS, ItemError, validate_raw
 from shared import codec
+from shared.kafka import DEFAULT_MAX_MESSAGE_BYTES
 from shared.settings import KafkaSettings
 from tests.conftest import need_module
 from tests.factories import decision, verdict
@@ -73,7 +75,11 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> FakeProducer:
     async def no_topics(kafka: KafkaSettings) -> None:
         pass
 
+    async def limits(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
+        return dict.fromkeys(topics, DEFAULT_MAX_MESSAGE_BYTES)
+
     monkeypatch.setattr("shared.kafka.ensure_topics", no_topics)
+    monkeypatch.setattr("shared.kafka.message_limits", limits)
     monkeypatch.setattr("shared.kafka.make_producer", lambda kafka, **kw: producer)
     return producer
 
@@ -963,3 +969,33 @@ def test_on_a_terminal_a_finished_load_ends_on_its_result_lines(tmp_path: Path) 
     after = text.split(last)[-1]
     assert "rows/s" not in after, repr(after)
     assert "━" not in after, repr(after)
+
+
+async def test_a_send_that_fails_stops_the_load_before_its_row(
+    tmp_path: Path, broker: FakeProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send the broker fails (here row 4's) once made the checkpoint stay where it was,
+    rows acknowledged since included; the checkpoint now says the rows before it, and the
+    rejects of rows after it are taken back (the same command reads those rows again)."""
+    export = tmp_path / "h.csv"
+    rows = [ROW.format(i=i) for i in range(1, 8)]
+    rows[1] = rows[5] = "decision,,,,,,,,\n"  # rows 2 and 6: rejected
+    export.write_text(HEADER + "".join(rows))
+    sent = broker.send
+
+    async def failing(topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+        if b'"d4"' not in value:
+            return await sent(topic, value, key)
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(KafkaTimeoutError("no answer"))
+        return failed
+
+    monkeypatch.setattr(broker, "send", failing)
+    with pytest.raises(KafkaTimeoutError):
+        await backfill.load_file(
+            export, KafkaSettings(), checkpoint_path=tmp_path / "cp.json",
+            rejects_path=tmp_path / "r.ndjson",
+        )  # fmt: skip
+    saved = json.loads((tmp_path / "cp.json").read_text())
+    assert (saved["done"], saved["rows"], saved["sent"], saved["rejected"]) == (False, 3, 2, 1)
+    assert [json.loads(x)["row"] for x in (tmp_path / "r.ndjson").read_text().splitlines()] == [2]
