@@ -81,6 +81,7 @@ INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 BAD_INPUT = 2  # a file that is not an export backfill can read, as for analyze
 CHECKPOINT_EVERY_S = 2.0
 IN_FLIGHT = 20_000  # sends awaited at least this often
+READ_THROUGH_SAY_S = 2.0  # a read-through before the load said to be one after this long
 # what a record batch of one message adds to its key and value, at most: the batch header
 # (61 bytes) and the record's varints and attributes (32); a topic's max.message.bytes
 # bounds the whole batch
@@ -421,30 +422,43 @@ class Progress:
         return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left"
 
 
-def _parquet_read_through(path: Path) -> int:
+class ReadStoppedError(Exception):
+    """``count_rows`` was told to stop before it read the file through."""
+
+
+def _parquet_read_through(path: Path, stopped: Callable[[], bool]) -> int:
     """The rows of a Parquet file, its text and binary cells checked against the bound
     (``check_parquet_cells``, batch by batch: no row is converted)."""
     try:
         reader = open_parquet(path)
         for _batch in parquet_batches(reader, 10_000, path.name):
-            pass
+            if stopped():
+                raise ReadStoppedError
         return int(reader.metadata.num_rows)
+    except ReadStoppedError:
+        raise
     except InputError as exc:  # the bounds (shared/analysis/load.py): analyze's words
         raise BackfillError(str(exc), BAD_INPUT) from None
     except Exception as exc:  # pyarrow raises its own error types; report any of them
         raise BackfillError(f"cannot read {path.name} as Parquet: {exc}", BAD_INPUT) from None
 
 
-def count_rows(path: Path, fmt: str) -> int:
+def _never() -> bool:
+    return False
+
+
+def count_rows(path: Path, fmt: str, stopped: Callable[[], bool] = _never) -> int:
     """Data rows in the file, for the progress bar: Parquet's metadata; the lines of a text
     file (``.gz``: decompressed), read through once before any row of it is sent, and
     decoded as UTF-8 on the way (in blocks of whole lines, no parsing), so that a byte that
     is not UTF-8 anywhere in it stops the load before it begins, in ``_lines``' words. A
     Parquet file's text and binary columns are read through the same way, so that a cell
     past ``MAX_LINE_BYTES`` anywhere stops the load before it begins (the load checks each
-    batch again: the file may change in between)."""
+    batch again: the file may change in between). ``ReadStoppedError`` once ``stopped()`` says
+    so (asked between blocks: a read-through of gigabytes takes a minute or more, and runs
+    on a thread of its own while Ctrl-C is taken)."""
     if fmt == "parquet":
-        return _parquet_read_through(path)
+        return _parquet_read_through(path, stopped)
     lines, rest, offset = 0, b"", 0  # offset: bytes before ``rest`` (a BOM excluded)
     blank = 0  # blank lines: no row (the progress bar's total counts rows)
     try:
@@ -453,6 +467,8 @@ def count_rows(path: Path, fmt: str) -> int:
             # blocks of the bound: a line between two line ends of a block is shorter than
             # the bound, so only the first (begun in ``rest``) and the last can be longer
             while chunk := f.read(MAX_LINE_BYTES):
+                if stopped():
+                    raise ReadStoppedError
                 if first and chunk.startswith(_BOM):
                     chunk = chunk[len(_BOM) :]
                 first = False
@@ -496,6 +512,8 @@ class Reporter(Protocol):
 
     def resuming(self, file: Path, cp: Checkpoint) -> None: ...
 
+    def reading(self, file: Path) -> None: ...
+
     def error(self, message: str) -> None: ...
 
 
@@ -536,7 +554,18 @@ async def load_file(
         _forget(rejects_path)  # (a load from the start: its own rejects only)
     elif reporter is not None:
         reporter.resuming(path, cp)
-    prog.total = count_rows(path, fmt)
+    loop = asyncio.get_running_loop()
+    # said only of a read-through that takes a while (a large or gzipped file)
+    say = loop.call_later(READ_THROUGH_SAY_S, reporter.reading, path) if reporter else None
+    try:
+        prog.total = await asyncio.to_thread(count_rows, path, fmt, stop.is_set if stop else _never)
+    except ReadStoppedError:  # Ctrl-C before the load began: nothing sent, the checkpoint as it was
+        if reporter is not None:
+            reporter.finished(prog, cp, rejects_path)
+        return cp
+    finally:
+        if say is not None:
+            say.cancel()
     await ensure_topics(kafka)
     limits = await message_limits(kafka, [topics.decisions_raw, topics.verdicts_raw])
     producer = make_producer(kafka, linger_ms=20)
@@ -954,6 +983,12 @@ class RichReporter:
         self._say(
             f"{file.name}: already loaded (its checkpoint: {cp.rows:,} rows, {cp.sent:,} events "
             f"sent, {cp.rejected:,} rejected{where}): nothing sent now; --restart loads it again"
+        )
+
+    def reading(self, file: Path) -> None:
+        self._say(
+            f"{file.name}: reading it through before the load begins (a line too long or a "
+            "byte that is not UTF-8 anywhere in it stops the load before any row is sent)"
         )
 
     def resuming(self, file: Path, cp: Checkpoint) -> None:

@@ -7,11 +7,13 @@ reads it) rejected with ingest's reason, and sent once it is admitted."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -187,3 +189,42 @@ async def test_an_event_too_large_for_its_raw_topic_is_a_rejected_row(
         for r in await read_all(kafka_settings.bootstrap, t.decisions_raw)
     ][before:]
     assert ids[:4] == [rows[i]["decision_id"] for i in (0, 1, 3, 4)]
+
+
+async def test_ctrl_c_stops_the_read_through_of_a_large_gzipped_export(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """A gzipped export is read through once before its load begins (its rows counted, every
+    line checked): gigabytes take a minute or more, and Ctrl-C (SIGINT) was not taken until
+    the read-through ended. Now the read-through says so after two seconds, and SIGINT
+    stops it at once: exit status 130, nothing sent, the same command starts it again."""
+    await admit_all(kafka_settings, ["hate-en"], by="test")
+    block = b"".join(
+        codec.dumps({**decision(i, "hate-en"), "kind": "decision"}) + b"\n" for i in range(50_000)
+    )
+    member = gzip.compress(block * 4, compresslevel=1)  # ~50 MB of lines, a few hundred kB
+    export = tmp_path / "years.ndjson.gz"
+    export.write_bytes(member * 100)  # gzip members one after the other: ~5 GB of lines
+    env = {**os.environ, **kafka_settings.as_env()}
+    proc = _qwatch([str(export), "--state-dir", str(tmp_path / "state")], env)
+    assert proc.stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not any("reading it through" in line for line in lines):
+        assert proc.poll() is None, lines
+        assert time.monotonic() < deadline, f"no line about the read-through within 60 s: {lines}"
+        await asyncio.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    asked = time.monotonic()
+    proc.wait(timeout=60)
+    took = time.monotonic() - asked
+    reader.join(timeout=10)
+    assert proc.returncode == 130, lines
+    assert took < 10, f"{took:.1f} s after SIGINT"
+    assert lines[-1].startswith(
+        "years.ndjson.gz: stopped after 0 rows (0 sent, 0 rejected, all acknowledged); run the "
+        "same command to resume"
+    ), lines
+    assert await read_all(kafka_settings.bootstrap, kafka_settings.topics.decisions_raw) == []

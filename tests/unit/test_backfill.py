@@ -79,9 +79,13 @@ def test_gzip_and_parquet(tmp_path: Path) -> None:
     present = [{k: v for k, v in e.items() if v is not None} for e in events]  # null: absent
     assert [r.event for r in backfill.read_rows(gz, "ndjson")] == present
     assert backfill.count_rows(gz, "ndjson") == 10  # read through, decompressed
+    with pytest.raises(backfill.ReadStoppedError):  # Ctrl-C, asked between blocks
+        backfill.count_rows(gz, "ndjson", lambda: True)
     pq_file = tmp_path / "x.parquet"
     pq.write_table(pa.Table.from_pylist([decision(i) for i in range(3)]), pq_file)
     rows = list(backfill.read_rows(pq_file, "parquet"))
+    with pytest.raises(backfill.ReadStoppedError):
+        backfill.count_rows(pq_file, "parquet", lambda: True)
     assert [r.event for r in rows] == [decision(i) for i in range(3)]
     assert backfill.count_rows(pq_file, "parquet") == 3
 

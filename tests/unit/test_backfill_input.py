@@ -64,6 +64,9 @@ class Said:
     def resuming(self, file: Path, cp: backfill.Checkpoint) -> None:
         self.lines.append(("resuming", cp.rows))
 
+    def reading(self, file: Path) -> None:
+        self.lines.append(("reading", file.name))
+
     def error(self, message: str) -> None:
         self.lines.append(("error", message))
 
