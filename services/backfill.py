@@ -256,6 +256,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _csv_records(path: Path) -> Iterator[list[str]]:
+    """The records of a CSV file: its header, then every data record but those of blank
+    cells (a blank line: no row, as analyze reads it). A quoted field may hold line ends: a
+    record is one or more lines. ``BackfillError`` (``BAD_INPUT``) naming the line for what
+    the csv module refuses (a field longer than its limit, 131,072 characters)."""
+    reader = csv.reader(_lines(path))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        yield header
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                yield cells
+    except csv.Error as exc:
+        raise BackfillError(
+            f"{path.name}: line {reader.line_num}: not valid CSV ({exc})", BAD_INPUT
+        ) from None
+
+
 def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
     """Every data row of the file as an event dict (or why it is not one), in file order.
     ``BackfillError`` (``BAD_INPUT``) for a file that cannot be read as ``fmt`` (not UTF-8,
@@ -280,26 +300,19 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
             raise BackfillError(f"{path.name} has no rows", BAD_INPUT)
         return
     if fmt == "csv":
-        reader_ = csv.reader(_lines(path))
-        try:
-            header = next(reader_, None)
-            if header is None:
-                raise BackfillError(f"{path.name} is empty", BAD_INPUT)
-            header = [h.strip() for h in header]
-            for cells in reader_:
-                if not any(c.strip() for c in cells):
-                    continue  # a blank line (or one of blank cells): no row, as analyze reads it
-                number += 1
-                if len(cells) != len(header):
-                    yield Row(number, None, f"{len(cells)} cells for {len(header)} columns")
-                    continue
-                yield Row(number, {
-                    k: _csv_value(k, v) for k, v in zip(header, cells, strict=True) if _present(v)
-                })  # fmt: skip
-        except csv.Error as exc:
-            raise BackfillError(
-                f"{path.name}: line {reader_.line_num}: not valid CSV ({exc})", BAD_INPUT
-            ) from None
+        records = _csv_records(path)
+        header = next(records, None)
+        if header is None:
+            raise BackfillError(f"{path.name} is empty", BAD_INPUT)
+        header = [h.strip() for h in header]
+        for cells in records:
+            number += 1
+            if len(cells) != len(header):
+                yield Row(number, None, f"{len(cells)} cells for {len(header)} columns")
+                continue
+            yield Row(number, {
+                k: _csv_value(k, v) for k, v in zip(header, cells, strict=True) if _present(v)
+            })  # fmt: skip
         if number == 0:
             raise BackfillError(f"{path.name} has a header row but no data rows", BAD_INPUT)
         return
@@ -461,6 +474,7 @@ def count_rows(path: Path, fmt: str, stopped: Callable[[], bool] = _never) -> in
         return _parquet_read_through(path, stopped)
     lines, rest, offset = 0, b"", 0  # offset: bytes before ``rest`` (a BOM excluded)
     blank = 0  # blank lines: no row (the progress bar's total counts rows)
+    quoted = False  # a CSV file with a quote: its records are counted by the csv module
     try:
         with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as f:
             first = True
@@ -477,6 +491,7 @@ def count_rows(path: Path, fmt: str, stopped: Callable[[], bool] = _never) -> in
                 if cut and data.find(b"\n") > MAX_LINE_BYTES:
                     raise _too_long(path, lines + 1)
                 _utf8(path, data[:cut], lines, offset)
+                quoted = quoted or (fmt == "csv" and b'"' in chunk)
                 lines += data.count(b"\n", 0, cut)
                 blank += len(_BLANK_LINE[fmt].findall(data, 0, cut))
                 offset += cut
@@ -486,6 +501,13 @@ def count_rows(path: Path, fmt: str, stopped: Callable[[], bool] = _never) -> in
             _utf8(path, rest, lines, offset)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise BackfillError(f"cannot read {path}: {exc}", BAD_INPUT) from None
+    if quoted:  # (a quoted field may hold line ends, or be longer than the csv module takes)
+        records = -1  # (the header)
+        for _ in _csv_records(path):
+            records += 1
+            if records % 65_536 == 0 and stopped():
+                raise ReadStoppedError
+        return max(0, records)
     lines += bool(rest) and not _BLANK_LINE[fmt].fullmatch(rest + b"\n")  # (no newline at the end)
     rows = lines - blank
     return max(0, rows - 1) if fmt == "csv" else rows

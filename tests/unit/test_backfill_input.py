@@ -1002,3 +1002,31 @@ async def test_a_send_that_fails_stops_the_load_before_its_row(
     saved = json.loads((tmp_path / "cp.json").read_text())
     assert (saved["done"], saved["rows"], saved["sent"], saved["rejected"]) == (False, 3, 2, 1)
     assert [json.loads(x)["row"] for x in (tmp_path / "r.ndjson").read_text().splitlines()] == [2]
+
+
+async def test_a_csv_field_of_many_lines_is_one_row_and_one_too_long_is_refused_first(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    """A quoted CSV field may hold line ends: the read-through counted lines, so a note of
+    40,000 lines made the progress bar's total 40,300 rows; and a field past the csv
+    module's limit was found by the load, after the 199 rows before it had been sent. The
+    records are counted as the load reads them now, and the refusal comes first."""
+    header = HEADER.rstrip("\n") + ",notes\n"
+    row = ROW.rstrip("\n") + ",{notes}\n"
+    ok = tmp_path / "notes.csv"
+    ok.write_text(
+        header + "".join(row.format(i=i, notes='"a\n\nnote, of lines"') for i in range(5))
+    )
+    assert backfill.count_rows(ok, "csv") == len(list(backfill.read_rows(ok, "csv"))) == 5
+    code, said = await run([ok], tmp_path / "state")
+    assert code == 0 and len(broker.sent) == 5
+
+    long = tmp_path / "long.csv"
+    notes = ['"' + "line\n" * 40_000 + '"' if i == 200 else "ok" for i in range(1, 301)]
+    long.write_text(header + "".join(row.format(i=i, notes=n) for i, n in enumerate(notes, 1)))
+    code, said = await run([long], tmp_path / "state")
+    assert (code, errors(said)) == (
+        2,
+        ["long.csv: line 26415: not valid CSV (field larger than field limit (131072))"],
+    )
+    assert len(broker.sent) == 5  # none of this file
