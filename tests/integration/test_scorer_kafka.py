@@ -20,7 +20,7 @@ from services.demo.orchestrator import Services, local_kafka
 from services.ingest.validation import validate_items
 from services.scorer.app import SEND_MAX_BYTES
 from shared import batches, codec
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import ensure_topics, group_progress, make_producer
 from shared.settings import KafkaSettings
 from shared.topics import partition_of, queue_key
 from tests.factories import T0, decision, longest_decisions, verdict
@@ -326,3 +326,42 @@ async def test_state_is_kept_per_cluster_and_consumer_group(
         ], said[-6:]
     groups = sorted(p.name for p in (tmp_path / "scorer").glob("cluster-*/*"))
     assert groups == sorted(k.topic_prefix + "qw-scorer" for k in (kafka_settings, second))
+
+
+async def test_a_quiet_worker_commits_its_offsets_without_waiting_for_the_interval(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """The commit interval (QW_SCORER_COMMIT_INTERVAL_S) paces commits while messages flow;
+    a burst's last offsets waited for it with nothing left to do (up to 2.8 s by default,
+    what a crash then reads again). A worker quiet for QUIET_COMMIT_S commits at once: here
+    with an interval of 60 s, the offsets of a burst are committed within seconds."""
+    await ensure_topics(kafka_settings)
+    topics = kafka_settings.topics
+    env = {**scorer_env(kafka_settings, tmp_path), "QW_SCORER_COMMIT_INTERVAL_S": "60"}
+    services = Services(env, tmp_path / "logs")
+    services.start("scorer")
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    group = kafka_settings.topic_prefix + "qw-scorer"
+    try:
+        # the worker ready (its first snapshot), then a burst
+        items = [decision(f"w{i}", "q", T0 + timedelta(seconds=i)) for i in range(5)]
+        for b in batches.group_by_queue(validate_items(items, None).events):
+            await producer.send_and_wait(topics.events, batches.encode(b), key=queue_key("q"))
+        await read_topic(kafka_settings.bootstrap, topics.snapshots, expect=1, timeout=90)
+        items = [decision(f"b{i}", "q", T0 + timedelta(minutes=i)) for i in range(300)]
+        for i in range(0, len(items), 30):
+            events = validate_items(items[i : i + 30], None).events
+            for b in batches.group_by_queue(events):
+                await producer.send_and_wait(topics.events, batches.encode(b), key=queue_key("q"))
+        sent = time.monotonic()
+        while True:
+            done, end = await group_progress(kafka_settings, group, topics.events)
+            if done == end:
+                break
+            services.check()
+            assert time.monotonic() - sent < 20, f"committed {done} of {end} after 20 s"
+            await asyncio.sleep(0.2)
+    finally:
+        await producer.stop()
+        services.stop()
