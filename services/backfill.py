@@ -305,6 +305,14 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
         if header is None:
             raise BackfillError(f"{path.name} is empty", BAD_INPUT)
         header = [h.strip() for h in header]
+        if not any(header):  # a first line of blank cells: no header
+            if next(records, None) is None:
+                raise BackfillError(f"{path.name} is empty", BAD_INPUT)  # (analyze's words)
+            raise BackfillError(
+                f"{path.name}: line 1 is blank; a CSV export's first line is its header row "
+                "(the column names)",
+                BAD_INPUT,
+            )
         for cells in records:
             number += 1
             if len(cells) != len(header):

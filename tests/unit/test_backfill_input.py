@@ -497,6 +497,15 @@ def test_a_file_without_data_rows_is_one_line(tmp_path: Path) -> None:
         "empty.csv": ("", "empty.csv is empty"),
         "header.csv": (HEADER, "header.csv has a header row but no data rows"),
         "blank.ndjson": ("\n \n", "blank.ndjson is empty"),
+        # blank lines alone were "a header row but no data rows"; analyze says empty
+        "blank.csv": ("\n \n,\n", "blank.csv is empty"),
+        "late.csv": (
+            "\n" + HEADER + ROW.format(i=1),
+            (
+                "late.csv: line 1 is blank; a CSV export's first line is its header row (the "
+                "column names)"
+            ),
+        ),
     }
     for name, (text, said) in cases.items():
         (tmp_path / name).write_text(text)
