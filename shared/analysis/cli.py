@@ -111,7 +111,10 @@ def analyze_command(
             raise AnalysisError(f"no group could be charted ({reasons})")
         plot_notes = write_plot(report, plot) if plot is not None else []
     except (AnalysisError, StatsError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        message = str(exc)
+        if message.startswith(("line ", "row ")):  # where in the file: which file, too
+            message = f"{file.name}: {message}"
+        typer.echo(f"error: {message}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
     if as_json:

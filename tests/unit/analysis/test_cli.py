@@ -160,6 +160,8 @@ def test_bad_input_exits_2_without_a_traceback(tmp_path: Path, content: str, mes
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ")
     assert message in result.stderr
+    if message.startswith(("line ", "row ")):  # the file named too, as backfill names it
+        assert result.stderr.startswith(f"error: v.csv: {message}")
     assert result.stderr.count("\n") == 1  # one line
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
