@@ -69,6 +69,7 @@ from shared.analysis.errors import InputError
 from shared.analysis.load import (
     MAX_LINE_BYTES,
     FileFormat,
+    check_header,
     detect_format,
     micro_times,
     open_parquet,
@@ -81,6 +82,8 @@ INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 BAD_INPUT = 2  # a file that is not an export backfill can read, as for analyze
 CHECKPOINT_EVERY_S = 2.0
 IN_FLIGHT = 20_000  # sends awaited at least this often
+CSV_FIELD_CHARS = csv.field_size_limit()  # the csv module's bound on a field (131,072)
+SKIP_YIELD_ROWS = 10_000  # rows skipped to a checkpoint between two looks at Ctrl-C
 READ_THROUGH_SAY_S = 2.0  # a read-through before the load said to be one after this long
 # what a record batch of one message adds to its key and value, at most: the batch header
 # (61 bytes) and the record's varints and attributes (32); a topic's max.message.bytes
@@ -229,8 +232,14 @@ def _present(value: Any) -> bool:
     return value is not None and value != ""
 
 
+# an integer cell as a CSV writes one: ASCII digits (str.isdigit also takes '²', and int()
+# takes other scripts' digits), at most 18 (int() refuses past 4,300); anything else stays
+# text, for the model to refuse in its words ("must be a JSON integer")
+_INT_CELL = re.compile(r"[ \t]*-?[0-9]{1,18}[ \t]*")
+
+
 def _csv_value(name: str, value: str) -> Any:
-    if name in _INTS and value.strip().lstrip("-").isdigit():
+    if name in _INTS and _INT_CELL.fullmatch(value):
         return int(value)
     return value
 
@@ -305,6 +314,10 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
         if header is None:
             raise BackfillError(f"{path.name} is empty", BAD_INPUT)
         header = [h.strip() for h in header]
+        try:
+            check_header(header)  # (analyze's words: which cell would be the value?)
+        except InputError as exc:
+            raise BackfillError(f"{path.name}: {exc}", BAD_INPUT) from None
         if not any(header):  # a first line of blank cells: no header
             if next(records, None) is None:
                 raise BackfillError(f"{path.name} is empty", BAD_INPUT)  # (analyze's words)
@@ -403,7 +416,7 @@ def check(event: dict[str, Any], max_age_days: int = MAX_AGE_DAYS) -> tuple[Even
     if not isinstance(result, ItemError):
         return kind, value
     shown = [
-        f"{e['loc'][0]}={event[e['loc'][0]]!r}"
+        f"{e['loc'][0]}={_shown(event[e['loc'][0]])}"
         for e in result.errors
         if e["type"] not in _TIME_RANGE and len(e["loc"]) == 1 and e["loc"][0] in event
     ]
@@ -416,6 +429,17 @@ def check(event: dict[str, Any], max_age_days: int = MAX_AGE_DAYS) -> tuple[Even
     raise ValueError(reason)
 
 
+SHOWN_CHARS = 200  # of a refused value, in a reason
+
+
+def _shown(value: Any) -> str:
+    """A refused value as a reason shows it: its repr, cut short past ``SHOWN_CHARS``."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
 @dataclass(slots=True)
 class Progress:
     file: Path
@@ -425,11 +449,14 @@ class Progress:
     total: int | None = None  # data rows in the file, when known
     t0: float = 0.0  # time.monotonic() when this run started on the file
     rows0: int = 0  # rows done before this run (the checkpoint)
+    limit: float = 0.0  # --rate (0: none)
 
     @property
     def rate(self) -> float:
-        """Rows per second in this run."""
-        return (self.rows - self.rows0) / max(time.monotonic() - self.t0, 1e-9)
+        """Rows per second in this run (the ETA's: at most --rate, which the first rows,
+        sent at once, run ahead of)."""
+        rate = (self.rows - self.rows0) / max(time.monotonic() - self.t0, 1e-9)
+        return min(rate, self.limit) if self.limit > 0 else rate
 
     def left(self) -> str:
         """The time left at this run's rate, as ``"1:02:03 left"``; ``""`` while it cannot
@@ -499,7 +526,10 @@ def count_rows(path: Path, fmt: str, stopped: Callable[[], bool] = _never) -> in
                 if cut and data.find(b"\n") > MAX_LINE_BYTES:
                     raise _too_long(path, lines + 1)
                 _utf8(path, data[:cut], lines, offset)
-                quoted = quoted or (fmt == "csv" and b'"' in chunk)
+                # a quote, or a line longer than a field may be: the csv module decides
+                quoted = quoted or (
+                    fmt == "csv" and (b'"' in chunk or _longest_line(data[:cut]) > CSV_FIELD_CHARS)
+                )
                 lines += data.count(b"\n", 0, cut)
                 blank += len(_BLANK_LINE[fmt].findall(data, 0, cut))
                 offset += cut
@@ -507,18 +537,29 @@ def count_rows(path: Path, fmt: str, stopped: Callable[[], bool] = _never) -> in
                 if len(rest) > MAX_LINE_BYTES:  # (not read further: a line too long)
                     raise _too_long(path, lines + 1)
             _utf8(path, rest, lines, offset)
+            quoted = quoted or (fmt == "csv" and len(rest) > CSV_FIELD_CHARS)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise BackfillError(f"cannot read {path}: {exc}", BAD_INPUT) from None
     if quoted:  # (a quoted field may hold line ends, or be longer than the csv module takes)
         records = -1  # (the header)
         for _ in _csv_records(path):
             records += 1
-            if records % 65_536 == 0 and stopped():
+            if records % 256 == 0 and stopped():  # (a record may be megabytes)
                 raise ReadStoppedError
         return max(0, records)
     lines += bool(rest) and not _BLANK_LINE[fmt].fullmatch(rest + b"\n")  # (no newline at the end)
     rows = lines - blank
     return max(0, rows - 1) if fmt == "csv" else rows
+
+
+def _longest_line(block: bytes) -> int:
+    """The length of the longest line of ``block`` (whole lines), its line end included."""
+    import numpy as np  # (the line ends found at C speed: a block holds thousands)
+
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 0x0A)
+    if ends.size == 0:
+        return len(block)
+    return int(max(ends[0] + 1, np.diff(ends).max(initial=0)))
 
 
 def _utf8(path: Path, block: bytes, lines_before: int, offset: int) -> None:
@@ -568,7 +609,9 @@ async def load_file(
     would refuse a queue (``queue_refusal``), None for one it takes."""
     fmt = preflight(path)
     cp = Checkpoint.load_or_new(checkpoint_path, path, restart=restart)
-    prog = Progress(path, cp.rows, cp.sent, cp.rejected, t0=time.monotonic(), rows0=cp.rows)
+    prog = Progress(
+        path, cp.rows, cp.sent, cp.rejected, t0=time.monotonic(), rows0=cp.rows, limit=rate
+    )
     if cp.done:  # nothing to send: say so, not "loaded"
         if reporter is not None:
             reporter.already_loaded(path, cp, rejects_path)
@@ -672,9 +715,17 @@ async def load_file(
         raise exc
 
     try:
+        skipping = cp.rows > 0
         for row in read_rows(path, fmt):
-            if row.number <= cp.rows:
-                continue  # loaded before the checkpoint
+            if row.number <= cp.rows:  # loaded before the checkpoint
+                if row.number % SKIP_YIELD_ROWS == 0:
+                    await asyncio.sleep(0)  # (Ctrl-C is taken on the event loop)
+                    if stop is not None and stop.is_set():
+                        break
+                continue
+            if skipping:  # the rate and the ETA: from here, not from the rows skipped
+                skipping = False
+                last_save = started = prog.t0 = time.monotonic()
             if stop is not None and stop.is_set():
                 break
             problem = row.problem
@@ -738,17 +789,34 @@ async def load_file(
 def _too_large(
     event: dict[str, Any], value: bytes, key: bytes, topic: str, limit: int
 ) -> str | None:
-    """Why ``topic`` would refuse the message (its max.message.bytes is ``limit``), naming
+    """Why the message cannot be sent to ``topic`` (its max.message.bytes is ``limit``; the
+    producer's own bound, ``MAX_REQUEST_BYTES``, applies whatever the topic allows), naming
     the largest column; None when it fits."""
-    room = limit - RECORD_OVERHEAD - len(key)
+    from shared.kafka import MAX_REQUEST_BYTES
+
+    bound = min(limit, MAX_REQUEST_BYTES)
+    room = bound - RECORD_OVERHEAD - len(key)
     if len(value) <= room:
         return None
-    name = max(event, key=lambda n: len(codec.dumps(event[n])))
+    if limit <= MAX_REQUEST_BYTES:
+        why, raise_it = (
+            f"its max.message.bytes is {limit:,}",
+            ", or raise the topic's max.message.bytes",
+        )
+    else:
+        why, raise_it = f"{MAX_REQUEST_BYTES:,}, the most a QualityWatch producer sends", ""
+    sizes = {n: len(codec.dumps(v)) for n, v in event.items()}
+    name = max(sizes, key=sizes.__getitem__)
+    if sizes[name] >= len(value) - room:
+        fix = f"leave that column out of the export{raise_it}"
+    else:
+        fix = (
+            "leaving it out is not enough: leave out the columns QualityWatch does not read "
+            f"(docs/events.md lists those it does){raise_it}"
+        )
     return (
         f"the event is {len(value):,} bytes of JSON and {topic} takes at most {room:,} "
-        f"(its max.message.bytes is {limit:,}); its largest column, {name!r}, holds "
-        f"{len(codec.dumps(event[name])):,}: leave that column out of the export, or raise "
-        "the topic's max.message.bytes"
+        f"({why}); its largest column, {name!r}, holds {sizes[name]:,}: {fix}"
     )
 
 

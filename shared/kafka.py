@@ -165,6 +165,11 @@ def make_consumer(
     return AIOKafkaConsumer(*topics, **options)
 
 
+#: The most a QualityWatch producer sends in one request (aiokafka's max_request_size): a
+#: message larger than this is refused by the producer itself, whatever the topic allows
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
 def make_producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProducer:
     """A producer tuned for throughput with durability: with the default ``acks=all``
     idempotent (no duplicates on retry), lz4-free. Kafka allows idempotence only with
@@ -177,7 +182,7 @@ def make_producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProdu
         "enable_idempotence": durable,
         "linger_ms": 5,
         "max_batch_size": 256 * 1024,
-        "max_request_size": 8 * 1024 * 1024,
+        "max_request_size": MAX_REQUEST_BYTES,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)

@@ -288,11 +288,15 @@ def read_csv_header(reader: Iterator[list[str]], empty: str) -> tuple[str, ...]:
     except csv.Error as exc:
         raise InputError(f"line 1: not valid CSV ({exc})") from exc
     columns = tuple(name.strip() for name in header)
-    seen = Counter(columns)
-    repeated = sorted(name for name, count in seen.items() if count > 1 and name)
+    check_header(columns)
+    return columns
+
+
+def check_header(columns: Iterable[str]) -> None:
+    """``InputError`` for a CSV header that names a column twice (which cell is the value?)."""
+    repeated = sorted(name for name, count in Counter(columns).items() if count > 1 and name)
     if repeated:
         raise InputError(f"line 1: the header repeats column(s) {', '.join(map(repr, repeated))}")
-    return columns
 
 
 def _ndjson_records(lines: Iterable[str]) -> tuple[None, list[tuple[int, Record]]]:

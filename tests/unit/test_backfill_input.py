@@ -1039,3 +1039,119 @@ async def test_a_csv_field_of_many_lines_is_one_row_and_one_too_long_is_refused_
         ["long.csv: line 26415: not valid CSV (field larger than field limit (131072))"],
     )
     assert len(broker.sent) == 5  # none of this file
+
+
+# found by a new user's trial (helper-64) -------------------------------------------------
+
+
+async def test_a_cell_that_is_not_an_integer_is_a_rejected_row(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    """'²' passed str.isdigit and int() raised (a traceback, after the rows before it were
+    sent, and no checkpoint: every rerun the same); 5,000 digits passed int()'s check too
+    and it raised past 4,300; '٣' was sent as 3. Each is a rejected row now, in the model's
+    words, and the load goes on."""
+    header = HEADER.rstrip("\n") + ",severity\n"
+    row = ROW.rstrip("\n") + ",{s}\n"
+    cells = ["2", "²", "--2", "1" * 5000, "٣", " 3 "]
+    export = tmp_path / "sev.csv"
+    export.write_text(header + "".join(row.format(i=i, s=s) for i, s in enumerate(cells, 1)))
+    code, said = await run([export], tmp_path / "state")
+    assert code == 0, said.lines
+    assert [json.loads(v)["severity"] for _, v, _ in broker.sent] == [2, 3]
+    (rejects,) = (tmp_path / "state").rglob("sev.csv.*.rejects.ndjson")
+    reasons = [json.loads(x) for x in rejects.read_text().splitlines()]
+    assert [r["row"] for r in reasons] == [2, 3, 4, 5]
+    assert all(
+        r["reason"].startswith("severity: Value error, must be a JSON integer") for r in reasons
+    )
+    assert len(reasons[2]["reason"]) < 400  # the 5,000 digits cut short
+    assert reasons[2]["reason"].endswith("... (5,002 characters))")
+
+
+def test_a_message_past_the_producers_bound_is_said_so() -> None:
+    """A topic may allow more than a QualityWatch producer sends (8 MiB); the row was
+    checked against the topic's limit alone, and the producer refused it with a traceback.
+    And when the largest column is not what makes it too large, leaving it out is not the
+    advice."""
+    event = {f"n{i}": "x" * 100_000 for i in range(100)}
+    value = codec.dumps(event)
+    said = backfill._too_large(event, value, b"q", "raw", 20_000_000)
+    assert said is not None
+    assert said.startswith(f"the event is {len(value):,} bytes of JSON and raw takes at most ")
+    assert "(8,388,608, the most a QualityWatch producer sends)" in said
+    assert "leaving it out is not enough" in said
+    assert "max.message.bytes" not in said
+    one = {"notes": "x" * 2_000_000}
+    said = backfill._too_large(one, codec.dumps(one), b"q", "raw", 1_048_588)
+    assert said is not None
+    assert said.endswith(
+        "(its max.message.bytes is 1,048,588); its largest column, 'notes', holds 2,000,002: "
+        "leave that column out of the export, or raise the topic's max.message.bytes"
+    )
+
+
+async def test_a_long_unquoted_field_is_refused_before_any_row_is_sent(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    """The CSV parser's read-through ran only for a file with a quote in it: a field of
+    200,000 characters in a file without one stopped the load at its row, 90 rows sent."""
+    header = HEADER.rstrip("\n") + ",notes\n"
+    row = ROW.rstrip("\n") + ",{notes}\n"
+    notes = ["n" * 200_000 if i == 91 else "ok" for i in range(1, 101)]
+    export = tmp_path / "unq.csv"
+    export.write_text(header + "".join(row.format(i=i, notes=n) for i, n in enumerate(notes, 1)))
+    code, said = await run([export], tmp_path / "state")
+    assert (code, errors(said)) == (
+        2,
+        ["unq.csv: line 92: not valid CSV (field larger than field limit (131072))"],
+    )
+    assert broker.sent == []
+
+
+async def test_ctrl_c_is_taken_while_a_resumed_load_skips_to_its_checkpoint(
+    tmp_path: Path, broker: FakeProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed load reads the rows before its checkpoint again without a pause: 5 million
+    of them took 36 s, with Ctrl-C not taken until the first row past it (which was sent)."""
+    export = tmp_path / "h.csv"
+    export.write_text(HEADER + "".join(ROW.format(i=i) for i in range(1, 50_001)))
+    cp_path = tmp_path / "cp.json"
+    cp = backfill.Checkpoint.load_or_new(cp_path, export, restart=False)
+    cp.rows = 49_000
+    cp.save(cp_path)
+    read = [0]
+    rows = backfill.read_rows
+
+    def counted(path: Path, fmt: str) -> Any:
+        for row in rows(path, fmt):
+            read[0] += 1
+            yield row
+
+    monkeypatch.setattr(backfill, "read_rows", counted)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_soon(stop.set)  # Ctrl-C, as the skip begins
+    cp = await backfill.load_file(
+        export, KafkaSettings(), checkpoint_path=cp_path, rejects_path=tmp_path / "r.ndjson",
+        stop=stop,
+    )  # fmt: skip
+    assert (cp.done, cp.rows) == (False, 49_000)
+    assert broker.sent == []
+    assert read[0] <= backfill.SKIP_YIELD_ROWS
+
+
+def test_the_time_left_under_rate_is_at_the_rate() -> None:
+    """Under --rate the first rows go at once: 1 row in 2 s made 0.5 rows/s, and 49 rows
+    at --rate 0.01 '0:01:39 left' (the trial saw 0:02:43) instead of 1:21:40."""
+    prog = backfill.Progress(Path("x.csv"), rows=1, total=50, t0=time.monotonic() - 2, limit=0.01)
+    assert prog.left() == "1:21:40 left"
+    assert backfill.Progress(Path("x.csv"), rows=1, total=50, t0=time.monotonic() - 2).left() == (
+        "0:01:39 left"
+    )
+
+
+def test_a_header_that_repeats_a_column_is_refused(tmp_path: Path) -> None:
+    """``queue_id`` twice: the last cell was taken without a word; analyze refuses it."""
+    f = tmp_path / "dup.csv"
+    f.write_text("kind,decision_id,queue_id,queue_id\ndecision,d1,a,b\n")
+    assert bad_input(f) == "dup.csv: line 1: the header repeats column(s) 'queue_id'"
