@@ -189,8 +189,9 @@ def _looks_gzipped(path: Path, head: bytes) -> str:
 
 def _too_long(path: Path, line: int) -> BackfillError:
     return BackfillError(
-        f"{path.name}: line {line} is longer than {MAX_LINE_BYTES:,} bytes; no decision or "
-        "verdict is that long",
+        f"{path.name}: line {line:,} is longer than {MAX_LINE_BYTES:,} bytes; no decision or "
+        "verdict is that long (a free-text column? leave out of the export the columns "
+        "QualityWatch does not read: docs/events.md lists those it does)",
         BAD_INPUT,
     )
 
@@ -660,7 +661,7 @@ async def load_file(
         rejects.write(json.dumps({"row": row, "reason": problem}) + "\n")
         rejected_rows.append(row)
         prog.rejected += 1
-        first_reject = first_reject or f"row {row}: {problem}"
+        first_reject = first_reject or f"row {row:,}: {problem}"
 
     def back_to(row: int) -> None:
         """Forget this run's rows from ``row`` on (a send failed there): the checkpoint
@@ -829,7 +830,7 @@ def _first_reject(rejects_path: Path) -> str:
     try:
         with rejects_path.open(encoding="utf-8") as f:
             first = json.loads(f.readline())
-        return f"row {first['row']}: {first['reason']}"
+        return f"row {int(first['row']):,}: {first['reason']}"
     except (OSError, ValueError, KeyError, TypeError):
         return ""
 

@@ -900,7 +900,8 @@ async def test_a_text_line_past_the_bound_is_refused_before_its_file_is_sent(
         assert (code, errors(said)) == (
             2,
             [f"{name}: line 2 is longer than {MAX_LINE_BYTES:,} bytes; no decision or "
-             "verdict is that long"],
+             "verdict is that long (a free-text column? leave out of the export the columns "
+             "QualityWatch does not read: docs/events.md lists those it does)"],
         )  # fmt: skip
         assert [json.loads(v)["decision_id"] for _, v, _ in broker.sent] == ["d0", "d1"]
         with pytest.raises(backfill.BackfillError) as caught:
