@@ -777,8 +777,9 @@ async def load_file(
         cp.done = False
         cp.save(checkpoint_path)
         first = f" (the first: {first_reject})" if first_reject else ""
+        every = "its one row was" if cp.rows == 1 else f"all {cp.rows:,} rows were"
         raise BackfillError(
-            f"{path.name}: no row sent: all {cp.rows:,} rows were rejected{first}; all the "
+            f"{path.name}: no row sent: {every} rejected{first}; all the "
             f"reasons are in {rejects_path}; fix the export (or what the reason names), then "
             "load it again with --restart"
         )
@@ -996,6 +997,11 @@ async def queue_refusal(
     return refusal
 
 
+def _n(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``1,000 rows``."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def _stderr(message: str) -> None:
     print(f"qwatch: {message}", file=sys.stderr)
 
@@ -1066,13 +1072,13 @@ class RichReporter:
                 self.bar.remove_task(task)
                 self.bar.refresh()  # (else the line is printed above the bar last drawn)
             self._say(
-                f"{prog.file.name}: loaded, {cp.rows:,} rows: {cp.sent:,} events sent, "
+                f"{prog.file.name}: loaded, {_n(cp.rows, 'row')}: {_n(cp.sent, 'event')} sent, "
                 f"{cp.rejected:,} rejected{where}"
             )
         else:
             self._stop_bar()  # else rich draws the bar again below the line
             self._say(
-                f"{prog.file.name}: stopped after {cp.rows:,} rows ({cp.sent:,} sent, "
+                f"{prog.file.name}: stopped after {_n(cp.rows, 'row')} ({cp.sent:,} sent, "
                 f"{cp.rejected:,} rejected, all acknowledged); run the same command to "
                 f"resume{where}"
             )
@@ -1080,8 +1086,9 @@ class RichReporter:
     def already_loaded(self, file: Path, cp: Checkpoint, rejects: Path) -> None:
         where = f"; rejected rows and why: {rejects}" if cp.rejected else ""
         self._say(
-            f"{file.name}: already loaded (its checkpoint: {cp.rows:,} rows, {cp.sent:,} events "
-            f"sent, {cp.rejected:,} rejected{where}): nothing sent now; --restart loads it again"
+            f"{file.name}: already loaded (its checkpoint: {_n(cp.rows, 'row')}, "
+            f"{_n(cp.sent, 'event')} sent, {cp.rejected:,} rejected{where}): nothing sent now; "
+            "--restart loads it again"
         )
 
     def reading(self, file: Path) -> None:
@@ -1092,8 +1099,9 @@ class RichReporter:
 
     def resuming(self, file: Path, cp: Checkpoint) -> None:
         self._say(
-            f"{file.name}: resuming after row {cp.rows:,} (its checkpoint: {cp.sent:,} events "
-            f"sent, {cp.rejected:,} rejected); --restart loads it from the first row"
+            f"{file.name}: resuming after row {cp.rows:,} (its checkpoint: "
+            f"{_n(cp.sent, 'event')} sent, {cp.rejected:,} rejected); --restart loads it from "
+            "the first row"
         )
 
     def error(self, message: str) -> None:

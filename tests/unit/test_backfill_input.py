@@ -590,10 +590,10 @@ def test_the_command_says_one_line_with_exit_2_or_1(
         (gz, 2, "qwatch: gz.csv is not UTF-8 text (line 1, byte 1"),
         (txt, 2, "qwatch: cannot tell the format of 'x.txt'"),
         (empty, 2, "qwatch: h.csv has a header row but no data rows"),
-        (old, 1, "qwatch: old.ndjson: no row sent: all 1 rows were rejected"),
-        (other, 1, "qwatch: o.csv: no row sent: all 1 rows were rejected"),
-        (good, 0, "hist.csv: loaded, 1 rows: 1 events sent"),
-        (good, 0, "hist.csv: already loaded (its checkpoint: 1 rows, 1 events sent"),
+        (old, 1, "qwatch: old.ndjson: no row sent: its one row was rejected"),
+        (other, 1, "qwatch: o.csv: no row sent: its one row was rejected"),
+        (good, 0, "hist.csv: loaded, 1 row: 1 event sent"),
+        (good, 0, "hist.csv: already loaded (its checkpoint: 1 row, 1 event sent"),
     ):
         result = CliRunner().invoke(cli.app, ["backfill", str(f), *state])
         assert result.exit_code == code, result.output
