@@ -216,7 +216,10 @@ def test_out_of_range_and_malformed_timestamps_keep_their_message_and_exit_2(
         assert outcome(columnar_output, path, spec, LoadOptions()) == expected
         result = runner.invoke(app, ["analyze", str(path)])
         assert result.exit_code == 2
-        assert result.stderr.strip() == "error: " + expected.removeprefix("InputError: ")
+        # (the command names the file before a line: shared/analysis/cli.py)
+        assert result.stderr.strip() == f"error: {path.name}: " + expected.removeprefix(
+            "InputError: "
+        )
 
 
 @pytest.mark.parametrize("quoted_at", [None, 0.3, 0.7])
