@@ -75,10 +75,10 @@ from shared.analysis.load import (
     open_parquet,
     parquet_batches,
 )
+from shared.runtime import INTERRUPTED
 from shared.settings import KafkaSettings
 from shared.topics import queue_key
 
-INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 BAD_INPUT = 2  # a file that is not an export backfill can read, as for analyze
 CHECKPOINT_EVERY_S = 2.0
 IN_FLIGHT = 20_000  # sends awaited at least this often

@@ -103,6 +103,7 @@ _log = logging.getLogger("qwatch")
 # what a service says when a signal stops it, and once it has (the scorer's worker too)
 STOPPING = "%s received: stopping (what is in hand is finished first)"
 STOPPED = "stopped"
+INTERRUPTED = 130  # the shell's exit status for a command ended by Ctrl-C (128 + SIGINT)
 
 
 async def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

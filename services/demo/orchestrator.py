@@ -38,7 +38,7 @@ from services.simulator.model import Drift, SimConfig, queue_profiles
 from services.simulator.run import SimProgress, play
 from shared import admission
 from shared.kafka import wait_for_broker
-from shared.runtime import http_server
+from shared.runtime import INTERRUPTED, http_server
 from shared.settings import REPO_ROOT, KafkaSettings, local_state_dir
 from shared.stats.intervals import wilson_interval
 
@@ -651,10 +651,19 @@ async def run_demo(
                         if drain_until is not None and time.monotonic() > drain_until:
                             break
                     await asyncio.sleep(1.0)
+        interrupted = stop.is_set()  # Ctrl-C (or SIGTERM, SIGHUP) before the scenario ended
         if not sim.done():
             stop.set()
             await sim
         fired = [a for a in inbox.received if a["event"] == "firing"]
+        if interrupted:  # not "scenario over", nor the drifted queue, nor "too busy"
+            console.print(
+                f"\ninterrupted at simulated +{prog.sim_elapsed_h:.1f} h of {opts.hours:g}: "
+                f"{len(fired)} alert(s) received so far; the drift begins at "
+                f"+{opts.drift_at_h:g} h (which queue is shown when a run ends)"
+            )
+            ok = True
+            return INTERRUPTED
         on_drift = [a for a in fired if a["alert"]["queue_id"] == drift.queue_id]
         where = f" at site {drift.site_id}" if drift.site_id else ""
         console.print(

@@ -95,3 +95,30 @@ async def test_a_finished_run_leaves_neither_files_nor_topics(kafka_bootstrap: s
     while await _topics(kafka_bootstrap, run.group() + "-"):
         assert loop.time() < deadline
         await asyncio.sleep(0.5)
+
+
+async def test_ctrl_c_ends_the_demo_as_interrupted(kafka_bootstrap: str) -> None:
+    """Ctrl-C mid-run printed the ending of a finished run: 'scenario over', the drifted
+    queue the run keeps hidden until its end, and 'This machine was too busy for the demo's
+    speed', with exit status 0. It says it was interrupted now, exit 130, and cleans up as
+    a finished run does."""
+    opts = DemoOptions(ingest_port=free_port(), alerts_port=free_port(), receiver_port=free_port())
+    out = io.StringIO()
+    demo = asyncio.create_task(run_demo(opts, Console(file=out, width=100)))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 180
+    while "health API" not in out.getvalue():
+        assert not demo.done(), out.getvalue()
+        assert loop.time() < deadline, out.getvalue()
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(3)  # the simulator is producing
+    os.kill(os.getpid(), signal.SIGINT)  # (the demo's own handler takes it)
+    assert await asyncio.wait_for(demo, 120) == 130
+    text = out.getvalue()
+    assert "Traceback" not in text, text
+    assert re.search(r"\ninterrupted at simulated \+\d+\.\d h of 34: \d+ alert\(s\) received", text)
+    for hidden in ("scenario over", "too busy", "drifted queue"):
+        assert hidden not in text, text
+    run = re.search(r"demo\d{14}", text)
+    assert run, text
+    assert not (local_state_dir() / "demo" / run.group()).exists()

@@ -21,6 +21,7 @@ from services.ingest.admission import QueuePolicy
 from services.ingest.validation import MAX_AGE_DAYS, ItemError, validate_raw
 from shared import codec
 from shared.kafka import DEFAULT_MAX_MESSAGE_BYTES
+from shared.runtime import INTERRUPTED
 from shared.settings import KafkaSettings
 from tests.conftest import need_module
 from tests.factories import decision, verdict
@@ -831,7 +832,7 @@ async def test_ctrl_c_while_the_admitted_queues_are_read_stops_cleanly(
         signal.signal(signal.SIGINT, before)
     assert caught == []  # the command's own handler took it
     assert (code, errors(said)) == (
-        backfill.INTERRUPTED,
+        INTERRUPTED,
         [
             "stopped while reading the admitted queues, before the load began: nothing was "
             "sent; run the same command to load the files"
