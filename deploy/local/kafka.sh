@@ -436,6 +436,14 @@ cmd_stop() {
   log "stopping Kafka (pid $pid) ..."
   stop_pid "$pid"
   log "Kafka stopped in $((SECONDS - t0))s"
+  # A deleted topic's files are renamed <topic>-<partition>.<id>-delete and removed only
+  # file.delete.delay.ms (a minute) later: a broker stopped sooner (the demo deletes its
+  # run's topics, then stops the broker it started) left them on disk. It is stopped: they go.
+  local gone
+  gone=$(find "$DATA_DIR" -mindepth 1 -maxdepth 1 -type d -name '*-delete' -print -exec rm -rf -- {} + 2>/dev/null | wc -l)
+  if (( gone > 0 )); then
+    log "removed the files of $gone deleted topic partition(s) the broker had not removed yet"
+  fi
 }
 
 cmd_status() {

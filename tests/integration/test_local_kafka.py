@@ -140,6 +140,24 @@ SCRIPT_PORT = os.environ.get("QW_TEST_SCRIPT_KAFKA_PORT", "29192")
 SCRIPT_CONTROLLER_PORT = os.environ.get("QW_TEST_SCRIPT_KAFKA_CONTROLLER_PORT", "29193")
 
 
+async def _create_and_delete(bootstrap: str, topic: str) -> None:
+    """Create ``topic`` (one partition) with a message in it, delete it, and wait until
+    the broker has renamed its files for deletion."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        await _round_trip(bootstrap, topic)
+        await admin.delete_topics([topic])
+        for _ in range(100):
+            if topic not in await admin.list_topics():
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    await asyncio.sleep(1)  # (the rename follows the metadata)
+
+
 def test_the_script_talks_to_its_broker_on_the_port_it_was_started_with(tmp_path: Path) -> None:
     """A user's `kafka.sh status` without QW_KAFKA_PORT probed 9092 while the broker of
     the same QW_STATE_DIR ran on another port; `start` without it waited on 9092, then
@@ -185,8 +203,15 @@ def test_the_script_talks_to_its_broker_on_the_port_it_was_started_with(tmp_path
         assert f"ready on {bootstrap} after" in restarted.stderr
         assert f"bootstrap {bootstrap}," in run("status").stdout
 
+        # a topic deleted just before the stop: its renamed files went a minute later, and
+        # a broker stopped sooner (the demo's) left them on disk
+        asyncio.run(_create_and_delete(bootstrap, "gone-soon"))
+        data = tmp_path / "kafka" / "data"
+        assert [p for p in data.iterdir() if p.name.endswith("-delete")]
         stopped = run("stop")
         assert stopped.returncode == 0, stopped.stderr
+        assert "removed the files of 1 deleted topic partition(s)" in stopped.stderr
+        assert not [p for p in data.iterdir() if p.name.endswith("-delete")]
         after = run("status")
         assert after.returncode == 3, after.stdout + after.stderr
         assert after.stdout.startswith("stopped")
