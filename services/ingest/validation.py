@@ -52,11 +52,20 @@ class ParseResult:
     errors: list[ItemError] = field(default_factory=list)
 
 
+# the discriminated union's refusals of an item's ``kind`` name no field (loc [])
+_KIND_TAG = frozenset({"union_tag_not_found", "union_tag_invalid"})
+
+
 def _format(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_input=False)
-    ]
+    out = []
+    for e in exc.errors(include_url=False, include_input=False):
+        loc, msg = list(e["loc"]), e["msg"]
+        if e["type"] in _KIND_TAG and not loc:  # (pydantic: "Unable to extract tag ...")
+            loc = ["kind"]
+            if e["type"] == "union_tag_not_found":
+                msg = "Field required: 'decision' or 'verdict'"
+        out.append({"loc": loc, "msg": msg, "type": e["type"]})
+    return out
 
 
 # Event times drive each queue's watermark: one event stamped in 2099 would close every

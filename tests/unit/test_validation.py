@@ -102,6 +102,21 @@ def test_kind_is_enforced_per_endpoint() -> None:
     assert len(result.errors) == 1
 
 
+def test_an_item_without_a_kind_or_with_another_is_refused_at_kind() -> None:
+    """POST /v1/events reads each item's ``kind``: pydantic's refusal of the discriminated
+    union named no field (loc []) and, for a missing kind, said 'Unable to extract tag using
+    discriminator 'kind'' (a new user's trial)."""
+    bare = decision(1, "q")
+    bare.pop("kind", None)
+    result = validate_items([bare, {**decision(2, "q"), "kind": "report"}], None)
+    assert [(e.index, e.errors) for e in result.errors] == [
+        (0, [{"loc": ["kind"], "msg": "Field required: 'decision' or 'verdict'",
+              "type": "union_tag_not_found"}]),
+        (1, [{"loc": ["kind"], "msg": "Input tag 'report' found using 'kind' does not match "
+              "any of the expected tags: 'decision', 'verdict'", "type": "union_tag_invalid"}]),
+    ]  # fmt: skip
+
+
 def test_ndjson_bad_line_is_reported_per_line() -> None:
     body = codec.dumps(decision(1)) + b"\n{oops\n" + codec.dumps(decision(2)) + b"\n"
     items = parse_body(body, "application/x-ndjson")
