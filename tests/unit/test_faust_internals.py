@@ -41,3 +41,27 @@ def test_the_bounded_commit_flush_has_the_producers_buffer_and_the_consumers_com
     assert _parameters(buffer.flush_atmost) == ["self", "max_messages"]
     assert isinstance(inspect.getattr_static(buffer, "size"), property)
     assert "_producer" in driver.Producer.__annotations__
+
+
+def test_the_prompt_table_manager_does_what_fausts_start_does_but_the_sleep() -> None:
+    """``PromptTableManager.on_start`` replaces Faust's whole: an upgrade that adds a step
+    to it would be skipped silently. Faust's is the sleep and the two steps it keeps."""
+    from faust.tables import TableManager
+
+    from services.scorer.app import PromptTableManager
+
+    body = [
+        line.strip()
+        for line in inspect.getsource(TableManager.on_start).splitlines()[2:]  # (def, doc)
+        if line.strip()
+    ]
+    assert body == [
+        "await self.sleep(1.0)",
+        "if not self.should_stop:",
+        "await self._update_channels()",
+        "await self.recovery.start()",
+    ]
+    assert inspect.iscoroutinefunction(TableManager._update_channels)
+    ours = inspect.getsource(PromptTableManager.on_start)
+    assert "sleep" not in ours
+    assert body[1:] == [line.strip() for line in ours.splitlines()[2:] if line.strip()]
