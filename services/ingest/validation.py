@@ -91,6 +91,7 @@ class TimestampRangeError(ValueError):
         super().__init__(f"{field} {value.isoformat()} {detail}")
         self.field = field
         self.type = type_
+        self.msg = f"{value.isoformat()} {detail}"  # (under loc [field]: not named twice)
 
 
 def validate_item(
@@ -132,7 +133,7 @@ def validate_item(
 
 
 def _out_of_range(exc: TimestampRangeError) -> list[dict[str, Any]]:
-    return [{"loc": [exc.field], "msg": str(exc), "type": exc.type}]
+    return [{"loc": [exc.field], "msg": exc.msg, "type": exc.type}]
 
 
 class BodyError(ValueError):

@@ -199,6 +199,8 @@ def test_far_future_timestamps_are_refused() -> None:
     assert [e.index for e in result.errors] == [0, 1]
     assert result.errors[0].errors[0]["loc"] == ["decided_at"]
     assert "in the future" in result.errors[1].reason()
+    # the field is named once, by its loc: "reviewed_at: 2099-01-01T00:00:00+00:00 is ..."
+    assert result.errors[1].reason().startswith("reviewed_at: 2099-01-01T00:00:00+00:00 is in")
     bad = validate_message(codec.dumps(decision(1, decided_at="2099-01-01T00:00:00Z")), "decision")
     assert not isinstance(bad, Decision | Verdict)
     assert bad.errors[0]["type"] == "future_timestamp"
@@ -226,6 +228,7 @@ def test_times_from_long_ago_are_refused() -> None:
     # with a floor at 2000-01-01 (a long history allowed), 1969 is still refused
     old = validate_items([decision(2, decided_at="1969-12-31T23:00:00Z")], None, EPOCH_FLOOR)
     assert "before 2000-01-01" in old.errors[0].reason()
+    assert old.errors[0].reason() == "decided_at: 1969-12-31T23:00:00+00:00 is before 2000-01-01"
     # and with the default floor (400 days back) it says so too: raising the age limit
     # would not take it, so the setting is not named
     for too_old in ("1999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"):
