@@ -70,6 +70,7 @@ from shared.analysis.load import (
     MAX_LINE_BYTES,
     FileFormat,
     check_header,
+    csv_refusal,
     detect_format,
     micro_times,
     open_parquet,
@@ -282,7 +283,7 @@ def _csv_records(path: Path) -> Iterator[list[str]]:
                 yield cells
     except csv.Error as exc:
         raise BackfillError(
-            f"{path.name}: line {reader.line_num}: not valid CSV ({exc})", BAD_INPUT
+            f"{path.name}: line {reader.line_num}: {csv_refusal(exc)}", BAD_INPUT
         ) from None
 
 

@@ -275,8 +275,21 @@ def _csv_records(stream: IO[str]) -> tuple[tuple[str, ...] | None, list[tuple[in
             record: dict[str, object] = dict(zip(columns, values, strict=False))
             records.append((line, record))
     except csv.Error as exc:
-        raise InputError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
+        raise InputError(f"line {reader.line_num}: {csv_refusal(exc)}") from exc
     return columns, records
+
+
+def csv_refusal(exc: csv.Error) -> str:
+    """What the csv module's refusal means to whoever made the file. Its words for a
+    carriage return outside quotes ("do you need to open the file in universal-newline
+    mode?") speak to a programmer; the file's maker needs to know what to change."""
+    if "new-line character seen in unquoted field" in str(exc):
+        return (
+            "not valid CSV: a carriage return (CR) outside quotes; lines must end in LF or "
+            "CRLF (a file whose lines end in CR alone, as old Mac exports do, converts with "
+            "tr '\\r' '\\n' < old.csv > new.csv), and a value holding a line end must be quoted"
+        )
+    return f"not valid CSV ({exc})"
 
 
 def read_csv_header(reader: Iterator[list[str]], empty: str) -> tuple[str, ...]:
@@ -286,7 +299,7 @@ def read_csv_header(reader: Iterator[list[str]], empty: str) -> tuple[str, ...]:
     except StopIteration:
         raise InputError(empty) from None
     except csv.Error as exc:
-        raise InputError(f"line 1: not valid CSV ({exc})") from exc
+        raise InputError(f"line 1: {csv_refusal(exc)}") from exc
     columns = tuple(name.strip() for name in header)
     check_header(columns)
     return columns

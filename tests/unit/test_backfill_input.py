@@ -1157,3 +1157,18 @@ def test_a_header_that_repeats_a_column_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "dup.csv"
     f.write_text("kind,decision_id,queue_id,queue_id\ndecision,d1,a,b\n")
     assert bad_input(f) == "dup.csv: line 1: the header repeats column(s) 'queue_id'"
+
+
+def test_lines_that_end_in_cr_alone_say_what_to_change(tmp_path: Path) -> None:
+    """A file whose lines end in a carriage return alone (old Mac exports) is one line to
+    the reader; the csv module's words for it ("universal-newline mode") speak to a
+    programmer, so the refusal says what the file's maker should change, and how."""
+    f = tmp_path / "mac.csv"
+    f.write_bytes((HEADER + ROW.format(i=1) + ROW.format(i=2)).replace("\n", "\r").encode())
+    said = bad_input(f)
+    assert said.startswith("mac.csv: line 1: not valid CSV: a carriage return (CR) outside")
+    assert "tr '\\r' '\\n' < old.csv > new.csv" in said
+    assert "universal-newline" not in said
+    # the same file with CRLF line ends loads
+    f.write_bytes((HEADER + ROW.format(i=1)).replace("\n", "\r\n").encode())
+    assert backfill.preflight(f) == "csv"
