@@ -50,7 +50,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Generator, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -432,6 +432,8 @@ def check(event: dict[str, Any], max_age_days: int = MAX_AGE_DAYS) -> tuple[Even
 
 
 SHOWN_CHARS = 200  # of a refused value, in a reason
+SHOWN_QUEUES = 20  # queues not admitted, named in the line that ends a load
+REFUSED_KEPT = 1000  # ... and kept to be named (a load of a million queues: no more)
 
 
 def _shown(value: Any) -> str:
@@ -652,6 +654,7 @@ async def load_file(
     rejects: IO[str] | None = None
     first_reject = ""  # of this run: "row N: reason", for the line that ends a failed load
     rejected_rows: list[int] = []  # of this run, in order
+    refused: dict[str, None] = {}  # queues ingest would refuse, as first met (an ordered set)
 
     def reject(row: int, problem: str) -> None:
         nonlocal rejects, first_reject
@@ -739,6 +742,8 @@ async def load_file(
                 else:
                     queue = row.event["queue_id"]
                     problem = refusal(queue) if refusal is not None else None
+                    if problem is not None and len(refused) < REFUSED_KEPT:
+                        refused.setdefault(queue)
                     topic = topics.decisions_raw if kind == "decision" else topics.verdicts_raw
                     key = queue_key(queue)
                     if problem is None:
@@ -752,7 +757,9 @@ async def load_file(
             prog.rows = row.number
             if prog.rejected > max_rejects:
                 await settle()
-                raise BackfillError(_too_many(path, max_rejects, first_reject, rejects_path))
+                raise BackfillError(
+                    _too_many(path, max_rejects, first_reject, rejects_path, list(refused))
+                )
             if rate > 0:
                 ahead = (prog.rows - base) / rate - (time.monotonic() - started)
                 if ahead > 0.01:
@@ -781,8 +788,8 @@ async def load_file(
         every = "its one row was" if cp.rows == 1 else f"all {cp.rows:,} rows were"
         raise BackfillError(
             f"{path.name}: no row sent: {every} rejected{first}; all the "
-            f"reasons are in {rejects_path}; fix the export (or what the reason names), then "
-            "load it again with --restart"
+            f"reasons are in {rejects_path}{_refused_queues(list(refused))}; fix the export "
+            "(or what the reason names), then load it again with --restart"
         )
     if reporter is not None:
         reporter.finished(prog, cp, rejects_path)
@@ -837,11 +844,25 @@ def _first_reject(rejects_path: Path) -> str:
         return ""
 
 
-def _too_many(path: Path, max_rejects: int, first_reject: str, rejects_path: Path) -> str:
+def _refused_queues(queues: Sequence[str]) -> str:
+    """The queues of a load's rows that ingest would refuse, for the line that ends it: the
+    first reason says what admits one, and this names them all (``SHOWN_QUEUES`` of them)."""
+    if not queues:
+        return ""
+    more = len(queues) - SHOWN_QUEUES
+    names = " ".join(queues[:SHOWN_QUEUES]) + (
+        f" and {more:,}{'+' if len(queues) >= REFUSED_KEPT else ''} more" if more > 0 else ""
+    )
+    return f"; the rows of {_n(len(queues), 'queue')} not admitted were rejected: {names}"
+
+
+def _too_many(
+    path: Path, max_rejects: int, first_reject: str, rejects_path: Path, queues: Sequence[str] = ()
+) -> str:
     first = f"the first: {first_reject}; " if first_reject else ""
     return (
         f"{path.name}: more than {max_rejects:,} rows rejected, so the load stops here ({first}"
-        f"all the reasons are in {rejects_path}). Rejected rows are sent only by a load with "
+        f"all the reasons are in {rejects_path}{_refused_queues(queues)}). Rejected rows are sent only by a load with "
         "--restart: fix what the reasons say (the export, or e.g. admit the queue), then load "
         "the file again with --restart; or, to go on without the rejected rows, run the same "
         "command with a higher --max-rejects"
@@ -991,8 +1012,7 @@ async def queue_refusal(
             return None
         return (
             f"{queues.refusal(queue_id)}; ingest would dead-letter its events (this command "
-            "checks queues with the QW_INGEST_QUEUES settings it is given, as ingest does): "
-            "admit it, then load the file again with --restart"
+            "checks queues with the QW_INGEST_QUEUES settings it is given, as ingest does)"
         )
 
     return refusal
@@ -1013,7 +1033,7 @@ class RichReporter:
     before its line, so that the line is the last thing on the terminal. ``console``: where
     to write (tests); stderr by default."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, *, restart: bool = False) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -1034,6 +1054,8 @@ class RichReporter:
             TimeRemainingColumn(), console=self.console, transient=False,
         )  # fmt: skip
         self.tasks: dict[Path, Any] = {}
+        # the command ran with --restart: the same command would start again from row 1
+        self.again = "the same command without --restart" if restart else "the same command"
         self._said: tuple[Path, int, int, int] | None = None  # the last progress line's
         self.live = self.console.is_terminal
         self._drawing = self.live  # the bar is on the terminal, redrawn until stopped
@@ -1080,7 +1102,7 @@ class RichReporter:
             self._stop_bar()  # else rich draws the bar again below the line
             self._say(
                 f"{prog.file.name}: stopped after {_n(cp.rows, 'row')} ({cp.sent:,} sent, "
-                f"{cp.rejected:,} rejected, all acknowledged); run the same command to "
+                f"{cp.rejected:,} rejected, all acknowledged); run {self.again} to "
                 f"resume{where}"
             )
 

@@ -391,7 +391,7 @@ def backfill(
     kafka = KafkaSettings()
     if any(to_send(f, folder, kafka, restart=restart) for f in files):
         _broker_answers(kafka)  # (a rerun after a complete load says so without the broker)
-    reporter = RichReporter()
+    reporter = RichReporter(restart=restart)
     try:
         with _kafka_refusals():
             code = asyncio.run(run_backfill(

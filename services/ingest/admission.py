@@ -83,9 +83,13 @@ class QueuePolicy:
         if self.mode == "open":
             return (
                 f"{q} (QW_INGEST_QUEUES=open: {self.open_max} distinct queues already taken, "
-                f"QW_INGEST_QUEUES_OPEN_MAX; admit it with PUT /v1/queues/{queue_id})"
+                f"QW_INGEST_QUEUES_OPEN_MAX; admit it with `qwatch queues admit {queue_id}` or "
+                f"PUT /v1/queues/{queue_id})"
             )
-        return f"{q} (QW_INGEST_QUEUES=admitted: admit it with PUT /v1/queues/{queue_id})"
+        return (
+            f"{q} (QW_INGEST_QUEUES=admitted: admit it with `qwatch queues admit {queue_id}` or "
+            f"PUT /v1/queues/{queue_id})"
+        )
 
     def error(self, queue_id: str) -> dict[str, Any]:
         """The item error of a refused event, as ingest reports errors."""

@@ -87,7 +87,7 @@ async def test_only_admitted_queues_pass_and_admission_reaches_every_ingest(
             assert http["reason"].startswith("queue 'hate-en' is not admitted")
             assert raw["reason"] == (
                 "queue 'spam-xx' is not admitted (QW_INGEST_QUEUES=admitted: admit it with "
-                "PUT /v1/queues/spam-xx)"
+                "`qwatch queues admit spam-xx` or PUT /v1/queues/spam-xx)"
             )
             assert raw["errors"][0]["type"] == "queue_not_admitted"
             assert base64.b64decode(raw["value_b64"]) == unknown

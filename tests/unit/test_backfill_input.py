@@ -556,7 +556,7 @@ async def test_rows_of_a_queue_ingest_does_not_admit_are_rejected_with_its_reaso
     assert [json.loads(r) for r in rejects.read_text().splitlines()] == [
         {"row": n, "reason": f"{allow.refusal(q)}; ingest would dead-letter its events (this "
          "command checks queues with the QW_INGEST_QUEUES settings it is given, as ingest "
-         "does): admit it, then load the file again with --restart"}
+         "does)"}
         for n, q in ((3, "b"), (4, "c"))
     ]  # fmt: skip
     # open: every ingest process counts its own queues, so nothing is refused here
@@ -1172,3 +1172,48 @@ def test_lines_that_end_in_cr_alone_say_what_to_change(tmp_path: Path) -> None:
     # the same file with CRLF line ends loads
     f.write_bytes((HEADER + ROW.format(i=1)).replace("\n", "\r\n").encode())
     assert backfill.preflight(f) == "csv"
+
+
+async def test_the_line_that_ends_a_load_names_every_queue_not_admitted(
+    tmp_path: Path, broker: FakeProducer
+) -> None:
+    """A trial's export of 8 queues, none admitted, stopped at --max-rejects naming only
+    the first queue (the others were in 1,001 lines of the rejects file), and the advice to
+    load again with --restart twice. The line now names the queues, once each."""
+    f = tmp_path / "q.ndjson"
+    f.write_text("".join(json.dumps(decision(i, q)) + "\n" for i, q in enumerate("bcbdcea")))
+    allow = QueuePolicy("allowlist", ["a"])
+    code, said = await run([f], tmp_path / "state", queues=allow, max_rejects=3)
+    assert code == 1
+    (message,) = errors(said)
+    assert "the rows of 3 queues not admitted were rejected: b c d)" in message, message
+    assert message.count("--restart") == 2  # (the advice, and "a load with --restart")
+    # every row refused: none sent, the same list
+    g = tmp_path / "none.ndjson"
+    g.write_text("".join(json.dumps(decision(i, q)) + "\n" for i, q in enumerate("xyx")))
+    code, said = await run([g], tmp_path / "state", queues=allow)
+    assert code == 1
+    (message,) = errors(said)
+    assert "; the rows of 2 queues not admitted were rejected: x y; fix the export" in message
+    # past SHOWN_QUEUES, the rest are counted
+    shown = backfill._refused_queues([f"q{i}" for i in range(backfill.SHOWN_QUEUES + 3)])
+    assert shown.endswith(f"q{backfill.SHOWN_QUEUES - 1} and 3 more")
+
+
+def test_a_load_stopped_under_restart_says_to_resume_without_it(tmp_path: Path) -> None:
+    """The same command, --restart included, would load the file from its first row
+    again: the line says to run it without --restart."""
+    import io
+
+    from rich.console import Console
+
+    for restart, again in (
+        (True, "the same command without --restart"),
+        (False, "the same command"),
+    ):
+        out = io.StringIO()
+        reporter = backfill.RichReporter(Console(file=out, width=200), restart=restart)
+        prog = backfill.Progress(tmp_path / "h.csv", rows=5, sent=5, total=10, t0=time.monotonic())
+        reporter.finished(prog, backfill.Checkpoint("h.csv", 1, 1, rows=5, sent=5), tmp_path / "r")
+        reporter.close()
+        assert f"all acknowledged); run {again} to resume\n" in out.getvalue(), out.getvalue()
