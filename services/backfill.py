@@ -591,6 +591,8 @@ class Reporter(Protocol):
 
     def error(self, message: str) -> None: ...
 
+    def note(self, message: str) -> None: ...
+
 
 async def load_file(
     path: Path,
@@ -880,6 +882,7 @@ async def run_backfill(
     rate: float = 0.0,
     reporter: Reporter | None = None,
     queues: QueuePolicy | None = None,
+    ingest_group: str | None = None,
 ) -> int:
     """Load ``files`` in order; returns the exit code: 0; 130 when interrupted (the
     checkpoints are saved: the same command resumes); or, after one line on the reporter
@@ -891,7 +894,9 @@ async def run_backfill(
     The admitted queues are read from the broker only when some file has rows left to send
     (not on a rerun after a complete load), after Ctrl-C is taken: Ctrl-C while they are
     read stops the command (130) with nothing sent, and a broker failure there is one line
-    (``queue_refusal``)."""
+    (``queue_refusal``). ``ingest_group``: ingest's consumer group (without the topic
+    prefix); a load that may send a row first asks whether anyone is in it, and says what
+    that means when nobody is (``no_ingest``). None: not asked."""
     say = reporter.error if reporter is not None else _stderr
     try:
         for file in files:
@@ -918,6 +923,14 @@ async def run_backfill(
                     "nothing was sent; run the same command to load the files"
                 )
                 return INTERRUPTED
+        if ingest_group is not None and any(
+            to_send(f, state_dir, kafka, restart=restart) for f in files
+        ):
+            from shared.kafka import group_members
+
+            members = await _unless_stopped(group_members(kafka, ingest_group), stop)
+            if members == 0 and reporter is not None:
+                reporter.note(no_ingest(kafka.topic_prefix + ingest_group))
         for file in files:
             cp_path = Checkpoint.path_for(state_dir, file, kafka)
             cp = await load_file(
@@ -1016,6 +1029,17 @@ async def queue_refusal(
         )
 
     return refusal
+
+
+def no_ingest(group: str) -> str:
+    """What a load sent while no ingest process reads the raw topics risks, and the cure."""
+    return (
+        f"no ingest process is reading the raw topics now (its consumer group {group} has "
+        "no member): the rows wait there until one starts, and a backlog read then can let "
+        "a file's decisions run hours ahead of its verdicts, which then count as late instead "
+        "of in the baselines. Start ingest and the scorer first (Ctrl-C now stops this load; "
+        'the same command resumes it): docs/operations.md, "Backfill"'
+    )
 
 
 def _n(count: int, noun: str) -> str:
@@ -1129,6 +1153,10 @@ class RichReporter:
 
     def error(self, message: str) -> None:
         self._stop_bar()  # the command ends with this line (--max-rejects...): the last one
+        self._say(f"qwatch: {message}")
+
+    def note(self, message: str) -> None:
+        """A line the load goes on after (a bar drawn goes on below it)."""
         self._say(f"qwatch: {message}")
 
     def _say(self, line: str) -> None:

@@ -397,6 +397,7 @@ def backfill(
             code = asyncio.run(run_backfill(
                 files, kafka, state_dir=folder, restart=restart, max_rejects=max_rejects,
                 max_age_days=max_age_days, rate=rate, reporter=reporter, queues=queues,
+                ingest_group=ingest.consumer_group,
             ))  # fmt: skip
     except (BackfillError, InputError) as exc:
         raise _fail(str(exc), getattr(exc, "code", 1)) from None

@@ -13,6 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     InvalidReplicationFactorError,
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
     TopicAlreadyExistsError,
     for_code,
@@ -145,6 +146,29 @@ async def group_progress(settings: KafkaSettings, group: str, topic: str) -> tup
     finally:
         await probe.stop()
         await admin.close()
+
+
+async def group_members(settings: KafkaSettings, group: str, timeout: float = 5.0) -> int | None:
+    """How many processes are in consumer group ``group`` now (``group`` with the topic
+    prefix, as ``make_consumer`` names it): 0 when none is, None when the broker does not
+    say within ``timeout`` seconds (unreachable, or an answer of a form not known here)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id=settings.client_id)
+    try:
+        with quiet_client_logs():
+            async with asyncio.timeout(timeout):
+                await admin.start()
+                responses = await admin.describe_consumer_groups([settings.topic_prefix + group])
+    except (KafkaError, OSError, TimeoutError):
+        return None
+    finally:
+        await admin.close()
+    for response in responses:
+        # (error code, group id, state, protocol type, protocol, members, ...); a group
+        # nobody joined yet is "Dead" with no member
+        for described in getattr(response, "groups", ()):
+            if len(described) > 5 and described[0] == 0 and isinstance(described[5], list):
+                return len(described[5])
+    return None
 
 
 def make_consumer(

@@ -24,7 +24,7 @@ from services import backfill
 from shared import codec
 from shared.admission import admit_all
 from shared.analysis.load import MAX_LINE_BYTES
-from shared.kafka import DEFAULT_MAX_MESSAGE_BYTES
+from shared.kafka import DEFAULT_MAX_MESSAGE_BYTES, group_members, make_consumer
 from shared.settings import REPO_ROOT, KafkaSettings
 from tests.factories import decision, verdict
 from tests.integration.kafka_helpers import read_all
@@ -71,6 +71,8 @@ async def test_an_interrupted_backfill_resumes_and_sends_each_event_once(
     out, err = first.communicate(timeout=60)
     assert first.returncode == 130, f"{out}\n{err}"
     assert "run the same command to resume" in err, err
+    # no ingest reads the raw topics here: the load says what a backlog read later risks
+    assert f"its consumer group {kafka_settings.topic_prefix}qw-ingest has no member" in err, err
     (cp_file,) = state.glob("history.ndjson.*.json")
     stopped = json.loads(cp_file.read_text())
     assert 0 < stopped["rows"] < ROWS, stopped
@@ -228,3 +230,24 @@ async def test_ctrl_c_stops_the_read_through_of_a_large_gzipped_export(
         "same command to resume"
     ), lines
     assert await read_all(kafka_settings.bootstrap, kafka_settings.topics.decisions_raw) == []
+
+
+async def test_the_members_of_ingests_group_are_counted(kafka_settings: KafkaSettings) -> None:
+    """``group_members`` (which the backfill asks before a load, to say when no ingest reads
+    the raw topics): 0 for a group nobody joined, 1 while a consumer is in it, 0 after it
+    left; None for a broker it cannot reach."""
+    topic = kafka_settings.topics.decisions_raw
+    assert await group_members(kafka_settings, "qw-ingest") == 0
+    consumer = make_consumer(kafka_settings, "qw-ingest", topic)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not consumer.assignment():  # joined once it is assigned its partitions
+            assert time.monotonic() < deadline, "the consumer joined no group within 30 s"
+            await consumer.getmany(timeout_ms=200)
+        assert await group_members(kafka_settings, "qw-ingest") == 1
+    finally:
+        await consumer.stop()
+    assert await group_members(kafka_settings, "qw-ingest") == 0  # (it left the group)
+    gone = kafka_settings.model_copy(update={"bootstrap": "127.0.0.1:9"})
+    assert await group_members(gone, "qw-ingest", timeout=3.0) is None

@@ -71,6 +71,9 @@ class Said:
     def error(self, message: str) -> None:
         self.lines.append(("error", message))
 
+    def note(self, message: str) -> None:
+        self.lines.append(("note", message))
+
 
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> FakeProducer:
@@ -1217,3 +1220,32 @@ def test_a_load_stopped_under_restart_says_to_resume_without_it(tmp_path: Path) 
         reporter.finished(prog, backfill.Checkpoint("h.csv", 1, 1, rows=5, sent=5), tmp_path / "r")
         reporter.close()
         assert f"all acknowledged); run {again} to resume\n" in out.getvalue(), out.getvalue()
+
+
+async def test_a_load_says_when_no_ingest_reads_the_raw_topics(
+    tmp_path: Path, broker: FakeProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial loaded three days of history before starting ingest: read later as a
+    backlog, decisions ran a day ahead of their verdicts, which counted as late, and 6 of 8
+    queues were left without a baseline. The load now says so when nobody is in ingest's
+    group (0 members), and nothing when someone is or the broker does not say (None)."""
+    import shared.kafka
+
+    f = tmp_path / "h.ndjson"
+    f.write_text(json.dumps(decision(1)) + "\n")
+    asked: list[str] = []
+    for members, said_it in ((0, True), (1, False), (None, False)):
+
+        async def count(kafka: KafkaSettings, group: str, n: int | None = members) -> int | None:
+            asked.append(group)
+            return n
+
+        monkeypatch.setattr(shared.kafka, "group_members", count)
+        code, said = await run([f], tmp_path / f"s{members}", ingest_group="qw-ingest")
+        assert code == 0
+        notes = [what for kind, what in said.lines if kind == "note"]
+        assert notes == ([backfill.no_ingest("qw-ingest")] if said_it else []), notes
+    assert asked == ["qw-ingest"] * 3
+    # a rerun after a complete load sends nothing: the broker is not asked
+    await run([f], tmp_path / "s0", ingest_group="qw-ingest")
+    assert len(asked) == 3
