@@ -215,12 +215,12 @@ def ingest() -> None:
     """Run the ingest service (HTTP API and raw-topic validator)."""
     from services.ingest.main import run
     from services.ingest.settings import IngestSettings
-    from shared.runtime import run_until_signal, setup_logging
+    from shared.runtime import run_async, run_until_signal, setup_logging
 
     setup_logging()
     settings = IngestSettings()
     with _kafka_refusals():
-        asyncio.run(run_until_signal(lambda stop: run(settings, stop)))
+        run_async(run_until_signal(lambda stop: run(settings, stop)))
 
 
 def _scorer_logging(loglevel: str) -> None:

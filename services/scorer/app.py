@@ -51,7 +51,7 @@ from services.scorer.settings import ScorerSettings
 from services.scorer.store import STORE_URL, JsonValues
 from shared import codec, control, deadletter
 from shared.collector import settle_gc
-from shared.runtime import STOPPED, STOPPING
+from shared.runtime import STOPPED, STOPPING, use_uvloop
 from shared.topics import queue_key
 from shared.watchdog import exit_hard_after
 
@@ -693,6 +693,7 @@ def run_worker(
     """Run the worker in the foreground until SIGINT/SIGTERM (``cluster_id``: as for
     ``create_app``)."""
     _note_old_layout(settings)
+    use_uvloop()  # (before the app: it takes its loop when made)
     app = create_app(settings, cluster_id)
     app.finalize()
     settle_gc()  # (imports and the app made: shared/collector.py)
