@@ -72,6 +72,7 @@ from shared.analysis.load import (
     check_header,
     csv_refusal,
     detect_format,
+    looks_like,
     micro_times,
     open_parquet,
     parquet_batches,
@@ -97,7 +98,6 @@ _BLANK_LINE = {
     "ndjson": re.compile(rb"^[ \t\r\f\v]*\n", re.MULTILINE),
     "csv": re.compile(rb'^(?:[ \t\r\f\v]|"[ \t\r\f\v]*"|,)*\n', re.MULTILINE),
 }
-_GZIP_MAGIC = b"\x1f\x8b"
 _TIME_RANGE = frozenset({"future_timestamp", "past_timestamp"})  # ingest's, value in the words
 _T = TypeVar("_T")
 
@@ -178,16 +178,6 @@ def _gzipped(path: Path) -> bool:
     return path.suffix.lower() == ".gz"  # as detect_format reads the name
 
 
-def _looks_gzipped(path: Path, head: bytes) -> str:
-    """For a text file that does not decode: what its first bytes say it is, if gzip."""
-    if head.startswith(_GZIP_MAGIC) and not _gzipped(path):
-        return (
-            f"; it looks gzip-compressed (it starts with bytes {_GZIP_MAGIC.hex(' ')}): "
-            f"name it {path.name}.gz"
-        )
-    return ""
-
-
 def _too_long(path: Path, line: int) -> BackfillError:
     return BackfillError(
         f"{path.name}: line {line:,} is longer than {MAX_LINE_BYTES:,} bytes; no decision or "
@@ -206,9 +196,12 @@ def _lines(path: Path) -> Iterator[str]:
         with gzip.open(path, "rb") if _gzipped(path) else path.open("rb") as raw:
             offset = 0  # bytes before this line, a BOM excluded (as utf-8-sig counts)
             number = 0
+            head = b""  # the file's first bytes: what they say it is, if it does not decode
             # (a BOM and a line end past the bound: a line of the bound is read whole)
             while data := raw.readline(MAX_LINE_BYTES + len(_BOM) + 1):
                 number += 1
+                if number == 1:
+                    head = data[:8]
                 if number == 1 and data.startswith(_BOM):
                     data = data[len(_BOM) :]
                 if len(data) - data.endswith(b"\n") > MAX_LINE_BYTES:
@@ -218,8 +211,7 @@ def _lines(path: Path) -> Iterator[str]:
                 except UnicodeDecodeError as exc:
                     raise BackfillError(
                         f"{path.name} is not UTF-8 text (line {number}, byte "
-                        f"{offset + exc.start}: {exc.reason})"
-                        + (_looks_gzipped(path, data) if number == 1 else ""),
+                        f"{offset + exc.start}: {exc.reason})" + looks_like(path, head),
                         BAD_INPUT,
                     ) from None
                 yield text
@@ -573,7 +565,7 @@ def _utf8(path: Path, block: bytes, lines_before: int, offset: int) -> None:
         line = lines_before + block.count(b"\n", 0, exc.start) + 1
         raise BackfillError(
             f"{path.name} is not UTF-8 text (line {line}, byte {offset + exc.start}: "
-            f"{exc.reason})" + (_looks_gzipped(path, block) if line == 1 else ""),
+            f"{exc.reason})" + (looks_like(path, block) if offset == 0 else ""),
             BAD_INPUT,
         ) from None
 

@@ -66,6 +66,7 @@ from shared.analysis.load import (
     check_columns,
     detect_format,
     load_notes,
+    looks_like,
     micro_times,
     open_parquet,
     parquet_batches,
@@ -153,6 +154,7 @@ class _Lines:
         self._pending = b""  # the unfinished line after the last newline read
         self._ended = False
         self._start = True
+        self._head = b""  # the file's first bytes: what they say it is, if it does not decode
         try:
             self.file: gzip.GzipFile | IO[bytes] = (
                 gzip.open(path, "rb")  # noqa: SIM115  # closed by close(), as the reader ends
@@ -175,8 +177,10 @@ class _Lines:
     def _too_long(self) -> InputError:
         self.failed = True
         return InputError(
-            f"line {self.line + 1} of {self.path.name} is longer than {MAX_LINE_BYTES:,} bytes; "
-            "no verdict is that long"
+            # (the file is named by whoever shows it: analyze's "FILE: line N ...")
+            f"line {self.line + 1} is longer than {MAX_LINE_BYTES:,} bytes; no verdict is that "
+            "long (a free-text column? leave out of the export the columns QualityWatch does not "
+            "read: docs/events.md lists those it does)"
         )
 
     @overload
@@ -194,6 +198,8 @@ class _Lines:
         """
         while True:
             block = b"" if self._ended else self._read()
+            if self._start:
+                self._head = block[:8]
             if self._start and block.startswith(_BOM):
                 block = block[3:]
             self._start = False
@@ -222,6 +228,7 @@ class _Lines:
                 raise InputError(
                     f"{self.path.name} is not UTF-8 text "
                     f"(line {line}, byte {self.offset + exc.start}: {exc.reason})"
+                    + looks_like(self.path, self._head)
                 ) from exc
             if not self.nonblank and text.strip():
                 self.nonblank = True

@@ -238,6 +238,7 @@ def load_verdicts(path: Path, options: LoadOptions | None = None) -> Verdicts:
             line = raw.count(b"\n", 0, exc.start) + 1
             raise InputError(
                 f"{path.name} is not UTF-8 text (line {line}, byte {exc.start}: {exc.reason})"
+                + looks_like(path, raw)
             ) from exc
         if not text.strip():
             raise InputError(f"{path.name} is empty")
@@ -279,6 +280,23 @@ def _csv_records(stream: IO[str]) -> tuple[tuple[str, ...] | None, list[tuple[in
     return columns, records
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
+
+
+def looks_like(path: Path, head: bytes) -> str:
+    """For a text file that does not decode as UTF-8: what its first bytes say it is, when
+    they say gzip or Parquet (a clause to add to the refusal, or "")."""
+    if head.startswith(_GZIP_MAGIC) and path.suffix.lower() != ".gz":
+        return (
+            f"; it looks gzip-compressed (it starts with bytes {_GZIP_MAGIC.hex(' ')}): "
+            f"name it {path.name}.gz"
+        )
+    if head.startswith(_PARQUET_MAGIC):
+        return f"; it looks like a Parquet file (it starts with PAR1): name it {path.stem}.parquet"
+    return ""
+
+
 def csv_refusal(exc: csv.Error) -> str:
     """What the csv module's refusal means to whoever made the file. Its words for a
     carriage return outside quotes ("do you need to open the file in universal-newline
@@ -288,6 +306,12 @@ def csv_refusal(exc: csv.Error) -> str:
             "not valid CSV: a carriage return (CR) outside quotes; lines must end in LF or "
             "CRLF (a file whose lines end in CR alone, as old Mac exports do, converts with "
             "tr '\\r' '\\n' < old.csv > new.csv), and a value holding a line end must be quoted"
+        )
+    if "field larger than field limit" in str(exc):
+        return (
+            f"not valid CSV: a field longer than {csv.field_size_limit():,} characters (a "
+            "free-text column? leave out of the export the columns QualityWatch does not read: "
+            "docs/events.md lists those it does)"
         )
     return f"not valid CSV ({exc})"
 

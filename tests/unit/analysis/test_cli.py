@@ -177,7 +177,8 @@ def test_huge_single_line_file_is_refused_early(tmp_path: Path) -> None:
     path.write_text('{"queue_id": "' + "q" * 3_000_000 + '"}')
     result = runner.invoke(app, ["analyze", str(path)])
     assert result.exit_code == 2
-    assert "line 1 of v.ndjson is longer than 1,048,576 bytes" in result.stderr
+    assert "error: v.ndjson: line 1 is longer than 1,048,576 bytes; no verdict" in result.stderr
+    assert result.stderr.count("v.ndjson") == 1  # (the file named once)
 
 
 def test_per_verdict_json_streams_the_same_document(tmp_path: Path) -> None:
@@ -220,3 +221,29 @@ def test_a_directory_is_said_to_be_one(tmp_path: Path) -> None:
         result = runner.invoke(app, ["analyze", str(tmp_path), *extra])
         assert result.exit_code == 2
         assert f"{tmp_path} is a directory, not a file" in result.stderr, result.stderr
+
+
+def test_a_file_that_is_not_text_says_what_it_looks_like(tmp_path: Path) -> None:
+    """A trial's gzipped export named .csv got only "not UTF-8 text" from analyze (the
+    backfill said it looks gzipped); a Parquet file named .csv now says so too, in both."""
+    import gzip
+
+    from shared.analysis.load import looks_like
+
+    gz = tmp_path / "v.csv"
+    gz.write_bytes(gzip.compress(b"queue_id,reviewed_at,correct\nq,2026-12-01T00:00:00Z,1\n"))
+    result = runner.invoke(app, ["analyze", str(gz)])
+    assert result.exit_code == 2
+    assert "it looks gzip-compressed (it starts with bytes 1f 8b): name it v.csv.gz" in (
+        result.stderr
+    )
+    head = b"PAR1\x15\x04\x15\xe4\x00"
+    pq = tmp_path / "p.csv"
+    pq.write_bytes(head + b"\n" + b"\xff" * 40)
+    result = runner.invoke(app, ["analyze", str(pq)])
+    assert result.exit_code == 2
+    assert "; it looks like a Parquet file (it starts with PAR1): name it p.parquet" in (
+        result.stderr
+    )
+    assert looks_like(tmp_path / "v.csv.gz", gzip.compress(b"x")) == ""  # named as it is
+    assert looks_like(tmp_path / "v.csv", b"\xff\xfe") == ""
