@@ -238,10 +238,11 @@ def _csv_value(name: str, value: str) -> Any:
     return value
 
 
-def _parquet_value(name: str, value: Any) -> Any:
-    """A Parquet cell as its event field: an integer field typed as text (a CSV read into a
-    table with every column a string) is read as a CSV cell is, and one typed as a float
-    (pandas makes an integer column with gaps float64) is taken when it is a whole number;
+def _typed_value(name: str, value: Any) -> Any:
+    """A Parquet cell or an NDJSON value as its event field: an integer field typed as text
+    (a CSV read into a table with every column a string; an exporter that writes numbers as
+    strings) is read as a CSV cell is, and one typed as a float (pandas makes an integer
+    column with gaps float64; JSON writers may write 4.0) is taken when it is a whole number;
     anything else is left to the model to refuse in its own words."""
     if name in _INTS:
         if isinstance(value, str):
@@ -293,7 +294,7 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
                 for rec in micro_times(batch).to_pylist():  # (ns: to the microsecond)
                     number += 1
                     yield Row(
-                        number, {k: _parquet_value(k, v) for k, v in rec.items() if _present(v)}
+                        number, {k: _typed_value(k, v) for k, v in rec.items() if _present(v)}
                     )
         except InputError as exc:  # the bounds (shared/analysis/load.py): analyze's words
             raise BackfillError(str(exc), BAD_INPUT) from None
@@ -343,7 +344,7 @@ def read_rows(path: Path, fmt: str) -> Generator[Row, None, None]:
         if not isinstance(obj, dict):
             yield Row(number, None, f"a row must be a JSON object, not {type(obj).__name__}")
             continue
-        yield Row(number, {k: v for k, v in obj.items() if _present(v)})
+        yield Row(number, {k: _typed_value(k, v) for k, v in obj.items() if _present(v)})
     if number == 0:
         raise BackfillError(f"{path.name} is empty", BAD_INPUT)
 

@@ -287,17 +287,32 @@ def test_parquet_integers_typed_as_text_or_whole_floats_load_as_a_csv_does(
     pq.write_table(pa.Table.from_pylist(as_float), float_file)
     assert pa.types.is_string(pq.read_schema(text_file).field("severity").type)
     assert pa.types.is_floating(pq.read_schema(float_file).field("severity").type)
-    text_events = [r.event for r in backfill.read_rows(text_file, "parquet")]
-    assert [backfill.check(e)[1] for e in text_events if e] == expected
-    first, second, third = (r.event for r in backfill.read_rows(float_file, "parquet"))
-    assert first is not None
-    assert second is not None
-    assert third is not None
-    assert backfill.check(first)[1] == expected[0]
-    with pytest.raises(ValueError, match=r"^severity: .*\(value severity=2\.5\)$"):
-        backfill.check(second)
-    assert "moderator_tenure_days" not in third
-    assert json.loads(backfill.check(third)[1])["severity"] == 3
+    # NDJSON the same way: a trial's exporter wrote "4", and 282 of 300 rows were refused
+    # ("must be a JSON integer") where the same values loaded from a CSV or a Parquet file
+    text_nd, float_nd = tmp_path / "text.ndjson", tmp_path / "float.ndjson"
+    text_nd.write_text("".join(json.dumps(r) + "\n" for r in as_text))
+    float_nd.write_text("".join(json.dumps(r) + "\n" for r in as_float))
+    for fmt, as_text_file, as_float_file in (
+        ("parquet", text_file, float_file),
+        ("ndjson", text_nd, float_nd),
+    ):
+        text_events = [r.event for r in backfill.read_rows(as_text_file, fmt)]
+        assert [backfill.check(e)[1] for e in text_events if e] == expected
+        first, second, third = (r.event for r in backfill.read_rows(as_float_file, fmt))
+        assert first is not None
+        assert second is not None
+        assert third is not None
+        assert backfill.check(first)[1] == expected[0]
+        with pytest.raises(ValueError, match=r"^severity: .*\(value severity=2\.5\)$"):
+            backfill.check(second)
+        assert "moderator_tenure_days" not in third
+        assert json.loads(backfill.check(third)[1])["severity"] == 3
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(json.dumps({**rows[0], "severity": "four"}) + "\n")
+    (row,) = backfill.read_rows(bad, "ndjson")
+    assert row.event is not None
+    with pytest.raises(ValueError, match=r"^severity: .*must be a JSON integer"):
+        backfill.check(row.event)  # (text that is not an integer: the model's words)
 
 
 def test_a_reason_shows_the_value_it_refuses() -> None:
