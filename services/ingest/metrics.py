@@ -22,6 +22,7 @@ class IngestMetrics:
     refused: Counter
     admitted_queues: Gauge
     verdicts_paused: Gauge
+    decisions_held: Gauge
 
     def count(self, source: str, accepted: int, invalid: int = 0, not_admitted: int = 0) -> None:
         if accepted:
@@ -56,6 +57,14 @@ class IngestMetrics:
             verdicts_paused=Gauge(
                 "qw_ingest_verdict_partitions_paused",
                 "raw verdict partitions paused until the decisions catch up",
+                registry=r,
+            ),
+            # Raw decision partitions held back now because their decisions ran ahead of a
+            # verdicts backlog (the same class: its hold_back): non-zero in a catch-up or a
+            # backfill read from a backlog, 0 when live.
+            decisions_held=Gauge(
+                "qw_ingest_decision_partitions_held",
+                "raw decision partitions held back until the verdicts catch up",
                 registry=r,
             ),
         )

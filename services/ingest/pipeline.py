@@ -6,7 +6,7 @@ the dead-letter topic with their reason and original bytes.
 Offsets are committed only after every produce of the poll was acknowledged, so a crash
 replays a poll rather than losing it (at-least-once; the scorer deduplicates by id).
 
-**Verdicts do not run ahead of their decisions.** A verdict whose decision has not been
+**Neither raw topic runs ahead of the other.** A verdict whose decision has not been
 counted waits in the scorer, up to ``QW_SCORER_PENDING_MAX`` a queue; past it, it is dropped
 (and counted as such). Read live, both raw topics move with the clock. Read from a backlog
 (a catch-up after an outage, a backfill), the consumer takes both topics at about the same
@@ -16,7 +16,13 @@ verdicts (bench/pipeline.py). So while this process's decision partitions have a
 each verdict partition whose newest verdict (by event time, ``reviewed_at``) is more than
 ``verdict_lead_s`` ahead of the newest decision (``decided_at``) read from the most behind
 of those decision partitions is paused, and resumed once they catch up
-(``VerdictAlignment``). Decisions are never paused, so the wait always ends.
+(``VerdictAlignment``). The other way round, one fetch of a backlog can hold a day of a small
+operation's decisions and none of its verdicts; the scorer's clock would pass the subgroups'
+grace before their verdicts came, which would then count as late. So while this process's
+verdict partitions have a backlog, the decisions of a poll more than ``decision_lead_s``
+ahead of the most behind of them are held back: their partition is sought back to the first
+of them, paused, and read again once the verdicts catch up (``VerdictAlignment.hold_back``).
+The most behind partition of both topics is never held, so the waits always end.
 """
 
 from __future__ import annotations
@@ -80,7 +86,9 @@ class RawValidator:
         }
         self.stats = PipelineStats()
         self._stopping = asyncio.Event()
-        self.alignment = VerdictAlignment(topics.decisions_raw, settings.verdict_lead_s)
+        self.alignment = VerdictAlignment(
+            topics.decisions_raw, settings.verdict_lead_s, settings.decision_lead_s
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -96,11 +104,11 @@ class RawValidator:
         try:
             while not self._stopping.is_set():
                 polled = await self._poll(consumer)
-                newest = await self._handle(polled) if polled else {}
-                read_to = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
+                newest, read_to = await self._handle(polled, consumer) if polled else ({}, {})
                 await self.alignment.update(consumer, read_to, newest)
                 if self._metrics is not None:
                     self._metrics.verdicts_paused.set(self.alignment.paused)
+                    self._metrics.decisions_held.set(self.alignment.held)
                 if not polled:
                     continue
                 try:
@@ -137,9 +145,14 @@ class RawValidator:
         return polled
 
     async def _handle(
-        self, polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> dict[TopicPartition, float]:
-        """Validate and publish a poll; returns each partition's newest valid event time."""
+        self,
+        polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        consumer: AIOKafkaConsumer | None = None,
+    ) -> tuple[dict[TopicPartition, float], dict[TopicPartition, int]]:
+        """Validate and publish a poll; returns each partition's newest valid event time
+        and the offset after the last record handled. With ``consumer``, the decisions of
+        the poll that run ahead of a verdicts backlog are not handled: their partition is
+        sought back to the first of them and paused (``VerdictAlignment.hold_back``)."""
         # valid events go straight into their queue's v2 batch (validate_raw): validated
         # from the bytes, times parsed here once, no model and no dump in between
         per_kind: dict[EventKind, dict[str, list[dict[str, Any]]]] = {
@@ -149,11 +162,11 @@ class RawValidator:
         horizon = time.time() + MAX_FUTURE_S
         floor = floor_for(self._settings.max_age_days)
         dlq = []
-        consumed = 0
         valid: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], str, dict[str, Any]]] = []
+        bad: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], ItemError]] = []
         newest: dict[TopicPartition, float] = {}
+        times: dict[TopicPartition, list[tuple[int, float]]] = {}  # (offset, time) of the valid
         for tp, records in polled.items():
-            consumed += len(records)
             kind = self._kinds[tp.topic]
             first = len(valid)
             for rec in records:
@@ -166,12 +179,30 @@ class RawValidator:
                     continue
                 result = validate_raw(value, kind, horizon, floor)
                 if isinstance(result, ItemError):
-                    dlq.append(await self._dead_letter(tp, rec, result.reason(), result.errors))
+                    bad.append((tp, rec, result))
                 else:
                     valid.append((tp, rec, *result))
             if len(valid) > first:
                 field = TIME_FIELD[kind]
-                newest[tp] = max(v[3][field] for v in valid[first:])
+                times[tp] = [(v[1].offset, v[3][field]) for v in valid[first:]]
+        read_to = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
+        held: dict[TopicPartition, int] = {}
+        if consumer is not None:
+            held = await self.alignment.hold_back(consumer, read_to, times)
+        if held:  # the partition was sought back there: not handled now, read again later
+            valid = [v for v in valid if v[1].offset < held.get(v[0], v[1].offset + 1)]
+            bad = [b for b in bad if b[1].offset < held.get(b[0], b[1].offset + 1)]
+            read_to.update(held)
+        for tp, offsets in times.items():
+            kept = [t for offset, t in offsets if offset < held.get(tp, offset + 1)]
+            if kept:
+                newest[tp] = max(kept)
+        consumed = sum(
+            sum(1 for r in records if r.offset < held[tp]) if tp in held else len(records)
+            for tp, records in polled.items()
+        )
+        for tp, rec, item_error in bad:
+            dlq.append(await self._dead_letter(tp, rec, item_error.reason(), item_error.errors))
         invalid = len(dlq)
         refused = await self._gate.refused(q for _, _, q, _ in valid) if self._gate else set()
         for tp, rec, queue, item in valid:
@@ -194,7 +225,7 @@ class RawValidator:
             log.warning("dead-lettered %d of %d raw messages", len(dlq), consumed)
         if refused:
             log.warning("refused the events of %d queues not admitted", len(refused))
-        return newest
+        return newest, read_to
 
     async def _dead_letter(
         self,
@@ -210,45 +241,50 @@ class RawValidator:
 
 
 class VerdictAlignment:
-    """Pauses the verdict partitions that run ahead of the decisions in a backlog (module
-    docstring). Times are event times (epoch s: a decision's decided_at, a verdict's
+    """Keeps the two raw topics within a lead of each other in event time while one has a
+    backlog (module docstring): verdict partitions ahead of a decisions backlog are paused
+    (``update``), and the decisions of a poll ahead of a verdicts backlog are held back
+    (``hold_back``). Times are event times (epoch s: a decision's decided_at, a verdict's
     reviewed_at), the newest valid one read per partition. (Kafka record times would not
-    do: a backlog produced at full speed packs hours of event time into each second.)"""
+    do: a backlog produced at full speed packs hours of event time into each second.)
 
-    def __init__(self, decisions_topic: str, lead_s: float) -> None:
+    A partition's *place* is the time it has reached: the newest valid time read from it,
+    or, for a decision partition held back, the time of its first record not handled
+    (where it stands); -inf for one not read yet. Each side waits only for the other's
+    partitions that have a backlog, and only while it is more than its lead ahead of the
+    most behind of them, so one side can always move: the most behind partition of all is
+    never held (its place is at most the other side's minimum), and a partition not read
+    yet is never held (its place is -inf)."""
+
+    def __init__(self, decisions_topic: str, lead_s: float, decision_lead_s: float = 0.0) -> None:
         self._decisions = decisions_topic
         self._lead = lead_s
+        self._decision_lead = decision_lead_s
         self._newest: dict[TopicPartition, float] = {}
         self._read_to: dict[TopicPartition, int] = {}  # the next offset, after what was read
+        # decision partitions held back: the time of the first record not handled
+        self._held: dict[TopicPartition, float] = {}
         self.pauses = 0  # verdict partitions paused so far (a partition each time)
         self.paused = 0  # ... and now
+        self.holds = 0  # decision partitions held back so far (a partition each time)
+        self.held = 0  # ... and now
 
-    async def update(
-        self,
-        consumer: AIOKafkaConsumer,
-        read_to: dict[TopicPartition, int],
-        newest: dict[TopicPartition, float],
-    ) -> None:
-        """After a poll: ``read_to``, the offset after the last record read of each of its
-        partitions; ``newest``, each one's newest valid event time."""
-        self._read_to.update(read_to)
-        for tp, t in newest.items():
-            self._newest[tp] = max(self._newest.get(tp, t), t)
-        if self._lead <= 0:
-            return
-        assigned = consumer.assignment()
-        for seen in (self._newest, self._read_to):
-            for tp in [tp for tp in seen if tp not in assigned]:
-                del seen[tp]  # (moved to another process)
-        behind: float | None = None  # the decisions' time while they have a backlog
-        for tp in assigned:
-            if tp.topic != self._decisions:
+    def _place(self, tp: TopicPartition) -> float:
+        held = self._held.get(tp)
+        return held if held is not None else self._newest.get(tp, -math.inf)
+
+    async def _behind(self, consumer: AIOKafkaConsumer, decisions: bool) -> float | None:
+        """The place of the most behind of the kind's partitions that have a backlog (None:
+        none has one)."""
+        behind: float | None = None
+        for tp in consumer.assignment():
+            if (tp.topic == self._decisions) != decisions:
                 continue
             high, at_offset = consumer.highwater(tp), self._read_to.get(tp)
             if high is None:
                 continue  # no fetch of it answered yet: no backlog known to wait for
             if at_offset is None:
-                # nothing read from it yet (the verdicts may come first from a fetch): where
+                # nothing read from it yet (the other kind may come first from a fetch): where
                 # it starts. A fetch was answered, so the position is known and this does not
                 # wait; one that moved away since (or, bounded, one that would) is skipped
                 with contextlib.suppress(IllegalStateError, TimeoutError):
@@ -258,20 +294,105 @@ class VerdictAlignment:
                     continue
             if at_offset >= high:
                 continue  # caught up
-            at = self._newest.get(tp, -math.inf)
+            at = self._place(tp)
             behind = at if behind is None else min(behind, at)
+        return behind
+
+    def _forget_moved(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        assigned: set[TopicPartition] = consumer.assignment()
+        for seen in (self._newest, self._read_to, self._held):
+            for tp in [tp for tp in seen if tp not in assigned]:
+                del seen[tp]  # (moved to another process)
+        return assigned
+
+    async def hold_back(
+        self,
+        consumer: AIOKafkaConsumer,
+        read_to: dict[TopicPartition, int],
+        times: dict[TopicPartition, list[tuple[int, float]]],
+    ) -> dict[TopicPartition, int]:
+        """Before a poll is handled: ``read_to``, the offset after its last record of each
+        partition; ``times``, the (offset, event time) of its valid records. Returns the
+        decision partitions whose records from an offset on run more than the decision
+        lead ahead of a verdicts backlog, with that offset: each is sought back there and
+        paused (``update`` resumes it once the verdicts catch up), and the caller handles
+        none of its records from there. A poll can hold a day of a small operation's
+        decisions and none of its verdicts: handled, the scorer's clock would pass their
+        subgroups' grace before the verdicts arrive."""
+        if self._decision_lead <= 0:
+            return {}
+        self._forget_moved(consumer)
+        self._read_to.update(read_to)
+        for tp, offsets in times.items():  # the verdicts' places, this poll's included
+            if tp.topic != self._decisions:
+                t = max(t for _, t in offsets)
+                self._newest[tp] = max(self._newest.get(tp, t), t)
+        behind = await self._behind(consumer, decisions=False)
+        if behind is None:
+            return {}
+        bound = behind + self._decision_lead
+        held: dict[TopicPartition, int] = {}
+        for tp, offsets in times.items():
+            if tp.topic != self._decisions:
+                continue
+            first = next(((o, t) for o, t in offsets if t > bound), None)
+            if first is None:
+                continue
+            offset, t = first
+            consumer.seek(tp, offset)
+            self._held[tp] = t
+            self._read_to[tp] = offset
+            held[tp] = offset
+        if held:
+            consumer.pause(*held)
+            self.holds += len(held)
+            log.debug(
+                "decisions ahead of the verdicts by more than %gs: %s held back until they "
+                "catch up",
+                self._decision_lead, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in held),
+            )  # fmt: skip
+        return held
+
+    async def update(
+        self,
+        consumer: AIOKafkaConsumer,
+        read_to: dict[TopicPartition, int],
+        newest: dict[TopicPartition, float],
+    ) -> None:
+        """After a poll: ``read_to``, the offset after the last record handled of each of
+        its partitions; ``newest``, each one's newest valid event time handled."""
+        self._read_to.update(read_to)
+        for tp, t in newest.items():
+            self._newest[tp] = max(self._newest.get(tp, t), t)
+        if self._lead <= 0 and self._decision_lead <= 0:
+            return
+        assigned = self._forget_moved(consumer)
         paused = consumer.paused()
         ahead: list[TopicPartition] = []
         resume: list[TopicPartition] = []
-        for tp in assigned:
-            if tp.topic == self._decisions:
-                continue
-            lead = behind is not None and self._newest.get(tp, -math.inf) > behind + self._lead
-            if lead and tp not in paused:
-                ahead.append(tp)
-            elif not lead and tp in paused:
-                resume.append(tp)
-        self.paused = len(paused) + len(ahead) - len(resume)
+        if self._lead > 0:
+            behind = await self._behind(consumer, decisions=True)
+            for tp in assigned:
+                if tp.topic == self._decisions:
+                    continue
+                lead = behind is not None and self._newest.get(tp, -math.inf) > behind + self._lead
+                if lead and tp not in paused:
+                    ahead.append(tp)
+                elif not lead and tp in paused:
+                    resume.append(tp)
+        if self._held:
+            verdicts = await self._behind(consumer, decisions=False)
+            for tp, t in list(self._held.items()):
+                if verdicts is None or t <= verdicts + self._decision_lead:
+                    del self._held[tp]  # read again from where it was held
+                    if tp in paused:
+                        resume.append(tp)
+        self.paused = (
+            sum(1 for tp in paused if tp.topic != self._decisions)
+            + len(ahead)
+            - sum(1 for tp in resume if tp.topic != self._decisions)
+        )
+        self.held = len(self._held)
         if ahead:
             consumer.pause(*ahead)
             self.pauses += len(ahead)

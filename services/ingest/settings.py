@@ -59,6 +59,17 @@ class IngestSettings(Settings):
         "scorer's bound on verdicts waiting (QW_SCORER_PENDING_MAX), which drops them. "
         "0 turns it off",
     )
+    decision_lead_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=86400.0,
+        description="while this process's verdict partitions have a backlog, decisions "
+        "(decided_at) more than this many seconds of event time ahead of the verdicts read "
+        "(reviewed_at) wait, read again once the verdicts catch up: read from a backlog, one "
+        "fetch can hold a day of a small operation's decisions and none of its verdicts, "
+        "and the scorer's clock would pass their subgroups' grace before the verdicts "
+        "arrive, counting them late instead of in the baselines. 0 turns it off",
+    )
     max_age_days: int = Field(
         default=400,
         ge=1,
