@@ -1025,12 +1025,11 @@ async def queue_refusal(
 
 
 def no_ingest(group: str) -> str:
-    """What a load sent while no ingest process reads the raw topics risks, and the cure."""
+    """What a load sent while no ingest process reads the raw topics means, and the cure."""
     return (
         f"no ingest process is reading the raw topics now (its consumer group {group} has "
-        "no member): the rows wait there until one starts, and a backlog read then can let "
-        "a file's decisions run hours ahead of its verdicts, which then count as late instead "
-        "of in the baselines. Start ingest and the scorer first (Ctrl-C now stops this load; "
+        "no member): the rows wait there, counted only once ingest and the scorer run. To "
+        "watch them counted as they are sent, start those first (Ctrl-C now stops this load; "
         'the same command resumes it): docs/operations.md, "Backfill"'
     )
 

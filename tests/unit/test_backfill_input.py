@@ -1246,10 +1246,10 @@ def test_a_load_stopped_under_restart_says_to_resume_without_it(tmp_path: Path) 
 async def test_a_load_says_when_no_ingest_reads_the_raw_topics(
     tmp_path: Path, broker: FakeProducer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A trial loaded three days of history before starting ingest: read later as a
-    backlog, decisions ran a day ahead of their verdicts, which counted as late, and 6 of 8
-    queues were left without a baseline. The load now says so when nobody is in ingest's
-    group (0 members), and nothing when someone is or the broker does not say (None)."""
+    """A trial loaded three days of history before starting ingest, and saw nothing
+    counted until it did (and, read as a backlog before ingest held decisions back, most
+    verdicts late). The load now says so when nobody is in ingest's group (0 members), and
+    nothing when someone is or the broker does not say (None)."""
     import shared.kafka
 
     f = tmp_path / "h.ndjson"
