@@ -23,6 +23,8 @@ class IngestMetrics:
     admitted_queues: Gauge
     verdicts_paused: Gauge
     decisions_held: Gauge
+    verdict_pauses: Counter
+    decision_holds: Counter
 
     def count(self, source: str, accepted: int, invalid: int = 0, not_admitted: int = 0) -> None:
         if accepted:
@@ -65,6 +67,18 @@ class IngestMetrics:
             decisions_held=Gauge(
                 "qw_ingest_decision_partitions_held",
                 "raw decision partitions held back until the verdicts catch up",
+                registry=r,
+            ),
+            # ... and how many times each was done (a partition each time): the gauges are
+            # back to 0 seconds after a backlog is read, these say that it happened
+            verdict_pauses=Counter(
+                "qw_ingest_verdict_partition_pauses",
+                "raw verdict partitions paused because they ran ahead of the decisions",
+                registry=r,
+            ),
+            decision_holds=Counter(
+                "qw_ingest_decision_partition_holds",
+                "raw decision partitions held back because they ran ahead of the verdicts",
                 registry=r,
             ),
         )

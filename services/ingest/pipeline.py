@@ -89,9 +89,22 @@ class RawValidator:
         self.alignment = VerdictAlignment(
             topics.decisions_raw, settings.verdict_lead_s, settings.decision_lead_s
         )
+        self._published = (0, 0)  # the alignment's pauses and holds in the metrics so far
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def publish_alignment(self) -> None:
+        """The alignment's partitions paused and held now, and how many times each was done
+        since the last call, to the metrics."""
+        if self._metrics is None:
+            return
+        a, m = self.alignment, self._metrics
+        m.verdicts_paused.set(a.paused)
+        m.decisions_held.set(a.held)
+        m.verdict_pauses.inc(a.pauses - self._published[0])
+        m.decision_holds.inc(a.holds - self._published[1])
+        self._published = (a.pauses, a.holds)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         s = self._settings
@@ -106,9 +119,7 @@ class RawValidator:
                 polled = await self._poll(consumer)
                 newest, read_to = await self._handle(polled, consumer) if polled else ({}, {})
                 await self.alignment.update(consumer, read_to, newest)
-                if self._metrics is not None:
-                    self._metrics.verdicts_paused.set(self.alignment.paused)
-                    self._metrics.decisions_held.set(self.alignment.held)
+                self.publish_alignment()
                 if not polled:
                     continue
                 try:

@@ -228,3 +228,31 @@ def test_the_alignment_never_stalls_and_every_record_is_handled_once(
         assert [o for t, o in handled if t == tp] == list(range(len(log)))
     if decision_lead > 0:
         assert worst <= decision_lead
+
+
+def test_the_metrics_say_how_often_partitions_were_held_back() -> None:
+    """A second trial found the gauges back to 0 seconds after the backlog was read, so
+    nothing but ingest's debug log said the alignment had acted: the counters do."""
+    from prometheus_client import CollectorRegistry
+
+    from services.ingest.metrics import IngestMetrics
+    from services.ingest.pipeline import RawValidator
+    from services.ingest.publisher import Publisher
+    from services.ingest.settings import IngestSettings
+
+    registry = CollectorRegistry()
+    v = RawValidator(
+        IngestSettings(), cast(Publisher, None), metrics=IngestMetrics.create(registry)
+    )
+
+    def sample(name: str) -> float | None:
+        return registry.get_sample_value(name)
+
+    v.alignment.pauses, v.alignment.holds, v.alignment.paused, v.alignment.held = 3, 2, 1, 2
+    v.publish_alignment()
+    v.alignment.pauses, v.alignment.paused, v.alignment.held = 5, 0, 0
+    v.publish_alignment()
+    assert sample("qw_ingest_verdict_partition_pauses_total") == 5
+    assert sample("qw_ingest_decision_partition_holds_total") == 2
+    assert sample("qw_ingest_verdict_partitions_paused") == 0
+    assert sample("qw_ingest_decision_partitions_held") == 0
