@@ -144,6 +144,18 @@ async def test_decisions_ahead_of_a_verdicts_backlog_are_held_back() -> None:
     assert await a.hold_back(_as_consumer(c), {D0: 5, V0: 10}, times) == {}
 
 
+async def test_a_partition_one_offset_short_of_its_end_is_caught_up() -> None:
+    """A transactional producer's last offset is its commit marker, never delivered: read
+    to the record before it, a quiet verdict partition is caught up, and holds no decision
+    back (it would until its next verdict: in a live queue, an hour)."""
+    c = Seeking({D0: 1000, V0: 51})
+    a = VerdictAlignment("qw.decisions.raw.v1", 60.0, 60.0)
+    times = {D0: [(0, 5000.0)], V0: [(49, 100.0)]}
+    assert await a.hold_back(_as_consumer(c), {D0: 1, V0: 50}, times) == {}
+    c.high[V0] = 52  # a record after it, not read yet: a backlog again
+    assert await a.hold_back(_as_consumer(c), {D0: 1}, {D0: [(1, 5001.0)]}) == {D0: 1}
+
+
 async def test_a_verdict_partition_not_read_yet_holds_the_decisions_back() -> None:
     """Its time unknown, any decision may be ahead of it: the decisions wait for it to be
     read (it is never paused itself: its place is -inf), then go on."""
@@ -193,7 +205,8 @@ class _Sim:
                     read_to.pop(tp)
             behind = min(
                 (max(self.logs[tp][: c.pos[tp]], default=-math.inf)
-                 for tp in self.logs if tp.topic == V0.topic and c.pos[tp] < len(self.logs[tp])),
+                 for tp in self.logs
+                 if tp.topic == V0.topic and c.pos[tp] < len(self.logs[tp]) - 1),
                 default=None,
             )  # fmt: skip
             if behind is not None:
