@@ -53,17 +53,17 @@ class IngestMetrics:
             admitted_queues=Gauge(
                 "qw_ingest_admitted_queues", "queues admitted, by how", ["how"], registry=r
             ),
-            # Raw verdict partitions paused now because they ran ahead of a decisions
-            # backlog (services/ingest/pipeline.py, VerdictAlignment): non-zero in a
+            # Raw verdict partitions paused now, with verdicts in hand that ran ahead of a
+            # decisions backlog (services/ingest/pipeline.py, RawAlignment): non-zero in a
             # catch-up or a backfill, 0 when live.
             verdicts_paused=Gauge(
                 "qw_ingest_verdict_partitions_paused",
                 "raw verdict partitions paused until the decisions catch up",
                 registry=r,
             ),
-            # Raw decision partitions held back now because their decisions ran ahead of a
-            # verdicts backlog (the same class: its hold_back): non-zero in a catch-up or a
-            # backfill read from a backlog, 0 when live.
+            # Raw decision partitions paused now, with decisions in hand that ran ahead of a
+            # verdicts backlog (the same class): non-zero in a catch-up or a backfill read
+            # from a backlog, 0 when live.
             decisions_held=Gauge(
                 "qw_ingest_decision_partitions_held",
                 "raw decision partitions held back until the verdicts catch up",

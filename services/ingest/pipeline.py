@@ -13,16 +13,19 @@ counted waits in the scorer, up to ``QW_SCORER_PENDING_MAX`` a queue; past it, i
 rate in *messages*, and the verdicts topic, with a fraction of the decisions' messages,
 runs hours ahead of them in time: 2M backlogged events over 20 queues dropped 20% of the
 verdicts (bench/pipeline.py). So while this process's decision partitions have a backlog,
-each verdict partition whose newest verdict (by event time, ``reviewed_at``) is more than
-``verdict_lead_s`` ahead of the newest decision (``decided_at``) read from the most behind
-of those decision partitions is paused, and resumed once they catch up
-(``VerdictAlignment``). The other way round, one fetch of a backlog can hold a day of a small
-operation's decisions and none of its verdicts; the scorer's clock would pass the subgroups'
-grace before their verdicts came, which would then count as late. So while this process's
-verdict partitions have a backlog, the decisions of a poll more than ``decision_lead_s``
-ahead of the most behind of them are held back: their partition is sought back to the first
-of them, paused, and read again once the verdicts catch up (``VerdictAlignment.hold_back``).
-The most behind partition of both topics is never held, so the waits always end.
+verdicts (by event time, ``reviewed_at``) more than ``verdict_lead_s`` ahead of the most
+behind of those decision partitions (``decided_at``) are not handled yet. The other way
+round, one fetch of a backlog can hold a day of a small operation's decisions and none of
+its verdicts; the scorer's clock would pass the subgroups' grace before their verdicts came,
+which would then count as late. So while this process's verdict partitions have a backlog,
+decisions more than ``decision_lead_s`` ahead of the most behind of them are not handled
+yet. Both are decided record by record, on both topics' records in hand at once
+(``RawAlignment.cut``): the records that wait stay in hand, in their partition's order,
+and their partition is paused until the other topic catches up (``RawAlignment.hold``).
+Offsets are committed only up to the first record that waits, so a crash or a rebalance
+loses none (the partition's owner reads them again); records in hand from before a
+rebalance are dropped for that reason. The most behind partition of both topics is never
+held, so the waits always end.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
@@ -56,6 +59,39 @@ from services.ingest.validation import (
 from shared.kafka import make_consumer
 
 log = logging.getLogger(__name__)
+
+
+#: a valid raw event in hand: its partition, record, queue and item (validate_raw's)
+Valid = tuple[TopicPartition, ConsumerRecord[bytes, bytes], str, dict[str, Any]]
+#: an invalid one, with why
+Bad = tuple[TopicPartition, ConsumerRecord[bytes, bytes], ItemError]
+
+
+@dataclass(slots=True)
+class Waiting:
+    """A partition's records read and validated but not handled yet (``RawAlignment.cut``),
+    in offset order: kept in hand, not read again."""
+
+    valid: list[Valid]
+    bad: list[Bad]
+    times: list[tuple[int, float]]  # (offset, event time) of the valid ones
+    first: int  # the offset of the first: the partition's committed offset meanwhile
+    read_to: int  # the offset after the last
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts the consumer's rebalances: records in hand from before one are dropped (the
+    partition's owner, this process or another, reads them again from the committed offset,
+    which is never past them)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        self.count += 1
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self.count += 1
 
 
 @dataclass(slots=True)
@@ -86,10 +122,13 @@ class RawValidator:
         }
         self.stats = PipelineStats()
         self._stopping = asyncio.Event()
-        self.alignment = VerdictAlignment(
+        self.alignment = RawAlignment(
             topics.decisions_raw, settings.verdict_lead_s, settings.decision_lead_s
         )
         self._published = (0, 0)  # the alignment's pauses and holds in the metrics so far
+        self._waiting: dict[TopicPartition, Waiting] = {}  # records in hand, not handled
+        self._commit_at: dict[TopicPartition, int] = {}  # handled since the last commit
+        self._rebalances = _Rebalances()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -109,27 +148,38 @@ class RawValidator:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         s = self._settings
         consumer = make_consumer(
-            s.kafka, s.consumer_group, *self._kinds, max_partition_fetch_bytes=4 * 1024 * 1024
+            s.kafka, s.consumer_group, max_partition_fetch_bytes=4 * 1024 * 1024
         )
+        consumer.subscribe(list(self._kinds), listener=self._rebalances)
         await consumer.start()
         if ready is not None:
             ready.set()
         try:
             while not self._stopping.is_set():
+                rebalances = self._rebalances.count
                 polled = await self._poll(consumer)
-                newest, read_to = await self._handle(polled, consumer) if polled else ({}, {})
-                await self.alignment.update(consumer, read_to, newest)
+                if polled or self._waiting:
+                    await self._handle(polled, consumer, rebalances)
                 self.publish_alignment()
-                if not polled:
-                    continue
-                try:
-                    await consumer.commit()
-                except CommitFailedError as exc:
-                    # a rebalance took partitions away mid-poll: their records will be
-                    # consumed again by the new owner, and downstream deduplicates by id
-                    log.warning("offset commit failed (%s); the poll will be replayed", exc)
+                if self._commit_at:
+                    await self._commit(consumer)
         finally:
             await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit each partition's offset after what was handled of it: never past a
+        record in hand that waits."""
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in self._commit_at.items() if tp in assigned}
+        self._commit_at.clear()
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # a rebalance took partitions away mid-poll: their records will be
+            # consumed again by the new owner, and downstream deduplicates by id
+            log.warning("offset commit failed (%s); the poll will be replayed", exc)
 
     async def _poll(
         self, consumer: AIOKafkaConsumer
@@ -159,11 +209,14 @@ class RawValidator:
         self,
         polled: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
         consumer: AIOKafkaConsumer | None = None,
-    ) -> tuple[dict[TopicPartition, float], dict[TopicPartition, int]]:
-        """Validate and publish a poll; returns each partition's newest valid event time
-        and the offset after the last record handled. With ``consumer``, the decisions of
-        the poll that run ahead of a verdicts backlog are not handled: their partition is
-        sought back to the first of them and paused (``VerdictAlignment.hold_back``)."""
+        rebalances: int = 0,
+    ) -> int:
+        """Validate and publish a poll, and the records still in hand from earlier ones;
+        returns how many records were handled. With ``consumer``, those of a partition that
+        run ahead of the other raw topic's backlog are not handled: they stay in hand and
+        their partition is paused (``RawAlignment``) until it catches up. ``rebalances``:
+        the consumer's rebalances when the poll began (records in hand from before one are
+        dropped, read again from the committed offset)."""
         # valid events go straight into their queue's v2 batch (validate_raw): validated
         # from the bytes, times parsed here once, no model and no dump in between
         per_kind: dict[EventKind, dict[str, list[dict[str, Any]]]] = {
@@ -173,10 +226,15 @@ class RawValidator:
         horizon = time.time() + MAX_FUTURE_S
         floor = floor_for(self._settings.max_age_days)
         dlq = []
-        valid: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], str, dict[str, Any]]] = []
-        bad: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], ItemError]] = []
-        newest: dict[TopicPartition, float] = {}
-        times: dict[TopicPartition, list[tuple[int, float]]] = {}  # (offset, time) of the valid
+        if consumer is not None and self._rebalances.count != rebalances:
+            self._drop_waiting(consumer)
+        # in hand: the records that waited (older offsets of their partitions) first
+        valid: list[Valid] = [v for w in self._waiting.values() for v in w.valid]
+        bad: list[Bad] = [b for w in self._waiting.values() for b in w.bad]
+        times: dict[TopicPartition, list[tuple[int, float]]] = {
+            tp: w.times for tp, w in self._waiting.items() if w.times
+        }  # (offset, time) of the valid
+        read_to = {tp: w.read_to for tp, w in self._waiting.items()}
         for tp, records in polled.items():
             kind = self._kinds[tp.topic]
             first = len(valid)
@@ -195,23 +253,29 @@ class RawValidator:
                     valid.append((tp, rec, *result))
             if len(valid) > first:
                 field = TIME_FIELD[kind]
-                times[tp] = [(v[1].offset, v[3][field]) for v in valid[first:]]
-        read_to = {tp: records[-1].offset + 1 for tp, records in polled.items() if records}
-        held: dict[TopicPartition, int] = {}
+                new = [(v[1].offset, v[3][field]) for v in valid[first:]]
+                times[tp] = times[tp] + new if tp in times else new
+            if records:
+                read_to[tp] = records[-1].offset + 1
+        self._waiting = {}
+        cut: dict[TopicPartition, int] = {}
         if consumer is not None:
-            held = await self.alignment.hold_back(consumer, read_to, times)
-        if held:  # the partition was sought back there: not handled now, read again later
-            valid = [v for v in valid if v[1].offset < held.get(v[0], v[1].offset + 1)]
-            bad = [b for b in bad if b[1].offset < held.get(b[0], b[1].offset + 1)]
-            read_to.update(held)
-        for tp, offsets in times.items():
-            kept = [t for offset, t in offsets if offset < held.get(tp, offset + 1)]
-            if kept:
-                newest[tp] = max(kept)
-        consumed = sum(
-            sum(1 for r in records if r.offset < held[tp]) if tp in held else len(records)
-            for tp, records in polled.items()
-        )
+            cut = await self.alignment.cut(consumer, read_to, times)
+        if cut:  # from there, they wait in hand
+            for tp, at in cut.items():
+                self._waiting[tp] = Waiting(
+                    [v for v in valid if v[0] == tp and v[1].offset >= at],
+                    [b for b in bad if b[0] == tp and b[1].offset >= at],
+                    [(o, t) for o, t in times[tp] if o >= at],
+                    at,  # (a valid record's: the bad ones before it are handled)
+                    read_to[tp],
+                )
+            valid = [v for v in valid if v[1].offset < cut.get(v[0], v[1].offset + 1)]
+            bad = [b for b in bad if b[1].offset < cut.get(b[0], b[1].offset + 1)]
+        for tp, end in read_to.items():
+            w = self._waiting.get(tp)
+            self._commit_at[tp] = end if w is None else w.first
+        consumed = len(valid) + len(bad)
         for tp, rec, item_error in bad:
             dlq.append(await self._dead_letter(tp, rec, item_error.reason(), item_error.errors))
         invalid = len(dlq)
@@ -236,7 +300,25 @@ class RawValidator:
             log.warning("dead-lettered %d of %d raw messages", len(dlq), consumed)
         if refused:
             log.warning("refused the events of %d queues not admitted", len(refused))
-        return newest, read_to
+        if consumer is not None:
+            if self._rebalances.count != rebalances:
+                self._drop_waiting(consumer)
+            self.alignment.hold(consumer, set(self._waiting))
+        return consumed
+
+    def _drop_waiting(self, consumer: AIOKafkaConsumer) -> None:
+        """After a rebalance: the records in hand are dropped, and each of their partitions
+        still assigned here is sought back to the first of them, so that they are read again.
+        (aiokafka sets a partition assigned again to its committed offset, which is never
+        past them, but records fetched after that may be among them too: seeking back is
+        right either way, and one taken away is read by its new owner from that offset.)"""
+        assigned = consumer.assignment()
+        for tp, w in self._waiting.items():
+            if tp in assigned:
+                with contextlib.suppress(IllegalStateError):
+                    consumer.seek(tp, w.first)
+                self.alignment.rewound(tp, w.first)
+        self._waiting.clear()
 
     async def _dead_letter(
         self,
@@ -251,170 +333,163 @@ class RawValidator:
         )  # fmt: skip
 
 
-class VerdictAlignment:
-    """Keeps the two raw topics within a lead of each other in event time while one has a
-    backlog (module docstring): verdict partitions ahead of a decisions backlog are paused
-    (``update``), and the decisions of a poll ahead of a verdicts backlog are held back
-    (``hold_back``). Times are event times (epoch s: a decision's decided_at, a verdict's
-    reviewed_at), the newest valid one read per partition. (Kafka record times would not
-    do: a backlog produced at full speed packs hours of event time into each second.)
+def _lower(behind: dict[bool, float | None], side: bool, place: float) -> None:
+    """The side's most behind place, ``place`` counted."""
+    at = behind[side]
+    behind[side] = place if at is None else min(at, place)
 
-    A partition's *place* is the time it has reached: the newest valid time read from it,
-    or, for a decision partition held back, the time of its first record not handled
-    (where it stands); -inf for one not read yet. Each side waits only for the other's
-    partitions that have a backlog, and only while it is more than its lead ahead of the
-    most behind of them, so one side can always move: the most behind partition of all is
-    never held (its place is at most the other side's minimum), and a partition not read
-    yet is never held (its place is -inf)."""
+
+class RawAlignment:
+    """Keeps the two raw topics within a lead of each other in event time while one has a
+    backlog (module docstring), record by record: ``cut`` says, for the records in hand,
+    from which offset each partition's must wait; ``hold`` pauses the partitions that keep
+    records in hand and resumes the others. Times are event times (epoch s: a decision's
+    decided_at, a verdict's reviewed_at). (Kafka record times would not do: a backlog
+    produced at full speed packs hours of event time into each second.)
+
+    A partition's *place* is the time it has reached: for one cut, the time of its first
+    record that waits (where it stands); for one with records in hand, the newest time of
+    them and of those handled before; for one with none, the newest time handled from it,
+    -inf if none yet. Each side waits only for the other's partitions that have a backlog
+    (records in hand that wait, or unread offsets on the broker), and only while it is more
+    than its lead ahead of the most behind of them. The records waiting stay in hand, not
+    read again, so both sides' records in hand count at once: each poll moves both sides by
+    what was read, not by one lead. The waits always end: the partition of both topics
+    that stands furthest behind is never cut, so either it has records in hand, which are
+    handled, or it has none and is not paused, and is read."""
 
     def __init__(self, decisions_topic: str, lead_s: float, decision_lead_s: float = 0.0) -> None:
         self._decisions = decisions_topic
-        self._lead = lead_s
-        self._decision_lead = decision_lead_s
-        self._newest: dict[TopicPartition, float] = {}
+        self._leads = {True: decision_lead_s, False: lead_s}  # by "is a decision partition"
+        self._newest: dict[TopicPartition, float] = {}  # the newest time handled
         self._read_to: dict[TopicPartition, int] = {}  # the next offset, after what was read
-        # decision partitions held back: the time of the first record not handled
-        self._held: dict[TopicPartition, float] = {}
-        self.pauses = 0  # verdict partitions paused so far (a partition each time)
+        self._holding: set[TopicPartition] = set()  # partitions with records waiting
+        self.pauses = 0  # verdict partitions that had records wait so far (one each time)
         self.paused = 0  # ... and now
-        self.holds = 0  # decision partitions held back so far (a partition each time)
+        self.holds = 0  # decision partitions that had records wait so far
         self.held = 0  # ... and now
 
-    def _place(self, tp: TopicPartition) -> float:
-        held = self._held.get(tp)
-        return held if held is not None else self._newest.get(tp, -math.inf)
+    @property
+    def on(self) -> bool:
+        return self._leads[True] > 0 or self._leads[False] > 0
 
-    async def _behind(self, consumer: AIOKafkaConsumer, decisions: bool) -> float | None:
-        """The place of the most behind of the kind's partitions that have a backlog (None:
-        none has one)."""
-        behind: float | None = None
-        for tp in consumer.assignment():
-            if (tp.topic == self._decisions) != decisions:
-                continue
-            high, at_offset = consumer.highwater(tp), self._read_to.get(tp)
-            if high is None:
-                continue  # no fetch of it answered yet: no backlog known to wait for
+    async def _backlog(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+        """Whether the broker holds offsets of ``tp`` not read yet (never, for a partition
+        not assigned here now: a rebalance may take it away while a poll is handled)."""
+        if tp not in consumer.assignment():
+            return False  # (and aiokafka's highwater asserts it is)
+        high, at_offset = consumer.highwater(tp), self._read_to.get(tp)
+        if high is None:
+            return False  # no fetch of it answered yet: no backlog known to wait for
+        if at_offset is None:
+            # nothing read from it yet (the other kind may come first from a fetch): where
+            # it starts. A fetch was answered, so the position is known and this does not
+            # wait; one that moved away since (or, bounded, one that would) is skipped
+            with contextlib.suppress(IllegalStateError, TimeoutError):
+                start: int = await asyncio.wait_for(consumer.position(tp), 1.0)
+                at_offset = self._read_to[tp] = start
             if at_offset is None:
-                # nothing read from it yet (the other kind may come first from a fetch): where
-                # it starts. A fetch was answered, so the position is known and this does not
-                # wait; one that moved away since (or, bounded, one that would) is skipped
-                with contextlib.suppress(IllegalStateError, TimeoutError):
-                    start: int = await asyncio.wait_for(consumer.position(tp), 1.0)
-                    at_offset = self._read_to[tp] = start
-                if at_offset is None:
-                    continue
-            if at_offset >= high - 1:
-                # caught up: the last offset may be a transaction's commit marker, which is
-                # never delivered, so a quiet partition of a transactional producer would
-                # otherwise have a "backlog" of one until its next record, and hold the
-                # other topic back that long (a live queue's decisions, for an hour)
-                continue
-            at = self._place(tp)
-            behind = at if behind is None else min(behind, at)
-        return behind
+                return False
+        # caught up: the last offset may be a transaction's commit marker, which is never
+        # delivered, so a quiet partition of a transactional producer would otherwise have a
+        # "backlog" of one until its next record, and hold the other topic back that long
+        # (a live queue's decisions, for an hour)
+        return bool(at_offset < high - 1)
+
+    def rewound(self, tp: TopicPartition, offset: int) -> None:
+        """``tp`` is read again from ``offset`` (records in hand dropped): its backlog
+        counts from there."""
+        self._read_to[tp] = offset
 
     def _forget_moved(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
         assigned: set[TopicPartition] = consumer.assignment()
-        for seen in (self._newest, self._read_to, self._held):
+        for seen in (self._newest, self._read_to):
             for tp in [tp for tp in seen if tp not in assigned]:
                 del seen[tp]  # (moved to another process)
         return assigned
 
-    async def hold_back(
+    async def cut(
         self,
         consumer: AIOKafkaConsumer,
         read_to: dict[TopicPartition, int],
         times: dict[TopicPartition, list[tuple[int, float]]],
     ) -> dict[TopicPartition, int]:
-        """Before a poll is handled: ``read_to``, the offset after its last record of each
-        partition; ``times``, the (offset, event time) of its valid records. Returns the
-        decision partitions whose records from an offset on run more than the decision
-        lead ahead of a verdicts backlog, with that offset: each is sought back there and
-        paused (``update`` resumes it once the verdicts catch up), and the caller handles
-        none of its records from there. A poll can hold a day of a small operation's
-        decisions and none of its verdicts: handled, the scorer's clock would pass their
-        subgroups' grace before the verdicts arrive."""
-        if self._decision_lead <= 0:
-            return {}
-        self._forget_moved(consumer)
-        self._read_to.update(read_to)
-        for tp, offsets in times.items():  # the verdicts' places, this poll's included
-            if tp.topic != self._decisions:
-                t = max(t for _, t in offsets)
-                self._newest[tp] = max(self._newest.get(tp, t), t)
-        behind = await self._behind(consumer, decisions=False)
-        if behind is None:
-            return {}
-        bound = behind + self._decision_lead
-        held: dict[TopicPartition, int] = {}
-        for tp, offsets in times.items():
-            if tp.topic != self._decisions:
-                continue
-            first = next(((o, t) for o, t in offsets if t > bound), None)
-            if first is None:
-                continue
-            offset, t = first
-            consumer.seek(tp, offset)
-            self._held[tp] = t
-            self._read_to[tp] = offset
-            held[tp] = offset
-        if held:
-            consumer.pause(*held)
-            self.holds += len(held)
-            log.debug(
-                "decisions ahead of the verdicts by more than %gs: %s held back until they "
-                "catch up",
-                self._decision_lead, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in held),
-            )  # fmt: skip
-        return held
+        """The records in hand: ``read_to``, the offset after the last of each partition;
+        ``times``, the (offset, event time) of the valid ones, in offset order. Returns the
+        partitions whose records from an offset on run more than their kind's lead ahead of
+        the other kind's backlog, with that offset: the caller handles none of them from
+        there, and keeps them in hand. Records the newest time handled of each partition.
 
-    async def update(
-        self,
-        consumer: AIOKafkaConsumer,
-        read_to: dict[TopicPartition, int],
-        newest: dict[TopicPartition, float],
-    ) -> None:
-        """After a poll: ``read_to``, the offset after the last record handled of each of
-        its partitions; ``newest``, each one's newest valid event time handled."""
-        self._read_to.update(read_to)
-        for tp, t in newest.items():
-            self._newest[tp] = max(self._newest.get(tp, t), t)
-        if self._lead <= 0 and self._decision_lead <= 0:
-            return
+        A poll of a backlog can hold a day of a small operation's decisions and none of its
+        verdicts, or the other way round: handled, the scorer's clock (which both move)
+        would pass subgroups' grace before the other kind's events come. The cuts are found
+        together: each kind's bound is the other's place after its own cuts, so they are
+        found again until none moves (each round only cuts earlier, so it ends)."""
+        if not self.on:
+            return {}
         assigned = self._forget_moved(consumer)
-        paused = consumer.paused()
-        ahead: list[TopicPartition] = []
-        resume: list[TopicPartition] = []
-        if self._lead > 0:
-            behind = await self._behind(consumer, decisions=True)
-            for tp in assigned:
-                if tp.topic == self._decisions:
+        self._read_to.update(read_to)
+        # the other partitions with a backlog: their places do not move in this poll
+        fixed: dict[bool, float | None] = {True: None, False: None}
+        for tp in assigned:
+            if tp in times or not await self._backlog(consumer, tp):
+                continue
+            _lower(fixed, tp.topic == self._decisions, self._newest.get(tp, -math.inf))
+        # ... and those with records in hand: where they stand if none waits
+        whole: dict[TopicPartition, float] = {}
+        for tp, offsets in times.items():
+            if await self._backlog(consumer, tp):
+                newest = max(t for _, t in offsets)
+                whole[tp] = max(self._newest.get(tp, newest), newest)
+        cut: dict[TopicPartition, tuple[int, float]] = {}
+        while True:
+            behind = dict(fixed)
+            for tp in times:
+                place = cut[tp][1] if tp in cut else whole.get(tp)
+                if place is not None:  # (None: caught up once its records are handled)
+                    _lower(behind, tp.topic == self._decisions, place)
+            moved = False
+            for tp, offsets in times.items():
+                side = tp.topic == self._decisions
+                other = behind[not side]
+                if self._leads[side] <= 0 or other is None:
                     continue
-                lead = behind is not None and self._newest.get(tp, -math.inf) > behind + self._lead
-                if lead and tp not in paused:
-                    ahead.append(tp)
-                elif not lead and tp in paused:
-                    resume.append(tp)
-        if self._held:
-            verdicts = await self._behind(consumer, decisions=False)
-            for tp, t in list(self._held.items()):
-                if verdicts is None or t <= verdicts + self._decision_lead:
-                    del self._held[tp]  # read again from where it was held
-                    if tp in paused:
-                        resume.append(tp)
-        self.paused = (
-            sum(1 for tp in paused if tp.topic != self._decisions)
-            + len(ahead)
-            - sum(1 for tp in resume if tp.topic != self._decisions)
-        )
-        self.held = len(self._held)
-        if ahead:
-            consumer.pause(*ahead)
-            self.pauses += len(ahead)
-            log.debug(
-                "verdicts ahead of the decisions by more than %gs: %s paused until they catch up",
-                self._lead, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in ahead),
-            )  # fmt: skip
+                bound = other + self._leads[side]
+                until = cut[tp][0] if tp in cut else math.inf
+                first = next(((o, t) for o, t in offsets if o < until and t > bound), None)
+                if first is not None:
+                    cut[tp] = first
+                    moved = True
+            if not moved:
+                break
+        for tp, offsets in times.items():
+            until = cut[tp][0] if tp in cut else math.inf
+            kept = [t for o, t in offsets if o < until]
+            if kept:
+                self._newest[tp] = max(self._newest.get(tp, -math.inf), *kept)
+        return {tp: o for tp, (o, _) in cut.items()}
+
+    def hold(self, consumer: AIOKafkaConsumer, waiting: set[TopicPartition]) -> None:
+        """After a poll is handled: ``waiting``, the partitions that keep records in hand.
+        They are paused (their records in hand stand for them; fetching more of them would
+        only grow what is held), and every other partition paused is resumed."""
+        assigned = consumer.assignment()
+        waiting = waiting & assigned
+        paused: set[TopicPartition] = consumer.paused()
+        pause, resume = waiting - paused, paused - waiting
+        if pause:
+            consumer.pause(*pause)
         if resume:
             consumer.resume(*resume)
-            log.debug("%s resumed", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in resume))
+        new = waiting - self._holding
+        decisions = sum(1 for tp in new if tp.topic == self._decisions)
+        self.holds += decisions
+        self.pauses += len(new) - decisions
+        self.held = sum(1 for tp in waiting if tp.topic == self._decisions)
+        self.paused = len(waiting) - self.held
+        if new:
+            log.debug(
+                "ahead of the other raw topic by more than the lead: %s held until it catches "
+                "up", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(new)),
+            )  # fmt: skip
+        self._holding = waiting

@@ -51,13 +51,13 @@ class IngestSettings(Settings):
         default=60.0,
         ge=0.0,
         le=86400.0,
-        description="while this process's decision partitions have a backlog, its verdict "
-        "partitions whose verdicts (reviewed_at) run more than this many seconds of event "
-        "time ahead of the decisions read (decided_at) are paused: in a catch-up or a "
-        "backfill the verdicts "
-        "topic, with fewer messages, would run hours ahead of its decisions and overflow the "
-        "scorer's bound on verdicts waiting (QW_SCORER_PENDING_MAX), which drops them. "
-        "0 turns it off",
+        description="while this process's decision partitions have a backlog, verdicts "
+        "(reviewed_at) more than this many seconds of event time ahead of the decisions "
+        "read (decided_at) wait in hand, their partition paused, until the decisions catch "
+        "up: in a catch-up or a backfill the verdicts topic, with fewer messages, would run "
+        "hours ahead of its decisions, overflow the scorer's bound on verdicts waiting "
+        "(QW_SCORER_PENDING_MAX), which drops them, and move the scorer's clock past "
+        "decisions to come. 0 turns it off",
     )
     decision_lead_s: float = Field(
         default=60.0,
@@ -65,10 +65,11 @@ class IngestSettings(Settings):
         le=86400.0,
         description="while this process's verdict partitions have a backlog, decisions "
         "(decided_at) more than this many seconds of event time ahead of the verdicts read "
-        "(reviewed_at) wait, read again once the verdicts catch up: read from a backlog, one "
-        "fetch can hold a day of a small operation's decisions and none of its verdicts, "
-        "and the scorer's clock would pass their subgroups' grace before the verdicts "
-        "arrive, counting them late instead of in the baselines. 0 turns it off",
+        "(reviewed_at) wait in hand, their partition paused, until the verdicts catch up: "
+        "read from a backlog, one fetch can hold a day of a small operation's decisions and "
+        "none of its verdicts, and the scorer's clock would pass their subgroups' grace "
+        "before the verdicts arrive, counting them late instead of in the baselines. 0 "
+        "turns it off",
     )
     max_age_days: int = Field(
         default=400,

@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -231,14 +231,16 @@ async def test_without_alignment_the_verdicts_run_ahead(kafka_settings: KafkaSet
 N_HISTORY = 15_000  # decisions, each with a verdict two hours later: ~9 MB, over 2.6 days
 
 
-async def _most_decisions_ahead(kafka_settings: KafkaSettings, decision_lead_s: float) -> float:
+async def _most_ahead(kafka_settings: KafkaSettings, lead_s: float) -> tuple[float, float]:
     """A backfill loaded before ingest starts, as a trial did: decisions 15 s apart and a
     verdict of each two hours later, produced in time order, then read as a backlog in
-    ingest's default polls (whichever topic a fetch brings first, up to 4 MiB of it).
-    Returns the most seconds of event time the decisions on the events topic ran ahead of
-    a verdict in a later message: past the scorer's grace (6 h), such a verdict counts as
-    late (in the same message it does not: the scorer closes subgroups after the message)."""
-    settings = IngestSettings(kafka=kafka_settings, decision_lead_s=decision_lead_s)
+    ingest's default polls (whichever topic a fetch brings first, up to 4 MiB of it), with
+    both leads ``lead_s``. Returns the most seconds of event time the decisions on the
+    events topic ran ahead of a verdict in a later message, and the verdicts ahead of a
+    decision in a later message. Past the scorer's grace (6 h), such a verdict counts as
+    late (in the same message it does not: the scorer closes subgroups after the message),
+    and verdicts ahead move the scorer's clock past decisions to come."""
+    settings = IngestSettings(kafka=kafka_settings, decision_lead_s=lead_s, verdict_lead_s=lead_s)
     topics = kafka_settings.topics
     await ensure_topics(kafka_settings)
     producer = make_producer(kafka_settings)
@@ -257,31 +259,127 @@ async def _most_decisions_ahead(kafka_settings: KafkaSettings, decision_lead_s: 
             await producer.send(topics.decisions_raw, codec.dumps(decision(i, "a", at)), key=b"a")
         )
     await asyncio.gather(*sends)
-    decided = -1.0
-    most = 0.0
+    decided = reviewed = -1.0
+    most = [0.0, 0.0]
 
     def see(batch: batches.ColumnBatch) -> int:
-        nonlocal decided, most
+        nonlocal decided, reviewed
         vs = batch["verdicts"].get("reviewed_at", [])
+        ds = batch["decisions"].get("decided_at", [])
         if vs:  # how far the decisions before these verdicts ran ahead of them
-            most = max(most, decided - min(vs))
-        decided = max(decided, *batch["decisions"].get("decided_at", [-1.0]))
-        return len(batch["decisions"].get("decision_id", [])) + len(vs)
+            most[0] = max(most[0], decided - min(vs))
+        if ds:  # ... and the verdicts before these decisions
+            most[1] = max(most[1], reviewed - min(ds))
+        decided = max(decided, *ds, -1.0)
+        reviewed = max(reviewed, *vs, -1.0)
+        return len(ds) + len(vs)
 
     n = await _ingest_backlog(kafka_settings, settings, producer, N_HISTORY + verdicts_due, see)
     assert n == N_HISTORY + verdicts_due  # every event, once
-    return most
+    return most[0], most[1]
 
 
-async def test_decisions_do_not_run_ahead_of_a_verdicts_backlog(
+async def test_neither_raw_topic_runs_ahead_of_the_other_in_a_backlog(
     kafka_settings: KafkaSettings,
 ) -> None:
-    """With the decision lead (60 s), the decisions before a verdict on the events topic
-    are at most that far ahead of it, whichever topic the fetches bring first. (Without
-    it, how far they run ahead depends on that order: 142,785 s, 40 hours, in one run here,
-    none in another; tests/unit/test_ingest_alignment.py's property test, on any order,
-    finds the bound broken without the hold-back.)"""
-    assert await _most_decisions_ahead(kafka_settings, 60.0) <= 60
+    """With the leads (60 s), the decisions before a verdict on the events topic are at
+    most that far ahead of it, and the verdicts before a decision, whichever topic the
+    fetches bring first. (Without them, how far the decisions run ahead depends on that
+    order: 142,785 s, 40 hours, in one run here, none in another. With the verdicts paused
+    only after a poll was handled, as before 2026-12-06, they ran 142,725-142,785 s ahead in
+    3 runs of 3: a fetch of them was handled before the decisions of those 40 hours. With
+    both held record by record: at most 45 s either way, in 1.4-1.6 s for the 30,000 events.
+    tests/unit/test_ingest_alignment.py's property test, on any order, finds either bound
+    broken without the alignment.)"""
+    decisions, verdicts = await _most_ahead(kafka_settings, 60.0)
+    assert decisions <= 60
+    assert verdicts <= 60
+
+
+class _SlowPublisher(Publisher):
+    """Ingest's publisher, a tenth of a second slower a poll: a backlog read while another
+    process joins the group."""
+
+    async def publish_items(self, *args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(0.1)
+        await super().publish_items(*args, **kwargs)
+
+
+async def test_records_in_hand_are_not_lost_to_a_rebalance_or_a_stop(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """Records the alignment keeps in hand are not committed: a second ingest process
+    joining the group (a rebalance, while the first holds some), then the first stopping
+    in the middle, lose none of them (their new owner reads them from the committed
+    offset). Every event reaches the events topic, at least once."""
+    settings = IngestSettings(kafka=kafka_settings, poll_max_records=500, linger_ms=0)
+    topics = kafka_settings.topics
+    await ensure_topics(kafka_settings)
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    queues = [f"q{i}" for i in range(8)]  # over the partitions
+    t0 = datetime.now(UTC) - timedelta(days=2)
+    sends, want = [], set()
+    for i in range(6000):
+        q, at = queues[i % len(queues)], t0 + timedelta(seconds=15 * i)
+        sends.append(
+            await producer.send(
+                topics.decisions_raw, codec.dumps(decision(i, q, at)), key=q.encode()
+            )
+        )
+        if i >= 480:  # each verdict two hours after its decision: 480 decisions later
+            j = i - 480
+            body = codec.dumps(verdict(j, queues[j % len(queues)], at))
+            sends.append(
+                await producer.send(topics.verdicts_raw, body, key=queues[j % len(queues)].encode())
+            )
+            want.add(f"v{j}")
+        want.add(f"d{i}")
+    await asyncio.gather(*sends)
+    seen: list[str] = []
+    reader = AIOKafkaConsumer(
+        topics.events, bootstrap_servers=kafka_settings.bootstrap, auto_offset_reset="earliest"
+    )
+    await reader.start()
+    workers: list[tuple[RawValidator, asyncio.Task[None], AIOKafkaProducer]] = []
+
+    async def start() -> RawValidator:
+        p = make_producer(kafka_settings)
+        await p.start()
+        v = RawValidator(settings, _SlowPublisher(p, topics))
+        workers.append((v, asyncio.create_task(v.run()), p))
+        return v
+
+    async def read_until(n: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(set(seen)) < n and time.monotonic() < deadline:
+            for records in (await reader.getmany(timeout_ms=200)).values():
+                for r in records:
+                    b = cast(batches.ColumnBatch, batches.decode(r.value))
+                    seen.extend(b["decisions"].get("decision_id", []))
+                    seen.extend(b["verdicts"].get("verdict_id", []))
+
+    try:
+        first = await start()
+        await read_until(len(want) // 5, 60)
+        second = await start()  # a rebalance, the first holding records in hand meanwhile
+        await read_until(len(want) // 2, 60)
+        first.stop()  # what it holds then is neither handled nor committed
+        await asyncio.wait_for(workers[0][1], 30)
+        await read_until(len(want), 90)
+    finally:
+        await reader.stop()
+        for v, task, p in workers:
+            v.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 30)
+            await p.stop()
+        await producer.stop()
+    assert want - set(seen) == set()  # nothing lost
+    assert first._rebalances.count >= 3  # assigned, revoked, assigned again
+    assert second.stats.consumed > 0
+    a = first.alignment
+    assert a.holds + a.pauses > 0, "the backlog never had records wait: nothing tested"
 
 
 def _free_port() -> int:
