@@ -452,6 +452,11 @@ class QualitySnapshot(BaseModel):
     baseline_epoch: int = 0
     phase1_subgroups: int = 0  # subgroups taken into the Phase I (under way, or frozen from)
     phase1_length: int | None = None  # subgroups a Phase I takes (QW_SCORER_PHASE1_SUBGROUPS)
+    # subgroups of that Phase I skipped for having fewer random verdicts than a subgroup
+    # needs (min_subgroup_n, QW_SCORER_MIN_SUBGROUP_N), and the most one of them had
+    phase1_too_small: int = 0
+    phase1_too_small_max_n: int | None = None
+    min_subgroup_n: int | None = None
     last_reset: BaselineEvent | None = None
     # the sites with decisions or verdicts in the last 7 d, by id (`(other)`: those past the
     # per-queue bound); each window adds up to the queue's n_24h and n_7d

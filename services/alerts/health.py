@@ -373,6 +373,21 @@ def score_words(
     return words
 
 
+def too_small(snap: QualitySnapshot) -> str:
+    """Why a Phase I is slow, when its subgroups were too small to count (a quiet queue
+    stays learning for ever otherwise, with nothing to say why): ``""`` when none was."""
+    k = snap.phase1_too_small
+    if not k or snap.min_subgroup_n is None:
+        return ""
+    most = snap.phase1_too_small_max_n
+    had = f"at most {most}" if most is not None else "fewer"
+    return (
+        f"; {k:,} subgroup{'s' if k != 1 else ''} skipped, too small ({had} random verdicts "
+        f"of the {snap.min_subgroup_n} a subgroup needs: QW_SCORER_MIN_SUBGROUP_N, or longer "
+        "subgroups, QW_SCORER_SUBGROUP_SECONDS)"
+    )
+
+
 def baseline_words(snap: QualitySnapshot) -> tuple[str, str | None]:
     """The queue's baseline in words (``learning (5/24)``, ``estimated``, ``configured``)
     and its last reset (``2026-11-25 10:05 UTC by key 3f9c0a1b (lead): policy v4``)."""
@@ -491,7 +506,10 @@ def health(
         stability = 100.0
         if snap.baseline_state == "phase1":
             since = f" since the reset of {last_reset}" if last_reset else ""
-            chart = f"baseline {baseline}: Phase I{since}; the target rule applies meanwhile"
+            chart = (
+                f"baseline {baseline}: Phase I{since}{too_small(snap)}; the target rule "
+                "applies meanwhile"
+            )
         else:
             chart = "control charts in control"
     reasons.append(chart)

@@ -793,6 +793,9 @@ class Scorer:
             b.n0, b.e0 = b.n, b.e
             if st.baseline_p is None:
                 if b.n < self.s.min_subgroup_n or not self._current(st, start):
+                    if self._current(st, start):  # (too small: said in the snapshot)
+                        st.phase1_small += 1
+                        st.phase1_small_n = max(st.phase1_small_n, b.n)
                     self._point(st, start, b, SubgroupStatus.LEARNING_SKIPPED, out, wall)
                     continue
                 st.phase1.append((b.n, b.e))
@@ -872,6 +875,7 @@ class Scorer:
         st.baseline_epoch += 1
         st.phase1_from = math.ceil(at / period) * period
         st.phase1 = []
+        st.phase1_small = st.phase1_small_n = 0
         st.baseline_p = None
         st.baseline_n = st.baseline_e = 0
         st.ewma = None
@@ -1247,6 +1251,9 @@ class Scorer:
             baseline_epoch=st.baseline_epoch,
             phase1_subgroups=len(st.phase1),
             phase1_length=self.s.phase1_subgroups,
+            phase1_too_small=st.phase1_small,
+            phase1_too_small_max_n=st.phase1_small_n if st.phase1_small else None,
+            min_subgroup_n=self.s.min_subgroup_n,
             last_reset=(
                 BaselineEvent.model_validate({**st.last_reset, "emitted_at": _dt(wall)})
                 if st.last_reset else None

@@ -142,6 +142,11 @@ class QueueState:
     phase1_from: int | None = None
     last_reset: dict[str, Any] | None = None
     reset_ids: list[str] = field(default_factory=list)
+    # subgroups of the Phase I under way (or the last one) skipped for having fewer random
+    # verdicts than QW_SCORER_MIN_SUBGROUP_N, and the most one of them had: why a quiet
+    # queue is still learning (optional in the record: absent, 0)
+    phase1_small: int = 0
+    phase1_small_n: int = 0
     # not stored: the sites named in the buckets, rebuilt from them (services/scorer/sites.py)
     site_names: set[str] | None = field(default=None, compare=False)
 
@@ -183,6 +188,8 @@ class QueueState:
             "phase1_from": self.phase1_from,
             "last_reset": dict(self.last_reset) if self.last_reset else None,
             "reset_ids": list(self.reset_ids),
+            "phase1_small": self.phase1_small,
+            "phase1_small_n": self.phase1_small_n,
         }
 
     @classmethod
@@ -233,6 +240,8 @@ class QueueState:
             # (optional: a record written before baseline resets has none)
             baseline_epoch=int(d.get("baseline_epoch", 0)),
             phase1_from=None if d.get("phase1_from") is None else int(d["phase1_from"]),
+            phase1_small=int(d.get("phase1_small", 0)),
+            phase1_small_n=int(d.get("phase1_small_n", 0)),
             last_reset=d.get("last_reset"),
             reset_ids=[str(x) for x in d.get("reset_ids") or []],
         )

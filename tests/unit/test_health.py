@@ -347,3 +347,24 @@ def test_the_explanation_is_documented_as_event_time() -> None:
     doc = Health.model_fields["explanation"].description or ""
     assert "event time" in doc
     assert "as_of" in doc
+
+
+def test_a_phase1_of_subgroups_too_small_says_why_it_is_still_learning() -> None:
+    """A trial's quiet queue (at most 16 random verdicts an hour) stayed ``learning (0/24)``
+    for 60 subgroups with nothing to say why: each was under QW_SCORER_MIN_SUBGROUP_N."""
+    learning = dict(
+        baseline_p=None, baseline_state="phase1", phase1_subgroups=0, phase1_length=24,
+        min_subgroup_n=20,
+    )  # fmt: skip
+    r = h(snap(0.95, 500, [], **learning, phase1_too_small=60, phase1_too_small_max_n=16))
+    assert (
+        "baseline learning (0/24): Phase I; 60 subgroups skipped, too small (at most 16 random "
+        "verdicts of the 20 a subgroup needs: QW_SCORER_MIN_SUBGROUP_N, or longer subgroups, "
+        "QW_SCORER_SUBGROUP_SECONDS); the target rule applies meanwhile"
+    ) in r.explanation
+    one = h(snap(0.95, 500, [], **learning, phase1_too_small=1, phase1_too_small_max_n=3))
+    assert "; 1 subgroup skipped, too small (at most 3 " in one.explanation
+    quiet = h(snap(0.95, 500, [], **learning))  # none skipped (or an older scorer's snapshot)
+    assert (
+        "baseline learning (0/24): Phase I; the target rule applies meanwhile" in quiet.explanation
+    )

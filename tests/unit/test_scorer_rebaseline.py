@@ -61,6 +61,29 @@ def hours(sc: Scorer, out: Output, first: int, last: int, rate: float, seed: int
         run(sc, hour_of_traffic(hour * 1000, hour, 200, rate, rng), out)
 
 
+def test_subgroups_too_small_for_the_phase1_are_counted_in_the_snapshot() -> None:
+    """A quiet queue learns for ever when its subgroups are under QW_SCORER_MIN_SUBGROUP_N:
+    the snapshot says how many were skipped so, and the most one of them had (the health
+    says why it is still learning); a reset starts the count again."""
+    sc = Scorer(settings(), {})
+    out = Output()
+    rng = random.Random(5)
+    for hour in range(8):
+        run(sc, hour_of_traffic(hour * 1000, hour, 12 + hour % 3, 0.05, rng), out)
+    st = sc.state("q")
+    skipped = [p for p in out.points if p.status == SubgroupStatus.LEARNING_SKIPPED]
+    assert len(skipped) == st.closed_count >= 5
+    snap = sc.snapshot(st, time.time())
+    assert (snap.phase1_subgroups, snap.phase1_too_small, snap.min_subgroup_n) == (
+        0, len(skipped), 20,
+    )  # fmt: skip
+    assert snap.phase1_too_small_max_n == max(p.n for p in skipped) == 14
+    assert QueueState.from_dict(st.to_dict()) == st  # (kept in the table)
+    reset(sc, Output())
+    snap = sc.snapshot(sc.state("q"), time.time())
+    assert (snap.phase1_too_small, snap.phase1_too_small_max_n) == (0, None)
+
+
 def statuses(out: Output) -> dict[int, str]:
     """Each subgroup's status as first published, by hour."""
     seen: dict[int, str] = {}
