@@ -84,8 +84,15 @@ def _broker_answers(settings: KafkaSettings) -> None:
     """Return once the broker answers; else end the command (exit 2, the address named)."""
     from shared.kafka import wait_for_broker
 
+    def waiting(left: float) -> None:
+        typer.echo(
+            f"qwatch: no answer yet from the Kafka broker at {settings.bootstrap} "
+            f"(QW_KAFKA_BOOTSTRAP); waiting up to {left:.0f} s more (QW_KAFKA_CONNECT_TIMEOUT_S)",
+            err=True,
+        )
+
     with _kafka_refusals():
-        asyncio.run(wait_for_broker(settings))
+        asyncio.run(wait_for_broker(settings, waiting=waiting))
 
 
 @app.command()

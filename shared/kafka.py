@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -225,14 +225,33 @@ def quiet_client_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-async def wait_for_broker(settings: KafkaSettings, timeout: float | None = None) -> str | None:
+#: A wait for the broker longer than this is said once (``wait_for_broker``'s ``waiting``)
+BROKER_NOTE_AFTER_S = 3.0
+
+
+async def wait_for_broker(
+    settings: KafkaSettings,
+    timeout: float | None = None,
+    waiting: Callable[[float], object] | None = None,
+) -> str | None:
     """Block until the cluster answers a metadata request and return its cluster id (None
     from a broker too old to say it), or raise ``BrokerUnreachableError`` (a
-    ``TimeoutError``) after ``timeout`` seconds (default: ``QW_KAFKA_CONNECT_TIMEOUT_S``)."""
-    with quiet_client_logs():
-        return await _wait_for_broker(
-            settings, settings.connect_timeout_s if timeout is None else timeout
+    ``TimeoutError``) after ``timeout`` seconds (default: ``QW_KAFKA_CONNECT_TIMEOUT_S``).
+    ``waiting``, if the broker has not answered after ``BROKER_NOTE_AFTER_S``, is called
+    once with the seconds the wait may still take (a command says it is waiting: a silent
+    minute looks like a hang)."""
+    limit = settings.connect_timeout_s if timeout is None else timeout
+    note = None
+    if waiting is not None and limit > BROKER_NOTE_AFTER_S:
+        note = asyncio.get_running_loop().call_later(
+            BROKER_NOTE_AFTER_S, waiting, limit - BROKER_NOTE_AFTER_S
         )
+    try:
+        with quiet_client_logs():
+            return await _wait_for_broker(settings, limit)
+    finally:
+        if note is not None:
+            note.cancel()
 
 
 async def _wait_for_broker(settings: KafkaSettings, timeout: float) -> str | None:

@@ -94,3 +94,27 @@ def test_a_backfill_rerun_of_loaded_files_says_so_without_the_broker(tmp_path: P
     )
     assert done.returncode == 2
     assert "cannot reach the Kafka broker" in done.stderr
+
+
+def test_a_long_wait_for_the_broker_is_said_at_once() -> None:
+    """A new user's backfill against a broker that was not running printed nothing for a
+    minute (QW_KAFKA_CONNECT_TIMEOUT_S), then its one line: a command waiting longer than
+    a few seconds says so, once."""
+    from shared.kafka import BROKER_NOTE_AFTER_S
+
+    bootstrap = f"127.0.0.1:{closed_port()}"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("QW_")}
+    timeout = BROKER_NOTE_AFTER_S + 2
+    env = {**clean, "QW_KAFKA_BOOTSTRAP": bootstrap, "QW_KAFKA_CONNECT_TIMEOUT_S": f"{timeout:g}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "queues", "list"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == (
+        f"qwatch: no answer yet from the Kafka broker at {bootstrap} (QW_KAFKA_BOOTSTRAP); "
+        "waiting up to 2 s more (QW_KAFKA_CONNECT_TIMEOUT_S)"
+    )
+    assert len(lines) == 2
+    assert lines[1].startswith(f"qwatch: cannot reach the Kafka broker at {bootstrap}")
