@@ -32,6 +32,28 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        typer.echo(f"qwatch (qualitywatch) {version('qualitywatch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """QualityWatch: streaming quality monitoring for content moderation."""
+
+
 app.add_typer(keys_app)
 app.add_typer(queues_app)
 app.add_typer(baseline_app)

@@ -118,3 +118,14 @@ def test_a_long_wait_for_the_broker_is_said_at_once() -> None:
     )
     assert len(lines) == 2
     assert lines[1].startswith(f"qwatch: cannot reach the Kafka broker at {bootstrap}")
+
+
+def test_qwatch_says_its_version() -> None:
+    from importlib.metadata import version
+
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "--version"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"qwatch (qualitywatch) {version('qualitywatch')}\n"
