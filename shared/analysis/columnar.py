@@ -68,6 +68,7 @@ from shared.analysis.load import (
     load_notes,
     looks_like,
     micro_times,
+    no_verdicts,
     open_parquet,
     parquet_batches,
     parse_row,
@@ -269,6 +270,7 @@ class _Builder:
         self.id_hash = array("q")
         self.id_hash2 = array("q")
         self.left_out: Counter[str] = Counter()
+        self.decisions = 0  # decision rows skipped (an export for qwatch backfill)
 
     def code(self, value: str | None) -> int:
         code = self.codes.get(value)
@@ -302,8 +304,12 @@ class _Builder:
             self.id_hash.append(first)
             self.id_hash2.append(second)
 
-    def add_row(self, row: VerdictRow) -> None:
-        """A row validated by the reference ``parse_row`` (the slow path)."""
+    def add_row(self, row: VerdictRow | None) -> None:
+        """A row validated by the reference ``parse_row`` (the slow path); None: a decision
+        row, skipped."""
+        if row is None:
+            self.decisions += 1
+            return
         self.add(
             getattr(row, self.by_column),
             (row.reviewed_at - EPOCH) // US,
@@ -343,15 +349,11 @@ class _Builder:
                 keep[dropped] = False
             del order, tied, rows
         del has_id
+        rows_read -= self.decisions  # (the verdict rows)
         notes = load_notes(has_sample_type, self.options.all_samples, self.left_out, rows_read,
-                           duplicates, self.blank_sample_types)  # fmt: skip
+                           duplicates, self.blank_sample_types, self.decisions)  # fmt: skip
         if not keep.any():
-            hint = (
-                " (only random samples count; --all-samples includes the others)"
-                if self.left_out
-                else ""
-            )
-            raise InputError(f"{source}: no verdicts left to analyse{hint}")
+            no_verdicts(source, rows_read, self.decisions, bool(self.left_out))
         if not keep.all():
             group, time, incorrect = group[keep], time[keep], incorrect[keep]
         else:
@@ -539,6 +541,10 @@ class _CsvRows:
         if self.pending is not None or not self.columns_ok:
             return
         builder = self.builder
+        ik = self.ik
+        if ik < len(values) and values[ik].strip().lower() == "decision":
+            builder.decisions += 1  # (as parse_row: skipped, whatever its other cells)
+            return
         if len(values) > self.top:
             ic, ist, iv, ig, io, ik = self.ic, self.ist, self.iv, self.ig, self.io, self.ik
             queue = values[self.iq].strip()

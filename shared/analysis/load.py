@@ -45,7 +45,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, get_args
+from typing import IO, Any, Literal, NoReturn, get_args
 
 from shared.analysis.errors import InputError
 
@@ -688,8 +688,12 @@ def parse_records(
     ids: set[str] = set()
     duplicates = 0
     blank_sample_types = 0
+    decisions = 0
     for line, record in records:
         row = parse_row(line, record, options, where)
+        if row is None:
+            decisions += 1
+            continue
         if row.sample_type is None:
             blank_sample_types += 1  # random, as the live pipeline reads it
         elif has_sample_type and not options.all_samples and row.sample_type != RANDOM:
@@ -702,15 +706,16 @@ def parse_records(
             ids.add(row.verdict_id)
         rows.append(row)
 
+    read = len(records) - decisions
     notes = load_notes(
-        has_sample_type, options.all_samples, left_out, len(records), duplicates, blank_sample_types
-    )
+        has_sample_type, options.all_samples, left_out, read, duplicates, blank_sample_types,
+        decisions,
+    )  # fmt: skip
     if not rows:
-        hint = " (only random samples count; --all-samples includes the others)" if left_out else ""
-        raise InputError(f"{source}: no verdicts left to analyse{hint}")
+        no_verdicts(source, read, decisions, bool(left_out))
     return Verdicts(
         rows=tuple(rows),
-        rows_read=len(records),
+        rows_read=read,
         columns=header,
         left_out_by_sample_type=dict(left_out),
         duplicates=duplicates,
@@ -725,12 +730,19 @@ def load_notes(
     rows_read: int,
     duplicates: int,
     blank_sample_types: int,
+    decisions: int = 0,
 ) -> list[str]:
     """The plain-words remarks on what loading filtered and why (shared by both loaders).
 
-    ``blank_sample_types``: rows read whose sample type is blank (counted as random).
+    ``rows_read``: the verdict rows read; ``blank_sample_types``: those whose sample type
+    is blank (counted as random); ``decisions``: the decision rows skipped.
     """
     notes: list[str] = []
+    if decisions:
+        notes.append(
+            f"{decisions:,} decision row(s) skipped (kind 'decision': an export for qwatch "
+            "backfill; analyze reads its verdicts)"
+        )
     if not has_sample_type:
         notes.append("no sample_type column: every verdict is taken as a random sample")
     elif all_samples:
@@ -754,6 +766,22 @@ def load_notes(
     if duplicates:
         notes.append(f"{duplicates:,} repeated verdict_id row(s) counted once (first kept)")
     return notes
+
+
+def no_verdicts(source: str, read: int, decisions: int, left_out: bool) -> NoReturn:
+    """The file left nothing to analyse: say why (shared by both loaders)."""
+    if not read and decisions:
+        rows = (
+            "its one row is a decision"
+            if decisions == 1
+            else f"all {decisions:,} rows are decisions"
+        )
+        raise InputError(
+            f"{source}: no verdict rows to analyse: {rows} (kind 'decision'; analyze reads QA "
+            "verdicts)"
+        )
+    hint = " (only random samples count; --all-samples includes the others)" if left_out else ""
+    raise InputError(f"{source}: no verdicts left to analyse{hint}")
 
 
 def check_columns(header: tuple[str, ...], time_column: str, source: str, fixed: bool) -> None:
@@ -800,7 +828,9 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def parse_row(line: int, record: Record, options: LoadOptions, unit: str) -> VerdictRow:
+def parse_row(line: int, record: Record, options: LoadOptions, unit: str) -> VerdictRow | None:
+    """The verdict of a row, validated; None for a decision row (kind 'decision': an
+    export for qwatch backfill holds both kinds, and analyze reads the verdicts)."""
     where = _Where(unit, line)
 
     def text(column: str) -> str | None:
@@ -815,10 +845,7 @@ def parse_row(line: int, record: Record, options: LoadOptions, unit: str) -> Ver
 
     kind = record.get("kind")  # (other values, say a content kind, are ignored as before)
     if isinstance(kind, str) and kind.strip().lower() == "decision":
-        raise where.error(
-            "kind", kind, "analyze reads QA verdicts only: keep the rows of kind 'verdict' "
-            "(an export for qwatch backfill holds decisions too)",
-        )  # fmt: skip
+        return None
     queue_id = text("queue_id")
     if queue_id is None:
         raise where.missing("queue_id")

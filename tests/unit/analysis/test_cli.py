@@ -147,9 +147,9 @@ def test_bad_options_exit_2_with_a_message(tmp_path: Path, args: list[str], mess
             "line 3: 'correct' and 'outcome' disagree (correct 'true', outcome 'incorrect')",
         ),
         (
-            "queue_id,reviewed_at,correct,kind\nq,2026-10-01T10:00:00Z,1,verdict\n"
-            "q,2026-10-01T11:00:00Z,1,decision\n",
-            "line 3, column 'kind': analyze reads QA verdicts only",
+            "queue_id,reviewed_at,correct,kind\nq,,,decision\nq,,,Decision\n",
+            "v.csv: no verdict rows to analyse: all 2 rows are decisions (kind 'decision'; "
+            "analyze reads QA verdicts)",
         ),
     ],
 )
