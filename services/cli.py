@@ -216,11 +216,11 @@ def run() -> None:
     _broker_answers(KafkaSettings())
     log_dir = local_state_dir() / "run" / "logs"
     services = Services({}, log_dir)
-    stop = False
+    stop: str | None = None
 
     def _stop(signum: int, frame: object) -> None:
         nonlocal stop
-        stop = True
+        stop = signal.Signals(signum).name
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
@@ -228,7 +228,7 @@ def run() -> None:
         services.start(name)
     typer.echo(f"ingest, scorer and alerts running; logs in {log_dir}; Ctrl-C stops them")
     try:
-        while not stop:
+        while stop is None:
             services.check()
             time.sleep(0.5)
     except ServiceExitError as exc:  # a service ended: its log's last line says why
@@ -236,7 +236,11 @@ def run() -> None:
             f"service {exc.name} exited with {exc.code} ({exc.last_line}); logs in {log_dir}", 1
         ) from None
     finally:
+        if stop is not None:
+            typer.echo(f"{stop} received: stopping ingest, scorer and alerts", err=True)
         services.stop()
+        if stop is not None:
+            typer.echo("stopped", err=True)
 
 
 @app.command()

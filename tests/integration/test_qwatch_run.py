@@ -71,6 +71,11 @@ def test_run_writes_its_logs_under_the_state_dir_and_says_where(
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out
+    # a stop says so (a trial found it silent on SIGTERM)
+    assert out.splitlines()[-2:] == [
+        "SIGTERM received: stopping ingest, scorer and alerts",
+        "stopped",
+    ], out
 
 
 def test_run_refuses_a_bad_setting_before_it_says_running(
