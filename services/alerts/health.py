@@ -375,7 +375,9 @@ def score_words(
 
 def too_small(snap: QualitySnapshot) -> str:
     """Why a Phase I is slow, when its subgroups were too small to count (a quiet queue
-    stays learning for ever otherwise, with nothing to say why): ``""`` when none was."""
+    stays learning for ever otherwise, with nothing to say why), and the cures: this
+    queue's own baseline (a standard: its Bernoulli CUSUM, the chart for a quiet queue, runs
+    then), or, for every queue, smaller or longer subgroups. ``""`` when none was."""
     k = snap.phase1_too_small
     if not k or snap.min_subgroup_n is None:
         return ""
@@ -383,8 +385,9 @@ def too_small(snap: QualitySnapshot) -> str:
     had = f"at most {most}" if most is not None else "fewer"
     return (
         f"; {k:,} subgroup{'s' if k != 1 else ''} skipped, too small ({had} random verdicts "
-        f"of the {snap.min_subgroup_n} a subgroup needs: QW_SCORER_MIN_SUBGROUP_N, or longer "
-        "subgroups, QW_SCORER_SUBGROUP_SECONDS)"
+        f"of the {snap.min_subgroup_n} a subgroup needs): give this queue a baseline "
+        f"(QW_SCORER_BASELINE_P, e.g. '{{\"{snap.queue_id}\": 0.05}}'), or, for every queue, "
+        "lower QW_SCORER_MIN_SUBGROUP_N or lengthen QW_SCORER_SUBGROUP_SECONDS"
     )
 
 

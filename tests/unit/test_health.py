@@ -359,8 +359,10 @@ def test_a_phase1_of_subgroups_too_small_says_why_it_is_still_learning() -> None
     r = h(snap(0.95, 500, [], **learning, phase1_too_small=60, phase1_too_small_max_n=16))
     assert (
         "baseline learning (0/24): Phase I; 60 subgroups skipped, too small (at most 16 random "
-        "verdicts of the 20 a subgroup needs: QW_SCORER_MIN_SUBGROUP_N, or longer subgroups, "
-        "QW_SCORER_SUBGROUP_SECONDS); the target rule applies meanwhile"
+        "verdicts of the 20 a subgroup needs): give this queue a baseline "
+        "(QW_SCORER_BASELINE_P, e.g. '{\"q\": 0.05}'), or, for every queue, lower "
+        "QW_SCORER_MIN_SUBGROUP_N or lengthen QW_SCORER_SUBGROUP_SECONDS; the target rule "
+        "applies meanwhile"
     ) in r.explanation
     one = h(snap(0.95, 500, [], **learning, phase1_too_small=1, phase1_too_small_max_n=3))
     assert "; 1 subgroup skipped, too small (at most 3 " in one.explanation
