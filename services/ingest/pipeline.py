@@ -31,6 +31,7 @@ held, so the waits always end.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
@@ -228,15 +229,19 @@ class RawValidator:
         dlq = []
         if consumer is not None and self._rebalances.count != rebalances:
             self._drop_waiting(consumer)
-        # in hand: the records that waited (older offsets of their partitions) first
-        valid: list[Valid] = [v for w in self._waiting.values() for v in w.valid]
-        bad: list[Bad] = [b for w in self._waiting.values() for b in w.bad]
-        times: dict[TopicPartition, list[tuple[int, float]]] = {
-            tp: w.times for tp, w in self._waiting.items() if w.times
-        }  # (offset, time) of the valid
-        read_to = {tp: w.read_to for tp, w in self._waiting.items()}
+        # in hand, per partition in offset order: the records that waited first
+        valids: dict[TopicPartition, list[Valid]] = {}
+        bads: dict[TopicPartition, list[Bad]] = {}
+        times: dict[TopicPartition, list[tuple[int, float]]] = {}  # (offset, time) of the valid
+        read_to: dict[TopicPartition, int] = {}
+        for tp, w in self._waiting.items():
+            valids[tp], bads[tp], times[tp], read_to[tp] = w.valid, w.bad, w.times, w.read_to
         for tp, records in polled.items():
+            if not records:
+                continue
             kind = self._kinds[tp.topic]
+            valid = valids.setdefault(tp, [])
+            bad = bads.setdefault(tp, [])
             first = len(valid)
             for rec in records:
                 # the fast path, then (for what it does not take) validate_raw, which tries
@@ -253,28 +258,25 @@ class RawValidator:
                     valid.append((tp, rec, *result))
             if len(valid) > first:
                 field = TIME_FIELD[kind]
-                new = [(v[1].offset, v[3][field]) for v in valid[first:]]
-                times[tp] = times[tp] + new if tp in times else new
-            if records:
-                read_to[tp] = records[-1].offset + 1
+                times.setdefault(tp, []).extend((v[1].offset, v[3][field]) for v in valid[first:])
+            read_to[tp] = records[-1].offset + 1
         self._waiting = {}
         cut: dict[TopicPartition, int] = {}
         if consumer is not None:
-            cut = await self.alignment.cut(consumer, read_to, times)
-        if cut:  # from there, they wait in hand
-            for tp, at in cut.items():
-                self._waiting[tp] = Waiting(
-                    [v for v in valid if v[0] == tp and v[1].offset >= at],
-                    [b for b in bad if b[0] == tp and b[1].offset >= at],
-                    [(o, t) for o, t in times[tp] if o >= at],
-                    at,  # (a valid record's: the bad ones before it are handled)
-                    read_to[tp],
-                )
-            valid = [v for v in valid if v[1].offset < cut.get(v[0], v[1].offset + 1)]
-            bad = [b for b in bad if b[1].offset < cut.get(b[0], b[1].offset + 1)]
+            cut = await self.alignment.cut(consumer, read_to, {t: o for t, o in times.items() if o})
+        for tp, at in cut.items():  # from there, they wait in hand (each list in offset order)
+            v, b, t = valids[tp], bads[tp], times[tp]
+            i = bisect.bisect_left(v, at, key=_offset)
+            j = bisect.bisect_left(b, at, key=_offset)
+            k = bisect.bisect_left(t, at, key=_first)
+            # (``at`` is a valid record's: the bad ones before it are handled)
+            self._waiting[tp] = Waiting(v[i:], b[j:], t[k:], at, read_to[tp])
+            valids[tp], bads[tp] = v[:i], b[:j]
+        valid = [v for vs in valids.values() for v in vs]
+        bad = [b for bs in bads.values() for b in bs]
         for tp, end in read_to.items():
-            w = self._waiting.get(tp)
-            self._commit_at[tp] = end if w is None else w.first
+            held = self._waiting.get(tp)
+            self._commit_at[tp] = end if held is None else held.first
         consumed = len(valid) + len(bad)
         for tp, rec, item_error in bad:
             dlq.append(await self._dead_letter(tp, rec, item_error.reason(), item_error.errors))
@@ -331,6 +333,15 @@ class RawValidator:
             reason=reason, errors=errors, value=rec.value, source_topic=tp.topic,
             partition=tp.partition, offset=rec.offset, key=rec.key,
         )  # fmt: skip
+
+
+def _offset(entry: Valid | Bad) -> int:
+    offset: int = entry[1].offset
+    return offset
+
+
+def _first(pair: tuple[int, float]) -> int:
+    return pair[0]
 
 
 def _lower(behind: dict[bool, float | None], side: bool, place: float) -> None:
