@@ -129,6 +129,9 @@ class RawValidator:
         self._published = (0, 0)  # the alignment's pauses and holds in the metrics so far
         self._waiting: dict[TopicPartition, Waiting] = {}  # records in hand, not handled
         self._commit_at: dict[TopicPartition, int] = {}  # handled since the last commit
+        # what this process committed last, in this assignment (a poll that handles none
+        # of the records in hand commits nothing again)
+        self._committed: tuple[int, dict[TopicPartition, int]] = (0, {})
         self._rebalances = _Rebalances()
 
     def stop(self) -> None:
@@ -171,12 +174,18 @@ class RawValidator:
         """Commit each partition's offset after what was handled of it: never past a
         record in hand that waits."""
         assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in self._commit_at.items() if tp in assigned}
+        rebalances, committed = self._committed
+        if rebalances != self._rebalances.count:
+            committed = {}
+        offsets = {
+            tp: o for tp, o in self._commit_at.items() if tp in assigned and committed.get(tp) != o
+        }
         self._commit_at.clear()
         if not offsets:
             return
         try:
             await consumer.commit(offsets)
+            self._committed = (self._rebalances.count, {**committed, **offsets})
         except (CommitFailedError, IllegalStateError) as exc:
             # a rebalance took partitions away mid-poll: their records will be
             # consumed again by the new owner, and downstream deduplicates by id

@@ -376,3 +376,25 @@ def test_the_metrics_say_how_often_partitions_were_held_back() -> None:
     assert sample("qw_ingest_decision_partition_holds_total") == 2
     assert sample("qw_ingest_verdict_partitions_paused") == 1
     assert sample("qw_ingest_decision_partitions_held") == 0
+
+
+async def test_a_poll_that_handles_nothing_new_commits_nothing_again() -> None:
+    """While records wait in hand, each poll (every 200 ms) found the same offsets to
+    commit: they are committed once, and again after a rebalance (another owner may have
+    moved them meanwhile)."""
+    commits: list[dict[TopicPartition, int]] = []
+
+    class Committing(Consumer):
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            commits.append(dict(offsets))
+
+    c = Committing({D0: 100, V0: 100})
+    v = RawValidator(IngestSettings(), cast(Publisher, None))
+    for at in ({D0: 5, V0: 7}, {D0: 5, V0: 7}, {D0: 6, V0: 7}):
+        v._commit_at.update(at)
+        await v._commit(_as_consumer(c))
+    assert commits == [{D0: 5, V0: 7}, {D0: 6}]
+    v._rebalances.count += 2
+    v._commit_at.update({D0: 6, V0: 7, D1: 3})  # (D1 not assigned here: never committed)
+    await v._commit(_as_consumer(c))
+    assert commits[-1] == {D0: 6, V0: 7}
